@@ -1,0 +1,5 @@
+import sys
+
+from neuronas.cli import main
+
+sys.exit(main())
