@@ -1,0 +1,119 @@
+"""Speed of the cost model: one 6-layer CNN candidate, and 10,000 sampled candidates.
+
+    .venv/bin/python benchmarks/bench_cost.py [--chip rram-adcless-65nm] [--candidates 10000]
+
+Targets (issue 2): <= 100 us median per estimate for a 6-layer CNN, <= 2 s for 10,000 sampled
+candidates, on one core.  Pure Python; runs single-threaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import statistics
+import time
+from typing import Any
+
+from neuronas.hardware import estimate, fit_to_chip, load_chip
+from neuronas.spec import ArchSpec
+
+CNN6 = {
+    "name": "cnn6",
+    "input": {"shape": [2, 32, 32], "timesteps": 8},
+    "layers": [
+        {"kind": "conv", "out": 16}, {"kind": "conv", "out": 16}, {"kind": "pool", "kernel": 2},
+        {"kind": "conv", "out": 32}, {"kind": "conv", "out": 32}, {"kind": "pool", "kernel": 2},
+        {"kind": "fc", "out": 128}, {"kind": "fc", "out": 10},
+    ],
+    "mapping": {"adc_kind": "sa", "adc_bits": 1, "rows": 128, "cols": 128},
+}
+
+
+def sample_candidates(n: int, seed: int = 0) -> list[ArchSpec]:
+    """Random MLP / CNN candidates like a digits-events search space proposes."""
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        layers: list[dict[str, Any]] = [{"kind": "pool", "kernel": rng.choice([2, 4]), "pool": "max"}]
+        if rng.random() < 0.5:
+            for _ in range(rng.randint(1, 3)):
+                layers.append({"kind": "fc", "out": rng.choice([32, 64, 128, 256])})
+        else:
+            for _ in range(rng.randint(1, 3)):
+                layers.append({"kind": "conv", "out": rng.choice([4, 8, 16, 32]), "kernel": rng.choice([3, 5])})
+                if rng.random() < 0.5:
+                    layers.append({"kind": "pool", "kernel": 2})
+        layers.append({"kind": "fc", "out": 10})
+        d = {
+            "input": {"shape": [2, 32, 32], "timesteps": rng.choice([4, 6, 8])},
+            "layers": layers,
+            "neuron": {"model": rng.choice(["lif", "ld_lif", "if"])},
+            "precision": {"weight_bits": rng.choice([2, 3, 4, 6, 8]), "membrane_bits": rng.choice([6, 8, 12])},
+            "mapping": {"adc_kind": "sa", "adc_bits": 1, "rows": rng.choice([32, 64, 128, 256]),
+                        "cols": rng.choice([32, 64, 128, 256]), "bits_per_cell": rng.choice([1, 2])},
+        }
+        try:
+            out.append(ArchSpec.from_dict(d))
+        except Exception:  # shapes that do not chain (a 5x5 kernel on a 2x2 map): resample
+            continue
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--chip", default="rram-adcless-65nm")
+    ap.add_argument("--candidates", type=int, default=10_000)
+    ap.add_argument("--repeats", type=int, default=5, help="timed rounds of the 6-layer CNN")
+    args = ap.parse_args()
+    chip = load_chip(args.chip)
+    arch = fit_to_chip(ArchSpec.from_dict(CNN6), chip)
+    estimate(arch, chip)  # warm up (constants resolved once per chip)
+
+    # 1. median per estimate, one 6-layer CNN (each round: 2,000 calls; the median of the rounds).
+    # warm: the same candidate object again (its activity-free part is cached per (arch, chip),
+    # as when the search re-prices a trained candidate with its measured activity); cold: a fresh,
+    # equal ArchSpec object every call, so nothing is reused but the chip's constants.
+    n = 2000
+    per_call, cold = [], []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            estimate(arch, chip, 0.15)
+        per_call.append((time.perf_counter() - t0) / n * 1e6)
+        fresh = [ArchSpec.from_dict(arch.to_dict()) for _ in range(n)]
+        t0 = time.perf_counter()
+        for a in fresh:
+            estimate(a, chip)
+        cold.append((time.perf_counter() - t0) / n * 1e6)
+        del fresh
+
+    # 2. 10,000 sampled candidates (specs built first: the sampler's work, not the model's)
+    t0 = time.perf_counter()
+    cands = sample_candidates(args.candidates)
+    t_build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    feasible = 0
+    for a in cands:
+        feasible += estimate(a, chip).feasible
+    t_price = time.perf_counter() - t0
+
+    # a pure-Python yardstick, so runs on a loaded machine can be compared as ratios
+    t0 = time.perf_counter()
+    for _ in range(200):
+        sum(range(10_000))
+    yardstick_us = (time.perf_counter() - t0) / 200 * 1e6
+
+    print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, one core")
+    print(f"chip: {chip.name}; 6-layer CNN ({len(arch.resolved())} weighted + 2 pool layers)")
+    print(f"  per estimate, warm (same candidate, new activity): median of {args.repeats} rounds x {n} calls = "
+          f"{statistics.median(per_call):.1f} us (rounds: {', '.join(f'{x:.1f}' for x in per_call)})")
+    print(f"  per estimate, cold (a new candidate object each call): {statistics.median(cold):.1f} us "
+          f"(rounds: {', '.join(f'{x:.1f}' for x in cold)})")
+    print(f"  {len(cands):,} sampled candidates priced in {t_price:.2f} s "
+          f"({t_price / len(cands) * 1e6:.1f} us each, {feasible:,} feasible); building the specs took {t_build:.2f} s")
+    print(f"  yardstick: sum(range(10_000)) = {yardstick_us:.0f} us")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""Component constants and per-action models: ADCs, sense amplifier, cells, adders, neurons, wires.
+
+Every constant is a named entry with its unit in the name, the node / supply it was published at,
+and its source.  :func:`resolve_constants` scales them to a chip's node with one stated rule:
+
+* energy  ∝ node · V²   (switched capacitance ∝ feature size, E = C·V²)
+* area    ∝ node²
+* latency ∝ node        (gate delay at constant field; a first-order rule)
+* leakage power density ∝ V (kept constant across nodes: a simplification, stated)
+
+A chip file's ``overrides`` replace a constant *after* scaling: an override is the value at the
+chip's own node, which is how published models (SpikeSim's ELA, ISAAC) are emulated exactly.
+
+The functions below price one action of one component (one conversion, one neuron update...)
+given the resolved constants ``k`` (a plain dict, so the cost model stays a few dict lookups).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "CONSTANTS",
+    "Constant",
+    "adc_area_um2",
+    "adc_energy_pj",
+    "adc_latency_ns",
+    "known_constants",
+    "neuron_unit_area_um2",
+    "neuron_update_energy_pj",
+    "neuron_update_ns",
+    "resolve_constants",
+]
+
+#: Horowitz, "Computing's energy problem", ISSCC 2014: 45 nm, 0.9 V
+_H_NODE, _H_V = 45.0, 0.9
+#: the 65 nm anchors (NeuroSim, SpikeSim, the ADC-less paper) are at 1.2 V
+_N65, _V65 = 65.0, 1.2
+
+
+@dataclass(frozen=True)
+class Constant:
+    value: float | None  # None: only used when a chip overrides it
+    scale: str  # "energy" | "area" | "time" | "leak" | "none"
+    node_nm: float
+    supply_v: float
+    source: str
+
+
+def _c(value: float | None, scale: str, source: str, node: float = _N65, v: float = _V65) -> Constant:
+    return Constant(value, scale, node, v, source)
+
+
+# fmt: off
+CONSTANTS: dict[str, Constant] = {
+    # -- 1-bit sense amplifier (ADC-less readout), one per column --------------------------
+    "sa_energy_pj": _c(0.025, "energy", "1-bit SA / latched comparator at 65 nm: 13-42 fJ (DESIGN §5; ADC-less IMC paper); mid value"),
+    "sa_area_um2": _c(60.0, "area", "1-bit SA at 65 nm: 40-100 um^2 (DESIGN §5); mid value"),
+    "sa_latency_ns": _c(1.0, "time", "one comparator decision ~1 clock at ~1 GHz, 65 nm (DESIGN §5)"),
+    # -- SAR ADC: E = P(b)·(b+1)·t_bit, P = 2.95·b + 22.0 uW (NeuroSim, 65 nm HP) ----------------
+    "sar_power_per_bit_uw": _c(2.95, "energy", "NeuroSim SAR model, 65 nm HP: P = (2.95 b + 22.0) uW"),
+    "sar_power_fixed_uw": _c(22.0, "energy", "NeuroSim SAR model, 65 nm HP: P = (2.95 b + 22.0) uW"),
+    "sar_bit_cycle_ns": _c(1.0, "time", "NeuroSim SAR: (b+1) cycles of 1 ns (4 b -> 5 ns, 169 fJ)"),
+    # area = A0 + A1·2^b fitted through two published points: NeuroSim 4 b SAR 921 um^2 (65 nm) and
+    # ISAAC 8 b SAR 1,200 um^2 at 32 nm scaled by node^2 to 65 nm (4,951 um^2)
+    "sar_area_fixed_um2": _c(652.3, "area", "fit: NeuroSim 4b 921 um^2 @65nm + ISAAC 8b 1200 um^2 @32nm (x(65/32)^2)"),
+    "sar_area_per_level_um2": _c(16.79, "area", "fit: (4951 - 921) / (256 - 16) um^2 per code level (capacitive DAC)"),
+    # -- flash ADC: 2^b - 1 comparators fire in parallel (NeuroSim) -----------------------------
+    "flash_energy_per_comparator_pj": _c(0.013, "energy", "NeuroSim flash model: ~13 fJ x (2^b - 1) at 65 nm"),
+    "flash_area_per_comparator_um2": _c(60.0, "area", "NeuroSim: flash area ∝ 2^b - 1; per comparator as the 65 nm SA (40-100 um^2)"),
+    "flash_latency_ns": _c(1.0, "time", "NeuroSim flash: one 1 ns comparison regardless of b"),
+    # -- a fixed-cost ADC (any kind), only when a chip sets it: emulates published tables --------
+    "adc_energy_pj": _c(None, "energy", "override only: energy per conversion, replaces the kind's model"),
+    "adc_area_um2": _c(None, "area", "override only: area per ADC, replaces the kind's model"),
+    "adc_latency_ns": _c(None, "time", "override only: time per conversion, replaces the kind's model"),
+    # -- column multiplexer in front of a shared ADC -----------------------------------------
+    "mux_energy_pj": _c(0.094245, "energy", "SpikeSim ELA (65 nm) mux energy per conversion"),
+    "mux_area_um2": _c(45.9, "area", "SpikeSim ELA (65 nm) mux area per ADC"),
+    # -- crossbar periphery (per array read) ---------------------------------------------------
+    # bitline: C_bl per cell ~0.2 fF, read swing ~0.2 V at 1.2 V -> C·V·dV = 0.05 fJ per cell on the column
+    "bitline_energy_fj_per_cell": _c(0.05, "energy", "derived: 0.2 fF/cell x 1.2 V x 0.2 V swing (Weste & Harris, CMOS VLSI Design 4e, ch. 12 bitline caps)"),
+    # wordline: one driven row charges ~0.2 fF per cell it crosses, full swing -> 0.2 fF·1.2^2
+    "wordline_energy_fj_per_cell": _c(0.288, "energy", "derived: 0.2 fF/cell x (1.2 V)^2 full-swing wordline"),
+    "array_read_energy_pj": _c(0.0, "energy", "fixed energy per array activation (0 by default: bitline/wordline terms cover it; SpikeSim lumps its crossbar energy here)"),
+    "row_driver_area_um2": _c(5.0, "area", "estimate: wordline driver + decoder slice at 65 nm (a few um^2 per row)"),
+    "column_periph_area_um2": _c(5.0, "area", "estimate: precharge / clamp per column at 65 nm"),
+    "offset_columns_per_array": _c(1.0, "none", "offset scheme: one reference column per array (its current is subtracted digitally)"),
+    # -- digital logic (Horowitz ISSCC 2014, 45 nm 0.9 V) --------------------------------------
+    "add_energy_pj_per_bit": _c(0.03 / 8, "energy", "Horowitz ISSCC'14: 8-bit add 0.03 pJ (45 nm)", _H_NODE, _H_V),
+    "mul_energy_pj_per_bit2": _c(0.2 / 64, "energy", "Horowitz ISSCC'14: 8-bit multiply 0.2 pJ, ∝ b^2 (32-bit: 3.1 pJ)", _H_NODE, _H_V),
+    "fa_area_um2": _c(10.0, "area", "estimate: full adder ~7 NAND2 eq. x ~1.4 um^2 in a 65 nm library"),
+    "reg_area_um2_per_bit": _c(6.0, "area", "estimate: one D flip-flop ~5-7 um^2 in a 65 nm library"),
+    "fa_delay_ns": _c(0.1, "time", "estimate: full-adder carry delay ~100 ps at 65 nm"),
+    # accumulation (shift-add after the ADC / SA): separate names so a chip can zero or lump them
+    "accum_add_energy_pj_per_bit": _c(0.03 / 8, "energy", "Horowitz ISSCC'14: 8-bit add 0.03 pJ (45 nm)", _H_NODE, _H_V),
+    "accum_area_um2_per_bit": _c(16.0, "area", "adder bit (10 um^2) + register bit (6 um^2), the two estimates above"),
+    "output_reg_area_um2_per_bit": _c(6.0, "area", "readout accumulator registers: a DFF per bit (65 nm estimate)"),
+    # -- memories ----------------------------------------------------------------------------
+    "sram_access_energy_pj_per_bit": _c(10.0 / 64, "energy", "Horowitz ISSCC'14: 8 kB SRAM, 10 pJ per 64-bit access (45 nm)", _H_NODE, _H_V),
+    "sram_bit_area_um2": _c(0.75, "area", "65 nm 6T cell 0.525 um^2 / ~70 % array efficiency"),
+    # in-place read-modify-write on a CIM bitline: C_bl ~50 fF (256 cells x 0.2 fF): read at 0.1 V
+    # swing C·V·dV ~6 fJ + full-swing write C·V^2 ~72 fJ
+    "sram_inplace_rmw_energy_pj_per_bit": _c(0.078, "energy", "derived: C_bl 50 fF; 6 fJ read + 72 fJ write per bit at 65 nm, 1.2 V"),
+    "buffer_energy_pj_per_bit": _c(10.0 / 64, "energy", "spike / activation buffer: Horowitz 8 kB SRAM access (45 nm)", _H_NODE, _H_V),
+    # -- neuron units --------------------------------------------------------------------------
+    "lif_unit_area_um2": _c(1448.0, "area", "digital LIF unit at 65 nm: ~1,448 um^2 (DESIGN §5), taken at 8-bit membrane"),
+    "lif_update_ns": _c(5.0, "time", "digital LIF unit at 65 nm: ~5 ns per update (DESIGN §5)"),
+    "neuron_update_ns": _c(None, "time", "override only: time of one neuron update, replaces the model"),
+    "membrane_access_energy_pj_per_bit": _c(10.0 / 64, "energy", "membrane SRAM: Horowitz 8 kB SRAM access (45 nm)", _H_NODE, _H_V),
+    "neuron_energy_scale": _c(1.0, "none", "multiplies every per-update neuron energy (0 turns the model off)"),
+    "neuron_area_scale": _c(1.0, "none", "multiplies the neuron-unit area (0 turns it off)"),
+    # -- interconnect, leakage, tiles --------------------------------------------------------
+    "pool_lanes": _c(32.0, "none", "estimate: a 32-wide digital pooling unit per pool layer"),
+    "wire_energy_pj_per_bit_mm": _c(0.2, "energy", "derived: ~0.2 pF/mm on-chip wire x (1.2 V)^2 x 0.5 activity + repeaters at 65 nm"),
+    "router_area_um2": _c(20000.0, "area", "estimate: a small mesh router per tile at 65 nm (~0.02 mm^2)"),
+    "leakage_mw_per_mm2": _c(1.0, "leak", "estimate: 65 nm SRAM/logic ~0.5 nA/bit at 1.2 V over 0.75 um^2/bit (LP ~0.1, GP ~2 mW/mm^2)"),
+    # per PE read (one activation of a PE: one array, or the k^2 arrays of a kernel-split PE):
+    # lumped costs some published models charge per PE cycle; 0 by default (our own models apply)
+    "pe_read_overhead_pj_buffers": _c(0.0, "none", "override: buffer energy charged per PE read"),
+    "pe_read_overhead_pj_interconnect": _c(0.0, "none", "override: interconnect energy charged per PE read"),
+    "pe_read_overhead_pj_neuron": _c(0.0, "none", "override: neuron energy charged per PE read"),
+    "pe_read_overhead_pj_accumulation": _c(0.0, "none", "override: accumulation energy charged per PE read"),
+    # per tile: lumped areas a published model charges per tile (added to our own per-tile router
+    # and tile buffer); 0 by default
+    "tile_area_um2_buffers": _c(0.0, "none", "override: extra buffer area per tile"),
+    "tile_area_um2_interconnect": _c(0.0, "none", "override: extra interconnect area per tile"),
+    "tile_area_um2_accumulation": _c(0.0, "none", "override: extra accumulation area per tile"),
+}
+# fmt: on
+
+
+def known_constants() -> list[str]:
+    return sorted(CONSTANTS)
+
+
+def resolve_constants(node_nm: float, supply_v: float, overrides: dict[str, float]) -> dict[str, float]:
+    """Every constant at the chip's node and supply, then the chip's overrides on top."""
+    out: dict[str, float] = {}
+    for name, c in CONSTANTS.items():
+        if c.value is None:
+            continue
+        v = c.value
+        if c.scale == "energy":
+            v *= (node_nm / c.node_nm) * (supply_v / c.supply_v) ** 2
+        elif c.scale == "area":
+            v *= (node_nm / c.node_nm) ** 2
+        elif c.scale == "time":
+            v *= node_nm / c.node_nm
+        elif c.scale == "leak":
+            v *= supply_v / c.supply_v
+        out[name] = v
+    out.update(overrides)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# converters
+
+
+def adc_energy_pj(kind: str, bits: int, k: dict[str, float]) -> float:
+    """Energy of one conversion (excluding the mux)."""
+    if kind == "digital":
+        return 0.0
+    fixed = k.get("adc_energy_pj")
+    if fixed is not None and kind != "sa":
+        return fixed
+    if kind == "sa":
+        return k["sa_energy_pj"]
+    if kind == "flash":
+        return k["flash_energy_per_comparator_pj"] * ((1 << bits) - 1)
+    # SAR: power (uW) x conversion time (ns) = fJ -> pJ
+    p_uw = k["sar_power_per_bit_uw"] * bits + k["sar_power_fixed_uw"]
+    return p_uw * (bits + 1) * k["sar_bit_cycle_ns"] * 1e-3
+
+
+def adc_area_um2(kind: str, bits: int, k: dict[str, float]) -> float:
+    if kind == "digital":
+        return 0.0
+    fixed = k.get("adc_area_um2")
+    if fixed is not None and kind != "sa":
+        return fixed
+    if kind == "sa":
+        return k["sa_area_um2"]
+    if kind == "flash":
+        return k["flash_area_per_comparator_um2"] * ((1 << bits) - 1)
+    return k["sar_area_fixed_um2"] + k["sar_area_per_level_um2"] * (1 << bits)
+
+
+def adc_latency_ns(kind: str, bits: int, k: dict[str, float]) -> float:
+    if kind == "digital":
+        return 0.0
+    fixed = k.get("adc_latency_ns")
+    if fixed is not None and kind != "sa":
+        return fixed
+    if kind == "sa":
+        return k["sa_latency_ns"]
+    if kind == "flash":
+        return k["flash_latency_ns"]
+    return (bits + 1) * k["sar_bit_cycle_ns"]
+
+
+# ---------------------------------------------------------------------------------------------
+# neuron units
+
+
+def neuron_update_energy_pj(
+    model: str, bits: int, readout: bool, in_memory: bool, k: dict[str, float]
+) -> tuple[float, float]:
+    """One membrane update of one neuron for one timestep: (logic pJ, membrane access pJ).
+
+    LIF: v <- beta·v + x: membrane read + multiply (∝ b^2) + add + compare + write.
+    LD-LIF: v <- v - d + x: subtract + add + compare, no multiplier; with ``in_memory`` the
+    membrane lives in the CIM SRAM and is decayed/integrated in place on the bitlines (one
+    read-modify-write per bit, no trip through a macro port).  IF: add + compare.
+    A readout only integrates (add + membrane read/write).
+    """
+    scale = k["neuron_energy_scale"]
+    add = k["add_energy_pj_per_bit"] * bits
+    rw = 2 * bits * k["membrane_access_energy_pj_per_bit"]
+    if readout:
+        return add * scale, rw * scale
+    if model == "ld_lif" and in_memory:
+        return 3 * add * scale, bits * k["sram_inplace_rmw_energy_pj_per_bit"] * scale
+    if model == "lif":
+        return (k["mul_energy_pj_per_bit2"] * bits * bits + 2 * add) * scale, rw * scale
+    if model == "ld_lif":
+        return 3 * add * scale, rw * scale
+    return 2 * add * scale, rw * scale
+
+
+def _logic_bits(model: str, bits: int) -> float:
+    """Gate count of a neuron unit in adder-bit equivalents: multiplier ~b^2, adder/comparator ~b."""
+    if model == "lif":
+        return bits * bits + 2 * bits
+    if model == "ld_lif":
+        return 3 * bits
+    return 2 * bits
+
+
+def neuron_unit_area_um2(model: str, bits: int, k: dict[str, float]) -> float:
+    """Area of one digital neuron unit, the 8-bit LIF anchor apportioned by gate count."""
+    return k["lif_unit_area_um2"] * _logic_bits(model, bits) / _logic_bits("lif", 8) * k["neuron_area_scale"]
+
+
+def neuron_update_ns(model: str, bits: int, k: dict[str, float]) -> float:
+    """Time of one update: the 8-bit LIF anchor split into memory access (fixed) + logic depth.
+
+    Logic depth: array multiplier ~2b adder delays, adder b, comparator b.
+    """
+    if "neuron_update_ns" in k:
+        return k["neuron_update_ns"]
+    logic_lif8 = (2 * 8 + 8 + 8) * k["fa_delay_ns"]
+    mem = max(k["lif_update_ns"] - logic_lif8, 0.0)
+    depth = {"lif": 4 * bits, "ld_lif": 3 * bits, "if": 2 * bits}.get(model, 2 * bits)
+    return mem + depth * k["fa_delay_ns"]
+
+
+def log2ceil(x: int) -> int:
+    """ceil(log2(x)) for x >= 1 (0 for x <= 1), exact for integers."""
+    return (x - 1).bit_length() if x > 1 else 0
