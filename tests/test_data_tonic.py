@@ -1,0 +1,300 @@
+"""tonic datasets from a local data root: tiny files written in each dataset's native format and
+read back through tonic's own dataset classes (tonic 1.7), framed, downsampled; and the errors a
+person sees when the files are not there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import tonic.transforms as tt
+
+from neuronas.data import load_dataset
+from neuronas.errors import DataError
+
+T = 4
+
+
+def _frames(events: np.ndarray, sensor_size: tuple[int, int, int]) -> np.ndarray:
+    """What tonic's ToFrame makes of events we know: the reference for the loaded frames."""
+    return tt.ToFrame(sensor_size=sensor_size, n_time_bins=T)(events).astype(np.float32)
+
+
+# --- N-MNIST: 40-bit events in Train/<digit>/*.bin ---------------------------------------------
+
+
+def write_nmnist_bin(
+    path: Path, x: np.ndarray, y: np.ndarray, t: np.ndarray, p: np.ndarray
+) -> None:
+    """N-MNIST's ATIS format: 5 bytes per event -- x, y, then polarity (bit 39) and a 23-bit
+    microsecond timestamp, big-endian (Orchard's read_dataset.m / tonic.io.read_mnist_file)."""
+    raw = np.zeros((x.size, 5), dtype=np.uint8)
+    raw[:, 0] = x
+    raw[:, 1] = y
+    raw[:, 2] = (p.astype(np.uint32) << 7) | ((t >> 16) & 0x7F)
+    raw[:, 3] = (t >> 8) & 0xFF
+    raw[:, 4] = t & 0xFF
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw.tobytes())
+
+
+def _random_events(rng: np.random.Generator, n: int, w: int, h: int, span_us: int) -> dict:
+    return {
+        "x": rng.integers(0, w, n),
+        "y": rng.integers(0, h, n),
+        "t": np.sort(rng.integers(0, span_us, n)),
+        "p": rng.integers(0, 2, n),
+    }
+
+
+@pytest.fixture
+def nmnist_root(tmp_path: Path) -> tuple[Path, dict]:
+    rng = np.random.default_rng(0)
+    written: dict = {}
+    for split, folder, per_class in (("train", "Train", 2), ("test", "Test", 1)):
+        for digit in (0, 1, 2):
+            for k in range(per_class):
+                ev = _random_events(rng, 200, 34, 34, 300_000)
+                path = tmp_path / "NMNIST" / folder / str(digit) / f"{k:05d}.bin"
+                write_nmnist_bin(path, **ev)
+                written[(split, digit, k)] = ev
+    return tmp_path, written
+
+
+def test_nmnist_native_bin_files_through_tonic(nmnist_root: tuple[Path, dict]) -> None:
+    root, written = nmnist_root
+    train = load_dataset("nmnist", "train", T, data_root=root, binarize=False)
+    test = load_dataset("nmnist", "test", T, data_root=root)
+    assert len(train) == 6 and len(test) == 3
+    assert [train[i][1] for i in range(6)] == [0, 0, 1, 1, 2, 2]
+    # tonic decoded exactly what was written
+    ev = train.events(3)  # digit 1, second file
+    src = written[("train", 1, 1)]
+    for field in "xytp":
+        assert np.array_equal(ev[field], src[field]), field
+    frames, label = train[3]
+    assert frames.shape == (T, 2, 34, 34) and label == 1
+    assert np.array_equal(frames.numpy(), _frames(ev, (34, 34, 2)))
+    # default frames are binary spikes
+    x, y = test.tensors()
+    assert x.shape == (3, T, 2, 34, 34) and y.tolist() == [0, 1, 2]
+    assert set(np.unique(x.numpy())) == {0.0, 1.0}
+
+
+def test_nmnist_timestamps_past_the_23_bit_range_use_overflow_events(tmp_path: Path) -> None:
+    # the ATIS clock wraps every 2^23 us... tonic's reader adds 2^13 per y == 240 marker event
+    path = tmp_path / "NMNIST" / "Test" / "7" / "00000.bin"
+    write_nmnist_bin(
+        path,
+        x=np.array([1, 0, 2]),
+        y=np.array([1, 240, 3]),
+        t=np.array([10, 0, 20]),
+        p=np.array([1, 0, 0]),
+    )
+    ds = load_dataset("nmnist", "test", 2, data_root=tmp_path)
+    ev = ds.events(0)
+    assert ev["t"].tolist() == [10, 20 + 2**13]
+    assert ds[0][1] == 7
+
+
+# --- SHD: HDF5 with ragged spikes/times (s) and spikes/units ------------------------------------
+
+
+def write_shd_h5(path: Path, samples: list[tuple[np.ndarray, np.ndarray, int]]) -> None:
+    """SHD's layout (Cramer et al. 2020): spikes/times (s, float) and spikes/units (uint16) as
+    variable-length rows, labels, and the extra/ group tonic reads on opening."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        times = f.create_dataset("spikes/times", (len(samples),), dtype=h5py.vlen_dtype(np.float32))
+        units = f.create_dataset("spikes/units", (len(samples),), dtype=h5py.vlen_dtype(np.uint16))
+        for i, (t, u, _) in enumerate(samples):
+            times[i] = t.astype(np.float32)
+            units[i] = u.astype(np.uint16)
+        f.create_dataset("labels", data=np.array([s[2] for s in samples], dtype=np.uint16))
+        keys = [f"digit-{i}".encode() for i in range(20)]
+        f.create_dataset("extra/keys", data=np.array(keys))
+        f.create_dataset("extra/speaker", data=np.arange(len(samples), dtype=np.uint16))
+
+
+@pytest.fixture
+def shd_root(tmp_path: Path) -> tuple[Path, list]:
+    rng = np.random.default_rng(1)
+    samples = []
+    for label in (3, 17, 3):
+        n = 300
+        samples.append((np.sort(rng.uniform(0, 0.8, n)), rng.integers(0, 700, n), label))
+    write_shd_h5(tmp_path / "SHD" / "shd_train.h5", samples)
+    write_shd_h5(tmp_path / "SHD" / "shd_test.h5", samples[:1])
+    return tmp_path, samples
+
+
+def test_shd_hdf5_through_tonic(shd_root: tuple[Path, list]) -> None:
+    root, samples = shd_root
+    train = load_dataset("shd", "train", T, data_root=root, binarize=False)
+    assert len(train) == 3
+    frames, label = train[1]
+    assert frames.shape == (T, 700) and label == 17
+    t_s, units, _ = samples[1]
+    expected = np.zeros(len(units), dtype=np.dtype([("t", int), ("x", int), ("p", int)]))
+    expected["t"] = (t_s.astype(np.float32).astype(np.float64) * 1e6).astype(int)
+    expected["x"] = units
+    ref = _frames(expected, (700, 1, 1)).reshape(T, 700)
+    assert np.array_equal(frames.numpy(), ref)
+    assert len(load_dataset("shd", "test", T, data_root=root)) == 1
+
+
+def test_shd_downsampled_channels(shd_root: tuple[Path, list]) -> None:
+    root, samples = shd_root
+    ds = load_dataset("shd", "train", T, data_root=root, input_shape=(350,), binarize=False)
+    frames, _ = ds[0]
+    assert frames.shape == (T, 350)
+    # channel pairs merge: unit u lands on u // 2; nothing lands where no unit was
+    units = samples[0][1]
+    assert set(np.nonzero(frames.numpy().sum(0))[0]) <= set((units // 2).tolist())
+
+
+# --- DVS Gesture: tonic's cut version, userNN_lighting/<label>.npy of (x, y, p, t_ms) -----------
+
+
+@pytest.fixture
+def gesture_root(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(2)
+    files = {
+        ("ibmGestureTrain", "user01_fluorescent", 0),
+        ("ibmGestureTrain", "user01_fluorescent", 10),
+        ("ibmGestureTrain", "user02_led", 4),
+        ("ibmGestureTest", "user24_natural", 7),
+    }
+    for split, user, label in sorted(files):
+        n = 500
+        ev = np.stack(
+            [
+                rng.integers(0, 128, n),
+                rng.integers(0, 128, n),
+                rng.integers(0, 2, n),
+                np.sort(rng.integers(0, 1_500, n)),  # milliseconds
+            ],
+            axis=1,
+        ).astype(np.int64)
+        ev[0] = (127, 64, 1, 0)  # a known first event
+        path = tmp_path / "DVSGesture" / split / user / f"{label}.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, ev)
+    return tmp_path
+
+
+def test_dvsgesture_npy_through_tonic_and_downsampled(gesture_root: Path) -> None:
+    full = load_dataset("dvsgesture", "train", T, data_root=gesture_root)
+    assert len(full) == 3
+    assert sorted(full[i][1] for i in range(3)) == [0, 4, 10]
+    frames, _ = full[0]
+    assert frames.shape == (T, 2, 128, 128)
+    assert full.events(0)["t"][-1] % 1000 == 0  # ms -> us by tonic
+    small = load_dataset("dvsgesture", "train", T, data_root=gesture_root, input_shape=(2, 32, 32))
+    frames, _ = small[0]
+    assert frames.shape == (T, 2, 32, 32)
+    # the known first event (x=127, y=64, ON, t=0) is at (31, 16) after 128 -> 32
+    assert frames[0, 1, 16, 31] == 1.0
+    test = load_dataset("dvsgesture", "test", T, data_root=gesture_root)
+    assert len(test) == 1 and test[0][1] == 7
+
+
+# --- POKER-DVS: pips_<split>/<..class>/*.npy of (t, x, y, p) -------------------------------------
+
+
+def test_pokerdvs_npy_through_tonic(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    for cls in ("cl", "he", "di", "sp"):
+        ev = np.stack(
+            [
+                np.sort(rng.integers(0, 20_000, 100)),
+                rng.integers(0, 35, 100),
+                rng.integers(0, 35, 100),
+                rng.integers(0, 2, 100),
+            ],
+            axis=1,
+        )
+        path = tmp_path / "POKERDVS" / "pips_test" / f"rec_{cls}" / "0.npy"
+        path.parent.mkdir(parents=True)
+        np.save(path, ev)
+    ds = load_dataset("pokerdvs", "test", T, data_root=tmp_path)
+    assert sorted(ds[i][1] for i in range(len(ds))) == [0, 1, 2, 3]
+    assert ds[0][0].shape == (T, 2, 35, 35)
+
+
+# --- absent files: a message that says where they go, and nothing downloaded ---------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "where"),
+    [
+        ("nmnist", "NMNIST/Train/*/*.bin"),
+        ("shd", "SHD/shd_train.h5"),
+        ("dvsgesture", "DVSGesture/ibmGestureTrain/user*_*/*.npy"),
+        ("pokerdvs", "POKERDVS/pips_train/*/*.npy"),
+    ],
+)
+def test_missing_files_say_where_they_go_and_nothing_is_downloaded(
+    tmp_path: Path, name: str, where: str
+) -> None:
+    with pytest.raises(DataError) as err:
+        load_dataset(name, "train", T, data_root=tmp_path)
+    msg = str(err.value)
+    assert str(tmp_path / where) in msg
+    assert ("--download" in msg) != (name == "pokerdvs")  # tonic cannot fetch POKER-DVS
+    assert "\n" not in msg
+    assert list(tmp_path.iterdir()) == []  # tonic was not let near the network or the disk
+
+
+def test_no_data_root_and_a_data_root_that_is_not_there(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"pass --data-root DIR .*DIR/NMNIST/Train"):
+        load_dataset("nmnist", "train", T)
+    with pytest.raises(DataError, match=r"data root '.*nowhere' does not exist.*SHD/shd_train.h5"):
+        load_dataset("shd", "train", T, data_root=tmp_path / "nowhere")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(DataError, match="is a file, must be a directory"):
+        load_dataset("shd", "train", T, data_root=afile)
+
+
+def test_one_split_present_the_other_missing(nmnist_root: tuple[Path, dict]) -> None:
+    root, _ = nmnist_root
+    import shutil
+
+    shutil.rmtree(root / "NMNIST" / "Test")
+    assert len(load_dataset("nmnist", "train", T, data_root=root)) == 6
+    with pytest.raises(DataError, match=r"'nmnist' \(test split\).*NMNIST/Test/\*/\*\.bin"):
+        load_dataset("nmnist", "test", T, data_root=root)
+
+
+def test_a_corrupt_file_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "SHD" / "shd_train.h5"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this is not hdf5")
+    with pytest.raises(DataError, match=r"cannot be read by tonic.datasets.SHD"):
+        load_dataset("shd", "train", T, data_root=tmp_path)
+
+
+def test_arch_shape_that_does_not_fit_names_both(gesture_root: Path) -> None:
+    with pytest.raises(DataError, match=r"\[2, 256, 256\].*'dvsgesture'.*\[2, 128, 128\]"):
+        load_dataset("dvsgesture", "train", T, data_root=gesture_root, input_shape=(2, 256, 256))
+
+
+def test_download_failures_are_data_errors(tmp_path: Path) -> None:
+    # tonic's POKERDVS "download" copies an archive from its own package folder, which the PyPI
+    # wheel does not ship: the real tonic path fails, offline, and the user gets one line
+    with pytest.raises(
+        DataError, match=r"'pokerdvs': downloading into .* failed: FileNotFoundError"
+    ):
+        load_dataset("pokerdvs", "train", T, data_root=tmp_path, download=True)
+
+
+def test_download_is_not_needed_when_the_files_are_there(nmnist_root: tuple[Path, dict]) -> None:
+    # tonic's own check wants train.zip too and would fetch ~1 GB again; neuronas uses the files
+    root, _ = nmnist_root
+    ds = load_dataset("nmnist", "train", T, data_root=root, download=True)
+    assert len(ds) == 6
+    assert not (root / "NMNIST" / "train.zip").exists()
