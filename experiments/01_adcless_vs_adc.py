@@ -6,7 +6,9 @@ built-in cost model on the two shipped chips (rram-adcless-65nm vs rram-hpadc-65
 CIFAR-10 and the DVS-gesture CNN, and writes a table and a figure to experiments/results/.
 
 The whole network is mapped on chip (the paper's setting): both chips get enough arrays that no
-weight reloads from DRAM; nothing else is changed.  Run:
+weight reloads from DRAM; nothing else is changed.  It reports the end-to-end latency ratio and
+the readout-path (crossbar + periphery) ratio, and the end-to-end ratio again with one neuron
+unit per neuron on both chips (the neuron pass never the bottleneck).  Run:
 
     .venv/bin/python experiments/01_adcless_vs_adc.py
 """
@@ -33,9 +35,11 @@ TIMESTEPS = [5, 10]
 RATE = 0.15  # the chips' literature prior
 
 
-def whole_network_on_chip(chip: Chip) -> Chip:
+def whole_network_on_chip(chip: Chip, neurons_per_unit: int | None = None) -> Chip:
     d = chip.model_dump()
     d["capacity"]["arrays"] = 1_000_000
+    if neurons_per_unit is not None:
+        d["periphery"]["neuron_unit"]["neurons_per_unit"] = neurons_per_unit
     return Chip.model_validate(d)
 
 
@@ -52,21 +56,32 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     sa_chip = whole_network_on_chip(load_chip("rram-adcless-65nm"))
     adc_chip = whole_network_on_chip(load_chip("rram-hpadc-65nm"))
+    # sensitivity: one neuron unit per neuron on both chips, so the (identical) neuron pass
+    # is never the slowest part of a stage and the end-to-end latency follows the readout
+    sa_fast = whole_network_on_chip(load_chip("rram-adcless-65nm"), neurons_per_unit=1)
+    adc_fast = whole_network_on_chip(load_chip("rram-hpadc-65nm"), neurons_per_unit=1)
     rows = []
     for name, size, T in itertools.product(WORKLOADS, ARRAYS, TIMESTEPS):
         base = ArchSpec.from_yaml(preset_dir("arch") / f"{name}.yaml")
-        sa = estimate(variant(base, size, T, "sa", 1), sa_chip, RATE)
-        fl = estimate(variant(base, size, T, "flash", 5), adc_chip, RATE)
-        sar = estimate(variant(base, size, T, "sar", 5), adc_chip, RATE)
+        a_sa, a_fl, a_sar = variant(base, size, T, "sa", 1), variant(base, size, T, "flash", 5), variant(base, size, T, "sar", 5)
+        sa = estimate(a_sa, sa_chip, RATE)
+        fl = estimate(a_fl, adc_chip, RATE)
+        sar = estimate(a_sar, adc_chip, RATE)
+        sa_f, fl_f = estimate(a_sa, sa_fast, RATE), estimate(a_fl, adc_fast, RATE)
         rows.append({
             "workload": name, "array": size, "T": T,
+            "row_phases_flash5": max(layer.row_phases for layer in fl.layers),
             "energy_sa_uj": sa.energy_uj, "energy_flash5_uj": fl.energy_uj,
             "energy_ratio_flash5": fl.energy_uj / sa.energy_uj, "energy_ratio_sar5": sar.energy_uj / sa.energy_uj,
             "latency_sa_us": sa.latency_us, "latency_flash5_us": fl.latency_us,
             "latency_ratio_flash5": fl.latency_us / sa.latency_us, "latency_ratio_sar5": sar.latency_us / sa.latency_us,
+            "readout_time_ratio_flash5": _readout_ratio(fl, sa), "readout_time_ratio_sar5": _readout_ratio(sar, sa),
+            "hidden_readout_ratio_flash5": _readout_ratio(fl, sa, skip_first=True),
+            "latency_ratio_flash5_fast_neurons": fl_f.latency_us / sa_f.latency_us,
+            "neuron_bound_stages_sa": sum(1 for layer in sa.layers if layer.arrays and layer.neuron_ns > layer.array_ns),
+            "weighted_layers": sum(1 for layer in sa.layers if layer.arrays),
             "conversion_share_flash5": fl.components["conversion"] / fl.energy_uj,
             "conversion_share_sa": sa.components["conversion"] / sa.energy_uj,
-            "readout_time_ratio_flash5": _readout_ratio(fl, sa), "readout_time_ratio_sar5": _readout_ratio(sar, sa),
             "area_ratio_flash5": fl.area_mm2 / sa.area_mm2,
         })
     with (OUT / "01_adcless_vs_adc.csv").open("w", newline="") as f:
@@ -79,20 +94,55 @@ def main() -> None:
         f"Spike rate {RATE} (prior); whole network on chip; chips rram-adcless-65nm / rram-hpadc-65nm.",
         "Paper: 2-7x energy, 8.9-24.6x latency in favour of ADC-less.",
         "",
-        "| workload | array | T | energy x (flash5) | energy x (SAR5) | latency x (flash5) | latency x (SAR5) | readout-path time x (flash5 / SAR5) | conversion share of energy, flash5 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Row phases: a 5-bit ADC resolves the partial sum of 2^5 - 1 = 31 rows of 1-bit cells, so a",
+        "row group of 32 / 64 / 128 rows is read in 2 / 3 / 5 phases (a phase whose rows hold no spike",
+        "is skipped); the SA reads every row in one.  *Readout path* = the array phase of a timestep",
+        "summed over the layers: crossbar reads + conversions (+ mux), no neuron units.  *End to end* =",
+        "the pipelined inference latency, where a layer's stage is max(array phase, neuron phase): reads",
+        "of the next position overlap the neuron updates of the previous one.",
+        "",
+        "| workload | array | T | phases (flash5) | energy x (flash5) | energy x (SAR5) | end-to-end latency x (flash5 / SAR5) "
+        "| readout path x (flash5 / SAR5) | readout path x, hidden layers (flash5) | end-to-end x, neurons 1 per unit (flash5) "
+        "| neuron-bound layers (SA) | conversion share of energy, flash5 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['workload']} | {r['array']} | {r['T']} | {r['energy_ratio_flash5']:.2f} | {r['energy_ratio_sar5']:.2f} | "
-            f"{r['latency_ratio_flash5']:.2f} | {r['latency_ratio_sar5']:.2f} | "
-            f"{r['readout_time_ratio_flash5']:.2f} / {r['readout_time_ratio_sar5']:.2f} | {r['conversion_share_flash5']:.0%} |"
+            f"| {r['workload']} | {r['array']} | {r['T']} | {r['row_phases_flash5']} | {r['energy_ratio_flash5']:.2f} | "
+            f"{r['energy_ratio_sar5']:.2f} | {r['latency_ratio_flash5']:.2f} / {r['latency_ratio_sar5']:.2f} | "
+            f"{r['readout_time_ratio_flash5']:.2f} / {r['readout_time_ratio_sar5']:.2f} | {r['hidden_readout_ratio_flash5']:.2f} | "
+            f"{r['latency_ratio_flash5_fast_neurons']:.2f} | {r['neuron_bound_stages_sa']} of {r['weighted_layers']} | "
+            f"{r['conversion_share_flash5']:.0%} |"
         )
-    e = [r["energy_ratio_flash5"] for r in rows]
-    lat = [r["latency_ratio_flash5"] for r in rows]
-    rd = [r["readout_time_ratio_flash5"] for r in rows] + [r["readout_time_ratio_sar5"] for r in rows]
-    lines += ["", f"Range over the sweep: energy {min(e):.2f}-{max(e):.2f}x, end-to-end latency {min(lat):.2f}-{max(lat):.2f}x, "
-              f"readout-path time (array read + conversions per position) {min(rd):.2f}-{max(rd):.2f}x."]
+
+    def rng(key: str) -> str:
+        v = [r[key] for r in rows]
+        return f"{min(v):.2f}-{max(v):.2f}x"
+
+    lines += [
+        "",
+        f"Range over the sweep (flash5): energy {rng('energy_ratio_flash5')}, end-to-end latency {rng('latency_ratio_flash5')}, "
+        f"readout path {rng('readout_time_ratio_flash5')} (hidden layers {rng('hidden_readout_ratio_flash5')}), end-to-end with "
+        f"one neuron unit per neuron {rng('latency_ratio_flash5_fast_neurons')}.  SAR5: energy {rng('energy_ratio_sar5')}, "
+        f"end-to-end {rng('latency_ratio_sar5')}, readout path {rng('readout_time_ratio_sar5')}.",
+        "",
+        "Which ratio the paper's figure is: the readout path.  Both designs have the same neuron units",
+        "(8 neurons time-multiplexed per digital LIF unit, ~5-7 ns per update), and with them most layers",
+        "are neuron-bound on both chips (column 'neuron-bound layers'), so the end-to-end ratio stays near 1-2x",
+        "whatever the readout does; an 8.9-24.6x latency gain can only be a gain of the crossbar + periphery.",
+        "With one neuron unit per neuron the end-to-end ratio becomes the readout ratio of the slowest stage,",
+        "which on both workloads is the first layer (the most positions): its fan-in (VGG9 3x3x3 = 27 rows, read",
+        "as 8 bit planes of the direct-encoded input; DVS 2x3x3 = 18 rows) fits one phase, so there the",
+        "ADC costs little more than its 8:1 mux.  The same first layer pulls the whole-network readout ratio",
+        "down, hence the hidden-layer column (3.7x at 64 rows, 7.3x at 128).",
+        "",
+        "Not modelled, and the likeliest rest of the gap: the model lets the 8 columns sharing an ADC settle",
+        "once and then convert one after another (sample-and-hold per column, as in ISAAC): a phase costs",
+        "t_read + 8 t_conv = 18 ns against the SA's 11 ns.  DNN+NeuroSim's synchronous accounting instead spends",
+        "a full read-and-sense cycle per muxed column and phase (readLatencyADC = numColMuxed x numAdd cycles);",
+        "with that, a hidden layer's readout ratio would be about 8 x the active phases: ~9x (32 rows), ~18x (64),",
+        "~36x (128), around the paper's range.  Which one the paper's baseline assumes is not stated in what we have.",
+    ]
     (OUT / "01_adcless_vs_adc.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -101,10 +151,14 @@ def main() -> None:
         for T, ls in zip(TIMESTEPS, ["-", "--"], strict=True):
             sel = [r for r in rows if r["workload"] == name and r["T"] == T]
             axes[0].plot([r["array"] for r in sel], [r["energy_ratio_flash5"] for r in sel], marker=marker, ls=ls, label=f"{name} T={T}")
-            axes[1].plot([r["array"] for r in sel], [r["latency_ratio_flash5"] for r in sel], marker=marker, ls=ls, label=f"{name} T={T} (end to end)")
-            axes[1].plot([r["array"] for r in sel], [r["readout_time_ratio_flash5"] for r in sel], marker=marker, ls=":", alpha=0.6,
-                         label=f"{name} T={T} (readout path)")
-    for ax, (lo, hi), title in ((axes[0], (2, 7), "energy: flash5 8:1 / SA"), (axes[1], (8.9, 24.6), "latency: flash5 8:1 / SA")):
+        sel = [r for r in rows if r["workload"] == name and r["T"] == TIMESTEPS[0]]
+        xs = [r["array"] for r in sel]
+        axes[1].plot(xs, [r["latency_ratio_flash5"] for r in sel], marker=marker, ls="-", label=f"{name}: end to end")
+        axes[1].plot(xs, [r["readout_time_ratio_flash5"] for r in sel], marker=marker, ls="--", label=f"{name}: readout path")
+        axes[1].plot(xs, [r["hidden_readout_ratio_flash5"] for r in sel], marker=marker, ls=":", label=f"{name}: readout, hidden layers")
+        axes[1].plot(xs, [r["latency_ratio_flash5_fast_neurons"] for r in sel], marker=marker, ls="-.", alpha=0.7,
+                     label=f"{name}: end to end, 1 neuron/unit")
+    for ax, (lo, hi), title in ((axes[0], (2, 7), "energy: flash5 8:1 / SA"), (axes[1], (8.9, 24.6), f"latency: flash5 8:1 / SA (T={TIMESTEPS[0]})")):
         ax.axhspan(lo, hi, color="tab:green", alpha=0.12, label="paper's range")
         ax.set_xscale("log", base=2)
         ax.set_xticks(ARRAYS, [str(a) for a in ARRAYS])
@@ -120,9 +174,12 @@ def main() -> None:
     print(f"wrote {OUT / '01_adcless_vs_adc.csv'}, .md and .png")
 
 
-def _readout_ratio(adc, sa) -> float:
-    """Array phase (crossbar reads + conversions, before the neuron units) of one timestep."""
-    return sum(layer.array_ns for layer in adc.layers) / sum(layer.array_ns for layer in sa.layers)
+def _readout_ratio(adc, sa, skip_first: bool = False) -> float:
+    """Array phase (crossbar reads + conversions, before the neuron units) of one timestep, summed."""
+    def total(r) -> float:
+        weighted = [layer for layer in r.layers if layer.arrays]
+        return sum(layer.array_ns for layer in weighted[1 if skip_first else 0:])
+    return total(adc) / total(sa)
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ class _Spec:
         where = where or cls._where
         if not isinstance(data, Mapping):
             raise SpecError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
-        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        known = _fields_of(cls)
         unknown = [k for k in data if k not in known]
         if unknown:
             raise SpecError(
@@ -141,6 +141,17 @@ class _Spec:
     @classmethod
     def _convert(cls, name: str, value: Any, where: str) -> Any:
         return tuple(value) if isinstance(value, list) else value
+
+
+_FIELDS: dict[type, dict[str, dataclasses.Field[Any]]] = {}
+
+
+def _fields_of(cls: type) -> dict[str, dataclasses.Field[Any]]:
+    """Field name -> Field, cached per class (from_dict is on the sampler's hot path)."""
+    got = _FIELDS.get(cls)
+    if got is None:
+        got = _FIELDS[cls] = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    return got
 
 
 def _join(where: str, name: str) -> str:
@@ -560,7 +571,15 @@ class ArchSpec(_Spec):
     def _resolve_layer(
         self, i: int, layer: LayerSpec, in_shape: Shape, out_shape: Shape, fan_in: int, positions: int, readout: bool
     ) -> ResolvedLayer:
-        o = layer.override or LayerOverride()
+        o = layer.override
+        if o is None or o.is_empty():
+            p, m = self.precision, self.mapping
+            return ResolvedLayer(
+                index=i, kind=layer.kind, in_shape=in_shape, out_shape=out_shape, fan_in=fan_in, fan_out=layer.out,
+                positions=positions, kernel=layer.kernel, stride=layer.stride, padding=layer.pad, is_readout=readout,
+                weight_bits=p.weight_bits, membrane_bits=p.membrane_bits, adc_bits=m.adc_bits, adc_kind=m.adc_kind,
+                rows=m.rows, cols=m.cols, bits_per_cell=m.bits_per_cell, signed_scheme=m.signed_scheme, dataflow=m.dataflow,
+            )
         pick = lambda name, default: default if getattr(o, name) is None else getattr(o, name)  # noqa: E731
         values = {
             "weight_bits": pick("weight_bits", self.precision.weight_bits),

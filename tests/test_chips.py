@@ -90,6 +90,7 @@ def _load(tmp_path: Path, d: dict) -> Chip:
         (lambda d: d.update(overrides={"adc_energy": 1.0}), r"unknown constant 'adc_energy'; known constants: .*adc_energy_pj"),
         (lambda d: d.update(overrides={"sa_energy_pj": -1.0}), r"'sa_energy_pj' must be a finite number >= 0"),
         (lambda d: d.pop("capacity"), r"capacity: required field is missing"),
+        (lambda d: d["periphery"].update(max_active_rows=0), r"periphery\.max_active_rows: got 0, input should be greater than or equal to 1"),
     ],
 )
 def test_bad_chip_files_give_one_line_naming_file_field_value(tmp_path: Path, edit, pattern: str) -> None:

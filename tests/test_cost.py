@@ -268,3 +268,95 @@ def test_ld_lif_in_memory_beats_lif_on_neuron_updates() -> None:
         return r.components["neurons"] + r.components["membrane"]
     lif, ld = neuron_energy("lif"), neuron_energy("ld_lif")
     assert lif / ld > 3.0  # in-place decay: no multiplier, no macro read-out/write-back
+
+
+def test_row_phases_of_a_multibit_adc() -> None:
+    # a b-bit ADC on 1-bit cells resolves the binary-input partial sum of 2^b - 1 rows: a 5-bit
+    # ADC on 64-row arrays reads in ceil(64 / 31) = 3 phases; the SA reads all rows in 1
+    from neuronas.hardware.components import row_phases, rows_per_read
+
+    assert rows_per_read("flash", 5, 1, None) == 31 and row_phases(64, 31) == 3
+    assert rows_per_read("sar", 8, 2, None) == 85  # 255 // 3: a 2-bit cell adds up to 3 per row
+    assert rows_per_read("sa", 1, 1, None) == 0 and row_phases(64, 0) == 1
+    assert rows_per_read("digital", 0, 1, None) == 0
+    assert rows_per_read("sar", 5, 1, 64) == 64  # a chip that accepts clipping sets its own
+
+    def arch(kind: str, bits: int) -> ArchSpec:
+        return ArchSpec.from_dict({
+            "input": {"shape": [256], "timesteps": 2}, "layers": [{"kind": "fc", "out": 31}, {"kind": "fc", "out": 10}],
+            "precision": {"weight_bits": 4},
+            "mapping": {"adc_kind": kind, "adc_bits": bits, "rows": 64, "cols": 64, "bits_per_cell": 1,
+                        "signed_scheme": "differential"},
+        })
+    flash = estimate(arch("flash", 5), load_chip("rram-hpadc-65nm"), 1.0)
+    sa = estimate(arch("sa", 1), load_chip("rram-adcless-65nm"), 1.0)
+    # fc0: K = 256 -> 4 row groups of 64 rows, 3 phases each; fc1: K = 31 rows fit one phase
+    assert [layer.row_phases for layer in flash.layers] == [3, 1]
+    assert [layer.row_phases for layer in sa.layers] == [1, 1]
+    # dense input: every phase holds spikes. fc0 has 31 x 4 slices x 2 = 248 columns:
+    # SA 4 groups x 248 x T=2 = 1984 conversions; flash 3 phases each = 5952
+    assert sa.layers[0].conversions == pytest.approx(1984)
+    assert flash.layers[0].conversions == pytest.approx(5952)
+    # a phase is a full read: 10 ns bitline settle + 8 columns queued on each 1-ns flash ADC
+    # = 18 ns, three times; the SA: 10 ns + one 1-ns decision
+    assert flash.layers[0].array_ns == pytest.approx(3 * 18.0)
+    assert sa.layers[0].array_ns == pytest.approx(11.0)
+    # the same flash chip told to drive all 64 rows at once (accepting clipping): one phase
+    d = load_chip("rram-hpadc-65nm").model_dump()
+    d["periphery"]["max_active_rows"] = 64
+    from neuronas.hardware import Chip
+
+    clip = estimate(arch("flash", 5), Chip.model_validate(d), 1.0)
+    assert clip.layers[0].row_phases == 1
+    assert clip.layers[0].conversions == pytest.approx(1984)
+    assert flash.layers[0].components["conversion"] == pytest.approx(3 * clip.layers[0].components["conversion"])
+    assert flash.layers[0].array_ns == pytest.approx(3 * clip.layers[0].array_ns)
+
+
+def test_row_phases_by_hand(tmp_path: Path) -> None:
+    # the toy network on the toy chip, read out by a 2-bit flash ADC shared 8:1
+    p = tmp_path / "flash.yaml"
+    p.write_text(TOY_CHIP.replace("adc_kinds: [sa]", "adc_kinds: [sa, flash]").replace("adc_bits_max: 1", "adc_bits_max: 5")
+                 .replace("columns_per_adc: 1", "columns_per_adc: 8")
+                 + "  flash_energy_per_comparator_pj: 0.01\n  flash_latency_ns: 1.0\n  mux_energy_pj: 0.005\n")
+    chip = load_chip(p)
+    d = dict(TOY_ARCH, mapping={**TOY_ARCH["mapping"], "adc_kind": "flash", "adc_bits": 2})
+    r = estimate(ArchSpec.from_dict(d), chip, 0.5)
+    l0, l1 = r.layers
+    # 2 bits resolve 3 rows of 1-bit cells: a 16-row group reads in 6 phases (5 of 3 rows, 1 of 1)
+    assert (l0.row_phases, l1.row_phases) == (6, 6)
+    # a = 0.5: a phase of 3 rows holds a spike with p = 1 - 0.5^3 = 0.875, the 1-row one 0.5:
+    # 5 x 0.875 + 0.5 = 4.875 active phases per row group
+    ph = 5 * 0.875 + 0.5
+    # fc0: 2 row groups x 4.875 phases x 64 columns x 2 reads (T = 2) = 1248 conversions
+    assert l0.conversions == pytest.approx(2 * ph * 64 * 2)
+    # conversion: 3 comparators x 0.01 + mux 0.005 = 0.035 pJ each -> 43.68 pJ
+    assert l0.components["conversion"] == pytest.approx(1248 * 0.035e-6)
+    # arrays per read: driven cells + wordlines 16 x (64 x 0.010 + 2 x 32 x 0.00025) = 10.496, and
+    # every active phase precharges its bitlines: 9.75 x 2 column groups x 16 x 32 x 0.00005 = 0.4992
+    # -> (10.496 + 0.4992) x 2 reads = 21.9904 pJ
+    assert l0.components["arrays"] == pytest.approx(21.9904e-6)
+    # accumulation: width 2 (ADC) + 1 (2 groups) + 3 (6 phases) + 1 (slice) + 1 (sign) = 8 bits;
+    # (624 conversions + 16 x 3 merges x (1 - 0.5^32)) x 8 x 0.01 x 2 reads
+    assert l0.components["accumulation"] == pytest.approx((624 + 48 * (1 - 0.5**32)) * 8 * 0.01 * 2 * 1e-6)
+    # latency: 32 columns per array on 4 ADCs -> 8 queued 1-ns conversions after the 10-ns read,
+    # 18 ns per phase; the busiest row group's 4.875 / (1 - 0.5^16) phases given a read, which
+    # happens with p = 1 - 0.5^32: 87.75 ns, slower than the 20-ns neuron pass
+    t0 = 18.0 * (1 - 0.5**32) * ph / (1 - 0.5**16)
+    assert l0.array_ns == pytest.approx(t0) and l0.stage_ns == pytest.approx(t0)
+    # fc1 (readout): one array, 16 columns, 4.875 phases x 2 reads
+    assert l1.conversions == pytest.approx(ph * 16 * 2)
+
+
+def test_ld_lif_in_memory_update_by_hand(toy) -> None:
+    # in-memory LD-LIF writes the array twice per update: the parallel decay (v - d) and the
+    # integration (v + x), each a read-modify-write of every membrane bit; logic: subtract, add, compare
+    from neuronas.hardware.components import neuron_update_energy_pj
+
+    _arch, chip = toy
+    k = dict(chip.constants, sram_inplace_rmw_energy_pj_per_bit=0.05)
+    logic, mem = neuron_update_energy_pj("ld_lif", 8, False, True, k)
+    assert logic == pytest.approx(3 * 8 * 0.01)
+    assert mem == pytest.approx(2 * 8 * 0.05)
+    # the digital LIF: multiply 0.005 x 8^2 + add and compare 2 x 8 x 0.01; membrane read + write 2 x 8 x 0.1
+    assert neuron_update_energy_pj("lif", 8, False, False, k) == pytest.approx((0.48, 1.6))

@@ -114,17 +114,37 @@ def test_energy_and_latency_never_fall_as_spike_rates_rise(arch: ArchSpec, r1: f
         assert a.components[c] <= b.components[c] * (1 + 1e-12) + 1e-18, c
 
 
+# every row of an array driven at once whatever the ADC resolution (a design that accepts clipping)
+ALL_ROWS = _permissive_chip(**{"periphery.max_active_rows": 4096})
+MULTIBIT = st.sampled_from([("sar", b) for b in range(2, 9)] + [("flash", b) for b in range(2, 8)])
+
+
 @SETTINGS
-@given(arch=archs(adc=st.sampled_from([("sar", b) for b in range(2, 9)] + [("flash", b) for b in range(2, 8)])),
-       rate=st.floats(0.01, 1.0))
+@given(arch=archs(adc=MULTIBIT), rate=st.floats(0.01, 1.0))
 def test_more_adc_bits_never_make_conversion_cheaper(arch: ArchSpec, rate: float) -> None:
+    # with the rows per read fixed, a wider ADC only costs more per conversion
     m = arch.mapping
     more = arch.with_(mapping=m.__class__(**{**m.to_dict(), "adc_bits": m.adc_bits + 1}))
-    a, b = estimate(arch, CHIP, rate), estimate(more, CHIP, rate)
+    a, b = estimate(arch, ALL_ROWS, rate), estimate(more, ALL_ROWS, rate)
     assert a.components["conversion"] <= b.components["conversion"]
     assert a.area_components["conversion"] <= b.area_components["conversion"]
     assert a.latency_us <= b.latency_us * (1 + 1e-12)
     assert a.energy_uj <= b.energy_uj
+
+
+@SETTINGS
+@given(arch=archs(adc=MULTIBIT), rate=st.floats(0.01, 1.0))
+def test_more_adc_bits_never_need_more_row_phases(arch: ArchSpec, rate: float) -> None:
+    # rows per read derived from the ADC resolution: a wider ADC resolves more rows at once, so
+    # it never needs more phases (nor conversions), and reading all rows at once is the floor
+    m = arch.mapping
+    more = arch.with_(mapping=m.__class__(**{**m.to_dict(), "adc_bits": m.adc_bits + 1}))
+    a, b, flat = estimate(arch, CHIP, rate), estimate(more, CHIP, rate), estimate(arch, ALL_ROWS, rate)
+    for la, lb, lf in zip(a.layers, b.layers, flat.layers, strict=True):
+        assert la.row_phases >= lb.row_phases >= lf.row_phases == 1
+        assert la.conversions >= lb.conversions * (1 - 1e-12)
+        assert la.conversions >= lf.conversions * (1 - 1e-12)
+        assert la.array_ns >= lf.array_ns * (1 - 1e-12)
 
 
 @SETTINGS

@@ -109,6 +109,15 @@ class Periphery(_Model):
     activation_bits: int = Field(default=1, ge=1, le=32, description="bits stored per activation in buffers (1: spikes)")
     input_bits: int = Field(default=8, ge=1, le=16, description="bit planes of a direct-encoded (analog) input")
     tile_buffer_kb: float = Field(default=4.0, ge=0, description="SRAM buffer per tile (kB)")
+    max_active_rows: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="rows driven at once into a multi-bit (sar/flash) ADC; an array is then read in "
+        "ceil(rows / max_active_rows) sequential row phases, each with its own conversions. None: the most "
+        "rows whose binary-input partial sum the ADC resolves without clipping, floor((2^b - 1) / (2^c - 1)) "
+        "for b ADC bits and c bits per cell. A sense amplifier and a digital adder tree read every row at once.",
+    )
 
     @field_validator("adc_kinds")
     @classmethod

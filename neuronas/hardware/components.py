@@ -30,6 +30,8 @@ __all__ = [
     "neuron_update_energy_pj",
     "neuron_update_ns",
     "resolve_constants",
+    "row_phases",
+    "rows_per_read",
 ]
 
 #: Horowitz, "Computing's energy problem", ISSCC 2014: 45 nm, 0.9 V
@@ -200,6 +202,38 @@ def adc_latency_ns(kind: str, bits: int, k: dict[str, float]) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
+# row activation
+
+
+def rows_per_read(kind: str, bits: int, bits_per_cell: int, max_active_rows: int | None) -> int:
+    """Rows driven at once into one conversion; 0 means every row of the array.
+
+    With binary input spikes a column's partial sum over r driven rows of c-bit cells lies in
+    0..r·(2^c - 1), so a b-bit ADC resolves it without clipping only while
+    r <= (2^b - 1) / (2^c - 1) (ISAAC, Shafiee et al. ISCA 2016 §4: the ADC needs log2(R) + v + w - 1
+    bits for R rows of w-bit cells and v-bit inputs).  A design that keeps its ADC small therefore
+    drives that many rows per read and adds the phases' partial sums digitally (DNN+NeuroSim V1.4's
+    "partial parallel mode": numRowParallel rows per read, readLatencyADC = numColMuxed x numAdd with
+    numAdd = rows / numRowParallel, and an adder of log2(levels) + ceil(log2(numAdd)) bits).  A chip may
+    set ``max_active_rows`` instead (a design that accepts clipping, or an encoding that saves a bit).
+    A 1-bit sense amplifier reads all rows at once: its output is a thresholded sum by design (the
+    ADC-less IMC paper), as is a digital adder tree's exact sum.
+    """
+    if kind not in ("sar", "flash"):
+        return 0
+    if max_active_rows is not None:
+        return max_active_rows
+    return max(((1 << bits) - 1) // ((1 << bits_per_cell) - 1), 1)
+
+
+def row_phases(rows: int, per_read: int) -> int:
+    """Sequential row phases to read ``rows`` rows, ``per_read`` at a time (0: all at once)."""
+    if per_read <= 0 or rows <= per_read:
+        return 1
+    return -(-rows // per_read)
+
+
+# ---------------------------------------------------------------------------------------------
 # neuron units
 
 
@@ -210,9 +244,11 @@ def neuron_update_energy_pj(
 
     LIF: v <- beta·v + x: membrane read + multiply (∝ b^2) + add + compare + write.
     LD-LIF: v <- v - d + x: subtract + add + compare, no multiplier; with ``in_memory`` the
-    membrane lives in the CIM SRAM and is decayed/integrated in place on the bitlines (one
-    read-modify-write per bit, no trip through a macro port).  IF: add + compare.
-    A readout only integrates (add + membrane read/write).
+    membrane lives in the CIM SRAM and never crosses a macro port, but it is still written in
+    the array twice per timestep: the parallel decay v <- v - d is one in-place read-modify-write
+    of every membrane bit (row-parallel, all neurons, whether or not they receive input), and the
+    integration v <- v + x (with the threshold compare on the same column adders) a second one.
+    IF: add + compare.  A readout only integrates (add + membrane read/write).
     """
     scale = k["neuron_energy_scale"]
     add = k["add_energy_pj_per_bit"] * bits
@@ -220,7 +256,7 @@ def neuron_update_energy_pj(
     if readout:
         return add * scale, rw * scale
     if model == "ld_lif" and in_memory:
-        return 3 * add * scale, bits * k["sram_inplace_rmw_energy_pj_per_bit"] * scale
+        return 3 * add * scale, 2 * bits * k["sram_inplace_rmw_energy_pj_per_bit"] * scale
     if model == "lif":
         return (k["mul_energy_pj_per_bit2"] * bits * bits + 2 * add) * scale, rw * scale
     if model == "ld_lif":

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from neuronas.spec import ResolvedLayer
 
-__all__ = ["LayerMapping", "map_layer"]
+__all__ = ["LayerMapping", "map_counts", "map_layer"]
 
 
 class LayerMapping(NamedTuple):
@@ -43,19 +43,23 @@ class LayerMapping(NamedTuple):
 
 
 def map_layer(layer: ResolvedLayer, layout: str, offset_cols: int) -> LayerMapping:
-    R, C = layer.rows, layer.cols
-    s = -(-layer.weight_bits // layer.bits_per_cell)
-    d = 2 if layer.signed_scheme == "differential" else 1
-    N = layer.fan_out
-    cols_used = N * s * d
     kk = layer.kernel * layer.kernel if layout == "kernel_split" and layer.kind != "fc" else 1
-    rows = layer.fan_in // kk  # C_in for kernel_split, K for im2col
+    return LayerMapping(*map_counts(layer.fan_in, layer.fan_out, layer.rows, layer.cols, layer.weight_bits,
+                                    layer.bits_per_cell, layer.signed_scheme == "differential", kk, offset_cols))
+
+
+def map_counts(
+    fan_in: int, fan_out: int, R: int, C: int, weight_bits: int, bits_per_cell: int, differential: bool,
+    kk: int, offset_cols: int,
+) -> tuple[int, ...]:
+    """:class:`LayerMapping`'s fields as a plain tuple, from plain integers (the cost model's hot path)."""
+    s = -(-weight_bits // bits_per_cell)
+    d = 2 if differential else 1
+    cols_used = fan_out * s * d
+    rows = fan_in // kk  # C_in for kernel_split, K for im2col
     rg = -(-rows // R)
     cg = -(-cols_used // C)
-    last = rows - (rg - 1) * R
     pes = rg * cg
-    ref = offset_cols * cg if d == 1 else 0
     arrays = pes * kk
-    used = layer.fan_in * cols_used
-    # positional: a NamedTuple built by keyword costs twice as much, and this runs per layer per estimate
-    return LayerMapping(s, d, cols_used, ref, R if rows > R else rows, layer.fan_in, rg, last, cg, kk, pes, arrays, used, arrays * R * C)
+    return (s, d, cols_used, 0 if differential else offset_cols * cg, R if rows > R else rows, fan_in, rg,
+            rows - (rg - 1) * R, cg, kk, pes, arrays, fan_in * cols_used, arrays * R * C)
