@@ -1,0 +1,123 @@
+"""Wall time per training epoch: plain float SNN vs the crossbar layers at awareness 0 and 1.
+
+The same network (a shipped architecture, default ``digits-mlp`` with 64-row crossbars and 1-bit
+sense amplifiers) is trained for one epoch on digits-events in three forms, interleaved and
+repeated so that the machine's noise hits all three alike:
+
+- ``plain``: ``nn.Linear`` / ``nn.Conv2d`` with the same weights and neurons (the reference);
+- ``aware0``: the crossbar layers at hardware awareness 0 (must cost <= 1.1x plain);
+- ``aware1``: the crossbar layers at awareness 1: quantized weights in bit slices, every row
+  group's partial sum through its converter (target <= 2.0x plain).
+
+    python benchmarks/bench_train.py [--arch digits-mlp] [--rows 64] [--repeats 3] [--threads 1]
+
+Prints a Markdown table with the median seconds per epoch and the ratios to ``plain``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def plain_copy(net: nn.Module) -> nn.Module:
+    """The same network with every crossbar layer replaced by its plain torch layer."""
+    import copy
+
+    from neuronas.snn.crossbar import CrossbarConv2d, CrossbarLinear
+
+    out = copy.deepcopy(net)
+    for i, m in enumerate(out.layers):
+        if isinstance(m, CrossbarLinear):
+            p = nn.Linear(m.in_features, m.out_features)
+        elif isinstance(m, CrossbarConv2d):
+            p = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding)
+        else:
+            continue
+        p.load_state_dict({"weight": m.weight.detach().clone(), "bias": m.bias.detach().clone()})
+        out.layers[i] = p
+    return out
+
+
+def epoch_seconds(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net.train()
+    t0 = time.perf_counter()
+    for i in range(0, len(y), batch_size):
+        xb = x[i : i + batch_size].transpose(0, 1)
+        loss = F.cross_entropy(net(xb).mean(0), y[i : i + batch_size])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", default="digits-mlp")
+    ap.add_argument("--rows", type=int, default=64)
+    ap.add_argument("--adc-bits", type=int, default=1, help="1: sense amplifier (ADC-less); >=2: SAR ADC")
+    ap.add_argument("--bits-per-cell", type=int, default=None, help="override the arch's (weight slices = ceil(weight_bits / bits_per_cell))")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--samples", type=int, default=None, help="training samples per epoch (default: all)")
+    ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    args = ap.parse_args()
+
+    from neuronas.config import resolve_preset
+    from neuronas.snn import build
+    from neuronas.spec import ArchSpec
+    from neuronas.train import _check_shape, _tensors
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    base = ArchSpec.from_yaml(resolve_preset(args.arch, "arch"))
+    kind = "sa" if args.adc_bits == 1 else "sar"
+    mapping = dict(base.mapping.to_dict(), rows=args.rows, adc_bits=args.adc_bits, adc_kind=kind)
+    if args.bits_per_cell:
+        mapping["bits_per_cell"] = args.bits_per_cell
+    arch = ArchSpec.from_dict(dict(base.to_dict(), mapping=mapping))
+    x, y = _tensors("digits-events", "train", arch.input.timesteps, None, _check_shape(arch, "digits-events"))
+    if args.samples:
+        x, y = x[: args.samples], y[: args.samples]
+
+    aware = build(arch)
+    nets = {"plain": plain_copy(aware), "aware0": aware}
+    aware1 = build(arch)
+    aware1.load_state_dict(aware.state_dict())
+    aware1.set_hardware_awareness(1.0)
+    nets["aware1"] = aware1
+    for net in nets.values():  # warm-up (and the converters' one-off calibration)
+        epoch_seconds(net, x[: 2 * args.batch_size], y[: 2 * args.batch_size], args.batch_size)
+    times: dict[str, list[float]] = {k: [] for k in nets}
+    for _ in range(args.repeats):
+        for name, net in nets.items():
+            times[name].append(epoch_seconds(net, x, y, args.batch_size))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    groups = [m.row_groups for m in aware.modules() if hasattr(m, "row_groups")]
+    print(f"{arch.name}: {len(y)} samples/epoch, T={arch.input.timesteps}, batch {args.batch_size}, "
+          f"rows {args.rows}, {kind} {args.adc_bits} b, weight {arch.precision.weight_bits} b / "
+          f"{arch.mapping.bits_per_cell} b per cell, row groups per layer {groups}, threads {args.threads}")
+    print(f"| network | s / epoch (median of {args.repeats}) | ratio to plain |")
+    print("|---|---|---|")
+    for name in nets:
+        print(f"| {name} | {med[name]:.2f} | {med[name] / med['plain']:.2f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "arch": arch.to_dict(), "times_s": times, "median_s": med,
+            "ratio_aware0": med["aware0"] / med["plain"], "ratio_aware1": med["aware1"] / med["plain"],
+            "machine": platform.platform(), "threads": args.threads,
+        }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

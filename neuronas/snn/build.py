@@ -1,0 +1,216 @@
+"""ArchSpec (+ chip) -> a spiking ``nn.Module`` whose weighted layers are crossbar layers.
+
+The network runs multi-step: input ``[T, B, *input.shape]``, output ``[T, B, num_outputs]`` (the
+readout's per-timestep output current; a classifier averages it over T), or the readout's map
+``[T, B, C, H, W]`` for dense tasks.  Timesteps are folded into the batch for every stateless
+layer (crossbars, pooling); only the neurons step through time.
+
+Spike-rate probes: while ``probing`` is on, every weighted layer accumulates the sum of its input
+and of its neuron's output spikes (running sums on tensors the forward computes anyway), which
+:meth:`SpikingNetwork.activity_rates` turns into the per-layer rates of the cost model's
+``Activity`` (one per weighted layer, in ``arch.resolved()`` order).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from spikingjelly.activation_based import functional
+from torch import nn
+
+from neuronas.snn.crossbar import (
+    CrossbarConfig,
+    CrossbarConv2d,
+    CrossbarConvTranspose2d,
+    CrossbarLinear,
+    DeviceModel,
+    _CrossbarMixin,
+)
+from neuronas.snn.neurons import make_neuron
+from neuronas.spec import ArchSpec
+
+__all__ = ["SpikingNetwork", "build", "crossbar_layers"]
+
+
+def crossbar_layers(model: nn.Module) -> list[_CrossbarMixin]:
+    return [m for m in model.modules() if isinstance(m, _CrossbarMixin)]
+
+
+class SpikingNetwork(nn.Module):
+    """A feed-forward SNN built from an :class:`ArchSpec` (see the module docstring)."""
+
+    def __init__(self, arch: ArchSpec, chip: Any | None = None) -> None:
+        super().__init__()
+        self.arch = arch
+        self.chip_name = getattr(chip, "name", None) if chip is not None else None
+        device_model = DeviceModel.from_chip(chip)
+        self.device_model = device_model
+        resolved = {r.index: r for r in arch.resolved()}
+        self.layers = nn.ModuleList()
+        self.neurons = nn.ModuleList()
+        self._plan: list[tuple[str, int, int]] = []  # (kind, index into layers, index into neurons)
+        self._weighted_index: list[int] = []
+        shape = arch.input.shape
+        for i, layer in enumerate(arch.layers):
+            out_shape = arch.shapes()[i]
+            if layer.kind == "pool":
+                pool: nn.Module = (
+                    nn.MaxPool2d(layer.kernel, layer.stride, layer.pad)
+                    if layer.pool == "max"
+                    else nn.AvgPool2d(layer.kernel, layer.stride, layer.pad)
+                )
+                self.layers.append(pool)
+                self._plan.append(("pool", len(self.layers) - 1, -1))
+                shape = out_shape
+                continue
+            r = resolved[i]
+            cfg = CrossbarConfig.from_resolved(r)
+            mod: nn.Module
+            if layer.kind == "fc":
+                flatten = len(shape) == 3
+                mod = CrossbarLinear(r.fan_in, r.fan_out, cfg, device_model)
+                kind = "fc_flat" if flatten else "fc"
+            elif layer.kind == "conv":
+                mod = CrossbarConv2d(shape[0], layer.out, layer.kernel, layer.stride, layer.pad, cfg, device_model)
+                kind = "conv"
+            else:
+                mod = CrossbarConvTranspose2d(shape[0], layer.out, layer.kernel, layer.stride, layer.pad, cfg, device_model)
+                kind = "conv"
+            self.layers.append(mod)
+            neuron_idx = -1
+            if not r.is_readout:
+                self.neurons.append(make_neuron(arch.neuron))
+                neuron_idx = len(self.neurons) - 1
+            self._plan.append((kind, len(self.layers) - 1, neuron_idx))
+            self._weighted_index.append(len(self.layers) - 1)
+            shape = out_shape
+        n = len(self._weighted_index)
+        self.probing = False
+        self.register_buffer("_in_sum", torch.zeros(n, dtype=torch.float64), persistent=False)
+        self.register_buffer("_in_count", torch.zeros(n, dtype=torch.float64), persistent=False)
+        self.register_buffer("_out_sum", torch.zeros(n, dtype=torch.float64), persistent=False)
+        self.register_buffer("_out_count", torch.zeros(n, dtype=torch.float64), persistent=False)
+
+    # -- running -------------------------------------------------------------------------------
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Input encoding: ``rate`` draws Bernoulli spikes from intensities in [0, 1] every
+        timestep; ``events`` and ``direct`` pass the frames through."""
+        if self.arch.input.encoding == "rate":
+            return (torch.rand_like(x) < x.clamp(0, 1)).to(x.dtype)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != len(self.arch.input.shape) + 2:
+            raise ValueError(
+                f"expected input [T, B, {', '.join(map(str, self.arch.input.shape))}], got {list(x.shape)}"
+            )
+        functional.reset_net(self)
+        t, b = x.shape[:2]
+        h = self.encode(x)
+        w = 0
+        for kind, li, ni in self._plan:
+            mod = self.layers[li]
+            if kind == "pool":
+                y = mod(h.flatten(0, 1))
+                h = y.view(t, b, *y.shape[1:])
+                continue
+            if kind == "fc_flat":
+                h = h.flatten(2)
+            if self.probing:
+                self._in_sum[w] += h.detach().sum().double()
+                self._in_count[w] += h.numel()
+            y = mod(h.flatten(0, 1))
+            y = y.view(t, b, *y.shape[1:])
+            if ni >= 0:
+                h = self.neurons[ni](y)
+                if self.probing:
+                    self._out_sum[w] += h.detach().sum().double()
+                    self._out_count[w] += h.numel()
+            else:
+                h = y
+            w += 1
+        return h
+
+    # -- hardware controls ---------------------------------------------------------------------
+
+    def set_hardware_awareness(self, level: float) -> None:
+        """Interpolate every crossbar between ideal (0) and the full chip model (1)."""
+        if not 0.0 <= level <= 1.0:
+            raise ValueError(f"hardware awareness must be in [0, 1], got {level}")
+        for m in crossbar_layers(self):
+            m.hardware_awareness = float(level)
+
+    @property
+    def hardware_awareness(self) -> float:
+        layers = crossbar_layers(self)
+        return layers[0].hardware_awareness if layers else 0.0
+
+    def resample_chip_instance(self, seed: int) -> None:
+        """One manufactured chip: fixed programming variation and stuck cells in every array."""
+        for i, m in enumerate(crossbar_layers(self)):
+            m.resample_chip_instance(int(seed) * 1009 + i)
+
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor) -> None:
+        """Set the converter ranges from a batch (only layers not yet calibrated)."""
+        level = self.hardware_awareness
+        was_training = self.training
+        self.set_hardware_awareness(1.0)
+        self.eval()
+        self.forward(x)
+        self.set_hardware_awareness(level)
+        self.train(was_training)
+
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor, target: float = 1.0) -> list[float]:
+        """Data-driven initialisation: scale each hidden layer so that its output current on the
+        batch ``x`` has a standard deviation of ``target`` x threshold (layer by layer, ideal
+        crossbars).  PyTorch's default init leaves sparse event inputs far below threshold, so a
+        fresh network is silent and learns slowly through the surrogate alone (LSUV, Mishkin &
+        Matas 2016, applied to spiking thresholds).  Returns the scale factor of every layer.
+        """
+        level = self.hardware_awareness
+        was_training = self.training
+        self.set_hardware_awareness(0.0)
+        self.eval()
+        captured: dict[int, torch.Tensor] = {}
+        factors: list[float] = []
+        weighted = [(li, ni) for kind, li, ni in self._plan if kind != "pool"]
+        for li, ni in weighted:
+            if ni < 0:  # the readout keeps its init: its scale is the logits' and Adam adapts it
+                factors.append(1.0)
+                continue
+            mod = self.layers[li]
+            handle = mod.register_forward_hook(lambda _m, _i, out, li=li: captured.__setitem__(li, out))
+            self.forward(x)
+            handle.remove()
+            std = float(captured[li].std())
+            factor = self.arch.neuron.threshold * target / std if std > 0 else 1.0
+            factor = min(max(factor, 1.0), 100.0)  # only ever louder, and not absurdly
+            mod.weight.mul_(factor)
+            if mod.bias is not None:
+                mod.bias.mul_(factor)
+            factors.append(factor)
+        self.set_hardware_awareness(level)
+        self.train(was_training)
+        return factors
+
+    # -- probes --------------------------------------------------------------------------------
+
+    def reset_probes(self) -> None:
+        for buf in (self._in_sum, self._in_count, self._out_sum, self._out_count):
+            buf.zero_()
+
+    def activity_rates(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(input_rates, output_rates) per weighted layer; the readout's output rate is 0."""
+        inp = (self._in_sum / self._in_count.clamp(min=1)).tolist()
+        out = (self._out_sum / self._out_count.clamp(min=1)).tolist()
+        return tuple(float(v) for v in inp), tuple(float(v) for v in out)
+
+
+def build(arch: ArchSpec, chip: Any | None = None) -> SpikingNetwork:
+    """The spiking network of ``arch`` on ``chip`` (None: an ideal device: no noise, but the
+    arch's quantization and converters still apply when hardware awareness is raised)."""
+    return SpikingNetwork(arch, chip)

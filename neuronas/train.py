@@ -1,0 +1,406 @@
+"""Training one candidate with the crossbar in the loop, and evaluating it on sampled chips.
+
+Surrogate-gradient BPTT (Adam, cross-entropy on the readout averaged over the timesteps) with a
+hardware-awareness schedule:
+
+- ``progressive``: awareness rises linearly from 0 (ideal float crossbars) to 1 (the full chip
+  model) over the first ``ramp_fraction`` of the training steps, then stays at 1 (the ADC-less
+  IMC recipe: 1-bit partial sums keep accuracy when introduced gradually);
+- ``abrupt``: the full chip model from the first step;
+- ``none``: ideal training; the chip is met only at evaluation (post-training quantization).
+
+Evaluation is on the test split, on the chip: accuracy mean and std over ``eval_instances``
+sampled chip instances (programming variation and stuck cells fixed per instance, read noise per
+forward), plus the float accuracy (awareness 0), plus the measured spike rates per weighted layer
+for the cost model.  A run whose loss or weights stop being finite ends with status
+``"diverged"`` and the reason; ``on_epoch`` returning True ends it with ``"stopped"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from neuronas.errors import DataError, NeuronasError
+from neuronas.spec import ArchSpec
+
+__all__ = [
+    "SCHEDULES",
+    "TrainResult",
+    "awareness_at",
+    "evaluate_on_chip",
+    "load_model",
+    "resolve_device",
+    "set_threads",
+    "train_candidate",
+]
+
+SCHEDULES = ("progressive", "abrupt", "none")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one training run produced (plain values; ``to_dict`` is JSON-able)."""
+
+    status: str  # "ok" | "diverged" | "stopped"
+    reason: str
+    accuracy_mean: float
+    accuracy_std: float
+    accuracies: tuple[float, ...]
+    float_accuracy: float
+    activity: dict[str, Any]
+    epochs_run: int
+    train_seconds: float
+    history: tuple[dict[str, Any], ...]
+    checkpoint: str | None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["accuracies"] = list(self.accuracies)
+        d["history"] = list(self.history)
+        return d
+
+
+def awareness_at(schedule: str, step: int, total_steps: int, ramp_fraction: float = 0.6) -> float:
+    """Hardware awareness at optimisation step ``step`` of ``total_steps``."""
+    if schedule == "none":
+        return 0.0
+    if schedule == "abrupt":
+        return 1.0
+    ramp = max(1.0, ramp_fraction * total_steps)
+    return min(1.0, step / ramp)
+
+
+def set_threads(num_threads: int | None = None) -> int:
+    """Torch intra-op threads: the argument, else ``$NEURONAS_NUM_THREADS``, else
+    ``$OMP_NUM_THREADS``, else torch's default.  Search workers share a few cores, so each worker
+    should run with 1."""
+    n = num_threads
+    for var in ("NEURONAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        if n is None and os.environ.get(var, "").strip().isdigit():
+            n = int(os.environ[var])
+    if n is not None and n > 0:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+_TENSOR_CACHE: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _check_shape(arch: ArchSpec, dataset: str) -> tuple[int, ...]:
+    """The frame shape to load for ``arch`` (DataError naming both shapes when they cannot meet)."""
+    from neuronas.data import check_input_shape
+
+    what = f"{arch.name or 'the architecture'}'s input.shape"
+    return tuple(check_input_shape(dataset, arch.input.shape, what=what))
+
+
+def _check_task(arch: ArchSpec, dataset: str) -> None:
+    from neuronas.data import dataset_info
+
+    name = arch.name or "the architecture"
+    if arch.task != "classification" or len(arch.output_shape) != 1:
+        raise NeuronasError(
+            f"task: {name} is a {arch.task} network with output {list(arch.output_shape)}; the trainer "
+            "trains classifiers (a readout of one value per class)"
+        )
+    classes = dataset_info(dataset).num_classes
+    if arch.num_outputs != classes:
+        raise DataError(
+            f"layers[-1].out: {name} has {arch.num_outputs} outputs but dataset {dataset} has "
+            f"{classes} classes; set the readout's out to {classes}"
+        )
+
+
+def _tensors(
+    dataset: str, split: str, timesteps: int, data_root: Any, shape: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    key = (dataset, split, timesteps, str(data_root), shape)
+    if key not in _TENSOR_CACHE:
+        from neuronas.data import load_dataset
+
+        ds = load_dataset(dataset, split, timesteps, data_root=data_root, input_shape=shape)
+        if hasattr(ds, "tensors"):
+            x, y = ds.tensors()
+        else:  # tonic datasets: materialise once (they are small at screening sizes)
+            items = [ds[i] for i in range(len(ds))]
+            x = torch.stack([torch.as_tensor(a, dtype=torch.float32) for a, _ in items])
+            y = torch.tensor([int(b) for _, b in items])
+        _TENSOR_CACHE[key] = (torch.as_tensor(x).float(), torch.as_tensor(y).long())
+    return _TENSOR_CACHE[key]
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
+    return list(order.split(batch_size))
+
+
+@torch.no_grad()
+def _accuracy(model: Any, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 256) -> float:
+    model.eval()
+    correct = 0
+    for idx in _batches(len(y), batch_size, None):
+        xb = x[idx].to(device).transpose(0, 1)
+        out = model(xb).mean(0)
+        correct += int((out.argmax(-1).cpu() == y[idx]).sum())
+    return correct / max(1, len(y))
+
+
+# --------------------------------------------------------------------------------------------
+# the trainer
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU; ``cuda`` without a GPU also falls back to CPU."""
+    name = str(device)
+    if name == "auto" or (name.startswith("cuda") and not torch.cuda.is_available()):
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def _resolve_chip(chip: Any) -> Any:
+    if chip is None or not isinstance(chip, (str, os.PathLike)):
+        return chip
+    from neuronas.hardware import load_chip
+
+    return load_chip(chip)
+
+
+def train_candidate(
+    arch: ArchSpec,
+    chip: Any,
+    dataset: str,
+    *,
+    epochs: int,
+    seed: int = 0,
+    data_root: str | Path | None = None,
+    batch_size: int = 64,
+    lr: float = 1e-2,
+    schedule: str = "progressive",
+    eval_instances: int = 5,
+    device: str = "cpu",
+    out_dir: Path | str | None = None,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    on_epoch: Callable[[int, float], bool] | None = None,
+    progress: bool = False,
+    num_threads: int | None = None,
+    ramp_fraction: float = 0.6,
+    val_fraction: float = 0.1,
+    init_from_data: bool = True,
+) -> TrainResult:
+    """Train ``arch`` for ``chip`` on ``dataset`` and evaluate it on sampled chip instances.
+
+    ``chip``: a Chip, a preset name or path, or None (an ideal device: the arch's quantization
+    and converters, no device noise).  ``on_epoch(epoch, val_accuracy)`` is called after every
+    epoch (validation split held out of the training data, at the current awareness); returning
+    True stops the run (status ``"stopped"``, still evaluated).  ``max_train_samples`` /
+    ``max_eval_samples`` cap the data for fast screening.  ``device``: cpu, cuda or auto (CUDA
+    when present).  Deterministic for a seed on CPU.
+    """
+    from neuronas.snn import build
+
+    if schedule not in SCHEDULES:
+        raise NeuronasError(f"schedule: got {schedule!r}, must be one of {', '.join(SCHEDULES)}")
+    if epochs < 1:
+        raise NeuronasError(f"epochs: got {epochs}, must be >= 1")
+    set_threads(num_threads)
+    dev = resolve_device(device)
+    chip = _resolve_chip(chip)
+    shape = _check_shape(arch, dataset)
+    _check_task(arch, dataset)
+    t_steps = arch.input.timesteps
+    x_all, y_all = _tensors(dataset, "train", t_steps, data_root, shape)
+    x_test, y_test = _tensors(dataset, "test", t_steps, data_root, shape)
+    if tuple(x_all.shape[2:]) != tuple(arch.input.shape):
+        raise DataError(
+            f"input.shape: the architecture expects {list(arch.input.shape)} but dataset {dataset} "
+            f"gives {list(x_all.shape[2:])}"
+        )
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(y_all), generator=gen)
+    n_val = max(1, int(round(val_fraction * len(y_all)))) if val_fraction > 0 else 0
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    if max_train_samples is not None:
+        train_idx = train_idx[: max(1, max_train_samples)]
+        val_idx = val_idx[: max(1, max_train_samples // 5)]
+    x_tr, y_tr = x_all[train_idx], y_all[train_idx]
+    x_val, y_val = x_all[val_idx], y_all[val_idx]
+    if max_eval_samples is not None:
+        x_test, y_test = x_test[:max_eval_samples], y_test[:max_eval_samples]
+
+    model = build(arch, chip).to(dev)
+    if init_from_data:
+        model.init_from_data(x_tr[:batch_size].to(dev).transpose(0, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = math.ceil(len(y_tr) / batch_size)
+    total_steps = epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+
+    history: list[dict[str, Any]] = []
+    status, reason = "ok", ""
+    step = 0
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=epochs, desc=f"train {arch.name or arch.key}", unit="epoch")
+    epochs_run = 0
+    for epoch in range(epochs):
+        model.train()
+        t_ep = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for idx in _batches(len(y_tr), batch_size, gen):
+            level = awareness_at(schedule, step, total_steps, ramp_fraction)
+            model.set_hardware_awareness(level)
+            xb = x_tr[idx].to(dev).transpose(0, 1)
+            yb = y_tr[idx].to(dev)
+            out = model(xb).mean(0)
+            loss = F.cross_entropy(out, yb)
+            if not torch.isfinite(loss):
+                status, reason = "diverged", f"loss became {loss.item()} at epoch {epoch}, step {step}"
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((out.argmax(-1) == yb).sum())
+            seen += len(idx)
+        if status == "ok" and not all(torch.isfinite(p).all() for p in model.parameters()):
+            status, reason = "diverged", f"weights became non-finite at epoch {epoch}"
+        epochs_run = epoch + 1
+        if status != "ok":
+            break
+        val_acc = _accuracy(model, x_val, y_val, dev) if len(y_val) else float("nan")
+        rec = {
+            "epoch": epoch,
+            "hardware_awareness": round(model.hardware_awareness, 4),
+            "train_loss": loss_sum / max(1, seen),
+            "train_accuracy": correct / max(1, seen),
+            "val_accuracy": val_acc,
+            "seconds": time.perf_counter() - t_ep,
+        }
+        history.append(rec)
+        if bar is not None:
+            bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val=f"{val_acc:.3f}", hw=f"{rec['hardware_awareness']:.2f}")
+            bar.update(1)
+        if on_epoch is not None and on_epoch(epoch, val_acc):
+            status, reason = "stopped", f"stopped by on_epoch after epoch {epoch}"
+            break
+    if bar is not None:
+        bar.close()
+    train_seconds = time.perf_counter() - t0
+
+    accuracies: list[float] = []
+    float_acc = 0.0
+    activity: dict[str, Any] = {}
+    if status != "diverged":
+        accuracies, float_acc, activity = evaluate_on_chip(
+            model, x_test, y_test, eval_instances=eval_instances, seed=seed, calibration=x_tr[:batch_size], device=dev
+        )
+        if not all(math.isfinite(a) for a in accuracies):
+            status, reason = "diverged", "evaluation produced non-finite outputs"
+    mean = sum(accuracies) / len(accuracies) if accuracies else 0.0
+    std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / len(accuracies)) if len(set(accuracies)) > 1 else 0.0
+
+    checkpoint = None
+    config = {
+        "dataset": dataset, "chip": getattr(chip, "name", None), "epochs": epochs, "seed": seed,
+        "batch_size": batch_size, "lr": lr, "schedule": schedule, "eval_instances": eval_instances,
+        "max_train_samples": max_train_samples, "train_samples": int(len(y_tr)), "test_samples": int(len(y_test)),
+        "device": str(dev), "threads": torch.get_num_threads(),
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if status != "diverged":
+            checkpoint = str(out / "model.pt")
+            torch.save(model.state_dict(), checkpoint)
+    result = TrainResult(
+        status=status, reason=reason, accuracy_mean=mean, accuracy_std=std, accuracies=tuple(accuracies),
+        float_accuracy=float_acc, activity=activity, epochs_run=epochs_run, train_seconds=train_seconds,
+        history=tuple(history), checkpoint=checkpoint, config=config,
+    )
+    if out_dir is not None:
+        (Path(out_dir) / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2, default=_json_default))
+    return result
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    raise TypeError(type(v).__name__)
+
+
+def _activity_dict(input_rates: tuple[float, ...], output_rates: tuple[float, ...]) -> dict[str, Any]:
+    try:
+        from neuronas.hardware import Activity
+
+        return dict(Activity(input_rates=input_rates, output_rates=output_rates, source="measured").to_dict())
+    except ImportError:  # the cost model's Activity is not importable: the same JSON form
+        return {"source": "measured", "input_rates": list(input_rates), "output_rates": list(output_rates)}
+
+
+def evaluate_on_chip(
+    model: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eval_instances: int = 5,
+    seed: int = 0,
+    calibration: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[list[float], float, dict[str, Any]]:
+    """(accuracy per chip instance, float accuracy, measured activity dict) on ``x, y``."""
+    dev = torch.device(device)
+    if calibration is not None:
+        model.calibrate(calibration.to(dev).transpose(0, 1))
+    model.set_hardware_awareness(0.0)
+    float_acc = _accuracy(model, x, y, dev)
+    model.set_hardware_awareness(1.0)
+    accuracies: list[float] = []
+    noisy = model.device_model.noisy
+    for k in range(max(1, eval_instances)):
+        model.resample_chip_instance(seed * 7919 + k)
+        if k == 0:
+            model.reset_probes()
+            model.probing = True
+        if k > 0 and not noisy:
+            accuracies.append(accuracies[0])  # an ideal device: every instance is the same chip
+            continue
+        accuracies.append(_accuracy(model, x, y, dev))
+        model.probing = False
+    inp, outp = model.activity_rates()
+    return accuracies, float_acc, _activity_dict(inp, outp)
+
+
+def load_model(arch: ArchSpec, chip: Any, checkpoint_path: str | Path, hardware_awareness: float = 1.0) -> Any:
+    """Rebuild ``arch`` for ``chip`` and load a checkpoint (``weights_only=True``); the model is
+    returned in eval mode at ``hardware_awareness`` (1: the chip)."""
+    from neuronas.snn import build
+
+    model = build(arch, _resolve_chip(chip))
+    state = torch.load(Path(checkpoint_path), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.set_hardware_awareness(hardware_awareness)
+    model.eval()
+    return model

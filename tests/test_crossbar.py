@@ -1,0 +1,322 @@
+"""Crossbar layers: ideal equivalence, hand-checked quantizers and per-group conversion, noise."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neuronas.snn.crossbar import (
+    CrossbarConfig,
+    CrossbarConv2d,
+    CrossbarConvTranspose2d,
+    CrossbarLinear,
+    DeviceModel,
+    adc_quantize,
+    quantize_weight,
+    sense_amp,
+)
+
+SA64 = CrossbarConfig(weight_bits=4, adc_bits=1, adc_kind="sa", rows=64, bits_per_cell=1)
+NOISY = DeviceModel(program_sigma=0.1, read_noise_sigma=0.02, stuck_off_rate=0.01, stuck_on_rate=0.005, on_off_ratio=50)
+
+
+def _spikes(*shape: int, p: float = 0.3, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g) < p).float()
+
+
+# -- awareness 0 is the plain layer ------------------------------------------------------------
+
+
+def test_linear_awareness_zero_equals_nn_linear_even_on_a_noisy_chip() -> None:
+    torch.manual_seed(0)
+    xb = CrossbarLinear(300, 40, SA64, NOISY)
+    ref = nn.Linear(300, 40)
+    ref.load_state_dict({"weight": xb.weight.detach(), "bias": xb.bias.detach()})
+    x = torch.randn(17, 300)
+    assert torch.allclose(xb(x), ref(x), atol=1e-6)
+    xb.eval()
+    assert torch.allclose(xb(x), ref(x), atol=1e-6)
+
+
+def test_conv_awareness_zero_equals_nn_conv2d() -> None:
+    torch.manual_seed(0)
+    xb = CrossbarConv2d(3, 8, 3, stride=2, padding=1, config=SA64, device_model=NOISY)
+    ref = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+    ref.load_state_dict(xb.state_dict(), strict=False)
+    x = torch.randn(4, 3, 11, 11)
+    assert torch.allclose(xb(x), ref(x), atol=1e-6)
+
+
+def test_state_dict_holds_the_learned_converter_but_not_the_chip_instance() -> None:
+    xb = CrossbarLinear(10, 4, SA64, NOISY)
+    keys = set(xb.state_dict())
+    assert {"weight", "bias", "w_step", "adc_step", "sa_ref", "calibrated"} <= keys
+    assert not any(k.startswith("_prog") or k.startswith("_fault") for k in keys)
+
+
+# -- the pure quantizers -------------------------------------------------------------------------
+
+
+def test_quantize_weight_golden_and_ste() -> None:
+    w = torch.tensor([-1.0, -0.26, 0.0, 0.12, 0.13, 0.49, 2.0], requires_grad=True)
+    q = quantize_weight(w, torch.tensor(0.25), -3, 3)
+    assert q.tolist() == [-3.0, -1.0, 0.0, 0.0, 1.0, 2.0, 3.0]
+    q.sum().backward()
+    # straight through inside the range, zero where clamped
+    assert w.grad.tolist() == pytest.approx([0, 4, 4, 4, 4, 4, 0])
+
+
+def test_adc_quantize_golden() -> None:
+    p = torch.tensor([-9.0, -2.2, 0.4, 1.2, 5.2, 100.0])
+    out = adc_quantize(p, torch.tensor(2.0), -4, 3)  # a 3-bit signed ADC with 2.0 per code
+    assert out.tolist() == pytest.approx([-8.0, -2.0, 0.0, 2.0, 6.0, 6.0])
+
+
+def test_sense_amp_golden_and_window_gradient() -> None:
+    p = torch.tensor([-3.0, -0.5, 0.0, 0.4, 0.6, 3.0], requires_grad=True)
+    out = sense_amp(p, torch.tensor(1.0), torch.tensor(0.5), bipolar=True)
+    assert out.tolist() == [-1.0, -1.0, -1.0, -1.0, 1.0, 1.0]
+    out.sum().backward()
+    assert p.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]  # |p - ref| <= step
+    uni = sense_amp(p.detach(), torch.tensor(2.0), torch.tensor(0.5), bipolar=False)
+    assert uni.tolist() == [0.0, 0.0, 0.0, 0.0, 2.0, 2.0]
+
+
+# -- per-group conversion, checked against a hand-written loop -----------------------------------
+
+
+def _manual(x: torch.Tensor, q: torch.Tensor, rows: int, convert) -> torch.Tensor:
+    """Loop over row groups: each group's partial sum converted on its own, idle groups skipped."""
+    out = torch.zeros(x.shape[0], q.shape[0])
+    for g0 in range(0, q.shape[1], rows):
+        xs, qs = x[:, g0 : g0 + rows], q[:, g0 : g0 + rows]
+        psum = xs @ qs.t()
+        active = (xs.abs().sum(1, keepdim=True) > 0).float()
+        out += convert(psum) * active
+    return out
+
+
+def _set_levels(layer: CrossbarLinear, q: torch.Tensor, step: float = 0.1) -> None:
+    with torch.no_grad():
+        layer.weight.copy_(q * step)
+        layer.w_step.fill_(step)
+        layer.bias.zero_()
+        layer.calibrated.fill_(True)
+
+
+def test_sense_amp_per_row_group_matches_hand_loop() -> None:
+    torch.manual_seed(0)
+    cfg = CrossbarConfig(weight_bits=2, adc_bits=1, adc_kind="sa", rows=4, bits_per_cell=2)  # one slice
+    layer = CrossbarLinear(10, 3, cfg)  # 3 row groups of 4, the last one half empty
+    q = torch.randint(-3, 4, (3, 10)).float()
+    _set_levels(layer, q)
+    with torch.no_grad():
+        layer.adc_step.fill_(0.5)
+        layer.sa_ref.copy_(torch.tensor([[0.5, -0.5, 1.5]]))
+    x = _spikes(16, 10, p=0.25)
+    x[0] = 0.0  # an input with no spike at all: every group idle, output 0
+    x[1, :4] = 0.0  # group 0 idle for this one
+    layer.hardware_awareness = 1.0
+    ref = torch.tensor([0.5, -0.5, 1.5])
+    want = _manual(x, q, 4, lambda p: 0.5 * torch.where(p - ref >= 0, 1.0, -1.0)) * 0.1
+    assert torch.allclose(layer(x), want, atol=1e-6)
+    assert torch.equal(layer(x)[0], torch.zeros(3))
+
+
+def test_adc_per_row_group_matches_hand_loop_and_differs_from_one_big_group() -> None:
+    torch.manual_seed(1)
+    cfg = CrossbarConfig(weight_bits=3, adc_bits=3, adc_kind="sar", rows=8, bits_per_cell=3)
+    layer = CrossbarLinear(24, 5, cfg)
+    q = torch.randint(-7, 8, (5, 24)).float()
+    _set_levels(layer, q)
+    with torch.no_grad():
+        layer.adc_step.fill_(2.0)
+    x = _spikes(32, 24, p=0.4)
+    layer.hardware_awareness = 1.0
+    want = _manual(x, q, 8, lambda p: 2.0 * torch.clamp(torch.round(p / 2.0), -4, 3)) * 0.1
+    got = layer(x)
+    assert torch.allclose(got, want, atol=1e-5)
+    exact = x @ (q * 0.1).t()
+    assert not torch.allclose(got, exact, atol=1e-3)  # the ADC really quantizes each partial sum
+
+
+def test_digital_cim_is_exact_on_quantized_weights() -> None:
+    cfg = CrossbarConfig(weight_bits=4, adc_bits=0, adc_kind="digital", rows=16, bits_per_cell=1)
+    layer = CrossbarLinear(50, 7, cfg)
+    q = torch.randint(-15, 16, (7, 50)).float()
+    _set_levels(layer, q, step=0.05)
+    x = _spikes(9, 50)
+    layer.hardware_awareness = 1.0
+    assert torch.allclose(layer(x), x @ (q * 0.05).t(), atol=1e-5)
+
+
+def test_bit_slices_each_get_their_own_converter() -> None:
+    """4-bit weights on 1-bit cells: 4 slices, each summed by its own 8-bit ADC and shifted back;
+    with a fine ADC the result equals the exact product."""
+    cfg = CrossbarConfig(weight_bits=4, adc_bits=8, adc_kind="sar", rows=8, bits_per_cell=1)
+    layer = CrossbarLinear(16, 3, cfg)
+    q = torch.randint(-15, 16, (3, 16)).float()
+    _set_levels(layer, q)
+    with torch.no_grad():
+        layer.adc_step.fill_(1.0)  # integer partial sums <= 8 fit exactly
+    x = _spikes(5, 16, p=0.5)
+    layer.hardware_awareness = 1.0
+    assert layer.adc_step.shape == (4, 3)
+    assert torch.allclose(layer(x), x @ (q * 0.1).t(), atol=1e-5)
+
+
+def test_conv_hardware_path_equals_linear_on_im2col() -> None:
+    torch.manual_seed(0)
+    cfg = CrossbarConfig(weight_bits=3, adc_bits=4, adc_kind="sar", rows=10, bits_per_cell=3)
+    conv = CrossbarConv2d(2, 4, 3, stride=1, padding=1, config=cfg)
+    lin = CrossbarLinear(18, 4, cfg)
+    lin.load_state_dict({k: v for k, v in conv.state_dict().items() if k != "weight"} | {"weight": conv.weight.detach().view(4, 18)})
+    with torch.no_grad():
+        for m in (conv, lin):
+            m.w_step.fill_(0.05)
+            m.adc_step.fill_(0.7)
+            m.calibrated.fill_(True)
+            m.hardware_awareness = 1.0
+    x = _spikes(3, 2, 6, 6)
+    cols = F.unfold(x, 3, padding=1).transpose(1, 2).reshape(-1, 18)  # [B*P, K]
+    want = lin(cols).view(3, 36, 4).transpose(1, 2).reshape(3, 4, 6, 6)
+    assert torch.allclose(conv(x), want, atol=1e-5)
+
+
+def test_awareness_interpolates_between_ideal_and_chip() -> None:
+    torch.manual_seed(0)
+    layer = CrossbarLinear(64, 8, SA64)
+    x = _spikes(10, 64)
+    y0 = layer(x)
+    layer.hardware_awareness = 1.0
+    y1 = layer(x)
+    layer.hardware_awareness = 0.25
+    assert torch.allclose(layer(x), 0.75 * y0 + 0.25 * y1, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,bits", [("sa", 1), ("sar", 4), ("digital", 0)])
+def test_gradients_reach_weights_and_converters(kind: str, bits: int) -> None:
+    torch.manual_seed(0)
+    cfg = CrossbarConfig(weight_bits=4, adc_bits=bits, adc_kind=kind, rows=16, bits_per_cell=2)
+    layer = CrossbarLinear(40, 6, cfg, NOISY)
+    layer.hardware_awareness = 1.0
+    x = _spikes(12, 40).requires_grad_()
+    (layer(x) * torch.randn(12, 6)).sum().backward()
+    assert layer.weight.grad.abs().sum() > 0
+    assert x.grad.abs().sum() > 0
+    assert layer.w_step.grad is not None and math.isfinite(float(layer.w_step.grad))
+    if kind != "digital":
+        assert layer.adc_step.grad.abs().sum() > 0
+    if kind == "sa":
+        assert layer.sa_ref.grad.abs().sum() > 0
+
+
+def test_fused_converter_gradients_match_the_pure_functions() -> None:
+    """The fused autograd path gives the same gradients as composing sense_amp / adc_quantize."""
+    torch.manual_seed(0)
+    for cfg in (
+        CrossbarConfig(weight_bits=2, adc_bits=1, adc_kind="sa", rows=4, bits_per_cell=2),
+        CrossbarConfig(weight_bits=2, adc_bits=3, adc_kind="sar", rows=4, bits_per_cell=2),
+    ):
+        layer = CrossbarLinear(12, 3, cfg)
+        with torch.no_grad():
+            layer.w_step.fill_(0.1)
+            layer.adc_step.uniform_(0.5, 1.5)
+            if layer.sa_ref is not None:
+                layer.sa_ref.uniform_(-0.5, 0.5)
+            layer.calibrated.fill_(True)
+        layer.hardware_awareness = 1.0
+        x = _spikes(20, 12, p=0.4)
+        x[:5, :4] = 0.0  # idle groups
+        gy = torch.randn(20, 3)
+        (layer(x) * gy).sum().backward()
+        got = (layer.weight.grad.clone(), layer.adc_step.grad.clone(), None if layer.sa_ref is None else layer.sa_ref.grad.clone())
+        layer.zero_grad()
+        q = quantize_weight(layer.weight, layer.w_step, *cfg.weight_range)
+        step = layer.adc_step.abs() + 1e-8
+        y = 0
+        for g0 in range(0, 12, 4):
+            xs = x[:, g0 : g0 + 4]
+            p = xs @ q[:, g0 : g0 + 4].t()
+            act = (xs.sum(1, keepdim=True) > 0).float()
+            if cfg.adc_kind == "sa":
+                y = y + sense_amp(p, step[0], layer.sa_ref[0]) * act
+            else:
+                y = y + adc_quantize(p, step[0], *cfg.adc_range)
+        (y * layer.w_step * gy).sum().backward()
+        assert torch.allclose(got[0], layer.weight.grad, atol=1e-4)
+        assert torch.allclose(got[1], layer.adc_step.grad, atol=1e-4)
+        if got[2] is not None:
+            assert torch.allclose(got[2], layer.sa_ref.grad, atol=1e-4)
+
+
+# -- device noise ----------------------------------------------------------------------------------
+
+
+def test_chip_instances_are_reproducible_and_distinct() -> None:
+    torch.manual_seed(0)
+    dev = DeviceModel(program_sigma=0.2)
+    cfg = CrossbarConfig(weight_bits=4, adc_bits=0, adc_kind="digital", rows=32)
+    layer = CrossbarLinear(64, 8, cfg, dev).eval()
+    layer.hardware_awareness = 1.0
+    x = _spikes(6, 64)
+    layer.resample_chip_instance(1)
+    a = layer(x)
+    assert torch.equal(layer(x), a)  # no read noise: the same chip reads the same
+    layer.resample_chip_instance(2)
+    b = layer(x)
+    assert not torch.allclose(a, b)
+    layer.resample_chip_instance(1)
+    assert torch.equal(layer(x), a)
+
+
+def test_read_noise_changes_every_forward() -> None:
+    layer = CrossbarLinear(64, 8, CrossbarConfig(adc_kind="digital", adc_bits=0), DeviceModel(read_noise_sigma=0.05)).eval()
+    layer.hardware_awareness = 1.0
+    x = _spikes(6, 64)
+    assert not torch.allclose(layer(x), layer(x))
+
+
+def test_all_cells_stuck_off_leaves_only_the_bias() -> None:
+    layer = CrossbarLinear(32, 4, CrossbarConfig(adc_kind="digital", adc_bits=0), DeviceModel(stuck_off_rate=1.0)).eval()
+    layer.hardware_awareness = 1.0
+    x = _spikes(5, 32)
+    assert torch.allclose(layer(x), layer.bias.detach().expand(5, 4), atol=1e-6)
+
+
+def test_offset_scheme_digital_is_exact() -> None:
+    cfg = CrossbarConfig(weight_bits=4, adc_bits=0, adc_kind="digital", rows=8, bits_per_cell=2, signed_scheme="offset")
+    layer = CrossbarLinear(20, 3, cfg)
+    q = torch.randint(-8, 8, (3, 20)).float()
+    _set_levels(layer, q)
+    layer.hardware_awareness = 1.0
+    x = _spikes(4, 20)
+    assert torch.allclose(layer(x), x @ (q * 0.1).t(), atol=1e-5)
+
+
+def test_conv_transpose_builds_and_quantizes() -> None:
+    torch.manual_seed(0)
+    layer = CrossbarConvTranspose2d(4, 2, 2, stride=2, config=CrossbarConfig(adc_kind="digital", adc_bits=0))
+    x = _spikes(3, 4, 5, 5)
+    y0 = layer(x)
+    assert y0.shape == (3, 2, 10, 10)
+    assert torch.allclose(y0, F.conv_transpose2d(x, layer.weight, layer.bias, 2))
+    layer.hardware_awareness = 1.0
+    y1 = layer(x)
+    assert y1.shape == y0.shape and not torch.allclose(y0, y1)
+
+
+@pytest.mark.gpu
+def test_crossbar_on_cuda_matches_cpu() -> None:
+    torch.manual_seed(0)
+    layer = CrossbarLinear(100, 8, SA64)
+    x = _spikes(16, 100)
+    layer.hardware_awareness = 1.0
+    want = layer(x)
+    got = layer.cuda()(x.cuda())
+    assert torch.allclose(got.cpu(), want, atol=1e-4)

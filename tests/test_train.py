@@ -1,0 +1,189 @@
+"""The trainer end to end on the real digits-events data (tiny network, few samples), and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from neuronas.spec import ArchSpec
+from neuronas.train import TrainResult, awareness_at, load_model, train_candidate
+
+TINY = {
+    "name": "tiny-mlp",
+    "input": {"shape": [2, 32, 32], "timesteps": 4},
+    "layers": [{"kind": "pool", "kernel": 4, "pool": "avg"}, {"kind": "fc", "out": 32}, {"kind": "fc", "out": 10}],
+    "mapping": {"adc_bits": 1, "adc_kind": "sa", "rows": 64},
+}
+QUICK = {"epochs": 2, "max_train_samples": 96, "max_eval_samples": 64, "eval_instances": 3, "num_threads": 1}
+
+
+@pytest.fixture(scope="module")
+def tiny() -> ArchSpec:
+    return ArchSpec.from_dict(TINY)
+
+
+def test_awareness_schedules() -> None:
+    assert [awareness_at("none", s, 10) for s in (0, 5, 9)] == [0.0, 0.0, 0.0]
+    assert [awareness_at("abrupt", s, 10) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    prog = [awareness_at("progressive", s, 10, ramp_fraction=0.5) for s in range(10)]
+    assert prog[0] == 0.0 and prog[5:] == [1.0] * 5
+    assert all(a <= b for a, b in zip(prog, prog[1:], strict=False))
+
+
+def test_train_candidate_end_to_end(tiny: ArchSpec, tmp_path: Path) -> None:
+    from neuronas.hardware import load_activity, load_chip
+
+    chip = load_chip("rram-adcless-65nm")
+    epochs_seen: list[tuple[int, float]] = []
+    res = train_candidate(
+        tiny, chip, "digits-events", out_dir=tmp_path, on_epoch=lambda e, a: epochs_seen.append((e, a)) or False, **QUICK
+    )
+    assert isinstance(res, TrainResult)
+    assert res.status == "ok" and res.epochs_run == 2 and [e for e, _ in epochs_seen] == [0, 1]
+    assert len(res.accuracies) == 3 and all(0.0 <= a <= 1.0 for a in res.accuracies)
+    assert res.accuracy_mean == pytest.approx(sum(res.accuracies) / 3)
+    assert 0.0 <= res.float_accuracy <= 1.0
+    assert [h["epoch"] for h in res.history] == [0, 1]
+    assert res.history[0]["hardware_awareness"] < res.history[1]["hardware_awareness"] <= 1.0
+    # the artefacts
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(res.to_dict()))
+    act = load_activity(tmp_path / "metrics.json")
+    assert act.source == "measured" and len(act.input_rates) == len(tiny.resolved())
+    assert 0.0 < act.input_rates[0] < 1.0
+    # the checkpoint loads with weights_only=True and reproduces the chip's float accuracy
+    state = torch.load(res.checkpoint, weights_only=True)
+    assert "layers.1.weight" in state
+    model = load_model(tiny, chip, res.checkpoint)
+    assert model.hardware_awareness == 1.0 and not model.training
+    # an RRAM chip: two manufactured instances compute different outputs
+    from neuronas.snn import crossbar_layers
+    from neuronas.train import _tensors
+
+    x = _tensors("digits-events", "test", 4, None, (2, 32, 32))[0][:8]
+    first = crossbar_layers(model)[0]
+    with torch.no_grad():
+        pooled = torch.nn.functional.avg_pool2d(x.flatten(0, 1), 4).flatten(1)
+        model.resample_chip_instance(0)
+        a = first(pooled)
+        model.resample_chip_instance(1)
+        b = first(pooled)
+    assert not torch.allclose(a, b)
+
+
+def test_same_seed_same_result(tiny: ArchSpec) -> None:
+    a = train_candidate(tiny, None, "digits-events", seed=3, **QUICK)
+    b = train_candidate(tiny, None, "digits-events", seed=3, **QUICK)
+    assert a.history[-1]["train_loss"] == b.history[-1]["train_loss"]
+    assert a.accuracies == b.accuracies and a.activity == b.activity
+    assert a.accuracy_std == 0.0  # an ideal device: every chip instance is the same
+
+
+def test_on_epoch_can_stop_the_run(tiny: ArchSpec) -> None:
+    res = train_candidate(tiny, None, "digits-events", on_epoch=lambda e, a: True, **{**QUICK, "epochs": 5})
+    assert res.status == "stopped" and res.epochs_run == 1 and "epoch 0" in res.reason
+    assert res.accuracies  # still evaluated
+
+
+def test_divergence_ends_the_run_with_a_reason(tiny: ArchSpec, tmp_path: Path) -> None:
+    res = train_candidate(tiny, None, "digits-events", lr=1e30, out_dir=tmp_path, **{**QUICK, "epochs": 3})
+    assert res.status == "diverged"
+    assert "non-finite" in res.reason or "nan" in res.reason.lower() or "inf" in res.reason
+    assert res.checkpoint is None
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "diverged"
+
+
+# -- the CLI, through a real process ------------------------------------------------------------------
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "neuronas", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def _write_arch(path: Path, **over: object) -> Path:
+    path.write_text(ArchSpec.from_dict({**TINY, **over}).to_yaml())
+    return path
+
+
+@pytest.mark.slow
+def test_cli_train_writes_metrics_and_checkpoint(repo_root: Path, tmp_path: Path) -> None:
+    arch = _write_arch(tmp_path / "tiny.yaml")
+    out = tmp_path / "run"
+    r = _cli("train", str(arch), "--chip", "rram-adcless-65nm", "--dataset", "digits-events", "--epochs", "1",
+             "--out", str(out), "--max-train-samples", "64", "--eval-instances", "2", "--schedule", "abrupt", cwd=repo_root)
+    assert r.returncode == 0, r.stderr
+    assert "accuracy on chip" in r.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and len(metrics["accuracies"]) == 2
+    assert metrics["config"]["schedule"] == "abrupt"
+    assert (out / "model.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--dataset", "digits-event"], "digits-events"),  # unknown name: lists / suggests the known ones
+        (["--dataset", "nmnist", "--data-root", "{tmp}/nowhere"], "nowhere"),  # says where the files must be
+        (["--dataset", "nmnist"], "data"),  # no data root at all
+    ],
+)
+def test_cli_bad_dataset_input_is_one_line_exit_2(repo_root: Path, tmp_path: Path, args: list[str], needle: str) -> None:
+    arch = _write_arch(tmp_path / "tiny.yaml")
+    if "nmnist" in args:
+        arch = _write_arch(tmp_path / "tiny34.yaml", input={"shape": [2, 34, 34], "timesteps": 4})
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    r = _cli("train", str(arch), "--epochs", "1", *args, cwd=repo_root)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+    assert needle in lines[0]
+
+
+def test_cli_input_shape_mismatch_names_both_shapes(repo_root: Path, tmp_path: Path) -> None:
+    arch = _write_arch(tmp_path / "rgb.yaml", input={"shape": [3, 32, 32], "timesteps": 4})
+    r = _cli("train", str(arch), "--epochs", "1", cwd=repo_root)
+    assert r.returncode == 2
+    line = r.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert "[3, 32, 32]" in line and "[2, 32, 32]" in line
+
+
+def test_cli_readout_size_must_match_the_classes(repo_root: Path, tmp_path: Path) -> None:
+    layers = [{"kind": "pool", "kernel": 4, "pool": "avg"}, {"kind": "fc", "out": 5}]
+    arch = _write_arch(tmp_path / "five.yaml", layers=layers)
+    r = _cli("train", str(arch), "--epochs", "1", cwd=repo_root)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "5 outputs" in r.stderr and "10 classes" in r.stderr
+
+
+def test_measured_activity_changes_the_cost(repo_root: Path, tmp_path: Path, tiny: ArchSpec) -> None:
+    """Spike rates measured by the trainer feed `neuronas cost --activity-file` and move the energy."""
+    arch = _write_arch(tmp_path / "tiny.yaml")
+    res = train_candidate(tiny, "rram-adcless-65nm", "digits-events", out_dir=tmp_path / "run", **QUICK)
+    assert res.status == "ok"
+    base = _cli("cost", str(arch), "--chip", "rram-adcless-65nm", "--activity", "1.0", "--json", cwd=repo_root)
+    measured = _cli("cost", str(arch), "--chip", "rram-adcless-65nm", "--activity-file",
+                    str(tmp_path / "run" / "metrics.json"), "--json", cwd=repo_root)
+    assert base.returncode == 0, base.stderr
+    assert measured.returncode == 0, measured.stderr
+    e_dense = json.loads(base.stdout)["energy_uj"]
+    report = json.loads(measured.stdout)
+    assert report["activity"]["source"] == "measured"
+    assert report["activity"]["input_rates"] == pytest.approx(res.activity["input_rates"])
+    assert math.isfinite(report["energy_uj"]) and report["energy_uj"] < e_dense
+
+
+@pytest.mark.gpu
+def test_trains_and_evaluates_on_cuda(tiny: ArchSpec) -> None:
+    res = train_candidate(tiny, "rram-adcless-65nm", "digits-events", device="cuda", **QUICK)
+    assert res.status == "ok" and res.config["device"].startswith("cuda")
+    assert len(res.accuracies) == 3
