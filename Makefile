@@ -21,8 +21,13 @@ $(STAMP): pyproject.toml Makefile
 
 venv: $(STAMP)
 
+# The main job on embedded defaults: search the default space (digits-small) on the default chip
+# (rram-adcless-65nm) for digits-events, then export the feasible Pareto front.  Running it again
+# resumes the same run (runs/default) and re-exports.  --timeout: no new trial after 7 minutes, so
+# the job stays within 10 minutes on a slow or busy machine (the next `make run` continues it).
 run: $(STAMP)
-	$(BIN)/neuronas search
+	$(BIN)/neuronas search --name default --timeout 420
+	$(BIN)/neuronas export default --out runs/default/export
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

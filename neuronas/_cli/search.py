@@ -1,0 +1,194 @@
+"""``neuronas search``: search a space for the best spiking networks that fit a chip."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    from neuronas.search.pareto import OBJECTIVES
+    from neuronas.search.study import DEFAULTS, SAMPLERS
+
+    d = DEFAULTS
+    a = parser.add_argument
+    # every option defaults to None so that a resumed run keeps its stored settings; the
+    # embedded defaults (shown in --help) apply to a new run
+    a("--space", default=None, help=f"search space preset or YAML file (default {d['space']})")
+    a("--chip", default=None, help=f"chip preset or YAML file (default {d['chip']})")
+    a("--dataset", default=None, help="dataset name (default: the space's dataset, digits-events)")
+    a(
+        "--trials",
+        type=int,
+        default=None,
+        help=f"finished trials to reach, counting earlier runs of the same name (default {d['trials']})",
+    )
+    a("--sampler", choices=SAMPLERS, default=None, help=f"Optuna sampler (default {d['sampler']})")
+    a(
+        "--objectives",
+        nargs="+",
+        default=None,
+        metavar="OBJ",
+        help=f"objectives among {', '.join(OBJECTIVES)} (default {' '.join(d['objectives'])})",
+    )
+    a("--workers", type=int, default=1, help="local worker processes sharing the study (default 1)")
+    a(
+        "--storage",
+        default=None,
+        help="sqlite (runs/NAME/study.db, default), journal (runs/NAME/journal.log, for --workers) or an SQLAlchemy URL",
+    )
+    a(
+        "--name",
+        default=None,
+        help="run name: the run lives in runs/NAME (default SPACE_CHIP_DATASET); the same name resumes",
+    )
+    a(
+        "--seed",
+        type=int,
+        default=None,
+        help=f"seed of the sampler and of training (default {d['seed']})",
+    )
+    a(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"training epochs per candidate (screening fidelity; default {d['epochs']})",
+    )
+    a(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="folder holding tonic datasets (nothing is downloaded)",
+    )
+    a(
+        "--max-train-samples",
+        type=int,
+        default=None,
+        help=f"train each candidate on at most this many samples (screening fidelity; default {d['max_train_samples'] or 'all'}; 0 = all)",
+    )
+    a(
+        "--max-eval-samples",
+        type=int,
+        default=None,
+        help="evaluate each candidate on at most this many test samples (cheap fidelity)",
+    )
+    a(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"training batch size (default {d['batch_size']})",
+    )
+    a(
+        "--eval-instances",
+        type=int,
+        default=None,
+        help=f"noisy chip instances accuracy is averaged over (default {d['eval_instances']})",
+    )
+    a("--lr", type=float, default=None, help="learning rate (default: the trainer's)")
+    a(
+        "--activity-prior",
+        type=float,
+        default=None,
+        help="spike rate used to price candidates before training (default: the space's, else the chip's)",
+    )
+    a(
+        "--min-accuracy",
+        type=float,
+        default=None,
+        dest="min_accuracy_after_first_epoch",
+        help="stop (prune) a candidate whose validation accuracy after its first epoch is below this",
+    )
+    a(
+        "--proxy-quantile",
+        type=float,
+        default=None,
+        metavar="Q",
+        help="train a within-budget candidate only if its training-free score (SAHD) reaches the Q-quantile of those trained so far",
+    )
+    a(
+        "--population",
+        type=int,
+        default=None,
+        dest="population_size",
+        help="NSGA-II population size",
+    )
+    a("--startup-trials", type=int, default=None, help="TPE: random trials before modelling")
+    a(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no new trial after this many seconds (the same command later resumes towards --trials)",
+    )
+    a("--quiet", action="store_true", help="no live progress line")
+    from neuronas.search.ray_backend import add_ray_arguments
+
+    add_ray_arguments(parser)  # --backend ray and its flags (lightweight: ray loads only when used)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from neuronas._cli.show import print_summary
+    from neuronas.errors import ConfigError
+    from neuronas.search.study import create_or_resume, run_search
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers: got {args.workers}, must be >= 1")
+    options = {
+        k: getattr(args, k)
+        for k in (
+            "space",
+            "chip",
+            "dataset",
+            "trials",
+            "sampler",
+            "objectives",
+            "storage",
+            "name",
+            "seed",
+            "epochs",
+            "data_root",
+            "max_train_samples",
+            "max_eval_samples",
+            "batch_size",
+            "eval_instances",
+            "lr",
+            "activity_prior",
+            "min_accuracy_after_first_epoch",
+            "proxy_quantile",
+            "population_size",
+            "startup_trials",
+        )
+    }
+    from neuronas.search.ray_backend import ray_options, run_ray_search
+
+    ray = ray_options(
+        args
+    )  # None for the local backend; checks Ray flags before anything is stored
+    run_ = create_or_resume(options)
+    if ray is not None:
+        run_ray_search(run_, ray, progress=not args.quiet)
+    else:
+        url = args.storage if args.storage and "://" in args.storage else None
+        run_search(
+            run_,
+            workers=args.workers,
+            storage_url=url,
+            progress=not args.quiet,
+            timeout_s=args.timeout,
+        )
+    print_summary(run_, stream=sys.stdout)
+    from neuronas.search.study import count_trials
+
+    done = count_trials(run_.study).finished
+    if done < run_.target:
+        print(
+            f"\nstopped at --timeout with {done}/{run_.target} finished trials: the same command continues the run"
+        )
+    where = run_.run_dir
+    with contextlib.suppress(ValueError):
+        where = where.relative_to(Path.cwd())
+    print(f"\nnext: neuronas show {where}   |   neuronas export {where} --out {where}/export")
+    return 0

@@ -1,0 +1,188 @@
+"""``neuronas show RUN``: the trials and the feasible Pareto front of a run, as tables."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, TextIO
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run name (runs/NAME in the current folder) or a run folder")
+    parser.add_argument(
+        "--storage", default=None, help="the SQLAlchemy URL, for a run kept in a database"
+    )
+    parser.add_argument("--front-only", action="store_true", help="print only the Pareto front")
+    parser.add_argument(
+        "--limit", type=int, default=0, help="print at most this many trials (latest; 0 = all)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from neuronas.search.study import open_run
+
+    r = open_run(args.run, storage=args.storage)
+    print_summary(r, stream=sys.stdout, trials_table=not args.front_only, limit=args.limit)
+    return 0
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """A plain aligned text table (numbers right-aligned)."""
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
+
+    def fmt(cells: list[str]) -> str:
+        out = []
+        for c, w in zip(cells, widths, strict=False):
+            numeric = c[:1].isdigit() or (c[:1] in "-+" and c[1:2].isdigit())
+            out.append(c.rjust(w) if numeric else c.ljust(w))
+        return "  ".join(out).rstrip()
+
+    lines = [fmt(header), "  ".join("-" * w for w in widths)]
+    lines += [fmt(r) for r in rows]
+    return "\n".join(lines)
+
+
+def _num(v: Any, spec: str = ".3g") -> str:
+    if v is None:
+        return "-"
+    try:
+        return format(float(v), spec)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def describe_arch(arch: dict[str, Any] | None) -> str:
+    """A compact one-cell description: layers, T, neuron, bits, ADC, crossbar."""
+    if not arch:
+        return "-"
+    parts = []
+    for layer in arch["layers"]:
+        k = layer["kind"]
+        if k == "fc":
+            parts.append(f"fc{layer['out']}")
+        elif k == "conv":
+            parts.append(f"c{layer['out']}k{layer.get('kernel', 3)}")
+        elif k == "pool":
+            parts.append(f"{layer.get('pool', 'max')[0]}p{layer.get('kernel', 2)}")
+        else:
+            parts.append(f"{k}{layer.get('out', '')}")
+        ov = layer.get("override")
+        if ov:
+            parts[-1] += (
+                "["
+                + ",".join(f"{'w' if a == 'weight_bits' else a[:1]}{b}" for a, b in ov.items())
+                + "]"
+            )
+    m = arch.get("mapping", {})
+    p = arch.get("precision", {})
+    n = arch.get("neuron", {})
+    adc = {"sa": "SA", "digital": "dig"}.get(
+        m.get("adc_kind", "sar"), f"{m.get('adc_kind')}{m.get('adc_bits')}"
+    )
+    return (
+        f"{'-'.join(parts)} T{arch['input']['timesteps']} {n.get('model', 'lif')} w{p.get('weight_bits', 4)} "
+        f"{adc} {m.get('rows', 128)}x{m.get('cols', 128)}"
+        + (" OS" if m.get("dataflow") == "output_stationary" else "")
+    )
+
+
+def _worst_margin(t: Any) -> str:
+    margins = t.user_attrs.get("margins") or {}
+    if not margins:
+        return "-"
+    k = max(margins, key=lambda m: margins[m])
+    return f"{k}{100 * margins[k]:+.0f}%"
+
+
+def trial_rows(trials: list[Any], objectives: list[str]) -> tuple[list[list[str]], list[str]]:
+    header = [
+        "#",
+        "state",
+        "status",
+        "arch",
+        "acc",
+        "±",
+        "energy_uj",
+        "latency_us",
+        "area_mm2",
+        "memory_kb",
+        "worst margin",
+        "s",
+    ]
+    rows = []
+    for t in trials:
+        ua = t.user_attrs
+        metrics = ua.get("metrics") or {}
+        acc = ua.get("accuracy")
+        rows.append(
+            [
+                str(t.number),
+                t.state.name,
+                str(ua.get("status", "")),
+                describe_arch(ua.get("arch")),
+                _num(100 * acc, ".1f") if acc is not None else "-",
+                _num(100 * ua["accuracy_std"], ".1f")
+                if ua.get("accuracy_std") is not None
+                else "-",
+                _num(metrics.get("energy_uj")),
+                _num(metrics.get("latency_us")),
+                _num(metrics.get("area_mm2")),
+                _num(metrics.get("memory_kb")),
+                _worst_margin(t),
+                _num((ua.get("seconds") or {}).get("wall"), ".2f"),
+            ]
+        )
+    return rows, header
+
+
+def print_summary(
+    r: Any, stream: TextIO = sys.stdout, trials_table: bool = True, limit: int = 0
+) -> None:
+    """Header, counts, trials table and front table of an opened run."""
+    from neuronas.search.study import count_trials, front_trials
+
+    cfg = r.config
+    trials = r.study.get_trials(deepcopy=False)
+    c = count_trials(r.study, trials)
+    budgets = (
+        ", ".join(
+            f"{m} <= {b.limit:g}{'' if b.hard else ' (soft)'}"
+            for m, b in r.chip.budgets.items().items()
+        )
+        or "none"
+    )
+    w = stream.write
+    w(
+        f"run {r.run_dir}: space {r.space.name}, chip {r.chip.name} (budgets: {budgets}), dataset {cfg.dataset}\n"
+    )
+    w(
+        f"sampler {cfg.sampler}, objectives {', '.join(cfg.objectives)}, seed {cfg.seed}, {cfg.epochs} epoch(s)"
+        + (f", <= {cfg.max_train_samples} training samples" if cfg.max_train_samples else "")
+        + "\n"
+    )
+    w(
+        f"finished {c.finished}/{cfg.trials}: trained {c.trained}, rejected untrained (over a hard budget) {c.infeasible}, "
+        f"over budget after training {c.infeasible_measured}, stopped {c.pruned}, failed {c.failed}"
+        + (f", interrupted and retried {c.interrupted}" if c.interrupted else "")
+        + (f", running {c.running}" if c.running else "")
+        + "\n"
+    )
+    if trials_table:
+        shown = [t for t in trials if t.state.name != "WAITING"]
+        if limit:
+            shown = shown[-limit:]
+        rows, header = trial_rows(shown, list(cfg.objectives))
+        w("\ntrials\n" + table(rows, header) + "\n")
+    front = front_trials(r.study, list(cfg.objectives), trials)
+    rows, header = trial_rows(front, list(cfg.objectives))
+    w(
+        f"\nfeasible Pareto front ({len(front)} member{'s' if len(front) != 1 else ''}; {', '.join(cfg.objectives)})\n"
+    )
+    w(
+        table(rows, header) + "\n"
+        if front
+        else "(empty: no trained candidate within every hard budget yet)\n"
+    )

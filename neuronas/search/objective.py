@@ -1,0 +1,240 @@
+"""One candidate, start to finish: price it, reject it untrained or train it, price it again.
+
+:func:`evaluate` takes and returns plain, JSON-serialisable values only, so the same function
+runs in the search process, in a local worker subprocess or on a Ray worker; it knows nothing
+of Optuna (the study records what it returns, see :func:`neuronas.search.study.record_result`).
+
+The flow (DESIGN.md section 2):
+
+1. ``chip_problems``: a candidate the chip cannot build at all (an ADC kind it lacks, bits out of
+   range) is ``incompatible`` -- the space normally never proposes one.
+2. ``estimate`` with the prior spike rate: any hard budget violated -> ``infeasible``, returned at
+   once with its costs and margins, **never trained** (this is what makes the search fast).
+3. ``train_candidate`` (few epochs, crossbar in the loop); NaN / divergence -> ``failed``.
+4. ``estimate`` again with the measured spike rates; a hard budget broken now ->
+   ``infeasible_measured`` (trained, but not a front member); otherwise ``ok``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COST_METRICS", "evaluate", "load_chip_ref", "price"]
+
+#: the cost metrics a chip may budget and a search may minimise
+COST_METRICS: tuple[str, ...] = ("energy_uj", "latency_us", "area_mm2", "memory_kb")
+
+
+@functools.lru_cache(maxsize=16)
+def _chip_cached(key: str) -> Any:
+    from neuronas.hardware import load_chip
+
+    data = json.loads(key)
+    if isinstance(data, str):
+        return load_chip(data)
+    from neuronas.config import parse_model
+    from neuronas.hardware import Chip
+
+    return parse_model(Chip, data, "chip (from the run's metadata)")
+
+
+def load_chip_ref(chip_ref: Any) -> Any:
+    """A Chip from a preset name, a file path, a plain dict (a dumped chip) or a Chip."""
+    if hasattr(chip_ref, "periphery") and hasattr(chip_ref, "budgets"):
+        return chip_ref
+    if isinstance(chip_ref, Path):
+        chip_ref = str(chip_ref)
+    return _chip_cached(json.dumps(chip_ref, sort_keys=True))
+
+
+def _budget_info(report: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    margins = {k: float(v) for k, v in report.margins().items()}
+    violations = [
+        {
+            "metric": v.metric,
+            "value": float(v.value),
+            "limit": float(v.limit),
+            "margin": float(v.margin),
+            "hard": bool(v.hard),
+        }
+        for v in report.violations
+    ]
+    return margins, violations
+
+
+def price(arch_dict: dict[str, Any], chip_ref: Any, activity: Any = None) -> dict[str, Any]:
+    """Cost of a candidate as plain values (no training): the first step of :func:`evaluate`."""
+    from neuronas.hardware import chip_problems, estimate
+    from neuronas.spec import ArchSpec
+
+    arch = ArchSpec.from_dict(arch_dict)
+    chip = load_chip_ref(chip_ref)
+    problems = list(chip_problems(arch, chip))
+    if problems:
+        return {"compatible": False, "problems": problems}
+    report = estimate(arch, chip, activity)
+    margins, violations = _budget_info(report)
+    return {
+        "compatible": True,
+        "problems": [],
+        "feasible": bool(report.feasible),
+        "cost": report.to_dict(),
+        "metrics": {m: float(report.metric(m)) for m in COST_METRICS},
+        "margins": margins,
+        "violations": violations,
+        "hard_violations": [v for v in violations if v["hard"]],
+    }
+
+
+def evaluate(arch_dict: dict[str, Any], chip_ref: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate one candidate; plain values in, plain values out (see the module docstring).
+
+    ``settings`` keys (all optional except ``dataset``): ``dataset``, ``epochs`` (1),
+    ``seed`` (0), ``data_root``, ``batch_size`` (64), ``lr``, ``schedule`` ("progressive"),
+    ``eval_instances`` (5), ``max_train_samples``, ``out_dir`` (where the trainer writes
+    ``model.pt`` / ``metrics.json``), ``activity_prior`` (spike rate for the first pricing;
+    None = the chip's prior), ``device`` ("cpu"), ``min_accuracy_after_first_epoch`` (stop a
+    candidate whose validation accuracy after epoch 1 is below this; None = never).
+
+    Returns a dict with ``status`` in ``incompatible | infeasible | failed | stopped |
+    infeasible_measured | ok``, ``trained`` (bool), ``reason``, ``prior`` (the first pricing:
+    ``cost``, ``metrics``, ``margins``, ``violations``), ``measured`` (the same after training,
+    or None), ``train`` (the trainer's result dict, or None), ``accuracy_mean`` /
+    ``accuracy_std`` (None when untrained), and ``seconds`` spent pricing and training.
+    """
+    t0 = time.perf_counter()
+    prior = price(arch_dict, chip_ref, settings.get("activity_prior"))
+    t_price = time.perf_counter() - t0
+    out: dict[str, Any] = {
+        "status": "",
+        "trained": False,
+        "reason": "",
+        "prior": prior,
+        "measured": None,
+        "train": None,
+        "accuracy_mean": None,
+        "accuracy_std": None,
+        "seconds": {"price": t_price, "train": 0.0, "total": t_price},
+    }
+    if not prior["compatible"]:
+        out.update(status="incompatible", reason="; ".join(prior["problems"]))
+        return out
+    if not prior["feasible"]:
+        worst = max(prior["hard_violations"], key=lambda v: v["margin"])
+        out.update(
+            status="infeasible",
+            reason=f"{worst['metric']} {worst['value']:.4g} > hard budget {worst['limit']:.4g} "
+            f"(+{100 * worst['margin']:.0f}%) at the prior spike rate; not trained",
+        )
+        return out
+
+    from neuronas.spec import ArchSpec
+    from neuronas.train import train_candidate
+
+    arch = ArchSpec.from_dict(arch_dict)
+    chip = load_chip_ref(chip_ref)
+    q = settings.get("proxy_quantile")
+    if q is not None:
+        t_proxy = time.perf_counter()
+        score = _proxy_score(arch, chip, settings)
+        out["proxy_score"] = score
+        out["seconds"]["proxy"] = time.perf_counter() - t_proxy
+        ref = sorted(float(v) for v in settings.get("proxy_reference") or [] if math.isfinite(v))
+        # filter only once a few trained candidates give the quantile some meaning
+        if len(ref) >= 5 and score < ref[min(len(ref) - 1, int(float(q) * len(ref)))]:
+            out.update(
+                status="proxy_rejected",
+                reason=f"training-free score {score:.4g} below the {q:g}-quantile of the {len(ref)} trained candidates' scores; not trained",
+            )
+            out["seconds"]["total"] = time.perf_counter() - t0
+            return out
+    out_dir = settings.get("out_dir")
+    threshold = settings.get("min_accuracy_after_first_epoch")
+
+    def on_epoch(epoch: int, val_accuracy: float) -> bool:
+        # screening: a candidate that has learned nothing after its first epoch is hopeless
+        return threshold is not None and epoch <= 1 and val_accuracy < float(threshold)
+
+    kwargs: dict[str, Any] = {
+        "epochs": int(settings.get("epochs", 1)),
+        "seed": int(settings.get("seed", 0)),
+        "data_root": settings.get("data_root"),
+        "batch_size": int(settings.get("batch_size", 64)),
+        "schedule": settings.get("schedule", "progressive"),
+        "eval_instances": int(settings.get("eval_instances", 5)),
+        "device": settings.get("device", "cpu"),
+        "out_dir": Path(out_dir) if out_dir else None,
+        "max_train_samples": settings.get("max_train_samples"),
+        "on_epoch": on_epoch if threshold is not None else None,
+        "progress": bool(settings.get("progress", False)),
+    }
+    if settings.get("max_eval_samples") is not None:
+        kwargs["max_eval_samples"] = int(settings["max_eval_samples"])
+    if settings.get("lr") is not None:
+        kwargs["lr"] = float(settings["lr"])
+    t1 = time.perf_counter()
+    try:
+        result = train_candidate(arch, chip, settings["dataset"], **kwargs)
+    except FloatingPointError as exc:  # a diverged run the trainer did not catch itself
+        out.update(status="failed", trained=True, reason=f"training diverged: {exc}")
+        out["seconds"].update(train=time.perf_counter() - t1, total=time.perf_counter() - t0)
+        return out
+    train = result.to_dict()
+    out["train"] = train
+    out["trained"] = True
+    out["seconds"]["train"] = time.perf_counter() - t1
+    if train["status"] == "diverged" or not _finite(train.get("accuracy_mean")):
+        out.update(
+            status="failed",
+            reason=train.get("reason") or "training diverged (non-finite loss or accuracy)",
+        )
+    elif train["status"] == "stopped":
+        out.update(
+            status="stopped",
+            reason=train.get("reason")
+            or f"stopped early: validation accuracy below {threshold} after the first epoch",
+            accuracy_mean=train["accuracy_mean"],
+            accuracy_std=train["accuracy_std"],
+        )
+    else:
+        from neuronas.hardware import Activity
+
+        measured = price(arch_dict, chip, Activity.from_dict(train["activity"]))
+        out["measured"] = measured
+        out.update(
+            accuracy_mean=float(train["accuracy_mean"]), accuracy_std=float(train["accuracy_std"])
+        )
+        if measured["feasible"]:
+            out["status"] = "ok"
+        else:
+            worst = max(measured["hard_violations"], key=lambda v: v["margin"])
+            out.update(
+                status="infeasible_measured",
+                reason=f"{worst['metric']} {worst['value']:.4g} > hard budget {worst['limit']:.4g} "
+                f"with the measured spike rates (the prior was optimistic)",
+            )
+    del arch
+    out["seconds"]["total"] = time.perf_counter() - t0
+    return out
+
+
+def _proxy_score(arch: Any, chip: Any, settings: dict[str, Any]) -> float:
+    """SAHD score on a fixed batch of training samples (see :mod:`neuronas.search.proxy`)."""
+    from neuronas.data import load_dataset
+    from neuronas.search.proxy import sahd_score
+
+    ds = load_dataset(
+        settings["dataset"], "train", arch.input.timesteps, data_root=settings.get("data_root")
+    )
+    x, _ = ds.tensors()
+    n = int(settings.get("proxy_batch", 32))
+    return sahd_score(arch, x[:n].transpose(0, 1), chip=chip, seed=int(settings.get("seed", 0)))
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

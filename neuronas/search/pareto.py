@@ -1,0 +1,126 @@
+"""Pareto fronts and hypervolume for mixed-direction objectives.
+
+Objectives are named (``accuracy``, ``energy_uj``, ``latency_us``, ``area_mm2``,
+``memory_kb``); :data:`DIRECTIONS` says which way each is better.  Points are turned into
+"loss" form (every objective minimised) before any comparison, so callers never flip signs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "DIRECTIONS",
+    "OBJECTIVES",
+    "dominates",
+    "hypervolume",
+    "nondominated_mask",
+    "pareto_front",
+    "to_loss",
+]
+
+#: objective name -> "maximize" | "minimize"
+DIRECTIONS: dict[str, str] = {
+    "accuracy": "maximize",
+    "energy_uj": "minimize",
+    "latency_us": "minimize",
+    "area_mm2": "minimize",
+    "memory_kb": "minimize",
+}
+OBJECTIVES: tuple[str, ...] = tuple(DIRECTIONS)
+
+
+def to_loss(
+    points: Sequence[Sequence[float]] | np.ndarray, objectives: Sequence[str]
+) -> np.ndarray:
+    """``points`` (rows) with every maximised objective negated, so that lower is better."""
+    arr = np.asarray(points, dtype=float).reshape(-1, len(objectives))
+    signs = np.array([-1.0 if DIRECTIONS[o] == "maximize" else 1.0 for o in objectives])
+    return arr * signs
+
+
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Loss-form ``a`` dominates ``b``: no worse everywhere, strictly better somewhere."""
+    a_, b_ = np.asarray(a, float), np.asarray(b, float)
+    return bool(np.all(a_ <= b_) and np.any(a_ < b_))
+
+
+def nondominated_mask(loss: np.ndarray) -> np.ndarray:
+    """Boolean mask of the rows of ``loss`` (minimised) that no other row dominates.
+
+    Duplicated points are all kept (neither dominates the other).
+    """
+    loss = np.asarray(loss, dtype=float)
+    n = len(loss)
+    mask = np.ones(n, dtype=bool)
+    for i in range(n):
+        le = np.all(loss <= loss[i], axis=1)
+        lt = np.any(loss < loss[i], axis=1)
+        if np.any(le & lt):
+            mask[i] = False
+    return mask
+
+
+def pareto_front(points: Sequence[Sequence[float]], objectives: Sequence[str]) -> list[int]:
+    """Indices of the non-dominated ``points`` (natural units, mixed directions)."""
+    if len(points) == 0:
+        return []
+    return [int(i) for i in np.flatnonzero(nondominated_mask(to_loss(points, objectives)))]
+
+
+def hypervolume(
+    points: Sequence[Sequence[float]] | np.ndarray,
+    reference: Sequence[float],
+    objectives: Sequence[str] | None = None,
+) -> float:
+    """The volume dominated by ``points`` and bounded by ``reference``.
+
+    With ``objectives`` the points and the reference are in natural units (accuracy up, costs
+    down); without, both are already in loss form.  Points that do not strictly dominate the
+    reference contribute nothing.  Exact, by recursive slicing along the last objective
+    (fine for the few dozen points of a search front).
+    """
+    if objectives is not None:
+        pts = to_loss(points, objectives)
+        ref = to_loss([reference], objectives)[0]
+    else:
+        pts = np.asarray(points, dtype=float)
+        ref = np.asarray(reference, dtype=float)
+    if pts.size == 0:
+        return 0.0
+    pts = pts.reshape(-1, len(ref))
+    pts = pts[np.all(pts < ref, axis=1)]
+    if len(pts) == 0:
+        return 0.0
+    pts = pts[nondominated_mask(pts)]
+    return float(_hv(np.unique(pts, axis=0), ref))
+
+
+def _hv(pts: np.ndarray, ref: np.ndarray) -> float:
+    d = pts.shape[1]
+    if d == 1:
+        return float(ref[0] - pts[:, 0].min())
+    if d == 2:
+        order = np.argsort(pts[:, 0])
+        vol, best_y = 0.0, ref[1]
+        for x, y in pts[order]:
+            if y < best_y:
+                vol += (ref[0] - x) * (best_y - y)
+                best_y = y
+        return vol
+    # slice along the last axis: between consecutive levels the cross-section is the
+    # (d-1)-dimensional hypervolume of the points at or below that level
+    order = np.argsort(pts[:, -1])
+    pts = pts[order]
+    levels = list(pts[:, -1]) + [ref[-1]]
+    vol = 0.0
+    for i in range(len(pts)):
+        height = levels[i + 1] - levels[i]
+        if height <= 0:
+            continue
+        sub = pts[: i + 1, :-1]
+        sub = sub[nondominated_mask(sub)]
+        vol += height * _hv(sub, ref[:-1])
+    return vol

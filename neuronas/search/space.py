@@ -1,0 +1,664 @@
+"""Search spaces: typed YAML files whose samples are :class:`~neuronas.spec.ArchSpec` candidates.
+
+A space names families of topologies (``mlp``, ``cnn``) with conditional dimensions (depth,
+per-layer widths, kernels, pooling) and the hardware dimensions shared by every family
+(timesteps, neuron model, weight bits, ADC kind and bits, crossbar size, dataflow, optional
+per-layer precision).  It is loaded strictly (unknown keys are errors that list the known
+ones) and sampled define-by-run from an Optuna trial::
+
+    space = load_space("digits-small")
+    arch = space.sample(trial, chip)          # an ArchSpec the chip can map
+
+Every dimension is written one of three ways: a single value (fixed, not searched), a list
+(a categorical choice), or ``{low, high, step, log}`` (an integer range).  Conditional
+parameters are named after what they condition on (``mlp.width_1`` exists only when
+``mlp.depth >= 2``), so the Optuna dashboard shows them plainly.
+
+The chip restricts the space at sampling time: ADC kinds the periphery lacks and ADC bit
+widths outside its range are never proposed (the choices are narrowed, not rejected
+afterwards), so no trial is spent on a candidate that cannot be built at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from neuronas.config import load_yaml, parse_model, resolve_preset
+from neuronas.errors import ConfigError, SearchError
+from neuronas.spec import (
+    ArchSpec,
+    InputSpec,
+    LayerOverride,
+    LayerSpec,
+    MappingSpec,
+    NeuronSpec,
+    PrecisionSpec,
+)
+
+__all__ = [
+    "IntRange",
+    "SearchSpace",
+    "load_space",
+    "space_from_dict",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IntRange(_Strict):
+    """An integer range searched with ``trial.suggest_int`` (ordered, unlike a list)."""
+
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> IntRange:
+        if self.low > self.high:
+            raise ValueError(f"low <= high must hold, but got low={self.low}, high={self.high}")
+        if self.step < 1:
+            raise ValueError(f"step must be >= 1, got {self.step}")
+        if self.log and self.step != 1:
+            raise ValueError(
+                "log and step > 1 cannot be combined (Optuna's suggest_int forbids it)"
+            )
+        if self.log and self.low < 1:
+            raise ValueError(f"a log range needs low >= 1, got {self.low}")
+        return self
+
+    def values(self) -> list[int]:
+        return list(range(self.low, self.high + 1, self.step))
+
+
+def _dim_kind(v: Any) -> str:
+    if isinstance(v, (dict, IntRange)):
+        return "range"
+    if isinstance(v, list):
+        return "list"
+    return "value"
+
+
+# a tagged union: a malformed range reports the range's own rule, not "not an integer"
+IntDim = Annotated[
+    Annotated[int, Tag("value")]
+    | Annotated[list[int], Tag("list")]
+    | Annotated[IntRange, Tag("range")],
+    Discriminator(_dim_kind),
+]
+FloatDim = Annotated[
+    Annotated[float, Tag("value")] | Annotated[list[float], Tag("list")],
+    Discriminator(_dim_kind),
+]
+
+
+def _nonempty(v: Any, what: str) -> Any:
+    if isinstance(v, list) and not v:
+        raise ValueError(f"{what}: an empty list leaves nothing to choose; give at least one value")
+    if isinstance(v, list) and len(set(map(str, v))) != len(v):
+        raise ValueError(f"{what}: duplicate values {v}")
+    return v
+
+
+class InputDims(_Strict):
+    """What the network sees; the shape comes from the dataset unless fixed here."""
+
+    timesteps: IntDim = 8
+    encoding: Literal["events", "rate", "direct"] = "events"
+    #: max-pool factor applied to the input frames by a first pool layer (1 = full resolution).
+    #: Max pooling keeps binary events binary, so the first crossbar still sees spikes.
+    downsample: IntDim = 1
+    shape: list[int] | None = None
+
+    @field_validator("timesteps", "downsample")
+    @classmethod
+    def _lists(cls, v: Any) -> Any:
+        return _nonempty(v, "value")
+
+
+class MlpFamily(_Strict):
+    """Fully connected hidden layers (each followed by the spiking neuron), then the readout."""
+
+    depth: IntDim = Field(default_factory=lambda: IntRange(low=1, high=2))
+    width: IntDim = Field(default_factory=lambda: [64, 128])
+    #: one width for every hidden layer (True) or one per layer (False, conditional on depth)
+    shared_width: bool = False
+
+    @field_validator("depth", "width")
+    @classmethod
+    def _lists(cls, v: Any) -> Any:
+        return _nonempty(v, "value")
+
+
+class CnnFamily(_Strict):
+    """Conv blocks (conv + neuron [+ pool]), optional fc hidden layer, then the readout."""
+
+    blocks: IntDim = Field(default_factory=lambda: IntRange(low=1, high=2))
+    channels: IntDim = Field(default_factory=lambda: [8, 16])
+    kernel: IntDim = Field(default_factory=lambda: [3])
+    #: pooling after each block; "none" keeps the resolution
+    pool: list[Literal["max", "avg", "none"]] = Field(default_factory=lambda: ["max"])  # type: ignore[arg-type]
+    stride: IntDim = 1
+    #: width of an fc hidden layer before the readout (0 = straight to the readout)
+    hidden: IntDim = Field(default_factory=lambda: [0])
+
+    @field_validator("blocks", "channels", "kernel", "stride", "hidden", "pool")
+    @classmethod
+    def _lists(cls, v: Any) -> Any:
+        return _nonempty(v, "value")
+
+
+class Families(_Strict):
+    mlp: MlpFamily | None = None
+    cnn: CnnFamily | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> Families:
+        if self.mlp is None and self.cnn is None:
+            raise ValueError("give at least one family (mlp, cnn)")
+        return self
+
+    def names(self) -> list[str]:
+        return [n for n in ("mlp", "cnn") if getattr(self, n) is not None]
+
+
+class NeuronDims(_Strict):
+    model: list[Literal["lif", "ld_lif", "if"]] | Literal["lif", "ld_lif", "if"] = "lif"
+    tau: FloatDim = 2.0
+    decay_step: FloatDim = 0.125
+    threshold: FloatDim = 1.0
+    reset: list[Literal["hard", "soft"]] | Literal["hard", "soft"] = "hard"
+
+    @field_validator("model", "tau", "decay_step", "threshold", "reset")
+    @classmethod
+    def _lists(cls, v: Any) -> Any:
+        return _nonempty(v, "value")
+
+
+class PrecisionDims(_Strict):
+    weight_bits: IntDim = Field(default_factory=lambda: [2, 4, 8])
+    membrane_bits: IntDim = 8
+
+    @field_validator("weight_bits", "membrane_bits")
+    @classmethod
+    def _lists(cls, v: Any) -> Any:
+        return _nonempty(v, "value")
+
+
+AdcKindName = Literal["sar", "flash", "sa", "digital"]
+
+
+class MappingDims(_Strict):
+    #: ADC kinds to search; narrowed to the chip's ``periphery.adc_kinds`` when sampling
+    adc_kind: list[AdcKindName] | AdcKindName = Field(default_factory=lambda: ["sa", "sar"])  # type: ignore[arg-type]
+    #: bits for sar / flash (sa is always 1, digital 0); clipped to the chip's range
+    adc_bits: IntDim = Field(default_factory=lambda: IntRange(low=3, high=6))
+    #: square crossbars rows = cols (or give rows and cols separately)
+    crossbar: IntDim | None = None  # [64, 128] when neither crossbar nor rows/cols is given
+    rows: IntDim | None = None
+    cols: IntDim | None = None
+    bits_per_cell: IntDim = 1
+    signed_scheme: list[Literal["differential", "offset"]] | Literal["differential", "offset"] = (
+        "differential"
+    )
+    dataflow: (
+        list[Literal["weight_stationary", "output_stationary"]]
+        | Literal["weight_stationary", "output_stationary"]
+    ) = "weight_stationary"
+
+    @field_validator(
+        "adc_kind",
+        "adc_bits",
+        "crossbar",
+        "rows",
+        "cols",
+        "bits_per_cell",
+        "signed_scheme",
+        "dataflow",
+    )
+    @classmethod
+    def _lists(cls, v: Any) -> Any:
+        return _nonempty(v, "value")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_geometry(cls, data: Any) -> Any:
+        if isinstance(data, dict) and all(
+            data.get(k) is None for k in ("crossbar", "rows", "cols")
+        ):
+            data = {**data, "crossbar": [64, 128]}
+        return data
+
+    @model_validator(mode="after")
+    def _geometry(self) -> MappingDims:
+        if self.crossbar is not None and (self.rows is not None or self.cols is not None):
+            raise ValueError("give either crossbar (square arrays) or rows and cols, not both")
+        if self.crossbar is None and (self.rows is None or self.cols is None):
+            raise ValueError("give crossbar (square arrays) or both rows and cols")
+        return self
+
+
+class PerLayerDims(_Strict):
+    """FlexSpIM-style per-layer operand resolution: when the sampler turns it on, every weighted
+    layer picks its own weight bits (and ADC bits for sar/flash layers) from these choices."""
+
+    weight_bits: IntDim | None = None
+    adc_bits: IntDim | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> PerLayerDims:
+        if self.weight_bits is None and self.adc_bits is None:
+            raise ValueError("per_layer needs weight_bits and/or adc_bits")
+        return self
+
+
+class SearchSpace(_Strict):
+    """A typed search space (see the module docstring for the file format)."""
+
+    name: str = ""
+    description: str = ""
+    #: dataset the space is designed for (the default of ``neuronas search --dataset``)
+    dataset: str = "digits-events"
+    #: spike-rate prior used to price candidates before training (None: the chip's prior)
+    activity_prior: float | None = Field(default=None, gt=0.0, le=1.0)
+    outputs: int | None = Field(default=None, ge=1)
+    input: InputDims = Field(default_factory=InputDims)
+    families: Families
+    neuron: NeuronDims = Field(default_factory=NeuronDims)
+    precision: PrecisionDims = Field(default_factory=PrecisionDims)
+    mapping: MappingDims = Field(default_factory=MappingDims)
+    per_layer: PerLayerDims | None = None
+
+    # -- sampling -------------------------------------------------------------------------
+
+    def sample(
+        self,
+        trial: Any,
+        chip: Any = None,
+        *,
+        input_shape: Sequence[int] | None = None,
+        num_outputs: int | None = None,
+    ) -> ArchSpec:
+        """One candidate, define-by-run from an Optuna trial (or anything with ``suggest_*``).
+
+        ``chip`` (a :class:`~neuronas.hardware.Chip`) narrows the ADC choices to what its
+        periphery offers.  ``input_shape`` / ``num_outputs`` default to the space's
+        ``input.shape`` / ``outputs``, else to the space's dataset.
+        """
+        shape, outputs = self._io(input_shape, num_outputs)
+        s = _Suggester(trial)
+        timesteps = s.int("timesteps", self.input.timesteps)
+        downsample = s.int("downsample", self.input.downsample)
+        layers: list[LayerSpec] = []
+        cur = shape
+        if downsample > 1 and len(shape) == 3:
+            if downsample > min(shape[1], shape[2]):
+                downsample = 1
+            else:
+                layers.append(LayerSpec(kind="pool", kernel=downsample, pool="max"))
+                cur = (shape[0], shape[1] // downsample, shape[2] // downsample)
+        family = s.cat("family", self.families.names())
+        if family == "cnn" and len(shape) != 3:
+            raise SearchError(
+                f"search space {self.name!r}: the cnn family needs a [C, H, W] input, the dataset gives {list(shape)}"
+            )
+        if family == "mlp":
+            layers += self._mlp(s, self.families.mlp)  # type: ignore[arg-type]
+        else:
+            layers += self._cnn(s, self.families.cnn, cur)  # type: ignore[arg-type]
+        layers.append(LayerSpec(kind="fc", out=outputs))
+
+        r = self.restricted(chip)
+        neuron = NeuronSpec(
+            model=s.cat("neuron", r["neuron"]),
+            tau=s.float_cat("tau", self.neuron.tau),
+            decay_step=s.float_cat("decay_step", self.neuron.decay_step),
+            threshold=s.float_cat("threshold", self.neuron.threshold),
+            reset=s.cat("reset", _as_list(self.neuron.reset)),
+        )
+        precision = PrecisionSpec(
+            weight_bits=s.int("weight_bits", self.precision.weight_bits),
+            membrane_bits=s.int("membrane_bits", self.precision.membrane_bits),
+        )
+        bits_dim = r["adc_bits"]
+        adc_kind = s.cat("adc_kind", r["adc_kind"])
+        adc_bits = (
+            _fixed_bits(adc_kind) if adc_kind in ("sa", "digital") else s.int("adc_bits", bits_dim)
+        )
+        m = self.mapping
+        if r["crossbar"] is not None:
+            rows = cols = s.int("crossbar", r["crossbar"])
+        else:
+            rows = s.int("rows", r["rows"])
+            cols = s.int("cols", r["cols"])
+        mapping = MappingSpec(
+            adc_bits=adc_bits,
+            adc_kind=adc_kind,
+            rows=rows,
+            cols=cols,
+            bits_per_cell=s.int("bits_per_cell", r["bits_per_cell"]),
+            signed_scheme=s.cat("signed_scheme", _as_list(m.signed_scheme)),
+            dataflow=s.cat("dataflow", _as_list(m.dataflow)),
+        )
+        if self.per_layer is not None and s.cat("per_layer", [False, True]):
+            layers = self._per_layer(s, layers, adc_kind, bits_dim)
+        return ArchSpec(
+            input=InputSpec(shape=tuple(shape), timesteps=timesteps, encoding=self.input.encoding),
+            layers=tuple(layers),
+            neuron=neuron,
+            precision=precision,
+            mapping=mapping,
+            name=f"{self.name}-{family}" if self.name else family,
+        )
+
+    def _mlp(self, s: _Suggester, fam: MlpFamily) -> list[LayerSpec]:
+        depth = s.int("mlp.depth", fam.depth)
+        if fam.shared_width:
+            w = s.int("mlp.width", fam.width)
+            return [LayerSpec(kind="fc", out=w) for _ in range(depth)]
+        return [LayerSpec(kind="fc", out=s.int(f"mlp.width_{i}", fam.width)) for i in range(depth)]
+
+    def _cnn(self, s: _Suggester, fam: CnnFamily, shape: tuple[int, ...]) -> list[LayerSpec]:
+        blocks = s.int("cnn.blocks", fam.blocks)
+        layers: list[LayerSpec] = []
+        _, h, w = shape
+        for i in range(blocks):
+            out = s.int(f"cnn.channels_{i}", fam.channels)
+            k = s.int(f"cnn.kernel_{i}", fam.kernel)
+            stride = s.int(f"cnn.stride_{i}", fam.stride)
+            k = min(k, h, w) if min(h, w) >= 1 else k
+            k = max(k, 1)
+            layers.append(LayerSpec(kind="conv", out=out, kernel=k, stride=stride))
+            p = k // 2
+            h, w = (h + 2 * p - k) // stride + 1, (w + 2 * p - k) // stride + 1
+            pool = s.cat(f"cnn.pool_{i}", list(fam.pool))
+            # a 1x1 map cannot be pooled further; keep the block unpooled rather than fail
+            if pool != "none" and h >= 2 and w >= 2:
+                layers.append(LayerSpec(kind="pool", kernel=2, pool=pool))
+                h, w = h // 2, w // 2
+        hidden = s.int("cnn.hidden", fam.hidden)
+        if hidden > 0:
+            layers.append(LayerSpec(kind="fc", out=hidden))
+        return layers
+
+    def _per_layer(
+        self, s: _Suggester, layers: list[LayerSpec], adc_kind: str, bits_dim: IntDim
+    ) -> list[LayerSpec]:
+        pl = self.per_layer
+        assert pl is not None
+        out: list[LayerSpec] = []
+        j = 0
+        for layer in layers:
+            if not layer.weighted:
+                out.append(layer)
+                continue
+            wb = (
+                s.int(f"layer{j}.weight_bits", pl.weight_bits)
+                if pl.weight_bits is not None
+                else None
+            )
+            ab = None
+            per_bits = _clip_dim(pl.adc_bits, _range_of(bits_dim)) if pl.adc_bits is not None else None
+            if per_bits is not None and adc_kind in ("sar", "flash"):
+                # per-layer ADC bits stay within what the chip (and the global choice) allows
+                ab = s.int(f"layer{j}.adc_bits", per_bits)
+            override = LayerOverride(weight_bits=wb, adc_bits=ab)
+            out.append(
+                dataclasses.replace(layer, override=None if override.is_empty() else override)
+            )
+            j += 1
+        return out
+
+    # -- the chip's restrictions -----------------------------------------------------------
+
+    def adc_choices(self, chip: Any = None) -> tuple[list[str], IntDim]:
+        """ADC kinds (and the sar/flash bit dimension) this space may propose on ``chip``.
+
+        Raises a :class:`SearchError` when nothing is left: the space and the chip share no
+        ADC kind, or the space's bit range misses the chip's entirely.
+        """
+        kinds = list(_as_list(self.mapping.adc_kind))
+        bits_dim: IntDim = self.mapping.adc_bits
+        if chip is None:
+            return kinds, bits_dim
+        per = chip.periphery
+        allowed = set(per.adc_kinds)
+        narrowed = _clip_dim(bits_dim, (max(2, int(per.adc_bits_min)), int(per.adc_bits_max)))
+        keep = [
+            k for k in kinds if k in allowed and not (k in ("sar", "flash") and narrowed is None)
+        ]
+        if not keep:
+            raise SearchError(
+                f"search space {self.name or '(file)'}: ADC kinds {kinds} with adc_bits {_describe(bits_dim)} "
+                f"leave nothing chip {chip.name} can build (it offers {', '.join(per.adc_kinds)} with "
+                f"{per.adc_bits_min}..{per.adc_bits_max} bits); widen mapping.adc_kind / mapping.adc_bits"
+            )
+        return keep, narrowed if narrowed is not None else bits_dim
+
+    def restricted(self, chip: Any = None) -> dict[str, Any]:
+        """Every dimension the chip narrows, narrowed: ADC kinds and bits, neuron models (the
+        chip's neuron units), crossbar sizes (its largest arrays) and bits per cell (its cell).
+        A :class:`SearchError` names the dimension when the chip leaves no value of it."""
+        kinds, bits = self.adc_choices(chip)
+        out: dict[str, Any] = {
+            "adc_kind": kinds,
+            "adc_bits": bits,
+            "neuron": _as_list(self.neuron.model),
+        }
+        m = self.mapping
+        out.update(crossbar=m.crossbar, rows=m.rows, cols=m.cols, bits_per_cell=m.bits_per_cell)
+        if chip is None:
+            return out
+        name = self.name or "(file)"
+        models = [x for x in out["neuron"] if x in chip.periphery.neuron_unit.models]
+        if not models:
+            raise SearchError(
+                f"search space {name}: neuron models {out['neuron']} -- chip {chip.name} has neuron units only for {', '.join(chip.periphery.neuron_unit.models)}; widen neuron.model"
+            )
+        out["neuron"] = models
+        cap = chip.capacity
+        for key, hi in (
+            ("crossbar", min(cap.array_rows_max, cap.array_cols_max)),
+            ("rows", cap.array_rows_max),
+            ("cols", cap.array_cols_max),
+        ):
+            if out[key] is None:
+                continue
+            clipped = _clip_dim(out[key], (1, hi))
+            if clipped is None:
+                raise SearchError(
+                    f"search space {name}: mapping.{key} {_describe(out[key])} -- chip {chip.name}'s arrays are at most {cap.array_rows_max} x {cap.array_cols_max}"
+                )
+            out[key] = clipped
+        bpc = _clip_dim(m.bits_per_cell, (1, chip.technology.device.bits_per_cell_max))
+        if bpc is None:
+            raise SearchError(
+                f"search space {name}: mapping.bits_per_cell {_describe(m.bits_per_cell)} -- chip {chip.name}'s {chip.technology.device.kind} cell holds at most {chip.technology.device.bits_per_cell_max}"
+            )
+        out["bits_per_cell"] = bpc
+        return out
+
+    # -- helpers for the samplers ----------------------------------------------------------
+
+    def grid(
+        self,
+        chip: Any = None,
+        *,
+        input_shape: Sequence[int] | None = None,
+        num_outputs: int | None = None,
+    ) -> dict[str, list[Any]]:
+        """Every parameter the space can suggest with all its values (for Optuna's GridSampler).
+
+        Conditional parameters are included with all their values; the grid sampler then walks
+        combinations some of which differ only in parameters a candidate does not use.
+        """
+        rec = _Recorder()
+        shape, outputs = self._io(input_shape, num_outputs)
+        # walk the structural maxima so that every conditional parameter is seen once per value
+        for values in _branch_values(self, chip):
+            rec.fixed = values
+            # a branch that cannot be built adds no parameters
+            with contextlib.suppress(Exception):
+                self.sample(rec, chip, input_shape=shape, num_outputs=outputs)
+        return {k: v for k, v in rec.choices.items()}
+
+    def _io(
+        self, input_shape: Sequence[int] | None, num_outputs: int | None
+    ) -> tuple[tuple[int, ...], int]:
+        shape = (
+            tuple(input_shape)
+            if input_shape is not None
+            else (tuple(self.input.shape) if self.input.shape else None)
+        )
+        outputs = num_outputs if num_outputs is not None else self.outputs
+        if shape is None or outputs is None:
+            from neuronas.data import dataset_info
+
+            info = dataset_info(self.dataset)
+            shape = shape or tuple(info.input_shape)
+            outputs = outputs or int(info.num_classes)
+        return shape, outputs
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _as_list(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, list) else [v]
+
+
+def _fixed_bits(kind: str) -> int:
+    return 1 if kind == "sa" else 0
+
+
+def _range_of(dim: IntDim) -> tuple[int, int]:
+    if isinstance(dim, IntRange):
+        return dim.low, dim.high
+    vals = _as_list(dim)
+    return min(vals), max(vals)
+
+
+def _clip_dim(dim: IntDim, bounds: tuple[int, int]) -> IntDim | None:
+    """``dim`` restricted to ``[lo, hi]``; None when nothing is left."""
+    lo, hi = bounds
+    if isinstance(dim, IntRange):
+        new_lo, new_hi = max(dim.low, lo), min(dim.high, hi)
+        if dim.step > 1:
+            # stay on the original step grid
+            start = dim.low + ((new_lo - dim.low + dim.step - 1) // dim.step) * dim.step
+            new_lo = start
+        if new_lo > new_hi:
+            return None
+        if new_lo == new_hi:
+            return new_lo
+        return IntRange(low=new_lo, high=new_hi, step=dim.step, log=dim.log)
+    vals = [v for v in _as_list(dim) if lo <= v <= hi]
+    if not vals:
+        return None
+    return vals[0] if len(vals) == 1 else vals
+
+
+def _describe(dim: Any) -> str:
+    if isinstance(dim, IntRange):
+        return f"{dim.low}..{dim.high}"
+    return str(dim)
+
+
+class _Suggester:
+    """Wraps an Optuna trial: fixed values are not suggested (they are not search dimensions)."""
+
+    def __init__(self, trial: Any) -> None:
+        self.trial = trial
+
+    def int(self, name: str, dim: IntDim) -> int:
+        if isinstance(dim, IntRange):
+            if dim.low == dim.high:
+                return dim.low
+            return int(self.trial.suggest_int(name, dim.low, dim.high, step=dim.step, log=dim.log))
+        if isinstance(dim, list):
+            if len(dim) == 1:
+                return int(dim[0])
+            return int(self.trial.suggest_categorical(name, list(dim)))
+        return int(dim)
+
+    def cat(self, name: str, choices: Sequence[Any]) -> Any:
+        choices = list(choices)
+        if len(choices) == 1:
+            return choices[0]
+        return self.trial.suggest_categorical(name, choices)
+
+    def float_cat(self, name: str, dim: FloatDim) -> float:
+        if isinstance(dim, list):
+            return float(self.cat(name, dim))
+        return float(dim)
+
+
+class _Recorder:
+    """A stand-in trial that records every parameter's possible values (for :meth:`grid`)."""
+
+    def __init__(self) -> None:
+        self.choices: dict[str, list[Any]] = {}
+        self.fixed: dict[str, Any] = {}
+
+    def _add(self, name: str, values: list[Any]) -> Any:
+        cur = self.choices.setdefault(name, [])
+        for v in values:
+            if v not in cur:
+                cur.append(v)
+        if name in self.fixed:
+            return self.fixed[name]
+        # the largest value opens every conditional branch (deepest network, all widths)
+        return (
+            max(values)
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+            else values[-1]
+        )
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        return int(self._add(name, list(range(low, high + 1, step))))
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._add(name, list(choices))
+
+
+def _branch_values(space: SearchSpace, chip: Any) -> Iterator[dict[str, Any]]:
+    """Assignments of the structural (branching) parameters covering every conditional branch."""
+    fams = space.families.names()
+    kinds, _ = space.adc_choices(chip)
+    per_layer = [False, True] if space.per_layer is not None else [False]
+    for fam, kind, pl in itertools.product(fams, kinds, per_layer):
+        yield {"family": fam, "adc_kind": kind, "per_layer": pl}
+
+
+def space_from_dict(data: Any, source: str = "search space") -> SearchSpace:
+    """Validate a mapping (e.g. parsed YAML) into a :class:`SearchSpace`."""
+    return parse_model(SearchSpace, data, source)
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """A shipped space by name (``digits-small``) or a YAML file; strict, one-line errors."""
+    path = resolve_preset(name_or_path, kind="space")
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    space = space_from_dict(data, str(path))
+    if not space.name:
+        space = space.model_copy(update={"name": path.stem})
+    return space
