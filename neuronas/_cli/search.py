@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     )  # None for the local backend; checks Ray flags before anything is stored
     run_ = create_or_resume(options)
     if ray is not None:
-        run_ray_search(run_, ray, progress=not args.quiet)
+        run_ray_search(run_, ray, progress=not args.quiet, timeout_s=args.timeout)
     else:
         url = args.storage if args.storage and "://" in args.storage else None
         run_search(

@@ -483,19 +483,8 @@ def create_or_resume(options: dict[str, Any], root: Path | None = None) -> Run:
         if "chip" in opts:
             ch = load_chip(opts["chip"])
             given["chip_hash"] = _hash(ch.model_dump(mode="json"))
-        for key in (
-            "dataset",
-            "seed",
-            "epochs",
-            "batch_size",
-            "max_train_samples",
-            "max_eval_samples",
-            "eval_instances",
-            "lr",
-            "schedule",
-            "activity_prior",
-        ):
-            if key in opts:
+        for key in IDENTITY:
+            if key not in ("space_hash", "chip_hash") and key in opts:
                 given[key] = opts[key]
         if given.get("max_train_samples") == 0:
             given["max_train_samples"] = None  # 0: no cap
