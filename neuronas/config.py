@@ -190,7 +190,7 @@ def parse_model(model: type[M], data: Any, source: str) -> M:
     from pydantic import ValidationError
 
     try:
-        return model.model_validate(data)  # type: ignore[attr-defined, no-any-return]
+        return model.model_validate(data)  # type: ignore[attr-defined]
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source, model)) from None
 

@@ -150,7 +150,7 @@ def _fields_of(cls: type) -> dict[str, dataclasses.Field[Any]]:
     """Field name -> Field, cached per class (from_dict is on the sampler's hot path)."""
     got = _FIELDS.get(cls)
     if got is None:
-        got = _FIELDS[cls] = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        got = _FIELDS[cls] = {f.name: f for f in fields(cls)}
     return got
 
 
@@ -476,7 +476,7 @@ class ArchSpec(_Spec):
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "") -> ArchSpec:
-        return super().from_dict(data, where)  # type: ignore[no-any-return]
+        return super().from_dict(data, where)
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
@@ -516,11 +516,11 @@ class ArchSpec(_Spec):
 
     def resolved(self) -> tuple[ResolvedLayer, ...]:
         """The weighted layers, made concrete (shapes, fan-in/out, effective precision/mapping)."""
-        return self._resolved  # type: ignore[attr-defined, no-any-return]
+        return self._resolved  # type: ignore[attr-defined]
 
     def shapes(self) -> tuple[Shape, ...]:
         """Output shape of every layer (same length as ``layers``)."""
-        return self._shapes  # type: ignore[attr-defined, no-any-return]
+        return self._shapes  # type: ignore[attr-defined]
 
     @property
     def output_shape(self) -> Shape:

@@ -41,7 +41,7 @@ import math
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuronas.errors import ConfigError
 from neuronas.hardware.activity import Activity
@@ -389,12 +389,12 @@ def _layer_costs(r: CostReport) -> tuple[LayerCost, ...]:
         else:
             en = (0.0, 0.0, 0.0, 0.0, e_mem, e_buf, e_wire * noc_bits, e_pool, e_off)
             sops = conv = 0.0
-        en += (leak_pj * area / area_sum if area_sum else 0.0,)
+        en_all = (*en, leak_pj * area / area_sum if area_sum else 0.0)
         out.append(LayerCost(
-            index=li, kind=kind, name=name, energy_uj=sum(en) * 1e-6, latency_us=(T * stage + once) * 1e-3,
+            index=li, kind=kind, name=name, energy_uj=sum(en_all) * 1e-6, latency_us=(T * stage + once) * 1e-3,
             stage_ns=stage, area_mm2=area * 1e-6, memory_kb=mem_bits / 8192, arrays=arrays, pes=pes,
             utilisation=util, sops=sops, conversions=conv, input_rate=a_in, output_rate=a_out,
-            components=dict(zip(COMPONENTS, [v * 1e-6 for v in en], strict=True)), array_ns=t_array,
+            components=dict(zip(COMPONENTS, [v * 1e-6 for v in en_all], strict=True)), array_ns=t_array,
             row_phases=phases, neuron_ns=t_neuron,
         ))
     return tuple(out)
@@ -464,6 +464,12 @@ class _ChipScalars:
         "tile_a_noc", "tile_a_acc", "e_wire_mm", "leak_mw_mm2", "pipeline", "start_fraction", "rate", "budgets",
         "priors", "cells_text",
     )
+
+    if TYPE_CHECKING:  # the slots are filled in _chip_scalars; to mypy each is Any
+
+        def __getattr__(self, name: str) -> Any: ...
+
+        def __setattr__(self, name: str, value: Any) -> None: ...
 
 
 #: id(chip) -> (chip, its scalars); chips are few and long-lived, so strong references are fine

@@ -1,7 +1,13 @@
 """Spiking networks with the crossbar in the loop (torch; knows nothing of the search)."""
 
-from neuronas.snn.build import SpikingNetwork, build, crossbar_layers
-from neuronas.snn.crossbar import (
+import logging
+
+# torch warns "Triton not available" on every CPU-only import (SpikingJelly probes for it);
+# nothing here uses Triton, and the line would break the search's live progress display.
+logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
+
+from neuronas.snn.build import SpikingNetwork, build, crossbar_layers  # noqa: E402
+from neuronas.snn.crossbar import (  # noqa: E402
     CrossbarConfig,
     CrossbarConv2d,
     CrossbarConvTranspose2d,
@@ -11,7 +17,7 @@ from neuronas.snn.crossbar import (
     quantize_weight,
     sense_amp,
 )
-from neuronas.snn.neurons import LDLIFNode, ld_lif_step, make_neuron
+from neuronas.snn.neurons import LDLIFNode, ld_lif_step, make_neuron  # noqa: E402
 
 __all__ = [
     "CrossbarConfig",
