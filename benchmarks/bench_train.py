@@ -7,9 +7,12 @@ repeated so that the machine's noise hits all three alike:
 - ``plain``: ``nn.Linear`` / ``nn.Conv2d`` with the same weights and neurons (the reference);
 - ``aware0``: the crossbar layers at hardware awareness 0 (must cost <= 1.1x plain);
 - ``aware1``: the crossbar layers at awareness 1: quantized weights in bit slices, every row
-  group's partial sum through its converter (target <= 2.0x plain).
+  group's partial sum through its converter (target <= 2.0x plain), on the CPU through the
+  event-driven kernels of ``neuronas.snn._kernels``;
+- ``aware1-dense`` (``--dense``): the same at awareness 1 through the tensor-op path the kernels
+  replace (``NEURONAS_NO_NUMBA=1``; what runs on CUDA), to show what the kernels buy.
 
-    python benchmarks/bench_train.py [--arch digits-mlp] [--rows 64] [--repeats 3] [--threads 1]
+    python benchmarks/bench_train.py [--arch digits-mlp] [--rows 64] [--repeats 3] [--threads 1] [--dense]
 
 Prints a Markdown table with the median seconds per epoch and the ratios to ``plain``.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -47,7 +51,16 @@ def plain_copy(net: nn.Module) -> nn.Module:
     return out
 
 
-def epoch_seconds(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+def epoch_seconds(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, dense: bool = False) -> float:
+    if dense:
+        os.environ["NEURONAS_NO_NUMBA"] = "1"
+    try:
+        return _epoch(net, x, y, batch_size)
+    finally:
+        os.environ.pop("NEURONAS_NO_NUMBA", None)
+
+
+def _epoch(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     net.train()
     t0 = time.perf_counter()
@@ -70,6 +83,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--samples", type=int, default=None, help="training samples per epoch (default: all)")
+    ap.add_argument("--dense", action="store_true", help="also time awareness 1 on the tensor-op path (no kernels)")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()
 
@@ -96,17 +110,22 @@ def main() -> None:
     aware1.load_state_dict(aware.state_dict())
     aware1.set_hardware_awareness(1.0)
     nets["aware1"] = aware1
-    for net in nets.values():  # warm-up (and the converters' one-off calibration)
-        epoch_seconds(net, x[: 2 * args.batch_size], y[: 2 * args.batch_size], args.batch_size)
+    if args.dense:
+        nets["aware1-dense"] = aware1
+    for name, net in nets.items():  # warm-up (the kernels' compilation, the converters' calibration)
+        epoch_seconds(net, x[: 2 * args.batch_size], y[: 2 * args.batch_size], args.batch_size, name.endswith("dense"))
     times: dict[str, list[float]] = {k: [] for k in nets}
+    load_before = os.getloadavg()[0]
     for _ in range(args.repeats):
         for name, net in nets.items():
-            times[name].append(epoch_seconds(net, x, y, args.batch_size))
+            times[name].append(epoch_seconds(net, x, y, args.batch_size, name.endswith("dense")))
     med = {k: statistics.median(v) for k, v in times.items()}
+    load_after = os.getloadavg()[0]
     groups = [m.row_groups for m in aware.modules() if hasattr(m, "row_groups")]
     print(f"{arch.name}: {len(y)} samples/epoch, T={arch.input.timesteps}, batch {args.batch_size}, "
           f"rows {args.rows}, {kind} {args.adc_bits} b, weight {arch.precision.weight_bits} b / "
-          f"{arch.mapping.bits_per_cell} b per cell, row groups per layer {groups}, threads {args.threads}")
+          f"{arch.mapping.bits_per_cell} b per cell, row groups per layer {groups}, threads {args.threads}, "
+          f"load average {load_before:.2f} -> {load_after:.2f}")
     print(f"| network | s / epoch (median of {args.repeats}) | ratio to plain |")
     print("|---|---|---|")
     for name in nets:
@@ -115,7 +134,8 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({
             "arch": arch.to_dict(), "times_s": times, "median_s": med,
             "ratio_aware0": med["aware0"] / med["plain"], "ratio_aware1": med["aware1"] / med["plain"],
-            "machine": platform.platform(), "threads": args.threads,
+            "ratio_aware1_dense": med["aware1-dense"] / med["plain"] if "aware1-dense" in med else None,
+            "machine": platform.platform(), "threads": args.threads, "load_average": [load_before, load_after],
         }, indent=2))
 
 

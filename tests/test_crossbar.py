@@ -69,6 +69,14 @@ def test_quantize_weight_golden_and_ste() -> None:
     q.sum().backward()
     # straight through inside the range, zero where clamped
     assert w.grad.tolist() == pytest.approx([0, 4, 4, 4, 4, 4, 0])
+    # the step's gradient is that of the composed ops (LSQ through w / step)
+    w2, step = w.detach().clone().requires_grad_(), torch.tensor(0.25, requires_grad=True)
+    gy = torch.linspace(-1.0, 1.0, 7)
+    (quantize_weight(w2, step, -3, 3) * gy).sum().backward()
+    w3, step3 = w.detach().clone().requires_grad_(), torch.tensor(0.25, requires_grad=True)
+    v = torch.clamp(w3 / step3, -3, 3)
+    ((v + (torch.round(v) - v).detach()) * gy).sum().backward()
+    assert torch.allclose(step.grad, step3.grad) and torch.allclose(w2.grad, w3.grad)
 
 
 def test_adc_quantize_golden() -> None:
@@ -85,6 +93,12 @@ def test_sense_amp_golden_and_window_gradient() -> None:
     assert p.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]  # |p - ref| <= step
     uni = sense_amp(p.detach(), torch.tensor(2.0), torch.tensor(0.5), bipolar=False)
     assert uni.tolist() == [0.0, 0.0, 0.0, 0.0, 2.0, 2.0]
+    # the step is a pure output level: its gradient is the decision itself; the reference
+    # passes straight through (-1 per element inside the window)
+    step, ref = torch.tensor(1.0, requires_grad=True), torch.tensor(0.5, requires_grad=True)
+    sense_amp(p.detach(), step, ref).sum().backward()
+    assert float(step.grad) == -1 - 1 - 1 - 1 + 1 + 1
+    assert float(ref.grad) == -4.0
 
 
 # -- per-group conversion, checked against a hand-written loop -----------------------------------
@@ -320,3 +334,61 @@ def test_crossbar_on_cuda_matches_cpu() -> None:
     want = layer(x)
     got = layer.cuda()(x.cuda())
     assert torch.allclose(got.cpu(), want, atol=1e-4)
+
+
+# -- the event-driven CPU kernels against the tensor-op twin ----------------------------------------
+
+
+def _fwd_bwd(layer: nn.Module, x: torch.Tensor, gy_seed: int = 3) -> list[torch.Tensor]:
+    layer.zero_grad()
+    x = x.clone().requires_grad_(True)
+    y = layer(x)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(gy_seed))
+    (y * gy).sum().backward()
+    grads = [p.grad.clone() for _, p in sorted(layer.named_parameters()) if p.grad is not None]
+    return [y.detach(), x.grad.clone(), *grads]
+
+
+@pytest.mark.parametrize("kind,bits,scheme,bpc,rows", [
+    ("sa", 1, "differential", 1, 16), ("sa", 1, "differential", 2, 40), ("sa", 1, "offset", 1, 16),
+    ("sa", 1, "offset", 2, 40), ("sar", 4, "differential", 1, 16), ("sar", 4, "differential", 2, 40),
+    ("sar", 3, "offset", 1, 16), ("flash", 3, "offset", 2, 40),
+])
+def test_event_driven_kernels_match_the_tensor_op_path(
+    monkeypatch: pytest.MonkeyPatch, kind: str, bits: int, scheme: str, bpc: int, rows: int,
+) -> None:
+    """Same outputs and gradients from the numba kernels and the dense tensor ops (spike inputs
+    and integer weights: the partial sums are exact in either summation order)."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here: only the tensor-op path runs")
+    torch.manual_seed(0)
+    cfg = CrossbarConfig(weight_bits=4, adc_bits=bits, adc_kind=kind, rows=rows, bits_per_cell=bpc, signed_scheme=scheme)
+    layers = [CrossbarLinear(70, 12, cfg), CrossbarConv2d(3, 5, 3, padding=1, config=cfg)]
+    inputs = [_spikes(33, 70, p=0.1, seed=1), _spikes(4, 3, 6, 6, p=0.2, seed=2)]
+    for layer, x in zip(layers, inputs, strict=True):
+        layer.hardware_awareness = 1.0
+        layer(x)  # calibrate the converters
+        if layer.sa_ref is not None:
+            with torch.no_grad():
+                layer.sa_ref.normal_(0.0, 0.3)
+        monkeypatch.setenv("NEURONAS_NO_NUMBA", "1")
+        want = _fwd_bwd(layer, x)
+        monkeypatch.delenv("NEURONAS_NO_NUMBA")
+        for _ in range(2):  # twice: the kernels' outputs are fresh, uninitialised memory
+            got = _fwd_bwd(layer, x)
+            for a, b in zip(got, want, strict=True):
+                assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)  # float sums in another order
+
+
+def test_idle_groups_pass_no_gradient_through_skipped_sense_amplifiers() -> None:
+    torch.manual_seed(0)
+    layer = CrossbarLinear(64, 4, CrossbarConfig(weight_bits=2, adc_bits=1, adc_kind="sa", rows=16, bits_per_cell=2))
+    layer.hardware_awareness = 1.0
+    x = torch.zeros(8, 64)
+    x[:, :16] = _spikes(8, 16, p=0.5)  # only the first row group is ever driven
+    x.requires_grad_(True)
+    layer(x).sum().backward()
+    assert x.grad[:, 16:].abs().sum() == 0
+    assert x.grad[:, :16].abs().sum() > 0

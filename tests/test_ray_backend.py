@@ -167,7 +167,16 @@ def _search_args(head: Head, space: Path, name: str, trials: int, *extra: str) -
 
 
 def _finished(trials: list) -> list:
-    return [t for t in trials if t.state.name in FINISHED and t.user_attrs.get("status") != "interrupted"]
+    """Trials that count toward --trials (not interrupted, not a free re-proposal)."""
+    return [
+        t for t in trials
+        if t.state.name in FINISHED and t.user_attrs.get("status") != "interrupted" and not t.user_attrs.get("uncounted")
+    ]
+
+
+def _reproposed(trials: list) -> list:
+    """Free re-proposals of an evaluated architecture: finished, result copied, not counted."""
+    return [t for t in trials if t.user_attrs.get("uncounted") and t.state.name in FINISHED]
 
 
 # -- a search on the cluster, exported ---------------------------------------------------
@@ -181,7 +190,7 @@ def test_search_on_a_cluster_lands_in_the_run_storage_and_exports(head: Head, tm
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "runs" / "onray"
     trials = trials_of(run_dir)
-    assert len(_finished(trials)) == 5 == len(trials)
+    assert len(_finished(trials)) == 5 == len(trials) - len(_reproposed(trials))
     trained = [t for t in trials if t.user_attrs.get("trained")]
     rejected = [t for t in trials if t.user_attrs["status"] in ("infeasible", "incompatible")]
     assert trained and rejected, "the tiny space gives both kinds on the default chip"
@@ -211,7 +220,7 @@ def test_search_on_a_cluster_lands_in_the_run_storage_and_exports(head: Head, tm
     r = _cli(head, _search_args(head, space, "onray", 6, "--max-concurrent", "2"), tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     after = trials_of(run_dir)
-    assert len(_finished(after)) == 6 == len(after)
+    assert len(_finished(after)) == 6 == len(after) - len(_reproposed(after))
     for t in after:
         if t.number in before:
             assert (t.state.name, t.values) == before[t.number]
@@ -255,7 +264,7 @@ def test_killed_workers_are_retried_or_recorded_and_the_search_finishes(head: He
 
     trials = trials_of(tmp_path / "runs" / "killed")
     by_number = {t.number: t for t in trials}
-    assert len(_finished(trials)) == n == len(trials)
+    assert len(_finished(trials)) == n == len(trials) - len(_reproposed(trials))
     once, twice = (int(title.rsplit("_", 1)[1]) for title in kills)
     # killed once: retried by Ray on another worker process, completed and recorded
     t = by_number[once]

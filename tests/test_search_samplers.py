@@ -3,12 +3,20 @@ every trial the same way."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 from _search_helpers import TINY_SPACE
 
-from neuronas.search.study import SAMPLERS, count_trials, create_or_resume, make_sampler, run_search
+from neuronas.search.study import (
+    DUPLICATE_ALLOWANCE,
+    SAMPLERS,
+    count_trials,
+    create_or_resume,
+    make_sampler,
+    run_search,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -73,3 +81,58 @@ def test_a_crashing_candidate_is_a_failed_trial_and_the_search_goes_on(tmp_path:
         assert (
             "learning rate" in t.user_attrs["reason"] and "Traceback" in t.user_attrs["traceback"]
         )
+
+
+# every dimension fixed: the space holds exactly one architecture
+ONE_CANDIDATE_SPACE = """\
+name: one
+dataset: digits-events
+input: {timesteps: 2, downsample: 4}
+families:
+  mlp: {depth: 1, width: 16}
+neuron: {model: lif}
+precision: {weight_bits: 2}
+mapping: {adc_kind: [sa], crossbar: 64, dataflow: weight_stationary}
+"""
+
+
+def test_reproposals_are_told_but_do_not_use_up_the_budget(tmp_path: Path) -> None:
+    # a one-candidate space: every trial after the first re-proposes it.  The first
+    # trials x DUPLICATE_ALLOWANCE re-proposals are free (told to the study with the first
+    # trial's values, marked uncounted); after that, re-proposals count, so the search ends
+    # with exactly the requested finished trials and at most (1 + allowance) x trials asks
+    space = tmp_path / "one.yaml"
+    space.write_text(ONE_CANDIDATE_SPACE)
+    n = 3
+    opts = {
+        "name": "dups",
+        "space": str(space),
+        "chip": "rram-adcless-65nm",
+        "seed": 0,
+        "trials": n,
+        **FAST,
+    }
+    run = create_or_resume(opts, root=tmp_path)
+    run_search(run, progress=False)
+    trials = sorted(run.study.get_trials(deepcopy=False), key=lambda t: t.number)
+    free = math.ceil(DUPLICATE_ALLOWANCE * n)
+    c = count_trials(run.study, trials)
+    assert c.finished == n and c.duplicates == free
+    assert len(trials) == n + free
+    first = trials[0]
+    assert first.user_attrs["trained"] and "uncounted" not in first.user_attrs
+    uncounted = [t for t in trials if t.user_attrs.get("uncounted")]
+    assert [t.number for t in uncounted] == list(range(1, 1 + free))  # the allowance goes first
+    for t in trials[1:]:
+        # told like the original (the sampler learns from it), trained only once
+        assert t.state.name == "COMPLETE" and t.values == first.values
+        assert t.user_attrs["cached_from"] == first.number
+        assert t.user_attrs["arch_key"] == first.user_attrs["arch_key"]
+        assert "trial_dir" not in t.user_attrs
+    for t in uncounted:
+        assert t.user_attrs["duplicate_of"] == first.number
+    assert len(list((run.run_dir / "trials").iterdir())) == 1
+    # resuming a finished search asks nothing more
+    again = create_or_resume({"name": "dups"}, root=tmp_path)
+    run_search(again, progress=False)
+    assert len(again.study.get_trials(deepcopy=False)) == n + free

@@ -86,6 +86,17 @@ def test_same_seed_same_result(tiny: ArchSpec) -> None:
     assert a.accuracy_std == 0.0  # an ideal device: every chip instance is the same
 
 
+def test_same_seed_same_result_on_a_noisy_chip(tiny: ArchSpec) -> None:
+    """Device noise is drawn from the seed too: a search can cache and compare candidates."""
+    from neuronas.hardware import load_chip
+
+    chip = load_chip("rram-adcless-65nm")
+    a = train_candidate(tiny, chip, "digits-events", seed=5, **QUICK)
+    b = train_candidate(tiny, chip, "digits-events", seed=5, **QUICK)
+    assert a.history[-1]["train_loss"] == b.history[-1]["train_loss"]
+    assert a.accuracies == b.accuracies and a.activity == b.activity
+
+
 def test_on_epoch_can_stop_the_run(tiny: ArchSpec) -> None:
     res = train_candidate(tiny, None, "digits-events", on_epoch=lambda e, a: True, **{**QUICK, "epochs": 5})
     assert res.status == "stopped" and res.epochs_run == 1 and "epoch 0" in res.reason

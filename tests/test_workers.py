@@ -38,7 +38,9 @@ def test_two_workers_share_one_study(tmp_path: Path, storage: str) -> None:
     run_dir = tmp_path / "runs" / "w2"
     trials = trials_of(run_dir, storage)
     assert sorted(t.number for t in trials) == list(range(len(trials)))  # no gaps, no duplicates
-    assert len(trials) == N  # exactly N: none lost, none extra
+    # exactly N: none lost, none extra (free re-proposals of an evaluated architecture are
+    # recorded but do not count, see study.py)
+    assert len([t for t in trials if not t.user_attrs.get("uncounted")]) == N
     assert all(t.state.name in ("COMPLETE", "PRUNED", "FAIL") for t in trials)
     assert all(t.user_attrs.get("status") != "interrupted" for t in trials)
     # both workers ran trials, in their own processes

@@ -614,6 +614,9 @@ class _RayStudyDriver:
             arch_dict = arch.to_dict()
             trial.set_user_attr("arch", arch_dict)
             trial.set_user_attr("arch_key", arch.key)
+            # a re-proposed architecture: its result is reused and, within the allowance, the
+            # trial does not use up the budget (as in a local search)
+            st._free_duplicate(run, trial, arch.key)  # noqa: SLF001
             cached = st._find_cached(run.study, arch.key, trial.number)  # noqa: SLF001 - shared duplicate cache
             if cached is not None:
                 result = st._result_from_trial(cached)  # noqa: SLF001

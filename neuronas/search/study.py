@@ -26,8 +26,16 @@ Trial states (read from optuna 5.0's samplers; see the README's "Search" section
 * left RUNNING by a killed process -> FAIL with ``status = "interrupted"`` and re-enqueued with
   the same parameters; interrupted trials do not count as finished (they produced nothing).
 
-``finished`` = COMPLETE + PRUNED + FAIL (not interrupted): a search ends with exactly the
-requested number of finished trials, however often it was killed and restarted.
+Re-proposed architectures: a sampler may propose an architecture the study has already
+evaluated (TPE does, once it concentrates on a region).  Its result is copied from the first
+trial (retraining would only pay again for another draw of the same candidate's accuracy) and
+told to the study again, so the sampler still learns from the proposal; but it does not use up a
+trial of the budget: such a trial is marked ``uncounted`` and the search draws again.  At most
+``trials x DUPLICATE_ALLOWANCE`` re-proposals are free (so a sampler stuck on a small space still
+ends); later ones count like any trial.
+
+``finished`` = COMPLETE + PRUNED + FAIL, neither interrupted nor uncounted: a search ends with
+exactly the requested number of finished trials, however often it was killed and restarted.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from neuronas.search.pareto import DIRECTIONS, OBJECTIVES, pareto_front
 
 __all__ = [
     "DEFAULTS",
+    "DUPLICATE_ALLOWANCE",
     "Counts",
     "RunConfig",
     "count_trials",
@@ -68,6 +77,7 @@ __all__ = [
     "record_result",
     "run_search",
     "run_trial",
+    "tpe_settings",
 ]
 
 SAMPLERS: tuple[str, ...] = ("tpe", "nsga2", "random", "grid", "qmc")
@@ -88,7 +98,10 @@ DEFAULTS: dict[str, Any] = {
     "max_train_samples": None,
     "max_eval_samples": None,
     "eval_instances": 3,
-    "lr": None,
+    # 3 epochs with a cosine schedule: the trainer's 1e-2 (tuned for 15-30 epoch trainings) is
+    # too slow here; 3e-2 reached higher chip accuracy on 10 of 10 digits-small candidates
+    # (mean +12.5 points; benchmarks/RESULTS.md, "Search")
+    "lr": 3e-2,
     "schedule": "progressive",
     "activity_prior": None,
     "min_accuracy_after_first_epoch": None,
@@ -116,6 +129,10 @@ IDENTITY: tuple[str, ...] = (
     "schedule",
     "activity_prior",
 )
+
+#: free re-proposals of an already evaluated architecture, as a fraction of ``--trials``
+#: (1.0: a search asks the sampler at most twice its trial budget)
+DUPLICATE_ALLOWANCE = 1.0
 
 FINISHED_STATUSES = (
     "ok",
@@ -661,6 +678,22 @@ def _validate_counts(cfg: RunConfig) -> None:
 # samplers
 
 
+def tpe_settings(cfg: RunConfig, *, workers: int = 1) -> dict[str, Any]:
+    """The default sampler's settings (TPESampler keyword arguments, without the seed)."""
+    startup = (
+        cfg.startup_trials if cfg.startup_trials is not None else max(5, min(10, cfg.trials // 4))
+    )
+    return {
+        "n_startup_trials": startup,
+        # the space is conditional (family -> depth -> widths): the multivariate, grouped
+        # TPE models the branches jointly instead of each parameter on its own
+        "multivariate": True,
+        "group": True,
+        # parallel workers: count running trials as bad so workers do not propose the same
+        "constant_liar": workers > 1,
+    }
+
+
 def make_sampler(run: Run, *, workers: int = 1, worker_index: int = 0, n_existing: int = 0) -> Any:
     """The Optuna sampler named in the run's config, seeded for reproducibility.
 
@@ -673,21 +706,7 @@ def make_sampler(run: Run, *, workers: int = 1, worker_index: int = 0, n_existin
     cfg = run.config
     seed = cfg.seed + 7919 * n_existing + 104729 * worker_index
     if cfg.sampler == "tpe":
-        startup = (
-            cfg.startup_trials
-            if cfg.startup_trials is not None
-            else max(5, min(10, cfg.trials // 4))
-        )
-        return optuna.samplers.TPESampler(
-            seed=seed,
-            n_startup_trials=startup,
-            # the space is conditional (family -> depth -> widths): the multivariate, grouped
-            # TPE models the branches jointly instead of each parameter on its own
-            multivariate=True,
-            group=True,
-            # parallel workers: count running trials as bad so workers do not propose the same
-            constant_liar=workers > 1,
-        )
+        return optuna.samplers.TPESampler(seed=seed, **tpe_settings(cfg, workers=workers))
     if cfg.sampler == "nsga2":
         pop = cfg.population_size or max(8, min(50, cfg.trials // 4))
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=pop)
@@ -717,6 +736,7 @@ class Counts:
     running: int
     waiting: int
     interrupted: int
+    duplicates: int = 0  # re-proposals that did not use up a trial (counted nowhere else)
 
 
 def _status(t: Any) -> str:
@@ -739,10 +759,15 @@ def count_trials(study: Any, trials: Sequence[Any] | None = None) -> Counts:
             "running",
             "waiting",
             "interrupted",
+            "duplicates",
         )
     }
+    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     for t in trials:
         st = _status(t)
+        if t.user_attrs.get("uncounted") and t.state in done and st != "interrupted":
+            c["duplicates"] += 1
+            continue
         if t.state == TrialState.COMPLETE:
             c["complete"] += 1
         elif t.state == TrialState.PRUNED:
@@ -938,8 +963,8 @@ def _jsonable(v: Any) -> Any:
 
 
 def _find_cached(study: Any, key: str, number: int) -> Any | None:
-    """A finished trial that trained the very same architecture (training is deterministic for
-    a run's seed, so retraining it would reproduce the same numbers)."""
+    """A finished trial that trained the very same architecture (its result is reused: a
+    retraining would cost as much and only draw the same candidate's accuracy again)."""
     from optuna.trial import TrialState
 
     for t in study.get_trials(
@@ -953,6 +978,39 @@ def _find_cached(study: Any, key: str, number: int) -> Any | None:
         ):
             return t
     return None
+
+
+def _find_evaluated(study: Any, key: str, number: int) -> Any | None:
+    """The first finished trial (trained or rejected, not interrupted) of architecture ``key``."""
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    ):
+        if (
+            t.number != number
+            and t.user_attrs.get("arch_key") == key
+            and _status(t) != "interrupted"
+        ):
+            return t
+    return None
+
+
+def _free_duplicate(run: Run, trial: Any, key: str) -> bool:
+    """Mark ``trial`` as a free re-proposal if ``key`` was evaluated before and the allowance
+    (``DUPLICATE_ALLOWANCE`` x the trial budget) is not used up; True if it was marked.
+
+    Several workers may mark one each at the same moment: the allowance can be exceeded by
+    the number of workers minus one, which only bounds how long a search can run."""
+    first = _find_evaluated(run.study, key, trial.number)
+    if first is None:
+        return False
+    used = sum(1 for t in run.study.get_trials(deepcopy=False) if t.user_attrs.get("uncounted"))
+    if used >= math.ceil(DUPLICATE_ALLOWANCE * run.target):
+        return False
+    trial.set_user_attr("uncounted", True)
+    trial.set_user_attr("duplicate_of", first.number)
+    return True
 
 
 def _result_from_trial(t: Any) -> dict[str, Any]:
@@ -1024,6 +1082,9 @@ def run_trial(run: Run, trial: Any) -> dict[str, Any]:
     arch_dict = arch.to_dict()
     trial.set_user_attr("arch", arch_dict)
     trial.set_user_attr("arch_key", arch.key)
+    # a re-proposal is still evaluated and told (the sampler learns from it) but, while the
+    # allowance lasts, does not use up a trial of the budget: ask_next draws another one
+    _free_duplicate(run, trial, arch.key)
     cached = _find_cached(run.study, arch.key, trial.number)
     if cached is not None:
         result = _result_from_trial(cached)
@@ -1116,6 +1177,8 @@ def progress_line(
     parts.append(f"failed {c.failed}")
     if c.running:
         parts.append(f"running {c.running}")
+    if c.duplicates:
+        parts.append(f"re-proposed (not counted) {c.duplicates}")
     front = front_trials(study, objectives, trials)
     if front:
         best = front[0]

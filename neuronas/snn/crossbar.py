@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neuronas.snn import _kernels
 from neuronas.spec import ResolvedLayer
 
 __all__ = [
@@ -68,9 +69,40 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
+class _QuantizeWeight(torch.autograd.Function):
+    """:func:`quantize_weight` as one autograd node (the composed ops cost ~5x more per step)."""
+
+    @staticmethod
+    def forward(ctx: Any, w: torch.Tensor, step: torch.Tensor, qn: int, qp: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.qn, ctx.qp = qn, qp
+        ctx.fast = w.device.type == "cpu" and w.dtype == torch.float32 and step.numel() == 1 and _kernels.available()
+        if ctx.fast:
+            ctx.save_for_backward(w, step)
+            return _kernels.quantize_forward(w, float(step), qn, qp)
+        v = w / step
+        ctx.save_for_backward(v, step)
+        return v.clamp(qn, qp).round_()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        if ctx.fast:
+            w, step = ctx.saved_tensors
+            grad_w, g_step = _kernels.quantize_backward(w, float(step), ctx.qn, ctx.qp, grad)
+            return grad_w, torch.full_like(step, g_step), None, None
+        v, step = ctx.saved_tensors
+        g_in = grad * ((v >= ctx.qn) & (v <= ctx.qp))  # straight through inside the range
+        grad_w = g_in / step if ctx.needs_input_grad[0] else None
+        grad_step = None
+        if ctx.needs_input_grad[1]:
+            # d(w / step) / d step = -(w / step) / step
+            grad_step = (-(g_in * v).sum() / step).reshape(step.shape)
+        return grad_w, grad_step, None, None
+
+
 def quantize_weight(w: torch.Tensor, step: torch.Tensor, qn: int, qp: int) -> torch.Tensor:
-    """Integer weight levels ``round(clamp(w / step, qn, qp))`` (LSQ; STE through the rounding)."""
-    return round_ste(torch.clamp(w / step, qn, qp))
+    """Integer weight levels ``round(clamp(w / step, qn, qp))`` (LSQ: straight through the
+    rounding inside the range, zero where clamped; the step learns through ``w / step``)."""
+    return _QuantizeWeight.apply(w, step, qn, qp)
 
 
 def adc_quantize(p: torch.Tensor, step: torch.Tensor, qn: int, qp: int) -> torch.Tensor:
@@ -79,20 +111,18 @@ def adc_quantize(p: torch.Tensor, step: torch.Tensor, qn: int, qp: int) -> torch
 
 
 def sense_amp(p: torch.Tensor, step: torch.Tensor, ref: torch.Tensor, bipolar: bool = True) -> torch.Tensor:
-    """A 1-bit sense amplifier: ``step * sign(p - ref)`` (bipolar, differential columns) or
-    ``step * H(p - ref)`` (unipolar).
+    """A 1-bit sense amplifier: ``step * sign(p - ref)`` (bipolar, differential columns; a tie
+    reads +1) or ``step * H(p - ref)`` (unipolar).
 
-    Backward: straight-through inside the comparator's window ``|p - ref| <= step`` (bipolar) or
-    ``|p - ref| <= step / 2`` (unipolar), zero outside.
+    Backward: the decision does not depend on ``step`` (a pure output level), so ``step`` gets its
+    exact gradient, the decision itself; ``p`` and ``ref`` pass straight through inside the
+    comparator's window ``|p - ref| <= step`` (bipolar) or ``step / 2`` (unipolar), zero outside.
     """
-    u = (p - ref) / step
-    if bipolar:
-        hard = torch.where(u >= 0, 1.0, -1.0).to(u.dtype)
-        soft = u.clamp(-1.0, 1.0)
-    else:
-        hard = (u >= 0).to(u.dtype)
-        soft = (u + 0.5).clamp(0.0, 1.0)
-    return step * (soft + (hard - soft).detach())
+    u = p - ref
+    w = step.detach() if bipolar else 0.5 * step.detach()
+    hard = torch.where(u >= 0, 1.0, -1.0 if bipolar else 0.0).to(u.dtype)
+    soft = u.clamp(-w, w)  # slope 1 inside the window (edges included), 0 outside
+    return step * hard + (soft - soft.detach())
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,78 +206,110 @@ class CrossbarConfig:
         return 0, 2**b - 1
 
 
+def _convert_sum_dense(
+    x2d: torch.Tensor, wg: torch.Tensor, step: torch.Tensor, ref: torch.Tensor | None, tie: torch.Tensor | None,
+    coef: torch.Tensor, yscale: torch.Tensor, mode: int, qn: int, qp: int, want_mask: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Tensor-op twin of :func:`neuronas.snn._kernels.convert_sum_forward` (same outputs).
+
+    Used on CUDA and where numba is unavailable: it materialises the ``[G, M, K]`` partial sums.
+    """
+    g, r, k = wg.shape
+    xg = x2d.reshape(-1, g, r).transpose(0, 1)  # [G, M, R]
+    p = torch.matmul(xg, wg)  # [G, M, K]
+    if mode == 0:
+        v = p.div_(step)  # partial sums in ADC codes; an idle group gives code 0 by itself
+        total = torch.clamp(v, qn, qp).round_().sum(0)
+        centre, half = 0.5 * (qn + qp), 0.5 * (qp - qn)
+        inside = (v - centre).abs_().le_(half)  # float 0 / 1
+        dsum = (v * inside).sum(0)
+    else:
+        assert ref is not None and tie is not None
+        u = p.sub_(ref - tie)
+        act = (xg != 0).any(-1).unsqueeze(-1)  # [G, M, 1]: an idle group's comparators are skipped
+        pos = ((u >= 0) & act).sum(0).to(u.dtype)
+        total = 2 * pos - act.sum(0).to(u.dtype) if mode == 1 else pos
+        window = step if mode == 1 else 0.5 * step
+        inside = ((u.abs() <= window) & act).to(u.dtype)
+        dsum = inside.sum(0)
+    n_slices = coef.shape[0]
+    h = (inside.view(g, -1, n_slices, k // n_slices) * coef.view(1, 1, -1, 1)).sum(2)  # [G, M, Nc]
+    y = (total.view(-1, n_slices, k // n_slices) * yscale.view(1, n_slices, -1)).sum(1)
+    return y, torch.stack([total, dsum]), h, (inside.to(torch.uint8) if want_mask else None)
+
+
 class _ConvertSum(torch.autograd.Function):
-    """``Y[m, k] = step[k] * sum_g active[g, m] * C((x_g @ w_g)[m, k])``, fused.
+    """``y[m, n] = sum_s 2^(s*bits) step[s, n] sum_g C((x_g @ w_g)[m, (s, n)])``, fused.
 
     C is the converter code: mode 0 ``round(clamp(p / step, qn, qp))`` (b-bit ADC), mode 1
-    ``sign(p - ref)`` (bipolar sense amplifier), mode 2 ``H(p - ref)`` (unipolar).  Written as one
-    autograd function so the ``[G, M, K]`` partial sums are materialised once and walked a few
-    times (this is the inner loop of every hardware-aware training step); the backward is the
-    straight-through estimator of :func:`adc_quantize` / :func:`sense_amp`, with LSQ gradients for
-    the step and the reference.
+    ``sign(p - ref)`` (bipolar sense amplifier), mode 2 ``H(p - ref)`` (unipolar); a sense
+    amplifier of an idle group (no input row driven) is skipped; the digital periphery then
+    sums the groups and shifts-and-adds the slices.  The ``[G, M, S*Nc]`` partial sums are the
+    inner loop of every hardware-aware training step; on the CPU they are never materialised
+    (:mod:`neuronas.snn._kernels`: event-driven, the converter applied in the same pass).
+
+    Backward: straight-through inside the converter's range (ADC) or window ``|p - ref| <= step``
+    (``step / 2`` unipolar), zero outside, as :func:`adc_quantize` / :func:`sense_amp`; LSQ for an
+    ADC's step; a comparator's decision does not depend on its output level, so its step (a pure
+    output scale) gets its exact gradient, and its reference the straight-through one.
+
+    ``x2d [M, G*R]`` inputs; ``wg [G, R, S*Nc]`` the (detached) cells; ``wq [G, R, Nc]`` carries
+    the gradient to the integer weights: the cells are a fixed function of q (straight-through,
+    slice s scaled by ``slice_grad[s]``), so the per-slice gradients are combined before the outer
+    product with the inputs.
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, xg: torch.Tensor, wg: torch.Tensor, step: torch.Tensor, ref: torch.Tensor | None,
-        active: torch.Tensor | None, mode: int, qn: int, qp: int,
+        ctx: Any, x2d: torch.Tensor, wg: torch.Tensor, wq: torch.Tensor, slice_weight: torch.Tensor,
+        slice_grad: torch.Tensor, step: torch.Tensor, ref: torch.Tensor | None, mode: int, qn: int, qp: int,
     ) -> torch.Tensor:
-        # Memory traffic over the [G, M, K] partial sums is what costs here, so every pass is
-        # in place or on 1-byte masks.
-        p = torch.matmul(xg, wg)  # [G, M, K]
-        if mode == 0:
-            v = p.div_(step)  # partial sums in ADC codes; an idle group gives code 0 by itself
-            total = torch.clamp(v, qn, qp).round_().sum(0)
-            saved = v
-        else:
-            assert ref is not None and active is not None
-            # a tie (p == ref) reads as 1, as in sense_amp: shift by a hair so that sign() never
-            # sees an exact 0 (integer partial sums meet an initial ref of 0 often)
-            tie = 1e-4 * step
-            u = p.sub_(ref - tie)
-            signs = torch.sign(u).sum(0)  # [M, K], +-1 per group
-            # an idle group's sum is exactly 0 (no row driven), so its comparator would read
-            # sign(tie - ref): take those out instead of masking the [G, M, K] tensor
-            n_act = active.sum(0).unsqueeze(-1)  # [M, 1]
-            n_idle = active.shape[0] - n_act
-            signs = signs - n_idle * torch.sign(tie - ref)
-            total = signs if mode == 1 else 0.5 * (signs + n_act)
-            saved = u
-        ctx.save_for_backward(xg, wg, step, saved, active, total)
-        ctx.mode, ctx.qn, ctx.qp = mode, qn, qp
-        ctx.idle_u = None if ref is None else (tie - ref).detach()
-        return total * step
+        # a tie (p == ref) reads as 1, as in sense_amp: shift by a hair so that integer partial
+        # sums meeting an integer reference do not sit exactly on the comparator's edge
+        tie = None if mode == 0 else 1e-4 * step
+        coef = slice_grad * slice_weight  # [S]: a slice's share of the weight gradient
+        fast = (
+            x2d.device.type == "cpu" and x2d.dtype == torch.float32 and wg.dtype == torch.float32
+            and _kernels.available()
+        )
+        conv = _kernels.convert_sum_forward if fast else _convert_sum_dense
+        want_mask = bool(ctx.needs_input_grad[0])
+        yscale = slice_weight.repeat_interleave(wq.shape[-1]) * step  # [K]: shift-and-add, step
+        y, sums, h, mask = conv(x2d, wg, step, ref, tie, coef, yscale, mode, qn, qp, want_mask)  # sums: total, dsum
+        ctx.save_for_backward(x2d, wg, step, sums, h, mask, slice_weight)
+        ctx.mode, ctx.used, ctx.fast = mode, False, fast
+        return y
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        xg, wg, step, saved, active, total = ctx.saved_tensors
-        mode = ctx.mode
-        if mode == 0:
-            v = saved
-            centre, half = 0.5 * (ctx.qn + ctx.qp), 0.5 * (ctx.qp - ctx.qn)
-            grad_p = (v - centre).abs_().le_(half).mul_(grad.unsqueeze(0))  # STE inside the range
-            # LSQ: d(step * round(clamp(p / step))) / d step = code - (p / step) * inside
-            grad_step = (grad * total).sum(0) - (grad_p * v).sum((0, 1))
+        if ctx.used:
+            raise RuntimeError("a crossbar layer's backward runs once per forward (its buffers are reused in place)")
+        ctx.used = True
+        x2d, wg, step, sums, h, mask, slice_weight = ctx.saved_tensors
+        g_groups, r, _ = wg.shape
+        m, nc = grad.shape
+        n_slices = slice_weight.shape[0]
+        sw = slice_weight.repeat_interleave(nc)  # [K]: each partial sum's shift
+        # the same gradient reaches every slice (times sw): column sums of grad * total, grad * dsum
+        if ctx.fast:
+            g_total, g_dsum = _kernels.column_dots(sums, grad)
+        else:
+            g_total, g_dsum = (sums.view(2, m, n_slices, nc) * grad.view(1, m, 1, nc)).sum(1).view(2, -1)
+        if ctx.mode == 0:
+            # LSQ: d(step * round(p / step)) / d step = code - (p / step) * inside
+            grad_step = sw * (g_total - g_dsum)
             grad_ref = None
         else:
-            u = saved
-            window = step if mode == 1 else 0.5 * step
-            grad_p = u.abs().le_(window).mul_(grad.unsqueeze(0))  # STE inside the comparator window
-            # idle groups (u = -ref exactly) are in grad_p too: take their share out of the
-            # step / reference gradients analytically (their weight gradient is 0: no row driven)
-            n_idle = active.shape[0] - active.sum(0)  # [M]
-            idle_grad = (n_idle.unsqueeze(-1) * grad).sum(0)  # [K]
-            u_idle = ctx.idle_u
-            idle_in = (u_idle.abs() <= window).to(u.dtype) * idle_grad
-            grad_step = (grad * total).sum(0) - ((grad_p * u).sum((0, 1)) - idle_in * u_idle) / step
-            grad_ref = -(grad_p.sum((0, 1)) - idle_in)
-        grad_x = None
+            grad_step = sw * g_total  # the decision itself: exact
+            grad_ref = -sw * g_dsum  # straight-through: the comparator's input moves by -1 per unit
+        grad_x = grad_wq = None
+        if ctx.needs_input_grad[2]:
+            xg = x2d.reshape(m, g_groups, r).transpose(0, 1)  # [G, M, R]
+            grad_wq = torch.matmul(xg.transpose(1, 2), h.mul_(grad))  # [G, R, Nc]
         if ctx.needs_input_grad[0]:
-            grad_x = torch.matmul(grad_p, wg.transpose(1, 2))  # [G, M, R]
-            if active is not None:
-                grad_x.mul_(active.unsqueeze(-1))  # a skipped group passes nothing back
-        grad_w = torch.matmul(xg.transpose(1, 2), grad_p) if ctx.needs_input_grad[1] else None
-        return grad_x, grad_w, grad_step, grad_ref, None, None, None, None
+            gp = torch.mul(mask, grad.repeat(1, n_slices) * sw)  # [G, M, K]
+            grad_x = torch.matmul(gp, wg.transpose(1, 2)).transpose(0, 1).reshape(x2d.shape)
+        return grad_x, None, grad_wq, None, None, grad_step, grad_ref, None, None, None
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,8 +345,9 @@ class _CrossbarMixin(nn.Module):
     # -- chip instances --------------------------------------------------------------------
 
     def _cell_shape(self) -> tuple[int, int, int, int]:
+        """``[K, S, P, Nc]``: rows, weight slices, cells per weight (pair or one), columns."""
         pairs = 2 if self.config.differential else 1
-        return (self.config.slices, pairs, self.n_cols, self.fan_in)
+        return (self.fan_in, self.config.slices, pairs, self.n_cols)
 
     def resample_chip_instance(self, seed: int) -> None:
         """Draw one chip instance: programming variation and stuck cells, fixed until resampled."""
@@ -297,28 +360,47 @@ class _CrossbarMixin(nn.Module):
 
     # -- weights on cells --------------------------------------------------------------------
 
-    def _levels(self, q: torch.Tensor) -> torch.Tensor:
-        """Integer conductance levels ``[S, P, Nc, K]`` of the cells holding integer weights q."""
+    def _digits(self, a: torch.Tensor, signed: bool = False) -> torch.Tensor:
+        """``[K, X]`` stored magnitudes or codes -> their cell slices ``[K, S, X]`` (the base-2^bits
+        digits, least significant first); ``signed``: the digits of |a| times sign(a), i.e. the
+        signed slices of a differential pair (one of its two cells holds 0)."""
         cfg = self.config
+        if a.device.type == "cpu" and a.dtype == torch.float32 and _kernels.available():
+            return _kernels.digits(a, cfg.slices, cfg.bits_per_cell, signed)
         base = 2**cfg.bits_per_cell
-        div = (base ** torch.arange(cfg.slices, device=q.device, dtype=q.dtype)).view(-1, 1, 1)
-        qd = q.detach()
-        if cfg.differential:
-            mag = torch.stack([qd.clamp(min=0), (-qd).clamp(min=0)])  # [2, N, K]
-            return torch.floor(mag.unsqueeze(0) / div.unsqueeze(1)) % base
-        b = cfg.weight_bits
-        offset = 2 ** (b - 1)
-        u = torch.cat([qd + offset, torch.full_like(qd[:1], offset)])  # [N + 1, K]: + reference column
-        return (torch.floor(u.unsqueeze(0) / div) % base).unsqueeze(1)
+        scale = base ** -torch.arange(cfg.slices, device=a.device, dtype=a.dtype)
+        t = torch.floor((a.abs() if signed else a).unsqueeze(1) * scale.view(1, -1, 1))
+        d = t - base * torch.floor(t / base)
+        return d * a.sign().unsqueeze(1) if signed else d
 
-    def _cell_weights(self, q: torch.Tensor, noise: bool) -> torch.Tensor:
-        """Signed per-slice cell weights ``[S, Nc, K]`` (level units), noisy when asked."""
+    def _levels(self, q: torch.Tensor) -> torch.Tensor:
+        """Integer conductance levels ``[K, S, P, Nc]`` of the cells holding integer weights q.
+
+        Laid out row-major (the crossbar's rows first) so that the row groups are a free view:
+        ``[K, S*Nc] -> [G, R, S*Nc]``.  Slices are the base-2^bits_per_cell digits of the stored
+        magnitude (differential pair) or of the offset code."""
+        cfg = self.config
+        qt = q.detach().t()  # [K, N]
+        if cfg.differential:
+            n = qt.shape[1]
+            d = self._digits(torch.cat([qt.clamp(min=0), (-qt).clamp(min=0)], 1))  # [K, S, 2N]
+            return d.view(d.shape[0], d.shape[1], 2, n)
+        offset = 2 ** (cfg.weight_bits - 1)
+        ref_col = torch.full_like(qt[:, :1], offset)  # the offset reference column
+        return self._digits(torch.cat([qt + offset, ref_col], 1)).unsqueeze(2)  # [K, S, 1, N + 1]
+
+    def _cell_levels(self, q: torch.Tensor, noise: bool) -> torch.Tensor:
+        """Signed per-slice cell weights ``[K, S, Nc]`` (level units, detached), noisy when asked."""
         cfg, dev = self.config, self.device_model
         ideal = not (noise and (dev.noisy or math.isfinite(dev.on_off_ratio)))
-        if ideal and cfg.differential and cfg.slices == 1:
-            return q.unsqueeze(0)  # one signed cell pair per weight, exact: the cells are q
+        if ideal and cfg.differential:
+            # one cell of each pair holds 0: the pair's signed slices are sign(q) * digits(|q|)
+            qt = q.detach().t()
+            if cfg.slices == 1:
+                return qt.unsqueeze(1)
+            return self._digits(qt, signed=True)
         levels = self._levels(q)
-        if noise and (dev.noisy or math.isfinite(dev.on_off_ratio)):
+        if not ideal:
             lmax = 2**cfg.bits_per_cell - 1
             g_off = lmax / dev.on_off_ratio if math.isfinite(dev.on_off_ratio) else 0.0
             g = levels + g_off
@@ -335,12 +417,18 @@ class _CrossbarMixin(nn.Module):
             if dev.read_noise_sigma > 0:
                 g = g * (1.0 + dev.read_noise_sigma * torch.randn_like(g))
             levels = g
-        cells = levels[:, 0] - levels[:, 1] if cfg.differential else levels[:, 0]
-        # straight-through: the cells carry q's gradient, split over the slices
-        qg = q - q.detach()
-        if not cfg.differential:
-            qg = torch.cat([qg, torch.zeros_like(qg[:1])])
-        return cells.detach() + qg.unsqueeze(0) * self.slice_grad.view(-1, 1, 1)
+        return levels[:, :, 0] - levels[:, :, 1] if cfg.differential else levels[:, :, 0]
+
+    def _column_weights(self, q: torch.Tensor) -> torch.Tensor:
+        """q as ``[Nc, K]`` columns (the offset reference column holds no trainable weight)."""
+        if self.config.differential:
+            return q
+        return torch.cat([q, torch.zeros_like(q[:1])])
+
+    def _cell_weights(self, q: torch.Tensor, noise: bool) -> torch.Tensor:
+        """:meth:`_cell_levels` carrying q's gradient straight through, split over the slices."""
+        qg = self._column_weights(q - q.detach()).t()  # [K, Nc]
+        return self._cell_levels(q, noise) + qg.unsqueeze(1) * self.slice_grad.view(1, -1, 1)
 
     def _quantized(self) -> torch.Tensor:
         qn, qp = self.config.weight_range
@@ -351,43 +439,44 @@ class _CrossbarMixin(nn.Module):
 
     # -- partial sums through the converters ------------------------------------------------
 
-    def _group(self, x2d: torch.Tensor) -> torch.Tensor:
-        """``[M, K]`` -> ``[G, M, R]`` (zero rows pad the last group)."""
-        r, g = self.config.rows, self.row_groups
-        if g * r != self.fan_in:
-            x2d = F.pad(x2d, (0, g * r - self.fan_in))
-        return x2d.reshape(x2d.shape[0], g, r).transpose(0, 1)
+    def _pad_rows(self, x2d: torch.Tensor) -> torch.Tensor:
+        """``[M, K]`` -> ``[M, G*R]``: zero rows pad the last group."""
+        extra = self.row_groups * self.config.rows - self.fan_in
+        return F.pad(x2d, (0, extra)) if extra else x2d
 
-    def _crossbar_mm(self, xg: torch.Tensor, noise: bool = True) -> torch.Tensor:
-        """Grouped inputs ``[G, M, R]`` -> integer-unit outputs ``[M, N]`` (before ``w_step``)."""
+    def _crossbar_mm(self, x2d: torch.Tensor, noise: bool = True) -> torch.Tensor:
+        """Inputs ``[M, G*R]`` (row group g = columns ``g*R:(g+1)*R``) -> integer-unit outputs
+        ``[M, N]`` (before ``w_step``)."""
         cfg = self.config
         q = self._quantized()
-        cells = self._cell_weights(q, noise)  # [S, Nc, K]
-        s, nc = cells.shape[0], cells.shape[1]
         g, r = self.row_groups, cfg.rows
         if cfg.adc_kind == "digital":
-            w = (cells * self.slice_weight.view(-1, 1, 1)).sum(0)  # exact sums: slices combine first
-            x2d = xg.transpose(0, 1).reshape(xg.shape[1], -1)[:, : self.fan_in]
-            y = x2d @ w.t()
+            cells = self._cell_weights(q, noise)  # [K, S, Nc]
+            w = (cells * self.slice_weight.view(1, -1, 1)).sum(1)  # [K, Nc] exact sums: slices combine first
+            y = x2d[:, : self.fan_in] @ w
             self.calibrated.fill_(True)
         else:
+            cells = self._cell_levels(q, noise)  # [K, S, Nc], detached
+            s, nc = cells.shape[1], cells.shape[2]
+            wq = self._column_weights(q).t()  # [K, Nc]: what the gradient reaches
             if g * r != self.fan_in:
-                cells = F.pad(cells, (0, g * r - self.fan_in))
-            wg = cells.reshape(s * nc, g, r).permute(1, 2, 0)  # [G, R, S*Nc]
+                cells = F.pad(cells, (0, 0, 0, 0, 0, g * r - self.fan_in))
+                wq = F.pad(wq, (0, 0, 0, g * r - self.fan_in))
+            wg = cells.reshape(g, r, s * nc)  # [G, R, S*Nc]: a view, the rows come first
+            wq = wq.reshape(g, r, nc)  # [G, R, Nc]
             if not bool(self.calibrated):
                 with torch.no_grad():
-                    self._calibrate(torch.matmul(xg, wg).view(g, xg.shape[1], s, nc), xg)
+                    xg = x2d.reshape(-1, g, r).transpose(0, 1)
+                    self._calibrate(torch.matmul(xg, wg).view(g, x2d.shape[0], s, nc), xg)
             step = (self.adc_step.abs() + 1e-8).reshape(-1)
             if cfg.adc_kind == "sa":
-                active = (xg.abs().amax(-1) > 0).to(xg.dtype)  # event-driven: idle groups are skipped
                 mode = 1 if cfg.differential else 2
                 ref = self.sa_ref.reshape(-1)
                 qn, qp = 0, 0
             else:
-                active, mode, ref = None, 0, None
+                mode, ref = 0, None
                 qn, qp = cfg.adc_range
-            codes = _ConvertSum.apply(xg, wg, step, ref, active, mode, qn, qp)  # [M, S*Nc]
-            y = (codes.view(-1, s, nc) * self.slice_weight.view(1, -1, 1)).sum(1)  # [M, Nc]
+            y = _ConvertSum.apply(x2d, wg, wq, self.slice_weight, self.slice_grad, step, ref, mode, qn, qp)
         if not cfg.differential:
             y = y[:, : self.fan_out] - y[:, self.fan_out :]
         return y
@@ -454,7 +543,7 @@ class CrossbarLinear(_CrossbarMixin, nn.Linear):
         self._ensure_weight_step()
         lead = x.shape[:-1]
         x2d = x.reshape(-1, self.fan_in)
-        y = self._crossbar_mm(self._group(x2d)) * self._w_step()
+        y = self._crossbar_mm(self._pad_rows(x2d)) * self._w_step()
         if self.bias is not None:
             y = y + self.bias
         y = y.view(*lead, self.fan_out)
@@ -487,11 +576,8 @@ class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
         oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * ph - kh) // sh + 1
         cols = F.unfold(x, kh, padding=ph, stride=sh)  # [B, K, P]
         p = cols.shape[-1]
-        g, r = self.row_groups, self.config.rows
-        if g * r != self.fan_in:
-            cols = F.pad(cols, (0, 0, 0, g * r - self.fan_in))
-        xg = cols.view(b, g, r, p).permute(1, 0, 3, 2).reshape(g, b * p, r)
-        y = self._crossbar_mm(xg) * self._w_step()  # [B*P, N]
+        x2d = self._pad_rows(cols.transpose(1, 2).reshape(b * p, self.fan_in))  # one array read per position
+        y = self._crossbar_mm(x2d) * self._w_step()  # [B*P, N]
         if self.bias is not None:
             y = y + self.bias
         y = y.view(b, p, self.fan_out).transpose(1, 2).reshape(b, self.fan_out, oh, ow)
@@ -527,8 +613,8 @@ class CrossbarConvTranspose2d(_CrossbarMixin, nn.ConvTranspose2d):
             return ideal
         self._ensure_weight_step()
         self.calibrated.fill_(True)
-        cells = self._cell_weights(self._quantized(), noise=True)
-        w = (cells * self.slice_weight.view(-1, 1, 1)).sum(0)
+        cells = self._cell_weights(self._quantized(), noise=True)  # [K, S, Nc]
+        w = (cells * self.slice_weight.view(1, -1, 1)).sum(1).t()  # [Nc, K]
         if not self.config.differential:
             w = w[: self.fan_out] - w[self.fan_out :]
         k = self.kernel_size[0]

@@ -1,0 +1,174 @@
+"""Event-driven CPU kernels for the crossbar's partial sums (numba).
+
+What a crossbar computes per row group is cheap on the chip and expensive in a framework: every
+column of every weight slice produces a partial sum that must pass its own converter, so written
+with dense tensor ops a hardware-aware layer materialises ``[groups, rows_in, slices x columns]``
+partial sums and walks them several times (matmul, compare, sum, window mask, ...).  The forward
+kernel does what the array does instead: for one input row ``m`` and one row group ``g`` only the
+rows that received a spike (or a non-zero input) add their conductance row into a column
+accumulator that stays in L1 cache -- the event-driven read of the array -- and the converter (ADC
+or sense amplifier) is applied in the same pass.  Only per-row results leave the kernel:
+
+- ``total [M, K]``: the digital sum over groups of the converter codes;
+- ``dsum [M, K]``: what the step / reference gradients need (ADC: the sum over groups of
+  ``inside * p / step``; comparator: the number of groups inside the straight-through window);
+- ``h [G, M, Nc]``: the straight-through window of every partial sum, already combined over the
+  weight slices (``sum_s coef[s] * inside``): the weight gradient only ever reaches the integer
+  weight q (the cells are a fixed function of q), so the backward needs no more than this;
+- ``mask [G, M, K]`` (1 byte per partial sum), only when the input needs a gradient;
+- ``y [M, Nc]``: what the digital periphery makes of ``total`` (shift-and-add of the slices).
+
+Work is ``nnz(x) x columns`` instead of ``rows x columns``; the partial sums never exist in
+memory, and the backward is two dense tensor products on these outputs.
+
+Used for float32 CPU tensors; CUDA tensors (where bandwidth is plentiful) and other dtypes take
+the dense tensor-op twin in :mod:`neuronas.snn.crossbar`, which computes the same outputs (tested
+against each other).  Numba compiles the kernels on first use (seconds) and caches the machine
+code next to this file (or in ``NUMBA_CACHE_DIR``), so later processes load them in milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["available", "column_dots", "convert_sum_forward", "digits", "quantize_backward", "quantize_forward"]
+
+_NB: Any = None  # the compiled kernels, loaded lazily: importing numba costs ~0.3 s
+
+
+def available() -> bool:
+    """Whether the numba kernels can be used here (``NEURONAS_NO_NUMBA=1`` switches them off)."""
+    if os.environ.get("NEURONAS_NO_NUMBA", "") not in ("", "0"):
+        return False
+    return _load() is not None
+
+
+def _load() -> Any:
+    global _NB
+    if _NB is None:
+        try:
+            _NB = _compile()
+        except Exception:  # numba missing or unusable on this platform: the tensor-op path remains
+            _NB = False
+    return _NB or None
+
+
+def _prefer_wide_vectors() -> None:
+    """Let LLVM use 512-bit vectors on AVX-512 CPUs (its default tuning caps them at 256 bits
+    there; these kernels are bound by vector loads and stores, ~15 % faster measured).  An
+    explicit ``NUMBA_CPU_FEATURES`` wins."""
+    if "NUMBA_CPU_FEATURES" in os.environ:
+        return
+    try:
+        import llvmlite.binding as llvm
+
+        features = llvm.get_host_cpu_features().flatten()
+    except Exception:
+        return
+    if "+avx512f" in features.split(","):
+        os.environ["NUMBA_CPU_FEATURES"] = features + ",-prefer-256-bit"
+
+
+def _compile() -> Any:
+    _prefer_wide_vectors()
+    import numba
+
+    numba.core.config.reload_config()  # numba may have been imported before the line above
+    numba.config.THREADING_LAYER = "workqueue"  # no TBB/OpenMP clash with torch's own pool
+    from neuronas.snn import _kernels_nb
+
+    return _kernels_nb
+
+
+def _block_rows(n_cols: int) -> int:
+    """Input rows per block: the block's two running sums (float32, K columns) in ~256 KiB of
+    L2 next to one group's conductances."""
+    return max(4, min(256, (256 * 1024) // (8 * n_cols)))
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def _fwd_kernel() -> Any:
+    """The serial kernel when torch runs on one thread, else the parallel one on as many."""
+    import numba
+
+    nb = _load()
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if n == 1:
+        return nb.fwd  # the parallel runtime's dispatch costs ~1/3 of the kernel on one thread
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)
+    return nb.fwd_parallel
+
+
+def convert_sum_forward(
+    x2d: torch.Tensor, wg: torch.Tensor, step: torch.Tensor, ref: torch.Tensor | None, tie: torch.Tensor | None,
+    coef: torch.Tensor, yscale: torch.Tensor, mode: int, qn: int, qp: int, want_mask: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One event-driven pass over the arrays: ``(y, sums, h, mask or None)``, ``sums = [total,
+    dsum]`` (module docstring), ``y[m, j] = sum_s yscale[s*Nc + j] * total[m, s*Nc + j]``.
+
+    ``x2d [M, G*R]`` inputs (row group g = columns ``g*R:(g+1)*R``), ``wg [G, R, S*Nc]`` cells,
+    ``coef [S]`` each slice's share of the weight gradient.
+    """
+    m = x2d.shape[0]
+    g, _, k = wg.shape
+    n_slices = coef.shape[0]
+    # torch's allocator, not numpy's (numpy asks for huge pages for large arrays: fresh ones
+    # measured up to 3-4 ms to zero here)
+    sums_t = torch.empty((2, m, k))
+    h_t = torch.empty((g, m, k // n_slices))
+    mask_t = torch.empty((g, m, k) if want_mask else (1, 1, 1), dtype=torch.uint8)
+    y_t = torch.empty((m, k // n_slices))
+    sums, h, mask, y = sums_t.numpy(), h_t.numpy(), mask_t.numpy(), y_t.numpy()
+    total, dsum = sums[0], sums[1]
+    if mode == 0:
+        thr, win = step, step  # unused
+    else:
+        assert ref is not None and tie is not None
+        thr, win = ref - tie, (step if mode == 1 else 0.5 * step)
+    _fwd_kernel()(
+        _np(x2d), _np(wg), _np(step), _np(thr), _np(win), _np(coef), int(mode), float(qn), float(qp),
+        bool(want_mask), total, dsum, h, mask, y, _np(yscale), _block_rows(k),
+    )
+    return y_t, sums_t, h_t, (mask_t if want_mask else None)
+
+
+def digits(a: torch.Tensor, n_slices: int, bits: int, signed: bool = False) -> torch.Tensor:
+    """``[K, X]`` integers (as floats) -> base-2^bits digits ``[K, S, X]`` (of |a| times sign(a)
+    when ``signed``)."""
+    out = torch.empty((a.shape[0], n_slices, a.shape[1]))
+    _load().digits(_np(a), int(n_slices), int(bits), bool(signed), out.numpy())
+    return out
+
+
+def quantize_forward(w: torch.Tensor, step: float, qn: int, qp: int) -> torch.Tensor:
+    """``round(clamp(w / step, qn, qp))`` in one pass (the LSQ weight levels)."""
+    out = torch.empty_like(w)
+    _load().quantize_fwd(_np(w).reshape(-1), float(step), float(qn), float(qp), out.numpy().reshape(-1))
+    return out
+
+
+def quantize_backward(
+    w: torch.Tensor, step: float, qn: int, qp: int, grad: torch.Tensor,
+) -> tuple[torch.Tensor, float]:
+    """The LSQ quantizer's gradients in one pass: ``(d/dw, d/dstep)``."""
+    grad_w = torch.empty_like(w)
+    g_step = _load().quantize_bwd(
+        _np(w).reshape(-1), float(step), float(qn), float(qp), _np(grad).reshape(-1), grad_w.numpy().reshape(-1),
+    )
+    return grad_w, float(g_step)
+
+
+def column_dots(sums: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``[C, S*Nc]``: column sums over m of ``sums[c, m, s*Nc + j] * grad[m, j]``."""
+    out = torch.zeros((sums.shape[0], sums.shape[2]))
+    _load().column_dots(_np(sums), _np(grad), out.numpy())
+    return out
+

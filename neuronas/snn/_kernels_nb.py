@@ -1,0 +1,192 @@
+"""The numba kernels behind :mod:`neuronas.snn._kernels` (imported lazily: importing numba costs
+~0.3 s, and its CPU tuning is set before the import).  Module-level functions, so that numba's
+on-disk cache (next to this file, or ``NUMBA_CACHE_DIR``) serves later processes."""
+
+# ruff: noqa: E501
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# reassociation lets LLVM vectorise the reductions; no 'nnan'/'ninf': NaNs must still surface
+# (the trainer detects divergence from them)
+FM = {"reassoc", "contract"}
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def read_array(x, w, g, m, idx, val, acc):  # pragma: no cover
+    """acc[:] = the partial sums of group g for input row m (inputs ``x[m, g*R:(g+1)*R]``),
+    visiting only the driven rows; returns how many rows were driven.
+
+    Four driven rows per pass over the columns: one load and one store of the accumulator
+    per four multiply-adds (the accumulator's round trip, not the arithmetic, bounds it)."""
+    n = 0
+    n_rows = w.shape[1]
+    base = g * n_rows
+    for r in range(n_rows):  # branch-free compaction: spikes are too irregular to predict
+        xv = x[m, base + r]
+        idx[n] = r
+        val[n] = xv
+        n += 1 if xv != 0.0 else 0
+    # explicit loops throughout: numba 0.68's parfor pass dropped a slice assignment to an
+    # array view inside prange
+    for k in range(acc.shape[0]):
+        acc[k] = 0.0
+    i = 0
+    while i + 4 <= n:
+        w0, w1, w2, w3 = w[g, idx[i]], w[g, idx[i + 1]], w[g, idx[i + 2]], w[g, idx[i + 3]]
+        v0, v1, v2, v3 = val[i], val[i + 1], val[i + 2], val[i + 3]
+        for k in range(acc.shape[0]):
+            acc[k] += v0 * w0[k] + v1 * w1[k] + v2 * w2[k] + v3 * w3[k]
+        i += 4
+    while i < n:
+        wr, v = w[g, idx[i]], val[i]
+        for k in range(acc.shape[0]):
+            acc[k] += v * wr[k]
+        i += 1
+    return n
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def fwd_block(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, m0, m1):  # pragma: no cover
+    n_groups, n_rows, n_cols = w.shape
+    n_slices = coef.shape[0]
+    nc = n_cols // n_slices
+    for m in range(m0, m1):  # the running sums start here, in cache (not a separate memset)
+        for k in range(n_cols):
+            total[m, k] = 0.0
+            dsum[m, k] = 0.0
+    centre = np.float32(0.5 * (qn + qp))
+    half = np.float32(0.5 * (qp - qn))
+    lo, hi = np.float32(qn), np.float32(qp)
+    neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
+    one, zero = np.float32(1.0), np.float32(0.0)
+    acc = np.empty(n_cols, np.float32)
+    idx = np.empty(n_rows, np.int64)
+    val = np.empty(n_rows, np.float32)
+    for g in range(n_groups):
+        for m in range(m0, m1):
+            driven = read_array(x, w, g, m, idx, val, acc)
+            tot, ds, hr, mk = total[m], dsum[m], h[g, m], mask[g, m]
+            for j in range(nc):
+                hr[j] = 0.0
+            if mode != 0 and driven == 0:
+                # sense amplifiers of an idle group: skipped (event-driven), contribute nothing
+                if want_mask:
+                    for k in range(n_cols):
+                        mk[k] = 0
+                continue
+            for s in range(n_slices):
+                c = coef[s]
+                off = s * nc
+                # branch-free bodies so that LLVM vectorises them
+                if mode == 0:
+                    # b-bit ADC (an idle group's partial sum is 0 and converts to code 0)
+                    for j in range(nc):
+                        k = off + j
+                        v = acc[k] / scale[k]  # a division, as the tensor twin: same codes at the edges
+                        tot[k] += np.rint(min(max(v, lo), hi))
+                        inside = one if abs(v - centre) <= half else zero
+                        ds[k] += inside * v
+                        hr[j] += c * inside
+                else:
+                    for j in range(nc):
+                        k = off + j
+                        u = acc[k] - thr[k]
+                        tot[k] += one if u >= 0.0 else neg
+                        inside = one if abs(u) <= win[k] else zero
+                        ds[k] += inside
+                        hr[j] += c * inside
+                if want_mask:
+                    for j in range(nc):
+                        k = off + j
+                        if mode == 0:
+                            mk[k] = 1 if abs(acc[k] / scale[k] - centre) <= half else 0
+                        else:
+                            mk[k] = 1 if abs(acc[k] - thr[k]) <= win[k] else 0
+    # the digital periphery: shift-and-add the slices (yscale[k] = 2^(s*bits) * step[k])
+    for m in range(m0, m1):
+        yr, tot = y[m], total[m]
+        for j in range(nc):
+            yr[j] = 0.0
+        for s in range(n_slices):
+            off = s * nc
+            for j in range(nc):
+                yr[j] += yscale[off + j] * tot[off + j]
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def fwd(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, block):  # pragma: no cover
+    # x [M, G*R], w [G, R, S*Nc]; scale, thr, win, yscale [K]; coef [S]; outputs total, dsum
+    # [M, K], h [G, M, Nc], mask [G, M, K] (written only when want_mask), y [M, Nc].  Mode 0 (ADC):
+    # v = p / scale (the step); modes 1, 2 (comparator): u = p - thr, inside |u| <= win.
+    # Blocks of `block` input rows, groups outermost inside a block: one group's conductances
+    # (R x K) are read from L2 by every row of the block.
+    n_blocks = (x.shape[0] + block - 1) // block
+    for b in range(n_blocks):
+        m0 = b * block
+        m1 = min(x.shape[0], m0 + block)
+        fwd_block(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, m0, m1)
+
+
+@njit(parallel=True, cache=True, fastmath=FM, nogil=True)
+def fwd_parallel(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, block):  # pragma: no cover
+    # fwd, its blocks spread over numba's threads
+    n_blocks = (x.shape[0] + block - 1) // block
+    for b in prange(n_blocks):
+        m0 = b * block
+        m1 = min(x.shape[0], m0 + block)
+        fwd_block(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, m0, m1)
+
+
+@njit(cache=True, nogil=True)
+def digits(a, n_slices, bits, signed, out):  # pragma: no cover
+    # a [K, X] integers held as floats; out [K, S, X]: the base-2^bits digits of |a|, times
+    # sign(a) when signed (a differential pair's signed slices), of a otherwise (a >= 0)
+    lowmask = (1 << bits) - 1
+    for k in range(a.shape[0]):
+        for s in range(n_slices):
+            sh = s * bits
+            for j in range(a.shape[1]):
+                v = np.int32(a[k, j])
+                mag = abs(v) if signed else v
+                d = np.float32((mag >> sh) & lowmask)
+                out[k, s, j] = -d if (signed and v < 0) else d
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def quantize_fwd(w, step, qn, qp, out):  # pragma: no cover
+    # LSQ integer levels: out = round(clamp(w / step, qn, qp)); w, out flat
+    for i in range(w.shape[0]):
+        out[i] = np.rint(min(max(w[i] / step, qn), qp))
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def quantize_bwd(w, step, qn, qp, grad, grad_w):  # pragma: no cover
+    # straight through inside the range; returns d/d step = -sum(grad * inside * (w / step)) / step
+    acc = 0.0
+    for i in range(w.shape[0]):
+        v = w[i] / step
+        inside = 1.0 if (v >= qn and v <= qp) else 0.0
+        g = grad[i] * inside
+        grad_w[i] = g / step
+        acc += g * v
+    return -acc / step
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def column_dots(sums, grad, out):  # pragma: no cover
+    # sums [C, M, S*Nc], grad [M, Nc]; out [C, S*Nc] (zeroed):
+    # out[c, s*Nc + j] = sum_m sums[c, m, s*Nc + j] * grad[m, j]
+    nc = grad.shape[1]
+    n_slices = sums.shape[2] // nc
+    for c in range(sums.shape[0]):
+        o = out[c]
+        for m in range(sums.shape[1]):
+            row, gr = sums[c, m], grad[m]
+            for s in range(n_slices):
+                os_, rs = o[s * nc:(s + 1) * nc], row[s * nc:(s + 1) * nc]
+                for j in range(nc):
+                    os_[j] += rs[j] * gr[j]
+
