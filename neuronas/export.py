@@ -567,6 +567,16 @@ def _report(run: Any, trials: list[Any], members: list[dict[str, Any]], png: Pat
         f"{c.pruned} stopped early, {c.failed} failed"
         + (f", {c.interrupted} interrupted and retried" if c.interrupted else "")
     )
+    proposals = [t.system_attrs.get("neuronas:proposal") for t in trials]
+    proposals = [p for p in proposals if p]
+    if proposals:
+        guided = sum(1 for p in proposals if p.get("how") == "expected hypervolume improvement")
+        L.append(
+            f"- the cost-guided sampler priced {sum(int(p.get('drawn', 0)) for p in proposals)} random candidates to "
+            f"propose {len(proposals)} trials (only those within every hard budget and not tried before could be "
+            f"proposed: {sum(int(p.get('candidates', 0)) for p in proposals)}); {guided} proposals chose by expected "
+            f"hypervolume improvement, the first {len(proposals) - guided} at random"
+        )
     secs_train = sum(
         float((t.user_attrs.get("seconds") or {}).get("train", 0.0) or 0.0) for t in trials
     )

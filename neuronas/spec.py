@@ -507,10 +507,14 @@ class ArchSpec(_Spec):
 
     @property
     def key(self) -> str:
-        """A short stable identifier (hash of the canonical JSON)."""
-        import hashlib
+        """A short stable identifier (hash of the canonical JSON); computed once per spec."""
+        cached = self.__dict__.get("_key")
+        if cached is None:
+            import hashlib
 
-        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+            cached = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+            object.__setattr__(self, "_key", cached)
+        return cached
 
     # -- shapes ------------------------------------------------------------------------------
 

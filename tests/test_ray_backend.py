@@ -186,7 +186,7 @@ def _reproposed(trials: list) -> list:
 def test_search_on_a_cluster_lands_in_the_run_storage_and_exports(head: Head, tmp_path: Path) -> None:
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE)
-    r = _cli(head, _search_args(head, space, "onray", 5, "--max-concurrent", "2"), tmp_path)
+    r = _cli(head, _search_args(head, space, "onray", 5, "--max-concurrent", "2", "--sampler", "tpe"), tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "runs" / "onray"
     trials = trials_of(run_dir)

@@ -1,7 +1,8 @@
 """End to end: a tiny real search (real SQLite, real training, real export) and what it promises.
 
-* infeasible candidates are never trained: their trials took milliseconds, carry their budget
-  violations and positive constraints, and left no training artefacts;
+* infeasible candidates are never trained: with TPE their trials took milliseconds, carry their
+  budget violations and positive constraints, and left no training artefacts; the default
+  (cost-guided) sampler does not even propose them: every trial it ran was within budget;
 * every exported member meets every hard budget (re-priced here with its measured activity);
 * the exported front is non-dominated among all trained feasible trials;
 * a resumed run with other settings is refused with a message naming the option.
@@ -48,6 +49,28 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp
 
 
+@pytest.fixture(scope="module")
+def searched_tpe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same search with TPE, which learns the budgets from rejected trials."""
+    tmp = tmp_path_factory.mktemp("search_tpe")
+    space = write_space(tmp)
+    args = ["search", "--space", str(space), "--trials", str(N), "--name", "e2e", "--seed", "1"]
+    r = cli([*args, "--sampler", "tpe", *FAST], tmp)
+    assert r.returncode == 0, r.stderr
+    return tmp
+
+
+def test_the_default_sampler_proposes_nothing_over_a_hard_budget(searched: Path) -> None:
+    trials = trials_of(searched / "runs" / "e2e")
+    hard = load_chip("rram-adcless-65nm").budgets.hard_metrics
+    for t in trials:
+        assert t.user_attrs["status"] not in ("infeasible", "incompatible"), t.number
+        assert all(m <= 0 for k, m in t.user_attrs["prior_margins"].items() if k in hard)
+        proposal = t.system_attrs["neuronas:proposal"]
+        assert proposal["key"] == t.user_attrs["arch_key"]
+        assert 0 < proposal["candidates"] <= proposal["drawn"]
+
+
 def test_study_has_exactly_the_requested_trials(searched: Path) -> None:
     trials = trials_of(searched / "runs" / "e2e")
     # free re-proposals of an evaluated architecture are recorded but not counted (study.py)
@@ -61,8 +84,8 @@ def test_study_has_exactly_the_requested_trials(searched: Path) -> None:
             assert t.user_attrs["duplicate_of"] < t.number
 
 
-def test_infeasible_candidates_were_never_trained(searched: Path) -> None:
-    run_dir = searched / "runs" / "e2e"
+def test_infeasible_candidates_were_never_trained(searched_tpe: Path) -> None:
+    run_dir = searched_tpe / "runs" / "e2e"
     trials = trials_of(run_dir)
     rejected = [t for t in trials if t.user_attrs["status"] == "infeasible"]
     trained = [t for t in trials if t.user_attrs.get("trained")]

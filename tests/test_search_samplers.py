@@ -41,7 +41,7 @@ def test_sampler_runs_with_constraints(tmp_path: Path, sampler: str) -> None:
         type(make_sampler(run))
         .__name__.lower()
         .startswith(
-            {"tpe": "tpe", "nsga2": "nsgaii", "random": "random", "grid": "grid", "qmc": "qmc"}[
+            {"guided": "costguided", "tpe": "tpe", "nsga2": "nsgaii", "random": "random", "grid": "grid", "qmc": "qmc"}[
                 sampler
             ]
         )

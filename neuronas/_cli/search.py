@@ -114,7 +114,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         dest="population_size",
         help="NSGA-II population size",
     )
-    a("--startup-trials", type=int, default=None, help="TPE: random trials before modelling")
+    a("--startup-trials", type=int, default=None, help="guided, TPE: trials before the model is used (default: trials/4, within 5..10)")
     a(
         "--timeout",
         type=float,

@@ -80,7 +80,7 @@ __all__ = [
     "tpe_settings",
 ]
 
-SAMPLERS: tuple[str, ...] = ("tpe", "nsga2", "random", "grid", "qmc")
+SAMPLERS: tuple[str, ...] = ("guided", "tpe", "nsga2", "random", "grid", "qmc")
 
 #: the embedded defaults of ``neuronas search`` (every CLI option falls back to these)
 DEFAULTS: dict[str, Any] = {
@@ -90,7 +90,7 @@ DEFAULTS: dict[str, Any] = {
     # screening fidelity sized so that `make run` (this search + the export) fits in 10 minutes
     # on a 2-core CPU: 30 trials, 3 epochs on digits-events' training split
     "trials": 30,
-    "sampler": "tpe",
+    "sampler": "guided",
     "objectives": ("accuracy", "energy_uj", "latency_us"),
     "seed": 0,
     "epochs": 3,
@@ -163,7 +163,7 @@ class RunConfig:
     dataset: str
     objectives: tuple[str, ...]
     trials: int
-    sampler: str = "tpe"
+    sampler: str = "guided"
     seed: int = 0
     epochs: int = 2
     batch_size: int = 32
@@ -678,11 +678,14 @@ def _validate_counts(cfg: RunConfig) -> None:
 # samplers
 
 
+def startup_trials(cfg: RunConfig) -> int:
+    """Trials before a model-based sampler (guided, TPE) uses its model."""
+    return cfg.startup_trials if cfg.startup_trials is not None else max(5, min(10, cfg.trials // 4))
+
+
 def tpe_settings(cfg: RunConfig, *, workers: int = 1) -> dict[str, Any]:
-    """The default sampler's settings (TPESampler keyword arguments, without the seed)."""
-    startup = (
-        cfg.startup_trials if cfg.startup_trials is not None else max(5, min(10, cfg.trials // 4))
-    )
+    """TPE's settings (TPESampler keyword arguments, without the seed)."""
+    startup = startup_trials(cfg)
     return {
         "n_startup_trials": startup,
         # the space is conditional (family -> depth -> widths): the multivariate, grouped
@@ -705,6 +708,19 @@ def make_sampler(run: Run, *, workers: int = 1, worker_index: int = 0, n_existin
 
     cfg = run.config
     seed = cfg.seed + 7919 * n_existing + 104729 * worker_index
+    if cfg.sampler == "guided":
+        from neuronas.search.guided import CostGuidedSampler
+
+        return CostGuidedSampler(
+            run.space,
+            run.chip,
+            objectives=cfg.objectives,
+            input_shape=cfg.input_shape,
+            num_outputs=cfg.num_outputs,
+            activity=cfg.activity_prior,
+            n_startup_trials=startup_trials(cfg),
+            seed=seed,
+        )
     if cfg.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, **tpe_settings(cfg, workers=workers))
     if cfg.sampler == "nsga2":

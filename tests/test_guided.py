@@ -1,0 +1,117 @@
+"""The cost-guided sampler (the search's default): its expected hypervolume improvement is the
+exact expectation, its proposals fit the chip and never repeat, and with accuracy a known function
+of the architecture (no training) it finds a larger front than random search."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+
+from neuronas.hardware import estimate, load_chip
+from neuronas.search.guided import PROPOSAL_ATTR, CostGuidedSampler, arch_features, expected_hvi
+from neuronas.search.pareto import hypervolume, to_loss
+from neuronas.search.space import load_space
+
+OBJ = ("accuracy", "energy_uj", "latency_us")
+REF = np.array([0.0, 1.0, 100.0])
+
+
+def _front() -> np.ndarray:
+    return np.array([[0.8, 0.5, 60.0], [0.6, 0.2, 40.0], [0.4, 0.05, 90.0], [0.3, 0.02, 95.0]])
+
+
+def test_expected_improvement_is_the_expectation_of_the_improvement() -> None:
+    rng = np.random.default_rng(0)
+    front = _front()
+    cands = np.array([[0.0, 0.3, 50.0], [0.0, 0.1, 30.0], [0.0, 0.6, 20.0], [0.0, 0.01, 99.0]])
+    mean = np.array([0.7, 0.5, 0.9, 0.2])
+    std = np.array([0.1, 0.2, 0.05, 0.3])
+    got = expected_hvi(to_loss(front, OBJ), to_loss([REF], OBJ)[0], to_loss(cands, OBJ), 0, -mean, std)
+    base = hypervolume(front, REF, OBJ)
+    for i in range(len(cands)):
+        xs = rng.normal(mean[i], std[i], 20000)
+        # accuracy below the reference (0) adds nothing: the volume is clipped there
+        gains = [hypervolume(np.vstack([front, [x, *cands[i, 1:]]]), REF, OBJ) - base for x in xs]
+        mc, err = float(np.mean(gains)), float(np.std(gains) / math.sqrt(len(gains)))
+        assert got[i] == pytest.approx(mc, abs=4 * err + 1e-9), (i, got[i], mc, err)
+
+
+def test_known_objectives_give_the_exact_improvement() -> None:
+    front = _front()
+    ref_l = to_loss([REF], OBJ)[0]
+    cands = np.array([[0.7, 0.3, 50.0], [0.9, 0.6, 70.0], [0.5, 0.6, 70.0], [0.9, 1.2, 10.0]])
+    base = hypervolume(front, REF, OBJ)
+    exact = [hypervolume(np.vstack([front, c]), REF, OBJ) - base for c in cands]
+    np.testing.assert_allclose(expected_hvi(to_loss(front, OBJ), ref_l, to_loss(cands, OBJ), None), exact, atol=1e-12)
+    # a vanishing deviation: the expectation becomes the improvement at the mean
+    near = expected_hvi(to_loss(front, OBJ), ref_l, to_loss(cands, OBJ), 0, -cands[:, 0], np.full(4, 1e-7))
+    np.testing.assert_allclose(near, exact, atol=1e-6)
+    assert exact[2] == 0.0  # dominated by (0.6, 0.2, 40)
+    assert exact[3] == 0.0  # beyond the energy reference
+
+
+def _synthetic_accuracy(arch) -> float:
+    """Accuracy as a fixed, noisy-free function of the architecture (no training): grows with
+    the weights, timesteps and resolution, falls with weight bits on a 1-bit sense amplifier."""
+    f = arch_features(arch)
+    log_w, timesteps, log_in, mean_bits = f[0], f[4], f[5], f[6]
+    z = 0.6 * (log_w - 12.0) + 0.25 * (timesteps - 6) + 0.3 * (log_in - 9) - 0.35 * (mean_bits - 3)
+    return 0.1 + 0.8 / (1.0 + math.exp(-z))
+
+
+def _search(sampler, space, chip, trials: int, seen_check: bool = False) -> tuple[float, list]:
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
+    points, keys, rows = [], set(), []
+    for _ in range(trials):
+        trial = study.ask()
+        arch = space.sample(trial, chip)
+        report = estimate(arch, chip)
+        proposal = study._storage.get_trial(trial._trial_id).system_attrs.get(PROPOSAL_ATTR)  # noqa: SLF001
+        rows.append((arch, report, proposal))
+        if seen_check:
+            assert arch.key not in keys, "a repeated architecture"
+            keys.add(arch.key)
+        trial.set_user_attr("arch", arch.to_dict())
+        trial.set_user_attr("arch_key", arch.key)
+        if not report.feasible:
+            trial.set_user_attr("status", "infeasible")
+            study.tell(trial, [0.0, report.metric("energy_uj"), report.metric("latency_us")])
+            continue
+        acc = _synthetic_accuracy(arch)
+        values = [acc, report.metric("energy_uj"), report.metric("latency_us")]
+        trial.set_user_attr("status", "ok")
+        trial.set_user_attr("accuracy", acc)
+        trial.set_user_attr("metrics", {"energy_uj": values[1], "latency_us": values[2]})
+        trial.set_user_attr("prior_metrics", {"energy_uj": values[1], "latency_us": values[2]})
+        study.tell(trial, values)
+        points.append(values)
+    budgets = chip.budgets.items()
+    ref = [0.0] + [budgets[o].limit for o in OBJ[1:]]
+    return hypervolume(points, ref, OBJ), rows
+
+
+@pytest.mark.parametrize("chip_name", ["rram-adcless-65nm", "rram-adcless-65nm-tight"])
+def test_proposals_fit_the_hard_budgets_never_repeat_and_are_followed(chip_name: str) -> None:
+    space, chip = load_space("digits-small"), load_chip(chip_name)
+    sampler = CostGuidedSampler(space, chip, objectives=OBJ, n_startup_trials=4, n_candidates=200, seed=3)
+    _, rows = _search(sampler, space, chip, 10, seen_check=True)
+    for i, (arch, report, proposal) in enumerate(rows):
+        assert report.feasible, f"trial {i} proposed over a hard budget: {report.violations}"
+        assert proposal is not None and proposal["key"] == arch.key, "the proposal was not followed"
+        assert proposal["how"] == ("random (feasible, new)" if i < 4 else "expected hypervolume improvement")
+        if i >= 4:
+            assert 0.0 <= proposal["predicted_accuracy"] <= 1.0 and proposal["ehvi"] >= 0.0
+
+
+def test_it_finds_a_larger_front_than_random_search_when_accuracy_is_known() -> None:
+    space, chip = load_space("digits-small"), load_chip("rram-adcless-65nm")
+    guided, rand = [], []
+    for seed in range(3):
+        g = CostGuidedSampler(space, chip, objectives=OBJ, n_startup_trials=5, n_candidates=200, seed=seed)
+        guided.append(_search(g, space, chip, 16)[0])
+        rand.append(_search(optuna.samplers.RandomSampler(seed=seed), space, chip, 16)[0])
+    assert np.mean(guided) > 1.02 * np.mean(rand), (guided, rand)
+    assert sum(g > r for g, r in zip(guided, rand, strict=True)) >= 2, (guided, rand)
