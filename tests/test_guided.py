@@ -115,3 +115,32 @@ def test_it_finds_a_larger_front_than_random_search_when_accuracy_is_known() -> 
         rand.append(_search(optuna.samplers.RandomSampler(seed=seed), space, chip, 16)[0])
     assert np.mean(guided) > 1.02 * np.mean(rand), (guided, rand)
     assert sum(g > r for g, r in zip(guided, rand, strict=True)) >= 2, (guided, rand)
+
+
+def test_without_accuracy_every_objective_is_priced_and_the_improvement_is_exact() -> None:
+    # objectives the cost model knows exactly: no model, no start-up, and the improvement each
+    # proposal expects is the hypervolume it then adds (the chip budgets both: the reference)
+    space, chip = load_space("digits-small"), load_chip("rram-adcless-65nm")
+    objectives = ("energy_uj", "area_mm2")
+    budgets = chip.budgets.items()
+    ref = [budgets[o].limit for o in objectives]
+    sampler = CostGuidedSampler(space, chip, objectives=objectives, n_startup_trials=2, n_candidates=150, seed=0)
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    points: list[list[float]] = []
+    for _ in range(6):
+        trial = study.ask()
+        arch = space.sample(trial, chip)
+        report = estimate(arch, chip)
+        assert report.feasible
+        proposal = study._storage.get_trial(trial._trial_id).system_attrs[PROPOSAL_ATTR]  # noqa: SLF001
+        assert proposal["key"] == arch.key and "predicted_accuracy" not in proposal
+        assert proposal["how"] == "expected hypervolume improvement"
+        values = [report.metric(o) for o in objectives]
+        before = hypervolume(points, ref, objectives) if points else 0.0
+        points.append(values)
+        assert hypervolume(points, ref, objectives) - before == pytest.approx(proposal["ehvi"], rel=1e-9, abs=1e-12)
+        trial.set_user_attr("arch", arch.to_dict())
+        trial.set_user_attr("arch_key", arch.key)
+        trial.set_user_attr("status", "ok")
+        study.tell(trial, values)
+    assert proposal["ehvi"] >= 0.0

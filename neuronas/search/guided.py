@@ -19,7 +19,8 @@ already tried.  This sampler uses the prices directly.  For each trial it
    With one uncertain objective the expectation is exact and closed form (below).
 
 Until ``n_startup_trials`` trials are trained it proposes a random candidate of step 2 (random,
-but never over budget and never a repeat).  When a trial's parameters cannot be replayed (a
+but never over budget and never a repeat); when accuracy is not an objective, every objective is
+priced and the improvement is exact from the first trial.  When a trial's parameters cannot be replayed (a
 space that draws differently on replay), the remaining parameters are drawn at random.
 
 Expected improvement, exactly.  In loss form (all objectives minimised; accuracy negated) a
@@ -386,7 +387,8 @@ class CostGuidedSampler(BaseSampler):
                 for o in self.objectives if o not in UNCERTAIN
             ])
         info = {"key": pool[0]["key"], "drawn": self.n_candidates, "candidates": len(pool), "trained": len(trained)}
-        if len(trained) < self.n_startup_trials:
+        uncertain = next((j for j, o in enumerate(self.objectives) if o in UNCERTAIN), None)
+        if uncertain is not None and len(trained) < self.n_startup_trials:
             return {"params": pool[0]["params"], **info, "how": "random (feasible, new)"}
 
         # the priced costs, scaled by how measured costs have compared with priced ones
@@ -406,7 +408,6 @@ class CostGuidedSampler(BaseSampler):
         ]
         front = np.asarray(front, dtype=float).reshape(-1, len(self.objectives))
         ref = reference_point(self.objectives, self.chip, np.vstack([costs, front]) if len(front) else costs)
-        uncertain = next((j for j, o in enumerate(self.objectives) if o in UNCERTAIN), None)
         mean = std = None
         if uncertain is not None:
             x = np.asarray([f for f, _ in trained.values()], dtype=float)
