@@ -572,10 +572,10 @@ def _report(run: Any, trials: list[Any], members: list[dict[str, Any]], png: Pat
     if proposals:
         guided = sum(1 for p in proposals if p.get("how") == "expected hypervolume improvement")
         L.append(
-            f"- the cost-guided sampler priced {sum(int(p.get('drawn', 0)) for p in proposals)} random candidates to "
-            f"propose {len(proposals)} trials (only those within every hard budget and not tried before could be "
-            f"proposed: {sum(int(p.get('candidates', 0)) for p in proposals)}); {guided} proposals chose by expected "
-            f"hypervolume improvement, the first {len(proposals) - guided} at random"
+            f"- the cost-guided sampler priced {sum(int(p.get('drawn', 0)) for p in proposals)} random candidates "
+            f"({sum(int(p.get('candidates', 0)) for p in proposals)} within every hard budget and not tried before) "
+            f"to propose {len(proposals)} trials: {len(proposals) - guided} at random among those, then {guided} by "
+            f"expected hypervolume improvement"
         )
     secs_train = sum(
         float((t.user_attrs.get("seconds") or {}).get("train", 0.0) or 0.0) for t in trials
