@@ -368,7 +368,13 @@ def main() -> int:
     p.add_argument(
         "--max-train-samples", type=int, default=None, help="cap part A's training samples"
     )
+    p.add_argument(
+        "--eval-instances", type=int, default=None,
+        help="chip instances each candidate is tested on, part A (the CLI's default is 3)",
+    )
     a = p.parse_args()
+    if a.eval_instances is not None:
+        FIDELITY["eval_instances"] = a.eval_instances
     if a.epochs is not None:
         FIDELITY["epochs"] = a.epochs
     if a.max_train_samples is not None:
