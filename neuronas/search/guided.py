@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from optuna.samplers import BaseSampler, RandomSampler
 
-from neuronas.search.pareto import _hv, nondominated_mask, to_loss
+from neuronas.search.pareto import _hv, hypervolume, to_loss
 
 #: objectives whose value is known only after training; everything else is priced before it
 UNCERTAIN = ("accuracy",)
@@ -101,29 +101,18 @@ def _psi(z: float) -> float:
     return z * 0.5 * (1.0 + math.erf(z / _SQRT2)) + _INV_SQRT2PI * math.exp(-0.5 * z * z)
 
 
-def _area2(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
-    """Area dominated by 2-D loss ``points`` up to ``ref`` (a sweep; points beyond ref ignored)."""
-    area, best_y = 0.0, ref[1]
-    for x, y in sorted(points):
-        if x < ref[0] and y < best_y:
-            area += (ref[0] - x) * (best_y - y)
-            best_y = y
-    return area
-
-
 def _dominated(points: np.ndarray, ref: np.ndarray) -> float:
     """Volume dominated by ``points`` (loss form) up to ``ref``."""
     if len(points) == 0:
         return 0.0
     if points.shape[1] == 0:
         return 1.0
-    if points.shape[1] == 2:
-        return _area2([(float(a), float(b)) for a, b in points], (float(ref[0]), float(ref[1])))
-    points = points[np.all(points < ref, axis=1)]
-    if len(points) == 0:
-        return 0.0
-    pts = points[nondominated_mask(points)]
-    return float(_hv(np.unique(pts, axis=0), ref))
+    if points.shape[1] <= 2:
+        # the 1-D / 2-D sweep passes over dominated points by itself: skip the O(n^2) filter
+        # that `hypervolume` applies (this is called once per front point per candidate)
+        inside = points[np.all(points < ref, axis=1)]
+        return float(_hv(inside, ref)) if len(inside) else 0.0
+    return hypervolume(points, ref)
 
 
 def expected_hvi(
