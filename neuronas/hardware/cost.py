@@ -245,6 +245,28 @@ def _phases_active(q: float, m: int, f: int, r: int) -> float:
     return e + (1.0 - q ** r) if r else e
 
 
+def _pool_input_rate(rate_out: float, pools: tuple[tuple[int, bool], ...]) -> float:
+    """The rate in front of a chain of pools whose output rate is ``rate_out``.
+
+    A k-element max window spikes when any input does: with independent inputs,
+    out = 1 - (1 - in)^k, so in = 1 - (1 - out)^(1/k); an average pool keeps the rate.
+    """
+    r = rate_out
+    for kk, is_max in reversed(pools):
+        if is_max:
+            r = 1.0 - (1.0 - r) ** (1.0 / kk) if r < 1.0 else 1.0
+    return r
+
+
+def _derived_outputs(
+    in_rates: tuple[float, ...], pools_after: tuple[tuple[tuple[int, bool], ...], ...]
+) -> tuple[float, ...]:
+    """Each weighted layer's output rate when only input rates are known: the next weighted
+    layer's input rate, through the pools between them (the readout's output: 0)."""
+    n = len(in_rates)
+    return tuple(_pool_input_rate(in_rates[i + 1], pools_after[i + 1]) for i in range(n - 1)) + (0.0,)
+
+
 def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = None) -> CostReport:
     """Price ``arch`` on ``chip`` for one inference (all T timesteps).
 
@@ -263,20 +285,26 @@ def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = Non
     else:
         act = _activity(arch, chip, activity)
     in_rates = act.input_rates
+    occupancy = act.row_group_occupancy
     out_rates = act.output_rates
     if out_rates is None:
-        out_rates = in_rates[:-1] + (0.0,)
+        out_rates = _derived_outputs(in_rates, st.pools_after)
 
     e_arr = e_conv = e_acc = e_pe = sops = 0.0
     stages: list[float] = []
     dyn: list[tuple[float, ...]] = []
     wi = 0
-    prev_rate = in_rates[0]
+    # the network input's rate: a pool in front of the first weighted layer is undone (the trainer
+    # measures every weighted layer's input, i.e. after its pools)
+    prev_rate = _pool_input_rate(in_rates[0], st.pools_after[0]) if st.pools_after[0] else in_rates[0]
     for rec in st.layers:
         if rec[0] == 0:  # pool
             stage = rec[3]
             stages.append(stage)
-            rate_out = 1.0 - (1.0 - prev_rate) ** rec[1] if rec[2] else prev_rate
+            if rec[4]:  # the pool feeds weighted layer wi: its output is that layer's (measured) input
+                rate_out = in_rates[wi]
+            else:  # a pool before another pool, or at the end: independent spikes in a max window
+                rate_out = 1.0 - (1.0 - prev_rate) ** rec[1] if rec[2] else prev_rate
             dyn.append((0.0, prev_rate, rate_out, 0.0, 0.0, 0.0, 0.0, stage))
             prev_rate = rate_out
             continue
@@ -286,7 +314,7 @@ def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = Non
         a = a_in / stride2  # a transposed conv sees a zero-inserted input
         q = 1.0 - a
         p_full = 1.0 - q ** n_full
-        act_pe = g_full * p_full + (1.0 - q ** n_last)
+        act_pe = act_grp = g_full * p_full + (1.0 - q ** n_last)
         if kk == 1:
             act_arr = act_pe
         else:  # kernel-split: k*k arrays per PE; an array is read when its own rows hold a spike
@@ -302,6 +330,11 @@ def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = Non
             act_pe = act_ph
             if p_full > 0.0:  # the busiest row group's expected phases, given the position is read
                 t_array *= ph_full / p_full
+        if occupancy is not None and act_grp > 0.0:
+            # measured: the row groups that really hold a spike; arrays and phases follow in proportion
+            f_occ = occupancy[wi] * (g_full + 1) / act_grp
+            act_pe *= f_occ
+            act_arr *= f_occ
         e_arr += a * cA + act_arr * cB
         e_conv += a * cCa + act_pe * cCp
         e_acc += act_pe * cAcc + p_any * cMerge
@@ -406,7 +439,7 @@ class _Static:
     __slots__ = (
         "__weakref__", "T", "nw", "layers", "rows", "prior", "pipeline", "start_fraction", "once_ns", "leak_mw",
         "e_static", "e_wire", "area_mm2", "memory_kb", "budgets", "arrays", "utilisation", "ops", "tiles",
-        "area_components", "notes", "layer_area_sum", "chip_name",
+        "area_components", "notes", "layer_area_sum", "chip_name", "pools_after",
     )
     T: int
     nw: int
@@ -430,6 +463,7 @@ class _Static:
     notes: tuple[str, ...]
     layer_area_sum: float
     chip_name: str
+    pools_after: tuple[tuple[tuple[int, bool], ...], ...]  # per weighted layer: (k*k, is_max) of the pools in front
 
 
 #: (id(arch), id(chip)) -> (arch, chip, _Static), the most recent _STATIC_SIZE pairs.  Strong
@@ -598,6 +632,9 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
     layers: list[tuple[Any, ...]] = []
     rows: list[tuple[Any, ...]] = []
     shapes = arch.shapes()
+    # pools in front of each weighted layer (pools_after[i]: between weighted layers i-1 and i)
+    pools_after: list[tuple[tuple[int, bool], ...]] = []
+    pending_pools: list[tuple[int, bool]] = []
     wi = 0
     for li, spec_layer in enumerate(arch.layers):
         if spec_layer.kind == "pool":
@@ -612,11 +649,15 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
             stage = -(-(c_out * p_out) // c.pool_lanes) * clk
             e_buf_static += e_b
             e_pool_static += e_pool
-            layers.append((0, kk, is_max, stage))
+            nxt = arch.layers[li + 1].kind if li + 1 < len(arch.layers) else ""
+            layers.append((0, kk, is_max, stage, nxt not in ("", "pool")))
+            pending_pools.append((kk, is_max))
             rows.append((li, "pool", f"pool{li}", (0.0, e_b, e_pool, 0.0, 0.0), 0.0, 0.0, 0, 0, 0, 0.0, 0, 1, 0.0))
             continue
 
         layer = resolved[wi]
+        pools_after.append(tuple(pending_pools))
+        pending_pools.clear()
         R, C = layer.rows, layer.cols
         N, P, K = layer.fan_out, layer.positions, layer.fan_in
         b = layer.membrane_bits
@@ -770,6 +811,7 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
     st.nw = nw
     st.layers = tuple(layers)
     st.rows = tuple(rows)
+    st.pools_after = tuple(pools_after)
     prior = c.priors.get(nw)
     if prior is None:
         r = c.rate
