@@ -312,6 +312,17 @@ def test_row_phases_of_a_multibit_adc() -> None:
     assert clip.layers[0].conversions == pytest.approx(1984)
     assert flash.layers[0].components["conversion"] == pytest.approx(3 * clip.layers[0].components["conversion"])
     assert flash.layers[0].array_ns == pytest.approx(3 * clip.layers[0].array_ns)
+    # DNN+NeuroSim's synchronous accounting: each of the 8 muxed columns is read and sensed in its
+    # own cycle: 3 phases x 8 x (10 + 1) ns; the dynamic energy is the same (leakage runs longer)
+    sync = estimate(arch("flash", 5), load_chip("rram-hpadc-65nm-sync"), 1.0)
+    assert sync.layers[0].array_ns == pytest.approx(3 * 8 * 11.0)
+    assert sync.layers[1].array_ns == pytest.approx(8 * 11.0)
+    assert sync.energy_uj - sync.components["leakage"] == pytest.approx(flash.energy_uj - flash.components["leakage"])
+    assert sync.components["leakage"] > flash.components["leakage"]
+    # an SA on every column has nothing to multiplex: the option changes nothing there
+    d = load_chip("rram-adcless-65nm").model_dump()
+    d["periphery"]["mux_timing"] = "synchronous"
+    assert estimate(arch("sa", 1), Chip.model_validate(d), 1.0).latency_us == pytest.approx(sa.latency_us)
 
 
 def test_row_phases_by_hand(tmp_path: Path) -> None:

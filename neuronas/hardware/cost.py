@@ -14,7 +14,9 @@ fan-in K, fan-out N, P output positions and T timesteps (DESIGN.md §5):
   SA and a digital adder tree read all rows in one phase.
 * **conversion** - every used column of an active PE row group (phase) is converted once per
   read: a 1-bit SA per column, or a SAR/flash ADC shared by ``columns_per_adc`` columns through a
-  mux (conversions serialise: t = phases x (t_read + rounds x t_conv)); digital CIM: adder trees.
+  mux (conversions serialise: t = phases x (t_read + rounds x t_conv), or with
+  ``periphery.mux_timing: synchronous`` DNN+NeuroSim's phases x rounds x (t_read + t_conv)); digital
+  CIM: adder trees.
 * **accumulation** - shift-add of group and phase partial sums (width = ADC bits +
   log2(groups) + log2(phases) + slice shift + sign) and of slices / differential pairs per neuron.
 * **neurons / membrane** - one update per neuron per position per timestep (LIF, LD-LIF with
@@ -496,7 +498,7 @@ class _ChipScalars:
         "pool_lanes", "kernel_split", "cap_cells", "sram_bits", "pes_per_tile", "leaks", "max_rows", "e_cell",
         "e_wl", "e_bl", "e_arr", "e_acc_bit", "pe_acc", "pe_neu", "pe_buf", "pe_noc", "t_read", "tile_a_buf",
         "tile_a_noc", "tile_a_acc", "e_wire_mm", "leak_mw_mm2", "pipeline", "start_fraction", "rate", "budgets",
-        "priors", "cells_text",
+        "priors", "cells_text", "sync_mux",
     )
 
     if TYPE_CHECKING:  # the slots are filled in _chip_scalars; to mypy each is Any
@@ -539,6 +541,7 @@ def _chip_scalars(chip: Chip) -> _ChipScalars:
     c.kernel_split = per.layout == "kernel_split"
     c.cap_cells, c.sram_bits, c.pes_per_tile, c.leaks = cap.cells, cap.sram_kb * 8192, cap.pes_per_tile, dev.leaks
     c.max_rows = per.max_active_rows
+    c.sync_mux = per.mux_timing == "synchronous"
     c.e_cell, c.e_wl, c.e_bl = dev.read_energy_fj * 1e-3, k["wordline_energy_fj_per_cell"] * 1e-3, k["bitline_energy_fj_per_cell"] * 1e-3
     c.e_arr, c.e_acc_bit = k["array_read_energy_pj"], k["accum_add_energy_pj_per_bit"]
     c.pe_acc, c.pe_neu = k["pe_read_overhead_pj_accumulation"], k["pe_read_overhead_pj_neuron"]
@@ -698,8 +701,12 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
         ar_arr = n_arrays * ar_arr_unit
         cols_all = cols_used + ref_cols
         ar_conv = pes * ar_conv_unit
+        t_phase = t_read + t_conv
         if adc_queue:  # columns queue on their shared ADC
-            t_conv *= min(-(-min(pe_cols, cols_all) // conv_units), cpa)
+            rounds = min(-(-min(pe_cols, cols_all) // conv_units), cpa)
+            # overlapped: the columns settle once, then convert one after another (sample-and-hold per
+            # column); synchronous (DNN+NeuroSim): a read-and-sense cycle per muxed column
+            t_phase = rounds * t_phase if c.sync_mux else t_read + rounds * t_conv
         w_acc = w_conv + (rg - 1).bit_length() + (phases - 1).bit_length() + (slices - 1) * bpc + 1  # + log2ceil(groups, phases)
         ar_acc = cg * conv_units * w_acc * c.acc_bit_area  # group / phase partial sums meet per column group
         units = c.units_fixed or -(-N // c.npu)
@@ -789,7 +796,7 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
             cols_all * w_acc * e_acc_bit * reads + pe_r * pe_acc,  # cAcc: per conversion
             merges * w_acc * e_acc_bit * reads,  # cMerge: slice / pair merges, per position read
             pe_r * (pe_neu + pe_buf + pe_noc),  # cPe: lumped per-PE-read overheads
-            P * nread * (t_read + t_conv), t_neuron, t_reload, stride2, K * NP * T * nread, cols_all * reads,
+            P * nread * t_phase, t_neuron, t_reload, stride2, K * NP * T * nread, cols_all * reads,
             pe_r * pe_neu, pe_r * pe_buf, pe_r * pe_noc,
         ))
         rows.append((li, layer.kind, f"{layer.kind}{li}", (e_m0, e_buffers, 0.0, e_off, e_n0), once, la,
