@@ -247,26 +247,21 @@ def _phases_active(q: float, m: int, f: int, r: int) -> float:
     return e + (1.0 - q ** r) if r else e
 
 
-def _pool_input_rate(rate_out: float, pools: tuple[tuple[int, bool], ...]) -> float:
-    """The rate in front of a chain of pools whose output rate is ``rate_out``.
+def _pool_input_rate(rate_out: float, window: int) -> float:
+    """The rate in front of the max pools (``window``: the product of their k x k) that emit ``rate_out``.
 
     A k-element max window spikes when any input does: with independent inputs,
-    out = 1 - (1 - in)^k, so in = 1 - (1 - out)^(1/k); an average pool keeps the rate.
+    out = 1 - (1 - in)^k, so in = 1 - (1 - out)^(1/k); chained windows multiply, average pools
+    keep the rate (window 1).
     """
-    r = rate_out
-    for kk, is_max in reversed(pools):
-        if is_max:
-            r = 1.0 - (1.0 - r) ** (1.0 / kk) if r < 1.0 else 1.0
-    return r
+    return 1.0 - (1.0 - rate_out) ** (1.0 / window) if window > 1 else rate_out
 
 
-def _derived_outputs(
-    in_rates: tuple[float, ...], pools_after: tuple[tuple[tuple[int, bool], ...], ...]
-) -> tuple[float, ...]:
+def _derived_outputs(in_rates: tuple[float, ...], windows: tuple[int, ...]) -> tuple[float, ...]:
     """Each weighted layer's output rate when only input rates are known: the next weighted
-    layer's input rate, through the pools between them (the readout's output: 0)."""
+    layer's input rate, through the max pools between them (the readout's output: 0)."""
     n = len(in_rates)
-    return tuple(_pool_input_rate(in_rates[i + 1], pools_after[i + 1]) for i in range(n - 1)) + (0.0,)
+    return tuple(_pool_input_rate(in_rates[i + 1], windows[i + 1]) for i in range(n - 1)) + (0.0,)
 
 
 def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = None) -> CostReport:
@@ -290,7 +285,7 @@ def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = Non
     occupancy = act.row_group_occupancy
     out_rates = act.output_rates
     if out_rates is None:
-        out_rates = _derived_outputs(in_rates, st.pools_after)
+        out_rates = _derived_outputs(in_rates, st.pool_windows)
 
     e_arr = e_conv = e_acc = e_pe = sops = 0.0
     stages: list[float] = []
@@ -298,7 +293,8 @@ def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = Non
     wi = 0
     # the network input's rate: a pool in front of the first weighted layer is undone (the trainer
     # measures every weighted layer's input, i.e. after its pools)
-    prev_rate = _pool_input_rate(in_rates[0], st.pools_after[0]) if st.pools_after[0] else in_rates[0]
+    w0 = st.pool_windows[0]
+    prev_rate = 1.0 - (1.0 - in_rates[0]) ** (1.0 / w0) if w0 > 1 else in_rates[0]
     for rec in st.layers:
         if rec[0] == 0:  # pool
             stage = rec[3]
@@ -441,7 +437,7 @@ class _Static:
     __slots__ = (
         "__weakref__", "T", "nw", "layers", "rows", "prior", "pipeline", "start_fraction", "once_ns", "leak_mw",
         "e_static", "e_wire", "area_mm2", "memory_kb", "budgets", "arrays", "utilisation", "ops", "tiles",
-        "area_components", "notes", "layer_area_sum", "chip_name", "pools_after",
+        "area_components", "notes", "layer_area_sum", "chip_name", "pool_windows",
     )
     T: int
     nw: int
@@ -465,7 +461,7 @@ class _Static:
     notes: tuple[str, ...]
     layer_area_sum: float
     chip_name: str
-    pools_after: tuple[tuple[tuple[int, bool], ...], ...]  # per weighted layer: (k*k, is_max) of the pools in front
+    pool_windows: tuple[int, ...]  # per weighted layer: product of the max-pool windows in front of it
 
 
 #: (id(arch), id(chip)) -> (arch, chip, _Static), the most recent _STATIC_SIZE pairs.  Strong
@@ -635,9 +631,10 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
     layers: list[tuple[Any, ...]] = []
     rows: list[tuple[Any, ...]] = []
     shapes = arch.shapes()
-    # pools in front of each weighted layer (pools_after[i]: between weighted layers i-1 and i)
-    pools_after: list[tuple[tuple[int, bool], ...]] = []
-    pending_pools: list[tuple[int, bool]] = []
+    # per weighted layer: the product of the max-pool windows right in front of it (1: none)
+    windows: list[int] = []
+    window = 1
+    n_spec = len(arch.layers)
     wi = 0
     for li, spec_layer in enumerate(arch.layers):
         if spec_layer.kind == "pool":
@@ -652,15 +649,16 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
             stage = -(-(c_out * p_out) // c.pool_lanes) * clk
             e_buf_static += e_b
             e_pool_static += e_pool
-            nxt = arch.layers[li + 1].kind if li + 1 < len(arch.layers) else ""
-            layers.append((0, kk, is_max, stage, nxt not in ("", "pool")))
-            pending_pools.append((kk, is_max))
+            feeds = li + 1 < n_spec and arch.layers[li + 1].kind != "pool"
+            layers.append((0, kk, is_max, stage, feeds))
+            if is_max:
+                window *= kk
             rows.append((li, "pool", f"pool{li}", (0.0, e_b, e_pool, 0.0, 0.0), 0.0, 0.0, 0, 0, 0, 0.0, 0, 1, 0.0))
             continue
 
         layer = resolved[wi]
-        pools_after.append(tuple(pending_pools))
-        pending_pools.clear()
+        windows.append(window)
+        window = 1
         R, C = layer.rows, layer.cols
         N, P, K = layer.fan_out, layer.positions, layer.fan_in
         b = layer.membrane_bits
@@ -818,7 +816,7 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
     st.nw = nw
     st.layers = tuple(layers)
     st.rows = tuple(rows)
-    st.pools_after = tuple(pools_after)
+    st.pool_windows = tuple(windows)
     prior = c.priors.get(nw)
     if prior is None:
         r = c.rate
