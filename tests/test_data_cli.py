@@ -78,7 +78,7 @@ def test_describe_a_tonic_dataset(tmp_path: Path, capsys: pytest.CaptureFixture)
     [
         (
             ["nmist"],
-            "unknown dataset 'nmist'; did you mean 'nmnist'? (known: digits-events, nmnist",
+            "unknown dataset 'nmist'; did you mean 'nmnist'? (known: digits-events, flow-events, nmnist",
         ),
         (["shd"], "pass --data-root DIR (data_root=DIR) with DIR/SHD/shd_train.h5"),
         (["dvsgesture", "--data-root", "{tmp}/none"], "data root '{tmp}/none' does not exist"),

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from neuronas.data.framing import EventFramer, LazyFramedDataset
+from neuronas.data.info import DatasetInfo
 from neuronas.data.layouts import FETCH_NOTES, LAYOUTS, missing_files, where
-from neuronas.data.registry import DatasetInfo
 from neuronas.errors import DataError
 
 __all__ = ["load_tonic_dataset"]
