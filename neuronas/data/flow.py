@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ __all__ = [
     "flow_events",
     "flow_field",
     "load_flow_events",
+    "make_textures",
+    "motion_renderer",
 ]
 
 #: bump when the recipe changes in a way the parameters below do not capture
@@ -126,7 +129,8 @@ def flow_field(motion: np.ndarray, sensor_px: int) -> np.ndarray:
     return (moved - rel[None]).astype(np.float32)
 
 
-def _textures(rng: np.random.Generator, n: int, params: FlowParams) -> np.ndarray:
+def make_textures(rng: np.random.Generator, n: int, params: FlowParams) -> np.ndarray:
+    """``n`` smooth random textures ``[n, texture_px, texture_px]`` in [0, 1] (min to max)."""
     side = params.texture_px
     noise = rng.standard_normal((n, side, side))
     freq = np.fft.fftfreq(side)
@@ -138,8 +142,11 @@ def _textures(rng: np.random.Generator, n: int, params: FlowParams) -> np.ndarra
     return ((smooth - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32)
 
 
-def _renderer(textures: np.ndarray, motion: np.ndarray, params: FlowParams, n_steps: int):
-    """``render(k)``: every texture as the sensor sees it at step k, ``[N, S, S]``."""
+def motion_renderer(
+    textures: np.ndarray, motion: np.ndarray, params: FlowParams, n_steps: int
+) -> Callable[[int], np.ndarray]:
+    """``render(k)``: every texture as the sensor sees it at step k of n_steps, ``[N, S, S]``:
+    ``I_τ(p) = texture(M_τ⁻¹(p))`` with τ = k / n_steps, the texture's centre under the sensor's."""
     n, side = textures.shape[0], textures.shape[1]
     s = params.sensor.sensor_px
     c = _centre(s)
@@ -210,10 +217,10 @@ def build_flow_events(
         ],
         axis=1,
     )
-    textures = _textures(rng, n, params)
+    textures = make_textures(rng, n, params)
     n_steps = params.duration_us // params.sensor.step_us
     events, offsets = record(
-        _renderer(textures, motion, params, n_steps),
+        motion_renderer(textures, motion, params, n_steps),
         n,
         n_steps,
         params.sensor,
