@@ -174,7 +174,7 @@ class CheckedSource:
         if events.size == 0:
             raise DataError(f"{self.where(index)}: holds no events")
         w, h, pols = info.sensor_size
-        limits = {"x": w, "y": h, "p": pols} if "y" in events.dtype.names else {"x": w}
+        limits = {"x": w, "y": h, "p": pols} if "y" in (events.dtype.names or ()) else {"x": w}
         for field, size in limits.items():
             col = events[field]
             bad = np.flatnonzero((col < 0) | (col >= size))
