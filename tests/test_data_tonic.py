@@ -154,6 +154,13 @@ def test_shd_downsampled_channels(shd_root: tuple[Path, list]) -> None:
     # channel pairs merge: unit u lands on u // 2; nothing lands where no unit was
     units = samples[0][1]
     assert set(np.nonzero(frames.numpy().sum(0))[0]) <= set((units // 2).tolist())
+    # a factor that does not divide 700 follows tonic's Downsample: unit u -> int(u * 233 / 700)
+    odd = load_dataset("shd", "train", T, data_root=root, input_shape=[233], binarize=False)
+    frames, _ = odd[0]
+    assert frames.shape == (T, 233)
+    expected = set((units * (233 / 700)).astype(int).tolist())
+    assert set(np.nonzero(frames.numpy().sum(0))[0]) <= expected
+    assert len(set(np.nonzero(frames.numpy().sum(0))[0])) >= len(expected) - 1  # last event
 
 
 # --- DVS Gesture: tonic's cut version, userNN_lighting/<label>.npy of (x, y, p, t_ms) -----------
