@@ -30,13 +30,11 @@ TRANSLATION = dataclasses.replace(SMALL, max_rotation_rad=0.0, max_scale=0.0)
 def cache(tmp_path: Path) -> Iterator[Path]:
     old = os.environ.get("NEURONAS_CACHE_DIR")
     os.environ["NEURONAS_CACHE_DIR"] = str(tmp_path / "cache")
-    flow_mod._EVENTS_MEMO.clear()
-    flow_mod._FRAMES_MEMO.clear()
+    flow_mod.clear_memory_cache()
     try:
         yield tmp_path / "cache"
     finally:
-        flow_mod._EVENTS_MEMO.clear()
-        flow_mod._FRAMES_MEMO.clear()
+        flow_mod.clear_memory_cache()
         if old is None:
             os.environ.pop("NEURONAS_CACHE_DIR", None)
         else:
@@ -145,13 +143,13 @@ def test_load_dataset_gives_frames_and_flow_and_caches(cache: Path) -> None:
     cached = list(cache.glob("flow-events-*.npz"))
     assert [p.name for p in cached] == [f"flow-events-{data.key}.npz"]
     # a fresh process reads the cache: the same samples, not rebuilt
-    flow_mod._EVENTS_MEMO.clear()
+    flow_mod.clear_memory_cache()
     mtime = cached[0].stat().st_mtime_ns
     again = flow_events(0)
     assert np.array_equal(again.events, data.events) and cached[0].stat().st_mtime_ns == mtime
     # a truncated cache file is rebuilt, not a crash
     cached[0].write_bytes(cached[0].read_bytes()[:100])
-    flow_mod._EVENTS_MEMO.clear()
+    flow_mod.clear_memory_cache()
     assert np.array_equal(flow_events(0).events, data.events)
 
 

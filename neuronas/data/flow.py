@@ -35,6 +35,7 @@ __all__ = [
     "FlowEvents",
     "FlowParams",
     "build_flow_events",
+    "clear_memory_cache",
     "flow_events",
     "flow_field",
     "load_flow_events",
@@ -289,6 +290,12 @@ def flow_events(seed: int = 0, *, params: FlowParams = FLOW_PARAMS) -> FlowEvent
 
 
 _FRAMES_MEMO: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+
+
+def clear_memory_cache() -> None:
+    """Forget the samples and frames kept in this process (the disk cache stays)."""
+    _EVENTS_MEMO.clear()
+    _FRAMES_MEMO.clear()
 
 
 def load_flow_events(
