@@ -78,8 +78,29 @@ def _read_yaml(path: Path) -> Any:
         raise DataError(str(exc)) from None
 
 
+_INFO_MEMO: dict[str, tuple[tuple[int, int], DatasetInfo]] = {}
+
+
 def read_folder_info(path: str | Path) -> DatasetInfo:
-    """Read and check ``PATH/dataset.yaml``; the samples are checked when a split is opened."""
+    """Read and check ``PATH/dataset.yaml``; the samples are checked when a split is opened.
+
+    Remembered per file while it is unchanged: a search asks for the shapes of every candidate.
+    """
+    spec = Path(path).expanduser() / "dataset.yaml"
+    try:
+        st = spec.stat()
+        memo = _INFO_MEMO.get(str(spec))
+        if memo is not None and memo[0] == (st.st_mtime_ns, st.st_size):
+            return memo[1]
+    except OSError:
+        st = None  # the checks below say what is wrong
+    info = _read_folder_info(path)
+    if st is not None:
+        _INFO_MEMO[str(spec)] = ((st.st_mtime_ns, st.st_size), info)
+    return info
+
+
+def _read_folder_info(path: str | Path) -> DatasetInfo:
     root = Path(path).expanduser()
     try:
         is_dir = root.is_dir()
