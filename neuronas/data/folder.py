@@ -311,7 +311,7 @@ def _read_labels(split_dir: Path, samples: Sequence[Path], info: DatasetInfo) ->
     index = {c: i for i, c in enumerate(info.classes)}
     labels: dict[str, int] = {}
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM is fine
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot be read ({exc.__class__.__name__}: {exc})") from None
