@@ -26,8 +26,10 @@ SMALL = dataclasses.replace(FLOW_PARAMS, n_samples=12, n_train=8)
 TRANSLATION = dataclasses.replace(SMALL, max_rotation_rad=0.0, max_scale=0.0)
 
 
-@pytest.fixture
-def cache(tmp_path: Path) -> Iterator[Path]:
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One private cache for this module: the full set is built once (~4 s)."""
+    tmp_path = tmp_path_factory.mktemp("flow-cache")
     old = os.environ.get("NEURONAS_CACHE_DIR")
     os.environ["NEURONAS_CACHE_DIR"] = str(tmp_path / "cache")
     flow_mod.clear_memory_cache()
