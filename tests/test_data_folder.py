@@ -446,6 +446,5 @@ def test_paths_that_are_not_dataset_folders(tmp_path: Path) -> None:
         dataset_info(str(tmp_path / "afile"))
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
-    with pytest.raises(DataError) as err:
+    with pytest.raises(DataError, match=r"'.*loop' is a symbolic link that leads nowhere \(a loop"):
         dataset_info(str(loop))
-    assert str(loop) in str(err.value) and "\n" not in str(err.value)

@@ -360,6 +360,15 @@ def test_a_symlink_loop_in_nmnist(tmp_path: Path) -> None:
         _read_all(tmp_path, "nmnist")
 
 
+def test_a_data_root_that_loops(tmp_path: Path) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(
+        DataError, match=r"data root '.*loop' is a symbolic link that leads nowhere"
+    ):
+        load_dataset("shd", "train", T, data_root=loop)
+
+
 def test_an_nmnist_folder_that_is_not_a_digit(tmp_path: Path) -> None:
     # tonic takes the label from the folder name's last character: Train/12 would be class 2
     _nmnist_one_good(tmp_path)

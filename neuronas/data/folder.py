@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from neuronas.data.info import SPLITS, TASKS, DatasetInfo
+from neuronas.data.info import SPLITS, TASKS, DatasetInfo, not_there
 from neuronas.errors import DataError, NeuronasError
 
 __all__ = [
@@ -109,7 +109,7 @@ def _read_folder_info(path: str | Path) -> DatasetInfo:
         raise DataError(f"dataset folder '{root}': {exc.__class__.__name__}: {exc}") from None
     if not exists:
         raise DataError(
-            f"dataset folder '{root}' does not exist; a dataset is a known name (see "
+            f"dataset folder '{root}' {not_there(root)}; a dataset is a known name (see "
             "`neuronas datasets`) or a folder holding dataset.yaml, train/ and test/"
         )
     if not is_dir:

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SPLITS", "TASKS", "DatasetInfo", "atomic_write", "cache_dir", "fmt_shape"]
+__all__ = [
+    "SPLITS",
+    "TASKS",
+    "DatasetInfo",
+    "atomic_write",
+    "cache_dir",
+    "fmt_shape",
+    "not_there",
+]
 
 SPLITS = ("train", "test")
 
@@ -83,6 +91,13 @@ def cache_dir() -> Path:
     """Where built datasets are cached: ``$NEURONAS_CACHE_DIR``, else ``~/.cache/neuronas``."""
     env = os.environ.get("NEURONAS_CACHE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "neuronas"
+
+
+def not_there(path: Path) -> str:
+    """Why an absent path is absent: a link that leads nowhere reads differently from nothing."""
+    if path.is_symlink():
+        return "is a symbolic link that leads nowhere (a loop or a dangling link)"
+    return "does not exist"
 
 
 def fmt_shape(shape: Sequence[int]) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from neuronas.data.framing import EventFramer, LazyFramedDataset
-from neuronas.data.info import DatasetInfo
+from neuronas.data.info import DatasetInfo, not_there
 from neuronas.data.layouts import FETCH_NOTES, LAYOUTS, missing_files, where
 from neuronas.errors import DataError
 
@@ -86,7 +86,7 @@ def load_tonic_dataset(
     else:
         if not root.is_dir():
             raise DataError(
-                f"data root '{root}' does not exist; dataset '{name}' expects {expected}; "
+                f"data root '{root}' {not_there(root)}; dataset '{name}' expects {expected}; "
                 f"create it and put the files there, {fetch}"
             )
         missing = missing_files(name, split, root)
