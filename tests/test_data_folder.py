@@ -448,3 +448,24 @@ def test_paths_that_are_not_dataset_folders(tmp_path: Path) -> None:
     loop.symlink_to(loop)
     with pytest.raises(DataError, match=r"'.*loop' is a symbolic link that leads nowhere \(a loop"):
         dataset_info(str(loop))
+
+
+def test_datasets_cli_describes_a_flow_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from neuronas.cli import main
+
+    root = write_folder(
+        tmp_path / "flow",
+        task="flow",
+        sensor={"width": 8, "height": 8, "polarities": 2},
+        samples={"train": ["", "", ""], "test": [""]},
+    )
+    assert main(["datasets", str(root), "-T", "2", "--input-shape", "2", "4", "4", "--json"]) == 0
+    out = __import__("json").loads(capsys.readouterr().out)
+    assert out["dataset"]["task"] == "flow" and out["dataset"]["input_shape"] == [2, 8, 8]
+    train = out["splits"]["train"]
+    assert train["frame_shape"] == [2, 2, 4, 4] and "classes_seen" not in train
+    flows = np.stack([np.load(root / "train" / f"rec{i:02d}.flow.npy") for i in range(3)])
+    halved = flows.reshape(3, 2, 4, 2, 4, 2).mean(axis=(3, 5)) / 2
+    assert train["mean_flow_px"] == pytest.approx(np.sqrt((halved**2).sum(1)).mean(), rel=1e-5)
