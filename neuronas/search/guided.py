@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 from optuna.samplers import BaseSampler, RandomSampler
 
-from neuronas.search.pareto import _hv, hypervolume, to_loss
+from neuronas.search.draw import draw_priced
+from neuronas.search.pareto import dominated_volume, front_trials, hypervolume, to_loss
 
 #: objectives whose value is known only after training; everything else is priced before it
 UNCERTAIN = ("accuracy",)
@@ -111,8 +112,8 @@ def _dominated(points: np.ndarray, ref: np.ndarray) -> float:
         # the 1-D / 2-D sweep passes over dominated points by itself: skip the O(n^2) filter
         # that `hypervolume` applies (this is called once per front point per candidate)
         inside = points[np.all(points < ref, axis=1)]
-        return float(_hv(inside, ref)) if len(inside) else 0.0
-    return hypervolume(points, ref)
+        return float(dominated_volume(inside, ref)) if len(inside) else 0.0
+    return hypervolume(points, [float(v) for v in ref])
 
 
 def expected_hvi(
@@ -152,6 +153,7 @@ def expected_hvi(
             continue
         box = float(np.prod(ref_k - ck))
         clipped = np.maximum(front[:, known], ck)
+        assert mean is not None and std is not None, "an uncertain objective needs mean and std"
         mu, s = float(mean[i]), max(float(std[i]), 1e-9)
         total = 0.0
         for k in range(len(front) + 1):
@@ -327,33 +329,29 @@ class CostGuidedSampler(BaseSampler):
     def candidates(self, seen: set[str], number: int) -> list[dict[str, Any]]:
         """Random architectures of the space that fit the chip's hard budgets and are not in
         ``seen``, each with its parameters, features and priced objectives (natural units)."""
-        from neuronas.errors import SpecError
-        from neuronas.hardware import chip_problems, estimate
-        from neuronas.search.study import _RandomTrial
-
         rng = np.random.default_rng([self.seed, number])
         out: list[dict[str, Any]] = []
         keys: set[str] = set()
-        for _ in range(self.n_candidates):
-            t = _RandomTrial(rng)
-            try:
-                arch = self.space.sample(t, self.chip, input_shape=self.input_shape, num_outputs=self.num_outputs)
-            except SpecError:
+        draws = draw_priced(
+            self.space,
+            self.chip,
+            rng,
+            self.n_candidates,
+            input_shape=self.input_shape,
+            num_outputs=self.num_outputs,
+            activity=self.activity,
+            skip=lambda arch: arch.key in seen or arch.key in keys,
+        )
+        for d in draws:
+            if not d.report.feasible:
                 continue
-            key = arch.key
-            if key in seen or key in keys or chip_problems(arch, self.chip):
-                continue
-            report = estimate(arch, self.chip, self.activity)
-            if not report.feasible:
-                continue
-            keys.add(key)
-            costs = [0.0 if o in UNCERTAIN else float(report.metric(o)) for o in self.objectives]
-            out.append({"params": dict(t.params), "arch": arch, "key": key, "costs": costs})
+            keys.add(d.arch.key)
+            costs = [0.0 if o in UNCERTAIN else float(d.report.metric(o)) for o in self.objectives]
+            out.append({"params": d.params, "arch": d.arch, "key": d.arch.key, "costs": costs})
         return out
 
     def propose(self, trials: Sequence[Any], number: int) -> dict[str, Any] | None:
         """The next trial's parameters and what was predicted for it (None: nothing to propose)."""
-        from neuronas.search.study import front_trials
         from neuronas.spec import ArchSpec
 
         seen = {t.user_attrs.get("arch_key") or t.system_attrs.get(PROPOSAL_ATTR, {}).get("key") for t in trials}
@@ -386,18 +384,19 @@ class CostGuidedSampler(BaseSampler):
         cost_cols = [j for j, o in enumerate(self.objectives) if o not in UNCERTAIN]
         if scale is not None and len(cost_cols):
             costs[:, cost_cols] *= scale
-        front = [list(t.values) for t in front_trials(None, self.objectives, list(trials))]
+        observed = [list(t.values) for t in front_trials(None, self.objectives, list(trials))]
         # trials under way (other workers, Ray): counted at their predicted values, as if
         # finished ("kriging believer", Ginsbourger et al. 2010), so that concurrent proposals
         # spread over the front instead of piling onto one spot
-        front += [
+        observed += [
             t.system_attrs[PROPOSAL_ATTR]["values"]
             for t in trials
             if t.state.name in ("RUNNING", "WAITING") and "values" in t.system_attrs.get(PROPOSAL_ATTR, {})
         ]
-        front = np.asarray(front, dtype=float).reshape(-1, len(self.objectives))
+        front = np.asarray(observed, dtype=float).reshape(-1, len(self.objectives))
         ref = reference_point(self.objectives, self.chip, np.vstack([costs, front]) if len(front) else costs)
-        mean = std = None
+        mean: np.ndarray | None = None
+        std: np.ndarray | None = None
         if uncertain is not None:
             x = np.asarray([f for f, _ in trained.values()], dtype=float)
             y = np.asarray([a for _, a in trained.values()], dtype=float)
@@ -405,7 +404,7 @@ class CostGuidedSampler(BaseSampler):
             model = AccuracyModel(seed=self.seed).fit(x, y, xc)
             mean, std = model.predict(xc)
             mean = np.clip(mean, 0.0, 1.0)
-        loss_ref = to_loss([ref], self.objectives)[0]
+        loss_ref = to_loss(np.asarray([ref]), self.objectives)[0]
         loss_front = to_loss(front, self.objectives) if len(front) else np.zeros((0, len(ref)))
         score = expected_hvi(
             loss_front,
@@ -420,7 +419,7 @@ class CostGuidedSampler(BaseSampler):
         out = {"params": pick["params"], **info, "key": pick["key"], "how": "expected hypervolume improvement",
                "ehvi": float(score[best])}
         values = [float(v) for v in costs[best]]
-        if mean is not None:
+        if mean is not None and std is not None and uncertain is not None:
             out["predicted_accuracy"] = float(mean[best])
             out["predicted_accuracy_std"] = float(std[best])
             values[uncertain] = float(mean[best])
