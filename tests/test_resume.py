@@ -21,7 +21,9 @@ def _wait_for(run_dir: Path, proc, min_finished: int, deadline_s: float = 300) -
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         assert proc.poll() is None, proc.stderr.read()
-        if (run_dir / "study.db").exists():
+        # run.json is written once the study exists: opening the database earlier would race
+        # the search process creating its tables (each Optuna storage creates missing ones)
+        if (run_dir / "run.json").exists():
             try:
                 trials = trials_of(run_dir)
             except Exception:  # the study is being created

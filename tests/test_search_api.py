@@ -123,3 +123,25 @@ def test_sampler_registry_names_every_sampler_in_the_cli() -> None:
     text = _search_help()
     for name in SAMPLERS:
         assert name in text
+
+
+@pytest.mark.slow
+def test_a_search_end_to_end_through_the_public_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the README's "In Python" example, at the tests' tiny fidelity
+    from _search_helpers import TINY_SPACE
+
+    import neuronas
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(TINY_SPACE)
+    fast = {"epochs": 1, "max_train_samples": 32, "max_eval_samples": 32, "eval_instances": 1}
+    run = neuronas.create_or_resume({"name": "demo", "space": "tiny.yaml", "trials": 3, **fast})
+    summary = neuronas.run_search(run, progress=False)
+    assert summary["counts"]["finished"] == 3
+    out = neuronas.export_run("demo", tmp_path / "runs" / "demo" / "export", nir=False)
+    assert (tmp_path / "runs" / "demo" / "export" / "report.md").is_file()
+    assert len(out["members"]) == len(summary["front"])
+    again = neuronas.open_run("demo")
+    assert again.config.trials == 3 and len(again.study.get_trials()) >= 3

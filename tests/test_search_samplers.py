@@ -9,14 +9,10 @@ from pathlib import Path
 import pytest
 from _search_helpers import TINY_SPACE
 
-from neuronas.search.study import (
-    DUPLICATE_ALLOWANCE,
-    SAMPLERS,
-    count_trials,
-    create_or_resume,
-    make_sampler,
-    run_search,
-)
+from neuronas.search.run import create_or_resume
+from neuronas.search.samplers import SAMPLERS, make_sampler
+from neuronas.search.study import run_search
+from neuronas.search.trials import DUPLICATE_ALLOWANCE, count_trials
 
 pytestmark = pytest.mark.slow
 
