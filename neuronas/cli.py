@@ -13,8 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from neuronas.version import __version__
 from neuronas.errors import NeuronasError
+from neuronas.version import __version__
 
 #: subcommand -> (module under neuronas._cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -42,7 +42,18 @@ def test_kill_9_then_same_command_resumes_exactly(tmp_path: Path) -> None:
     # event-driven kernels train a tiny candidate on 256 samples in well under a second)
     fast = [a if a != "64" else "640" for a in FAST]
     fast[fast.index("--epochs") + 1] = "2"
-    args = ["search", "--space", str(space), "--trials", str(N), "--name", "killed", "--seed", "3", *fast]
+    args = [
+        "search",
+        "--space",
+        str(space),
+        "--trials",
+        str(N),
+        "--name",
+        "killed",
+        "--seed",
+        "3",
+        *fast,
+    ]
     proc = popen(args, tmp_path)
     run_dir = tmp_path / "runs" / "killed"
     try:
@@ -74,7 +85,7 @@ def test_kill_9_then_same_command_resumes_exactly(tmp_path: Path) -> None:
             t.state.name in ("COMPLETE", "PRUNED")
             or (t.state.name == "FAIL" and t.user_attrs.get("status") != "interrupted")
         )
-        # a free re-proposal of an evaluated architecture does not count (see study.py)
+        # a free re-proposal of an evaluated architecture does not count (see neuronas/search/trials.py)
         and not t.user_attrs.get("uncounted")
     ]
     assert len(finished) == N

@@ -37,9 +37,14 @@ def test_sampler_runs_with_constraints(tmp_path: Path, sampler: str) -> None:
         type(make_sampler(run))
         .__name__.lower()
         .startswith(
-            {"guided": "costguided", "tpe": "tpe", "nsga2": "nsgaii", "random": "random", "grid": "grid", "qmc": "qmc"}[
-                sampler
-            ]
+            {
+                "guided": "costguided",
+                "tpe": "tpe",
+                "nsga2": "nsgaii",
+                "random": "random",
+                "grid": "grid",
+                "qmc": "qmc",
+            }[sampler]
         )
     )
     run_search(run, progress=False)

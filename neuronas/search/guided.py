@@ -68,7 +68,9 @@ def arch_features(arch: Any) -> list[float]:
     # input elements reaching the first weighted layer (pooling in front lowers the resolution)
     first_in = int(np.prod(weighted[0].in_shape)) if weighted else 1
     bits = [float(lay.weight_bits) for lay in weighted] or [float(arch.precision.weight_bits)]
-    adc_bits = [16.0 if lay.adc_kind == "digital" else float(lay.adc_bits) for lay in weighted] or [1.0]
+    adc_bits = [16.0 if lay.adc_kind == "digital" else float(lay.adc_bits) for lay in weighted] or [
+        1.0
+    ]
     m = arch.mapping
     model = arch.neuron.model
     return [
@@ -199,7 +201,8 @@ class AccuracyModel:
         # held-out z-scores' deviation 1.1-1.2, rank correlation 0.61 (ARD 0.36, no trend 0.55)
         # with 10 trained points, on 819 trained candidates of the benchmark (RESULTS.md, "Search")
         kernel = (
-            ConstantKernel(1.0, (1e-2, 1e2)) * Matern(length_scale=2.0, length_scale_bounds=(1.0, 30.0), nu=2.5)
+            ConstantKernel(1.0, (1e-2, 1e2))
+            * Matern(length_scale=2.0, length_scale_bounds=(1.0, 30.0), nu=2.5)
             + ConstantKernel(0.1, (1e-3, 10.0)) * DotProduct(sigma_0=1.0, sigma_0_bounds="fixed")
             + WhiteKernel(0.1, (0.05, 1.0))
         )
@@ -295,7 +298,9 @@ class CostGuidedSampler(BaseSampler):
     def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
         return {}
 
-    def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: Any, trial: Any, search_space: dict[str, Any]
+    ) -> dict[str, Any]:
         return {}
 
     def before_trial(self, study: Any, trial: Any) -> None:
@@ -307,7 +312,9 @@ class CostGuidedSampler(BaseSampler):
         self._plans[trial._trial_id] = proposal.pop("params")  # noqa: SLF001
         study._storage.set_trial_system_attr(trial._trial_id, PROPOSAL_ATTR, proposal)  # noqa: SLF001
 
-    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+    def sample_independent(
+        self, study: Any, trial: Any, param_name: str, param_distribution: Any
+    ) -> Any:
         plan = self._plans.get(trial._trial_id)  # noqa: SLF001
         if plan is not None and param_name in plan:
             value = plan[param_name]
@@ -354,7 +361,10 @@ class CostGuidedSampler(BaseSampler):
         """The next trial's parameters and what was predicted for it (None: nothing to propose)."""
         from neuronas.spec import ArchSpec
 
-        seen = {t.user_attrs.get("arch_key") or t.system_attrs.get(PROPOSAL_ATTR, {}).get("key") for t in trials}
+        seen = {
+            t.user_attrs.get("arch_key") or t.system_attrs.get(PROPOSAL_ATTR, {}).get("key")
+            for t in trials
+        }
         seen.discard(None)
         pool = self.candidates(seen, number)
         if not pool:
@@ -369,11 +379,21 @@ class CostGuidedSampler(BaseSampler):
             if key not in trained:
                 trained[key] = (arch_features(ArchSpec.from_dict(u["arch"])), float(u["accuracy"]))
             prior, measured = u.get("prior_metrics") or {}, u.get("metrics") or {}
-            ratios.append([
-                float(measured[o]) / float(prior[o]) if prior.get(o) and measured.get(o) else 1.0
-                for o in self.objectives if o not in UNCERTAIN
-            ])
-        info = {"key": pool[0]["key"], "drawn": self.n_candidates, "candidates": len(pool), "trained": len(trained)}
+            ratios.append(
+                [
+                    float(measured[o]) / float(prior[o])
+                    if prior.get(o) and measured.get(o)
+                    else 1.0
+                    for o in self.objectives
+                    if o not in UNCERTAIN
+                ]
+            )
+        info = {
+            "key": pool[0]["key"],
+            "drawn": self.n_candidates,
+            "candidates": len(pool),
+            "trained": len(trained),
+        }
         uncertain = next((j for j, o in enumerate(self.objectives) if o in UNCERTAIN), None)
         if uncertain is not None and len(trained) < self.n_startup_trials:
             return {"params": pool[0]["params"], **info, "how": "random (feasible, new)"}
@@ -391,10 +411,13 @@ class CostGuidedSampler(BaseSampler):
         observed += [
             t.system_attrs[PROPOSAL_ATTR]["values"]
             for t in trials
-            if t.state.name in ("RUNNING", "WAITING") and "values" in t.system_attrs.get(PROPOSAL_ATTR, {})
+            if t.state.name in ("RUNNING", "WAITING")
+            and "values" in t.system_attrs.get(PROPOSAL_ATTR, {})
         ]
         front = np.asarray(observed, dtype=float).reshape(-1, len(self.objectives))
-        ref = reference_point(self.objectives, self.chip, np.vstack([costs, front]) if len(front) else costs)
+        ref = reference_point(
+            self.objectives, self.chip, np.vstack([costs, front]) if len(front) else costs
+        )
         mean: np.ndarray | None = None
         std: np.ndarray | None = None
         if uncertain is not None:
@@ -416,8 +439,13 @@ class CostGuidedSampler(BaseSampler):
         )
         best = int(np.argmax(score))
         pick = pool[best]
-        out = {"params": pick["params"], **info, "key": pick["key"], "how": "expected hypervolume improvement",
-               "ehvi": float(score[best])}
+        out = {
+            "params": pick["params"],
+            **info,
+            "key": pick["key"],
+            "how": "expected hypervolume improvement",
+            "ehvi": float(score[best]),
+        }
         values = [float(v) for v in costs[best]]
         if mean is not None and std is not None and uncertain is not None:
             out["predicted_accuracy"] = float(mean[best])

@@ -444,8 +444,8 @@ def create_run(
     """Store a new run (checked inputs ``new``) in ``storage`` and return it opened."""
     import optuna
 
-    from neuronas.version import __version__
     from neuronas.search.trials import jsonable
+    from neuronas.version import __version__
 
     d = SCREENING
     cfg = RunConfig(
