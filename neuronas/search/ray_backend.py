@@ -250,6 +250,9 @@ class _RayDriver:
         self.bar = bar
         self.guard = CrashGuard(run, where=" on Ray workers")
         self.device = "cuda" if options.gpus_per_trial > 0 else "cpu"
+        #: dispatched: sent to the cluster; untrained: recorded by the driver without training
+        #: (over a hard budget, not buildable, invalid, a reused re-proposal); lost: tasks whose
+        #: worker or node died on every attempt
         self.stats = {"dispatched": 0, "untrained": 0, "lost": 0}
 
     def tick(self) -> None:
