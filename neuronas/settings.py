@@ -121,18 +121,18 @@ def identity_fields() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """A search's options besides the training (``neuronas search``'s embedded defaults)."""
+    """A search's options besides the training (``neuronas search``'s embedded defaults);
+    the seed and the training options are :class:`TrialSettings`' (:data:`SCREENING`)."""
 
     space: str = "digits-small"
     chip: str = "rram-adcless-65nm"
-    #: None: the space's dataset
+    #: None: the space's dataset (then stored in the run's TrialSettings.dataset)
     dataset: str | None = None
     #: finished trials to reach, counting earlier runs of the same name.  30 with
     #: :data:`SCREENING` keeps ``make run`` within 10 minutes on a 2-core CPU
     trials: int = 30
     sampler: str = "guided"
     objectives: tuple[str, ...] = ("accuracy", "energy_uj", "latency_us")
-    seed: int = 0
     #: sqlite (runs/NAME/study.db), journal (runs/NAME/journal.log) or an SQLAlchemy URL
     storage: str = "sqlite"
     #: local worker processes sharing the study

@@ -54,7 +54,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--seed",
         type=int,
         default=None,
-        help=f"seed of the sampler and of training (default {d.seed})",
+        help=f"seed of the sampler and of training (default {t.seed})",
     )
     a(
         "--epochs",

@@ -16,14 +16,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chip", default=None, metavar="NAME|PATH",
                         help="chip preset or YAML (its device noise is trained against and sampled at evaluation); "
                              "default: an ideal device")
-    parser.add_argument("--dataset", default="digits-events", help="dataset name (see `neuronas datasets`)")
+    parser.add_argument("--dataset", default=FULL_TRAINING.dataset, help="dataset name (see `neuronas datasets`)")
     parser.add_argument("--data-root", default=None, metavar="DIR", help="where tonic datasets live")
     parser.add_argument("--epochs", type=int, default=FULL_TRAINING.epochs)
     parser.add_argument("--out", default=None, metavar="DIR", help="write metrics.json and model.pt here")
-    parser.add_argument("--schedule", choices=SCHEDULES, default="progressive",
+    parser.add_argument("--schedule", choices=SCHEDULES, default=FULL_TRAINING.schedule,
                         help="hardware awareness across training: ramp 0->1 over the first 60%% of steps "
                              "(progressive), 1 throughout (abrupt), or 0 (none: the chip only at evaluation)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=FULL_TRAINING.seed)
     parser.add_argument("--eval-instances", type=int, default=FULL_TRAINING.eval_instances, metavar="K",
                         help="sampled chip instances (device-noise seeds) for the accuracy mean and std")
     parser.add_argument("--batch-size", type=int, default=FULL_TRAINING.batch_size)

@@ -300,7 +300,7 @@ def create_or_resume(options: Mapping[str, Any], root: Path | None = None) -> Ru
     space_ref = opts.get("space", SEARCH.space)
     chip_ref = opts.get("chip", SEARCH.chip)
     name = opts.get("name") or default_run_name(
-        space_ref, chip_ref, opts.get("dataset") or "digits-events"
+        space_ref, chip_ref, opts.get("dataset") or SCREENING.dataset
     )
     run_dir = resolve_run_dir(name, root)
     existing = detect_storage(run_dir)
