@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from neuronas.errors import ConfigError
 from neuronas.search.trials import jsonable
 from neuronas.settings import FULL_TRAINING, SCREENING, TrialSettings, identity_fields
 
@@ -145,3 +146,28 @@ def test_a_search_end_to_end_through_the_public_api(
     assert len(out["members"]) == len(summary["front"])
     again = neuronas.open_run("demo")
     assert again.config.trials == 3 and len(again.study.get_trials()) >= 3
+
+
+def test_a_registered_sampler_is_used_by_a_new_run(tmp_path: Path) -> None:
+    import optuna
+
+    from neuronas.search import samplers
+    from neuronas.search.run import create_or_resume
+
+    made: list[int] = []
+
+    def factory(run: object, seed: int, workers: int) -> object:
+        made.append(seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+
+    samplers.register_sampler("my-random", factory)
+    try:
+        assert "my-random" in samplers.SAMPLERS
+        run = create_or_resume({"name": "reg", "sampler": "my-random", "seed": 4}, root=tmp_path)
+        assert isinstance(samplers.make_sampler(run), optuna.samplers.RandomSampler)
+        assert made == [4]
+    finally:
+        del samplers.SAMPLER_FACTORIES["my-random"]
+        samplers.SAMPLERS = tuple(samplers.SAMPLER_FACTORIES)
+    with pytest.raises(ConfigError, match="known samplers: guided"):
+        create_or_resume({"name": "reg2", "sampler": "my-random"}, root=tmp_path)

@@ -110,7 +110,8 @@ SAMPLERS: tuple[str, ...] = tuple(SAMPLER_FACTORIES)
 
 
 def register_sampler(name: str, factory: SamplerFactory) -> None:
-    """Make ``factory`` available as ``--sampler name`` (for runs created after this call)."""
+    """Make ``factory`` available as ``--sampler name`` for runs created after this call
+    (``SAMPLERS`` is rebound: read it as ``samplers.SAMPLERS``, not a copy imported earlier)."""
     global SAMPLERS
     SAMPLER_FACTORIES[name] = factory
     SAMPLERS = tuple(SAMPLER_FACTORIES)

@@ -19,22 +19,19 @@ from typing import Any
 from neuronas.search.draw import RandomTrial
 from neuronas.search.pareto import front_trials
 from neuronas.search.prescreen import prescreen, stored_prescreen
-from neuronas.search.progress import Progress, banner, progress_line
+from neuronas.search.progress import Progress, banner
 from neuronas.search.run import Run, RunConfig, create_or_resume, open_run
-from neuronas.search.samplers import SAMPLERS, make_sampler, tpe_settings
-from neuronas.search.storage import open_storage, quiet_optuna
+from neuronas.search.samplers import make_sampler, tpe_settings
+from neuronas.search.storage import quiet_optuna
 from neuronas.search.trials import (
     DUPLICATE_ALLOWANCE,
     Counts,
     TrialStatus,
     count_trials,
-    reap_stale_trials,
-    record_result,
 )
 
 __all__ = [
     "DUPLICATE_ALLOWANCE",
-    "SAMPLERS",
     "Counts",
     "RandomTrial",
     "Run",
@@ -45,12 +42,8 @@ __all__ = [
     "front_trials",
     "make_sampler",
     "open_run",
-    "open_storage",
     "prescreen",
-    "progress_line",
     "quiet_optuna",
-    "reap_stale_trials",
-    "record_result",
     "run_search",
     "tpe_settings",
 ]
