@@ -112,6 +112,8 @@ class EvalCache:
     def key(arch_dict: dict[str, Any], chip_ref: Any, settings: dict[str, Any]) -> str:
         from neuronas.spec import ArchSpec
 
+        if hasattr(settings, "to_dict"):  # a TrialSettings (the search passes one)
+            settings = settings.to_dict()
         ident = [
             ArchSpec.from_dict(arch_dict).key,
             chip_ref,
@@ -200,7 +202,7 @@ def run_one(
     fidelity: dict[str, Any],
     space: str = "digits-small",
 ) -> dict[str, Any]:
-    from neuronas.search import study
+    from neuronas.search import samplers, study
 
     sampler, factory = VARIANTS[arm]
     opts = {
@@ -214,13 +216,13 @@ def run_one(
     }
     t0 = time.perf_counter()
     run = study.create_or_resume(opts, root=root)
-    real = study.make_sampler
+    real = samplers.make_sampler
     if factory is not None:
-        study.make_sampler = factory
+        samplers.make_sampler = factory
     try:
         study.run_search(run, progress=False)
     finally:
-        study.make_sampler = real
+        samplers.make_sampler = real
     wall = time.perf_counter() - t0
     trials_ = sorted(run.study.get_trials(deepcopy=False), key=lambda t: t.number)
     return {"run": run, "trials": trials_, "wall_s": wall}
@@ -325,17 +327,18 @@ def check_determinism(fidelity: dict[str, Any], seed: int = 0) -> dict[str, Any]
     import numpy as np
 
     from neuronas.hardware import estimate, load_chip
+    from neuronas.search.draw import RandomTrial
     from neuronas.search.objective import evaluate
     from neuronas.search.space import load_space
-    from neuronas.search.study import DEFAULTS, _RandomTrial
+    from neuronas.settings import SCREENING
 
     space, chip = load_space("digits-small"), load_chip("rram-adcless-65nm")
     rng = np.random.default_rng(seed)
     while True:
-        arch = space.sample(_RandomTrial(rng), chip, input_shape=(2, 32, 32), num_outputs=10)
+        arch = space.sample(RandomTrial(rng), chip, input_shape=(2, 32, 32), num_outputs=10)
         if estimate(arch, chip).feasible and arch.layers[0].kind == "pool":
             break
-    settings = {"dataset": "digits-events", "seed": seed, "lr": DEFAULTS["lr"], **fidelity}
+    settings = {"dataset": "digits-events", "seed": seed, "lr": SCREENING.lr, **fidelity}
     a, b = (evaluate(arch.to_dict(), "rram-adcless-65nm", settings) for _ in range(2))
     keys = ("accuracy_mean", "status")
     same = all(a[k] == b[k] for k in keys) and a["measured"]["metrics"] == b["measured"]["metrics"]
@@ -382,7 +385,8 @@ def main() -> int:
     if a.quick:
         a.seeds, a.trials, a.tight_trials, a.window = [0], 6, 12, 4
         FIDELITY.update(CHEAP)
-    from neuronas.search.study import DEFAULTS, quiet_optuna, tpe_settings
+    from neuronas.search.study import quiet_optuna, tpe_settings
+    from neuronas.settings import SCREENING
 
     quiet_optuna()
     root = Path(tempfile.mkdtemp(prefix="bench_search_"))
@@ -390,7 +394,7 @@ def main() -> int:
     report: dict[str, Any] = {
         "command": " ".join(sys.argv),
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-        "fidelity_A": {**FIDELITY, "lr": DEFAULTS["lr"]},
+        "fidelity_A": {**FIDELITY, "lr": SCREENING.lr},
         "fidelity_B": CHEAP,
         "seeds": a.seeds,
         "trials_A": a.trials,

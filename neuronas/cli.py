@@ -13,8 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from neuronas import __version__
 from neuronas.errors import NeuronasError
+from neuronas.version import __version__
 
 #: subcommand -> (module under neuronas._cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("validate", "check chip, search-space and architecture files"),
     "datasets": ("datasets", "list the datasets neuronas can load"),
 }
+
+#: subcommands neuronas starts itself, left out of ``--help`` (module under neuronas._cli)
+HIDDEN: dict[str, str] = {"_worker": "worker"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,15 +50,24 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             continue
         mod = importlib.import_module(f"neuronas._cli.{module}")
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
+        p.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show tracebacks for errors",
+        )
         mod.add_parser(p)
+    if only in HIDDEN:
+        # no help= : argparse then leaves the subcommand out of the listing
+        p = sub.add_parser(only)
+        importlib.import_module(f"neuronas._cli.{HIDDEN[only]}").add_parser(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(only=command if command in COMMANDS else None)
+    parser = build_parser(only=command if command in COMMANDS or command in HIDDEN else None)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from neuronas.errors import DataError, NeuronasError
+from neuronas.settings import FULL_TRAINING
 from neuronas.spec import ArchSpec
 
 __all__ = [
@@ -188,10 +189,10 @@ def train_candidate(
     epochs: int,
     seed: int = 0,
     data_root: str | Path | None = None,
-    batch_size: int = 64,
-    lr: float = 1e-2,
-    schedule: str = "progressive",
-    eval_instances: int = 5,
+    batch_size: int = FULL_TRAINING.batch_size,
+    lr: float = FULL_TRAINING.lr,
+    schedule: str = FULL_TRAINING.schedule,
+    eval_instances: int = FULL_TRAINING.eval_instances,
     device: str = "cpu",
     out_dir: Path | str | None = None,
     max_train_samples: int | None = None,

@@ -30,14 +30,20 @@ def test_expected_improvement_is_the_expectation_of_the_improvement() -> None:
     cands = np.array([[0.0, 0.3, 50.0], [0.0, 0.1, 30.0], [0.0, 0.6, 20.0], [0.0, 0.01, 99.0]])
     mean = np.array([0.7, 0.5, 0.9, 0.2])
     std = np.array([0.1, 0.2, 0.05, 0.3])
-    got = expected_hvi(to_loss(front, OBJ), to_loss([REF], OBJ)[0], to_loss(cands, OBJ), 0, -mean, std)
+    got = expected_hvi(
+        to_loss(front, OBJ), to_loss([REF], OBJ)[0], to_loss(cands, OBJ), 0, -mean, std
+    )
     base = hypervolume(front, REF, OBJ)
     for i in range(len(cands)):
         xs = np.linspace(mean[i] - 7 * std[i], mean[i] + 7 * std[i], 1401)
         # accuracy below the reference (0) adds nothing: the volume is clipped there
-        gains = np.array([hypervolume(np.vstack([front, [x, *cands[i, 1:]]]), REF, OBJ) - base for x in xs])
+        gains = np.array(
+            [hypervolume(np.vstack([front, [x, *cands[i, 1:]]]), REF, OBJ) - base for x in xs]
+        )
         density = np.exp(-0.5 * ((xs - mean[i]) / std[i]) ** 2) / (std[i] * math.sqrt(2 * math.pi))
-        numeric = float(np.sum((gains * density)[1:] + (gains * density)[:-1]) * 0.5 * (xs[1] - xs[0]))
+        numeric = float(
+            np.sum((gains * density)[1:] + (gains * density)[:-1]) * 0.5 * (xs[1] - xs[0])
+        )
         assert got[i] > 0
         assert got[i] == pytest.approx(numeric, rel=2e-4), (i, got[i], numeric)
 
@@ -48,9 +54,13 @@ def test_known_objectives_give_the_exact_improvement() -> None:
     cands = np.array([[0.7, 0.3, 50.0], [0.9, 0.6, 70.0], [0.5, 0.6, 70.0], [0.9, 1.2, 10.0]])
     base = hypervolume(front, REF, OBJ)
     exact = [hypervolume(np.vstack([front, c]), REF, OBJ) - base for c in cands]
-    np.testing.assert_allclose(expected_hvi(to_loss(front, OBJ), ref_l, to_loss(cands, OBJ), None), exact, atol=1e-12)
+    np.testing.assert_allclose(
+        expected_hvi(to_loss(front, OBJ), ref_l, to_loss(cands, OBJ), None), exact, atol=1e-12
+    )
     # a vanishing deviation: the expectation becomes the improvement at the mean
-    near = expected_hvi(to_loss(front, OBJ), ref_l, to_loss(cands, OBJ), 0, -cands[:, 0], np.full(4, 1e-7))
+    near = expected_hvi(
+        to_loss(front, OBJ), ref_l, to_loss(cands, OBJ), 0, -cands[:, 0], np.full(4, 1e-7)
+    )
     np.testing.assert_allclose(near, exact, atol=1e-6)
     assert exact[2] == 0.0  # dominated by (0.6, 0.2, 40)
     assert exact[3] == 0.0  # beyond the energy reference
@@ -99,12 +109,16 @@ def _search(sampler, space, chip, trials: int, seen_check: bool = False) -> tupl
 @pytest.mark.parametrize("chip_name", ["rram-adcless-65nm", "rram-adcless-65nm-tight"])
 def test_proposals_fit_the_hard_budgets_never_repeat_and_are_followed(chip_name: str) -> None:
     space, chip = load_space("digits-small"), load_chip(chip_name)
-    sampler = CostGuidedSampler(space, chip, objectives=OBJ, n_startup_trials=4, n_candidates=200, seed=3)
+    sampler = CostGuidedSampler(
+        space, chip, objectives=OBJ, n_startup_trials=4, n_candidates=200, seed=3
+    )
     _, rows = _search(sampler, space, chip, 10, seen_check=True)
     for i, (arch, report, proposal) in enumerate(rows):
         assert report.feasible, f"trial {i} proposed over a hard budget: {report.violations}"
         assert proposal is not None and proposal["key"] == arch.key, "the proposal was not followed"
-        assert proposal["how"] == ("random (feasible, new)" if i < 4 else "expected hypervolume improvement")
+        assert proposal["how"] == (
+            "random (feasible, new)" if i < 4 else "expected hypervolume improvement"
+        )
         if i >= 4:
             assert 0.0 <= proposal["predicted_accuracy"] <= 1.0 and proposal["ehvi"] >= 0.0
 
@@ -113,7 +127,9 @@ def test_it_finds_a_larger_front_than_random_search_when_accuracy_is_known() -> 
     space, chip = load_space("digits-small"), load_chip("rram-adcless-65nm")
     guided, rand = [], []
     for seed in range(3):
-        g = CostGuidedSampler(space, chip, objectives=OBJ, n_startup_trials=5, n_candidates=200, seed=seed)
+        g = CostGuidedSampler(
+            space, chip, objectives=OBJ, n_startup_trials=5, n_candidates=200, seed=seed
+        )
         guided.append(_search(g, space, chip, 16)[0])
         rand.append(_search(optuna.samplers.RandomSampler(seed=seed), space, chip, 16)[0])
     assert np.mean(guided) > 1.02 * np.mean(rand), (guided, rand)
@@ -127,7 +143,9 @@ def test_without_accuracy_every_objective_is_priced_and_the_improvement_is_exact
     objectives = ("energy_uj", "area_mm2")
     budgets = chip.budgets.items()
     ref = [budgets[o].limit for o in objectives]
-    sampler = CostGuidedSampler(space, chip, objectives=objectives, n_startup_trials=2, n_candidates=150, seed=0)
+    sampler = CostGuidedSampler(
+        space, chip, objectives=objectives, n_startup_trials=2, n_candidates=150, seed=0
+    )
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
     points: list[list[float]] = []
     for _ in range(6):
@@ -141,7 +159,9 @@ def test_without_accuracy_every_objective_is_priced_and_the_improvement_is_exact
         values = [report.metric(o) for o in objectives]
         before = hypervolume(points, ref, objectives) if points else 0.0
         points.append(values)
-        assert hypervolume(points, ref, objectives) - before == pytest.approx(proposal["ehvi"], rel=1e-9, abs=1e-12)
+        assert hypervolume(points, ref, objectives) - before == pytest.approx(
+            proposal["ehvi"], rel=1e-9, abs=1e-12
+        )
         trial.set_user_attr("arch", arch.to_dict())
         trial.set_user_attr("arch_key", arch.key)
         trial.set_user_attr("status", "ok")

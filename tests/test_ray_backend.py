@@ -83,7 +83,9 @@ class Head:
 
     def workers(self, prefix: str = "ray::neuronas_trial_") -> dict[int, str]:
         """Worker processes of this head running a neuronas trial: pid -> title."""
-        return {pid: cmd for pid, cmd in _descendants(self.proc.pid).items() if cmd.startswith(prefix)}
+        return {
+            pid: cmd for pid, cmd in _descendants(self.proc.pid).items() if cmd.startswith(prefix)
+        }
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> list[int]:
@@ -99,7 +101,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> list[int]:
         end = time.monotonic() + grace
         while time.monotonic() < end:
             proc.poll()
-            alive = [p for p in spawned | {proc.pid} if os.path.exists(f"/proc/{p}") and not _zombie(p)]
+            alive = [
+                p for p in spawned | {proc.pid} if os.path.exists(f"/proc/{p}") and not _zombie(p)
+            ]
             if not alive:
                 break
             time.sleep(0.1)
@@ -131,9 +135,25 @@ def head() -> Iterator[Head]:
         PYTHONUNBUFFERED="1",
     )
     log = open(Path(temp_dir) / "head.log", "wb")  # noqa: SIM115 - closed in the finaliser
-    cmd = [str(RAY), "start", "--head", "--block", "--port", str(port), "--node-ip-address", "127.0.0.1",
-           "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", temp_dir]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    cmd = [
+        str(RAY),
+        "start",
+        "--head",
+        "--block",
+        "--port",
+        str(port),
+        "--node-ip-address",
+        "127.0.0.1",
+        "--num-cpus",
+        "2",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        "--temp-dir",
+        temp_dir,
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
     try:
         address = f"127.0.0.1:{port}"
         deadline = time.monotonic() + 90
@@ -151,26 +171,56 @@ def head() -> Iterator[Head]:
         left = _stop(proc)
         log.close()
         # and nothing else of this head's session (its processes name the private temp dir)
-        left += [pid for pid, (_, cmd) in _proc_table().items() if temp_dir in cmd and not _zombie(pid)]
+        left += [
+            pid for pid, (_, cmd) in _proc_table().items() if temp_dir in cmd and not _zombie(pid)
+        ]
         shutil.rmtree(temp_dir, ignore_errors=True)
         assert not left, f"ray processes left behind: {left}"
 
 
-def _cli(head: Head, args: list[str], cwd: Path, timeout: float = 400) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "neuronas", *args], cwd=cwd, env=head.env, capture_output=True,
-                          text=True, timeout=timeout)
+def _cli(
+    head: Head, args: list[str], cwd: Path, timeout: float = 400
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "neuronas", *args],
+        cwd=cwd,
+        env=head.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _search_args(head: Head, space: Path, name: str, trials: int, *extra: str) -> list[str]:
-    return ["search", "--backend", "ray", "--address", head.address, "--space", str(space), "--trials", str(trials),
-            "--name", name, "--seed", "1", "--cpus-per-trial", "1", *FAST, *extra]
+    return [
+        "search",
+        "--backend",
+        "ray",
+        "--address",
+        head.address,
+        "--space",
+        str(space),
+        "--trials",
+        str(trials),
+        "--name",
+        name,
+        "--seed",
+        "1",
+        "--cpus-per-trial",
+        "1",
+        *FAST,
+        *extra,
+    ]
 
 
 def _finished(trials: list) -> list:
     """Trials that count toward --trials (not interrupted, not a free re-proposal)."""
     return [
-        t for t in trials
-        if t.state.name in FINISHED and t.user_attrs.get("status") != "interrupted" and not t.user_attrs.get("uncounted")
+        t
+        for t in trials
+        if t.state.name in FINISHED
+        and t.user_attrs.get("status") != "interrupted"
+        and not t.user_attrs.get("uncounted")
     ]
 
 
@@ -183,10 +233,16 @@ def _reproposed(trials: list) -> list:
 
 
 @pytest.mark.slow
-def test_search_on_a_cluster_lands_in_the_run_storage_and_exports(head: Head, tmp_path: Path) -> None:
+def test_search_on_a_cluster_lands_in_the_run_storage_and_exports(
+    head: Head, tmp_path: Path
+) -> None:
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE)
-    r = _cli(head, _search_args(head, space, "onray", 5, "--max-concurrent", "2", "--sampler", "tpe"), tmp_path)
+    r = _cli(
+        head,
+        _search_args(head, space, "onray", 5, "--max-concurrent", "2", "--sampler", "tpe"),
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "runs" / "onray"
     trials = trials_of(run_dir)
@@ -203,7 +259,9 @@ def test_search_on_a_cluster_lands_in_the_run_storage_and_exports(head: Head, tm
     for t in rejected:
         # priced and recorded by the driver, never sent to a worker
         assert "ray_worker" not in t.user_attrs and t.user_attrs["trained"] is False
-        assert t.user_attrs["seconds"]["train"] == 0.0 and any(c > 0 for c in t.constraints.values())
+        assert t.user_attrs["seconds"]["train"] == 0.0 and any(
+            c > 0 for c in t.constraints.values()
+        )
 
     out = tmp_path / "exp"
     r = _cli(head, ["export", "onray", "--out", str(out)], tmp_path)
@@ -230,18 +288,30 @@ def test_search_on_a_cluster_lands_in_the_run_storage_and_exports(head: Head, tm
 
 
 @pytest.mark.slow
-def test_killed_workers_are_retried_or_recorded_and_the_search_finishes(head: Head, tmp_path: Path) -> None:
+def test_killed_workers_are_retried_or_recorded_and_the_search_finishes(
+    head: Head, tmp_path: Path
+) -> None:
     """With one retry: the first trained trial loses its worker once (Ray re-runs it, it
     completes); the next one loses its worker on both attempts (recorded FAIL with the reason).
     The search still ends with every requested trial finished and recorded."""
     space = tmp_path / "tiny.yaml"
     # only small, feasible candidates: every trial goes to a worker
-    space.write_text(TINY_SPACE.replace("width: [16, 256]", "width: [16, 24]").replace("weight_bits: [2, 8]", "weight_bits: [2, 3]"))
+    space.write_text(
+        TINY_SPACE.replace("width: [16, 256]", "width: [16, 24]").replace(
+            "weight_bits: [2, 8]", "weight_bits: [2, 3]"
+        )
+    )
     n = 4
     args = _search_args(head, space, "killed", n, "--max-concurrent", "1", "--max-retries", "1")
     args = [a if a != "64" else "256" for a in args]  # long enough to be killed while training
-    driver = subprocess.Popen([sys.executable, "-m", "neuronas", *args], cwd=tmp_path, env=head.env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "neuronas", *args],
+        cwd=tmp_path,
+        env=head.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     kills: dict[str, list[int]] = {}  # trial title -> pids killed
     plan = [1, 2]  # the first trial seen: kill once; the second: kill every attempt (2)
     try:
@@ -273,11 +343,15 @@ def test_killed_workers_are_retried_or_recorded_and_the_search_finishes(head: He
     # killed on every attempt: FAIL with the reason, nothing made up
     t = by_number[twice]
     assert t.state.name == "FAIL" and t.user_attrs["status"] == "failed"
-    assert "worker process died" in t.user_attrs["reason"] and "2 attempts" in t.user_attrs["reason"]
+    assert (
+        "worker process died" in t.user_attrs["reason"] and "2 attempts" in t.user_attrs["reason"]
+    )
     # every other trial finished normally
     for t in trials:
         if t.number not in (once, twice):
-            assert t.state.name == "COMPLETE" and t.user_attrs["status"] == "ok", t.user_attrs.get("reason")
+            assert t.state.name == "COMPLETE" and t.user_attrs["status"] == "ok", t.user_attrs.get(
+                "reason"
+            )
     assert not head.workers(), "no trial may still run after the search returned"
 
 
@@ -292,8 +366,25 @@ def _closed_port() -> int:
 def test_unreachable_address_is_a_clear_error_within_seconds(tmp_path: Path) -> None:
     port = _closed_port()
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "neuronas", "search", "--backend", "ray", "--address", f"127.0.0.1:{port}",
-                        "--trials", "2", "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "neuronas",
+            "search",
+            "--backend",
+            "ray",
+            "--address",
+            f"127.0.0.1:{port}",
+            "--trials",
+            "2",
+            "--quiet",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     elapsed = time.monotonic() - t0
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
@@ -318,8 +409,12 @@ def test_the_head_answers_the_probe(head: Head) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("10.0.0.5:6379", ("10.0.0.5", 6379, False)), ("head", ("head", 6379, False)),
-     ("ray://head:10001", ("head", 10001, True)), ("[::1]:7000", ("::1", 7000, False))],
+    [
+        ("10.0.0.5:6379", ("10.0.0.5", 6379, False)),
+        ("head", ("head", 6379, False)),
+        ("ray://head:10001", ("head", 10001, True)),
+        ("[::1]:7000", ("::1", 7000, False)),
+    ],
 )
 def test_addresses_parse(text: str, expected: tuple[str, int, bool]) -> None:
     assert parse_address(text) == expected
@@ -341,8 +436,13 @@ def test_resource_flags_are_checked() -> None:
 
 
 def test_ray_flags_need_the_ray_backend(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "neuronas", "search", "--address", "127.0.0.1:6379", "--quiet"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "neuronas", "search", "--address", "127.0.0.1:6379", "--quiet"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "--backend ray" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -351,16 +451,22 @@ def test_worker_files_land_in_the_trial_folder(tmp_path: Path) -> None:
 
     tmp = "/tmp/neuronas-trial-abc"
     payload = {
-        "result": {"status": "ok", "train": {"checkpoint": f"{tmp}/model.pt", "history": [{"dir": tmp}]},
-                   "note": "/tmp/neuronas-trial-abcdef/x"},
+        "result": {
+            "status": "ok",
+            "train": {"checkpoint": f"{tmp}/model.pt", "history": [{"dir": tmp}]},
+            "note": "/tmp/neuronas-trial-abcdef/x",
+        },
         "files": {"model.pt": b"\x00weights", "sub/metrics.json": b"{}"},
         "worker": {"pid": 1, "host": "node-7", "tmp_dir": tmp},
     }
     out = tmp_path / "trials" / "0003"
     result = place_files(payload, out)
-    assert (out / "model.pt").read_bytes() == b"\x00weights" and (out / "sub" / "metrics.json").read_text() == "{}"
+    assert (out / "model.pt").read_bytes() == b"\x00weights" and (
+        out / "sub" / "metrics.json"
+    ).read_text() == "{}"
     assert result["train"]["checkpoint"] == str(out / "model.pt")
     assert result["train"]["history"][0]["dir"] == str(out)
-    assert result["note"] == "/tmp/neuronas-trial-abcdef/x"  # only paths inside the worker's folder move
-    assert payload["result"]["train"]["checkpoint"] == f"{tmp}/model.pt"  # the payload is not changed
+    # only paths inside the worker's folder move, and the payload is not changed
+    assert result["note"] == "/tmp/neuronas-trial-abcdef/x"
+    assert payload["result"]["train"]["checkpoint"] == f"{tmp}/model.pt"
     assert place_files(payload, None)["train"]["checkpoint"] is None

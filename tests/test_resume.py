@@ -16,14 +16,18 @@ pytestmark = pytest.mark.slow
 N = 8
 
 
-def _wait_for(run_dir: Path, proc, min_finished: int, deadline_s: float = 300) -> list:
+def _wait_for(
+    run_dir: Path, proc, min_finished: int, storage: str, deadline_s: float = 300
+) -> list:
     """Poll the storage until >= min_finished trials are done and one is RUNNING (mid-training)."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         assert proc.poll() is None, proc.stderr.read()
-        if (run_dir / "study.db").exists():
+        # run.json is written once the study exists: opening the database earlier would race
+        # the search process creating its tables (each Optuna storage creates missing ones)
+        if (run_dir / "run.json").exists():
             try:
-                trials = trials_of(run_dir)
+                trials = trials_of(run_dir, storage)
             except Exception:  # the study is being created
                 trials = []
             done = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL")]
@@ -34,24 +38,39 @@ def _wait_for(run_dir: Path, proc, min_finished: int, deadline_s: float = 300) -
     raise AssertionError("the search never reached the point to kill it")
 
 
-def test_kill_9_then_same_command_resumes_exactly(tmp_path: Path) -> None:
+# the same contract on every local storage
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_kill_9_then_same_command_resumes_exactly(tmp_path: Path, storage: str) -> None:
     space = write_space(tmp_path)
     # more training than the other tests so that a trial is long enough to be killed in (the
     # event-driven kernels train a tiny candidate on 256 samples in well under a second)
     fast = [a if a != "64" else "640" for a in FAST]
     fast[fast.index("--epochs") + 1] = "2"
-    args = ["search", "--space", str(space), "--trials", str(N), "--name", "killed", "--seed", "3", *fast]
+    args = [
+        "search",
+        "--space",
+        str(space),
+        "--trials",
+        str(N),
+        "--name",
+        "killed",
+        "--seed",
+        "3",
+        "--storage",
+        storage,
+        *fast,
+    ]
     proc = popen(args, tmp_path)
     run_dir = tmp_path / "runs" / "killed"
     try:
-        _wait_for(run_dir, proc, min_finished=2)
+        _wait_for(run_dir, proc, min_finished=2, storage=storage)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    before = trials_of(run_dir)
+    before = trials_of(run_dir, storage)
     completed_before = {
         t.number: (t.values, t.user_attrs.get("arch_key"))
         for t in before
@@ -64,7 +83,7 @@ def test_kill_9_then_same_command_resumes_exactly(tmp_path: Path) -> None:
 
     r = cli(args, tmp_path)
     assert r.returncode == 0, r.stderr
-    after = trials_of(run_dir)
+    after = trials_of(run_dir, storage)
     finished = [
         t
         for t in after
@@ -72,7 +91,7 @@ def test_kill_9_then_same_command_resumes_exactly(tmp_path: Path) -> None:
             t.state.name in ("COMPLETE", "PRUNED")
             or (t.state.name == "FAIL" and t.user_attrs.get("status") != "interrupted")
         )
-        # a free re-proposal of an evaluated architecture does not count (see study.py)
+        # a free re-proposal of an evaluated architecture does not count (see neuronas/search/trials.py)
         and not t.user_attrs.get("uncounted")
     ]
     assert len(finished) == N

@@ -73,7 +73,7 @@ def test_the_default_sampler_proposes_nothing_over_a_hard_budget(searched: Path)
 
 def test_study_has_exactly_the_requested_trials(searched: Path) -> None:
     trials = trials_of(searched / "runs" / "e2e")
-    # free re-proposals of an evaluated architecture are recorded but not counted (study.py)
+    # free re-proposals of an evaluated architecture are recorded but not counted (neuronas/search/trials.py)
     counted = [t for t in trials if not t.user_attrs.get("uncounted")]
     assert len(counted) == N
     assert {t.state.name for t in trials} <= {"COMPLETE", "FAIL", "PRUNED"}
@@ -92,7 +92,7 @@ def test_infeasible_candidates_were_never_trained(searched_tpe: Path) -> None:
     assert rejected, "the tiny space should produce over-budget candidates on the default chip"
     assert trained, "and candidates within budget"
     for t in rejected:
-        assert t.state.name == "COMPLETE"  # so NSGA-II and TPE learn from it (see study.py)
+        assert t.state.name == "COMPLETE"  # so NSGA-II and TPE learn from it (see neuronas/search/trials.py)
         assert t.user_attrs["trained"] is False
         assert "train" not in t.user_attrs and "checkpoint" not in t.user_attrs
         assert not (run_dir / "trials" / f"{t.number:04d}").exists()

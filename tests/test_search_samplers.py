@@ -9,14 +9,10 @@ from pathlib import Path
 import pytest
 from _search_helpers import TINY_SPACE
 
-from neuronas.search.study import (
-    DUPLICATE_ALLOWANCE,
-    SAMPLERS,
-    count_trials,
-    create_or_resume,
-    make_sampler,
-    run_search,
-)
+from neuronas.search.run import create_or_resume
+from neuronas.search.samplers import SAMPLERS, make_sampler
+from neuronas.search.study import run_search
+from neuronas.search.trials import DUPLICATE_ALLOWANCE, count_trials
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +37,14 @@ def test_sampler_runs_with_constraints(tmp_path: Path, sampler: str) -> None:
         type(make_sampler(run))
         .__name__.lower()
         .startswith(
-            {"guided": "costguided", "tpe": "tpe", "nsga2": "nsgaii", "random": "random", "grid": "grid", "qmc": "qmc"}[
-                sampler
-            ]
+            {
+                "guided": "costguided",
+                "tpe": "tpe",
+                "nsga2": "nsgaii",
+                "random": "random",
+                "grid": "grid",
+                "qmc": "qmc",
+            }[sampler]
         )
     )
     run_search(run, progress=False)

@@ -39,7 +39,7 @@ def test_two_workers_share_one_study(tmp_path: Path, storage: str) -> None:
     trials = trials_of(run_dir, storage)
     assert sorted(t.number for t in trials) == list(range(len(trials)))  # no gaps, no duplicates
     # exactly N: none lost, none extra (free re-proposals of an evaluated architecture are
-    # recorded but do not count, see study.py)
+    # recorded but do not count, see neuronas/search/trials.py)
     assert len([t for t in trials if not t.user_attrs.get("uncounted")]) == N
     assert all(t.state.name in ("COMPLETE", "PRUNED", "FAIL") for t in trials)
     assert all(t.user_attrs.get("status") != "interrupted" for t in trials)

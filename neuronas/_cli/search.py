@@ -10,30 +10,36 @@ from pathlib import Path
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     from neuronas.search.pareto import OBJECTIVES
-    from neuronas.search.study import DEFAULTS, SAMPLERS
+    from neuronas.search.samplers import SAMPLERS
+    from neuronas.settings import SCREENING, SEARCH
 
-    d = DEFAULTS
+    d, t = SEARCH, SCREENING
     a = parser.add_argument
     # every option defaults to None so that a resumed run keeps its stored settings; the
     # embedded defaults (shown in --help) apply to a new run
-    a("--space", default=None, help=f"search space preset or YAML file (default {d['space']})")
-    a("--chip", default=None, help=f"chip preset or YAML file (default {d['chip']})")
+    a("--space", default=None, help=f"search space preset or YAML file (default {d.space})")
+    a("--chip", default=None, help=f"chip preset or YAML file (default {d.chip})")
     a("--dataset", default=None, help="dataset name (default: the space's dataset, digits-events)")
     a(
         "--trials",
         type=int,
         default=None,
-        help=f"finished trials to reach, counting earlier runs of the same name (default {d['trials']})",
+        help=f"finished trials to reach, counting earlier runs of the same name (default {d.trials})",
     )
-    a("--sampler", choices=SAMPLERS, default=None, help=f"Optuna sampler (default {d['sampler']})")
+    a("--sampler", choices=SAMPLERS, default=None, help=f"Optuna sampler (default {d.sampler})")
     a(
         "--objectives",
         nargs="+",
         default=None,
         metavar="OBJ",
-        help=f"objectives among {', '.join(OBJECTIVES)} (default {' '.join(d['objectives'])})",
+        help=f"objectives among {', '.join(OBJECTIVES)} (default {' '.join(d.objectives)})",
     )
-    a("--workers", type=int, default=1, help="local worker processes sharing the study (default 1)")
+    a(
+        "--workers",
+        type=int,
+        default=d.workers,
+        help="local worker processes sharing the study (default 1)",
+    )
     a(
         "--storage",
         default=None,
@@ -48,13 +54,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--seed",
         type=int,
         default=None,
-        help=f"seed of the sampler and of training (default {d['seed']})",
+        help=f"seed of the sampler and of training (default {t.seed})",
     )
     a(
         "--epochs",
         type=int,
         default=None,
-        help=f"training epochs per candidate (screening fidelity; default {d['epochs']})",
+        help=f"training epochs per candidate (screening fidelity; default {t.epochs})",
     )
     a(
         "--data-root",
@@ -66,7 +72,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--max-train-samples",
         type=int,
         default=None,
-        help=f"train each candidate on at most this many samples (screening fidelity; default {d['max_train_samples'] or 'all'}; 0 = all)",
+        help=f"train each candidate on at most this many samples (screening fidelity; default {t.max_train_samples or 'all'}; 0 = all)",
     )
     a(
         "--max-eval-samples",
@@ -78,15 +84,15 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help=f"training batch size (default {d['batch_size']})",
+        help=f"training batch size (default {t.batch_size})",
     )
     a(
         "--eval-instances",
         type=int,
         default=None,
-        help=f"noisy chip instances accuracy is averaged over (default {d['eval_instances']})",
+        help=f"noisy chip instances accuracy is averaged over (default {t.eval_instances})",
     )
-    a("--lr", type=float, default=None, help="learning rate (default: the trainer's)")
+    a("--lr", type=float, default=None, help=f"learning rate (default {t.lr:g})")
     a(
         "--activity-prior",
         type=float,
@@ -114,7 +120,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         dest="population_size",
         help="NSGA-II population size",
     )
-    a("--startup-trials", type=int, default=None, help="guided, TPE: trials before the model is used (default: trials/4, within 5..10)")
+    a(
+        "--startup-trials",
+        type=int,
+        default=None,
+        help="guided, TPE: trials before the model is used (default: trials/4, within 5..10)",
+    )
     a(
         "--timeout",
         type=float,
@@ -123,7 +134,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="start no new trial after this many seconds (the same command later resumes towards --trials)",
     )
     a("--quiet", action="store_true", help="no live progress line")
-    from neuronas.search.ray_backend import add_ray_arguments
+    from neuronas.search.ray_cluster import add_ray_arguments
 
     add_ray_arguments(parser)  # --backend ray and its flags (lightweight: ray loads only when used)
     parser.set_defaults(func=run)
@@ -132,7 +143,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from neuronas._cli.show import print_summary
     from neuronas.errors import ConfigError
-    from neuronas.search.study import create_or_resume, run_search
+    from neuronas.search.run import create_or_resume
+    from neuronas.search.study import run_search
+    from neuronas.search.trials import count_trials
 
     if args.workers < 1:
         raise ConfigError(f"--workers: got {args.workers}, must be >= 1")
@@ -162,26 +175,21 @@ def run(args: argparse.Namespace) -> int:
             "startup_trials",
         )
     }
-    from neuronas.search.ray_backend import ray_options, run_ray_search
+    from neuronas.search.ray_cluster import ray_options
 
-    ray = ray_options(
-        args
-    )  # None for the local backend; checks Ray flags before anything is stored
+    # None for the local backend; checks the Ray flags before anything is stored
+    ray = ray_options(args)
     run_ = create_or_resume(options)
-    if ray is not None:
-        run_ray_search(run_, ray, progress=not args.quiet, timeout_s=args.timeout)
-    else:
-        url = args.storage if args.storage and "://" in args.storage else None
-        run_search(
-            run_,
-            workers=args.workers,
-            storage_url=url,
-            progress=not args.quiet,
-            timeout_s=args.timeout,
-        )
+    url = args.storage if args.storage and "://" in args.storage else None
+    run_search(
+        run_,
+        workers=args.workers,
+        ray=ray,
+        storage_url=url,
+        progress=not args.quiet,
+        timeout_s=args.timeout,
+    )
     print_summary(run_, stream=sys.stdout)
-    from neuronas.search.study import count_trials
-
     done = count_trials(run_.study).finished
     if done < run_.target:
         print(

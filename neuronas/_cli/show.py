@@ -20,7 +20,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuronas.search.study import open_run
+    from neuronas.search.run import open_run
 
     r = open_run(args.run, storage=args.storage)
     print_summary(r, stream=sys.stdout, trials_table=not args.front_only, limit=args.limit)
@@ -142,7 +142,8 @@ def print_summary(
     r: Any, stream: TextIO = sys.stdout, trials_table: bool = True, limit: int = 0
 ) -> None:
     """Header, counts, trials table and front table of an opened run."""
-    from neuronas.search.study import count_trials, front_trials
+    from neuronas.search.pareto import front_trials
+    from neuronas.search.trials import count_trials
 
     cfg = r.config
     trials = r.study.get_trials(deepcopy=False)

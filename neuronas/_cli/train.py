@@ -10,21 +10,23 @@ SCHEDULES = ("progressive", "abrupt", "none")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
+    from neuronas.settings import FULL_TRAINING
+
     parser.add_argument("arch", metavar="ARCH", help="architecture YAML file or shipped name (experiments/archs)")
     parser.add_argument("--chip", default=None, metavar="NAME|PATH",
                         help="chip preset or YAML (its device noise is trained against and sampled at evaluation); "
                              "default: an ideal device")
-    parser.add_argument("--dataset", default="digits-events", help="dataset name (see `neuronas datasets`)")
+    parser.add_argument("--dataset", default=FULL_TRAINING.dataset, help="dataset name (see `neuronas datasets`)")
     parser.add_argument("--data-root", default=None, metavar="DIR", help="where tonic datasets live")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=FULL_TRAINING.epochs)
     parser.add_argument("--out", default=None, metavar="DIR", help="write metrics.json and model.pt here")
-    parser.add_argument("--schedule", choices=SCHEDULES, default="progressive",
+    parser.add_argument("--schedule", choices=SCHEDULES, default=FULL_TRAINING.schedule,
                         help="hardware awareness across training: ramp 0->1 over the first 60%% of steps "
                              "(progressive), 1 throughout (abrupt), or 0 (none: the chip only at evaluation)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-instances", type=int, default=5, metavar="K",
+    parser.add_argument("--seed", type=int, default=FULL_TRAINING.seed)
+    parser.add_argument("--eval-instances", type=int, default=FULL_TRAINING.eval_instances, metavar="K",
                         help="sampled chip instances (device-noise seeds) for the accuracy mean and std")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=FULL_TRAINING.batch_size)
     parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the trainer's)")
     parser.add_argument("--max-train-samples", type=int, default=None, metavar="N")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu or cuda")

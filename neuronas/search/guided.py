@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 from optuna.samplers import BaseSampler, RandomSampler
 
-from neuronas.search.pareto import _hv, hypervolume, to_loss
+from neuronas.search.draw import draw_priced
+from neuronas.search.pareto import dominated_volume, front_trials, hypervolume, to_loss
 
 #: objectives whose value is known only after training; everything else is priced before it
 UNCERTAIN = ("accuracy",)
@@ -67,7 +68,9 @@ def arch_features(arch: Any) -> list[float]:
     # input elements reaching the first weighted layer (pooling in front lowers the resolution)
     first_in = int(np.prod(weighted[0].in_shape)) if weighted else 1
     bits = [float(lay.weight_bits) for lay in weighted] or [float(arch.precision.weight_bits)]
-    adc_bits = [16.0 if lay.adc_kind == "digital" else float(lay.adc_bits) for lay in weighted] or [1.0]
+    adc_bits = [16.0 if lay.adc_kind == "digital" else float(lay.adc_bits) for lay in weighted] or [
+        1.0
+    ]
     m = arch.mapping
     model = arch.neuron.model
     return [
@@ -111,8 +114,8 @@ def _dominated(points: np.ndarray, ref: np.ndarray) -> float:
         # the 1-D / 2-D sweep passes over dominated points by itself: skip the O(n^2) filter
         # that `hypervolume` applies (this is called once per front point per candidate)
         inside = points[np.all(points < ref, axis=1)]
-        return float(_hv(inside, ref)) if len(inside) else 0.0
-    return hypervolume(points, ref)
+        return float(dominated_volume(inside, ref)) if len(inside) else 0.0
+    return hypervolume(points, [float(v) for v in ref])
 
 
 def expected_hvi(
@@ -152,6 +155,7 @@ def expected_hvi(
             continue
         box = float(np.prod(ref_k - ck))
         clipped = np.maximum(front[:, known], ck)
+        assert mean is not None and std is not None, "an uncertain objective needs mean and std"
         mu, s = float(mean[i]), max(float(std[i]), 1e-9)
         total = 0.0
         for k in range(len(front) + 1):
@@ -197,7 +201,8 @@ class AccuracyModel:
         # held-out z-scores' deviation 1.1-1.2, rank correlation 0.61 (ARD 0.36, no trend 0.55)
         # with 10 trained points, on 819 trained candidates of the benchmark (RESULTS.md, "Search")
         kernel = (
-            ConstantKernel(1.0, (1e-2, 1e2)) * Matern(length_scale=2.0, length_scale_bounds=(1.0, 30.0), nu=2.5)
+            ConstantKernel(1.0, (1e-2, 1e2))
+            * Matern(length_scale=2.0, length_scale_bounds=(1.0, 30.0), nu=2.5)
             + ConstantKernel(0.1, (1e-3, 10.0)) * DotProduct(sigma_0=1.0, sigma_0_bounds="fixed")
             + WhiteKernel(0.1, (0.05, 1.0))
         )
@@ -293,7 +298,9 @@ class CostGuidedSampler(BaseSampler):
     def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
         return {}
 
-    def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: Any, trial: Any, search_space: dict[str, Any]
+    ) -> dict[str, Any]:
         return {}
 
     def before_trial(self, study: Any, trial: Any) -> None:
@@ -305,7 +312,9 @@ class CostGuidedSampler(BaseSampler):
         self._plans[trial._trial_id] = proposal.pop("params")  # noqa: SLF001
         study._storage.set_trial_system_attr(trial._trial_id, PROPOSAL_ATTR, proposal)  # noqa: SLF001
 
-    def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+    def sample_independent(
+        self, study: Any, trial: Any, param_name: str, param_distribution: Any
+    ) -> Any:
         plan = self._plans.get(trial._trial_id)  # noqa: SLF001
         if plan is not None and param_name in plan:
             value = plan[param_name]
@@ -327,36 +336,35 @@ class CostGuidedSampler(BaseSampler):
     def candidates(self, seen: set[str], number: int) -> list[dict[str, Any]]:
         """Random architectures of the space that fit the chip's hard budgets and are not in
         ``seen``, each with its parameters, features and priced objectives (natural units)."""
-        from neuronas.errors import SpecError
-        from neuronas.hardware import chip_problems, estimate
-        from neuronas.search.study import _RandomTrial
-
         rng = np.random.default_rng([self.seed, number])
         out: list[dict[str, Any]] = []
         keys: set[str] = set()
-        for _ in range(self.n_candidates):
-            t = _RandomTrial(rng)
-            try:
-                arch = self.space.sample(t, self.chip, input_shape=self.input_shape, num_outputs=self.num_outputs)
-            except SpecError:
+        draws = draw_priced(
+            self.space,
+            self.chip,
+            rng,
+            self.n_candidates,
+            input_shape=self.input_shape,
+            num_outputs=self.num_outputs,
+            activity=self.activity,
+            skip=lambda arch: arch.key in seen or arch.key in keys,
+        )
+        for d in draws:
+            if not d.report.feasible:
                 continue
-            key = arch.key
-            if key in seen or key in keys or chip_problems(arch, self.chip):
-                continue
-            report = estimate(arch, self.chip, self.activity)
-            if not report.feasible:
-                continue
-            keys.add(key)
-            costs = [0.0 if o in UNCERTAIN else float(report.metric(o)) for o in self.objectives]
-            out.append({"params": dict(t.params), "arch": arch, "key": key, "costs": costs})
+            keys.add(d.arch.key)
+            costs = [0.0 if o in UNCERTAIN else float(d.report.metric(o)) for o in self.objectives]
+            out.append({"params": d.params, "arch": d.arch, "key": d.arch.key, "costs": costs})
         return out
 
     def propose(self, trials: Sequence[Any], number: int) -> dict[str, Any] | None:
         """The next trial's parameters and what was predicted for it (None: nothing to propose)."""
-        from neuronas.search.study import front_trials
         from neuronas.spec import ArchSpec
 
-        seen = {t.user_attrs.get("arch_key") or t.system_attrs.get(PROPOSAL_ATTR, {}).get("key") for t in trials}
+        seen = {
+            t.user_attrs.get("arch_key") or t.system_attrs.get(PROPOSAL_ATTR, {}).get("key")
+            for t in trials
+        }
         seen.discard(None)
         pool = self.candidates(seen, number)
         if not pool:
@@ -371,11 +379,21 @@ class CostGuidedSampler(BaseSampler):
             if key not in trained:
                 trained[key] = (arch_features(ArchSpec.from_dict(u["arch"])), float(u["accuracy"]))
             prior, measured = u.get("prior_metrics") or {}, u.get("metrics") or {}
-            ratios.append([
-                float(measured[o]) / float(prior[o]) if prior.get(o) and measured.get(o) else 1.0
-                for o in self.objectives if o not in UNCERTAIN
-            ])
-        info = {"key": pool[0]["key"], "drawn": self.n_candidates, "candidates": len(pool), "trained": len(trained)}
+            ratios.append(
+                [
+                    float(measured[o]) / float(prior[o])
+                    if prior.get(o) and measured.get(o)
+                    else 1.0
+                    for o in self.objectives
+                    if o not in UNCERTAIN
+                ]
+            )
+        info = {
+            "key": pool[0]["key"],
+            "drawn": self.n_candidates,
+            "candidates": len(pool),
+            "trained": len(trained),
+        }
         uncertain = next((j for j, o in enumerate(self.objectives) if o in UNCERTAIN), None)
         if uncertain is not None and len(trained) < self.n_startup_trials:
             return {"params": pool[0]["params"], **info, "how": "random (feasible, new)"}
@@ -386,18 +404,22 @@ class CostGuidedSampler(BaseSampler):
         cost_cols = [j for j, o in enumerate(self.objectives) if o not in UNCERTAIN]
         if scale is not None and len(cost_cols):
             costs[:, cost_cols] *= scale
-        front = [list(t.values) for t in front_trials(None, self.objectives, list(trials))]
+        observed = [list(t.values) for t in front_trials(None, self.objectives, list(trials))]
         # trials under way (other workers, Ray): counted at their predicted values, as if
         # finished ("kriging believer", Ginsbourger et al. 2010), so that concurrent proposals
         # spread over the front instead of piling onto one spot
-        front += [
+        observed += [
             t.system_attrs[PROPOSAL_ATTR]["values"]
             for t in trials
-            if t.state.name in ("RUNNING", "WAITING") and "values" in t.system_attrs.get(PROPOSAL_ATTR, {})
+            if t.state.name in ("RUNNING", "WAITING")
+            and "values" in t.system_attrs.get(PROPOSAL_ATTR, {})
         ]
-        front = np.asarray(front, dtype=float).reshape(-1, len(self.objectives))
-        ref = reference_point(self.objectives, self.chip, np.vstack([costs, front]) if len(front) else costs)
-        mean = std = None
+        front = np.asarray(observed, dtype=float).reshape(-1, len(self.objectives))
+        ref = reference_point(
+            self.objectives, self.chip, np.vstack([costs, front]) if len(front) else costs
+        )
+        mean: np.ndarray | None = None
+        std: np.ndarray | None = None
         if uncertain is not None:
             x = np.asarray([f for f, _ in trained.values()], dtype=float)
             y = np.asarray([a for _, a in trained.values()], dtype=float)
@@ -405,7 +427,7 @@ class CostGuidedSampler(BaseSampler):
             model = AccuracyModel(seed=self.seed).fit(x, y, xc)
             mean, std = model.predict(xc)
             mean = np.clip(mean, 0.0, 1.0)
-        loss_ref = to_loss([ref], self.objectives)[0]
+        loss_ref = to_loss(np.asarray([ref]), self.objectives)[0]
         loss_front = to_loss(front, self.objectives) if len(front) else np.zeros((0, len(ref)))
         score = expected_hvi(
             loss_front,
@@ -417,10 +439,15 @@ class CostGuidedSampler(BaseSampler):
         )
         best = int(np.argmax(score))
         pick = pool[best]
-        out = {"params": pick["params"], **info, "key": pick["key"], "how": "expected hypervolume improvement",
-               "ehvi": float(score[best])}
+        out = {
+            "params": pick["params"],
+            **info,
+            "key": pick["key"],
+            "how": "expected hypervolume improvement",
+            "ehvi": float(score[best]),
+        }
         values = [float(v) for v in costs[best]]
-        if mean is not None:
+        if mean is not None and std is not None and uncertain is not None:
             out["predicted_accuracy"] = float(mean[best])
             out["predicted_accuracy_std"] = float(std[best])
             values[uncertain] = float(mean[best])

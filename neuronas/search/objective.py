@@ -2,7 +2,7 @@
 
 :func:`evaluate` takes and returns plain, JSON-serialisable values only, so the same function
 runs in the search process, in a local worker subprocess or on a Ray worker; it knows nothing
-of Optuna (the study records what it returns, see :func:`neuronas.search.study.record_result`).
+of Optuna (the study records what it returns, see :func:`neuronas.search.trials.record_result`).
 
 The flow (DESIGN.md section 2):
 
@@ -21,8 +21,11 @@ import functools
 import json
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from neuronas.settings import TrialSettings
 
 __all__ = ["COST_METRICS", "evaluate", "load_chip_ref", "price"]
 
@@ -91,24 +94,24 @@ def price(arch_dict: dict[str, Any], chip_ref: Any, activity: Any = None) -> dic
     }
 
 
-def evaluate(arch_dict: dict[str, Any], chip_ref: Any, settings: dict[str, Any]) -> dict[str, Any]:
+def evaluate(
+    arch_dict: dict[str, Any], chip_ref: Any, settings: TrialSettings | Mapping[str, Any]
+) -> dict[str, Any]:
     """Evaluate one candidate; plain values in, plain values out (see the module docstring).
 
-    ``settings`` keys (all optional except ``dataset``): ``dataset``, ``epochs`` (1),
-    ``seed`` (0), ``data_root``, ``batch_size`` (64), ``lr``, ``schedule`` ("progressive"),
-    ``eval_instances`` (5), ``max_train_samples``, ``out_dir`` (where the trainer writes
-    ``model.pt`` / ``metrics.json``), ``activity_prior`` (spike rate for the first pricing;
-    None = the chip's prior), ``device`` ("cpu"), ``min_accuracy_after_first_epoch`` (stop a
-    candidate whose validation accuracy after epoch 1 is below this; None = never).
+    ``settings``: a :class:`~neuronas.settings.TrialSettings`, or a dict of some of its fields
+    (the rest take its defaults, the search's screening fidelity).
 
     Returns a dict with ``status`` in ``incompatible | infeasible | failed | stopped |
-    infeasible_measured | ok``, ``trained`` (bool), ``reason``, ``prior`` (the first pricing:
-    ``cost``, ``metrics``, ``margins``, ``violations``), ``measured`` (the same after training,
-    or None), ``train`` (the trainer's result dict, or None), ``accuracy_mean`` /
-    ``accuracy_std`` (None when untrained), and ``seconds`` spent pricing and training.
+    proxy_rejected | infeasible_measured | ok``, ``trained`` (bool), ``reason``, ``prior`` (the
+    first pricing: ``cost``, ``metrics``, ``margins``, ``violations``), ``measured`` (the same
+    after training, or None), ``train`` (the trainer's result dict, or None),
+    ``accuracy_mean`` / ``accuracy_std`` (None when untrained), and ``seconds`` spent pricing
+    and training.
     """
+    s = settings if isinstance(settings, TrialSettings) else TrialSettings.from_dict(settings)
     t0 = time.perf_counter()
-    prior = price(arch_dict, chip_ref, settings.get("activity_prior"))
+    prior = price(arch_dict, chip_ref, s.activity_prior)
     t_price = time.perf_counter() - t0
     out: dict[str, Any] = {
         "status": "",
@@ -138,13 +141,13 @@ def evaluate(arch_dict: dict[str, Any], chip_ref: Any, settings: dict[str, Any])
 
     arch = ArchSpec.from_dict(arch_dict)
     chip = load_chip_ref(chip_ref)
-    q = settings.get("proxy_quantile")
+    q = s.proxy_quantile
     if q is not None:
         t_proxy = time.perf_counter()
-        score = _proxy_score(arch, chip, settings)
+        score = _proxy_score(arch, chip, s)
         out["proxy_score"] = score
         out["seconds"]["proxy"] = time.perf_counter() - t_proxy
-        ref = sorted(float(v) for v in settings.get("proxy_reference") or [] if math.isfinite(v))
+        ref = sorted(float(v) for v in s.proxy_reference if math.isfinite(v))
         # filter only once a few trained candidates give the quantile some meaning
         if len(ref) >= 5 and score < ref[min(len(ref) - 1, int(float(q) * len(ref)))]:
             out.update(
@@ -153,33 +156,31 @@ def evaluate(arch_dict: dict[str, Any], chip_ref: Any, settings: dict[str, Any])
             )
             out["seconds"]["total"] = time.perf_counter() - t0
             return out
-    out_dir = settings.get("out_dir")
-    threshold = settings.get("min_accuracy_after_first_epoch")
+    threshold = s.min_accuracy_after_first_epoch
 
     def on_epoch(epoch: int, val_accuracy: float) -> bool:
         # screening: a candidate that has learned nothing after its first epoch is hopeless
         return threshold is not None and epoch <= 1 and val_accuracy < float(threshold)
 
     kwargs: dict[str, Any] = {
-        "epochs": int(settings.get("epochs", 1)),
-        "seed": int(settings.get("seed", 0)),
-        "data_root": settings.get("data_root"),
-        "batch_size": int(settings.get("batch_size", 64)),
-        "schedule": settings.get("schedule", "progressive"),
-        "eval_instances": int(settings.get("eval_instances", 5)),
-        "device": settings.get("device", "cpu"),
-        "out_dir": Path(out_dir) if out_dir else None,
-        "max_train_samples": settings.get("max_train_samples"),
+        "epochs": int(s.epochs),
+        "seed": int(s.seed),
+        "data_root": s.data_root,
+        "batch_size": int(s.batch_size),
+        "schedule": s.schedule,
+        "eval_instances": int(s.eval_instances),
+        "device": s.device,
+        "out_dir": Path(s.out_dir) if s.out_dir else None,
+        "max_train_samples": s.max_train_samples,
         "on_epoch": on_epoch if threshold is not None else None,
-        "progress": bool(settings.get("progress", False)),
+        "progress": bool(s.progress),
+        "lr": float(s.lr),
     }
-    if settings.get("max_eval_samples") is not None:
-        kwargs["max_eval_samples"] = int(settings["max_eval_samples"])
-    if settings.get("lr") is not None:
-        kwargs["lr"] = float(settings["lr"])
+    if s.max_eval_samples is not None:
+        kwargs["max_eval_samples"] = int(s.max_eval_samples)
     t1 = time.perf_counter()
     try:
-        result = train_candidate(arch, chip, settings["dataset"], **kwargs)
+        result = train_candidate(arch, chip, s.dataset, **kwargs)
     except FloatingPointError as exc:  # a diverged run the trainer did not catch itself
         out.update(status="failed", trained=True, reason=f"training diverged: {exc}")
         out["seconds"].update(train=time.perf_counter() - t1, total=time.perf_counter() - t0)
@@ -223,17 +224,15 @@ def evaluate(arch_dict: dict[str, Any], chip_ref: Any, settings: dict[str, Any])
     return out
 
 
-def _proxy_score(arch: Any, chip: Any, settings: dict[str, Any]) -> float:
+def _proxy_score(arch: Any, chip: Any, settings: TrialSettings) -> float:
     """SAHD score on a fixed batch of training samples (see :mod:`neuronas.search.proxy`)."""
     from neuronas.data import load_dataset
     from neuronas.search.proxy import sahd_score
 
-    ds = load_dataset(
-        settings["dataset"], "train", arch.input.timesteps, data_root=settings.get("data_root")
-    )
+    ds = load_dataset(settings.dataset, "train", arch.input.timesteps, data_root=settings.data_root)
     x, _ = ds.tensors()
-    n = int(settings.get("proxy_batch", 32))
-    return sahd_score(arch, x[:n].transpose(0, 1), chip=chip, seed=int(settings.get("seed", 0)))
+    n = int(settings.proxy_batch)
+    return sahd_score(arch, x[:n].transpose(0, 1), chip=chip, seed=int(settings.seed))
 
 
 def _finite(x: Any) -> bool:

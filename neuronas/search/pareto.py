@@ -8,13 +8,16 @@ Objectives are named (``accuracy``, ``energy_uj``, ``latency_us``, ``area_mm2``,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 __all__ = [
     "DIRECTIONS",
     "OBJECTIVES",
+    "dominated_volume",
     "dominates",
+    "front_trials",
     "hypervolume",
     "nondominated_mask",
     "pareto_front",
@@ -95,10 +98,13 @@ def hypervolume(
     if len(pts) == 0:
         return 0.0
     pts = pts[nondominated_mask(pts)]
-    return float(_hv(np.unique(pts, axis=0), ref))
+    return float(dominated_volume(np.unique(pts, axis=0), ref))
 
 
-def _hv(pts: np.ndarray, ref: np.ndarray) -> float:
+def dominated_volume(pts: np.ndarray, ref: np.ndarray) -> float:
+    """The volume dominated by loss-form ``pts`` up to ``ref``, each point strictly below
+    ``ref`` (unchecked: :func:`hypervolume` filters first).  Dominated points may be present
+    in 1-D and 2-D (the sweep passes over them); in more dimensions they only cost time."""
     d = pts.shape[1]
     if d == 1:
         return float(ref[0] - pts[:, 0].min())
@@ -122,5 +128,42 @@ def _hv(pts: np.ndarray, ref: np.ndarray) -> float:
             continue
         sub = pts[: i + 1, :-1]
         sub = sub[nondominated_mask(sub)]
-        vol += height * _hv(sub, ref[:-1])
+        vol += height * dominated_volume(sub, ref[:-1])
     return vol
+
+
+def front_trials(
+    study: Any, objectives: Sequence[str] | None = None, trials: Sequence[Any] | None = None
+) -> list[Any]:
+    """The feasible Pareto front of a neuronas study: trained COMPLETE trials within every
+    hard budget with their measured spike rates (status ``ok``), non-dominated in the run's
+    objectives (duplicated architectures appear once: the first trial that trained them).
+
+    ``objectives`` None: the run's (stored in the study); ``trials`` None: the study's.
+    """
+    from optuna.trial import TrialState
+
+    if objectives is None:
+        objectives = study.user_attrs["neuronas"]["objectives"]
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    ok = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.user_attrs.get("status") == "ok"
+        and t.values is not None
+    ]
+    seen: set[str] = set()
+    uniq = []
+    for t in ok:
+        key = t.user_attrs.get("arch_key", str(t.number))
+        if key in seen:
+            continue
+        seen.add(key)
+        uniq.append(t)
+    idx = pareto_front([t.values for t in uniq], objectives)
+    first = objectives[0]
+    return sorted(
+        (uniq[i] for i in idx),
+        key=lambda t: -t.values[0] if first == "accuracy" else t.values[0],
+    )

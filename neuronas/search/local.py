@@ -1,0 +1,177 @@
+"""The search on this machine: in this process, or in local worker processes.
+
+Both run the trial lifecycle of :mod:`neuronas.search.lifecycle` and evaluate each candidate
+in the process that began it (:func:`~neuronas.search.lifecycle.evaluate_here`).  With
+``workers > 1`` this process starts that many ``neuronas _worker RUN_DIR`` processes on the
+same storage (a hidden subcommand, :func:`worker_main`), reports progress, and restarts workers
+until the study has its trials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from neuronas.errors import SearchError
+from neuronas.search import lifecycle, samplers
+from neuronas.search.progress import Progress
+from neuronas.search.trials import count_trials, reap_stale_trials
+
+__all__ = ["search_here", "supervise_workers", "worker_command", "worker_main"]
+
+
+def search_here(
+    run: Any,
+    *,
+    workers: int = 1,
+    worker_index: int = 0,
+    progress: Progress | None = None,
+    deadline: float | None = None,
+    backend: str = "local",
+) -> None:
+    """Begin, evaluate and finish trials in this process until the study has its trials.
+
+    ``workers`` / ``worker_index``: how many processes share the study and which one this is
+    (the sampler's seed and its handling of trials in flight depend on them)."""
+    n_existing = len(run.study.get_trials(deepcopy=False))
+    run.study.sampler = samplers.make_sampler(
+        run, workers=workers, worker_index=worker_index, n_existing=n_existing
+    )
+    guard = lifecycle.CrashGuard(run, where=" while training")
+
+    def tick() -> None:
+        if progress is not None:
+            progress.show(run)
+
+    while True:
+        pending = lifecycle.begin(run, backend=backend, deadline=deadline, on_recorded=tick)
+        if pending is None:
+            return
+        try:
+            result = lifecycle.evaluate_here(run, pending)
+        except BaseException:  # Ctrl-C: the candidate is evaluated again later
+            with contextlib.suppress(Exception):
+                lifecycle.abandon(
+                    pending, run.study, "the search stopped while the trial ran; re-enqueued"
+                )
+            raise
+        lifecycle.finish(run, pending, result)
+        tick()
+        guard.check(result)
+
+
+def worker_command(
+    run: Any, storage: str | None, worker_index: int, workers: int, deadline: float | None = None
+) -> list[str]:
+    """The command line of local worker process ``worker_index`` of ``workers``."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "neuronas",
+        "_worker",
+        str(run.run_dir),
+        "--index",
+        str(worker_index),
+        "--workers",
+        str(workers),
+    ]
+    if deadline is not None:
+        cmd += ["--deadline", repr(deadline)]
+    if storage and storage not in ("sqlite", "journal"):
+        cmd += ["--storage", storage]
+    return cmd
+
+
+def worker_main(
+    run_dir: str | Path,
+    *,
+    index: int = 0,
+    workers: int = 1,
+    storage: str | None = None,
+    deadline: float | None = None,
+) -> int:
+    """One local worker process: open the run and search in it (``neuronas _worker``)."""
+    from neuronas.search.run import open_run
+
+    with contextlib.suppress(Exception):
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    run = open_run(run_dir, storage=storage)
+    search_here(run, workers=workers, worker_index=index, deadline=deadline, backend="local-worker")
+    return 0
+
+
+def _set_pdeathsig() -> None:
+    """Children die with the search process (a kill -9 of the search leaves no orphans)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def supervise_workers(
+    run: Any,
+    *,
+    workers: int,
+    storage_url: str | None,
+    bar: Progress,
+    deadline: float | None = None,
+) -> None:
+    """Start ``workers`` worker processes on the run and restart them until it has its trials."""
+    logs = run.run_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    # share the cores between workers instead of each torch grabbing all of them
+    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    attempts = 0
+    while True:
+        reap_stale_trials(run.study)
+        c = count_trials(run.study)
+        remaining = run.target - c.finished
+        if remaining <= 0 or (deadline is not None and time.time() >= deadline):
+            return
+        attempts += 1
+        if attempts > 3:
+            raise SearchError(
+                f"workers keep exiting with {remaining} trials left; see {logs}/worker-*.log"
+            )
+        n = min(workers, remaining)
+        procs = []
+        for i in range(n):
+            log = open(logs / f"worker-{i}.log", "ab")  # noqa: SIM115 - closed below
+            p = subprocess.Popen(
+                worker_command(run, storage_url, i, n, deadline),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=_set_pdeathsig,
+            )
+            procs.append((p, log))
+        try:
+            while any(p.poll() is None for p, _ in procs):
+                time.sleep(1.0)
+                bar.show(run)
+        finally:
+            for p, log in procs:
+                if p.poll() is None:
+                    p.terminate()
+                log.close()
+        bad = [p.returncode for p, _ in procs if p.returncode != 0]
+        if bad:
+            tail = (
+                (logs / "worker-0.log").read_text(errors="replace").strip().splitlines()[-1:]
+                if (logs / "worker-0.log").exists()
+                else []
+            )
+            if len(bad) == len(procs) and attempts >= 2:
+                raise SearchError(
+                    f"all workers failed (exit {bad[0]}): {tail[0] if tail else ''} (logs in {logs})"
+                )

@@ -1,0 +1,468 @@
+"""Trials in the study: their statuses, counting, recording a result, duplicates, ownership.
+
+Trial states (read from optuna 5.0's samplers; see the README's "Search" section):
+
+* over a hard budget at the prior spike rate -> **COMPLETE** with the budget margins as
+  constraints (``trial.set_constraint``, > 0 = violated), accuracy 0 (untrained) and the priced
+  costs.  Not PRUNED: NSGA-II builds its populations from COMPLETE trials only
+  (``optuna/samplers/_ga/_base.py``), so pruned trials would be invisible to it and it would
+  keep proposing the infeasible region; TPE puts every trial with a positive constraint in its
+  "above" (bad) group whatever its state (``_tpe/sampler.py: _split_trials``), ranked by total
+  violation.  Optuna's own ``best_trials`` excludes infeasible trials, so the dashboard's front
+  is right too.
+* trained and within every hard budget with the measured spike rates -> COMPLETE, constraints
+  all <= 0 (soft budgets may still show positive margins).
+* stopped early as hopeless (``min_accuracy_after_first_epoch``), or not trained because its
+  training-free score fell below the ``proxy_quantile`` of the trained ones -> PRUNED.
+* training diverged (NaN) or crashed -> FAIL with the reason in ``user_attrs["reason"]``.
+* left RUNNING by a killed process -> FAIL with ``status = "interrupted"`` and re-enqueued with
+  the same parameters; interrupted trials do not count as finished (they produced nothing).
+
+Re-proposed architectures: a sampler may propose an architecture the study has already
+evaluated (TPE does, once it concentrates on a region).  Its result is copied from the first
+trial (retraining would only pay again for another draw of the same candidate's accuracy) and
+told to the study again, so the sampler still learns from the proposal; but it does not use up a
+trial of the budget: such a trial is marked ``uncounted`` and the search draws again.  At most
+``trials x DUPLICATE_ALLOWANCE`` re-proposals are free (so a sampler stuck on a small space still
+ends); later ones count like any trial.
+
+``finished`` = COMPLETE + PRUNED + FAIL, neither interrupted nor uncounted: a search ends with
+exactly the requested number of finished trials, however often it was killed and restarted.
+
+Who owns a RUNNING trial, and when another process may take it over:
+
+* The process that asked for a trial owns it.  :func:`ask_next` records the owner (host, pid and
+  the process's start time, so a reused pid is told apart) in ``user_attrs["owner"]`` *before*
+  it releases the ask lock, so no other local process ever sees an unowned RUNNING trial of its
+  own making.  A Ray driver owns the trials it dispatched: the tasks on the cluster never write
+  to the storage, the driver records their results.
+* Only the owner finishes its trial (:func:`record_result`) or gives it up
+  (:func:`interrupt`: FAIL, ``status = "interrupted"``, parameters re-enqueued).
+* Another process may reap a RUNNING trial (:func:`reap_stale_trials`) only when its owner is
+  on the same host and provably gone: no process with that pid, or one with another start time.
+  A trial owned by another host, or by a live process, or without an owner record, is never
+  touched: its owner reaps it itself when it resumes (a remote worker, a Ray driver).
+* Reaping happens under the ask lock (in :func:`ask_next`) or in the supervising process before
+  it starts workers, so a trial is never reaped twice; an enqueued retry is an ordinary WAITING
+  trial that the next ask takes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DUPLICATE_ALLOWANCE",
+    "Counts",
+    "TrialStatus",
+    "ask_next",
+    "count_trials",
+    "interrupt",
+    "jsonable",
+    "objective_values",
+    "owner_record",
+    "proxy_reference",
+    "reap_stale_trials",
+    "record_result",
+    "result_from_trial",
+    "reuse_duplicate",
+    "trial_status",
+]
+
+#: free re-proposals of an already evaluated architecture, as a fraction of ``--trials``
+#: (1.0: a search asks the sampler at most twice its trial budget)
+DUPLICATE_ALLOWANCE = 1.0
+
+
+class TrialStatus(str, Enum):
+    """What happened to a candidate (``user_attrs["status"]``; the Optuna state follows)."""
+
+    OK = "ok"  # trained, within every hard budget with its measured spike rates
+    INFEASIBLE = "infeasible"  # over a hard budget at the prior spike rate; not trained
+    INCOMPATIBLE = "incompatible"  # the chip cannot build it; not trained
+    INFEASIBLE_MEASURED = "infeasible_measured"  # trained, over a hard budget when measured
+    STOPPED = "stopped"  # stopped early as hopeless (PRUNED)
+    PROXY_REJECTED = "proxy_rejected"  # training-free score too low; not trained (PRUNED)
+    FAILED = "failed"  # diverged or crashed (FAIL)
+    INVALID = "invalid"  # the space produced an invalid architecture (FAIL)
+    INTERRUPTED = "interrupted"  # its process stopped or died; re-enqueued (FAIL, not counted)
+
+
+#: statuses that end a trial in FAIL / PRUNED (the rest are COMPLETE)
+_FAIL = (TrialStatus.FAILED, TrialStatus.INVALID)
+_PRUNED = (TrialStatus.STOPPED, TrialStatus.PROXY_REJECTED)
+
+
+def trial_status(t: Any) -> str:
+    """A stored trial's status ("" when it has none yet)."""
+    return str(t.user_attrs.get("status", ""))
+
+
+# --------------------------------------------------------------------------------------------
+# counting
+
+
+@dataclass(frozen=True)
+class Counts:
+    finished: int
+    complete: int
+    trained: int
+    infeasible: int  # rejected before training (hard budget at the prior)
+    infeasible_measured: int
+    pruned: int
+    failed: int
+    running: int
+    waiting: int
+    interrupted: int
+    duplicates: int = 0  # re-proposals that did not use up a trial (counted nowhere else)
+
+
+def count_trials(study: Any, trials: Sequence[Any] | None = None) -> Counts:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    c = {
+        s: 0
+        for s in (
+            "complete",
+            "trained",
+            "infeasible",
+            "infeasible_measured",
+            "pruned",
+            "failed",
+            "running",
+            "waiting",
+            "interrupted",
+            "duplicates",
+        )
+    }
+    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    for t in trials:
+        st = trial_status(t)
+        if t.user_attrs.get("uncounted") and t.state in done and st != TrialStatus.INTERRUPTED:
+            c["duplicates"] += 1
+            continue
+        if t.state == TrialState.COMPLETE:
+            c["complete"] += 1
+        elif t.state == TrialState.PRUNED:
+            c["pruned"] += 1
+        elif t.state == TrialState.FAIL:
+            if st == TrialStatus.INTERRUPTED:
+                c["interrupted"] += 1
+            else:
+                c["failed"] += 1
+        elif t.state == TrialState.RUNNING:
+            c["running"] += 1
+        elif t.state == TrialState.WAITING:
+            c["waiting"] += 1
+        if st in (TrialStatus.INFEASIBLE, TrialStatus.INCOMPATIBLE):
+            c["infeasible"] += 1
+        if st == TrialStatus.INFEASIBLE_MEASURED:
+            c["infeasible_measured"] += 1
+        if t.user_attrs.get("trained"):
+            c["trained"] += 1
+    finished = c["complete"] + c["pruned"] + c["failed"]
+    return Counts(finished=finished, **c)
+
+
+# --------------------------------------------------------------------------------------------
+# ownership (see the module docstring for the rules)
+
+
+def _proc_start(pid: int) -> str | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode(errors="replace")
+        return data.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def owner_record() -> dict[str, Any]:
+    """Who runs a trial: host, pid and process start time (a reused pid is told apart)."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start": _proc_start(pid) or ""}
+
+
+def _owner_alive(owner: Any) -> bool | None:
+    """True/False for an owner on this host; None when it cannot be told (another host)."""
+    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
+        return None
+    start = _proc_start(int(owner.get("pid", -1)))
+    if start is None:
+        return False
+    return not owner.get("start") or start == owner.get("start")
+
+
+def _trial_id(trial: Any) -> int:
+    # optuna's storage API addresses trials by id; Trial and FrozenTrial keep it private
+    return int(trial._trial_id)  # noqa: SLF001
+
+
+def interrupt(study: Any, trial: Any, reason: str, *, requeue: bool = True) -> None:
+    """End a RUNNING ``trial`` (a Trial or FrozenTrial) as interrupted and, when it has
+    parameters, enqueue them again so the candidate is still evaluated (``retry_of``).
+
+    Written through the storage, not ``study.tell``: a reaped trial belongs to another
+    (dead) process, whose sampler state this process does not hold."""
+    from optuna.trial import TrialState
+
+    storage = study._storage  # noqa: SLF001 - optuna offers no public per-trial writes by id
+    tid = _trial_id(trial)
+    storage.set_trial_user_attr(tid, "status", TrialStatus.INTERRUPTED.value)
+    storage.set_trial_user_attr(tid, "reason", reason)
+    storage.set_trial_state_values(tid, state=TrialState.FAIL)
+    if requeue and trial.params:
+        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+
+
+def reap_stale_trials(study: Any, *, requeue: bool = True) -> list[int]:
+    """Fail the RUNNING trials whose owner process on this host is gone; re-enqueue their
+    parameters so the candidate is still evaluated.  Returns the reaped trial numbers.
+
+    Trials owned by live processes or by other hosts are left alone (a Ray driver or a remote
+    worker reaps its own)."""
+    from optuna.trial import TrialState
+
+    reaped = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        # a trial without an owner record is left alone: every backend marks its trials
+        # (owner_record()) right after asking for them, under the ask lock for local workers
+        if _owner_alive(t.user_attrs.get("owner")) is False:
+            with contextlib.suppress(Exception):
+                interrupt(
+                    study,
+                    t,
+                    "its process died while the trial ran (killed or crashed); re-enqueued",
+                    requeue=requeue,
+                )
+                reaped.append(t.number)
+    return reaped
+
+
+@contextlib.contextmanager
+def _ask_lock(run_dir: Path) -> Iterator[None]:
+    """An exclusive lock (fcntl) around count-then-ask, so local workers never overshoot."""
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".ask.lock", "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def ask_next(study: Any, run_dir: Path, target: int) -> Any | None:
+    """The next trial to run, or None when the study has its ``target`` finished trials.
+
+    Under a file lock: reap stale trials, count finished + running, ask only if below the
+    target.  The new trial is marked with this process as its owner before the lock is freed.
+    """
+    with _ask_lock(run_dir):
+        reap_stale_trials(study)
+        c = count_trials(study)
+        if c.finished + c.running >= target:
+            return None
+        trial = study.ask()
+        trial.set_user_attr("owner", owner_record())
+        return trial
+
+
+# --------------------------------------------------------------------------------------------
+# recording a result
+
+
+def jsonable(v: Any) -> Any:
+    """``v`` as plain JSON values (what Optuna stores): containers become dicts and lists,
+    anything else unknown its ``str``, and a float NaN ``None`` (JSON has no NaN).  Text is
+    never touched: a reason "loss is NaN" stays as it is."""
+    if isinstance(v, (str, int, float, bool, type(None))):
+        return v
+    return json.loads(json.dumps(_nan_to_none(v), default=str))
+
+
+def _nan_to_none(v: Any) -> Any:
+    if isinstance(v, float):
+        return None if math.isnan(v) else v
+    if isinstance(v, dict):
+        return {k: _nan_to_none(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_nan_to_none(x) for x in v]
+    return v
+
+
+def record_result(study: Any, trial: Any, result: dict[str, Any], objectives: Sequence[str]) -> Any:
+    """Write what :func:`~neuronas.search.objective.evaluate` returned into ``trial`` and
+    finish it (the one place a neuronas trial is told).  Returns the trial's final
+    :class:`optuna.trial.TrialState`."""
+    from optuna.trial import TrialState
+
+    status = result["status"]
+    final = result.get("measured") or result.get("prior") or {}
+    attrs: dict[str, Any] = {
+        "status": status,
+        "reason": result.get("reason", ""),
+        "trained": bool(result.get("trained")),
+        "seconds": result.get("seconds", {}),
+    }
+    if result.get("prior", {}).get("compatible"):
+        attrs["prior_metrics"] = result["prior"]["metrics"]
+        attrs["prior_margins"] = result["prior"]["margins"]
+    if final.get("compatible"):
+        attrs["cost"] = final["cost"]
+        attrs["metrics"] = final["metrics"]
+        attrs["margins"] = final["margins"]
+        attrs["violations"] = final["violations"]
+    if result.get("accuracy_mean") is not None:
+        attrs["accuracy"] = result["accuracy_mean"]
+        attrs["accuracy_std"] = result["accuracy_std"]
+    train = result.get("train")
+    if train:
+        attrs["train"] = {k: v for k, v in train.items() if k != "history"}
+        attrs["history"] = train.get("history", [])
+        attrs["checkpoint"] = train.get("checkpoint")
+    if result.get("cached_from") is not None:
+        attrs["cached_from"] = result["cached_from"]
+    for k, v in attrs.items():
+        trial.set_user_attr(k, jsonable(v))
+
+    if status in _FAIL:
+        study.tell(trial, state=TrialState.FAIL)
+        return TrialState.FAIL
+    if status == TrialStatus.INCOMPATIBLE:
+        # cannot be built at all: the worst possible constraint so samplers steer away
+        trial.set_constraint("compatible", 1.0)
+    if final.get("compatible"):
+        for metric, margin in sorted(final["margins"].items()):
+            trial.set_constraint(metric, float(margin) if math.isfinite(margin) else 1e9)
+    if result.get("proxy_score") is not None:
+        trial.set_user_attr(
+            "proxy_score",
+            float(result["proxy_score"]) if math.isfinite(result["proxy_score"]) else None,
+        )
+    if status in _PRUNED:
+        study.tell(trial, state=TrialState.PRUNED)
+        return TrialState.PRUNED
+    study.tell(trial, objective_values(result, objectives))
+    return TrialState.COMPLETE
+
+
+def objective_values(result: dict[str, Any], objectives: Sequence[str]) -> list[float]:
+    """The values told to the study for ``result``, in the order of ``objectives``."""
+    final = result.get("measured") or result.get("prior") or {}
+    metrics = final.get("metrics") or {}
+    out = []
+    for o in objectives:
+        if o == "accuracy":
+            # untrained (rejected) candidates: accuracy 0, the pessimistic value; their costs
+            # are real (priced) so the dashboard's scatter still shows where they lie
+            acc = result.get("accuracy_mean")
+            out.append(float(acc) if acc is not None else 0.0)
+        else:
+            v = metrics.get(o)
+            out.append(float(v) if v is not None and math.isfinite(v) else 1e30)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# duplicates: the one place a re-proposed architecture is recognised
+
+
+def _finished(study: Any) -> list[Any]:
+    from optuna.trial import TrialState
+
+    return study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    )
+
+
+def reuse_duplicate(study: Any, trial: Any, key: str, target: int) -> dict[str, Any] | None:
+    """Handle ``trial`` proposing architecture ``key``: when an earlier finished trial (not
+    interrupted) evaluated it and the allowance (``DUPLICATE_ALLOWANCE`` x ``target``) lasts,
+    mark ``trial`` as a free re-proposal (``uncounted``, ``duplicate_of``); when an earlier
+    trial *trained* it, return that trial's result to record again (a retraining would cost as
+    much and only draw the same candidate's accuracy again).  None: evaluate it.
+
+    Several workers may mark one each at the same moment: the allowance can be exceeded by
+    the number of workers minus one, which only bounds how long a search can run."""
+    done = [t for t in _finished(study) if t.number != trial.number]
+    first = next(
+        (
+            t
+            for t in done
+            if t.user_attrs.get("arch_key") == key and trial_status(t) != TrialStatus.INTERRUPTED
+        ),
+        None,
+    )
+    if first is not None:
+        used = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("uncounted"))
+        if used < math.ceil(DUPLICATE_ALLOWANCE * target):
+            trial.set_user_attr("uncounted", True)
+            trial.set_user_attr("duplicate_of", first.number)
+    cached = next(
+        (
+            t
+            for t in done
+            if t.user_attrs.get("arch_key") == key
+            and t.user_attrs.get("trained")
+            and "cached_from" not in t.user_attrs
+        ),
+        None,
+    )
+    return None if cached is None else result_from_trial(cached)
+
+
+def result_from_trial(t: Any) -> dict[str, Any]:
+    """Rebuild an evaluate() result from a stored trial (for the duplicate cache)."""
+    ua = t.user_attrs
+    measured = {
+        "compatible": True,
+        "feasible": ua.get("status") == TrialStatus.OK,
+        "cost": ua.get("cost"),
+        "metrics": ua.get("metrics"),
+        "margins": ua.get("margins", {}),
+        "violations": ua.get("violations", []),
+        "hard_violations": [v for v in ua.get("violations", []) if v.get("hard")],
+    }
+    prior = {
+        "compatible": True,
+        "metrics": ua.get("prior_metrics"),
+        "margins": ua.get("prior_margins", {}),
+    }
+    train = dict(ua.get("train") or {})
+    train["history"] = ua.get("history", [])
+    return {
+        "status": ua.get("status"),
+        "reason": ua.get("reason", ""),
+        "trained": True,
+        "prior": prior,
+        "measured": measured if ua.get("metrics") else None,
+        "train": train,
+        "accuracy_mean": ua.get("accuracy"),
+        "accuracy_std": ua.get("accuracy_std"),
+        "seconds": {"price": 0.0, "train": 0.0, "total": 0.0},
+        "cached_from": t.number,
+    }
+
+
+def proxy_reference(study: Any) -> list[float]:
+    """The training-free scores of the candidates trained so far (the proxy filter's yardstick)."""
+    return [
+        float(t.user_attrs["proxy_score"])
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get("trained")
+        and t.user_attrs.get("proxy_score") is not None
+        and "cached_from" not in t.user_attrs
+    ]

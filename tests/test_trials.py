@@ -1,0 +1,134 @@
+"""The trial bookkeeping on a real (in-memory) Optuna study: ownership and reaping, abandoning,
+duplicate reuse, the crash guard."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import optuna
+import pytest
+
+from neuronas.errors import SearchError
+from neuronas.search.lifecycle import CrashGuard, Pending, abandon, failed_result
+from neuronas.search.trials import (
+    DUPLICATE_ALLOWANCE,
+    TrialStatus,
+    count_trials,
+    owner_record,
+    reap_stale_trials,
+    record_result,
+    reuse_duplicate,
+)
+from neuronas.settings import SCREENING
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _study() -> Any:
+    return optuna.create_study(directions=["maximize"])
+
+
+def _dead_pid() -> int:
+    pid = 2**22 - 1  # above Linux's default pid_max unless raised: no such process
+    assert not Path(f"/proc/{pid}").exists()
+    return pid
+
+
+def test_a_trial_whose_owner_died_is_reaped_and_requeued() -> None:
+    study = _study()
+    live = study.ask({"w": optuna.distributions.IntDistribution(1, 8)})
+    live.set_user_attr("owner", owner_record())  # this very process: alive
+    dead = study.ask({"w": optuna.distributions.IntDistribution(1, 8)})
+    dead.set_user_attr("owner", {"host": socket.gethostname(), "pid": _dead_pid(), "start": "1"})
+    remote = study.ask({"w": optuna.distributions.IntDistribution(1, 8)})
+    remote.set_user_attr("owner", {"host": "another-host", "pid": 1, "start": "1"})
+    unowned = study.ask({"w": optuna.distributions.IntDistribution(1, 8)})
+
+    assert reap_stale_trials(study) == [dead.number]
+    trials = study.get_trials(deepcopy=False)
+    t = trials[dead.number]
+    assert t.state.name == "FAIL" and t.user_attrs["status"] == TrialStatus.INTERRUPTED
+    retry = trials[-1]
+    assert retry.state.name == "WAITING" and retry.user_attrs["retry_of"] == dead.number
+    assert retry.system_attrs["fixed_params"] == dead.params
+    # the live, the remote and the unowned trial are left alone (see trials.py's rules)
+    for other in (live, remote, unowned):
+        assert trials[other.number].state.name == "RUNNING"
+    c = count_trials(study)
+    assert (c.interrupted, c.running, c.waiting, c.finished) == (1, 3, 1, 0)
+    assert reap_stale_trials(study) == []  # reaped once
+
+
+def test_abandon_interrupts_and_requeues() -> None:
+    study = _study()
+    trial = study.ask({"w": optuna.distributions.IntDistribution(1, 8)})
+    pending = Pending(trial, {}, SCREENING, 0.0, Path("nowhere"))
+    abandon(pending, study, "stopped")
+    t, retry = study.get_trials(deepcopy=False)
+    assert t.state.name == "FAIL" and t.user_attrs == {"status": "interrupted", "reason": "stopped"}
+    assert retry.state.name == "WAITING" and retry.system_attrs["fixed_params"] == t.params
+
+
+def _told(study: Any, key: str, *, trained: bool, accuracy: float) -> None:
+    t = study.ask()
+    t.set_user_attr("arch_key", key)
+    result = {
+        "status": "ok",
+        "trained": trained,
+        "reason": "",
+        "prior": {},
+        "measured": {
+            "compatible": True,
+            "cost": {"energy_uj": 0.5},
+            "metrics": {"energy_uj": 0.5},
+            "margins": {"energy_uj": -0.5},
+            "violations": [],
+        },
+        "train": {"history": [{"epoch": 1}]} if trained else None,
+        "accuracy_mean": accuracy,
+        "accuracy_std": 0.0,
+    }
+    record_result(study, t, result, ["accuracy"])
+
+
+def test_a_reproposal_reuses_the_trained_result_within_the_allowance() -> None:
+    study = _study()
+    _told(study, "a", trained=True, accuracy=0.75)
+    target = 1
+    first = study.ask()
+    result = reuse_duplicate(study, first, "a", target)
+    assert result is not None and result["cached_from"] == 0 and result["accuracy_mean"] == 0.75
+    assert result["measured"]["metrics"] == {"energy_uj": 0.5}
+    assert first.user_attrs["uncounted"] and first.user_attrs["duplicate_of"] == 0
+    record_result(study, first, result, ["accuracy"])
+    # the allowance (DUPLICATE_ALLOWANCE x target) is used up: the next one counts
+    assert DUPLICATE_ALLOWANCE * target <= 1
+    second = study.ask()
+    assert reuse_duplicate(study, second, "a", target) is not None
+    assert "uncounted" not in second.user_attrs
+    # an architecture never evaluated: nothing to reuse, nothing marked
+    third = study.ask()
+    assert reuse_duplicate(study, third, "b", target) is None and not third.user_attrs
+
+
+def test_record_result_keeps_nan_in_a_reason() -> None:
+    study = _study()
+    t = study.ask()
+    record_result(study, t, failed_result("loss is NaN at epoch 1", trained=True), ["accuracy"])
+    stored = study.get_trials(deepcopy=False)[0]
+    assert stored.state.name == "FAIL" and stored.user_attrs["reason"] == "loss is NaN at epoch 1"
+
+
+def test_the_crash_guard_stops_after_consecutive_crashes_only() -> None:
+    guard = CrashGuard(SimpleNamespace(run_dir="runs/x"), limit=3)
+    crash = failed_result("RuntimeError: boom", trained=True, traceback="Traceback ...")
+    guard.check(crash)
+    guard.check(crash)
+    guard.check({"status": "ok"})  # a success in between resets the count
+    guard.check(crash)
+    guard.check(crash)
+    with pytest.raises(SearchError, match="3 trials in a row crashed .*RuntimeError: boom"):
+        guard.check(crash)
