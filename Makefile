@@ -27,7 +27,7 @@ venv: $(STAMP)
 # the job stays within 10 minutes on a slow or busy machine (the next `make run` continues it).
 run: $(STAMP)
 	$(BIN)/neuronas search --name default --timeout 420
-	$(BIN)/neuronas export default --out runs/default/export
+	$(BIN)/neuronas export default --out runs/default/export --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from neuronas.export import NIR_DT_S, chip_weights, to_nir
 from neuronas.snn import build, crossbar_layers
+from neuronas.snn.nir import NIR_DT_S, chip_weights, to_nir
 from neuronas.spec import ArchSpec
 
 snntorch = pytest.importorskip("snntorch")
@@ -174,7 +174,7 @@ def test_nir_holds_the_quantized_weights() -> None:
     g = to_nir(model, arch)
     for name, layer in zip(("fc0", "fc1", "fc2"), crossbar_layers(model), strict=False):
         w = g.nodes[name].weight
-        step = float(layer._w_step().detach())
+        step = float(layer.stored_weights()[1])
         levels = w / step
         np.testing.assert_allclose(levels, np.round(levels), atol=1e-4)
         qn, qp = layer.config.weight_range

@@ -1,0 +1,193 @@
+"""One front member's folder: ``arch.yaml``, ``metrics.json``, the weights and ``model.nir``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from neuronas.errors import ExportError, SearchError
+from neuronas.spec import ArchSpec
+
+__all__ = [
+    "METRICS",
+    "checkpoint_path",
+    "fmt_number",
+    "member_metrics",
+    "write_csv",
+    "write_member",
+]
+
+#: cost metrics shown per member (pareto.csv, the report's front table)
+METRICS = ("energy_uj", "latency_us", "area_mm2", "memory_kb")
+
+
+def checkpoint_path(run: Any, t: Any) -> Path | None:
+    """The trial's ``model.pt``: under the run folder (relative, so a moved run still finds it),
+    else the absolute path recorded by an older run."""
+    rel = t.user_attrs.get("trial_dir")
+    if rel:
+        p = run.run_dir / rel / "model.pt"
+        if p.is_file():
+            return p
+    ck = t.user_attrs.get("checkpoint")
+    if ck and Path(ck).is_file():
+        return Path(ck)
+    return None
+
+
+def member_metrics(run: Any, t: Any) -> dict[str, Any]:
+    """What ``metrics.json`` holds besides the file list (plain JSON values, no paths)."""
+    ua = t.user_attrs
+    train = ua.get("train") or {}
+    budgets = {m: {"limit": b.limit, "hard": b.hard} for m, b in run.chip.budgets.items().items()}
+    return {
+        "trial": t.number,
+        "arch_key": ua.get("arch_key"),
+        "objectives": dict(zip(run.config.objectives, t.values, strict=False)),
+        "accuracy": {
+            "mean": ua.get("accuracy"),
+            "std": ua.get("accuracy_std"),
+            "per_instance": train.get("accuracies"),
+            "float": train.get("float_accuracy"),
+            "instances": run.config.eval_instances,
+        },
+        "activity": train.get("activity"),
+        "cost": ua.get("cost"),
+        "metrics": ua.get("metrics"),
+        "prior_metrics": ua.get("prior_metrics"),
+        "margins": ua.get("margins"),
+        "violations": ua.get("violations"),
+        "budgets": budgets,
+        "training": {k: train.get(k) for k in ("status", "epochs_run", "train_seconds")},
+        "history": ua.get("history"),
+        "chip": run.chip.name,
+        "dataset": run.config.dataset,
+    }
+
+
+def _read_state(ckpt: Path, trial: int) -> dict[str, Any]:
+    """The checkpoint as a weights-only state_dict; anything else is refused in one line (a
+    truncated, empty or pickled-object file is never copied into the export)."""
+    import torch
+
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file; all mean "unreadable"
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(
+            f"{ckpt}: trial {trial}'s checkpoint is not a readable weights-only state_dict "
+            f"({type(exc).__name__}: {why[:160]}); retrain the trial or delete the file"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ExportError(
+            f"{ckpt}: trial {trial}'s checkpoint holds {type(state).__name__}, expected a state_dict "
+            "of tensors; retrain the trial or delete the file"
+        )
+    return state
+
+
+def _load_model(arch: ArchSpec, chip: Any, state: dict[str, Any], ckpt: Path, trial: int) -> Any:
+    from neuronas.snn import build
+
+    model = build(arch, chip)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ExportError(
+            f"{ckpt}: trial {trial}'s checkpoint does not fit its architecture ({first[:160]})"
+        ) from None
+    model.set_hardware_awareness(1.0)
+    model.eval()
+    return model
+
+
+def write_member(
+    run: Any, t: Any, d: Path, *, nir: bool = True, chip_package: bool = True
+) -> dict[str, Any]:
+    """Write member ``t`` into the (new, empty) folder ``d``; its ``metrics.json`` content."""
+    arch = ArchSpec.from_dict(t.user_attrs["arch"])
+    (d / "arch.yaml").write_text(arch.to_yaml())
+    metrics = member_metrics(run, t)
+    files = ["arch.yaml", "metrics.json"]
+    ckpt = checkpoint_path(run, t)
+    nir_note = ""
+    if ckpt is not None:
+        import torch
+        from safetensors.torch import save_file
+
+        state = _read_state(ckpt, t.number)
+        tensors = {k: v.detach().contiguous() for k, v in state.items()}
+        # written from the validated tensors, not copied: only a plain state_dict leaves the run
+        torch.save(tensors, d / "model.pt")
+        save_file(tensors, str(d / "weights.safetensors"))
+        files += ["model.pt", "weights.safetensors"]
+        if nir or chip_package:
+            model = _load_model(arch, run.chip, state, ckpt, t.number)
+            if chip_package:
+                from neuronas.export.chip import write_chip_package
+
+                write_chip_package(model, arch, run.chip, d / "chip")
+                files.append("chip/")
+            if nir:
+                from neuronas.snn.nir import nir_notes, write_nir
+
+                try:
+                    write_nir(model, arch, d / "model.nir")
+                    files.append("model.nir")
+                    nir_note = nir_notes(arch)
+                except SearchError as exc:  # a layer or encoding NIR cannot express: say so, go on
+                    nir_note = f"no model.nir: {exc}"
+    else:
+        nir_note = "no checkpoint found (trained on another machine?): weights and NIR not exported"
+    metrics["files"] = files
+    metrics["nir_notes"] = nir_note
+    (d / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    return {"trial": t, "dir": d, "arch": arch, "metrics": metrics, "files": files}
+
+
+def fmt_number(v: Any) -> str:
+    """A CSV cell: 6 significant digits, empty for a missing value."""
+    if v is None:
+        return ""
+    return f"{float(v):.6g}"
+
+
+def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
+    """``pareto.csv``: one row per member (objectives, cost metrics, budget margins)."""
+    budgets = list(run.chip.budgets.items())
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "rank",
+                "trial",
+                "folder",
+                "arch",
+                "accuracy",
+                "accuracy_std",
+                *METRICS,
+                *[f"margin_{m}" for m in budgets],
+                "trained_seconds",
+            ]
+        )
+        for m in members:
+            t = m["trial"]
+            ua = t.user_attrs
+            met = ua.get("metrics") or {}
+            margins = ua.get("margins") or {}
+            w.writerow(
+                [
+                    m["rank"],
+                    t.number,
+                    m["dir"].name,
+                    m["arch"].describe(),
+                    fmt_number(ua.get("accuracy")),
+                    fmt_number(ua.get("accuracy_std")),
+                    *[fmt_number(met.get(k)) for k in METRICS],
+                    *[fmt_number(margins.get(b)) for b in budgets],
+                    fmt_number((ua.get("train") or {}).get("train_seconds")),
+                ]
+            )
