@@ -75,7 +75,8 @@ def _read_state(ckpt: Path, trial: int) -> dict[str, Any]:
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file; all mean "unreadable"
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        why = text.splitlines()[0].split(". ")[0] if text else type(exc).__name__
         raise ExportError(
             f"{ckpt}: trial {trial}'s checkpoint is not a readable weights-only state_dict "
             f"({type(exc).__name__}: {why[:160]}); retrain the trial or delete the file"

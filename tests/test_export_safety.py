@@ -1,0 +1,201 @@
+"""Export safety on a real tiny search: the output folder, permissions, bad checkpoints, paths.
+
+Each case is a real run (SQLite study, trained checkpoints) exported through the CLI or
+``export_run``; the error cases assert the one-line message and that nothing was written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _search_helpers import FAST, cli, env, write_space
+
+from neuronas.errors import ExportError
+
+
+@pytest.fixture(scope="module")
+def run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding ``runs/safe``: a 3-trial search whose front has trained members."""
+    tmp = tmp_path_factory.mktemp("export_safety")
+    space = write_space(tmp)
+    args = ["search", "--space", str(space), "--trials", "3", "--name", "safe", "--seed", "1"]
+    r = cli([*args, *FAST], tmp)
+    assert r.returncode == 0, r.stderr
+    return tmp
+
+
+def _copy_run(run_root: Path, dest: Path) -> Path:
+    """A private copy of the run (tests that damage it must not touch the shared one)."""
+    shutil.copytree(run_root / "runs", dest / "runs")
+    return dest
+
+
+def _export(root: Path, out: Path, **kw: object) -> dict:
+    from neuronas.export import export_run
+    from neuronas.search.study import open_run
+
+    return export_run(open_run(root / "runs" / "safe"), out, **kw)
+
+
+def _one_line_error(r: subprocess.CompletedProcess[str]) -> str:
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    return lines[0]
+
+
+def _no_leftovers(parent: Path) -> None:
+    left = [p.name for p in parent.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+    assert not left, left
+
+
+def test_non_empty_out_is_refused_and_overwrite_replaces_it_whole(run_root: Path) -> None:
+    out = run_root / "exp_overwrite"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    r = cli(["export", "safe", "--out", str(out)], run_root)
+    line = _one_line_error(r)
+    assert str(out) in line and "--overwrite" in line and "not empty" in line
+    assert (out / "notes.txt").read_text() == "mine"  # refused: untouched
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+    # a stale member folder from an earlier, larger front must not survive an overwrite
+    (out / "09_trial0099").mkdir()
+    (out / "09_trial0099" / "arch.yaml").write_text("stale")
+    r = cli(["export", "safe", "--out", str(out), "--overwrite"], run_root)
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert "notes.txt" not in names and "09_trial0099" not in names
+    assert {"report.md", "pareto.csv", "pareto.png"} <= set(names)
+    members = [n for n in names if n[:2].isdigit()]
+    assert members and all((out / m / "arch.yaml").is_file() for m in members)
+    _no_leftovers(run_root)
+
+
+def test_an_empty_existing_out_is_used(run_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "empty"
+    out.mkdir()
+    res = _export(run_root, out, plot=False, nir=False)
+    assert Path(res["report"]).is_file() and res["members"]
+    _no_leftovers(tmp_path)
+
+
+def test_out_that_is_a_file_or_under_a_file_is_one_line(run_root: Path) -> None:
+    f = run_root / "afile.txt"
+    f.write_text("keep")
+    line = _one_line_error(cli(["export", "safe", "--out", str(f)], run_root))
+    assert str(f) in line and "not a folder" in line
+    under = f / "sub" / "exp"
+    line = _one_line_error(cli(["export", "safe", "--out", str(under)], run_root))
+    assert str(under) in line and f"{f} is a file" in line
+    assert f.read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param("truncate", id="truncated"),
+        pytest.param("hostile", id="hostile-pickle"),
+        pytest.param("not-a-state-dict", id="tensor-not-dict"),
+    ],
+)
+def test_a_bad_checkpoint_is_named_and_nothing_is_written(
+    run_root: Path, tmp_path: Path, content: object
+) -> None:
+    import torch
+
+    root = _copy_run(run_root, tmp_path)
+    ckpts = sorted((root / "runs" / "safe" / "trials").glob("*/model.pt"))
+    assert ckpts
+    bad = ckpts[0]
+    marker = tmp_path / "pwned"
+    if content == "truncate":
+        data = bad.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    elif content == "hostile":
+
+        class Evil:
+            def __reduce__(self):  # runs os.system on an unsafe load
+                return (os.system, (f"touch {marker}",))
+
+        bad.write_bytes(pickle.dumps({"layers.0.weight": Evil()}))
+    elif content == "not-a-state-dict":
+        torch.save(torch.zeros(3), bad)
+    else:
+        bad.write_bytes(content)  # type: ignore[arg-type]
+    # an earlier export stays as it was when the new one fails
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "previous.txt").write_text("earlier export")
+    with pytest.raises(ExportError) as exc:
+        _export(root, out, overwrite=True, plot=False)
+    msg = str(exc.value)
+    assert "\n" not in msg and str(bad) in msg and "checkpoint" in msg
+    assert not marker.exists(), "the hostile pickle ran"
+    assert sorted(p.name for p in out.iterdir()) == ["previous.txt"]
+    _no_leftovers(tmp_path)
+
+
+def test_a_bad_checkpoint_through_the_cli_leaves_no_folder(run_root: Path, tmp_path: Path) -> None:
+    root = _copy_run(run_root, tmp_path)
+    bad = sorted((root / "runs" / "safe" / "trials").glob("*/model.pt"))[0]
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    out = tmp_path / "exp"
+    line = _one_line_error(cli(["export", "safe", "--out", str(out)], root))
+    assert str(bad) in line
+    assert not out.exists()
+    _no_leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_files_get_the_permissions_the_umask_allows(run_root: Path, umask: int) -> None:
+    out = run_root / f"exp_umask_{umask:o}"
+    code = (
+        "import os, sys; os.umask(%d); from neuronas.cli import main; sys.exit(main(sys.argv[1:]))"
+        % umask
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, "export", "safe", "--out", str(out), "--no-nir"],
+        cwd=run_root,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(out):
+        assert stat.S_IMODE(os.stat(dirpath).st_mode) == 0o777 & ~umask, dirpath
+        for name in filenames:
+            mode = stat.S_IMODE(os.stat(Path(dirpath, name)).st_mode)
+            assert mode == 0o666 & ~umask, (name, oct(mode))
+            seen.add(name)
+    assert {"weights.safetensors", "model.pt", "metrics.json", "mapping.json"} <= seen
+
+
+def test_no_file_holds_an_absolute_path_and_a_moved_run_exports(
+    run_root: Path, tmp_path: Path
+) -> None:
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(run_root / "runs" / "safe", moved / "runs" / "safe")
+    out = tmp_path / "exp"
+    res = _export(moved, out, plot=False)
+    assert res["members"]
+    for p in out.rglob("*"):
+        if p.suffix in (".json", ".md", ".csv", ".yaml"):
+            text = p.read_text()
+            for root in (str(run_root), str(tmp_path), str(Path.home())):
+                assert root not in text, (p.relative_to(out), root)
+    for d in res["members"]:
+        files = json.loads((Path(d) / "metrics.json").read_text())["files"]
+        assert "model.pt" in files, "the moved run's checkpoints were found through relative paths"
