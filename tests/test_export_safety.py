@@ -161,8 +161,8 @@ def test_a_bad_checkpoint_through_the_cli_leaves_no_folder(run_root: Path, tmp_p
 def test_files_get_the_permissions_the_umask_allows(run_root: Path, umask: int) -> None:
     out = run_root / f"exp_umask_{umask:o}"
     code = (
-        "import os, sys; os.umask(%d); from neuronas.cli import main; sys.exit(main(sys.argv[1:]))"
-        % umask
+        f"import os, sys; os.umask({umask}); from neuronas.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
     )
     r = subprocess.run(
         [sys.executable, "-c", code, "export", "safe", "--out", str(out), "--no-nir"],
@@ -174,7 +174,7 @@ def test_files_get_the_permissions_the_umask_allows(run_root: Path, umask: int) 
     )
     assert r.returncode == 0, r.stderr
     seen = set()
-    for dirpath, dirnames, filenames in os.walk(out):
+    for dirpath, _, filenames in os.walk(out):
         assert stat.S_IMODE(os.stat(dirpath).st_mode) == 0o777 & ~umask, dirpath
         for name in filenames:
             mode = stat.S_IMODE(os.stat(Path(dirpath, name)).st_mode)
