@@ -3,11 +3,14 @@
 NIR mapping (``nir`` 1.0 primitives; simulation time step ``dt = 1e-4 s`` per timestep, the
 convention snnTorch's importer assumes):
 
-* fc -> ``Affine`` (a ``Flatten`` first when the input is spatial); conv -> ``Conv2d``.  The
-  weights are the **quantized** weights the crossbar stores, de-quantized (integer level x the
-  learned step), i.e. what a digital or ideal array computes.  The per-row-group ADC / sense
-  amplifier conversion of partial sums has no NIR primitive; each layer's converter is listed
-  in the graph's metadata instead.
+* fc on a flat input -> ``Affine``; fc on a feature map [C, H, W] -> ``Conv2d`` with an H x W
+  kernel (output [N, 1, 1]; later fc layers are 1 x 1 ``Conv2d``): NIR's ``Flatten`` is
+  batch-free, and snnTorch, Norse and nirtorch all map it to a ``torch.nn.Flatten`` that
+  flattens the batch too.  conv -> ``Conv2d``.  The weights are the **quantized** weights the
+  crossbar stores, de-quantized (integer level x the learned step), i.e. what a digital or
+  ideal array computes.  The per-row-group ADC / sense amplifier conversion of partial sums has
+  no NIR primitive; each layer's converter is listed in the graph's metadata instead (the
+  exact converters are in the member's ``chip/`` package).
 * ``lif`` (v <- v + (x - v) / tau, hard reset to 0) -> ``LIF(tau = tau * dt, r = 1,
   v_leak = 0, v_threshold)``: forward-Euler with step dt reproduces it exactly.
 * ``if`` -> ``IF(r = 1, v_threshold)``.
@@ -17,9 +20,10 @@ convention snnTorch's importer assumes):
   otherwise (the clamp at rest is lost); the metadata says so.
 * soft reset (subtract the threshold) has no NIR primitive either; such networks are exported
   with NIR's reset-to-``v_reset`` and flagged in the metadata.
-* max pooling of binary spikes is an OR: ``AvgPool2d(k)`` followed by a memoryless
-  ``LIF(tau = dt, r = 1, v_threshold = 0.5 / k^2)`` fires iff any input of the window spiked
-  (exact for binary inputs).  Average pooling is ``AvgPool2d``.
+* pooling is a ``Conv2d`` whose output channel c sums (max) or averages (avg) the window of
+  input channel c: snnTorch maps ``AvgPool2d`` but not ``SumPool2d``, Norse the reverse, all
+  three map ``Conv2d``.  Max pooling of binary spikes is an OR: the window's sum into a
+  memoryless ``LIF(tau = dt, r = 1, v_threshold = 0.5)``, which fires iff any input spiked.
 * the readout (last weighted layer) has no neuron: the graph's output is its per-timestep
   output current, like neuronas' own network.
 """
@@ -51,6 +55,27 @@ def chip_weights(layer: Any) -> tuple[Any, Any]:
     return w.cpu().numpy().astype("float32"), b.cpu().numpy().astype("float32")
 
 
+def _conv(
+    weight: np.ndarray, bias: np.ndarray, in_hw: tuple[int, int], stride: int, pad: int
+) -> Any:
+    return nir.Conv2d(
+        input_shape=in_hw,
+        weight=weight.astype(np.float32),
+        stride=stride,
+        padding=pad,
+        dilation=1,
+        groups=1,
+        bias=bias.astype(np.float32),
+    )
+
+
+def _pool_weight(channels: int, k: int, value: float) -> np.ndarray:
+    """``[C, C, k, k]``: channel c of the output sums (times ``value``) the window of channel c."""
+    w = np.zeros((channels, channels, k, k), np.float32)
+    w[np.arange(channels), np.arange(channels)] = value
+    return w
+
+
 def to_nir(model: Any, arch: Any) -> Any:
     """A ``nir.NIRGraph`` of ``model`` (a :class:`neuronas.snn.SpikingNetwork` of ``arch``)."""
     if arch.input.encoding == "rate":
@@ -74,26 +99,23 @@ def to_nir(model: Any, arch: Any) -> Any:
         edges.append((prev, name))
         prev = name
 
+    def spike_or(name: str, out: tuple[int, ...]) -> None:
+        ones = np.ones(out, dtype=np.float32)
+        # tau = dt: v <- x every step (no memory); fires iff the window held a spike
+        add(name, nir.LIF(tau=dt * ones, r=ones, v_leak=0 * ones, v_threshold=0.5 * ones))
+
     for i, layer in enumerate(arch.layers):
         mod = model.layers[i]
-        out_shape = tuple(shapes[i])
         if layer.kind == "pool":
             k, s, p = layer.kernel, layer.stride, layer.pad
-            add(
-                f"pool{i}",
-                nir.AvgPool2d(
-                    kernel_size=np.array([k, k]), stride=np.array([s, s]), padding=np.array([p, p])
-                ),
-            )
+            c = shape[0]
+            out3 = tuple(shapes[i])
+            value = 1.0 if layer.pool == "max" else 1.0 / (k * k)
+            zeros = np.zeros(c, np.float32)
+            add(f"pool{i}", _conv(_pool_weight(c, k, value), zeros, (shape[1], shape[2]), s, p))
             if layer.pool == "max":
-                ones = np.ones(out_shape, dtype=np.float32)
-                add(
-                    f"pool{i}_or",
-                    nir.LIF(
-                        tau=dt * ones, r=ones, v_leak=0 * ones, v_threshold=(0.5 / (k * k)) * ones
-                    ),
-                )
-            shape = out_shape
+                spike_or(f"pool{i}_or", out3)
+            shape = out3
             continue
         r = resolved[i]
         converters.append(
@@ -106,30 +128,24 @@ def to_nir(model: Any, arch: Any) -> Any:
             b = b - np.float32(neuron.decay_step)
         if layer.kind == "fc":
             if len(shape) == 3:
-                add(
-                    f"flatten{i}",
-                    nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1),
-                )
-            add(f"fc{i}", nir.Affine(weight=w.reshape(layer.out, -1), bias=b))
+                # a convolution over the whole map instead of Flatten + Affine: the stock
+                # importers turn NIR's batch-free Flatten(start_dim=0) into one that also
+                # flattens the batch; the output is [out, 1, 1] from here on
+                kernel = w.reshape(layer.out, *shape)
+                add(f"fc{i}", _conv(kernel, b, (shape[1], shape[2]), 1, 0))
+                shape = (layer.out, 1, 1)
+            else:
+                add(f"fc{i}", nir.Affine(weight=w.reshape(layer.out, -1), bias=b))
+                shape = (layer.out,)
         elif layer.kind == "conv":
-            add(
-                f"conv{i}",
-                nir.Conv2d(
-                    input_shape=(shape[1], shape[2]),
-                    weight=w,
-                    stride=layer.stride,
-                    padding=layer.pad,
-                    dilation=1,
-                    groups=1,
-                    bias=b,
-                ),
-            )
+            add(f"conv{i}", _conv(w, b, (shape[1], shape[2]), layer.stride, layer.pad))
+            shape = tuple(shapes[i])
         else:
             raise SearchError(
                 f"NIR export: layer {i} kind {layer.kind} has no NIR mapping in neuronas yet"
             )
         if not r.is_readout:
-            ones = np.ones(out_shape, dtype=np.float32)
+            ones = np.ones(shape, dtype=np.float32)
             thr = float(neuron.threshold) * ones
             if neuron.model == "lif":
                 add(
@@ -140,7 +156,6 @@ def to_nir(model: Any, arch: Any) -> Any:
                 )
             else:
                 add(f"if{i}", nir.IF(r=ones, v_threshold=thr))
-        shape = out_shape
     nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
     edges.append((prev, "output"))
     if neuron.model == "ld_lif":
@@ -153,8 +168,10 @@ def to_nir(model: Any, arch: Any) -> Any:
         )
     if any(layer.kind == "pool" and layer.pool == "max" for layer in arch.layers):
         notes.append(
-            "max pooling of binary spikes exported as AvgPool2d + memoryless LIF(tau = dt, threshold 0.5/k^2) = OR of the window"
+            "max pooling of binary spikes exported as a per-channel summing Conv2d + memoryless LIF(tau = dt, threshold 0.5) = OR of the window"
         )
+    if len(shape) == 3 and arch.layers[-1].kind == "fc":
+        notes.append(f"the readout is [{shape[0]}, 1, 1]: fc layers after a feature map are Conv2d")
     metadata = {
         "producer": "neuronas",
         "dt_s": dt,
