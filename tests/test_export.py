@@ -106,7 +106,7 @@ def _inputs(arch: ArchSpec, seed: int = 1) -> torch.Tensor:
 # -- the importers, as their users call them ------------------------------------------------
 
 
-def _run_snntorch(graph: Any, x: torch.Tensor) -> torch.Tensor:
+def run_snntorch(graph: Any, x: torch.Tensor) -> torch.Tensor:
     import snntorch.utils
     from snntorch.import_nir import import_from_nir
 
@@ -115,7 +115,7 @@ def _run_snntorch(graph: Any, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([net(x[t])[0].reshape(x.shape[1], -1) for t in range(x.shape[0])])
 
 
-def _run_norse(graph: Any, x: torch.Tensor) -> torch.Tensor:
+def run_norse(graph: Any, x: torch.Tensor) -> torch.Tensor:
     net = norse.torch.from_nir(graph, dt=NIR_DT_S)
     state, outs = None, []
     for t in range(x.shape[0]):
@@ -161,8 +161,14 @@ def _affine_with_bias(node: Any) -> torch.nn.Linear:
     return m
 
 
-def _run_nirtorch(graph: Any, x: torch.Tensor, node_map: dict | None = None) -> torch.Tensor:
-    net = nirtorch.nir_to_torch(graph, node_map or {nir.LIF: _NirLIF, nir.IF: _NirIF})
+#: what a nirtorch user supplies: the neurons (nirtorch maps none), and for graphs with Affine
+#: nodes a mapping that loads the bias (nirtorch 2.6's default does not)
+NIRTORCH_NEURONS: dict[Any, Any] = {nir.LIF: _NirLIF, nir.IF: _NirIF}
+NIRTORCH_WITH_BIAS: dict[Any, Any] = {**NIRTORCH_NEURONS, nir.Affine: _affine_with_bias}
+
+
+def run_nirtorch(graph: Any, x: torch.Tensor, node_map: dict | None = None) -> torch.Tensor:
+    net = nirtorch.nir_to_torch(graph, node_map or NIRTORCH_NEURONS)
     state, outs = None, []
     for t in range(x.shape[0]):
         out, state = net(x[t], state) if state is not None else net(x[t])
@@ -209,22 +215,20 @@ def test_stock_importers_run_the_exported_graph(tmp_path: Path, net: str, import
         n_if = sum(isinstance(n, nir.IF) for n in graph.nodes.values())
         assert n_if and sum(abs(b - 0.9) < 1e-6 for b in betas) == n_if
         with pytest.raises(TypeError, match="tuple"):
-            _run_snntorch(graph, x)
+            run_snntorch(graph, x)
         return
     has_affine = any(isinstance(n, nir.Affine) for n in graph.nodes.values())
     if importer == "nirtorch" and has_affine:
         # documented difference: nirtorch's default Affine map leaves the bias unloaded
-        loaded = nirtorch.nir_to_torch(graph, {nir.LIF: _NirLIF, nir.IF: _NirIF})
+        loaded = nirtorch.nir_to_torch(graph, NIRTORCH_NEURONS)
         biases = [m.bias for m in loaded.modules() if isinstance(m, torch.nn.Linear)]
         graph_biases = [n.bias for n in graph.nodes.values() if isinstance(n, nir.Affine)]
         assert not all(
             np.allclose(b.detach().numpy(), gb) for b, gb in zip(biases, graph_biases, strict=True)
         )
-        theirs = _run_nirtorch(
-            graph, x, {nir.LIF: _NirLIF, nir.IF: _NirIF, nir.Affine: _affine_with_bias}
-        )
+        theirs = run_nirtorch(graph, x, NIRTORCH_WITH_BIAS)
     else:
-        run = {"snntorch": _run_snntorch, "norse": _run_norse, "nirtorch": _run_nirtorch}[importer]
+        run = {"snntorch": run_snntorch, "norse": run_norse, "nirtorch": run_nirtorch}[importer]
         theirs = run(graph, x)
     theirs = theirs.detach()
     assert theirs.shape == ours.shape, (theirs.shape, ours.shape)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _search_helpers import FAST, cli, env, write_space
 
@@ -199,3 +200,35 @@ def test_no_file_holds_an_absolute_path_and_a_moved_run_exports(
     for d in res["members"]:
         files = json.loads((Path(d) / "metrics.json").read_text())["files"]
         assert "model.pt" in files, "the moved run's checkpoints were found through relative paths"
+
+
+def test_trained_members_load_and_run_in_the_stock_importers(run_root: Path) -> None:
+    """The exported ``model.nir`` of trained members (lif and if, sense-amplifier arrays) runs a
+    batch in Norse and nirtorch, and in snnTorch where it can (LIF: see ``test_export.py``)."""
+    import nir
+    import torch
+    from test_export import NIRTORCH_WITH_BIAS, run_nirtorch, run_norse, run_snntorch
+
+    out = run_root / "exp_importers"
+    res = _export(run_root, out, plot=False)
+    models = set()
+    for d in map(Path, res["members"]):
+        meta = json.loads((d / "metrics.json").read_text())
+        assert "model.nir" in meta["files"]
+        graph = nir.read(str(d / "model.nir"))
+        model = graph.metadata["neuron_model"]
+        models.add(model)
+        shape = tuple(int(s) for s in graph.nodes["input"].input_type["input"])
+        x = (torch.rand((3, 5, *shape), generator=torch.Generator().manual_seed(0)) < 0.3).float()
+        n_out = int(np.prod(graph.nodes["output"].output_type["output"]))
+
+        def nirtorch_run(g: object, xs: torch.Tensor) -> torch.Tensor:
+            return run_nirtorch(g, xs, NIRTORCH_WITH_BIAS)
+
+        runners = [run_norse, nirtorch_run] + ([run_snntorch] if model == "lif" else [])
+        results = [r(graph, x).detach() for r in runners]
+        for y in results:
+            assert y.shape == (3, 5, n_out) and torch.isfinite(y).all()
+        for y in results[1:]:  # the importers agree with each other
+            assert torch.allclose(y, results[0], atol=1e-5), (y - results[0]).abs().max()
+    assert models
