@@ -14,6 +14,8 @@ Documented differences (asserted, not patched):
 * snnTorch 1.0 imports ``nir.IF`` as ``Leaky(beta=0.9, init_hidden=False)``: a leaky neuron whose
   (spike, membrane) tuple the next layer cannot take, so IF (and LD-LIF, exported as IF) graphs
   load but do not run in snnTorch.  They run in Norse and nirtorch.
+* neuronas' own reader (:func:`neuronas.snn.nir.run_graph`, which measures a graph's accuracy
+  at export) runs every graph.
 * nirtorch 2.6 ships no neuron mapping (the user supplies one: here NIR's own definitions of LIF
   and IF), and its default ``Affine`` mapping does not load the bias (it assigns
   ``weight.bias``), so an MLP's biases must be mapped by the user too; convolutions are loaded
@@ -31,7 +33,7 @@ import pytest
 import torch
 
 from neuronas.snn import build, crossbar_layers
-from neuronas.snn.nir import NIR_DT_S, chip_weights, to_nir
+from neuronas.snn.nir import NIR_DT_S, chip_weights, run_graph, to_nir
 from neuronas.spec import ArchSpec
 
 snntorch = pytest.importorskip("snntorch")
@@ -136,7 +138,7 @@ class _NirLIF(torch.nn.Module):
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> Any:
         v = torch.zeros_like(x) if state is None else state
         v = v + self.k * (self.r * x - v)
-        z = (v >= self.thr).float()
+        z = (v > self.thr).float()
         return z, v * (1 - z)
 
 
@@ -150,7 +152,7 @@ class _NirIF(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> Any:
         v = (torch.zeros_like(x) if state is None else state) + self.r * x
-        z = (v >= self.thr).float()
+        z = (v > self.thr).float()
         return z, v * (1 - z)
 
 
@@ -176,6 +178,11 @@ def run_nirtorch(graph: Any, x: torch.Tensor, node_map: dict | None = None) -> t
     return torch.stack(outs)
 
 
+def run_neuronas(graph: Any, x: torch.Tensor) -> torch.Tensor:
+    """neuronas' own reader (NIR's definitions), which measures the graph's accuracy."""
+    return run_graph(graph, x).reshape(x.shape[0], x.shape[1], -1)
+
+
 def _ours(arch: ArchSpec, model, x: torch.Tensor) -> torch.Tensor:
     model.reset_probes()
     model.probing = True
@@ -195,7 +202,7 @@ def _graph(arch: ArchSpec, model, tmp_path: Path) -> Any:
 
 
 @pytest.mark.parametrize("net", list(NETS))
-@pytest.mark.parametrize("importer", ["snntorch", "norse", "nirtorch"])
+@pytest.mark.parametrize("importer", ["snntorch", "norse", "nirtorch", "neuronas"])
 def test_stock_importers_run_the_exported_graph(tmp_path: Path, net: str, importer: str) -> None:
     spec, neuron, seed, gain = NETS[net]
     arch, model = _model(spec, neuron, seed=seed, gain=gain)
@@ -228,7 +235,12 @@ def test_stock_importers_run_the_exported_graph(tmp_path: Path, net: str, import
         )
         theirs = run_nirtorch(graph, x, NIRTORCH_WITH_BIAS)
     else:
-        run = {"snntorch": run_snntorch, "norse": run_norse, "nirtorch": run_nirtorch}[importer]
+        run = {
+            "snntorch": run_snntorch,
+            "norse": run_norse,
+            "nirtorch": run_nirtorch,
+            "neuronas": run_neuronas,
+        }[importer]
         theirs = run(graph, x)
     theirs = theirs.detach()
     assert theirs.shape == ours.shape, (theirs.shape, ours.shape)

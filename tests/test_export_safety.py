@@ -232,3 +232,22 @@ def test_trained_members_load_and_run_in_the_stock_importers(run_root: Path) -> 
         for y in results[1:]:  # the importers agree with each other
             assert torch.allclose(y, results[0], atol=1e-5), (y - results[0]).abs().max()
     assert models
+
+
+def test_every_command_the_report_prints_works(run_root: Path) -> None:
+    import re
+
+    out = run_root / "exp_commands"
+    res = _export(run_root, out, plot=False)
+    report = Path(res["report"]).read_text()
+    assert "NIR graph" in report and "pJ per synaptic operation" in report
+    assert "inferences/s" in report and "energy-delay product" in report and "bottleneck" in report
+    blocks = re.findall(r"```\n(.*?)```", report, flags=re.S)
+    commands = [ln for b in blocks for ln in b.splitlines() if ln.startswith("neuronas ")]
+    assert len(commands) >= 3
+    for c in commands:
+        r = cli(c.split()[1:], out)
+        assert r.returncode == 0, (c, r.stderr[-1000:])
+    for d in map(Path, res["members"]):
+        acc = json.loads((d / "metrics.json").read_text())["accuracy"]
+        assert acc["nir"] is not None and 0.0 <= acc["nir"] <= 1.0

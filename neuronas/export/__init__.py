@@ -5,6 +5,7 @@
     DIR/report.md              read this first: chip, space, budgets, the front, cost breakdowns
     DIR/pareto.csv             one row per front member (objectives, every cost metric, margins)
     DIR/pareto.png             accuracy against each cost objective: front, other trained, rejected
+    DIR/chip.yaml              the chip priced against (``neuronas cost ... --chip chip.yaml``)
     DIR/01_trial0012/          one folder per member, best accuracy first
         arch.yaml              the architecture (ArchSpec YAML; ``neuronas cost`` / ``train`` read it)
         metrics.json           accuracy mean +- std over chip instances, measured activity, the
@@ -94,6 +95,13 @@ def _write_all(
             {"rank": rank, **write_member(run, t, d, nir=nir, chip_package=chip_package)}
         )
     write_csv(run, members, out / "pareto.csv")
+    import yaml
+
+    # the chip as loaded: the printed commands re-price members on exactly this chip, wherever
+    # the run's chip file went
+    (out / "chip.yaml").write_text(
+        yaml.safe_dump(run.chip.model_dump(mode="json"), sort_keys=False)
+    )
     png = None
     if plot:
         from neuronas.export.plot import plot_front

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from neuronas.errors import ExportError, SearchError
+from neuronas.errors import ExportError, NeuronasError, SearchError
 from neuronas.spec import ArchSpec
 
 __all__ = [
@@ -52,6 +52,7 @@ def member_metrics(run: Any, t: Any) -> dict[str, Any]:
             "per_instance": train.get("accuracies"),
             "float": train.get("float_accuracy"),
             "instances": run.config.eval_instances,
+            "nir": None,  # the NIR graph's own accuracy (set when model.nir is written)
         },
         "activity": train.get("activity"),
         "cost": ua.get("cost"),
@@ -105,6 +106,50 @@ def _load_model(arch: ArchSpec, chip: Any, state: dict[str, Any], ckpt: Path, tr
     return model
 
 
+_TEST_DATA: dict[tuple[Any, ...], Any] = {}
+
+
+def _test_split(run: Any, arch: ArchSpec) -> tuple[Any, Any]:
+    """The test samples the search evaluated the member on (the first ``max_eval_samples``)."""
+    import torch
+
+    from neuronas.data import check_input_shape, load_dataset
+
+    cfg = run.config
+    shape = tuple(check_input_shape(cfg.dataset, arch.input.shape))
+    key = (cfg.dataset, arch.input.timesteps, shape, cfg.data_root, cfg.max_eval_samples)
+    if key not in _TEST_DATA:
+        ds = load_dataset(
+            cfg.dataset, "test", arch.input.timesteps, data_root=cfg.data_root, input_shape=shape
+        )
+        if hasattr(ds, "tensors"):
+            x, y = ds.tensors()
+        else:
+            items = [ds[i] for i in range(len(ds))]
+            x = torch.stack([torch.as_tensor(a, dtype=torch.float32) for a, _ in items])
+            y = torch.tensor([int(b) for _, b in items])
+        x, y = torch.as_tensor(x).float(), torch.as_tensor(y).long()
+        if cfg.max_eval_samples is not None:
+            x, y = x[: cfg.max_eval_samples], y[: cfg.max_eval_samples]
+        _TEST_DATA[key] = (x, y)
+    return _TEST_DATA[key]
+
+
+def nir_accuracy(run: Any, arch: ArchSpec, graph: Any) -> float | None:
+    """The NIR graph's own test accuracy, run by NIR's definitions (no converters, ideal cells):
+    what another framework computes from ``model.nir``.  None for a dense task."""
+    from neuronas.snn.nir import run_graph
+
+    if arch.task != "classification":
+        return None
+    x, y = _test_split(run, arch)
+    correct = 0
+    for i in range(0, len(y), 256):
+        out = run_graph(graph, x[i : i + 256].transpose(0, 1)).mean(0)
+        correct += int((out.reshape(out.shape[0], -1).argmax(-1) == y[i : i + 256]).sum())
+    return correct / max(1, len(y))
+
+
 def write_member(
     run: Any, t: Any, d: Path, *, nir: bool = True, chip_package: bool = True
 ) -> dict[str, Any]:
@@ -115,6 +160,7 @@ def write_member(
     files = ["arch.yaml", "metrics.json"]
     ckpt = checkpoint_path(run, t)
     nir_note = ""
+    chip_mapping = None
     if ckpt is not None:
         import torch
         from safetensors.torch import save_file
@@ -130,23 +176,38 @@ def write_member(
             if chip_package:
                 from neuronas.export.chip import write_chip_package
 
-                write_chip_package(model, arch, run.chip, d / "chip")
+                chip_mapping = write_chip_package(model, arch, run.chip, d / "chip")
                 files.append("chip/")
             if nir:
-                from neuronas.snn.nir import nir_notes, write_nir
+                import nir as nir_lib
+
+                from neuronas.snn.nir import nir_notes, to_nir
 
                 try:
-                    write_nir(model, arch, d / "model.nir")
-                    files.append("model.nir")
-                    nir_note = nir_notes(arch)
+                    graph = to_nir(model, arch)
                 except SearchError as exc:  # a layer or encoding NIR cannot express: say so, go on
                     nir_note = f"no model.nir: {exc}"
+                else:
+                    nir_lib.write(str(d / "model.nir"), graph)
+                    files.append("model.nir")
+                    nir_note = nir_notes(arch)
+                    try:
+                        metrics["accuracy"]["nir"] = nir_accuracy(run, arch, graph)
+                    except NeuronasError as exc:  # the test data is not here: say so, go on
+                        nir_note += f"; NIR accuracy not measured: {exc}"
     else:
         nir_note = "no checkpoint found (trained on another machine?): weights and NIR not exported"
     metrics["files"] = files
     metrics["nir_notes"] = nir_note
     (d / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
-    return {"trial": t, "dir": d, "arch": arch, "metrics": metrics, "files": files}
+    return {
+        "trial": t,
+        "dir": d,
+        "arch": arch,
+        "metrics": metrics,
+        "files": files,
+        "chip_mapping": chip_mapping,
+    }
 
 
 def fmt_number(v: Any) -> str:

@@ -29,7 +29,7 @@ def render_report(
         _search(run, trials),
         _front(members, png),
         _members(members),
-        _files(),
+        _files(members),
     ):
         lines += section
     return "\n".join(lines) + "\n"
@@ -166,8 +166,8 @@ def _front(members: list[dict[str, Any]], png: Path | None) -> list[str]:
     if png is not None:
         lines.append(f"![Pareto front]({png.name})\n")
     lines += [
-        "| # | trial | architecture | accuracy | energy_uj | latency_us | area_mm2 | memory_kb | folder |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| # | trial | architecture | chip accuracy | NIR graph | energy_uj | latency_us | area_mm2 | memory_kb | folder |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mm in members:
         ua = mm["trial"].user_attrs
@@ -175,6 +175,7 @@ def _front(members: list[dict[str, Any]], png: Path | None) -> list[str]:
         acc = f"{100 * ua['accuracy']:.1f} +- {100 * (ua.get('accuracy_std') or 0):.1f}%"
         lines.append(
             f"| {mm['rank']} | {mm['trial'].number} | `{mm['arch'].describe()}` | {acc} | "
+            f"{_pct((mm['metrics'].get('accuracy') or {}).get('nir'))} | "
             f"{_fmt(met.get('energy_uj'))} | {_fmt(met.get('latency_us'))} | {_fmt(met.get('area_mm2'))} | "
             f"{_fmt(met.get('memory_kb'))} | `{mm['dir'].name}/` |"
         )
@@ -193,10 +194,98 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100 * float(v):.1f}%"
+
+
+def _accuracy(mm: dict[str, Any]) -> list[str]:
+    acc = mm["metrics"].get("accuracy") or {}
+    if acc.get("mean") is None:
+        return []
+    n = acc.get("instances") or 1
+    per = acc.get("per_instance") or []
+    spread = f", range {_pct(min(per))}..{_pct(max(per))}" if len(per) > 1 else ""
+    return [
+        f"Accuracy (test split): chip **{_pct(acc['mean'])} +- {_pct(acc.get('std') or 0)}** over {n} "
+        f"sampled chip instance(s){spread}; float (ideal crossbars) {_pct(acc.get('float'))}; "
+        f"NIR graph {_pct(acc.get('nir'))} (what another framework computes from `model.nir`: "
+        "quantized weights, no converters)\n"
+    ]
+
+
+def _efficiency(cost: dict[str, Any]) -> list[str]:
+    e, lat, sops = cost.get("energy_uj"), cost.get("latency_us"), cost.get("sops")
+    if e is None or lat is None:
+        return []
+    figures = [
+        f"{_fmt(e)} uJ and {_fmt(lat)} us per inference",
+        f"{_fmt(1e6 / lat) if lat else '-'} inferences/s (one at a time)",
+        f"{_fmt(e * 1e6 / sops) if sops else '-'} pJ per synaptic operation ({_fmt(sops)} SOPs)",
+        f"energy-delay product {_fmt(e * lat)} uJ x us",
+        f"{_fmt(cost.get('area_mm2'))} mm2, {cost.get('arrays', '-')} arrays on {cost.get('tiles', '-')} tile(s)",
+    ]
+    lines = ["Efficiency: " + "; ".join(figures) + "\n"]
+    if cost.get("schedule"):
+        lines.append(f"Latency: {cost['schedule']}.\n")
+    return lines
+
+
+def _converter(r: Any) -> str:
+    if r.adc_kind == "sa":
+        return "1-bit SA"
+    if r.adc_kind == "digital":
+        return "digital"
+    return f"{r.adc_bits}-bit {r.adc_kind}"
+
+
+def _layer_table(mm: dict[str, Any], cost: dict[str, Any]) -> list[str]:
+    layers = cost.get("layers") or []
+    if not layers:
+        return []
+    resolved = {r.index: r for r in mm["arch"].resolved()}
+    packaged = {e["index"]: e for e in (mm.get("chip_mapping") or {}).get("layers", [])}
+    slowest = max(layers, key=lambda lay: float(lay.get("stage_ns") or 0.0))
+    lines = [
+        "| layer | kind | converter | weights | arrays (R x C) | row x col groups | tiles | "
+        "utilisation | energy_uj | stage_ns (array phase, neuron phase) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for lay in layers:
+        r = resolved.get(lay["index"])
+        stage = f"{_fmt(lay.get('stage_ns'))} ({_fmt(lay.get('array_ns'))}, {_fmt(lay.get('neuron_ns'))})"
+        if lay is slowest:
+            stage = f"**{stage}** bottleneck"
+        e = packaged.get(lay["index"])
+        groups = tiles = "-"
+        if e:
+            groups = f"{e['row_groups']} x {e['col_groups']}"
+            first, last = e["tiles"]["first"], e["tiles"]["last"]
+            tiles = str(first) if first == last else f"{first}-{last}"
+        conv = _converter(r) if r else "-"
+        weights = f"{r.weight_bits}-bit, {r.signed_scheme}" if r else "-"
+        arrays = f"{lay.get('arrays', '-')} ({r.rows} x {r.cols})" if r else "-"
+        util = _pct(lay.get("utilisation")) if r else "-"
+        lines.append(
+            f"| {lay['index']} | {lay['kind']} | {conv} | {weights} | {arrays} | {groups} | {tiles} | "
+            f"{util} | {_fmt(lay.get('energy_uj'))} | {stage} |"
+        )
+    return [*lines, ""]
+
+
+def _breakdown(title: str, unit: str, comps: dict[str, Any]) -> list[str]:
+    total = sum(float(v) for v in comps.values()) or 1.0
+    lines = [f"| {title} | {unit} | share |", "|---|---|---|"]
+    for k, v in sorted(comps.items(), key=lambda kv: -float(kv[1])):
+        lines.append(f"| {k} | {_fmt(v)} | {100 * float(v) / total:.1f}% |")
+    return [*lines, ""]
+
+
 def _member(mm: dict[str, Any]) -> list[str]:
     ua = mm["trial"].user_attrs
     cost = ua.get("cost") or {}
     lines = [f"### {mm['rank']}. trial {mm['trial'].number}: `{mm['arch'].describe()}`\n"]
+    lines += _accuracy(mm)
+    lines += _efficiency(cost)
     act = (ua.get("train") or {}).get("activity") or {}
     if act.get("input_rates"):
         lines.append(
@@ -204,36 +293,11 @@ def _member(mm: dict[str, Any]) -> list[str]:
             + ", ".join(f"{r:.3f}" for r in act["input_rates"])
             + "\n"
         )
-    comps = cost.get("components") or {}
-    total = sum(float(v) for v in comps.values()) or 1.0
-    if comps:
-        lines += ["| component | energy_uj | share |", "|---|---|---|"]
-        for k, v in sorted(comps.items(), key=lambda kv: -float(kv[1])):
-            lines.append(f"| {k} | {_fmt(v)} | {100 * float(v) / total:.1f}% |")
-        lines.append("")
-    layers = cost.get("layers") or []
-    if layers:
-        wanted = (
-            "index",
-            "kind",
-            "arrays",
-            "utilisation",
-            "energy_uj",
-            "latency_us",
-            "area_mm2",
-            "memory_kb",
-        )
-        keys = [k for k in wanted if k in layers[0]]
-        lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        for lay in layers:
-            lines.append("| " + " | ".join(_cell(lay.get(k)) for k in keys) + " |")
-        lines.append("")
-    extra = []
-    for k in ("pipelined", "arrays", "utilisation", "sops"):
-        if k in cost:
-            extra.append(f"{k} {cost[k] if not isinstance(cost[k], float) else _fmt(cost[k])}")
-    if extra:
-        lines.append("Totals: " + ", ".join(extra) + "\n")
+    lines += _layer_table(mm, cost)
+    if cost.get("components"):
+        lines += _breakdown("energy by component", "uJ", cost["components"])
+    if cost.get("area_components"):
+        lines += _breakdown("area by component", "mm2", cost["area_components"])
     notes = mm["metrics"].get("nir_notes")
     if notes:
         lines.append(f"NIR: {notes}\n")
@@ -247,14 +311,25 @@ def _members(members: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _files() -> list[str]:
+def _files(members: list[dict[str, Any]]) -> list[str]:
+    first = members[0]["dir"].name if members else "01_trialNNNN"
     return [
         "## Files\n",
-        "- `pareto.csv`: the front as a table; `pareto.png`: the plot above",
-        "- per member: `arch.yaml` (`neuronas cost arch.yaml --chip ...` re-prices it), `metrics.json`, "
-        "`model.pt` (`torch.load(path, weights_only=True)`), `weights.safetensors`, `model.nir` "
-        "(`nir.read`; e.g. `snntorch.import_nir.import_from_nir`), `chip/` (what to program the "
-        "arrays with: see `chip/README.md`)",
+        "- `pareto.csv`: the front as a table; `pareto.png`: the plot above; `chip.yaml`: the chip "
+        "the search priced against (as loaded, every field)",
+        "- per member: `arch.yaml`, `metrics.json`, `model.pt` (a state_dict for "
+        "`torch.load(path, weights_only=True)`), `weights.safetensors`, `model.nir` (e.g. "
+        "`norse.torch.from_nir(nir.read(path), dt=1e-4)`), `chip/` (what to program the arrays "
+        "and converters with: `chip/README.md`)",
         f"- NIR graphs use dt = {NIR_DT_S:g} s per timestep; weights are the quantized values the arrays hold; "
-        "see the graph metadata for converters and approximations (LD-LIF, soft reset)\n",
+        "see the graph metadata for converters and approximations (LD-LIF, soft reset)",
+        "",
+        "Re-price a member with its measured spike rates, or on another chip, from this folder:",
+        "",
+        "```",
+        f"neuronas cost {first}/arch.yaml --chip chip.yaml --activity-file {first}/metrics.json",
+        f"neuronas cost {first}/arch.yaml --chip chip.yaml --activity 1.0",
+        f"neuronas validate chip.yaml {first}/arch.yaml",
+        "```",
+        "",
     ]

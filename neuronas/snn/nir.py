@@ -36,10 +36,11 @@ from typing import Any
 import nir
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from neuronas.errors import SearchError
 
-__all__ = ["NIR_DT_S", "chip_weights", "nir_notes", "to_nir", "write_nir"]
+__all__ = ["NIR_DT_S", "chip_weights", "nir_notes", "run_graph", "to_nir", "write_nir"]
 
 #: seconds per network timestep in exported NIR graphs (snnTorch's importer assumes 1e-4)
 NIR_DT_S = 1e-4
@@ -187,6 +188,78 @@ def to_nir(model: Any, arch: Any) -> Any:
 def write_nir(model: Any, arch: Any, path: Path) -> None:
     """Write :func:`to_nir` of ``model`` to ``path`` (HDF5)."""
     nir.write(str(path), to_nir(model, arch))
+
+
+def _chain(graph: Any) -> list[str]:
+    nxt = dict(graph.edges)
+    if len(nxt) != len(graph.edges) or "input" not in graph.nodes:
+        raise SearchError(
+            "NIR graph: run_graph reads chains from 'input' to 'output' (as to_nir writes)"
+        )
+    order, name = [], "input"
+    while name in nxt:
+        name = nxt[name]
+        order.append(name)
+    return order[:-1]
+
+
+@torch.no_grad()
+def run_graph(graph: Any, x: torch.Tensor, dt: float = NIR_DT_S) -> torch.Tensor:
+    """Run a chain-shaped NIR graph (as :func:`to_nir` writes) on ``x [T, B, *input]`` by NIR's
+    own definitions (forward Euler with step ``dt``; a neuron fires when v > v_threshold and
+    resets to v_reset): outputs ``[T, B, *output]``.  What a faithful importer computes: the
+    graph's accuracy beside the chip's."""
+    t_steps, batch = x.shape[:2]
+    h = x.reshape(t_steps * batch, *x.shape[2:]).float()
+    for name in _chain(graph):
+        node = graph.nodes[name]
+        if isinstance(node, nir.Affine):
+            h = F.linear(h, torch.as_tensor(node.weight), torch.as_tensor(node.bias))
+        elif isinstance(node, nir.Linear):
+            h = F.linear(h, torch.as_tensor(node.weight))
+        elif isinstance(node, nir.Conv2d):
+            h = F.conv2d(
+                h,
+                torch.as_tensor(node.weight),
+                torch.as_tensor(node.bias),
+                tuple(np.atleast_1d(node.stride).tolist()),
+                tuple(np.atleast_1d(node.padding).tolist()),
+                tuple(np.atleast_1d(node.dilation).tolist()),
+                int(node.groups),
+            )
+        elif isinstance(node, nir.Flatten):
+            h = h.flatten(
+                node.start_dim + 1, node.end_dim if node.end_dim < 0 else node.end_dim + 1
+            )
+        elif isinstance(node, nir.AvgPool2d):
+            h = F.avg_pool2d(
+                h,
+                tuple(node.kernel_size.tolist()),
+                tuple(node.stride.tolist()),
+                tuple(node.padding.tolist()),
+            )
+        elif isinstance(node, (nir.LIF, nir.IF)):
+            cur = h.view(t_steps, batch, *h.shape[1:])
+            r = torch.as_tensor(node.r, dtype=torch.float32)
+            thr = torch.as_tensor(node.v_threshold, dtype=torch.float32)
+            v_reset = torch.as_tensor(node.v_reset, dtype=torch.float32)
+            v = torch.zeros_like(cur[0])
+            spikes = []
+            for t in range(t_steps):
+                if isinstance(node, nir.LIF):
+                    k = torch.as_tensor(dt / node.tau, dtype=torch.float32)
+                    v = v + k * (torch.as_tensor(node.v_leak, dtype=torch.float32) - v + r * cur[t])
+                else:
+                    v = v + r * cur[t]
+                z = (v > thr).float()
+                v = torch.where(z > 0, v_reset, v)
+                spikes.append(z)
+            h = torch.stack(spikes).reshape(t_steps * batch, *h.shape[1:])
+        else:
+            raise SearchError(
+                f"NIR graph: node {name!r} ({type(node).__name__}) is not one run_graph reads"
+            )
+    return h.reshape(t_steps, batch, *h.shape[1:])
 
 
 def nir_notes(arch: Any) -> str:
