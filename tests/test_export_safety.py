@@ -251,3 +251,26 @@ def test_every_command_the_report_prints_works(run_root: Path) -> None:
     for d in map(Path, res["members"]):
         acc = json.loads((d / "metrics.json").read_text())["accuracy"]
         assert acc["nir"] is not None and 0.0 <= acc["nir"] <= 1.0
+
+
+def test_budget_table_counts_every_priced_candidate(run_root: Path) -> None:
+    """The tiny space breaks the default chip's hard budgets often before training (see
+    _search_helpers): the report counts those priced candidates, not only rejected trials."""
+    from neuronas.search.study import open_run
+
+    run = open_run(run_root / "runs" / "safe")
+    broken = run.study.user_attrs["prescreen"]["broken"]
+    assert sum(broken.values()) > 0
+    report = Path(_export(run_root, run_root / "exp_budgets", plot=False, nir=False)["report"])
+    rows = {
+        cells[0]: cells
+        for line in report.read_text().splitlines()
+        if line.startswith("| ")
+        and len(cells := [c.strip() for c in line.strip("|").split("|")]) == 7
+    }
+    for metric, b in run.chip.budgets.items().items():
+        assert metric in rows
+        if b.hard:
+            assert rows[metric][3] == str(broken.get(metric, 0))
+            if broken.get(metric, 0):
+                assert rows[metric][6] != "slack"

@@ -93,9 +93,13 @@ def _budgets(run: Any, trials: list[Any], members: list[dict[str, Any]]) -> list
     lines = ["### Budgets (per inference)\n"]
     if not budgets:
         return [*lines, "The chip sets no budgets.\n"]
+    screen = run.study.user_attrs.get("prescreen") or {}
+    screened = int(screen.get("buildable") or 0)
+    over_screen = screen.get("broken") or {}
     lines += [
-        "| metric | limit | kind | rejected untrained | best front member | verdict |",
-        "|---|---|---|---|---|---|",
+        f"| metric | limit | kind | over it: of {screened} priced before the search | rejected trials | "
+        "best front member | verdict |",
+        "|---|---|---|---|---|---|---|",
     ]
     rejected = _rejections(trials)
     for m, b in budgets.items():
@@ -103,13 +107,18 @@ def _budgets(run: Any, trials: list[Any], members: list[dict[str, Any]]) -> list
         best_margin = max(((v - b.limit) / b.limit for v in vals), default=None)
         closest = max(vals) if vals else None
         margin = "" if best_margin is None else f"{100 * best_margin:+.0f}%"
+        priced_over = int(over_screen.get(m, 0))
         lines.append(
-            f"| {m} | {b.limit:g} | {'hard' if b.hard else 'soft'} | {rejected.get(m, 0)} | "
-            f"{_fmt(closest)} ({margin}) | {_verdict(rejected.get(m, 0), best_margin)} |"
+            f"| {m} | {b.limit:g} | {'hard' if b.hard else 'soft'} | "
+            f"{priced_over if b.hard and screen else '-'} | {rejected.get(m, 0)} | "
+            f"{_fmt(closest)} ({margin}) | {_verdict(priced_over + rejected.get(m, 0), best_margin)} |"
         )
     lines.append(
-        "\n*best front member*: the front's value closest to the limit and its margin (value - limit) / limit; "
-        "a budget **binds** when it rejected candidates and the front runs up against it (within 25%).\n"
+        "\n*over it*: candidates priced at the prior spike rate that break the (hard) budget, among the "
+        "random candidates priced before the search, and trials rejected untrained or over budget once "
+        "measured; *best front member*: the front's value closest to the limit and its margin "
+        "(value - limit) / limit.  A budget **binds** when candidates were over it and the front runs "
+        "up against it (within 25%).\n"
     )
     return lines
 
