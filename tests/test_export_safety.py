@@ -274,3 +274,29 @@ def test_budget_table_counts_every_priced_candidate(run_root: Path) -> None:
             assert rows[metric][3] == str(broken.get(metric, 0))
             if broken.get(metric, 0):
                 assert rows[metric][6] != "slack"
+
+
+def test_the_plot_draws_and_counts_every_priced_trial(run_root: Path, tmp_path: Path) -> None:
+    import re
+
+    from neuronas.export.plot import plot_front
+    from neuronas.search.study import front_trials, open_run
+
+    run = open_run(run_root / "runs" / "safe")
+    trials = run.study.get_trials(deepcopy=False)
+    front = front_trials(run.study, list(run.config.objectives), trials)
+    labels = plot_front(run, trials, front, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    counts = {}
+    for lab in labels:
+        m = re.match(r"(.*) \((\d+)(, \d+ distinct points)?\)$", lab)
+        if m and "budget" not in lab:
+            counts[m.group(1)] = int(m.group(2))
+    priced = [
+        t for t in trials if (t.user_attrs.get("metrics") or {}) and t.user_attrs.get("status")
+    ]
+    assert counts["Pareto front (trial numbers)"] == len(front)
+    assert sum(counts.values()) == len(priced)
+    budgets = run.chip.budgets.items()
+    drawn = [m for m in run.config.objectives if m in budgets]
+    assert all(any(f"budget ({m})" in lab for lab in labels) for m in drawn)
