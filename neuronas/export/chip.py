@@ -238,14 +238,13 @@ def simulate_layer(entry: dict[str, Any], t: dict[str, np.ndarray], x: np.ndarra
     cells = t["cells"].astype(np.float32)
     out_map, slice_map, pol_map = t["column_output"], t["column_slice"], t["column_polarity"]
     for gi in range(g):
+        flat = psum[gi].reshape(m, s * n_cols).T  # a view: [S*Nc, M]
         for ci in range(cg):
             p = xg[gi] @ cells[gi, ci]  # [M, C]: every column current of this array
-            for c in range(cols):
-                o = out_map[ci, c]
-                if o < 0:
-                    continue
-                sign = -1.0 if pol_map[ci, c] == -1 else 1.0
-                psum[gi, :, slice_map[ci, c], o] += np.float32(sign) * p[:, c]
+            used = out_map[ci] >= 0
+            sign = np.where(pol_map[ci, used] == -1, -1.0, 1.0).astype(np.float32)
+            # a differential pair's two columns land on the same partial sum: their difference
+            np.add.at(flat, slice_map[ci, used] * n_cols + out_map[ci, used], (p[:, used] * sign).T)
         if not diff:
             psum[gi, :, :, n] = xg[gi] @ t["reference_cells"][gi].astype(np.float32)
     step = t["converter_step"]
