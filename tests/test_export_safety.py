@@ -300,3 +300,14 @@ def test_the_plot_draws_and_counts_every_priced_trial(run_root: Path, tmp_path: 
     budgets = run.chip.budgets.items()
     drawn = [m for m in run.config.objectives if m in budgets]
     assert all(any(f"budget ({m})" in lab for lab in labels) for m in drawn)
+
+
+def test_out_holding_the_run_is_refused_even_with_overwrite(run_root: Path) -> None:
+    run_dir = run_root / "runs" / "safe"
+    before = sorted(p.name for p in run_dir.iterdir())
+    for out in (run_dir, run_root / "runs"):
+        with pytest.raises(ExportError) as exc:
+            _export(run_root, out, overwrite=True, plot=False)
+        assert "holds the run" in str(exc.value) and "\n" not in str(exc.value)
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+    _no_leftovers(run_root / "runs")

@@ -56,6 +56,16 @@ def check_out(out: Path, overwrite: bool = False) -> None:
         )
 
 
+def _check_not_inside(out: Path, run_dir: Path) -> None:
+    """Refuse an ``out`` that holds the run or the current folder: replacing it would delete them."""
+    target = out.resolve()
+    for what, p in (("the run", run_dir.resolve()), ("the current folder", Path.cwd().resolve())):
+        if p == target or target in p.parents:
+            raise ExportError(
+                f"--out {out}: holds {what} ({p}), which the export would replace; give a new folder"
+            )
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -129,6 +139,7 @@ def export_run(
 
     out = Path(out)
     check_out(out, overwrite)
+    _check_not_inside(out, Path(run.run_dir))
     cfg = run.config
     trials = run.study.get_trials(deepcopy=False)
     front = front_trials(run.study, list(cfg.objectives), trials)
