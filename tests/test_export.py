@@ -247,6 +247,26 @@ def test_stock_importers_run_the_exported_graph(tmp_path: Path, net: str, import
     assert torch.allclose(theirs, ours, atol=1e-5, rtol=0), (theirs - ours).abs().max()
 
 
+def test_ld_lif_with_decay_is_exact_in_neuronas_reader_and_approximate_elsewhere(
+    tmp_path: Path,
+) -> None:
+    # signed weights and a real decay: membranes fall below the decay step, where the IF + bias
+    # export (what stock importers run) loses LD-LIF's clamp at rest
+    arch, model = _model(MLP, {"model": "ld_lif", "decay_step": 0.3, "threshold": 1.0}, 7, 6.0)
+    with torch.no_grad():
+        for layer in crossbar_layers(model):
+            layer.weight.sub_(layer.weight.abs().mean())  # mostly negative: the clamp matters
+            layer.weight.add_(torch.randn_like(layer.weight) * 2.0)
+    x = _inputs(arch)
+    ours = _ours(arch, model, x)
+    graph = _graph(arch, model, tmp_path)
+    assert graph.nodes["if0"].metadata["neuronas_model"] == "ld_lif"
+    exact = run_neuronas(graph, x)
+    assert torch.allclose(exact, ours, atol=1e-5, rtol=0), (exact - ours).abs().max()
+    approx = run_norse(graph, x).detach()
+    assert (approx - ours).abs().max() > 1e-2  # the documented difference: the clamp is lost
+
+
 def test_no_flatten_and_no_pool_node_the_importers_would_drop() -> None:
     arch, model = _model(CNN, LIF)
     g = to_nir(model, arch)

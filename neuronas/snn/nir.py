@@ -15,9 +15,10 @@ convention snnTorch's importer assumes):
   v_leak = 0, v_threshold)``: forward-Euler with step dt reproduces it exactly.
 * ``if`` -> ``IF(r = 1, v_threshold)``.
 * ``ld_lif`` (v <- max(v - d, 0) + x) has no NIR primitive: it is exported as ``IF`` with the
-  linear decay ``d`` folded into the preceding layer's bias (v <- v - d + x).  This is exact
-  while the membrane stays >= d before the decay and lets the membrane fall below rest
-  otherwise (the clamp at rest is lost); the metadata says so.
+  linear decay ``d`` folded into the preceding layer's bias (v <- v - d + x), which is what stock
+  importers run: exact while the membrane stays >= d before the decay, below rest otherwise (the
+  clamp is lost).  The node's metadata (``neuronas_model: ld_lif``, ``decay_step``) lets
+  neuronas' own reader, :func:`run_graph`, run the exact LD-LIF.
 * soft reset (subtract the threshold) has no NIR primitive either; such networks are exported
   with NIR's reset-to-``v_reset`` and flagged in the metadata.
 * pooling is a ``Conv2d`` whose output channel c sums (max) or averages (avg) the window of
@@ -155,13 +156,20 @@ def to_nir(model: Any, arch: Any) -> Any:
                         tau=float(neuron.tau) * dt * ones, r=ones, v_leak=0 * ones, v_threshold=thr
                     ),
                 )
+            elif neuron.model == "ld_lif":
+                # stock importers run this as IF (the decay sits in the bias); the metadata lets
+                # neuronas' own reader (run_graph) add the clamp at rest back: exact LD-LIF
+                decay = float(neuron.decay_step)
+                meta = {"neuronas_model": "ld_lif", "decay_step": decay, "folded_into_bias": decay}
+                add(f"if{i}", nir.IF(r=ones, v_threshold=thr, metadata=meta))
             else:
                 add(f"if{i}", nir.IF(r=ones, v_threshold=thr))
     nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
     edges.append((prev, "output"))
     if neuron.model == "ld_lif":
         notes.append(
-            f"ld_lif exported as IF with the linear decay {neuron.decay_step} folded into the bias; the clamp at rest is not represented"
+            f"ld_lif exported as IF with the linear decay {neuron.decay_step} folded into the bias; stock importers lose "
+            "the clamp at rest, neuronas.snn.nir.run_graph reads the IF nodes' metadata and runs LD-LIF exactly"
         )
     if neuron.reset == "soft":
         notes.append(
@@ -208,7 +216,9 @@ def run_graph(graph: Any, x: torch.Tensor, dt: float = NIR_DT_S) -> torch.Tensor
     """Run a chain-shaped NIR graph (as :func:`to_nir` writes) on ``x [T, B, *input]`` by NIR's
     own definitions (forward Euler with step ``dt``; a neuron fires when v > v_threshold and
     resets to v_reset): outputs ``[T, B, *output]``.  What a faithful importer computes: the
-    graph's accuracy beside the chip's."""
+    graph's accuracy beside the chip's.  An ``IF`` node whose metadata says ``neuronas_model:
+    ld_lif`` runs as LD-LIF, ``v <- max(v - d, 0) + x`` (the decay folded into the preceding bias
+    is added back), which stock importers cannot express."""
     t_steps, batch = x.shape[:2]
     h = x.reshape(t_steps * batch, *x.shape[2:]).float()
     for name in _chain(graph):
@@ -244,11 +254,18 @@ def run_graph(graph: Any, x: torch.Tensor, dt: float = NIR_DT_S) -> torch.Tensor
             thr = torch.as_tensor(node.v_threshold, dtype=torch.float32)
             v_reset = torch.as_tensor(node.v_reset, dtype=torch.float32)
             v = torch.zeros_like(cur[0])
+            meta = getattr(node, "metadata", None) or {}
+            ld_lif = None
+            if isinstance(node, nir.IF) and str(meta.get("neuronas_model", "")) == "ld_lif":
+                ld_lif = (float(meta["decay_step"]), float(meta.get("folded_into_bias", 0.0)))
             spikes = []
             for t in range(t_steps):
                 if isinstance(node, nir.LIF):
                     k = torch.as_tensor(dt / node.tau, dtype=torch.float32)
                     v = v + k * (torch.as_tensor(node.v_leak, dtype=torch.float32) - v + r * cur[t])
+                elif ld_lif is not None:
+                    decay, folded = ld_lif
+                    v = torch.clamp(v - decay, min=0.0) + (r * cur[t] + folded)
                 else:
                     v = v + r * cur[t]
                 z = (v > thr).float()
@@ -266,7 +283,9 @@ def nir_notes(arch: Any) -> str:
     """One line: what the NIR graph of ``arch`` approximates (``exact`` when nothing)."""
     notes = []
     if arch.neuron.model == "ld_lif":
-        notes.append("LD-LIF exported as IF + bias (clamp at rest not represented)")
+        notes.append(
+            "LD-LIF exported as IF + bias: stock importers lose the clamp at rest, run_graph is exact"
+        )
     if arch.neuron.reset == "soft":
         notes.append("soft reset exported as reset to 0")
     kinds = {r.adc_kind for r in arch.resolved()}
