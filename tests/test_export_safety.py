@@ -251,6 +251,8 @@ def test_every_command_the_report_prints_works(run_root: Path) -> None:
     for d in map(Path, res["members"]):
         acc = json.loads((d / "metrics.json").read_text())["accuracy"]
         assert acc["nir"] is not None and 0.0 <= acc["nir"] <= 1.0
+        assert acc["test_samples"] == 64  # FAST: --max-eval-samples 64, as the search evaluated
+    assert "at 95% from the 64 test samples" in report
 
 
 def test_budget_table_counts_every_priced_candidate(run_root: Path) -> None:

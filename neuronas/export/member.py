@@ -53,6 +53,7 @@ def member_metrics(run: Any, t: Any) -> dict[str, Any]:
             "float": train.get("float_accuracy"),
             "instances": run.config.eval_instances,
             "nir": None,  # the NIR graph's own accuracy (set when model.nir is written)
+            "test_samples": None,  # how many test samples these accuracies count
         },
         "activity": train.get("activity"),
         "cost": ua.get("cost"),
@@ -193,6 +194,7 @@ def write_member(
                     nir_note = nir_notes(arch)
                     try:
                         metrics["accuracy"]["nir"] = nir_accuracy(run, arch, graph)
+                        metrics["accuracy"]["test_samples"] = len(_test_split(run, arch)[1])
                     except NeuronasError as exc:  # the test data is not here: say so, go on
                         nir_note += f"; NIR accuracy not measured: {exc}"
     else:

@@ -214,6 +214,11 @@ def _accuracy(mm: dict[str, Any]) -> list[str]:
     n = acc.get("instances") or 1
     per = acc.get("per_instance") or []
     spread = f", range {_pct(min(per))}..{_pct(max(per))}" if len(per) > 1 else ""
+    n_test = acc.get("test_samples")
+    if n_test:
+        p = float(acc["mean"])
+        half = 1.96 * math.sqrt(max(p * (1 - p), 0.25 / n_test) / n_test)
+        spread += f"; +-{100 * half:.1f} points at 95% from the {n_test} test samples alone"
     return [
         f"Accuracy (test split): chip **{_pct(acc['mean'])} +- {_pct(acc.get('std') or 0)}** over {n} "
         f"sampled chip instance(s){spread}; float (ideal crossbars) {_pct(acc.get('float'))}; "
