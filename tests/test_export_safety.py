@@ -158,7 +158,7 @@ def test_a_bad_checkpoint_through_the_cli_leaves_no_folder(run_root: Path, tmp_p
     _no_leftovers(tmp_path)
 
 
-@pytest.mark.parametrize("umask", [0o022, 0o077])
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["022", "077"])
 def test_files_get_the_permissions_the_umask_allows(run_root: Path, umask: int) -> None:
     out = run_root / f"exp_umask_{umask:o}"
     code = (
@@ -252,6 +252,10 @@ def test_every_command_the_report_prints_works(run_root: Path) -> None:
         acc = json.loads((d / "metrics.json").read_text())["accuracy"]
         assert acc["nir"] is not None and 0.0 <= acc["nir"] <= 1.0
         assert acc["test_samples"] == 64  # FAST: --max-eval-samples 64, as the search evaluated
+        # the trained member's chip package, rebuilt layer by layer, is its chip mode
+        pkg = json.loads((d / "metrics.json").read_text())["chip_package"]
+        assert pkg["checked"] and pkg["samples"] == 8
+        assert pkg["max_relative_deviation"] < 1e-5
     assert "at 95% from the 64 test samples" in report
 
 

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["load_layer", "simulate_layer", "unfold", "write_chip_package"]
+__all__ = ["check_package", "load_layer", "simulate_layer", "unfold", "write_chip_package"]
 
 
 def _columns(n_out: int, slices: int, differential: bool, cols: int) -> tuple[np.ndarray, ...]:
@@ -283,3 +283,41 @@ def unfold(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
                 :, :, i : i + stride * oh : stride, j : j + stride * ow : stride
             ].transpose(0, 2, 3, 1)
     return cols.reshape(b * oh * ow, c * kernel * kernel)
+
+
+def check_package(model: Any, arch: Any, package: Path, x: Any) -> float:
+    """The largest deviation, relative to each layer's largest output, between the layers rebuilt
+    from ``package`` (:func:`simulate_layer`) and ``model``'s own chip mode on inputs ``x [T, B,
+    *input]``.  ``model`` should be on an ideal device (the package holds the ideal levels).
+    Integer inputs (spikes, event counts) give float32 rounding only (~1e-7)."""
+    import torch
+
+    from neuronas.snn import crossbar_layers
+
+    layers = crossbar_layers(model)
+    seen: list[tuple[Any, Any]] = []
+    hooks = [
+        m.register_forward_hook(lambda _m, i, o: seen.append((i[0].detach(), o.detach())))
+        for m in layers
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    worst = 0.0
+    for r, (inp, out) in zip(arch.resolved(), seen, strict=True):
+        if r.kind == "deconv":
+            continue
+        entry, t = load_layer(package, r.index)
+        if r.kind == "conv":
+            x2d = unfold(inp.cpu().numpy(), r.kernel, r.stride, r.padding)
+            want = out.permute(0, 2, 3, 1).reshape(-1, r.fan_out).cpu().numpy()
+        else:
+            x2d = inp.reshape(-1, r.fan_in).cpu().numpy()
+            want = out.reshape(-1, r.fan_out).cpu().numpy()
+        got = simulate_layer(entry, t, x2d)
+        scale = float(np.abs(want).max()) or 1.0
+        worst = max(worst, float(np.abs(got - want).max()) / scale)
+    return worst

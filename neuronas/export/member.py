@@ -151,6 +151,27 @@ def nir_accuracy(run: Any, arch: ArchSpec, graph: Any) -> float | None:
     return correct / max(1, len(y))
 
 
+def _check_chip_package(
+    run: Any, arch: ArchSpec, state: dict[str, Any], package: Path
+) -> dict[str, Any]:
+    """Rebuild every layer from the package and compare it with the member's chip mode on an
+    ideal device, on the first test samples: what metrics.json records as the package's check."""
+    from neuronas.export.chip import check_package
+    from neuronas.snn import build
+
+    try:
+        x, _ = _test_split(run, arch)
+    except NeuronasError as exc:
+        return {"checked": False, "why": str(exc)}
+    ideal = build(arch, None)  # the same weights and converters, no device noise
+    ideal.load_state_dict(state)
+    ideal.set_hardware_awareness(1.0)
+    ideal.eval()
+    sample = x[:8].transpose(0, 1)
+    deviation = check_package(ideal, arch, package, sample)
+    return {"checked": True, "samples": int(sample.shape[1]), "max_relative_deviation": deviation}
+
+
 def write_member(
     run: Any, t: Any, d: Path, *, nir: bool = True, chip_package: bool = True
 ) -> dict[str, Any]:
@@ -179,6 +200,7 @@ def write_member(
 
                 chip_mapping = write_chip_package(model, arch, run.chip, d / "chip")
                 files.append("chip/")
+                metrics["chip_package"] = _check_chip_package(run, arch, state, d / "chip")
             if nir:
                 import nir as nir_lib
 

@@ -312,6 +312,13 @@ def _member(mm: dict[str, Any]) -> list[str]:
         lines += _breakdown("energy by component", "uJ", cost["components"])
     if cost.get("area_components"):
         lines += _breakdown("area by component", "mm2", cost["area_components"])
+    pkg = mm["metrics"].get("chip_package") or {}
+    if pkg.get("checked"):
+        lines.append(
+            f"Chip package (`{mm['dir'].name}/chip/`): every layer rebuilt from it alone matches the "
+            f"chip mode (ideal device) to {pkg['max_relative_deviation']:.1e} of its largest output "
+            f"on {pkg['samples']} test samples.\n"
+        )
     notes = mm["metrics"].get("nir_notes")
     if notes:
         lines.append(f"NIR: {notes}\n")
