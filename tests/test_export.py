@@ -327,3 +327,56 @@ def test_rate_encoding_is_refused() -> None:
     )
     with pytest.raises(SearchError, match="rate-encoded"):
         to_nir(model, arch)
+
+
+TRAINED_CNN = {
+    "input": {"shape": [2, 32, 32], "timesteps": 4},
+    "layers": [
+        {"kind": "pool", "kernel": 4, "pool": "max"},
+        {"kind": "conv", "out": 4, "kernel": 3},
+        {"kind": "pool", "kernel": 2, "pool": "max"},
+        {"kind": "fc", "out": 10},
+    ],
+    "precision": {"weight_bits": 4},
+    "mapping": {"adc_kind": "digital", "adc_bits": 0, "rows": 32, "cols": 32},
+}
+
+
+@pytest.mark.parametrize("neuron", ["lif", "if", "ld_lif"])
+def test_trained_cnn_member_runs_in_every_importer(tmp_path: Path, neuron: str) -> None:
+    """A CNN with max pooling trained on digits-events (1 epoch, 64 samples, ideal device):
+    every importer that can represent its neuron reproduces neuronas' outputs."""
+    from neuronas.train import load_model, train_candidate
+
+    arch = ArchSpec.from_dict({**TRAINED_CNN, "neuron": {"model": neuron}})
+    res = train_candidate(
+        arch,
+        None,
+        "digits-events",
+        epochs=1,
+        max_train_samples=64,
+        max_eval_samples=16,
+        eval_instances=1,
+        out_dir=tmp_path,
+        lr=3e-2,
+    )
+    assert res.status == "ok", res
+    model = load_model(arch, None, tmp_path / "model.pt")
+    from neuronas.data import load_dataset
+
+    x, _ = load_dataset("digits-events", "test", 4, input_shape=(2, 32, 32)).tensors()
+    x = torch.as_tensor(x[:B]).float().transpose(0, 1)
+    with torch.no_grad():
+        ours = model(x)
+    assert ours.std(0).max() > 1e-3, "the readout must vary over time: spikes reach it"
+    graph = _graph(arch, model, tmp_path)
+    runners = [run_neuronas, run_norse, run_nirtorch] + ([run_snntorch] if neuron == "lif" else [])
+    exact = neuron != "ld_lif" or arch.neuron.decay_step == 0
+    for run in runners:
+        theirs = run(graph, x).detach()
+        assert theirs.shape == ours.shape
+        if run is run_neuronas or exact:
+            assert torch.allclose(theirs, ours, atol=1e-5, rtol=0), (
+                run.__name__,
+                (theirs - ours).abs().max(),
+            )
