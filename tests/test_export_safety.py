@@ -192,6 +192,8 @@ def test_no_file_holds_an_absolute_path_and_a_moved_run_exports(
     out = tmp_path / "exp"
     res = _export(moved, out, plot=False)
     assert res["members"]
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["run_dir"] == "safe" and summary["space"] == "tiny.yaml"
     for p in out.rglob("*"):
         if p.suffix in (".json", ".md", ".csv", ".yaml"):
             text = p.read_text()

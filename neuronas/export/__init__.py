@@ -6,6 +6,7 @@
     DIR/pareto.csv             one row per front member (objectives, every cost metric, margins)
     DIR/pareto.png             accuracy against each cost objective: front, other trained, rejected
     DIR/chip.yaml              the chip priced against (``neuronas cost ... --chip chip.yaml``)
+    DIR/run.json               the run's configuration (sampler, seed, epochs, ...), no absolute paths
     DIR/01_trial0012/          one folder per member, best accuracy first
         arch.yaml              the architecture (ArchSpec YAML; ``neuronas cost`` / ``train`` read it)
         metrics.json           accuracy mean +- std over chip instances, measured activity, the
@@ -27,6 +28,7 @@ The parts: :mod:`.member` (one member's folder, ``pareto.csv``), :mod:`.report`
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -84,6 +86,29 @@ def _open_permissions(root: Path) -> None:
             Path(dirpath, name).chmod(0o666 & ~mask)
 
 
+def _portable(value: Any, run_dir: Path) -> Any:
+    """An absolute path made relative to the run folder (or reduced to its name): the export
+    must not depend on, or reveal, where the run lived."""
+    if isinstance(value, str) and os.path.isabs(value):
+        p = Path(value)
+        try:
+            return str(Path(run_dir.name) / p.relative_to(run_dir))
+        except ValueError:
+            return p.name
+    return value
+
+
+def _run_summary(run: Any) -> dict[str, Any]:
+    """``run.json``: the run's configuration (what produced this front), without absolute paths;
+    the space and chip are stored whole elsewhere (``chip.yaml``; the space in the study)."""
+    run_dir = Path(run.run_dir)
+    cfg = run.config.to_dict()
+    cfg.pop("space_dict", None)
+    cfg.pop("chip_dict", None)
+    cfg["run_dir"] = run_dir.name
+    return {k: _portable(v, run_dir) for k, v in cfg.items()}
+
+
 def _write_all(
     run: Any,
     trials: list[Any],
@@ -112,6 +137,7 @@ def _write_all(
     (out / "chip.yaml").write_text(
         yaml.safe_dump(run.chip.model_dump(mode="json"), sort_keys=False)
     )
+    (out / "run.json").write_text(json.dumps(_run_summary(run), indent=2, default=str) + "\n")
     png = None
     if plot:
         from neuronas.export.plot import plot_front
