@@ -123,11 +123,17 @@ def _write_all(
     from neuronas.export.report import render_report
 
     members = []
+    data_cache: dict[Any, Any] = {}  # the test samples, loaded once for every member
     for rank, t in enumerate(front, 1):
         d = out / f"{rank:02d}_trial{t.number:04d}"
         d.mkdir()
         members.append(
-            {"rank": rank, **write_member(run, t, d, nir=nir, chip_package=chip_package)}
+            {
+                "rank": rank,
+                **write_member(
+                    run, t, d, nir=nir, chip_package=chip_package, data_cache=data_cache
+                ),
+            }
         )
     write_csv(run, members, out / "pareto.csv")
     import yaml

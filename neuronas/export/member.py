@@ -107,11 +107,9 @@ def _load_model(arch: ArchSpec, chip: Any, state: dict[str, Any], ckpt: Path, tr
     return model
 
 
-_TEST_DATA: dict[tuple[Any, ...], Any] = {}
-
-
-def _test_split(run: Any, arch: ArchSpec) -> tuple[Any, Any]:
-    """The test samples the search evaluated the member on (the first ``max_eval_samples``)."""
+def _test_split(run: Any, arch: ArchSpec, cache: dict[Any, Any] | None = None) -> tuple[Any, Any]:
+    """The test samples the search evaluated the member on (the first ``max_eval_samples``);
+    ``cache`` keeps them for the next member of the same export."""
     import torch
 
     from neuronas.data import check_input_shape, load_dataset
@@ -119,31 +117,35 @@ def _test_split(run: Any, arch: ArchSpec) -> tuple[Any, Any]:
     cfg = run.config
     shape = tuple(check_input_shape(cfg.dataset, arch.input.shape))
     key = (cfg.dataset, arch.input.timesteps, shape, cfg.data_root, cfg.max_eval_samples)
-    if key not in _TEST_DATA:
+    cache = {} if cache is None else cache
+    if key not in cache:
         ds = load_dataset(
             cfg.dataset, "test", arch.input.timesteps, data_root=cfg.data_root, input_shape=shape
         )
         if hasattr(ds, "tensors"):
             x, y = ds.tensors()
-        else:
-            items = [ds[i] for i in range(len(ds))]
+        else:  # tonic datasets: materialise only what is evaluated
+            n = len(ds) if cfg.max_eval_samples is None else min(len(ds), cfg.max_eval_samples)
+            items = [ds[i] for i in range(n)]
             x = torch.stack([torch.as_tensor(a, dtype=torch.float32) for a, _ in items])
             y = torch.tensor([int(b) for _, b in items])
         x, y = torch.as_tensor(x).float(), torch.as_tensor(y).long()
         if cfg.max_eval_samples is not None:
             x, y = x[: cfg.max_eval_samples], y[: cfg.max_eval_samples]
-        _TEST_DATA[key] = (x, y)
-    return _TEST_DATA[key]
+        cache[key] = (x, y)
+    return cache[key]
 
 
-def nir_accuracy(run: Any, arch: ArchSpec, graph: Any) -> float | None:
+def nir_accuracy(
+    run: Any, arch: ArchSpec, graph: Any, cache: dict[Any, Any] | None = None
+) -> float | None:
     """The NIR graph's own test accuracy, run by NIR's definitions (no converters, ideal cells):
     what another framework computes from ``model.nir``.  None for a dense task."""
     from neuronas.snn.nir import run_graph
 
     if arch.task != "classification":
         return None
-    x, y = _test_split(run, arch)
+    x, y = _test_split(run, arch, cache)
     correct = 0
     for i in range(0, len(y), 256):
         out = run_graph(graph, x[i : i + 256].transpose(0, 1)).mean(0)
@@ -152,7 +154,7 @@ def nir_accuracy(run: Any, arch: ArchSpec, graph: Any) -> float | None:
 
 
 def _check_chip_package(
-    run: Any, arch: ArchSpec, state: dict[str, Any], package: Path
+    run: Any, arch: ArchSpec, state: dict[str, Any], package: Path, cache: dict[Any, Any]
 ) -> dict[str, Any]:
     """Rebuild every layer from the package and compare it with the member's chip mode on an
     ideal device, on the first test samples: what metrics.json records as the package's check."""
@@ -160,7 +162,7 @@ def _check_chip_package(
     from neuronas.snn import build
 
     try:
-        x, _ = _test_split(run, arch)
+        x, _ = _test_split(run, arch, cache)
     except NeuronasError as exc:
         return {"checked": False, "why": str(exc)}
     ideal = build(arch, None)  # the same weights and converters, no device noise
@@ -173,9 +175,17 @@ def _check_chip_package(
 
 
 def write_member(
-    run: Any, t: Any, d: Path, *, nir: bool = True, chip_package: bool = True
+    run: Any,
+    t: Any,
+    d: Path,
+    *,
+    nir: bool = True,
+    chip_package: bool = True,
+    data_cache: dict[Any, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write member ``t`` into the (new, empty) folder ``d``; its ``metrics.json`` content."""
+    """Write member ``t`` into the (new, empty) folder ``d``; its ``metrics.json`` content.
+    ``data_cache``: test samples shared by the members of one export."""
+    data_cache = {} if data_cache is None else data_cache
     arch = ArchSpec.from_dict(t.user_attrs["arch"])
     (d / "arch.yaml").write_text(arch.to_yaml())
     metrics = member_metrics(run, t)
@@ -200,7 +210,9 @@ def write_member(
 
                 chip_mapping = write_chip_package(model, arch, run.chip, d / "chip")
                 files.append("chip/")
-                metrics["chip_package"] = _check_chip_package(run, arch, state, d / "chip")
+                metrics["chip_package"] = _check_chip_package(
+                    run, arch, state, d / "chip", data_cache
+                )
             if nir:
                 import nir as nir_lib
 
@@ -215,8 +227,10 @@ def write_member(
                     files.append("model.nir")
                     nir_note = nir_notes(arch)
                     try:
-                        metrics["accuracy"]["nir"] = nir_accuracy(run, arch, graph)
-                        metrics["accuracy"]["test_samples"] = len(_test_split(run, arch)[1])
+                        metrics["accuracy"]["nir"] = nir_accuracy(run, arch, graph, data_cache)
+                        metrics["accuracy"]["test_samples"] = len(
+                            _test_split(run, arch, data_cache)[1]
+                        )
                     except NeuronasError as exc:  # the test data is not here: say so, go on
                         nir_note += f"; NIR accuracy not measured: {exc}"
     else:
