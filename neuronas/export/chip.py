@@ -36,6 +36,12 @@ minus the same sum for the reference column), plus ``bias[n]``: the layer's outp
 Convolutions read the arrays once per output position with the input unrolled as
 ``torch.nn.functional.unfold`` orders it (channel, kernel row, kernel column).
 :func:`simulate_layer` is that computation from the package alone.
+
+Levels are the targets to program: level L of a cell with ``bits_per_cell`` bits is the
+conductance ``G_off + L (G_on - G_off) / (2^bits_per_cell - 1)`` (``G_on / G_off`` is the chip's
+on/off ratio); the chip's programming variation and read noise, which neuronas evaluates over
+sampled chip instances, come on top.  The check in ``metrics.json`` (``chip_package``) rebuilds
+every layer from these files and compares it with neuronas' chip mode on an ideal device.
 """
 
 from __future__ import annotations
