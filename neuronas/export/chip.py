@@ -37,10 +37,11 @@ Convolutions read the arrays once per output position with the input unrolled as
 ``torch.nn.functional.unfold`` orders it (channel, kernel row, kernel column).
 :func:`simulate_layer` is that computation from the package alone.
 
-Levels are the targets to program: level L of a cell with ``bits_per_cell`` bits is the
-conductance ``G_off + L (G_on - G_off) / (2^bits_per_cell - 1)`` (``G_on / G_off`` is the chip's
-on/off ratio); the chip's programming variation and read noise, which neuronas evaluates over
-sampled chip instances, come on top.  The check in ``metrics.json`` (``chip_package``) rebuilds
+Levels are the targets to program: level L of a cell with ``bits_per_cell`` bits sits L equal
+conductance steps above the cell's off state (0 .. 2^bits_per_cell - 1 steps; neuronas' device
+model lets the off state conduct 1 / on_off_ratio of the top level's current); the chip's
+programming variation and read noise, which neuronas evaluates over sampled chip instances, come
+on top.  The check in ``metrics.json`` (``chip_package``) rebuilds
 every layer from these files and compares it with neuronas' chip mode on an ideal device.
 """
 
