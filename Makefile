@@ -4,9 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The torch build must be installed first and pinned: an unpinned torch drags in several GB of
-# CUDA packages.  spikingjelly goes in with --no-deps (see pyproject.toml for why).
+# CUDA packages.  spikingjelly goes in with --no-deps (see pyproject.toml for why); so does norse
+# (a test dependency: the NIR export test loads model.nir with it), whose metadata requires
+# torchvision; its other needs (nir, nirtorch, numpy) come with the dev extra.
 TORCH := torch==2.13.0
 SPIKINGJELLY := spikingjelly==2.0.0
+NORSE := norse==1.1.0
 
 .PHONY: run test venv lint clean
 
@@ -16,6 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q --no-deps $(SPIKINGJELLY)
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps $(NORSE)
 	$(BIN)/python -c "import torch, spikingjelly.activation_based.neuron, tonic, optuna, ray.tune, nir, neuronas; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(STAMP)
 
@@ -27,7 +31,7 @@ venv: $(STAMP)
 # the job stays within 10 minutes on a slow or busy machine (the next `make run` continues it).
 run: $(STAMP)
 	$(BIN)/neuronas search --name default --timeout 420
-	$(BIN)/neuronas export default --out runs/default/export
+	$(BIN)/neuronas export default --out runs/default/export --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -17,6 +17,7 @@ __all__ = [
     "DataError",
     "StorageError",
     "SearchError",
+    "ExportError",
 ]
 
 
@@ -44,3 +45,7 @@ class StorageError(NeuronasError):
 
 class SearchError(NeuronasError):
     """A search that cannot proceed (e.g. every candidate breaks the chip's budgets)."""
+
+
+class ExportError(NeuronasError):
+    """An export that cannot be written where asked, or from what the run holds."""

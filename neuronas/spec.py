@@ -516,6 +516,33 @@ class ArchSpec(_Spec):
             object.__setattr__(self, "_key", cached)
         return cached
 
+    def describe(self) -> str:
+        """A compact one-line description for tables, e.g. ``mp2-c16k3-fc10 T8 lif w4 SA 128x128``:
+        layers (with per-layer overrides in brackets), timesteps, neuron, weight bits, converter
+        (``SA`` sense amplifier, ``dig`` digital, ``sar4`` 4-bit SAR), crossbar, ``OS`` when
+        output-stationary."""
+        parts = []
+        for layer in self.layers:
+            if layer.kind == "fc":
+                text = f"fc{layer.out}"
+            elif layer.kind == "pool":
+                text = f"{layer.pool[0]}p{layer.kernel}"
+            elif layer.kind == "conv":
+                text = f"c{layer.out}k{layer.kernel}"
+            else:
+                text = f"{layer.kind}{layer.out}"
+            o = layer.override
+            if o is not None and not o.is_empty():
+                set_ = [(k, getattr(o, k)) for k in _OVERRIDABLE if getattr(o, k) is not None]
+                text += "[" + ",".join(f"{'w' if k == 'weight_bits' else k[:1]}{v}" for k, v in set_) + "]"
+            parts.append(text)
+        m = self.mapping
+        adc = {"sa": "SA", "digital": "dig"}.get(m.adc_kind, f"{m.adc_kind}{m.adc_bits}")
+        return (
+            f"{'-'.join(parts)} T{self.input.timesteps} {self.neuron.model} w{self.precision.weight_bits} "
+            f"{adc} {m.rows}x{m.cols}" + (" OS" if m.dataflow == "output_stationary" else "")
+        )
+
     # -- shapes ------------------------------------------------------------------------------
 
     def resolved(self) -> tuple[ResolvedLayer, ...]:

@@ -9,22 +9,41 @@ from pathlib import Path
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run name (runs/NAME in the current folder) or a run folder")
     parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default RUN_FOLDER/export)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder, new or empty (default RUN_FOLDER/export)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out if it holds files (the whole folder: nothing of it is kept)",
     )
     parser.add_argument(
         "--storage", default=None, help="the SQLAlchemy URL, for a run kept in a database"
     )
     parser.add_argument("--no-nir", action="store_true", help="skip the NIR graphs")
+    parser.add_argument(
+        "--no-chip-package", action="store_true", help="skip the chip programming packages"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuronas.export import export_run
+    from neuronas.export import check_out, export_run
     from neuronas.search.study import open_run
 
+    if args.out is not None:
+        check_out(args.out, args.overwrite)  # before opening the study: a wrong --out fails fast
     r = open_run(args.run, storage=args.storage)
     out = args.out or (r.run_dir / "export")
-    res = export_run(r, out, nir=not args.no_nir)
+    res = export_run(
+        r,
+        out,
+        nir=not args.no_nir,
+        overwrite=args.overwrite,
+        chip_package=not args.no_chip_package,
+    )
     print(f"exported {len(res['members'])} front member(s) to {out}")
     print(f"report: {res['report']}")
     return 0

@@ -525,6 +525,32 @@ class _CrossbarMixin(nn.Module):
             f"slices={c.slices}, {c.signed_scheme}"
         )
 
+    # -- what the chip stores (public: the export reads these) --------------------------------
+
+    @torch.no_grad()
+    def stored_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(q, step)``: the integer weight levels ``[N, K]`` and the positive value of one level,
+        so that ``q * step`` is the weight the chip computes with."""
+        self._ensure_weight_step()
+        return self._quantized().detach().clone(), self._w_step().detach().clone()
+
+    @torch.no_grad()
+    def cell_levels(self) -> torch.Tensor:
+        """Integer level of every cell, ``[K, S, P, Nc]`` (see :meth:`_levels`)."""
+        return self._levels(self.stored_weights()[0]).clone()
+
+    @torch.no_grad()
+    def converter_params(self) -> dict[str, torch.Tensor]:
+        """Per slice and column ``[S, Nc]``, in cell-level units as the chip-mode forward uses them:
+        ``step`` (ADC step or comparator output level, > 0) and, for a sense amplifier,
+        ``threshold`` (it reads +1 where the partial sum >= threshold: the reference less the tie
+        margin)."""
+        step = self.adc_step.detach().abs() + 1e-8
+        out = {"step": step.clone()}
+        if self.sa_ref is not None:
+            out["threshold"] = self.sa_ref.detach() - 1e-4 * step
+        return out
+
 
 class CrossbarLinear(_CrossbarMixin, nn.Linear):
     """``nn.Linear`` on crossbars (see the module docstring); input ``[M, K]``."""

@@ -1,0 +1,211 @@
+"""Export a run's feasible Pareto front as files a hardware team can use.
+
+``neuronas export RUN --out DIR`` writes::
+
+    DIR/report.md              read this first: chip, space, budgets, the front, cost breakdowns
+    DIR/pareto.csv             one row per front member (objectives, every cost metric, margins)
+    DIR/pareto.png             accuracy against each cost objective: front, other trained, rejected
+    DIR/chip.yaml              the chip priced against (``neuronas cost ... --chip chip.yaml``)
+    DIR/run.json               the run's configuration (sampler, seed, epochs, ...), no absolute paths
+    DIR/01_trial0012/          one folder per member, best accuracy first
+        arch.yaml              the architecture (ArchSpec YAML; ``neuronas cost`` / ``train`` read it)
+        metrics.json           accuracy mean +- std over chip instances, measured activity, the
+                               full CostReport (per layer, per component), budget margins
+        model.pt               the trained state_dict (``torch.load(..., weights_only=True)``)
+        weights.safetensors    the same tensors as safetensors (no pickle)
+        model.nir              a NIR graph with the weights as the chip holds them
+                               (:mod:`neuronas.snn.nir`)
+        chip/                  the chip programming package (:mod:`neuronas.export.chip`)
+
+Safety: ``DIR`` must be absent or empty unless ``overwrite`` (which replaces it whole: no stale
+member folders survive).  Everything is written into a temporary sibling folder that is moved into
+place only once complete, so a failure leaves ``DIR`` as it was.  Files get the permissions the
+user's umask allows (as ``cp`` would), and no file holds an absolute path of the run.
+
+The parts: :mod:`.member` (one member's folder, ``pareto.csv``), :mod:`.report`
+(``report.md``), :mod:`.plot` (``pareto.png``), :mod:`.chip` (``chip/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from neuronas.errors import ExportError, SearchError
+
+__all__ = ["check_out", "export_run"]
+
+
+def check_out(out: Path, overwrite: bool = False) -> None:
+    """Refuse an ``out`` that cannot become the export folder, in one line."""
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            where = "" if p == out else f" ({p} is a file)"
+            raise ExportError(
+                f"--out {out}: not a folder{where}; give a new or empty folder's path"
+            )
+        if p.exists():
+            break
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        n = sum(1 for _ in out.iterdir())
+        raise ExportError(
+            f"--out {out}: the folder is not empty ({n} entr{'y' if n == 1 else 'ies'}); "
+            "pass --overwrite to replace it, or give a new folder"
+        )
+
+
+def _check_not_inside(out: Path, run_dir: Path) -> None:
+    """Refuse an ``out`` that holds the run or the current folder: replacing it would delete them."""
+    target = out.resolve()
+    for what, p in (("the run", run_dir.resolve()), ("the current folder", Path.cwd().resolve())):
+        if p == target or target in p.parents:
+            raise ExportError(
+                f"--out {out}: holds {what} ({p}), which the export would replace; give a new folder"
+            )
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _open_permissions(root: Path) -> None:
+    """Give every folder and file what the umask allows: mkdtemp makes 0700 and some writers
+    (safetensors) 0600, which a colleague could not read."""
+    mask = _umask()
+    root.chmod(0o777 & ~mask)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            Path(dirpath, name).chmod(0o777 & ~mask)
+        for name in filenames:
+            Path(dirpath, name).chmod(0o666 & ~mask)
+
+
+def _portable(value: Any, run_dir: Path) -> Any:
+    """An absolute path made relative to the run folder (or reduced to its name): the export
+    must not depend on, or reveal, where the run lived."""
+    if isinstance(value, str) and os.path.isabs(value):
+        p = Path(value)
+        try:
+            return str(Path(run_dir.name) / p.relative_to(run_dir))
+        except ValueError:
+            return p.name
+    return value
+
+
+def _run_summary(run: Any) -> dict[str, Any]:
+    """``run.json``: the run's configuration (what produced this front), without absolute paths;
+    the space and chip are stored whole elsewhere (``chip.yaml``; the space in the study)."""
+    run_dir = Path(run.run_dir)
+    cfg = run.config.to_dict()
+    cfg.pop("space_dict", None)
+    cfg.pop("chip_dict", None)
+    cfg["run_dir"] = run_dir.name
+    return {k: _portable(v, run_dir) for k, v in cfg.items()}
+
+
+def _write_all(
+    run: Any,
+    trials: list[Any],
+    front: list[Any],
+    out: Path,
+    *,
+    nir: bool,
+    plot: bool,
+    chip_package: bool,
+) -> dict[str, Any]:
+    from neuronas.export.member import write_csv, write_member
+    from neuronas.export.report import render_report
+
+    members = []
+    data_cache: dict[Any, Any] = {}  # the test samples, loaded once for every member
+    for rank, t in enumerate(front, 1):
+        d = out / f"{rank:02d}_trial{t.number:04d}"
+        d.mkdir()
+        members.append(
+            {
+                "rank": rank,
+                **write_member(
+                    run, t, d, nir=nir, chip_package=chip_package, data_cache=data_cache
+                ),
+            }
+        )
+    write_csv(run, members, out / "pareto.csv")
+    import yaml
+
+    # the chip as loaded: the printed commands re-price members on exactly this chip, wherever
+    # the run's chip file went
+    (out / "chip.yaml").write_text(
+        yaml.safe_dump(run.chip.model_dump(mode="json"), sort_keys=False)
+    )
+    (out / "run.json").write_text(json.dumps(_run_summary(run), indent=2, default=str) + "\n")
+    png = None
+    if plot:
+        from neuronas.export.plot import plot_front
+
+        png = out / "pareto.png"
+        plot_front(run, trials, front, png)
+    (out / "report.md").write_text(render_report(run, trials, members, png))
+    return {"members": [m["dir"].name for m in members], "png": png.name if png else None}
+
+
+def export_run(
+    run: Any,
+    out: Path,
+    *,
+    nir: bool = True,
+    plot: bool = True,
+    overwrite: bool = False,
+    chip_package: bool = True,
+) -> dict[str, Any]:
+    """Write the front of ``run`` (an opened :class:`~neuronas.search.study.Run`) under ``out``.
+
+    Returns ``{"out", "report", "members", "png"}`` (paths under ``out``).
+    """
+    from neuronas.search.study import count_trials, front_trials
+
+    out = Path(out)
+    check_out(out, overwrite)
+    _check_not_inside(out, Path(run.run_dir))
+    cfg = run.config
+    trials = run.study.get_trials(deepcopy=False)
+    front = front_trials(run.study, list(cfg.objectives), trials)
+    if not front:
+        c = count_trials(run.study, trials)
+        raise SearchError(
+            f"run {run.run_dir} has no trained candidate within every hard budget yet ({c.finished} finished: "
+            f"{c.infeasible} rejected untrained, {c.trained} trained, {c.failed} failed); nothing to export -- "
+            f"run more trials (neuronas search --name {run.run_dir.name} --trials N)"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    old: Path | None = None
+    try:
+        res = _write_all(run, trials, front, tmp, nir=nir, plot=plot, chip_package=chip_package)
+        _open_permissions(tmp)
+        if out.exists():
+            # out is empty or overwrite was given: moved aside, so that the new export takes its
+            # place in one rename and nothing of the old one survives
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            out.rename(old / "previous")
+        tmp.rename(out)
+    except BaseException:
+        if old is not None and not out.exists():
+            (old / "previous").rename(out)  # the failure left the old export as it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return {
+        "out": str(out),
+        "report": str(out / "report.md"),
+        "members": [str(out / m) for m in res["members"]],
+        "png": str(out / res["png"]) if res["png"] else None,
+    }

@@ -1,0 +1,150 @@
+"""The chip programming package (``chip/``) is the chip's network: rebuilt from the package
+alone (:func:`neuronas.export.chip.simulate_layer`, numpy), every crossbar layer reproduces
+neuronas' chip-mode output on the same inputs (ideal device, no noise).
+
+Inputs are spikes (0/1), so every partial sum is an integer and every converter code is exact
+on both sides; only the final shift-and-add and step products are float32, and may round
+differently (a fused multiply-add): the tolerance 1e-5 relative to the largest output is far
+below one converter code's contribution (step x weight step >= 1e-3 of it here), so a single
+code that differed would fail the test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuronas.export.chip import load_layer, simulate_layer, unfold, write_chip_package
+from neuronas.hardware import estimate, load_chip
+from neuronas.snn import build, crossbar_layers
+from neuronas.spec import ArchSpec
+
+T, B = 3, 4
+
+MLP = {
+    "input": {"shape": [70], "timesteps": T},
+    "layers": [{"kind": "fc", "out": 24}, {"kind": "fc", "out": 6}],
+    "neuron": {"model": "if", "threshold": 1.0},
+}
+CNN = {
+    "input": {"shape": [2, 8, 8], "timesteps": T},
+    "layers": [
+        {"kind": "conv", "out": 5, "kernel": 3},
+        {"kind": "pool", "kernel": 2, "pool": "max"},
+        {"kind": "fc", "out": 4},
+    ],
+    "neuron": {"model": "lif", "tau": 2.0, "threshold": 0.5},
+}
+
+CASES = [
+    pytest.param(MLP, {"adc_kind": "sa", "adc_bits": 1}, "differential", 1, 4, id="mlp-sa-diff"),
+    pytest.param(MLP, {"adc_kind": "sa", "adc_bits": 1}, "offset", 1, 3, id="mlp-sa-offset"),
+    pytest.param(
+        MLP, {"adc_kind": "sar", "adc_bits": 3}, "differential", 2, 4, id="mlp-sar3-diff-2bpc"
+    ),
+    pytest.param(MLP, {"adc_kind": "flash", "adc_bits": 4}, "offset", 1, 4, id="mlp-flash4-offset"),
+    pytest.param(
+        MLP, {"adc_kind": "digital", "adc_bits": 0}, "differential", 1, 4, id="mlp-digital"
+    ),
+    pytest.param(CNN, {"adc_kind": "sa", "adc_bits": 1}, "differential", 1, 4, id="cnn-sa-diff"),
+    pytest.param(
+        CNN, {"adc_kind": "sar", "adc_bits": 4}, "offset", 2, 4, id="cnn-sar4-offset-2bpc"
+    ),
+]
+
+
+def _trained_like(spec: dict, mapping: dict, scheme: str, bpc: int, wbits: int):
+    torch.manual_seed(0)
+    arch = ArchSpec.from_dict(
+        {
+            **spec,
+            "precision": {"weight_bits": wbits},
+            "mapping": {
+                **mapping,
+                "rows": 16,
+                "cols": 16,
+                "bits_per_cell": bpc,
+                "signed_scheme": scheme,
+            },
+        }
+    )
+    model = build(arch, None)  # ideal device
+    with torch.no_grad():
+        for layer in crossbar_layers(model):
+            layer.weight.mul_(4.0)  # enough drive that the hidden layers spike
+    model.set_hardware_awareness(1.0)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand((T, B, *arch.input.shape), generator=g) < 0.3).float()
+    with torch.no_grad():
+        model(x)  # the converters calibrate on the first chip-mode forward, as in training
+        for layer in crossbar_layers(model):
+            # trained steps and references drift away from their initial values (and a learned
+            # step may go negative: the layer uses its magnitude)
+            layer.adc_step.mul_(torch.empty_like(layer.adc_step).uniform_(-1.3, 1.3, generator=g))
+            if layer.sa_ref is not None:
+                layer.sa_ref.add_(torch.randn(layer.sa_ref.shape, generator=g))
+    model.eval()
+    return arch, model, x
+
+
+@pytest.mark.parametrize(("spec", "mapping", "scheme", "bpc", "wbits"), CASES)
+def test_rebuilding_each_layer_from_the_package_reproduces_chip_mode(
+    tmp_path: Path, spec: dict, mapping: dict, scheme: str, bpc: int, wbits: int
+) -> None:
+    arch, model, x = _trained_like(spec, mapping, scheme, bpc, wbits)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    hooks = [
+        layer.register_forward_hook(lambda m, i, o: seen.append((i[0].detach(), o.detach())))
+        for layer in crossbar_layers(model)
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    chip = load_chip("rram-adcless-65nm")
+    meta = write_chip_package(model, arch, chip, tmp_path / "chip")
+    assert (tmp_path / "chip" / "README.md").read_text().startswith("Files")
+    report = estimate(arch, chip, 0.2)
+    assert meta["tiles"] == report.tiles
+    costs = {c.index: c for c in report.layers}
+    for r, (inp, out) in zip(arch.resolved(), seen, strict=True):
+        cost = costs[r.index]
+        entry, t = load_layer(tmp_path / "chip", r.index)
+        assert entry["arrays"] == cost.arrays == entry["cost_model"]["arrays"]
+        assert entry["row_groups"] == entry["cost_model"]["row_groups"]
+        assert entry["col_groups"] == entry["cost_model"]["col_groups"]
+        assert t["cells"].shape == (entry["row_groups"], entry["col_groups"], 16, 16)
+        assert t["cells"].max() <= 2**bpc - 1
+        assert (t["converter_step"] > 0).all() and float(t["weight_step"]) > 0
+        if r.kind == "conv":
+            x2d = unfold(inp.numpy(), r.kernel, r.stride, r.padding)
+            want = out.permute(0, 2, 3, 1).reshape(-1, r.fan_out).numpy()
+        else:
+            x2d = inp.reshape(-1, r.fan_in).numpy()
+            want = out.reshape(-1, r.fan_out).numpy()
+        assert set(np.unique(x2d)) <= {0.0, 1.0}
+        got = simulate_layer(entry, t, x2d)
+        scale = float(np.abs(want).max())
+        assert scale > 0
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
+        # the outputs vary enough that a wrong converter code would show
+        assert len(np.unique(np.round(want / (1e-3 * scale)))) > 3
+
+
+def test_stored_levels_are_the_quantized_weights(tmp_path: Path) -> None:
+    arch, model, _ = _trained_like(MLP, {"adc_kind": "sar", "adc_bits": 3}, "differential", 2, 4)
+    write_chip_package(model, arch, load_chip("rram-adcless-65nm"), tmp_path)
+    for r, layer in zip(arch.resolved(), crossbar_layers(model), strict=True):
+        entry, t = load_layer(tmp_path, r.index)
+        q, _ = layer.stored_weights()
+        w = np.zeros((r.fan_out, entry["row_groups"] * 16))
+        cells = t["cells"].transpose(0, 2, 1, 3).reshape(entry["row_groups"] * 16, -1)
+        out, sl, pol = (
+            t[k].reshape(-1) for k in ("column_output", "column_slice", "column_polarity")
+        )
+        for c in np.flatnonzero(out >= 0):
+            w[out[c]] += pol[c] * 2.0 ** (2 * sl[c]) * cells[:, c]
+        np.testing.assert_array_equal(w[:, : r.fan_in], q.numpy())
