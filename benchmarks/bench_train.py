@@ -85,6 +85,11 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=None, help="training samples per epoch (default: all)")
     ap.add_argument("--dense", action="store_true", help="also time awareness 1 on the tensor-op path (no kernels)")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    ap.add_argument("--input-shape", type=int, nargs="+", default=None,
+                    help="feed the arch this input shape (digits-events is 2 x 32 x 32: downsampled below that)")
+    ap.add_argument("--drop-input-pool", action="store_true",
+                    help="drop a leading pool layer (dvsgesture-cnn pools its 128 x 128 input to 32 x 32; with "
+                    "--input-shape 2 32 32 its convolutions then see the sizes they see on DVS Gesture)")
     args = ap.parse_args()
 
     from neuronas.config import resolve_preset
@@ -99,7 +104,12 @@ def main() -> None:
     mapping = dict(base.mapping.to_dict(), rows=args.rows, adc_bits=args.adc_bits, adc_kind=kind)
     if args.bits_per_cell:
         mapping["bits_per_cell"] = args.bits_per_cell
-    arch = ArchSpec.from_dict(dict(base.to_dict(), mapping=mapping))
+    d = dict(base.to_dict(), mapping=mapping)
+    if args.input_shape:
+        d["input"] = dict(d["input"], shape=list(args.input_shape))
+    if args.drop_input_pool and d["layers"][0]["kind"] == "pool":
+        d["layers"] = d["layers"][1:]
+    arch = ArchSpec.from_dict(d)
     x, y = _tensors("digits-events", "train", arch.input.timesteps, None, _check_shape(arch, "digits-events"))
     if args.samples:
         x, y = x[: args.samples], y[: args.samples]

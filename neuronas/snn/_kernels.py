@@ -35,7 +35,16 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["available", "column_dots", "convert_sum_forward", "digits", "quantize_backward", "quantize_forward"]
+__all__ = [
+    "available",
+    "column_dots",
+    "conv_convert_backward",
+    "conv_convert_forward",
+    "convert_sum_forward",
+    "digits",
+    "quantize_backward",
+    "quantize_forward",
+]
 
 _NB: Any = None  # the compiled kernels, loaded lazily: importing numba costs ~0.3 s
 
@@ -94,17 +103,18 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
-def _fwd_kernel() -> Any:
-    """The serial kernel when torch runs on one thread, else the parallel one on as many."""
+def _fwd_kernel(name: str = "fwd") -> Any:
+    """The serial kernel ``name`` when torch runs on one thread, else its parallel twin
+    (``name_parallel``) on as many."""
     import numba
 
     nb = _load()
     n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     if n == 1:
-        return nb.fwd  # the parallel runtime's dispatch costs ~1/3 of the kernel on one thread
+        return getattr(nb, name)  # the parallel runtime's dispatch costs ~1/3 of the kernel on one thread
     if numba.get_num_threads() != n:
         numba.set_num_threads(n)
-    return nb.fwd_parallel
+    return getattr(nb, name + "_parallel")
 
 
 def convert_sum_forward(
@@ -172,3 +182,43 @@ def column_dots(sums: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     _load().column_dots(_np(sums), _np(grad), out.numpy())
     return out
 
+
+
+def conv_convert_forward(
+    psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, win: torch.Tensor, scale: torch.Tensor,
+    yscale: torch.Tensor, mode: int, qn: int, qp: int,
+) -> torch.Tensor:
+    """The converters over a convolution's partial sums, summed over groups and shifted-and-added
+    over slices: ``y [B, Nc, P]`` from ``psum [B, G, S, Nc, P]`` (a grouped conv2d's output),
+    ``act [B, G, P]`` driven rows per group and position (sense amplifiers only), per-column
+    ``thr, win, scale, yscale [S, Nc]`` (mode 0, ADC: ``scale`` is the step; modes 1, 2,
+    comparators: code from ``p - thr``)."""
+    b, _, _, nc, p = psum.shape
+    y = torch.empty((b, nc, p))
+    a = _np(act) if act is not None else np.zeros((1, 1, 1), np.float32)
+    _fwd_kernel("conv_fwd")(
+        _np(psum), a, _np(thr), _np(win), _np(scale), _np(yscale), int(mode), float(qn), float(qp), y.numpy(),
+    )
+    return y
+
+
+def conv_convert_backward(
+    psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, win: torch.Tensor, scale: torch.Tensor,
+    coef: torch.Tensor, sw: torch.Tensor, mode: int, qn: int, qp: int, grad: torch.Tensor, want_gp: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """The backward of :func:`conv_convert_forward` in one pass over the partial sums, for
+    ``grad [B, Nc, P]``: ``(gp, hg, gsum)``: ``gp [B, G, S, Nc, P]`` the gradient reaching each
+    partial sum (straight-through window times ``sw[s] * grad``; only when ``want_gp``), ``hg
+    [B, G, Nc, P]`` the windows combined over slices with ``coef`` times ``grad``, ``gsum [2, S,
+    Nc]`` the column sums of ``grad * code`` and of ``grad * (ADC: inside * p / step;
+    comparator: inside)``."""
+    b, g, n_slices, nc, p = psum.shape
+    gp = torch.empty((b, g, n_slices, nc, p) if want_gp else (1, 1, 1, 1, 1))
+    hg = torch.empty((b, g, nc, p))
+    gsum = torch.empty((b, 2, n_slices, nc))
+    a = _np(act) if act is not None else np.zeros((1, 1, 1), np.float32)
+    _fwd_kernel("conv_bwd")(
+        _np(psum), a, _np(thr), _np(win), _np(scale), _np(coef), _np(sw), int(mode), float(qn), float(qp),
+        _np(grad), bool(want_gp), gp.numpy(), hg.numpy(), gsum.numpy(),
+    )
+    return (gp if want_gp else None), hg, gsum.sum(0)

@@ -190,3 +190,136 @@ def column_dots(sums, grad, out):  # pragma: no cover
                 for j in range(nc):
                     os_[j] += rs[j] * gr[j]
 
+
+
+# -- convolutions: the converters over partial sums a grouped convolution computed ----------------
+#
+# psum [B, G, S, Nc, P]: row group g's partial sum of slice s, column n at output position p (one
+# chunk of the batch, straight from conv2d's output: positions are the contiguous axis, so every
+# loop below runs along them).  act [B, G, P]: the number of driven rows (only read for a sense
+# amplifier, whose idle groups are skipped).  Per-column constants thr, win, scale, yscale [S, Nc].
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def conv_fwd_item(psum, act, thr, win, scale, yscale, mode, qn, qp, y, tot, b):  # pragma: no cover
+    n_groups, n_slices, nc, n_pos = psum.shape[1], psum.shape[2], psum.shape[3], psum.shape[4]
+    lo, hi = np.float32(qn), np.float32(qp)
+    neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
+    one, zero = np.float32(1.0), np.float32(0.0)
+    for n in range(nc):
+        yr = y[b, n]
+        for p in range(n_pos):
+            yr[p] = 0.0
+    for s in range(n_slices):
+        for n in range(nc):
+            # the digital sum over groups of the codes (integers: exact in any order), then the
+            # shift-and-add, in the order of the im2col kernel so that y rounds the same way
+            for p in range(n_pos):
+                tot[p] = 0.0
+            for g in range(n_groups):
+                pr = psum[b, g, s, n]
+                if mode == 0:
+                    sc = scale[s, n]
+                    for p in range(n_pos):
+                        tot[p] += np.rint(min(max(pr[p] / sc, lo), hi))
+                else:
+                    t = thr[s, n]
+                    ar = act[b, g]
+                    for p in range(n_pos):
+                        a = one if ar[p] > 0.0 else zero
+                        tot[p] += a * (one if pr[p] - t >= 0.0 else neg)
+            ys = yscale[s, n]
+            yr = y[b, n]
+            for p in range(n_pos):
+                yr[p] += ys * tot[p]
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def conv_fwd(psum, act, thr, win, scale, yscale, mode, qn, qp, y):  # pragma: no cover
+    # y [B, Nc, P] = sum_s yscale[s, n] * sum_g code(psum[b, g, s, n, p])
+    tot = np.empty(psum.shape[4], np.float32)
+    for b in range(psum.shape[0]):
+        conv_fwd_item(psum, act, thr, win, scale, yscale, mode, qn, qp, y, tot, b)
+
+
+@njit(parallel=True, cache=True, fastmath=FM, nogil=True)
+def conv_fwd_parallel(psum, act, thr, win, scale, yscale, mode, qn, qp, y):  # pragma: no cover
+    for b in prange(psum.shape[0]):
+        tot = np.empty(psum.shape[4], np.float32)
+        conv_fwd_item(psum, act, thr, win, scale, yscale, mode, qn, qp, y, tot, b)
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def conv_bwd_item(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, want_gp, gp, hg, gsum, b):  # pragma: no cover
+    n_groups, n_slices, nc, n_pos = psum.shape[1], psum.shape[2], psum.shape[3], psum.shape[4]
+    lo, hi = np.float32(qn), np.float32(qp)
+    centre = np.float32(0.5 * (qn + qp))
+    half = np.float32(0.5 * (qp - qn))
+    neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
+    one, zero = np.float32(1.0), np.float32(0.0)
+    for s in range(n_slices):
+        for n in range(nc):
+            gsum[b, 0, s, n] = 0.0
+            gsum[b, 1, s, n] = 0.0
+    for g in range(n_groups):
+        for n in range(nc):
+            hr = hg[b, g, n]
+            for p in range(n_pos):
+                hr[p] = 0.0
+        for s in range(n_slices):
+            c = coef[s]
+            w_s = sw[s]
+            for n in range(nc):
+                pr, gr, hr = psum[b, g, s, n], grad[b, n], hg[b, g, n]
+                acc_t = np.float32(0.0)
+                acc_d = np.float32(0.0)
+                if mode == 0:
+                    sc = scale[s, n]
+                    for p in range(n_pos):
+                        v = pr[p] / sc
+                        inside = one if abs(v - centre) <= half else zero
+                        acc_t += np.rint(min(max(v, lo), hi)) * gr[p]
+                        acc_d += inside * v * gr[p]
+                        hr[p] += c * inside
+                    if want_gp:
+                        gpr = gp[b, g, s, n]
+                        for p in range(n_pos):
+                            v = pr[p] / sc
+                            gpr[p] = (w_s * gr[p]) if abs(v - centre) <= half else zero
+                else:
+                    t, wn = thr[s, n], win[s, n]
+                    ar = act[b, g]
+                    for p in range(n_pos):
+                        a = one if ar[p] > 0.0 else zero
+                        u = pr[p] - t
+                        inside = a if abs(u) <= wn else zero
+                        acc_t += a * (one if u >= 0.0 else neg) * gr[p]
+                        acc_d += inside * gr[p]
+                        hr[p] += c * inside
+                    if want_gp:
+                        gpr = gp[b, g, s, n]
+                        for p in range(n_pos):
+                            a = one if ar[p] > 0.0 else zero
+                            gpr[p] = (a * w_s * gr[p]) if abs(pr[p] - t) <= wn else zero
+                gsum[b, 0, s, n] += acc_t
+                gsum[b, 1, s, n] += acc_d
+        for n in range(nc):
+            hr, gr = hg[b, g, n], grad[b, n]
+            for p in range(n_pos):
+                hr[p] *= gr[p]
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def conv_bwd(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, want_gp, gp, hg, gsum):  # pragma: no cover
+    # grad [B, Nc, P]; outputs: gp [B, G, S, Nc, P] (when want_gp) the gradient reaching every
+    # partial sum, hg [B, G, Nc, P] the straight-through windows combined over the slices times
+    # grad (what the integer weights' gradient needs), gsum [B, 2, S, Nc] per-item column sums of
+    # grad * code and grad * (ADC: inside * p / step; comparator: inside)
+    for b in range(psum.shape[0]):
+        conv_bwd_item(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, want_gp, gp, hg, gsum, b)
+
+
+@njit(parallel=True, cache=True, fastmath=FM, nogil=True)
+def conv_bwd_parallel(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, want_gp, gp, hg, gsum):  # pragma: no cover
+    for b in prange(psum.shape[0]):
+        conv_bwd_item(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, want_gp, gp, hg, gsum, b)

@@ -24,8 +24,10 @@ full chip model (a = 1): ``y = (1 - a) y_ideal + a y_chip``.  A progressive sche
 across epochs (ADC-less IMC, Apolinario et al.: 1-bit partial sums keep accuracy when the
 hardware is introduced gradually).
 
-Everything is tensor ops: the row groups are a batch dimension of one ``matmul`` (timesteps and,
-for convolutions, output positions are folded into the row dimension of that matmul).
+Everything is tensor ops or one-pass kernels: for a linear layer the row groups are a batch
+dimension of one ``matmul`` (timesteps folded into its rows); for a convolution every group's
+partial sums are the output channels of one grouped ``conv2d`` on the input (no im2col), computed
+in batch chunks and converted chunk by chunk.
 
 Gradients: rounding and the comparator are straight-through (identity inside the converter's
 range, zero outside: the hardtanh STE of binarized networks), so a 1-bit partial sum still passes
@@ -48,6 +50,7 @@ from neuronas.snn import _kernels
 from neuronas.spec import ResolvedLayer
 
 __all__ = [
+    "ConvRowGroups",
     "CrossbarConfig",
     "CrossbarConv2d",
     "CrossbarConvTranspose2d",
@@ -313,6 +316,207 @@ class _ConvertSum(torch.autograd.Function):
 
 
 # --------------------------------------------------------------------------------------------
+# convolutions: every row group's partial sums from one grouped conv2d
+
+
+@dataclass(frozen=True)
+class ConvRowGroups:
+    """Where a convolution's row groups sit in its input.
+
+    The fan-in rows are ordered as im2col orders them, ``(c, i, j)`` (input channel, kernel row,
+    kernel column), so row group g (rows ``g*R:(g+1)*R``) reads a run of whole or cut kernels of
+    consecutive input channels.  Giving every group the ``span`` channels it touches (``channels``,
+    gathered from the input; neighbouring groups share a cut channel) turns all groups' partial
+    sums into ONE grouped ``conv2d`` with G groups, whose weight slots outside the group's rows
+    hold 0 (``rows == fan_in``).  When R is a multiple of k*k the groups hold whole channels and
+    the gather is the identity (``channels is None``).
+    """
+
+    groups: int
+    span: int
+    channels: torch.Tensor | None  # [G*span] input channel behind each slot, or None: the identity
+    rows: torch.Tensor  # [G, span, k, k] the fan-in row behind each weight slot; fan_in: none
+
+    @classmethod
+    def of(cls, in_channels: int, kernel: int, rows: int) -> ConvRowGroups:
+        kk = kernel * kernel
+        fan_in = in_channels * kk
+        groups = math.ceil(fan_in / rows)
+        lo = [g * rows // kk for g in range(groups)]
+        hi = [(min((g + 1) * rows, fan_in) - 1) // kk for g in range(groups)]
+        span = max(h - c + 1 for c, h in zip(lo, hi, strict=True))
+        chan = torch.tensor([[min(c + w, in_channels - 1) for w in range(span)] for c in lo])  # [G, span]
+        local = torch.arange(kk).view(1, 1, kk)
+        row = (torch.tensor(lo).view(-1, 1, 1) + torch.arange(span).view(1, -1, 1)) * kk + local  # [G, span, kk]
+        g_lo = (torch.arange(groups) * rows).view(-1, 1, 1)
+        valid = (row >= g_lo) & (row < torch.clamp(g_lo + rows, max=fan_in))
+        row = torch.where(valid, row, torch.full_like(row, fan_in)).view(groups, span, kernel, kernel)
+        identity = groups * span == in_channels and bool((chan.view(-1) == torch.arange(in_channels)).all())
+        return cls(groups, span, None if identity else chan.view(-1), row)
+
+
+def _conv_convert_dense_forward(
+    psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, win: torch.Tensor, scale: torch.Tensor,
+    yscale: torch.Tensor, mode: int, qn: int, qp: int,
+) -> torch.Tensor:
+    """Tensor-op twin of :func:`neuronas.snn._kernels.conv_convert_forward` (CUDA; no numba)."""
+    col = (1, 1, -1, psum.shape[3], 1)  # [S, Nc] constants against [B, G, S, Nc, P]
+    if mode == 0:
+        total = torch.clamp(psum / scale.view(col), qn, qp).round_().sum(1)
+    else:
+        a = (act > 0).unsqueeze(2).unsqueeze(2)  # [B, G, 1, 1, P]
+        pos = ((psum >= thr.view(col)) & a).sum(1).to(psum.dtype)
+        total = 2 * pos - a.sum(1).to(psum.dtype) if mode == 1 else pos
+    return (total * yscale.view(1, -1, psum.shape[3], 1)).sum(1)
+
+
+def _conv_convert_dense_backward(
+    psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, win: torch.Tensor, scale: torch.Tensor,
+    coef: torch.Tensor, sw: torch.Tensor, mode: int, qn: int, qp: int, grad: torch.Tensor, want_gp: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """Tensor-op twin of :func:`neuronas.snn._kernels.conv_convert_backward` (same outputs)."""
+    nc = psum.shape[3]
+    col = (1, 1, -1, nc, 1)
+    gr = grad.unsqueeze(1).unsqueeze(1)  # [B, 1, 1, Nc, P]
+    if mode == 0:
+        v = psum / scale.view(col)
+        code = torch.clamp(v, qn, qp).round_()
+        inside = ((v - 0.5 * (qn + qp)).abs_() <= 0.5 * (qp - qn)).to(psum.dtype)
+        dval = inside * v
+    else:
+        a = (act > 0).unsqueeze(2).unsqueeze(2)
+        u = psum - thr.view(col)
+        code = torch.where(u >= 0, 1.0, -1.0 if mode == 1 else 0.0).to(psum.dtype) * a
+        inside = ((u.abs() <= win.view(col)) & a).to(psum.dtype)
+        dval = inside
+    gsum = torch.stack([(code * gr).sum((0, 1, 4)), (dval * gr).sum((0, 1, 4))])
+    hg = (inside * coef.view(1, 1, -1, 1, 1)).sum(2) * grad.unsqueeze(1)
+    gp = inside * gr * sw.view(1, 1, -1, 1, 1) if want_gp else None
+    return gp, hg, gsum
+
+
+_CHUNK_FLOATS = {"cpu": 1 << 20, "cuda": 1 << 26}  # partial sums per chunk: cache-sized / memory-sized
+
+
+def _chunks(n: int, per_item: int, device: torch.device) -> list[tuple[int, int]]:
+    """Batch slices whose partial sums stay within the device's chunk budget."""
+    size = max(1, _CHUNK_FLOATS.get(device.type, 1 << 26) // max(1, per_item))
+    return [(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+class _ConvConvertSum(torch.autograd.Function):
+    """:class:`_ConvertSum` for a convolution, without im2col: ``y [B, Nc, OH, OW]``.
+
+    Every row group's partial sums come from one grouped ``conv2d`` of the gathered input ``xg
+    [B, G*span, H, W]`` with the cells ``wconv [G*S*Nc, span, k, k]`` (oneDNN / cuDNN do the
+    multiply-adds), in batch chunks small enough to stay in cache (CPU) or memory (CUDA); the
+    converters, the digital sum over groups and the slices' shift-and-add follow in one pass
+    over each chunk.  Nothing of the size of the partial sums is kept for the backward: it
+    computes them again (one more convolution, cheaper than storing and reading them back),
+    then the gradients reaching the partial sums go back through the convolution's own input and
+    weight gradients: ``wq [G*Nc, span, k, k]`` carries the integer weights' gradient (the cells
+    are a fixed function of them, slices combined by ``slice_grad`` first), ``act_w [G, span, k,
+    k]`` counts a group's driven rows (an idle group's sense amplifiers are skipped).  Gradients
+    as :class:`_ConvertSum`.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, xg: torch.Tensor, wconv: torch.Tensor, wq: torch.Tensor, act_w: torch.Tensor,
+        slice_weight: torch.Tensor, slice_grad: torch.Tensor, step: torch.Tensor, ref: torch.Tensor | None,
+        mode: int, qn: int, qp: int, stride: tuple[int, ...], padding: tuple[int, ...],
+    ) -> torch.Tensor:
+        n_slices = slice_weight.shape[0]
+        nc = step.shape[0] // n_slices
+        consts = _conv_constants(step, ref, slice_weight, mode)
+        fast = xg.device.type == "cpu" and xg.dtype == torch.float32 and _kernels.available()
+        conv = _kernels.conv_convert_forward if fast else _conv_convert_dense_forward
+        groups = act_w.shape[0]
+        ys = []
+        for psum, act in _conv_partial_sums(xg, wconv, act_w, mode, stride, padding):
+            b, _, oh, ow = psum.shape
+            p5 = psum.view(b, groups, n_slices, nc, oh * ow)
+            a3 = act.view(b, groups, oh * ow) if act is not None else None
+            ys.append(conv(p5, a3, *consts, mode, qn, qp).view(b, nc, oh, ow))
+        ctx.save_for_backward(xg, wconv, act_w, step, slice_weight, slice_grad, *(() if ref is None else (ref,)))
+        ctx.args = (mode, qn, qp, tuple(stride), tuple(padding), fast, tuple(wq.shape), ref is not None)
+        return torch.cat(ys) if len(ys) > 1 else ys[0]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        xg, wconv, act_w, step, slice_weight, slice_grad, *rest = ctx.saved_tensors
+        ref = rest[0] if rest else None
+        mode, qn, qp, stride, padding, fast, wq_shape, _ = ctx.args
+        n_slices = slice_weight.shape[0]
+        nc = step.shape[0] // n_slices
+        groups = act_w.shape[0]
+        thr, win, scale, _ = _conv_constants(step, ref, slice_weight, mode)
+        coef = slice_grad * slice_weight
+        bwd = _kernels.conv_convert_backward if fast else _conv_convert_dense_backward
+        want_x, want_w = bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[2])
+        grad = grad.contiguous()
+        grad_x = torch.empty_like(xg) if want_x else None
+        grad_wq = torch.zeros(wq_shape, dtype=xg.dtype, device=xg.device) if want_w else None
+        gsum = torch.zeros((2, n_slices, nc), dtype=xg.dtype, device=xg.device)
+        b0 = 0
+        for psum, act in _conv_partial_sums(xg, wconv, act_w, mode, stride, padding):
+            b, _, oh, ow = psum.shape
+            gr = grad[b0 : b0 + b]
+            p5 = psum.view(b, groups, n_slices, nc, oh * ow)
+            a3 = act.view(b, groups, oh * ow) if act is not None else None
+            gp, hg, gs = bwd(p5, a3, thr, win, scale, coef, slice_weight, mode, qn, qp, gr.reshape(b, nc, -1), want_x)
+            gsum += gs
+            if grad_x is not None and gp is not None:
+                grad_x[b0 : b0 + b] = torch.nn.grad.conv2d_input(
+                    (b, *xg.shape[1:]), wconv, gp.view(b, -1, oh, ow), stride, padding, groups=groups
+                )
+            if grad_wq is not None:
+                grad_wq += torch.nn.grad.conv2d_weight(
+                    xg[b0 : b0 + b], wq_shape, hg.view(b, -1, oh, ow), stride, padding, groups=groups
+                )
+            b0 += b
+        sw = slice_weight.repeat_interleave(nc)  # [S*Nc]: each partial sum's shift
+        g_total, g_dsum = gsum.view(2, -1)
+        if mode == 0:
+            grad_step, grad_ref = sw * (g_total - g_dsum), None  # LSQ
+        else:
+            grad_step, grad_ref = sw * g_total, -sw * g_dsum
+        return grad_x, None, grad_wq, None, None, None, grad_step, grad_ref, None, None, None, None, None
+
+
+def _conv_constants(
+    step: torch.Tensor, ref: torch.Tensor | None, slice_weight: torch.Tensor, mode: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-column ``(thr, win, scale, yscale)`` as ``[S, Nc]`` for the conv converters."""
+    n_slices = slice_weight.shape[0]
+    st = step.detach().view(n_slices, -1)
+    yscale = slice_weight.view(-1, 1) * st
+    if mode == 0:
+        return st, st, st, yscale
+    assert ref is not None
+    # a tie (p == ref) reads as 1: the same hair as _ConvertSum
+    thr = (ref.detach() - 1e-4 * step.detach()).view(n_slices, -1)
+    return thr, (st if mode == 1 else 0.5 * st), st, yscale
+
+
+def _conv_partial_sums(
+    xg: torch.Tensor, wconv: torch.Tensor, act_w: torch.Tensor, mode: int,
+    stride: tuple[int, ...], padding: tuple[int, ...],
+) -> Any:
+    """Yield ``(psum [b, G*S*Nc, OH, OW], act [b, G, OH, OW] or None)`` over batch chunks."""
+    groups = act_w.shape[0]
+    kh = wconv.shape[-1]
+    oh = (xg.shape[2] + 2 * padding[0] - kh) // stride[0] + 1
+    ow = (xg.shape[3] + 2 * padding[1] - kh) // stride[1] + 1
+    with torch.no_grad():
+        for b0, b1 in _chunks(xg.shape[0], wconv.shape[0] * oh * ow, xg.device):
+            xc = xg[b0:b1].detach()
+            psum = F.conv2d(xc, wconv, None, stride, padding, 1, groups)
+            act = F.conv2d((xc != 0).to(xc.dtype), act_w, None, stride, padding, 1, groups) if mode else None
+            yield psum, act
+
+
+# --------------------------------------------------------------------------------------------
 # the shared crossbar machinery
 
 
@@ -483,10 +687,15 @@ class _CrossbarMixin(nn.Module):
 
     @torch.no_grad()
     def _calibrate(self, psum: torch.Tensor, xg: torch.Tensor) -> None:
-        """Initial converter steps from the partial sums of active groups (LSQ initialisation)."""
+        """Initial converter steps from the partial sums ``[G, M, S, Nc]`` of active groups
+        (LSQ initialisation); ``xg [G, M, R]`` the inputs."""
         active = (xg.abs().amax(-1) > 0).view(xg.shape[0], -1, 1, 1).expand_as(psum)
         count = active.sum((0, 1)).clamp(min=1)
-        mean_abs = (psum.abs() * active).sum((0, 1)) / count  # [S, Nc]
+        self._set_converter_ranges((psum.abs() * active).sum((0, 1)) / count, psum.amax((0, 1)))
+
+    @torch.no_grad()
+    def _set_converter_ranges(self, mean_abs: torch.Tensor, peak: torch.Tensor) -> None:
+        """Converter steps ``[S, Nc]`` from the mean |partial sum| of active groups and the peak."""
         mean_abs = torch.where(mean_abs > 0, mean_abs, mean_abs.mean().clamp(min=1e-3))
         if self.config.adc_kind == "sa":
             # the scale that best fits sign(p) to p in the L2 sense is E|p|
@@ -497,8 +706,7 @@ class _CrossbarMixin(nn.Module):
         else:
             # offset columns carry a large common-mode current: the range must reach the largest sum
             qp = self.config.adc_range[1]
-            peak = psum.amax((0, 1)).clamp(min=1e-3)
-            self.adc_step.copy_(peak / qp)
+            self.adc_step.copy_(peak.clamp(min=1e-3) / qp)
         self.calibrated.fill_(True)
 
     @torch.no_grad()
@@ -552,8 +760,9 @@ class CrossbarLinear(_CrossbarMixin, nn.Linear):
 
 
 class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
-    """``nn.Conv2d`` on crossbars: fan-in C_in*k*k rows, one output column per channel; each
-    output position is one read of the arrays (im2col)."""
+    """``nn.Conv2d`` on crossbars: fan-in C_in*k*k rows (ordered as im2col orders them), one
+    output column per channel; each output position is one read of the arrays.  All row groups'
+    partial sums come from one grouped convolution (:class:`ConvRowGroups`), not from im2col."""
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
@@ -562,6 +771,11 @@ class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
         k = in_channels * kernel_size * kernel_size
         self._init_crossbar(k, out_channels, config or CrossbarConfig(), device_model or DeviceModel())
+        geo = ConvRowGroups.of(in_channels, kernel_size, self.config.rows)
+        self.register_buffer("group_rows", geo.rows, persistent=False)
+        self.register_buffer("group_channels", geo.channels, persistent=False)
+        # 1 where a weight slot holds one of its group's rows: counts a group's driven rows
+        self.register_buffer("group_slots", (geo.rows < k).to(torch.float32), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = float(self.hardware_awareness)
@@ -570,19 +784,70 @@ class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
             assert ideal is not None
             return ideal
         self._ensure_weight_step()
-        b, _, h, w = x.shape
-        kh = self.kernel_size[0]
-        sh, ph = self.stride[0], self.padding[0]
-        oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * ph - kh) // sh + 1
-        cols = F.unfold(x, kh, padding=ph, stride=sh)  # [B, K, P]
-        p = cols.shape[-1]
-        x2d = self._pad_rows(cols.transpose(1, 2).reshape(b * p, self.fan_in))  # one array read per position
-        y = self._crossbar_mm(x2d) * self._w_step()  # [B*P, N]
+        y = self._crossbar_conv(x) * self._w_step()
         if self.bias is not None:
-            y = y + self.bias
-        y = y.view(b, p, self.fan_out).transpose(1, 2).reshape(b, self.fan_out, oh, ow)
+            y = y + self.bias.view(1, -1, 1, 1)
         return self._mix(ideal, y)
 
+    def _crossbar_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs ``[B, C, H, W]`` -> integer-unit outputs ``[B, N, OH, OW]`` (before ``w_step``)."""
+        cfg = self.config
+        q = self._quantized()
+        k = self.kernel_size[0]
+        stride, padding = tuple(self.stride), tuple(self.padding)  # type: ignore[arg-type]
+        if cfg.adc_kind == "digital":
+            cells = self._cell_weights(q, True)  # [K, S, Nc]
+            w = (cells * self.slice_weight.view(1, -1, 1)).sum(1)  # exact sums: slices combine first
+            y = F.conv2d(x, w.t().reshape(self.n_cols, -1, k, k), None, stride, padding)
+            self.calibrated.fill_(True)
+        else:
+            cells = self._cell_levels(q, True)  # [K, S, Nc], detached
+            n_slices, nc = cells.shape[1], cells.shape[2]
+            g = self.row_groups
+            rows = self.group_rows  # [G, span, k, k]
+            span = rows.shape[1]
+            # weight slots outside their group's rows read the appended zero row
+            wcell = torch.cat([cells, cells.new_zeros(1, n_slices, nc)])[rows]  # [G, span, k, k, S, Nc]
+            wconv = wcell.permute(0, 4, 5, 1, 2, 3).reshape(g * n_slices * nc, span, k, k)
+            wq = self._column_weights(q).t()  # [K, Nc]: what the gradient reaches
+            wqc = torch.cat([wq, wq.new_zeros(1, nc)])[rows].permute(0, 4, 1, 2, 3).reshape(g * nc, span, k, k)
+            xg = x if self.group_channels is None else x.index_select(1, self.group_channels)
+            act_w = self.group_slots.to(x.dtype)
+            if not bool(self.calibrated):
+                self._calibrate_conv(xg, wconv, act_w, stride, padding)
+            step = (self.adc_step.abs() + 1e-8).reshape(-1)
+            if cfg.adc_kind == "sa":
+                mode = 1 if cfg.differential else 2
+                ref = self.sa_ref.reshape(-1) if self.sa_ref is not None else None
+                qn, qp = 0, 0
+            else:
+                mode, ref = 0, None
+                qn, qp = cfg.adc_range
+            y = _ConvConvertSum.apply(
+                xg, wconv, wqc, act_w, self.slice_weight, self.slice_grad, step, ref, mode, qn, qp, stride, padding,
+            )
+        if not cfg.differential:
+            y = y[:, : self.fan_out] - y[:, self.fan_out :]
+        return y
+
+    @torch.no_grad()
+    def _calibrate_conv(
+        self, xg: torch.Tensor, wconv: torch.Tensor, act_w: torch.Tensor, stride: tuple[int, ...],
+        padding: tuple[int, ...],
+    ) -> None:
+        n_slices, nc = self.adc_step.shape
+        g = self.row_groups
+        sum_abs = torch.zeros(n_slices, nc, dtype=xg.dtype, device=xg.device)
+        peak = torch.full((n_slices, nc), -math.inf, dtype=xg.dtype, device=xg.device)
+        count = torch.zeros((), dtype=xg.dtype, device=xg.device)
+        for psum, act in _conv_partial_sums(xg, wconv, act_w, 1, stride, padding):
+            b = psum.shape[0]
+            p5 = psum.view(b, g, n_slices, nc, -1)
+            active = (act.view(b, g, 1, 1, -1) > 0).to(xg.dtype)  # type: ignore[union-attr]
+            sum_abs += (p5.abs() * active).sum((0, 1, 4))
+            count += active.sum()
+            peak = torch.maximum(peak, p5.amax((0, 1, 4)))
+        self._set_converter_ranges(sum_abs / count.clamp(min=1), peak)
 
 class CrossbarConvTranspose2d(_CrossbarMixin, nn.ConvTranspose2d):
     """Transposed convolution (decoders of dense tasks) with quantized, noisy cell weights.
