@@ -185,21 +185,24 @@ def column_dots(sums: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
 
 
 def conv_convert_forward(
-    psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, win: torch.Tensor, scale: torch.Tensor,
+    psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, scale: torch.Tensor,
     yscale: torch.Tensor, mode: int, qn: int, qp: int,
 ) -> torch.Tensor:
     """The converters over a convolution's partial sums, summed over groups and shifted-and-added
-    over slices: ``y [B, Nc, P]`` from ``psum [B, G, S, Nc, P]`` (a grouped conv2d's output),
-    ``act [B, G, P]`` driven rows per group and position (sense amplifiers only), per-column
-    ``thr, win, scale, yscale [S, Nc]`` (mode 0, ADC: ``scale`` is the step; modes 1, 2,
-    comparators: code from ``p - thr``)."""
-    b, _, _, nc, p = psum.shape
-    y = torch.empty((b, nc, p))
-    a = _np(act) if act is not None else np.zeros((1, 1, 1), np.float32)
+    over slices: ``y [M, Nc]`` from ``psum [M, G, S, Nc]`` (a channels-last grouped conv2d's
+    output), ``act [M, G]`` driven rows per group (sense amplifiers only), per-column ``thr,
+    scale, yscale [S, Nc]`` (mode 0, ADC: ``scale`` is the step; modes 1, 2, comparators: the
+    code from ``p - thr``)."""
+    m, _, _, nc = psum.shape
+    y = torch.empty((m, nc))
+    a = _np(act) if act is not None else np.zeros((1, 1), np.float32)
     _fwd_kernel("conv_fwd")(
-        _np(psum), a, _np(thr), _np(win), _np(scale), _np(yscale), int(mode), float(qn), float(qp), y.numpy(),
+        _np(psum), a, _np(thr), _np(scale), _np(yscale), int(mode), float(qn), float(qp), y.numpy(), _CONV_BLOCK,
     )
     return y
+
+
+_CONV_BLOCK = 256  # output rows per block (a parallel task; one partial column sum each)
 
 
 def conv_convert_backward(
@@ -207,18 +210,18 @@ def conv_convert_backward(
     coef: torch.Tensor, sw: torch.Tensor, mode: int, qn: int, qp: int, grad: torch.Tensor, want_gp: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """The backward of :func:`conv_convert_forward` in one pass over the partial sums, for
-    ``grad [B, Nc, P]``: ``(gp, hg, gsum)``: ``gp [B, G, S, Nc, P]`` the gradient reaching each
+    ``grad [M, Nc]``: ``(gp, hg, gsum)``: ``gp [M, G, S, Nc]`` the gradient reaching each
     partial sum (straight-through window times ``sw[s] * grad``; only when ``want_gp``), ``hg
-    [B, G, Nc, P]`` the windows combined over slices with ``coef`` times ``grad``, ``gsum [2, S,
+    [M, G, Nc]`` the windows combined over slices with ``coef`` times ``grad``, ``gsum [2, S,
     Nc]`` the column sums of ``grad * code`` and of ``grad * (ADC: inside * p / step;
     comparator: inside)``."""
-    b, g, n_slices, nc, p = psum.shape
-    gp = torch.empty((b, g, n_slices, nc, p) if want_gp else (1, 1, 1, 1, 1))
-    hg = torch.empty((b, g, nc, p))
-    gsum = torch.empty((b, 2, n_slices, nc))
-    a = _np(act) if act is not None else np.zeros((1, 1, 1), np.float32)
+    m, g, n_slices, nc = psum.shape
+    gp = torch.empty((m, g, n_slices, nc) if want_gp else (1, 1, 1, 1))
+    hg = torch.empty((m, g, nc))
+    gsum = torch.empty(((m + _CONV_BLOCK - 1) // _CONV_BLOCK, 2, n_slices, nc))
+    a = _np(act) if act is not None else np.zeros((1, 1), np.float32)
     _fwd_kernel("conv_bwd")(
         _np(psum), a, _np(thr), _np(win), _np(scale), _np(coef), _np(sw), int(mode), float(qn), float(qp),
-        _np(grad), bool(want_gp), gp.numpy(), hg.numpy(), gsum.numpy(),
+        _np(grad), bool(want_gp), gp.numpy(), hg.numpy(), gsum.numpy(), _CONV_BLOCK,
     )
     return (gp if want_gp else None), hg, gsum.sum(0)

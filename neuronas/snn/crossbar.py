@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -356,18 +357,18 @@ class ConvRowGroups:
 
 
 def _conv_convert_dense_forward(
-    psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, win: torch.Tensor, scale: torch.Tensor,
+    psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, scale: torch.Tensor,
     yscale: torch.Tensor, mode: int, qn: int, qp: int,
 ) -> torch.Tensor:
     """Tensor-op twin of :func:`neuronas.snn._kernels.conv_convert_forward` (CUDA; no numba)."""
-    col = (1, 1, -1, psum.shape[3], 1)  # [S, Nc] constants against [B, G, S, Nc, P]
     if mode == 0:
-        total = torch.clamp(psum / scale.view(col), qn, qp).round_().sum(1)
+        total = torch.clamp(psum / scale, qn, qp).round_().sum(1)  # [M, S, Nc]
     else:
-        a = (act > 0).unsqueeze(2).unsqueeze(2)  # [B, G, 1, 1, P]
-        pos = ((psum >= thr.view(col)) & a).sum(1).to(psum.dtype)
+        assert act is not None
+        a = (act > 0).view(act.shape[0], -1, 1, 1)  # [M, G, 1, 1]
+        pos = ((psum >= thr) & a).sum(1).to(psum.dtype)
         total = 2 * pos - a.sum(1).to(psum.dtype) if mode == 1 else pos
-    return (total * yscale.view(1, -1, psum.shape[3], 1)).sum(1)
+    return (total * yscale).sum(1)
 
 
 def _conv_convert_dense_backward(
@@ -375,33 +376,38 @@ def _conv_convert_dense_backward(
     coef: torch.Tensor, sw: torch.Tensor, mode: int, qn: int, qp: int, grad: torch.Tensor, want_gp: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """Tensor-op twin of :func:`neuronas.snn._kernels.conv_convert_backward` (same outputs)."""
-    nc = psum.shape[3]
-    col = (1, 1, -1, nc, 1)
-    gr = grad.unsqueeze(1).unsqueeze(1)  # [B, 1, 1, Nc, P]
+    gr = grad.view(grad.shape[0], 1, 1, -1)  # [M, 1, 1, Nc]
     if mode == 0:
-        v = psum / scale.view(col)
+        v = psum / scale
         code = torch.clamp(v, qn, qp).round_()
         inside = ((v - 0.5 * (qn + qp)).abs_() <= 0.5 * (qp - qn)).to(psum.dtype)
         dval = inside * v
     else:
-        a = (act > 0).unsqueeze(2).unsqueeze(2)
-        u = psum - thr.view(col)
+        assert act is not None
+        a = (act > 0).view(act.shape[0], -1, 1, 1)
+        u = psum - thr
         code = torch.where(u >= 0, 1.0, -1.0 if mode == 1 else 0.0).to(psum.dtype) * a
-        inside = ((u.abs() <= win.view(col)) & a).to(psum.dtype)
+        inside = ((u.abs() <= win) & a).to(psum.dtype)
         dval = inside
-    gsum = torch.stack([(code * gr).sum((0, 1, 4)), (dval * gr).sum((0, 1, 4))])
-    hg = (inside * coef.view(1, 1, -1, 1, 1)).sum(2) * grad.unsqueeze(1)
-    gp = inside * gr * sw.view(1, 1, -1, 1, 1) if want_gp else None
+    gsum = torch.stack([(code * gr).sum((0, 1)), (dval * gr).sum((0, 1))])
+    hg = (inside * coef.view(1, 1, -1, 1)).sum(2) * grad.unsqueeze(1)
+    gp = inside * gr * sw.view(1, 1, -1, 1) if want_gp else None
     return gp, hg, gsum
 
 
-_CHUNK_FLOATS = {"cpu": 1 << 20, "cuda": 1 << 26}  # partial sums per chunk: cache-sized / memory-sized
+# partial sums per batch chunk: within L2 on the CPU (the converter pass reads them while cached),
+# bounded on a GPU so that they never grow with batch x positions
+_CHUNK_FLOATS = {"cpu": 1 << 20, "cuda": 1 << 26}
 
 
-def _chunks(n: int, per_item: int, device: torch.device) -> list[tuple[int, int]]:
-    """Batch slices whose partial sums stay within the device's chunk budget."""
-    size = max(1, _CHUNK_FLOATS.get(device.type, 1 << 26) // max(1, per_item))
-    return [(i, min(n, i + size)) for i in range(0, n, size)]
+def _rows_of(t: torch.Tensor) -> torch.Tensor:
+    """A channels-last ``[b, C, OH, OW]`` tensor as its ``[b*OH*OW, C]`` rows (a view)."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+def _as_channels(rows: torch.Tensor, b: int, oh: int, ow: int) -> torch.Tensor:
+    """``[b*OH*OW, ...]`` rows back as a channels-last ``[b, C, OH, OW]`` tensor (a view)."""
+    return rows.reshape(b, oh, ow, -1).permute(0, 3, 1, 2)
 
 
 class _ConvConvertSum(torch.autograd.Function):
@@ -409,15 +415,16 @@ class _ConvConvertSum(torch.autograd.Function):
 
     Every row group's partial sums come from one grouped ``conv2d`` of the gathered input ``xg
     [B, G*span, H, W]`` with the cells ``wconv [G*S*Nc, span, k, k]`` (oneDNN / cuDNN do the
-    multiply-adds), in batch chunks small enough to stay in cache (CPU) or memory (CUDA); the
-    converters, the digital sum over groups and the slices' shift-and-add follow in one pass
-    over each chunk.  Nothing of the size of the partial sums is kept for the backward: it
-    computes them again (one more convolution, cheaper than storing and reading them back),
-    then the gradients reaching the partial sums go back through the convolution's own input and
-    weight gradients: ``wq [G*Nc, span, k, k]`` carries the integer weights' gradient (the cells
-    are a fixed function of them, slices combined by ``slice_grad`` first), ``act_w [G, span, k,
-    k]`` counts a group's driven rows (an idle group's sense amplifiers are skipped).  Gradients
-    as :class:`_ConvertSum`.
+    multiply-adds; channels-last, so that the partial sums of one output position are contiguous
+    and oneDNN writes them without a reorder), in batch chunks small enough to stay in cache
+    (CPU) or bounded in memory (CUDA); the converters, the digital sum over groups and the
+    slices' shift-and-add follow in one pass over each chunk.  Nothing of the size of the partial
+    sums is kept for the backward: it computes them again (one more convolution, cheaper than
+    storing and reading them back), then the gradients reaching the partial sums go back through
+    the convolution's own input and weight gradients: ``wq [G*Nc, span, k, k]`` carries the
+    integer weights' gradient (the cells are a fixed function of them, slices combined by
+    ``slice_grad`` first), ``act_w [G, span, k, k]`` counts a group's driven rows (an idle
+    group's sense amplifiers are skipped).  Gradients as :class:`_ConvertSum`.
     """
 
     @staticmethod
@@ -428,53 +435,55 @@ class _ConvConvertSum(torch.autograd.Function):
     ) -> torch.Tensor:
         n_slices = slice_weight.shape[0]
         nc = step.shape[0] // n_slices
-        consts = _conv_constants(step, ref, slice_weight, mode)
+        groups = act_w.shape[0]
+        thr, _, scale, yscale = _conv_constants(step, ref, slice_weight, mode)
         fast = xg.device.type == "cpu" and xg.dtype == torch.float32 and _kernels.available()
         conv = _kernels.conv_convert_forward if fast else _conv_convert_dense_forward
-        groups = act_w.shape[0]
-        ys = []
-        for psum, act in _conv_partial_sums(xg, wconv, act_w, mode, stride, padding):
+        act = _conv_active(xg, act_w, stride, padding) if mode else None
+        y = None
+        for b0, b1, psum in _conv_partial_sums(xg, wconv, groups, stride, padding):
             b, _, oh, ow = psum.shape
-            p5 = psum.view(b, groups, n_slices, nc, oh * ow)
-            a3 = act.view(b, groups, oh * ow) if act is not None else None
-            ys.append(conv(p5, a3, *consts, mode, qn, qp).view(b, nc, oh, ow))
-        ctx.save_for_backward(xg, wconv, act_w, step, slice_weight, slice_grad, *(() if ref is None else (ref,)))
-        ctx.args = (mode, qn, qp, tuple(stride), tuple(padding), fast, tuple(wq.shape), ref is not None)
-        return torch.cat(ys) if len(ys) > 1 else ys[0]
+            if y is None:
+                y = xg.new_empty((xg.shape[0], oh, ow, nc))
+            p4 = _rows_of(psum).view(-1, groups, n_slices, nc)
+            a2 = None if act is None else _rows_of(act[b0:b1])
+            y[b0:b1] = conv(p4, a2, thr, scale, yscale, mode, qn, qp).view(b, oh, ow, nc)
+        assert y is not None
+        saved = (xg, wconv, step, slice_weight, slice_grad)
+        ctx.save_for_backward(*saved, *(() if act is None else (act,)), *(() if ref is None else (ref,)))
+        ctx.args = (mode, qn, qp, stride, padding, fast, tuple(wq.shape), groups)
+        return y.permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        xg, wconv, act_w, step, slice_weight, slice_grad, *rest = ctx.saved_tensors
-        ref = rest[0] if rest else None
-        mode, qn, qp, stride, padding, fast, wq_shape, _ = ctx.args
+        xg, wconv, step, slice_weight, slice_grad, *rest = ctx.saved_tensors
+        mode, qn, qp, stride, padding, fast, wq_shape, groups = ctx.args
+        act, ref = (rest[0], rest[1]) if mode else (None, None)
         n_slices = slice_weight.shape[0]
         nc = step.shape[0] // n_slices
-        groups = act_w.shape[0]
         thr, win, scale, _ = _conv_constants(step, ref, slice_weight, mode)
         coef = slice_grad * slice_weight
         bwd = _kernels.conv_convert_backward if fast else _conv_convert_dense_backward
         want_x, want_w = bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[2])
-        grad = grad.contiguous()
+        grad_rows = grad.permute(0, 2, 3, 1).contiguous()  # [B, OH, OW, Nc]
         grad_x = torch.empty_like(xg) if want_x else None
         grad_wq = torch.zeros(wq_shape, dtype=xg.dtype, device=xg.device) if want_w else None
         gsum = torch.zeros((2, n_slices, nc), dtype=xg.dtype, device=xg.device)
-        b0 = 0
-        for psum, act in _conv_partial_sums(xg, wconv, act_w, mode, stride, padding):
+        for b0, b1, psum in _conv_partial_sums(xg, wconv, groups, stride, padding):
             b, _, oh, ow = psum.shape
-            gr = grad[b0 : b0 + b]
-            p5 = psum.view(b, groups, n_slices, nc, oh * ow)
-            a3 = act.view(b, groups, oh * ow) if act is not None else None
-            gp, hg, gs = bwd(p5, a3, thr, win, scale, coef, slice_weight, mode, qn, qp, gr.reshape(b, nc, -1), want_x)
+            p4 = _rows_of(psum).view(-1, groups, n_slices, nc)
+            a2 = None if act is None else _rows_of(act[b0:b1])
+            gr = grad_rows[b0:b1].reshape(-1, nc)
+            gp, hg, gs = bwd(p4, a2, thr, win, scale, coef, slice_weight, mode, qn, qp, gr, want_x)
             gsum += gs
             if grad_x is not None and gp is not None:
-                grad_x[b0 : b0 + b] = torch.nn.grad.conv2d_input(
-                    (b, *xg.shape[1:]), wconv, gp.view(b, -1, oh, ow), stride, padding, groups=groups
+                grad_x[b0:b1] = torch.nn.grad.conv2d_input(
+                    (b, *xg.shape[1:]), wconv, _as_channels(gp, b, oh, ow), stride, padding, groups=groups
                 )
             if grad_wq is not None:
                 grad_wq += torch.nn.grad.conv2d_weight(
-                    xg[b0 : b0 + b], wq_shape, hg.view(b, -1, oh, ow), stride, padding, groups=groups
+                    xg[b0:b1], wq_shape, _as_channels(hg, b, oh, ow), stride, padding, groups=groups
                 )
-            b0 += b
         sw = slice_weight.repeat_interleave(nc)  # [S*Nc]: each partial sum's shift
         g_total, g_dsum = gsum.view(2, -1)
         if mode == 0:
@@ -499,21 +508,28 @@ def _conv_constants(
     return thr, (st if mode == 1 else 0.5 * st), st, yscale
 
 
+def _conv_active(xg: torch.Tensor, act_w: torch.Tensor, stride: tuple[int, ...], padding: tuple[int, ...]) -> torch.Tensor:
+    """Driven rows per row group and output position, ``[B, G, OH, OW]`` (channels-last): one
+    small convolution for the whole batch (per chunk, its fixed cost was ~1/3 of the partial
+    sums' own)."""
+    with torch.no_grad():
+        xd = xg.detach()
+        return F.conv2d((xd != 0).to(xd.dtype), act_w, None, stride, padding, 1, act_w.shape[0])
+
+
 def _conv_partial_sums(
-    xg: torch.Tensor, wconv: torch.Tensor, act_w: torch.Tensor, mode: int,
-    stride: tuple[int, ...], padding: tuple[int, ...],
-) -> Any:
-    """Yield ``(psum [b, G*S*Nc, OH, OW], act [b, G, OH, OW] or None)`` over batch chunks."""
-    groups = act_w.shape[0]
+    xg: torch.Tensor, wconv: torch.Tensor, groups: int, stride: tuple[int, ...], padding: tuple[int, ...],
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """``(b0, b1, psum [b, G*S*Nc, OH, OW])`` over batch chunks, channels-last (as ``xg`` and
+    ``wconv`` are)."""
     kh = wconv.shape[-1]
     oh = (xg.shape[2] + 2 * padding[0] - kh) // stride[0] + 1
     ow = (xg.shape[3] + 2 * padding[1] - kh) // stride[1] + 1
+    size = max(1, _CHUNK_FLOATS.get(xg.device.type, 1 << 26) // (wconv.shape[0] * oh * ow))
     with torch.no_grad():
-        for b0, b1 in _chunks(xg.shape[0], wconv.shape[0] * oh * ow, xg.device):
-            xc = xg[b0:b1].detach()
-            psum = F.conv2d(xc, wconv, None, stride, padding, 1, groups)
-            act = F.conv2d((xc != 0).to(xc.dtype), act_w, None, stride, padding, 1, groups) if mode else None
-            yield psum, act
+        for b0 in range(0, xg.shape[0], size):
+            b1 = min(xg.shape[0], b0 + size)
+            yield b0, b1, F.conv2d(xg[b0:b1].detach(), wconv, None, stride, padding, 1, groups)
 
 
 # --------------------------------------------------------------------------------------------
@@ -809,10 +825,12 @@ class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
             # weight slots outside their group's rows read the appended zero row
             wcell = torch.cat([cells, cells.new_zeros(1, n_slices, nc)])[rows]  # [G, span, k, k, S, Nc]
             wconv = wcell.permute(0, 4, 5, 1, 2, 3).reshape(g * n_slices * nc, span, k, k)
+            wconv = wconv.contiguous(memory_format=torch.channels_last)
             wq = self._column_weights(q).t()  # [K, Nc]: what the gradient reaches
             wqc = torch.cat([wq, wq.new_zeros(1, nc)])[rows].permute(0, 4, 1, 2, 3).reshape(g * nc, span, k, k)
             xg = x if self.group_channels is None else x.index_select(1, self.group_channels)
-            act_w = self.group_slots.to(x.dtype)
+            xg = xg.contiguous(memory_format=torch.channels_last)
+            act_w = self.group_slots.to(x.dtype).contiguous(memory_format=torch.channels_last)
             if not bool(self.calibrated):
                 self._calibrate_conv(xg, wconv, act_w, stride, padding)
             step = (self.adc_step.abs() + 1e-8).reshape(-1)
@@ -840,14 +858,15 @@ class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
         sum_abs = torch.zeros(n_slices, nc, dtype=xg.dtype, device=xg.device)
         peak = torch.full((n_slices, nc), -math.inf, dtype=xg.dtype, device=xg.device)
         count = torch.zeros((), dtype=xg.dtype, device=xg.device)
-        for psum, act in _conv_partial_sums(xg, wconv, act_w, 1, stride, padding):
-            b = psum.shape[0]
-            p5 = psum.view(b, g, n_slices, nc, -1)
-            active = (act.view(b, g, 1, 1, -1) > 0).to(xg.dtype)  # type: ignore[union-attr]
-            sum_abs += (p5.abs() * active).sum((0, 1, 4))
+        act = _conv_active(xg, act_w, stride, padding)
+        for b0, b1, psum in _conv_partial_sums(xg, wconv, g, stride, padding):
+            p4 = _rows_of(psum).view(-1, g, n_slices, nc)
+            active = (_rows_of(act[b0:b1]) > 0).to(xg.dtype).view(-1, g, 1, 1)
+            sum_abs += (p4.abs() * active).sum((0, 1))
             count += active.sum()
-            peak = torch.maximum(peak, p5.amax((0, 1, 4)))
+            peak = torch.maximum(peak, p4.amax((0, 1)))
         self._set_converter_ranges(sum_abs / count.clamp(min=1), peak)
+
 
 class CrossbarConvTranspose2d(_CrossbarMixin, nn.ConvTranspose2d):
     """Transposed convolution (decoders of dense tasks) with quantized, noisy cell weights.
