@@ -186,20 +186,19 @@ def column_dots(sums: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
 
 def conv_convert_forward(
     psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, scale: torch.Tensor,
-    yscale: torch.Tensor, mode: int, qn: int, qp: int,
-) -> torch.Tensor:
+    yscale: torch.Tensor, bias: torch.Tensor, mode: int, qn: int, qp: int, out: torch.Tensor,
+) -> None:
     """The converters over a convolution's partial sums, summed over groups and shifted-and-added
-    over slices: ``y [M, Nc]`` from ``psum [M, G, S, Nc]`` (a channels-last grouped conv2d's
-    output), ``act [M, G]`` driven rows per group (sense amplifiers only), per-column ``thr,
-    scale, yscale [S, Nc]`` (mode 0, ADC: ``scale`` is the step; modes 1, 2, comparators: the
-    code from ``p - thr``)."""
-    m, _, _, nc = psum.shape
-    y = torch.empty((m, nc))
+    over slices, into ``out [B, Nc, P]``: row m = (b, p) of ``psum [M, G, S, Nc]`` (a
+    channels-last grouped conv2d's output) gives ``out[b, :, p] = bias + sum_s yscale[s] *
+    sum_g code``; ``act [M, G]`` driven rows per group (sense amplifiers only), per-column
+    ``thr, scale, yscale [S, Nc]`` (mode 0, ADC: ``scale`` is the step; modes 1, 2, comparators:
+    the code from ``p - thr``)."""
     a = _np(act) if act is not None else np.zeros((1, 1), np.float32)
     _fwd_kernel("conv_fwd")(
-        _np(psum), a, _np(thr), _np(scale), _np(yscale), int(mode), float(qn), float(qp), y.numpy(), _CONV_BLOCK,
+        _np(psum), a, _np(thr), _np(scale), _np(yscale), _np(bias), int(mode), float(qn), float(qp), out.numpy(),
+        _CONV_BLOCK,
     )
-    return y
 
 
 _CONV_BLOCK = 256  # output rows per block (a parallel task; one partial column sum each)
@@ -207,14 +206,15 @@ _CONV_BLOCK = 256  # output rows per block (a parallel task; one partial column 
 
 def conv_convert_backward(
     psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, win: torch.Tensor, scale: torch.Tensor,
-    coef: torch.Tensor, sw: torch.Tensor, mode: int, qn: int, qp: int, grad: torch.Tensor, want_gp: bool,
+    coef: torch.Tensor, sw: torch.Tensor, mode: int, qn: int, qp: int, grad: torch.Tensor, gscale: float,
+    want_gp: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """The backward of :func:`conv_convert_forward` in one pass over the partial sums, for
-    ``grad [M, Nc]``: ``(gp, hg, gsum)``: ``gp [M, G, S, Nc]`` the gradient reaching each
-    partial sum (straight-through window times ``sw[s] * grad``; only when ``want_gp``), ``hg
-    [M, G, Nc]`` the windows combined over slices with ``coef`` times ``grad``, ``gsum [2, S,
-    Nc]`` the column sums of ``grad * code`` and of ``grad * (ADC: inside * p / step;
-    comparator: inside)``."""
+    ``gscale * grad`` (``grad [B, Nc, P]``): ``(gp, hg, gsum)``: ``gp [M, G, S, Nc]`` the
+    gradient reaching each partial sum (straight-through window times ``sw[s] * grad``; only when
+    ``want_gp``), ``hg [M, G, Nc]`` the windows combined over slices with ``coef`` times
+    ``grad``, ``gsum [2, S, Nc]`` the column sums of ``grad * code`` and of ``grad * (ADC:
+    inside * p / step; comparator: inside)``."""
     m, g, n_slices, nc = psum.shape
     gp = torch.empty((m, g, n_slices, nc) if want_gp else (1, 1, 1, 1))
     hg = torch.empty((m, g, nc))
@@ -222,6 +222,6 @@ def conv_convert_backward(
     a = _np(act) if act is not None else np.zeros((1, 1), np.float32)
     _fwd_kernel("conv_bwd")(
         _np(psum), a, _np(thr), _np(win), _np(scale), _np(coef), _np(sw), int(mode), float(qn), float(qp),
-        _np(grad), bool(want_gp), gp.numpy(), hg.numpy(), gsum.numpy(), _CONV_BLOCK,
+        _np(grad), float(gscale), bool(want_gp), gp.numpy(), hg.numpy(), gsum.numpy(), _CONV_BLOCK,
     )
     return (gp if want_gp else None), hg, gsum.sum(0)

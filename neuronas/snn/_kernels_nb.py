@@ -202,12 +202,14 @@ def column_dots(sums, grad, out):  # pragma: no cover
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def conv_fwd_block(psum, act, thr, scale, yscale, mode, qn, qp, y, m0, m1):  # pragma: no cover
+def conv_fwd_block(psum, act, thr, scale, yscale, bias, mode, qn, qp, y, m0, m1):  # pragma: no cover
     n_groups, n_slices, nc = psum.shape[1], psum.shape[2], psum.shape[3]
     lo, hi = np.float32(qn), np.float32(qp)
     neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
     one = np.float32(1.0)
+    n_pos = y.shape[2]
     tot = np.empty((n_slices, nc), np.float32)
+    yl = np.empty(nc, np.float32)
     for m in range(m0, m1):
         for s in range(n_slices):
             for n in range(nc):
@@ -227,40 +229,43 @@ def conv_fwd_block(psum, act, thr, scale, yscale, mode, qn, qp, y, m0, m1):  # p
                         tr[n] += one if pr[n] - th[n] >= 0.0 else neg
         # the digital periphery: codes summed over groups (integers, exact), then the slices'
         # shift-and-add in the order of the im2col kernel, so that y rounds the same way
-        yr = y[m]
         for n in range(nc):
-            yr[n] = 0.0
+            yl[n] = 0.0
         for s in range(n_slices):
             ys, tr = yscale[s], tot[s]
             for n in range(nc):
-                yr[n] += ys[n] * tr[n]
+                yl[n] += ys[n] * tr[n]
+        b = m // n_pos
+        p = m - b * n_pos
+        for n in range(nc):  # y is [B, Nc, P]: the layer's own layout, no transposing copy after
+            y[b, n, p] = yl[n] + bias[n]
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def conv_fwd(psum, act, thr, scale, yscale, mode, qn, qp, y, block):  # pragma: no cover
-    # y [M, Nc] = sum_s yscale[s, n] * sum_g code(psum[m, g, s, n])
+def conv_fwd(psum, act, thr, scale, yscale, bias, mode, qn, qp, y, block):  # pragma: no cover
+    # y [B, Nc, P] at row m = (b, p): bias[n] + sum_s yscale[s, n] * sum_g code(psum[m, g, s, n])
     for b in range((psum.shape[0] + block - 1) // block):
-        conv_fwd_block(psum, act, thr, scale, yscale, mode, qn, qp, y, b * block, min(psum.shape[0], (b + 1) * block))
+        conv_fwd_block(psum, act, thr, scale, yscale, bias, mode, qn, qp, y, b * block, min(psum.shape[0], (b + 1) * block))
 
 
 @njit(parallel=True, cache=True, fastmath=FM, nogil=True)
-def conv_fwd_parallel(psum, act, thr, scale, yscale, mode, qn, qp, y, block):  # pragma: no cover
+def conv_fwd_parallel(psum, act, thr, scale, yscale, bias, mode, qn, qp, y, block):  # pragma: no cover
     for b in prange((psum.shape[0] + block - 1) // block):
-        conv_fwd_block(psum, act, thr, scale, yscale, mode, qn, qp, y, b * block, min(psum.shape[0], (b + 1) * block))
+        conv_fwd_block(psum, act, thr, scale, yscale, bias, mode, qn, qp, y, b * block, min(psum.shape[0], (b + 1) * block))
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def conv_bwd_block(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, want_gp, gp, hg, gsum, m0, m1):  # pragma: no cover
+def conv_bwd_block(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale, want_gp, gp, hg, gsum, m0, m1):  # pragma: no cover
     # one function per converter: with both loop bodies in one loop nest LLVM vectorised
     # neither (measured ~4x slower)
     if mode == 0:
-        conv_bwd_block_adc(psum, scale, coef, sw, qn, qp, grad, want_gp, gp, hg, gsum, m0, m1)
+        conv_bwd_block_adc(psum, scale, coef, sw, qn, qp, grad, gscale, want_gp, gp, hg, gsum, m0, m1)
     else:
-        conv_bwd_block_cmp(psum, act, thr, win, coef, sw, mode, grad, want_gp, gp, hg, gsum, m0, m1)
+        conv_bwd_block_cmp(psum, act, thr, win, coef, sw, mode, grad, gscale, want_gp, gp, hg, gsum, m0, m1)
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def conv_bwd_block_adc(psum, scale, coef, sw, qn, qp, grad, want_gp, gp, hg, gsum, m0, m1):  # pragma: no cover
+def conv_bwd_block_adc(psum, scale, coef, sw, qn, qp, grad, gscale, want_gp, gp, hg, gsum, m0, m1):  # pragma: no cover
     n_groups, n_slices, nc = psum.shape[1], psum.shape[2], psum.shape[3]
     lo, hi = np.float32(qn), np.float32(qp)
     centre = np.float32(0.5 * (qn + qp))
@@ -272,8 +277,13 @@ def conv_bwd_block_adc(psum, scale, coef, sw, qn, qp, grad, want_gp, gp, hg, gsu
     gd = np.zeros((n_slices, nc), np.float32)
     h = np.empty(nc, np.float32)
     ins = np.empty(nc, np.float32)
+    gr = np.empty(nc, np.float32)
+    n_pos = grad.shape[2]
     for m in range(m0, m1):
-        gr = grad[m]
+        b = m // n_pos
+        p = m - b * n_pos
+        for n in range(nc):  # grad is [B, Nc, P]: gathered once per row
+            gr[n] = grad[b, n, p] * gscale
         for g in range(n_groups):
             for n in range(nc):
                 h[n] = 0.0
@@ -301,7 +311,7 @@ def conv_bwd_block_adc(psum, scale, coef, sw, qn, qp, grad, want_gp, gp, hg, gsu
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def conv_bwd_block_cmp(psum, act, thr, win, coef, sw, mode, grad, want_gp, gp, hg, gsum, m0, m1):  # pragma: no cover
+def conv_bwd_block_cmp(psum, act, thr, win, coef, sw, mode, grad, gscale, want_gp, gp, hg, gsum, m0, m1):  # pragma: no cover
     n_groups, n_slices, nc = psum.shape[1], psum.shape[2], psum.shape[3]
     neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
     one, zero = np.float32(1.0), np.float32(0.0)
@@ -309,8 +319,13 @@ def conv_bwd_block_cmp(psum, act, thr, win, coef, sw, mode, grad, want_gp, gp, h
     gd = np.zeros((n_slices, nc), np.float32)
     h = np.empty(nc, np.float32)
     ins = np.empty(nc, np.float32)
+    gr = np.empty(nc, np.float32)
+    n_pos = grad.shape[2]
     for m in range(m0, m1):
-        gr = grad[m]
+        b = m // n_pos
+        p = m - b * n_pos
+        for n in range(nc):  # grad is [B, Nc, P]: gathered once per row
+            gr[n] = grad[b, n, p] * gscale
         for g in range(n_groups):
             for n in range(nc):
                 h[n] = 0.0
@@ -344,18 +359,18 @@ def conv_bwd_block_cmp(psum, act, thr, win, coef, sw, mode, grad, want_gp, gp, h
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def conv_bwd(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, want_gp, gp, hg, gsum, block):  # pragma: no cover
-    # grad [M, Nc]; outputs gp [M, G, S, Nc] (when want_gp): the gradient reaching each partial
+def conv_bwd(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale, want_gp, gp, hg, gsum, block):  # pragma: no cover
+    # grad [B, Nc, P] (row m = (b, p)), scaled by gscale; outputs gp [M, G, S, Nc] (when want_gp): the gradient reaching each partial
     # sum; hg [M, G, Nc]: the straight-through windows combined over slices (coef) times grad;
     # gsum [blocks, 2, S, Nc]: column sums of grad * code and grad * (ADC: inside * p / step;
     # comparator: inside)
     for b in range((psum.shape[0] + block - 1) // block):
-        conv_bwd_block(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, want_gp, gp, hg, gsum[b],
+        conv_bwd_block(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale, want_gp, gp, hg, gsum[b],
                        b * block, min(psum.shape[0], (b + 1) * block))
 
 
 @njit(parallel=True, cache=True, fastmath=FM, nogil=True)
-def conv_bwd_parallel(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, want_gp, gp, hg, gsum, block):  # pragma: no cover
+def conv_bwd_parallel(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale, want_gp, gp, hg, gsum, block):  # pragma: no cover
     for b in prange((psum.shape[0] + block - 1) // block):
-        conv_bwd_block(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, want_gp, gp, hg, gsum[b],
+        conv_bwd_block(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale, want_gp, gp, hg, gsum[b],
                        b * block, min(psum.shape[0], (b + 1) * block))

@@ -358,8 +358,8 @@ class ConvRowGroups:
 
 def _conv_convert_dense_forward(
     psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, scale: torch.Tensor,
-    yscale: torch.Tensor, mode: int, qn: int, qp: int,
-) -> torch.Tensor:
+    yscale: torch.Tensor, bias: torch.Tensor, mode: int, qn: int, qp: int, out: torch.Tensor,
+) -> None:
     """Tensor-op twin of :func:`neuronas.snn._kernels.conv_convert_forward` (CUDA; no numba)."""
     if mode == 0:
         total = torch.clamp(psum / scale, qn, qp).round_().sum(1)  # [M, S, Nc]
@@ -368,15 +368,18 @@ def _conv_convert_dense_forward(
         a = (act > 0).view(act.shape[0], -1, 1, 1)  # [M, G, 1, 1]
         pos = ((psum >= thr) & a).sum(1).to(psum.dtype)
         total = 2 * pos - a.sum(1).to(psum.dtype) if mode == 1 else pos
-    return (total * yscale).sum(1)
+    rows = (total * yscale).sum(1) + bias  # [M, Nc]
+    out.copy_(rows.view(out.shape[0], -1, out.shape[1]).transpose(1, 2))
 
 
 def _conv_convert_dense_backward(
     psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, win: torch.Tensor, scale: torch.Tensor,
-    coef: torch.Tensor, sw: torch.Tensor, mode: int, qn: int, qp: int, grad: torch.Tensor, want_gp: bool,
+    coef: torch.Tensor, sw: torch.Tensor, mode: int, qn: int, qp: int, grad: torch.Tensor, gscale: float,
+    want_gp: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """Tensor-op twin of :func:`neuronas.snn._kernels.conv_convert_backward` (same outputs)."""
-    gr = grad.view(grad.shape[0], 1, 1, -1)  # [M, 1, 1, Nc]
+    g_rows = grad.transpose(1, 2).reshape(-1, grad.shape[1]) * gscale  # [M, Nc]
+    gr = g_rows.view(g_rows.shape[0], 1, 1, -1)  # [M, 1, 1, Nc]
     if mode == 0:
         v = psum / scale
         code = torch.clamp(v, qn, qp).round_()
@@ -390,7 +393,7 @@ def _conv_convert_dense_backward(
         inside = ((u.abs() <= win) & a).to(psum.dtype)
         dval = inside
     gsum = torch.stack([(code * gr).sum((0, 1)), (dval * gr).sum((0, 1))])
-    hg = (inside * coef.view(1, 1, -1, 1)).sum(2) * grad.unsqueeze(1)
+    hg = (inside * coef.view(1, 1, -1, 1)).sum(2) * g_rows.unsqueeze(1)
     gp = inside * gr * sw.view(1, 1, -1, 1) if want_gp else None
     return gp, hg, gsum
 
@@ -411,61 +414,70 @@ def _as_channels(rows: torch.Tensor, b: int, oh: int, ow: int) -> torch.Tensor:
 
 
 class _ConvConvertSum(torch.autograd.Function):
-    """:class:`_ConvertSum` for a convolution, without im2col: ``y [B, Nc, OH, OW]``.
+    """:class:`_ConvertSum` for a convolution, without im2col, with the layer's weight step and
+    bias folded in: ``y [B, Nc, OH, OW] = w_step * chip(x) + bias``.
 
     Every row group's partial sums come from one grouped ``conv2d`` of the gathered input ``xg
     [B, G*span, H, W]`` with the cells ``wconv [G*S*Nc, span, k, k]`` (oneDNN / cuDNN do the
     multiply-adds; channels-last, so that the partial sums of one output position are contiguous
     and oneDNN writes them without a reorder), in batch chunks small enough to stay in cache
-    (CPU) or bounded in memory (CUDA); the converters, the digital sum over groups and the
-    slices' shift-and-add follow in one pass over each chunk.  Nothing of the size of the partial
-    sums is kept for the backward: it computes them again (one more convolution, cheaper than
-    storing and reading them back), then the gradients reaching the partial sums go back through
-    the convolution's own input and weight gradients: ``wq [G*Nc, span, k, k]`` carries the
-    integer weights' gradient (the cells are a fixed function of them, slices combined by
-    ``slice_grad`` first), ``act_w [G, span, k, k]`` counts a group's driven rows (an idle
-    group's sense amplifiers are skipped).  Gradients as :class:`_ConvertSum`.
+    (CPU) or bounded in memory (CUDA); the converters, the digital sum over groups, the slices'
+    shift-and-add, the weight step and the bias follow in one pass over each chunk, written in
+    the layer's NCHW layout.  Nothing of the size of the partial sums is kept for the backward:
+    it computes them again (one more convolution, cheaper than storing and reading them back),
+    then the gradients reaching the partial sums go back through the convolution's own input and
+    weight gradients: ``wq [G*Nc, span, k, k]`` carries the integer weights' gradient (the cells
+    are a fixed function of them, slices combined by ``slice_grad`` first), ``act_w [G, span, k,
+    k]`` counts a group's driven rows (an idle group's sense amplifiers are skipped).  Gradients
+    as :class:`_ConvertSum`; the weight step's is ``sum(grad * chip(x))``, from the same column
+    sums.
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any, xg: torch.Tensor, wconv: torch.Tensor, wq: torch.Tensor, act_w: torch.Tensor,
         slice_weight: torch.Tensor, slice_grad: torch.Tensor, step: torch.Tensor, ref: torch.Tensor | None,
-        mode: int, qn: int, qp: int, stride: tuple[int, ...], padding: tuple[int, ...],
+        w_step: torch.Tensor, bias: torch.Tensor | None, mode: int, qn: int, qp: int,
+        stride: tuple[int, ...], padding: tuple[int, ...],
     ) -> torch.Tensor:
         n_slices = slice_weight.shape[0]
         nc = step.shape[0] // n_slices
         groups = act_w.shape[0]
         thr, _, scale, yscale = _conv_constants(step, ref, slice_weight, mode)
+        ws = float(w_step)
+        bias_c = bias.detach() if bias is not None else xg.new_zeros(nc)
+        if bias_c.shape[0] < nc:  # the offset reference column carries no bias
+            bias_c = torch.cat([bias_c, bias_c.new_zeros(nc - bias_c.shape[0])])
         fast = xg.device.type == "cpu" and xg.dtype == torch.float32 and _kernels.available()
         conv = _kernels.conv_convert_forward if fast else _conv_convert_dense_forward
         act = _conv_active(xg, act_w, stride, padding) if mode else None
         y = None
         for b0, b1, psum in _conv_partial_sums(xg, wconv, groups, stride, padding):
-            b, _, oh, ow = psum.shape
+            _, _, oh, ow = psum.shape
             if y is None:
-                y = xg.new_empty((xg.shape[0], oh, ow, nc))
+                y = torch.empty((xg.shape[0], nc, oh, ow), dtype=xg.dtype, device=xg.device)
             p4 = _rows_of(psum).view(-1, groups, n_slices, nc)
             a2 = None if act is None else _rows_of(act[b0:b1])
-            y[b0:b1] = conv(p4, a2, thr, scale, yscale, mode, qn, qp).view(b, oh, ow, nc)
+            conv(p4, a2, thr, scale, yscale * ws, bias_c, mode, qn, qp, y[b0:b1].view(b1 - b0, nc, oh * ow))
         assert y is not None
-        saved = (xg, wconv, step, slice_weight, slice_grad)
+        saved = (xg, wconv, step, slice_weight, slice_grad, w_step)
         ctx.save_for_backward(*saved, *(() if act is None else (act,)), *(() if ref is None else (ref,)))
-        ctx.args = (mode, qn, qp, stride, padding, fast, tuple(wq.shape), groups)
-        return y.permute(0, 3, 1, 2)
+        ctx.args = (mode, qn, qp, stride, padding, fast, tuple(wq.shape), groups, 0 if bias is None else bias.shape[0])
+        return y
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        xg, wconv, step, slice_weight, slice_grad, *rest = ctx.saved_tensors
-        mode, qn, qp, stride, padding, fast, wq_shape, groups = ctx.args
+        xg, wconv, step, slice_weight, slice_grad, w_step, *rest = ctx.saved_tensors
+        mode, qn, qp, stride, padding, fast, wq_shape, groups, n_bias = ctx.args
         act, ref = (rest[0], rest[1]) if mode else (None, None)
         n_slices = slice_weight.shape[0]
         nc = step.shape[0] // n_slices
         thr, win, scale, _ = _conv_constants(step, ref, slice_weight, mode)
         coef = slice_grad * slice_weight
+        ws = float(w_step)
         bwd = _kernels.conv_convert_backward if fast else _conv_convert_dense_backward
         want_x, want_w = bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[2])
-        grad_rows = grad.permute(0, 2, 3, 1).contiguous()  # [B, OH, OW, Nc]
+        grad = grad.contiguous()
         grad_x = torch.empty_like(xg) if want_x else None
         grad_wq = torch.zeros(wq_shape, dtype=xg.dtype, device=xg.device) if want_w else None
         gsum = torch.zeros((2, n_slices, nc), dtype=xg.dtype, device=xg.device)
@@ -473,8 +485,8 @@ class _ConvConvertSum(torch.autograd.Function):
             b, _, oh, ow = psum.shape
             p4 = _rows_of(psum).view(-1, groups, n_slices, nc)
             a2 = None if act is None else _rows_of(act[b0:b1])
-            gr = grad_rows[b0:b1].reshape(-1, nc)
-            gp, hg, gs = bwd(p4, a2, thr, win, scale, coef, slice_weight, mode, qn, qp, gr, want_x)
+            gr = grad[b0:b1].view(b, nc, oh * ow)
+            gp, hg, gs = bwd(p4, a2, thr, win, scale, coef, slice_weight, mode, qn, qp, gr, ws, want_x)
             gsum += gs
             if grad_x is not None and gp is not None:
                 grad_x[b0:b1] = torch.nn.grad.conv2d_input(
@@ -485,12 +497,20 @@ class _ConvConvertSum(torch.autograd.Function):
                     xg[b0:b1], wq_shape, _as_channels(hg, b, oh, ow), stride, padding, groups=groups
                 )
         sw = slice_weight.repeat_interleave(nc)  # [S*Nc]: each partial sum's shift
-        g_total, g_dsum = gsum.view(2, -1)
+        g_total, g_dsum = gsum.view(2, -1)  # column sums against w_step * grad
         if mode == 0:
             grad_step, grad_ref = sw * (g_total - g_dsum), None  # LSQ
         else:
             grad_step, grad_ref = sw * g_total, -sw * g_dsum
-        return grad_x, None, grad_wq, None, None, None, grad_step, grad_ref, None, None, None, None, None
+        # d y / d w_step = chip(x) = sum_s sw[s] step[s] * codes: the same column sums, over w_step
+        grad_w = ((sw * step.detach() * g_total).sum() / ws).reshape(w_step.shape) if ctx.needs_input_grad[8] else None
+        grad_bias = None
+        if n_bias and ctx.needs_input_grad[9]:
+            grad_bias = grad.sum((0, 2, 3))[:n_bias]
+        return (
+            grad_x, None, grad_wq, None, None, None, grad_step, grad_ref, grad_w, grad_bias,
+            None, None, None, None, None,
+        )
 
 
 def _conv_constants(
@@ -800,13 +820,11 @@ class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
             assert ideal is not None
             return ideal
         self._ensure_weight_step()
-        y = self._crossbar_conv(x) * self._w_step()
-        if self.bias is not None:
-            y = y + self.bias.view(1, -1, 1, 1)
-        return self._mix(ideal, y)
+        return self._mix(ideal, self._crossbar_conv(x))
 
     def _crossbar_conv(self, x: torch.Tensor) -> torch.Tensor:
-        """Inputs ``[B, C, H, W]`` -> integer-unit outputs ``[B, N, OH, OW]`` (before ``w_step``)."""
+        """Inputs ``[B, C, H, W]`` -> the chip's outputs ``[B, N, OH, OW]`` (weight step and
+        bias applied)."""
         cfg = self.config
         q = self._quantized()
         k = self.kernel_size[0]
@@ -814,7 +832,10 @@ class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
         if cfg.adc_kind == "digital":
             cells = self._cell_weights(q, True)  # [K, S, Nc]
             w = (cells * self.slice_weight.view(1, -1, 1)).sum(1)  # exact sums: slices combine first
-            y = F.conv2d(x, w.t().reshape(self.n_cols, -1, k, k), None, stride, padding)
+            y = F.conv2d(x, w.t().reshape(self.n_cols, -1, k, k), None, stride, padding) * self._w_step()
+            if self.bias is not None:
+                bias = self.bias if cfg.differential else torch.cat([self.bias, self.bias.new_zeros(1)])
+                y = y + bias.view(1, -1, 1, 1)
             self.calibrated.fill_(True)
         else:
             cells = self._cell_levels(q, True)  # [K, S, Nc], detached
@@ -842,7 +863,8 @@ class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
                 mode, ref = 0, None
                 qn, qp = cfg.adc_range
             y = _ConvConvertSum.apply(
-                xg, wconv, wqc, act_w, self.slice_weight, self.slice_grad, step, ref, mode, qn, qp, stride, padding,
+                xg, wconv, wqc, act_w, self.slice_weight, self.slice_grad, step, ref, self._w_step(), self.bias,
+                mode, qn, qp, stride, padding,
             )
         if not cfg.differential:
             y = y[:, : self.fan_out] - y[:, self.fan_out :]
