@@ -39,8 +39,8 @@ injection) and fixed per chip instance in evaluation (:meth:`resample_chip_insta
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
