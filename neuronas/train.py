@@ -22,6 +22,7 @@ import json
 import math
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +38,9 @@ __all__ = [
     "SCHEDULES",
     "TrainResult",
     "awareness_at",
+    "clear_data_cache",
+    "data_cache_info",
+    "dataset_tensors",
     "evaluate_on_chip",
     "load_model",
     "resolve_device",
@@ -98,7 +102,31 @@ def set_threads(num_threads: int | None = None) -> int:
 # data
 
 
-_TENSOR_CACHE: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+# Frames are built once per (dataset, split, timesteps, root, shape) and shared by every trial of
+# a process; least recently used first out beyond a byte budget, so that a long search over many
+# timesteps / input sizes does not keep every variant alive (digits-events at T = 16 is ~190 MB).
+_TENSOR_CACHE: OrderedDict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+_CACHE_MB_DEFAULT = 1024
+
+
+def _cache_budget_bytes() -> int:
+    text = os.environ.get("NEURONAS_DATA_CACHE_MB", "").strip()
+    return (int(text) if text.isdigit() else _CACHE_MB_DEFAULT) * 2**20
+
+
+def _entry_bytes(entry: tuple[torch.Tensor, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in entry)
+
+
+def data_cache_info() -> dict[str, int]:
+    """What the in-process frame cache holds: ``{"entries": n, "bytes": b, "budget_bytes": B}``."""
+    total = sum(_entry_bytes(e) for e in _TENSOR_CACHE.values())
+    return {"entries": len(_TENSOR_CACHE), "bytes": total, "budget_bytes": _cache_budget_bytes()}
+
+
+def clear_data_cache() -> None:
+    """Drop every cached dataset tensor of this process."""
+    _TENSOR_CACHE.clear()
 
 
 def _check_shape(arch: ArchSpec, dataset: str) -> tuple[int, ...]:
@@ -129,19 +157,39 @@ def _check_task(arch: ArchSpec, dataset: str) -> None:
 def _tensors(
     dataset: str, split: str, timesteps: int, data_root: Any, shape: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    key = (dataset, split, timesteps, str(data_root), shape)
-    if key not in _TENSOR_CACHE:
-        from neuronas.data import load_dataset
+    key = (dataset, split, timesteps, str(data_root), tuple(shape))
+    if key in _TENSOR_CACHE:
+        _TENSOR_CACHE.move_to_end(key)
+        return _TENSOR_CACHE[key]
+    from neuronas.data import load_dataset
 
-        ds = load_dataset(dataset, split, timesteps, data_root=data_root, input_shape=shape)
-        if hasattr(ds, "tensors"):
-            x, y = ds.tensors()
-        else:  # tonic datasets: materialise once (they are small at screening sizes)
-            items = [ds[i] for i in range(len(ds))]
-            x = torch.stack([torch.as_tensor(a, dtype=torch.float32) for a, _ in items])
-            y = torch.tensor([int(b) for _, b in items])
-        _TENSOR_CACHE[key] = (torch.as_tensor(x).float(), torch.as_tensor(y).long())
-    return _TENSOR_CACHE[key]
+    ds = load_dataset(dataset, split, timesteps, data_root=data_root, input_shape=shape)
+    if hasattr(ds, "tensors"):
+        x, y = ds.tensors()
+    else:  # tonic datasets: materialise once (they are small at screening sizes)
+        items = [ds[i] for i in range(len(ds))]
+        x = torch.stack([torch.as_tensor(a, dtype=torch.float32) for a, _ in items])
+        y = torch.tensor([int(b) for _, b in items])
+    entry = (torch.as_tensor(x).float(), torch.as_tensor(y).long())
+    _TENSOR_CACHE[key] = entry
+    budget = _cache_budget_bytes()
+    # the newest entry stays even over budget (and its other split, just used, with it)
+    while len(_TENSOR_CACHE) > 2 and sum(_entry_bytes(e) for e in _TENSOR_CACHE.values()) > budget:
+        _TENSOR_CACHE.popitem(last=False)
+    return entry
+
+
+def dataset_tensors(
+    dataset: str, split: str, timesteps: int, data_root: str | Path | None = None, shape: tuple[int, ...] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(frames [N, T, *shape], labels [N])`` of a dataset split, cached in this process (shared by
+    every training of the same dataset, timesteps and shape; bounded by ``$NEURONAS_DATA_CACHE_MB``,
+    default 1024).  ``shape``: the frame shape (default the dataset's own)."""
+    if shape is None:
+        from neuronas.data import dataset_info
+
+        shape = tuple(dataset_info(dataset).input_shape)
+    return _tensors(dataset, split, timesteps, data_root, tuple(shape))
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[torch.Tensor]:
@@ -240,14 +288,16 @@ def train_candidate(
     if max_train_samples is not None:
         train_idx = train_idx[: max(1, max_train_samples)]
         val_idx = val_idx[: max(1, max_train_samples // 5)]
-    x_tr, y_tr = x_all[train_idx], y_all[train_idx]
+    # batches are gathered from the shared frames: no per-trial copy of the training set
+    y_tr = y_all[train_idx]
+    x_first = x_all[train_idx[:batch_size]]
     x_val, y_val = x_all[val_idx], y_all[val_idx]
     if max_eval_samples is not None:
         x_test, y_test = x_test[:max_eval_samples], y_test[:max_eval_samples]
 
     model = build(arch, chip).to(dev)
     if init_from_data:
-        model.init_from_data(x_tr[:batch_size].to(dev).transpose(0, 1))
+        model.init_from_data(x_first.to(dev).transpose(0, 1))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = math.ceil(len(y_tr) / batch_size)
     total_steps = epochs * steps_per_epoch
@@ -270,7 +320,7 @@ def train_candidate(
         for idx in _batches(len(y_tr), batch_size, gen):
             level = awareness_at(schedule, step, total_steps, ramp_fraction)
             model.set_hardware_awareness(level)
-            xb = x_tr[idx].to(dev).transpose(0, 1)
+            xb = x_all[train_idx[idx]].to(dev).transpose(0, 1)
             yb = y_tr[idx].to(dev)
             out = model(xb).mean(0)
             loss = F.cross_entropy(out, yb)
@@ -315,7 +365,7 @@ def train_candidate(
     activity: dict[str, Any] = {}
     if status != "diverged":
         accuracies, float_acc, activity = evaluate_on_chip(
-            model, x_test, y_test, eval_instances=eval_instances, seed=seed, calibration=x_tr[:batch_size], device=dev
+            model, x_test, y_test, eval_instances=eval_instances, seed=seed, calibration=x_first, device=dev
         )
         if not all(math.isfinite(a) for a in accuracies):
             status, reason = "diverged", "evaluation produced non-finite outputs"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -65,9 +67,9 @@ def test_train_candidate_end_to_end(tiny: ArchSpec, tmp_path: Path) -> None:
     assert model.hardware_awareness == 1.0 and not model.training
     # an RRAM chip: two manufactured instances compute different outputs
     from neuronas.snn import crossbar_layers
-    from neuronas.train import _tensors
+    from neuronas.train import dataset_tensors
 
-    x = _tensors("digits-events", "test", 4, None, (2, 32, 32))[0][:8]
+    x = dataset_tensors("digits-events", "test", 4, shape=(2, 32, 32))[0][:8]
     first = crossbar_layers(model)[0]
     with torch.no_grad():
         pooled = torch.nn.functional.avg_pool2d(x.flatten(0, 1), 4).flatten(1)
@@ -198,3 +200,51 @@ def test_trains_and_evaluates_on_cuda(tiny: ArchSpec) -> None:
     res = train_candidate(tiny, "rram-adcless-65nm", "digits-events", device="cuda", **QUICK)
     assert res.status == "ok" and res.config["device"].startswith("cuda")
     assert len(res.accuracies) == 3
+
+
+TINY_CNN = {
+    "name": "tiny-cnn",
+    "input": {"shape": [2, 16, 16], "timesteps": 3},
+    "layers": [{"kind": "conv", "out": 4, "kernel": 3}, {"kind": "pool", "kernel": 4}, {"kind": "fc", "out": 10}],
+    "mapping": {"adc_bits": 1, "adc_kind": "sa", "rows": 16},
+}
+
+
+def _live(kind: type) -> int:
+    gc.collect()
+    with warnings.catch_warnings():  # isinstance on some of torch's module objects warns
+        warnings.simplefilter("ignore")
+        return sum(1 for o in gc.get_objects() if isinstance(o, kind))
+
+
+def test_repeated_trainings_keep_no_model_graph_or_tensor_alive() -> None:
+    """A long search trains hundreds of candidates in one process: after each training nothing of
+    it may stay reachable (no model, no autograd graph, no per-trial tensors), so memory is flat."""
+    from neuronas.snn import SpikingNetwork
+
+    arch = ArchSpec.from_dict(TINY_CNN)
+    quick = dict(QUICK, epochs=1, eval_instances=2, max_train_samples=64, max_eval_samples=32)
+    train_candidate(arch, "rram-adcless-65nm", "digits-events", seed=0, **quick)  # data cache and kernels warm
+    tensors_after_first = _live(torch.Tensor)
+    for seed in (1, 2):
+        res = train_candidate(arch, "rram-adcless-65nm", "digits-events", seed=seed, **quick)
+        assert res.status == "ok"
+    assert _live(SpikingNetwork) == 0
+    assert _live(torch.Tensor) <= tensors_after_first
+
+
+def test_data_cache_is_bounded_and_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    from neuronas.train import clear_data_cache, data_cache_info, dataset_tensors
+
+    clear_data_cache()
+    a = dataset_tensors("digits-events", "test", 2, shape=(2, 8, 8))
+    assert dataset_tensors("digits-events", "test", 2, shape=(2, 8, 8))[0] is a[0]  # shared, not rebuilt
+    one = data_cache_info()["bytes"]
+    monkeypatch.setenv("NEURONAS_DATA_CACHE_MB", str(max(1, (3 * one) // 2**20)))
+    for t in (3, 4, 5, 6):
+        dataset_tensors("digits-events", "test", t, shape=(2, 8, 8))
+    info = data_cache_info()
+    assert 2 <= info["entries"] < 5  # older variants left; the newest kept
+    assert info["bytes"] <= max(info["budget_bytes"], 2 * 6 * one)
+    clear_data_cache()
+    assert data_cache_info()["entries"] == 0
