@@ -225,7 +225,7 @@ def _resolve_chip(chip: Any) -> Any:
         return chip
     from neuronas.hardware import load_chip
 
-    return load_chip(chip)
+    return load_chip(chip if isinstance(chip, str) else Path(chip))
 
 
 def train_candidate(

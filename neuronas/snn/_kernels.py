@@ -87,7 +87,8 @@ def _compile() -> Any:
     import numba
 
     numba.core.config.reload_config()  # numba may have been imported before the line above
-    numba.config.THREADING_LAYER = "workqueue"  # no TBB/OpenMP clash with torch's own pool
+    config: Any = numba.config  # its settings are set at run time: untyped
+    config.THREADING_LAYER = "workqueue"  # no TBB/OpenMP clash with torch's own pool
     from neuronas.snn import _kernels_nb
 
     return _kernels_nb
@@ -109,7 +110,8 @@ def _fwd_kernel(name: str = "fwd") -> Any:
     import numba
 
     nb = _load()
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    config: Any = numba.config
+    n = max(1, min(torch.get_num_threads(), config.NUMBA_NUM_THREADS))
     if n == 1:
         return getattr(nb, name)  # the parallel runtime's dispatch costs ~1/3 of the kernel on one thread
     if numba.get_num_threads() != n:

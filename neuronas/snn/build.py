@@ -23,9 +23,9 @@ from neuronas.snn.crossbar import (
     CrossbarConfig,
     CrossbarConv2d,
     CrossbarConvTranspose2d,
+    CrossbarLayer,
     CrossbarLinear,
     DeviceModel,
-    _CrossbarMixin,
 )
 from neuronas.snn.neurons import make_neuron
 from neuronas.spec import ArchSpec
@@ -33,12 +33,17 @@ from neuronas.spec import ArchSpec
 __all__ = ["SpikingNetwork", "build", "crossbar_layers"]
 
 
-def crossbar_layers(model: nn.Module) -> list[_CrossbarMixin]:
-    return [m for m in model.modules() if isinstance(m, _CrossbarMixin)]
+def crossbar_layers(model: nn.Module) -> list[CrossbarLayer]:
+    return [m for m in model.modules() if isinstance(m, CrossbarLayer)]
 
 
 class SpikingNetwork(nn.Module):
     """A feed-forward SNN built from an :class:`ArchSpec` (see the module docstring)."""
+
+    _in_sum: torch.Tensor
+    _in_count: torch.Tensor
+    _out_sum: torch.Tensor
+    _out_count: torch.Tensor
 
     def __init__(self, arch: ArchSpec, chip: Any | None = None) -> None:
         super().__init__()
@@ -183,6 +188,7 @@ class SpikingNetwork(nn.Module):
                 factors.append(1.0)
                 continue
             mod = self.layers[li]
+            assert isinstance(mod, CrossbarLayer)
             handle = mod.register_forward_hook(lambda _m, _i, out, li=li: captured.__setitem__(li, out))
             self.forward(x)
             handle.remove()

@@ -46,12 +46,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.grad import conv2d_input, conv2d_weight
 
 from neuronas.snn import _kernels
 from neuronas.spec import ResolvedLayer
 
 __all__ = [
     "ConvRowGroups",
+    "CrossbarLayer",
     "CrossbarConfig",
     "CrossbarConv2d",
     "CrossbarConvTranspose2d",
@@ -77,7 +79,7 @@ class _QuantizeWeight(torch.autograd.Function):
     """:func:`quantize_weight` as one autograd node (the composed ops cost ~5x more per step)."""
 
     @staticmethod
-    def forward(ctx: Any, w: torch.Tensor, step: torch.Tensor, qn: int, qp: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, w: torch.Tensor, step: torch.Tensor, qn: int, qp: int) -> torch.Tensor:
         ctx.qn, ctx.qp = qn, qp
         ctx.fast = w.device.type == "cpu" and w.dtype == torch.float32 and step.numel() == 1 and _kernels.available()
         if ctx.fast:
@@ -88,14 +90,14 @@ class _QuantizeWeight(torch.autograd.Function):
         return v.clamp(qn, qp).round_()
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         if ctx.fast:
             w, step = ctx.saved_tensors
-            grad_w, g_step = _kernels.quantize_backward(w, float(step), ctx.qn, ctx.qp, grad)
-            return grad_w, torch.full_like(step, g_step), None, None
+            grad_wf, g_step = _kernels.quantize_backward(w, float(step), ctx.qn, ctx.qp, grad)
+            return grad_wf, torch.full_like(step, g_step), None, None
         v, step = ctx.saved_tensors
         g_in = grad * ((v >= ctx.qn) & (v <= ctx.qp))  # straight through inside the range
-        grad_w = g_in / step if ctx.needs_input_grad[0] else None
+        grad_w: torch.Tensor | None = g_in / step if ctx.needs_input_grad[0] else None
         grad_step = None
         if ctx.needs_input_grad[1]:
             # d(w / step) / d step = -(w / step) / step
@@ -264,7 +266,7 @@ class _ConvertSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, x2d: torch.Tensor, wg: torch.Tensor, wq: torch.Tensor, slice_weight: torch.Tensor,
         slice_grad: torch.Tensor, step: torch.Tensor, ref: torch.Tensor | None, mode: int, qn: int, qp: int,
     ) -> torch.Tensor:
@@ -285,7 +287,7 @@ class _ConvertSum(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         if ctx.used:
             raise RuntimeError("a crossbar layer's backward runs once per forward (its buffers are reused in place)")
         ctx.used = True
@@ -434,7 +436,7 @@ class _ConvConvertSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, xg: torch.Tensor, wconv: torch.Tensor, wq: torch.Tensor, act_w: torch.Tensor,
         slice_weight: torch.Tensor, slice_grad: torch.Tensor, step: torch.Tensor, ref: torch.Tensor | None,
         w_step: torch.Tensor, bias: torch.Tensor | None, mode: int, qn: int, qp: int,
@@ -466,7 +468,7 @@ class _ConvConvertSum(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         xg, wconv, step, slice_weight, slice_grad, w_step, *rest = ctx.saved_tensors
         mode, qn, qp, stride, padding, fast, wq_shape, groups, n_bias = ctx.args
         act, ref = (rest[0], rest[1]) if mode else (None, None)
@@ -489,11 +491,11 @@ class _ConvConvertSum(torch.autograd.Function):
             gp, hg, gs = bwd(p4, a2, thr, win, scale, coef, slice_weight, mode, qn, qp, gr, ws, want_x)
             gsum += gs
             if grad_x is not None and gp is not None:
-                grad_x[b0:b1] = torch.nn.grad.conv2d_input(
+                grad_x[b0:b1] = conv2d_input(
                     (b, *xg.shape[1:]), wconv, _as_channels(gp, b, oh, ow), stride, padding, groups=groups
                 )
             if grad_wq is not None:
-                grad_wq += torch.nn.grad.conv2d_weight(
+                grad_wq += conv2d_weight(
                     xg[b0:b1], wq_shape, _as_channels(hg, b, oh, ow), stride, padding, groups=groups
                 )
         sw = slice_weight.repeat_interleave(nc)  # [S*Nc]: each partial sum's shift
@@ -556,11 +558,17 @@ def _conv_partial_sums(
 # the shared crossbar machinery
 
 
-class _CrossbarMixin(nn.Module):
+class CrossbarLayer(nn.Module):
     """Hardware path shared by the crossbar layers (weights viewed as ``[N, K]``)."""
 
     weight: torch.Tensor
-    bias: torch.Tensor | None
+    bias: Any  # torch.Tensor | None (each torch base class types it its own way)
+    calibrated: torch.Tensor
+    slice_weight: torch.Tensor
+    slice_grad: torch.Tensor
+    _prog_eps: torch.Tensor
+    _fault_u: torch.Tensor
+    sa_ref: nn.Parameter | None
 
     def _init_crossbar(self, fan_in: int, fan_out: int, config: CrossbarConfig, device: DeviceModel) -> None:
         self.config = config
@@ -711,7 +719,7 @@ class _CrossbarMixin(nn.Module):
             step = (self.adc_step.abs() + 1e-8).reshape(-1)
             if cfg.adc_kind == "sa":
                 mode = 1 if cfg.differential else 2
-                ref = self.sa_ref.reshape(-1)
+                ref = self.sa_ref.reshape(-1) if self.sa_ref is not None else None
                 qn, qp = 0, 0
             else:
                 mode, ref = 0, None
@@ -770,7 +778,7 @@ class _CrossbarMixin(nn.Module):
         )
 
 
-class CrossbarLinear(_CrossbarMixin, nn.Linear):
+class CrossbarLinear(CrossbarLayer, nn.Linear):
     """``nn.Linear`` on crossbars (see the module docstring); input ``[M, K]``."""
 
     def __init__(
@@ -795,10 +803,14 @@ class CrossbarLinear(_CrossbarMixin, nn.Linear):
         return self._mix(ideal, y)
 
 
-class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
+class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
     """``nn.Conv2d`` on crossbars: fan-in C_in*k*k rows (ordered as im2col orders them), one
     output column per channel; each output position is one read of the arrays.  All row groups'
     partial sums come from one grouped convolution (:class:`ConvRowGroups`), not from im2col."""
+
+    group_rows: torch.Tensor
+    group_channels: torch.Tensor | None
+    group_slots: torch.Tensor
 
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
@@ -828,7 +840,8 @@ class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
         cfg = self.config
         q = self._quantized()
         k = self.kernel_size[0]
-        stride, padding = tuple(self.stride), tuple(self.padding)  # type: ignore[arg-type]
+        stride = (int(self.stride[0]), int(self.stride[1]))
+        padding = (int(self.padding[0]), int(self.padding[1]))
         if cfg.adc_kind == "digital":
             cells = self._cell_weights(q, True)  # [K, S, Nc]
             w = (cells * self.slice_weight.view(1, -1, 1)).sum(1)  # exact sums: slices combine first
@@ -890,7 +903,7 @@ class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
         self._set_converter_ranges(sum_abs / count.clamp(min=1), peak)
 
 
-class CrossbarConvTranspose2d(_CrossbarMixin, nn.ConvTranspose2d):
+class CrossbarConvTranspose2d(CrossbarLayer, nn.ConvTranspose2d):
     """Transposed convolution (decoders of dense tasks) with quantized, noisy cell weights.
 
     The per-row-group conversion is not modelled here: the weights pass through the cells
@@ -913,7 +926,9 @@ class CrossbarConvTranspose2d(_CrossbarMixin, nn.ConvTranspose2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         a = float(self.hardware_awareness)
-        ideal = F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding) if a < 1.0 else None
+        stride = (int(self.stride[0]), int(self.stride[1]))
+        padding = (int(self.padding[0]), int(self.padding[1]))
+        ideal = F.conv_transpose2d(x, self.weight, self.bias, stride, padding) if a < 1.0 else None
         if a <= 0.0:
             assert ideal is not None
             return ideal
@@ -925,5 +940,9 @@ class CrossbarConvTranspose2d(_CrossbarMixin, nn.ConvTranspose2d):
             w = w[: self.fan_out] - w[self.fan_out :]
         k = self.kernel_size[0]
         w = (w * self._w_step()).view(self.fan_out, -1, k, k).transpose(0, 1)
-        y = F.conv_transpose2d(x, w, self.bias, self.stride, self.padding)
+        y = F.conv_transpose2d(x, w, self.bias, stride, padding)
         return self._mix(ideal, y)
+
+
+# the base's earlier name, for code written against it
+_CrossbarMixin = CrossbarLayer
