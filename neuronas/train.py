@@ -272,6 +272,8 @@ def train_candidate(
     shape = _check_shape(arch, dataset)
     _check_task(arch, dataset)
     t_steps = arch.input.timesteps
+    phase: dict[str, float] = {}  # wall seconds per phase of this run (what a trial's time goes to)
+    t_phase = time.perf_counter()
     x_all, y_all = _tensors(dataset, "train", t_steps, data_root, shape)
     x_test, y_test = _tensors(dataset, "test", t_steps, data_root, shape)
     if tuple(x_all.shape[2:]) != tuple(arch.input.shape):
@@ -295,6 +297,8 @@ def train_candidate(
     if max_eval_samples is not None:
         x_test, y_test = x_test[:max_eval_samples], y_test[:max_eval_samples]
 
+    phase["data"] = time.perf_counter() - t_phase
+    t_phase = time.perf_counter()
     model = build(arch, chip).to(dev)
     if init_from_data:
         model.init_from_data(x_first.to(dev).transpose(0, 1))
@@ -306,6 +310,8 @@ def train_candidate(
     history: list[dict[str, Any]] = []
     status, reason = "ok", ""
     step = 0
+    phase["build"] = time.perf_counter() - t_phase
+    phase["validation"] = 0.0
     t0 = time.perf_counter()
     bar = None
     if progress:
@@ -340,7 +346,9 @@ def train_candidate(
         epochs_run = epoch + 1
         if status != "ok":
             break
+        t_val = time.perf_counter()
         val_acc = _accuracy(model, x_val, y_val, dev) if len(y_val) else float("nan")
+        phase["validation"] += time.perf_counter() - t_val
         rec = {
             "epoch": epoch,
             "hardware_awareness": round(model.hardware_awareness, 4),
@@ -359,6 +367,8 @@ def train_candidate(
     if bar is not None:
         bar.close()
     train_seconds = time.perf_counter() - t0
+    phase["train"] = train_seconds - phase["validation"]
+    t_phase = time.perf_counter()
 
     accuracies: list[float] = []
     float_acc = 0.0
@@ -369,6 +379,7 @@ def train_candidate(
         )
         if not all(math.isfinite(a) for a in accuracies):
             status, reason = "diverged", "evaluation produced non-finite outputs"
+    phase["evaluate"] = time.perf_counter() - t_phase
     mean = sum(accuracies) / len(accuracies) if accuracies else 0.0
     std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / len(accuracies)) if len(set(accuracies)) > 1 else 0.0
 
@@ -377,14 +388,16 @@ def train_candidate(
         "dataset": dataset, "chip": getattr(chip, "name", None), "epochs": epochs, "seed": seed,
         "batch_size": batch_size, "lr": lr, "schedule": schedule, "eval_instances": eval_instances,
         "max_train_samples": max_train_samples, "train_samples": int(len(y_tr)), "test_samples": int(len(y_test)),
-        "device": str(dev), "threads": torch.get_num_threads(),
+        "device": str(dev), "threads": torch.get_num_threads(), "phase_seconds": phase,
     }
+    t_phase = time.perf_counter()
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         if status != "diverged":
             checkpoint = str(out / "model.pt")
             torch.save(model.state_dict(), checkpoint)
+    phase["save"] = time.perf_counter() - t_phase
     result = TrainResult(
         status=status, reason=reason, accuracy_mean=mean, accuracy_std=std, accuracies=tuple(accuracies),
         float_accuracy=float_acc, activity=activity, epochs_run=epochs_run, train_seconds=train_seconds,
