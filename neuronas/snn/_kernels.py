@@ -37,6 +37,7 @@ import torch
 
 __all__ = [
     "available",
+    "backward_tasks",
     "column_dots",
     "conv_convert_backward",
     "conv_convert_forward",
@@ -44,6 +45,8 @@ __all__ = [
     "digits",
     "quantize_backward",
     "quantize_forward",
+    "sparse_conv_backward",
+    "sparse_conv_forward",
 ]
 
 _NB: Any = None  # the compiled kernels, loaded lazily: importing numba costs ~0.3 s
@@ -227,3 +230,51 @@ def conv_convert_backward(
         _np(grad), float(gscale), bool(want_gp), gp.numpy(), hg.numpy(), gsum.numpy(), _CONV_BLOCK,
     )
     return (gp if want_gp else None), hg, gsum.sum(0)
+
+
+def _tasks(name: str) -> tuple[Any, int]:
+    """The kernel ``name`` (serial or parallel, as :func:`_fwd_kernel`) and its number of tasks."""
+    kernel = _fwd_kernel(name)
+    return kernel, (1 if kernel is getattr(_load(), name) else torch.get_num_threads())
+
+
+def sparse_conv_forward(
+    x: torch.Tensor, cells: torch.Tensor, slots: torch.Tensor, stride: int, pad: int, oh: int, ow: int,
+    thr: torch.Tensor, scale: torch.Tensor, yscale: torch.Tensor, bias: torch.Tensor, mode: int, qn: int, qp: int,
+    out: torch.Tensor,
+) -> None:
+    """Event-driven convolution on crossbars into ``out [B, Nc, OH*OW]``: for every batch item and
+    row group the non-zero inputs of ``x [B, H, W, G*span]`` (channels-last) add their cells
+    ``cells [G, span, k, k, S*Nc]`` into the partial sums of the positions they reach, which go
+    through the converters (as :func:`conv_convert_forward`); no partial sum leaves the cache."""
+    kernel, n = _tasks("sconv_fwd")
+    kernel(
+        _np(x), _np(cells), _np(slots), int(stride), int(pad), int(oh), int(ow), _np(thr), _np(scale), _np(yscale),
+        _np(bias), int(mode), float(qn), float(qp), out.numpy(), n,
+    )
+
+
+def sparse_conv_backward(
+    x: torch.Tensor, cells: torch.Tensor, slots: torch.Tensor, stride: int, pad: int, oh: int, ow: int,
+    thr: torch.Tensor, win: torch.Tensor, scale: torch.Tensor, coef: torch.Tensor, sw: torch.Tensor, mode: int,
+    qn: int, qp: int, grad: torch.Tensor, gscale: float, want_gp: bool, gw: torch.Tensor, gsum: torch.Tensor,
+) -> torch.Tensor | None:
+    """The backward of :func:`sparse_conv_forward` for ``gscale * grad`` (``grad [B, Nc, P]``):
+    adds the integer weights' gradient to ``gw [tasks, G, span, k, k, Nc]`` and the column sums
+    (as :func:`conv_convert_backward`) to ``gsum [tasks, 2, S, Nc]`` (both zeroed by the caller,
+    ``tasks`` = :func:`backward_tasks`), returns ``gp [B, P, G*S*Nc]`` (channels-last: the
+    gradient reaching every partial sum, for the input's gradient) when ``want_gp``."""
+    kernel, n = _tasks("sconv_bwd")
+    b = x.shape[0]
+    gp = torch.empty((b, oh * ow, cells.shape[0] * cells.shape[-1]) if want_gp else (1, 1, 1))
+    kernel(
+        _np(x), _np(cells), _np(slots), int(stride), int(pad), int(oh), int(ow), _np(thr), _np(win), _np(scale),
+        _np(coef), _np(sw), int(mode), float(qn), float(qp), _np(grad), float(gscale), bool(want_gp), gp.numpy(),
+        gw.numpy(), gsum.numpy(), n,
+    )
+    return gp if want_gp else None
+
+
+def backward_tasks() -> int:
+    """How many running sums :func:`sparse_conv_backward` needs (one per parallel task)."""
+    return _tasks("sconv_bwd")[1]

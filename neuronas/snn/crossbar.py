@@ -437,69 +437,107 @@ class _ConvConvertSum(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, xg: torch.Tensor, wconv: torch.Tensor, wq: torch.Tensor, act_w: torch.Tensor,
+        ctx: Any, xg: torch.Tensor, wcell: torch.Tensor, wq: torch.Tensor, act_w: torch.Tensor,
         slice_weight: torch.Tensor, slice_grad: torch.Tensor, step: torch.Tensor, ref: torch.Tensor | None,
         w_step: torch.Tensor, bias: torch.Tensor | None, mode: int, qn: int, qp: int,
         stride: tuple[int, ...], padding: tuple[int, ...],
     ) -> torch.Tensor:
-        n_slices = slice_weight.shape[0]
-        nc = step.shape[0] // n_slices
-        groups = act_w.shape[0]
+        g, span, k = wcell.shape[:3]
+        n_slices, nc = wcell.shape[4], wcell.shape[5]
         thr, _, scale, yscale = _conv_constants(step, ref, slice_weight, mode)
         ws = float(w_step)
         bias_c = bias.detach() if bias is not None else xg.new_zeros(nc)
         if bias_c.shape[0] < nc:  # the offset reference column carries no bias
             bias_c = torch.cat([bias_c, bias_c.new_zeros(nc - bias_c.shape[0])])
-        fast = xg.device.type == "cpu" and xg.dtype == torch.float32 and _kernels.available()
-        conv = _kernels.conv_convert_forward if fast else _conv_convert_dense_forward
-        act = _conv_active(xg, act_w, stride, padding) if mode else None
-        y = None
-        for b0, b1, psum in _conv_partial_sums(xg, wconv, groups, stride, padding):
-            _, _, oh, ow = psum.shape
-            if y is None:
-                y = torch.empty((xg.shape[0], nc, oh, ow), dtype=xg.dtype, device=xg.device)
-            p4 = _rows_of(psum).view(-1, groups, n_slices, nc)
-            a2 = None if act is None else _rows_of(act[b0:b1])
-            conv(p4, a2, thr, scale, yscale * ws, bias_c, mode, qn, qp, y[b0:b1].view(b1 - b0, nc, oh * ow))
-        assert y is not None
-        saved = (xg, wconv, step, slice_weight, slice_grad, w_step)
+        oh = (xg.shape[2] + 2 * padding[0] - k) // stride[0] + 1
+        ow = (xg.shape[3] + 2 * padding[1] - k) // stride[1] + 1
+        y = torch.empty((xg.shape[0], nc, oh, ow), dtype=xg.dtype, device=xg.device)
+        fast = (
+            xg.device.type == "cpu" and xg.dtype == torch.float32 and _kernels.available()
+            and stride[0] == stride[1] and padding[0] == padding[1]
+        )
+        act = None
+        if fast:
+            # event-driven: the partial sums never leave the cache, idle inputs cost nothing
+            _kernels.sparse_conv_forward(
+                xg.detach().permute(0, 2, 3, 1), wcell.reshape(g, span, k, k, -1), act_w, stride[0], padding[0],
+                oh, ow, thr, scale, yscale * ws, bias_c, mode, qn, qp, y.view(y.shape[0], nc, -1),
+            )
+        else:
+            wconv = _grouped_weight(wcell)
+            act = _conv_active(xg, act_w, stride, padding) if mode else None
+            for b0, b1, psum in _conv_partial_sums(xg, wconv, g, stride, padding):
+                p4 = _rows_of(psum).view(-1, g, n_slices, nc)
+                a2 = None if act is None else _rows_of(act[b0:b1])
+                _conv_convert_dense_forward(
+                    p4, a2, thr, scale, yscale * ws, bias_c, mode, qn, qp, y[b0:b1].view(b1 - b0, nc, oh * ow)
+                )
+        saved = (xg, wcell, act_w, step, slice_weight, slice_grad, w_step)
         ctx.save_for_backward(*saved, *(() if act is None else (act,)), *(() if ref is None else (ref,)))
-        ctx.args = (mode, qn, qp, stride, padding, fast, tuple(wq.shape), groups, 0 if bias is None else bias.shape[0])
+        ctx.args = (mode, qn, qp, stride, padding, fast, 0 if bias is None else bias.shape[0], act is not None)
         return y
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        xg, wconv, step, slice_weight, slice_grad, w_step, *rest = ctx.saved_tensors
-        mode, qn, qp, stride, padding, fast, wq_shape, groups, n_bias = ctx.args
-        act, ref = (rest[0], rest[1]) if mode else (None, None)
-        n_slices = slice_weight.shape[0]
-        nc = step.shape[0] // n_slices
+        xg, wcell, act_w, step, slice_weight, slice_grad, w_step, *rest = ctx.saved_tensors
+        mode, qn, qp, stride, padding, fast, n_bias, has_act = ctx.args
+        act = rest.pop(0) if has_act else None
+        ref = rest[0] if rest else None
+        g, span, k = wcell.shape[:3]
+        n_slices, nc = wcell.shape[4], wcell.shape[5]
         thr, win, scale, _ = _conv_constants(step, ref, slice_weight, mode)
         coef = slice_grad * slice_weight
         ws = float(w_step)
-        bwd = _kernels.conv_convert_backward if fast else _conv_convert_dense_backward
         want_x, want_w = bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[2])
         grad = grad.contiguous()
+        oh, ow = grad.shape[2], grad.shape[3]
         grad_x = torch.empty_like(xg) if want_x else None
-        grad_wq = torch.zeros(wq_shape, dtype=xg.dtype, device=xg.device) if want_w else None
-        gsum = torch.zeros((2, n_slices, nc), dtype=xg.dtype, device=xg.device)
-        for b0, b1, psum in _conv_partial_sums(xg, wconv, groups, stride, padding):
-            b, _, oh, ow = psum.shape
-            p4 = _rows_of(psum).view(-1, groups, n_slices, nc)
-            a2 = None if act is None else _rows_of(act[b0:b1])
-            gr = grad[b0:b1].view(b, nc, oh * ow)
-            gp, hg, gs = bwd(p4, a2, thr, win, scale, coef, slice_weight, mode, qn, qp, gr, ws, want_x)
-            gsum += gs
-            if grad_x is not None and gp is not None:
-                grad_x[b0:b1] = conv2d_input(
-                    (b, *xg.shape[1:]), wconv, _as_channels(gp, b, oh, ow), stride, padding, groups=groups
+        wconv = _grouped_weight(wcell) if (want_x or not fast) else None
+        per_item = g * n_slices * nc * oh * ow
+        size = max(1, _CHUNK_FLOATS.get(xg.device.type, 1 << 26) // per_item)
+        if fast:
+            tasks = _kernels.backward_tasks()
+            gw = torch.zeros((tasks, g, span, k, k, nc))
+            gsum_t = torch.zeros((tasks, 2, n_slices, nc))
+            cells = wcell.reshape(g, span, k, k, -1)
+            for b0 in range(0, xg.shape[0], size):
+                b1 = min(xg.shape[0], b0 + size)
+                gp = _kernels.sparse_conv_backward(
+                    xg[b0:b1].detach().permute(0, 2, 3, 1), cells, act_w, stride[0], padding[0], oh, ow, thr, win,
+                    scale, coef, slice_weight, mode, qn, qp, grad[b0:b1].view(b1 - b0, nc, -1), ws, want_x, gw, gsum_t,
                 )
-            if grad_wq is not None:
-                grad_wq += conv2d_weight(
-                    xg[b0:b1], wq_shape, _as_channels(hg, b, oh, ow), stride, padding, groups=groups
+                if grad_x is not None and gp is not None:
+                    grad_x[b0:b1] = conv2d_input(
+                        (b1 - b0, *xg.shape[1:]), wconv, _as_channels(gp.view(-1, gp.shape[-1]), b1 - b0, oh, ow),
+                        stride, padding, groups=g,
+                    )
+            grad_wq = gw.sum(0) if want_w else None
+            gsum = gsum_t.sum(0)
+        else:
+            assert wconv is not None
+            grad_wc = torch.zeros((g * nc, span, k, k), dtype=xg.dtype, device=xg.device) if want_w else None
+            gsum = torch.zeros((2, n_slices, nc), dtype=xg.dtype, device=xg.device)
+            for b0, b1, psum in _conv_partial_sums(xg, wconv, g, stride, padding):
+                b = b1 - b0
+                p4 = _rows_of(psum).view(-1, g, n_slices, nc)
+                a2 = None if act is None else _rows_of(act[b0:b1])
+                gr = grad[b0:b1].view(b, nc, oh * ow)
+                gp2, hg, gs = _conv_convert_dense_backward(
+                    p4, a2, thr, win, scale, coef, slice_weight, mode, qn, qp, gr, ws, want_x
                 )
+                gsum += gs
+                if grad_x is not None and gp2 is not None:
+                    grad_x[b0:b1] = conv2d_input(
+                        (b, *xg.shape[1:]), wconv, _as_channels(gp2, b, oh, ow), stride, padding, groups=g
+                    )
+                if grad_wc is not None:
+                    grad_wc += conv2d_weight(
+                        xg[b0:b1], tuple(grad_wc.shape), _as_channels(hg, b, oh, ow), stride, padding, groups=g
+                    )
+            # [G*Nc, span, k, k] -> the slots' layout [G, span, k, k, Nc]
+            grad_wq = None if grad_wc is None else grad_wc.view(g, nc, span, k, k).permute(0, 2, 3, 4, 1)
         sw = slice_weight.repeat_interleave(nc)  # [S*Nc]: each partial sum's shift
-        g_total, g_dsum = gsum.view(2, -1)  # column sums against w_step * grad
+        g_total, g_dsum = gsum.reshape(2, -1)  # column sums against w_step * grad
         if mode == 0:
             grad_step, grad_ref = sw * (g_total - g_dsum), None  # LSQ
         else:
@@ -513,6 +551,14 @@ class _ConvConvertSum(torch.autograd.Function):
             grad_x, None, grad_wq, None, None, None, grad_step, grad_ref, grad_w, grad_bias,
             None, None, None, None, None,
         )
+
+
+def _grouped_weight(wcell: torch.Tensor) -> torch.Tensor:
+    """Cells per slot ``[G, span, k, k, S, Nc]`` as a grouped conv2d's weight ``[G*S*Nc, span, k, k]``
+    (channels-last: the layout oneDNN writes partial sums from without a reorder)."""
+    g, span, k = wcell.shape[:3]
+    w = wcell.permute(0, 4, 5, 1, 2, 3).reshape(-1, span, k, k)
+    return w.contiguous(memory_format=torch.channels_last)
 
 
 def _conv_constants(
@@ -853,20 +899,16 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
         else:
             cells = self._cell_levels(q, True)  # [K, S, Nc], detached
             n_slices, nc = cells.shape[1], cells.shape[2]
-            g = self.row_groups
             rows = self.group_rows  # [G, span, k, k]
-            span = rows.shape[1]
             # weight slots outside their group's rows read the appended zero row
             wcell = torch.cat([cells, cells.new_zeros(1, n_slices, nc)])[rows]  # [G, span, k, k, S, Nc]
-            wconv = wcell.permute(0, 4, 5, 1, 2, 3).reshape(g * n_slices * nc, span, k, k)
-            wconv = wconv.contiguous(memory_format=torch.channels_last)
             wq = self._column_weights(q).t()  # [K, Nc]: what the gradient reaches
-            wqc = torch.cat([wq, wq.new_zeros(1, nc)])[rows].permute(0, 4, 1, 2, 3).reshape(g * nc, span, k, k)
+            wqs = torch.cat([wq, wq.new_zeros(1, nc)])[rows]  # [G, span, k, k, Nc]
             xg = x if self.group_channels is None else x.index_select(1, self.group_channels)
             xg = xg.contiguous(memory_format=torch.channels_last)
             act_w = self.group_slots.to(x.dtype).contiguous(memory_format=torch.channels_last)
             if not bool(self.calibrated):
-                self._calibrate_conv(xg, wconv, act_w, stride, padding)
+                self._calibrate_conv(xg, _grouped_weight(wcell), act_w, stride, padding)
             step = (self.adc_step.abs() + 1e-8).reshape(-1)
             if cfg.adc_kind == "sa":
                 mode = 1 if cfg.differential else 2
@@ -876,7 +918,7 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
                 mode, ref = 0, None
                 qn, qp = cfg.adc_range
             y = _ConvConvertSum.apply(
-                xg, wconv, wqc, act_w, self.slice_weight, self.slice_grad, step, ref, self._w_step(), self.bias,
+                xg, wcell, wqs, act_w, self.slice_weight, self.slice_grad, step, ref, self._w_step(), self.bias,
                 mode, qn, qp, stride, padding,
             )
         if not cfg.differential:
