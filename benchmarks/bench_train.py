@@ -13,6 +13,10 @@ repeated so that the machine's noise hits all three alike:
   replace (``NEURONAS_NO_NUMBA=1``; what runs on CUDA), to show what the kernels buy.
 
     python benchmarks/bench_train.py [--arch digits-mlp] [--rows 64] [--repeats 3] [--threads 1] [--dense]
+    python benchmarks/bench_train.py --arch dvsgesture-cnn --input-shape 2 32 32 --drop-input-pool --batch-size 16
+
+(the second: the gesture CNN's convolutions at the sizes they see on DVS Gesture, fed from
+digits-events frames; see ``--drop-input-pool``).
 
 Prints a Markdown table with the median seconds per epoch and the ratios to ``plain``.
 """
@@ -95,7 +99,8 @@ def main() -> None:
     from neuronas.config import resolve_preset
     from neuronas.snn import build
     from neuronas.spec import ArchSpec
-    from neuronas.train import _check_shape, _tensors
+    from neuronas.data import check_input_shape
+    from neuronas.train import dataset_tensors
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -110,7 +115,8 @@ def main() -> None:
     if args.drop_input_pool and d["layers"][0]["kind"] == "pool":
         d["layers"] = d["layers"][1:]
     arch = ArchSpec.from_dict(d)
-    x, y = _tensors("digits-events", "train", arch.input.timesteps, None, _check_shape(arch, "digits-events"))
+    shape = check_input_shape("digits-events", arch.input.shape)
+    x, y = dataset_tensors("digits-events", "train", arch.input.timesteps, shape=shape)
     if args.samples:
         x, y = x[: args.samples], y[: args.samples]
 
