@@ -180,7 +180,11 @@ def _tensors(
 
 
 def dataset_tensors(
-    dataset: str, split: str, timesteps: int, data_root: str | Path | None = None, shape: tuple[int, ...] | None = None,
+    dataset: str,
+    split: str,
+    timesteps: int,
+    data_root: str | Path | None = None,
+    shape: tuple[int, ...] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(frames [N, T, *shape], labels [N])`` of a dataset split, cached in this process (shared by
     every training of the same dataset, timesteps and shape; bounded by ``$NEURONAS_DATA_CACHE_MB``,
@@ -198,7 +202,9 @@ def _batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[torch
 
 
 @torch.no_grad()
-def _accuracy(model: Any, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 256) -> float:
+def _accuracy(
+    model: Any, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 256
+) -> float:
     model.eval()
     correct = 0
     for idx in _batches(len(y), batch_size, None):
@@ -331,7 +337,10 @@ def train_candidate(
             out = model(xb).mean(0)
             loss = F.cross_entropy(out, yb)
             if not torch.isfinite(loss):
-                status, reason = "diverged", f"loss became {loss.item()} at epoch {epoch}, step {step}"
+                status, reason = (
+                    "diverged",
+                    f"loss became {loss.item()} at epoch {epoch}, step {step}",
+                )
                 break
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -359,7 +368,11 @@ def train_candidate(
         }
         history.append(rec)
         if bar is not None:
-            bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val=f"{val_acc:.3f}", hw=f"{rec['hardware_awareness']:.2f}")
+            bar.set_postfix(
+                loss=f"{rec['train_loss']:.3f}",
+                val=f"{val_acc:.3f}",
+                hw=f"{rec['hardware_awareness']:.2f}",
+            )
             bar.update(1)
         if on_epoch is not None and on_epoch(epoch, val_acc):
             status, reason = "stopped", f"stopped by on_epoch after epoch {epoch}"
@@ -375,20 +388,40 @@ def train_candidate(
     activity: dict[str, Any] = {}
     if status != "diverged":
         accuracies, float_acc, activity = evaluate_on_chip(
-            model, x_test, y_test, eval_instances=eval_instances, seed=seed, calibration=x_first, device=dev
+            model,
+            x_test,
+            y_test,
+            eval_instances=eval_instances,
+            seed=seed,
+            calibration=x_first,
+            device=dev,
         )
         if not all(math.isfinite(a) for a in accuracies):
             status, reason = "diverged", "evaluation produced non-finite outputs"
     phase["evaluate"] = time.perf_counter() - t_phase
     mean = sum(accuracies) / len(accuracies) if accuracies else 0.0
-    std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / len(accuracies)) if len(set(accuracies)) > 1 else 0.0
+    std = (
+        math.sqrt(sum((a - mean) ** 2 for a in accuracies) / len(accuracies))
+        if len(set(accuracies)) > 1
+        else 0.0
+    )
 
     checkpoint = None
     config = {
-        "dataset": dataset, "chip": getattr(chip, "name", None), "epochs": epochs, "seed": seed,
-        "batch_size": batch_size, "lr": lr, "schedule": schedule, "eval_instances": eval_instances,
-        "max_train_samples": max_train_samples, "train_samples": int(len(y_tr)), "test_samples": int(len(y_test)),
-        "device": str(dev), "threads": torch.get_num_threads(), "phase_seconds": phase,
+        "dataset": dataset,
+        "chip": getattr(chip, "name", None),
+        "epochs": epochs,
+        "seed": seed,
+        "batch_size": batch_size,
+        "lr": lr,
+        "schedule": schedule,
+        "eval_instances": eval_instances,
+        "max_train_samples": max_train_samples,
+        "train_samples": int(len(y_tr)),
+        "test_samples": int(len(y_test)),
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "phase_seconds": phase,
     }
     t_phase = time.perf_counter()
     if out_dir is not None:
@@ -399,12 +432,23 @@ def train_candidate(
             torch.save(model.state_dict(), checkpoint)
     phase["save"] = time.perf_counter() - t_phase
     result = TrainResult(
-        status=status, reason=reason, accuracy_mean=mean, accuracy_std=std, accuracies=tuple(accuracies),
-        float_accuracy=float_acc, activity=activity, epochs_run=epochs_run, train_seconds=train_seconds,
-        history=tuple(history), checkpoint=checkpoint, config=config,
+        status=status,
+        reason=reason,
+        accuracy_mean=mean,
+        accuracy_std=std,
+        accuracies=tuple(accuracies),
+        float_accuracy=float_acc,
+        activity=activity,
+        epochs_run=epochs_run,
+        train_seconds=train_seconds,
+        history=tuple(history),
+        checkpoint=checkpoint,
+        config=config,
     )
     if out_dir is not None:
-        (Path(out_dir) / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2, default=_json_default))
+        (Path(out_dir) / "metrics.json").write_text(
+            json.dumps(result.to_dict(), indent=2, default=_json_default)
+        )
     return result
 
 
@@ -414,13 +458,23 @@ def _json_default(v: Any) -> Any:
     raise TypeError(type(v).__name__)
 
 
-def _activity_dict(input_rates: tuple[float, ...], output_rates: tuple[float, ...]) -> dict[str, Any]:
+def _activity_dict(
+    input_rates: tuple[float, ...], output_rates: tuple[float, ...]
+) -> dict[str, Any]:
     try:
         from neuronas.hardware import Activity
 
-        return dict(Activity(input_rates=input_rates, output_rates=output_rates, source="measured").to_dict())
+        return dict(
+            Activity(
+                input_rates=input_rates, output_rates=output_rates, source="measured"
+            ).to_dict()
+        )
     except ImportError:  # the cost model's Activity is not importable: the same JSON form
-        return {"source": "measured", "input_rates": list(input_rates), "output_rates": list(output_rates)}
+        return {
+            "source": "measured",
+            "input_rates": list(input_rates),
+            "output_rates": list(output_rates),
+        }
 
 
 def evaluate_on_chip(
@@ -456,7 +510,9 @@ def evaluate_on_chip(
     return accuracies, float_acc, _activity_dict(inp, outp)
 
 
-def load_model(arch: ArchSpec, chip: Any, checkpoint_path: str | Path, hardware_awareness: float = 1.0) -> Any:
+def load_model(
+    arch: ArchSpec, chip: Any, checkpoint_path: str | Path, hardware_awareness: float = 1.0
+) -> Any:
     """Rebuild ``arch`` for ``chip`` and load a checkpoint (``weights_only=True``); the model is
     returned in eval mode at ``hardware_awareness`` (1: the chip)."""
     from neuronas.snn import build

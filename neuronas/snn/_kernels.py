@@ -21,6 +21,12 @@ or sense amplifier) is applied in the same pass.  Only per-row results leave the
 Work is ``nnz(x) x columns`` instead of ``rows x columns``; the partial sums never exist in
 memory, and the backward is two dense tensor products on these outputs.
 
+Convolutions (``sparse_conv_*``) are read the same way without im2col: per batch item and row
+group, every non-zero input of the channels-last input adds its cells into the partial sums of
+the output positions it reaches (an accumulator of positions x columns in cache), which are
+converted, summed over groups and shifted-and-added there; the backward scatters them again and
+writes only what the input's gradient (a grouped ``conv2d_input``) and the weights' gradient need.
+
 Used for float32 CPU tensors; CUDA tensors (where bandwidth is plentiful) and other dtypes take
 the dense tensor-op twin in :mod:`neuronas.snn.crossbar`, which computes the same outputs (tested
 against each other).  Numba compiles the kernels on first use (seconds) and caches the machine
@@ -39,8 +45,6 @@ __all__ = [
     "available",
     "backward_tasks",
     "column_dots",
-    "conv_convert_backward",
-    "conv_convert_forward",
     "convert_sum_forward",
     "digits",
     "quantize_backward",
@@ -116,15 +120,26 @@ def _fwd_kernel(name: str = "fwd") -> Any:
     config: Any = numba.config
     n = max(1, min(torch.get_num_threads(), config.NUMBA_NUM_THREADS))
     if n == 1:
-        return getattr(nb, name)  # the parallel runtime's dispatch costs ~1/3 of the kernel on one thread
+        return getattr(
+            nb, name
+        )  # the parallel runtime's dispatch costs ~1/3 of the kernel on one thread
     if numba.get_num_threads() != n:
         numba.set_num_threads(n)
     return getattr(nb, name + "_parallel")
 
 
 def convert_sum_forward(
-    x2d: torch.Tensor, wg: torch.Tensor, step: torch.Tensor, ref: torch.Tensor | None, tie: torch.Tensor | None,
-    coef: torch.Tensor, yscale: torch.Tensor, mode: int, qn: int, qp: int, want_mask: bool,
+    x2d: torch.Tensor,
+    wg: torch.Tensor,
+    step: torch.Tensor,
+    ref: torch.Tensor | None,
+    tie: torch.Tensor | None,
+    coef: torch.Tensor,
+    yscale: torch.Tensor,
+    mode: int,
+    qn: int,
+    qp: int,
+    want_mask: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One event-driven pass over the arrays: ``(y, sums, h, mask or None)``, ``sums = [total,
     dsum]`` (module docstring), ``y[m, j] = sum_s yscale[s*Nc + j] * total[m, s*Nc + j]``.
@@ -149,8 +164,23 @@ def convert_sum_forward(
         assert ref is not None and tie is not None
         thr, win = ref - tie, (step if mode == 1 else 0.5 * step)
     _fwd_kernel()(
-        _np(x2d), _np(wg), _np(step), _np(thr), _np(win), _np(coef), int(mode), float(qn), float(qp),
-        bool(want_mask), total, dsum, h, mask, y, _np(yscale), _block_rows(k),
+        _np(x2d),
+        _np(wg),
+        _np(step),
+        _np(thr),
+        _np(win),
+        _np(coef),
+        int(mode),
+        float(qn),
+        float(qp),
+        bool(want_mask),
+        total,
+        dsum,
+        h,
+        mask,
+        y,
+        _np(yscale),
+        _block_rows(k),
     )
     return y_t, sums_t, h_t, (mask_t if want_mask else None)
 
@@ -166,17 +196,28 @@ def digits(a: torch.Tensor, n_slices: int, bits: int, signed: bool = False) -> t
 def quantize_forward(w: torch.Tensor, step: float, qn: int, qp: int) -> torch.Tensor:
     """``round(clamp(w / step, qn, qp))`` in one pass (the LSQ weight levels)."""
     out = torch.empty_like(w)
-    _load().quantize_fwd(_np(w).reshape(-1), float(step), float(qn), float(qp), out.numpy().reshape(-1))
+    _load().quantize_fwd(
+        _np(w).reshape(-1), float(step), float(qn), float(qp), out.numpy().reshape(-1)
+    )
     return out
 
 
 def quantize_backward(
-    w: torch.Tensor, step: float, qn: int, qp: int, grad: torch.Tensor,
+    w: torch.Tensor,
+    step: float,
+    qn: int,
+    qp: int,
+    grad: torch.Tensor,
 ) -> tuple[torch.Tensor, float]:
     """The LSQ quantizer's gradients in one pass: ``(d/dw, d/dstep)``."""
     grad_w = torch.empty_like(w)
     g_step = _load().quantize_bwd(
-        _np(w).reshape(-1), float(step), float(qn), float(qp), _np(grad).reshape(-1), grad_w.numpy().reshape(-1),
+        _np(w).reshape(-1),
+        float(step),
+        float(qn),
+        float(qp),
+        _np(grad).reshape(-1),
+        grad_w.numpy().reshape(-1),
     )
     return grad_w, float(g_step)
 
@@ -188,50 +229,6 @@ def column_dots(sums: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return out
 
 
-
-def conv_convert_forward(
-    psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, scale: torch.Tensor,
-    yscale: torch.Tensor, bias: torch.Tensor, mode: int, qn: int, qp: int, out: torch.Tensor,
-) -> None:
-    """The converters over a convolution's partial sums, summed over groups and shifted-and-added
-    over slices, into ``out [B, Nc, P]``: row m = (b, p) of ``psum [M, G, S, Nc]`` (a
-    channels-last grouped conv2d's output) gives ``out[b, :, p] = bias + sum_s yscale[s] *
-    sum_g code``; ``act [M, G]`` driven rows per group (sense amplifiers only), per-column
-    ``thr, scale, yscale [S, Nc]`` (mode 0, ADC: ``scale`` is the step; modes 1, 2, comparators:
-    the code from ``p - thr``)."""
-    a = _np(act) if act is not None else np.zeros((1, 1), np.float32)
-    _fwd_kernel("conv_fwd")(
-        _np(psum), a, _np(thr), _np(scale), _np(yscale), _np(bias), int(mode), float(qn), float(qp), out.numpy(),
-        _CONV_BLOCK,
-    )
-
-
-_CONV_BLOCK = 256  # output rows per block (a parallel task; one partial column sum each)
-
-
-def conv_convert_backward(
-    psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, win: torch.Tensor, scale: torch.Tensor,
-    coef: torch.Tensor, sw: torch.Tensor, mode: int, qn: int, qp: int, grad: torch.Tensor, gscale: float,
-    want_gp: bool,
-) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-    """The backward of :func:`conv_convert_forward` in one pass over the partial sums, for
-    ``gscale * grad`` (``grad [B, Nc, P]``): ``(gp, hg, gsum)``: ``gp [M, G, S, Nc]`` the
-    gradient reaching each partial sum (straight-through window times ``sw[s] * grad``; only when
-    ``want_gp``), ``hg [M, G, Nc]`` the windows combined over slices with ``coef`` times
-    ``grad``, ``gsum [2, S, Nc]`` the column sums of ``grad * code`` and of ``grad * (ADC:
-    inside * p / step; comparator: inside)``."""
-    m, g, n_slices, nc = psum.shape
-    gp = torch.empty((m, g, n_slices, nc) if want_gp else (1, 1, 1, 1))
-    hg = torch.empty((m, g, nc))
-    gsum = torch.empty(((m + _CONV_BLOCK - 1) // _CONV_BLOCK, 2, n_slices, nc))
-    a = _np(act) if act is not None else np.zeros((1, 1), np.float32)
-    _fwd_kernel("conv_bwd")(
-        _np(psum), a, _np(thr), _np(win), _np(scale), _np(coef), _np(sw), int(mode), float(qn), float(qp),
-        _np(grad), float(gscale), bool(want_gp), gp.numpy(), hg.numpy(), gsum.numpy(), _CONV_BLOCK,
-    )
-    return (gp if want_gp else None), hg, gsum.sum(0)
-
-
 def _tasks(name: str) -> tuple[Any, int]:
     """The kernel ``name`` (serial or parallel, as :func:`_fwd_kernel`) and its number of tasks."""
     kernel = _fwd_kernel(name)
@@ -239,38 +236,101 @@ def _tasks(name: str) -> tuple[Any, int]:
 
 
 def sparse_conv_forward(
-    x: torch.Tensor, cells: torch.Tensor, slots: torch.Tensor, stride: int, pad: int, oh: int, ow: int,
-    thr: torch.Tensor, scale: torch.Tensor, yscale: torch.Tensor, bias: torch.Tensor, mode: int, qn: int, qp: int,
+    x: torch.Tensor,
+    cells: torch.Tensor,
+    slots: torch.Tensor,
+    stride: int,
+    pad: int,
+    oh: int,
+    ow: int,
+    thr: torch.Tensor,
+    scale: torch.Tensor,
+    yscale: torch.Tensor,
+    bias: torch.Tensor,
+    mode: int,
+    qn: int,
+    qp: int,
     out: torch.Tensor,
 ) -> None:
     """Event-driven convolution on crossbars into ``out [B, Nc, OH*OW]``: for every batch item and
     row group the non-zero inputs of ``x [B, H, W, G*span]`` (channels-last) add their cells
     ``cells [G, span, k, k, S*Nc]`` into the partial sums of the positions they reach, which go
-    through the converters (as :func:`conv_convert_forward`); no partial sum leaves the cache."""
+    through the converters (codes summed over groups, slices shifted and added, bias added); no
+    partial sum leaves the cache."""
     kernel, n = _tasks("sconv_fwd")
     kernel(
-        _np(x), _np(cells), _np(slots), int(stride), int(pad), int(oh), int(ow), _np(thr), _np(scale), _np(yscale),
-        _np(bias), int(mode), float(qn), float(qp), out.numpy(), n,
+        _np(x),
+        _np(cells),
+        _np(slots),
+        int(stride),
+        int(pad),
+        int(oh),
+        int(ow),
+        _np(thr),
+        _np(scale),
+        _np(yscale),
+        _np(bias),
+        int(mode),
+        float(qn),
+        float(qp),
+        out.numpy(),
+        n,
     )
 
 
 def sparse_conv_backward(
-    x: torch.Tensor, cells: torch.Tensor, slots: torch.Tensor, stride: int, pad: int, oh: int, ow: int,
-    thr: torch.Tensor, win: torch.Tensor, scale: torch.Tensor, coef: torch.Tensor, sw: torch.Tensor, mode: int,
-    qn: int, qp: int, grad: torch.Tensor, gscale: float, want_gp: bool, gw: torch.Tensor, gsum: torch.Tensor,
+    x: torch.Tensor,
+    cells: torch.Tensor,
+    slots: torch.Tensor,
+    stride: int,
+    pad: int,
+    oh: int,
+    ow: int,
+    thr: torch.Tensor,
+    win: torch.Tensor,
+    scale: torch.Tensor,
+    coef: torch.Tensor,
+    sw: torch.Tensor,
+    mode: int,
+    qn: int,
+    qp: int,
+    grad: torch.Tensor,
+    gscale: float,
+    want_gp: bool,
+    gw: torch.Tensor,
+    gsum: torch.Tensor,
 ) -> torch.Tensor | None:
     """The backward of :func:`sparse_conv_forward` for ``gscale * grad`` (``grad [B, Nc, P]``):
     adds the integer weights' gradient to ``gw [tasks, G, span, k, k, Nc]`` and the column sums
-    (as :func:`conv_convert_backward`) to ``gsum [tasks, 2, S, Nc]`` (both zeroed by the caller,
-    ``tasks`` = :func:`backward_tasks`), returns ``gp [B, P, G*S*Nc]`` (channels-last: the
+    of ``grad * code`` and ``grad * (ADC: inside * p / step; comparator: inside)`` to ``gsum
+    [tasks, 2, S, Nc]`` (both zeroed by the caller, ``tasks`` = :func:`backward_tasks`), returns ``gp [B, P, G*S*Nc]`` (channels-last: the
     gradient reaching every partial sum, for the input's gradient) when ``want_gp``."""
     kernel, n = _tasks("sconv_bwd")
     b = x.shape[0]
     gp = torch.empty((b, oh * ow, cells.shape[0] * cells.shape[-1]) if want_gp else (1, 1, 1))
     kernel(
-        _np(x), _np(cells), _np(slots), int(stride), int(pad), int(oh), int(ow), _np(thr), _np(win), _np(scale),
-        _np(coef), _np(sw), int(mode), float(qn), float(qp), _np(grad), float(gscale), bool(want_gp), gp.numpy(),
-        gw.numpy(), gsum.numpy(), n,
+        _np(x),
+        _np(cells),
+        _np(slots),
+        int(stride),
+        int(pad),
+        int(oh),
+        int(ow),
+        _np(thr),
+        _np(win),
+        _np(scale),
+        _np(coef),
+        _np(sw),
+        int(mode),
+        float(qn),
+        float(qp),
+        _np(grad),
+        float(gscale),
+        bool(want_gp),
+        gp.numpy(),
+        gw.numpy(),
+        gsum.numpy(),
+        n,
     )
     return gp if want_gp else None
 

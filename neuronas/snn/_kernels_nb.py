@@ -49,7 +49,9 @@ def read_array(x, w, g, m, idx, val, acc):  # pragma: no cover
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def fwd_block(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, m0, m1):  # pragma: no cover
+def fwd_block(
+    x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, m0, m1
+):  # pragma: no cover
     n_groups, n_rows, n_cols = w.shape
     n_slices = coef.shape[0]
     nc = n_cols // n_slices
@@ -85,7 +87,9 @@ def fwd_block(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum,
                     # b-bit ADC (an idle group's partial sum is 0 and converts to code 0)
                     for j in range(nc):
                         k = off + j
-                        v = acc[k] / scale[k]  # a division, as the tensor twin: same codes at the edges
+                        v = (
+                            acc[k] / scale[k]
+                        )  # a division, as the tensor twin: same codes at the edges
                         tot[k] += np.rint(min(max(v, lo), hi))
                         inside = one if abs(v - centre) <= half else zero
                         ds[k] += inside * v
@@ -117,7 +121,9 @@ def fwd_block(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum,
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def fwd(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, block):  # pragma: no cover
+def fwd(
+    x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, block
+):  # pragma: no cover
     # x [M, G*R], w [G, R, S*Nc]; scale, thr, win, yscale [K]; coef [S]; outputs total, dsum
     # [M, K], h [G, M, Nc], mask [G, M, K] (written only when want_mask), y [M, Nc].  Mode 0 (ADC):
     # v = p / scale (the step); modes 1, 2 (comparator): u = p - thr, inside |u| <= win.
@@ -127,17 +133,57 @@ def fwd(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, ma
     for b in range(n_blocks):
         m0 = b * block
         m1 = min(x.shape[0], m0 + block)
-        fwd_block(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, m0, m1)
+        fwd_block(
+            x,
+            w,
+            scale,
+            thr,
+            win,
+            coef,
+            mode,
+            qn,
+            qp,
+            want_mask,
+            total,
+            dsum,
+            h,
+            mask,
+            y,
+            yscale,
+            m0,
+            m1,
+        )
 
 
 @njit(parallel=True, cache=True, fastmath=FM, nogil=True)
-def fwd_parallel(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, block):  # pragma: no cover
+def fwd_parallel(
+    x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, block
+):  # pragma: no cover
     # fwd, its blocks spread over numba's threads
     n_blocks = (x.shape[0] + block - 1) // block
     for b in prange(n_blocks):
         m0 = b * block
         m1 = min(x.shape[0], m0 + block)
-        fwd_block(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, m0, m1)
+        fwd_block(
+            x,
+            w,
+            scale,
+            thr,
+            win,
+            coef,
+            mode,
+            qn,
+            qp,
+            want_mask,
+            total,
+            dsum,
+            h,
+            mask,
+            y,
+            yscale,
+            m0,
+            m1,
+        )
 
 
 @njit(cache=True, nogil=True)
@@ -186,194 +232,9 @@ def column_dots(sums, grad, out):  # pragma: no cover
         for m in range(sums.shape[1]):
             row, gr = sums[c, m], grad[m]
             for s in range(n_slices):
-                os_, rs = o[s * nc:(s + 1) * nc], row[s * nc:(s + 1) * nc]
+                os_, rs = o[s * nc : (s + 1) * nc], row[s * nc : (s + 1) * nc]
                 for j in range(nc):
                     os_[j] += rs[j] * gr[j]
-
-
-
-# -- convolutions: the converters over partial sums a grouped convolution computed ----------------
-#
-# psum [M, G, S, Nc]: row group g's partial sum of slice s, column n at output row m (batch item x
-# output position), straight from a channels-last conv2d's output; act [M, G]: the number of
-# driven rows (read only for a sense amplifier, whose idle groups are skipped).  Per-column
-# constants thr, win, scale, yscale [S, Nc].  Rows are processed in blocks (parallel: one block
-# per task; gsum [blocks, 2, S, Nc] per-block partial column sums).
-
-
-@njit(cache=True, fastmath=FM, nogil=True)
-def conv_fwd_block(psum, act, thr, scale, yscale, bias, mode, qn, qp, y, m0, m1):  # pragma: no cover
-    n_groups, n_slices, nc = psum.shape[1], psum.shape[2], psum.shape[3]
-    lo, hi = np.float32(qn), np.float32(qp)
-    neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
-    one = np.float32(1.0)
-    n_pos = y.shape[2]
-    tot = np.empty((n_slices, nc), np.float32)
-    yl = np.empty(nc, np.float32)
-    for m in range(m0, m1):
-        for s in range(n_slices):
-            for n in range(nc):
-                tot[s, n] = 0.0
-        for g in range(n_groups):
-            if mode != 0 and act[m, g] <= 0.0:
-                continue  # an idle group's sense amplifiers are skipped
-            for s in range(n_slices):
-                pr, tr = psum[m, g, s], tot[s]
-                if mode == 0:
-                    sc = scale[s]
-                    for n in range(nc):  # a division, as the tensor twin: same codes at the edges
-                        tr[n] += np.rint(min(max(pr[n] / sc[n], lo), hi))
-                else:
-                    th = thr[s]
-                    for n in range(nc):
-                        tr[n] += one if pr[n] - th[n] >= 0.0 else neg
-        # the digital periphery: codes summed over groups (integers, exact), then the slices'
-        # shift-and-add in the order of the im2col kernel, so that y rounds the same way
-        for n in range(nc):
-            yl[n] = 0.0
-        for s in range(n_slices):
-            ys, tr = yscale[s], tot[s]
-            for n in range(nc):
-                yl[n] += ys[n] * tr[n]
-        b = m // n_pos
-        p = m - b * n_pos
-        for n in range(nc):  # y is [B, Nc, P]: the layer's own layout, no transposing copy after
-            y[b, n, p] = yl[n] + bias[n]
-
-
-@njit(cache=True, fastmath=FM, nogil=True)
-def conv_fwd(psum, act, thr, scale, yscale, bias, mode, qn, qp, y, block):  # pragma: no cover
-    # y [B, Nc, P] at row m = (b, p): bias[n] + sum_s yscale[s, n] * sum_g code(psum[m, g, s, n])
-    for b in range((psum.shape[0] + block - 1) // block):
-        conv_fwd_block(psum, act, thr, scale, yscale, bias, mode, qn, qp, y, b * block, min(psum.shape[0], (b + 1) * block))
-
-
-@njit(parallel=True, cache=True, fastmath=FM, nogil=True)
-def conv_fwd_parallel(psum, act, thr, scale, yscale, bias, mode, qn, qp, y, block):  # pragma: no cover
-    for b in prange((psum.shape[0] + block - 1) // block):
-        conv_fwd_block(psum, act, thr, scale, yscale, bias, mode, qn, qp, y, b * block, min(psum.shape[0], (b + 1) * block))
-
-
-@njit(cache=True, fastmath=FM, nogil=True)
-def conv_bwd_block(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale, want_gp, gp, hg, gsum, m0, m1):  # pragma: no cover
-    # one function per converter: with both loop bodies in one loop nest LLVM vectorised
-    # neither (measured ~4x slower)
-    if mode == 0:
-        conv_bwd_block_adc(psum, scale, coef, sw, qn, qp, grad, gscale, want_gp, gp, hg, gsum, m0, m1)
-    else:
-        conv_bwd_block_cmp(psum, act, thr, win, coef, sw, mode, grad, gscale, want_gp, gp, hg, gsum, m0, m1)
-
-
-@njit(cache=True, fastmath=FM, nogil=True)
-def conv_bwd_block_adc(psum, scale, coef, sw, qn, qp, grad, gscale, want_gp, gp, hg, gsum, m0, m1):  # pragma: no cover
-    n_groups, n_slices, nc = psum.shape[1], psum.shape[2], psum.shape[3]
-    lo, hi = np.float32(qn), np.float32(qp)
-    centre = np.float32(0.5 * (qn + qp))
-    half = np.float32(0.5 * (qp - qn))
-    one, zero = np.float32(1.0), np.float32(0.0)
-    # running sums in this function's own arrays: LLVM vectorises a loop only when it can rule
-    # out aliasing, which it cannot between the caller's arrays (measured ~8x slower)
-    gt = np.zeros((n_slices, nc), np.float32)
-    gd = np.zeros((n_slices, nc), np.float32)
-    h = np.empty(nc, np.float32)
-    ins = np.empty(nc, np.float32)
-    gr = np.empty(nc, np.float32)
-    n_pos = grad.shape[2]
-    for m in range(m0, m1):
-        b = m // n_pos
-        p = m - b * n_pos
-        for n in range(nc):  # grad is [B, Nc, P]: gathered once per row
-            gr[n] = grad[b, n, p] * gscale
-        for g in range(n_groups):
-            for n in range(nc):
-                h[n] = 0.0
-            for s in range(n_slices):
-                pr, sc, c = psum[m, g, s], scale[s], coef[s]
-                gts, gds = gt[s], gd[s]
-                for n in range(nc):
-                    v = pr[n] / sc[n]
-                    inside = one if abs(v - centre) <= half else zero
-                    gts[n] += np.rint(min(max(v, lo), hi)) * gr[n]
-                    gds[n] += inside * v * gr[n]
-                    h[n] += c * inside
-                    ins[n] = inside
-                if want_gp:
-                    gps, w_s = gp[m, g, s], sw[s]
-                    for n in range(nc):
-                        gps[n] = ins[n] * w_s * gr[n]
-            hr = hg[m, g]
-            for n in range(nc):
-                hr[n] = h[n] * gr[n]
-    for s in range(n_slices):
-        for n in range(nc):
-            gsum[0, s, n] = gt[s, n]
-            gsum[1, s, n] = gd[s, n]
-
-
-@njit(cache=True, fastmath=FM, nogil=True)
-def conv_bwd_block_cmp(psum, act, thr, win, coef, sw, mode, grad, gscale, want_gp, gp, hg, gsum, m0, m1):  # pragma: no cover
-    n_groups, n_slices, nc = psum.shape[1], psum.shape[2], psum.shape[3]
-    neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
-    one, zero = np.float32(1.0), np.float32(0.0)
-    gt = np.zeros((n_slices, nc), np.float32)  # own arrays: see conv_bwd_block_adc
-    gd = np.zeros((n_slices, nc), np.float32)
-    h = np.empty(nc, np.float32)
-    ins = np.empty(nc, np.float32)
-    gr = np.empty(nc, np.float32)
-    n_pos = grad.shape[2]
-    for m in range(m0, m1):
-        b = m // n_pos
-        p = m - b * n_pos
-        for n in range(nc):  # grad is [B, Nc, P]: gathered once per row
-            gr[n] = grad[b, n, p] * gscale
-        for g in range(n_groups):
-            for n in range(nc):
-                h[n] = 0.0
-            if act[m, g] > 0.0:  # an idle group's sense amplifiers are skipped: no gradient
-                for s in range(n_slices):
-                    pr, th, wn, c = psum[m, g, s], thr[s], win[s], coef[s]
-                    gts, gds = gt[s], gd[s]
-                    for n in range(nc):
-                        u = pr[n] - th[n]
-                        inside = one if abs(u) <= wn[n] else zero
-                        gts[n] += (one if u >= 0.0 else neg) * gr[n]
-                        gds[n] += inside * gr[n]
-                        h[n] += c * inside
-                        ins[n] = inside
-                    if want_gp:
-                        gps, w_s = gp[m, g, s], sw[s]
-                        for n in range(nc):
-                            gps[n] = ins[n] * w_s * gr[n]
-            elif want_gp:
-                for s in range(n_slices):
-                    gps = gp[m, g, s]
-                    for n in range(nc):
-                        gps[n] = 0.0
-            hr = hg[m, g]
-            for n in range(nc):
-                hr[n] = h[n] * gr[n]
-    for s in range(n_slices):
-        for n in range(nc):
-            gsum[0, s, n] = gt[s, n]
-            gsum[1, s, n] = gd[s, n]
-
-
-@njit(cache=True, fastmath=FM, nogil=True)
-def conv_bwd(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale, want_gp, gp, hg, gsum, block):  # pragma: no cover
-    # grad [B, Nc, P] (row m = (b, p)), scaled by gscale; outputs gp [M, G, S, Nc] (when want_gp): the gradient reaching each partial
-    # sum; hg [M, G, Nc]: the straight-through windows combined over slices (coef) times grad;
-    # gsum [blocks, 2, S, Nc]: column sums of grad * code and grad * (ADC: inside * p / step;
-    # comparator: inside)
-    for b in range((psum.shape[0] + block - 1) // block):
-        conv_bwd_block(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale, want_gp, gp, hg, gsum[b],
-                       b * block, min(psum.shape[0], (b + 1) * block))
-
-
-@njit(parallel=True, cache=True, fastmath=FM, nogil=True)
-def conv_bwd_parallel(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale, want_gp, gp, hg, gsum, block):  # pragma: no cover
-    for b in prange((psum.shape[0] + block - 1) // block):
-        conv_bwd_block(psum, act, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale, want_gp, gp, hg, gsum[b],
-                       b * block, min(psum.shape[0], (b + 1) * block))
 
 
 # -- convolutions, event-driven: partial sums straight from the (sparse) input, no conv2d ---------
@@ -419,7 +280,9 @@ def scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt):  # pragma: n
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def sconv_fwd_items(x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, b0, b1):  # pragma: no cover
+def sconv_fwd_items(
+    x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, b0, b1
+):  # pragma: no cover
     n_groups, n_k = w.shape[0], w.shape[4]
     n_slices = thr.shape[0]
     nc = n_k // n_slices
@@ -467,21 +330,67 @@ def sconv_fwd_items(x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, m
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def sconv_fwd(x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, n_tasks):  # pragma: no cover
-    sconv_fwd_items(x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, 0, x.shape[0])
+def sconv_fwd(
+    x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, n_tasks
+):  # pragma: no cover
+    sconv_fwd_items(
+        x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, 0, x.shape[0]
+    )
 
 
 @njit(parallel=True, cache=True, fastmath=FM, nogil=True)
-def sconv_fwd_parallel(x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, n_tasks):  # pragma: no cover
+def sconv_fwd_parallel(
+    x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, n_tasks
+):  # pragma: no cover
     n = x.shape[0]
     for t in prange(n_tasks):
-        sconv_fwd_items(x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y,
-                        t * n // n_tasks, (t + 1) * n // n_tasks)
+        sconv_fwd_items(
+            x,
+            w,
+            slot,
+            stride,
+            pad,
+            oh,
+            ow,
+            thr,
+            scale,
+            yscale,
+            bias,
+            mode,
+            qn,
+            qp,
+            y,
+            t * n // n_tasks,
+            (t + 1) * n // n_tasks,
+        )
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def sconv_bwd_items(x, w, slot, stride, pad, oh, ow, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale,
-                    want_gp, gp, gw, gsum, b0, b1):  # pragma: no cover
+def sconv_bwd_items(
+    x,
+    w,
+    slot,
+    stride,
+    pad,
+    oh,
+    ow,
+    thr,
+    win,
+    scale,
+    coef,
+    sw,
+    mode,
+    qn,
+    qp,
+    grad,
+    gscale,
+    want_gp,
+    gp,
+    gw,
+    gsum,
+    b0,
+    b1,
+):  # pragma: no cover
     # grad [B, Nc, P] (times gscale); outputs gp [B, P, G*K] (when want_gp), gw [G, span, k, k, Nc]
     # (+=: the integer weights' gradient, sum over inputs of x times the slices' combined window
     # times grad), gsum [2, S, Nc] (+=: column sums of grad * code and grad * (ADC: inside * p /
@@ -596,15 +505,107 @@ def sconv_bwd_items(x, w, slot, stride, pad, oh, ow, thr, win, scale, coef, sw, 
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def sconv_bwd(x, w, slot, stride, pad, oh, ow, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale, want_gp, gp, gw, gsum, n_tasks):  # pragma: no cover
-    sconv_bwd_items(x, w, slot, stride, pad, oh, ow, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale,
-                    want_gp, gp, gw[0], gsum[0], 0, x.shape[0])
+def sconv_bwd(
+    x,
+    w,
+    slot,
+    stride,
+    pad,
+    oh,
+    ow,
+    thr,
+    win,
+    scale,
+    coef,
+    sw,
+    mode,
+    qn,
+    qp,
+    grad,
+    gscale,
+    want_gp,
+    gp,
+    gw,
+    gsum,
+    n_tasks,
+):  # pragma: no cover
+    sconv_bwd_items(
+        x,
+        w,
+        slot,
+        stride,
+        pad,
+        oh,
+        ow,
+        thr,
+        win,
+        scale,
+        coef,
+        sw,
+        mode,
+        qn,
+        qp,
+        grad,
+        gscale,
+        want_gp,
+        gp,
+        gw[0],
+        gsum[0],
+        0,
+        x.shape[0],
+    )
 
 
 @njit(parallel=True, cache=True, fastmath=FM, nogil=True)
-def sconv_bwd_parallel(x, w, slot, stride, pad, oh, ow, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale, want_gp, gp, gw, gsum, n_tasks):  # pragma: no cover
+def sconv_bwd_parallel(
+    x,
+    w,
+    slot,
+    stride,
+    pad,
+    oh,
+    ow,
+    thr,
+    win,
+    scale,
+    coef,
+    sw,
+    mode,
+    qn,
+    qp,
+    grad,
+    gscale,
+    want_gp,
+    gp,
+    gw,
+    gsum,
+    n_tasks,
+):  # pragma: no cover
     # gw [tasks, ...], gsum [tasks, 2, S, Nc]: one running sum per task, added up by the caller
     n = x.shape[0]
     for t in prange(n_tasks):
-        sconv_bwd_items(x, w, slot, stride, pad, oh, ow, thr, win, scale, coef, sw, mode, qn, qp, grad, gscale,
-                        want_gp, gp, gw[t], gsum[t], t * n // n_tasks, (t + 1) * n // n_tasks)
+        sconv_bwd_items(
+            x,
+            w,
+            slot,
+            stride,
+            pad,
+            oh,
+            ow,
+            thr,
+            win,
+            scale,
+            coef,
+            sw,
+            mode,
+            qn,
+            qp,
+            grad,
+            gscale,
+            want_gp,
+            gp,
+            gw[t],
+            gsum[t],
+            t * n // n_tasks,
+            (t + 1) * n // n_tasks,
+        )

@@ -77,10 +77,14 @@ class SpikingNetwork(nn.Module):
                 mod = CrossbarLinear(r.fan_in, r.fan_out, cfg, device_model)
                 kind = "fc_flat" if flatten else "fc"
             elif layer.kind == "conv":
-                mod = CrossbarConv2d(shape[0], layer.out, layer.kernel, layer.stride, layer.pad, cfg, device_model)
+                mod = CrossbarConv2d(
+                    shape[0], layer.out, layer.kernel, layer.stride, layer.pad, cfg, device_model
+                )
                 kind = "conv"
             else:
-                mod = CrossbarConvTranspose2d(shape[0], layer.out, layer.kernel, layer.stride, layer.pad, cfg, device_model)
+                mod = CrossbarConvTranspose2d(
+                    shape[0], layer.out, layer.kernel, layer.stride, layer.pad, cfg, device_model
+                )
                 kind = "conv"
             self.layers.append(mod)
             neuron_idx = -1
@@ -189,7 +193,9 @@ class SpikingNetwork(nn.Module):
                 continue
             mod = self.layers[li]
             assert isinstance(mod, CrossbarLayer)
-            handle = mod.register_forward_hook(lambda _m, _i, out, li=li: captured.__setitem__(li, out))
+            handle = mod.register_forward_hook(
+                lambda _m, _i, out, li=li: captured.__setitem__(li, out)
+            )
             self.forward(x)
             handle.remove()
             std = float(captured[li].std())

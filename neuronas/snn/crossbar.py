@@ -81,7 +81,12 @@ class _QuantizeWeight(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, w: torch.Tensor, step: torch.Tensor, qn: int, qp: int) -> torch.Tensor:
         ctx.qn, ctx.qp = qn, qp
-        ctx.fast = w.device.type == "cpu" and w.dtype == torch.float32 and step.numel() == 1 and _kernels.available()
+        ctx.fast = (
+            w.device.type == "cpu"
+            and w.dtype == torch.float32
+            and step.numel() == 1
+            and _kernels.available()
+        )
         if ctx.fast:
             ctx.save_for_backward(w, step)
             return _kernels.quantize_forward(w, float(step), qn, qp)
@@ -116,7 +121,9 @@ def adc_quantize(p: torch.Tensor, step: torch.Tensor, qn: int, qp: int) -> torch
     return step * round_ste(torch.clamp(p / step, qn, qp))
 
 
-def sense_amp(p: torch.Tensor, step: torch.Tensor, ref: torch.Tensor, bipolar: bool = True) -> torch.Tensor:
+def sense_amp(
+    p: torch.Tensor, step: torch.Tensor, ref: torch.Tensor, bipolar: bool = True
+) -> torch.Tensor:
     """A 1-bit sense amplifier: ``step * sign(p - ref)`` (bipolar, differential columns; a tie
     reads +1) or ``step * H(p - ref)`` (unipolar).
 
@@ -165,7 +172,10 @@ class DeviceModel:
     @property
     def noisy(self) -> bool:
         return (
-            self.program_sigma > 0 or self.read_noise_sigma > 0 or self.stuck_off_rate > 0 or self.stuck_on_rate > 0
+            self.program_sigma > 0
+            or self.read_noise_sigma > 0
+            or self.stuck_off_rate > 0
+            or self.stuck_on_rate > 0
         )
 
 
@@ -183,8 +193,12 @@ class CrossbarConfig:
     @classmethod
     def from_resolved(cls, layer: ResolvedLayer) -> CrossbarConfig:
         return cls(
-            weight_bits=layer.weight_bits, adc_bits=layer.adc_bits, adc_kind=layer.adc_kind,
-            rows=layer.rows, bits_per_cell=layer.bits_per_cell, signed_scheme=layer.signed_scheme,
+            weight_bits=layer.weight_bits,
+            adc_bits=layer.adc_bits,
+            adc_kind=layer.adc_kind,
+            rows=layer.rows,
+            bits_per_cell=layer.bits_per_cell,
+            signed_scheme=layer.signed_scheme,
         )
 
     @property
@@ -213,8 +227,17 @@ class CrossbarConfig:
 
 
 def _convert_sum_dense(
-    x2d: torch.Tensor, wg: torch.Tensor, step: torch.Tensor, ref: torch.Tensor | None, tie: torch.Tensor | None,
-    coef: torch.Tensor, yscale: torch.Tensor, mode: int, qn: int, qp: int, want_mask: bool,
+    x2d: torch.Tensor,
+    wg: torch.Tensor,
+    step: torch.Tensor,
+    ref: torch.Tensor | None,
+    tie: torch.Tensor | None,
+    coef: torch.Tensor,
+    yscale: torch.Tensor,
+    mode: int,
+    qn: int,
+    qp: int,
+    want_mask: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Tensor-op twin of :func:`neuronas.snn._kernels.convert_sum_forward` (same outputs).
 
@@ -267,21 +290,34 @@ class _ConvertSum(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, x2d: torch.Tensor, wg: torch.Tensor, wq: torch.Tensor, slice_weight: torch.Tensor,
-        slice_grad: torch.Tensor, step: torch.Tensor, ref: torch.Tensor | None, mode: int, qn: int, qp: int,
+        ctx: Any,
+        x2d: torch.Tensor,
+        wg: torch.Tensor,
+        wq: torch.Tensor,
+        slice_weight: torch.Tensor,
+        slice_grad: torch.Tensor,
+        step: torch.Tensor,
+        ref: torch.Tensor | None,
+        mode: int,
+        qn: int,
+        qp: int,
     ) -> torch.Tensor:
         # a tie (p == ref) reads as 1, as in sense_amp: shift by a hair so that integer partial
         # sums meeting an integer reference do not sit exactly on the comparator's edge
         tie = None if mode == 0 else 1e-4 * step
         coef = slice_grad * slice_weight  # [S]: a slice's share of the weight gradient
         fast = (
-            x2d.device.type == "cpu" and x2d.dtype == torch.float32 and wg.dtype == torch.float32
+            x2d.device.type == "cpu"
+            and x2d.dtype == torch.float32
+            and wg.dtype == torch.float32
             and _kernels.available()
         )
         conv = _kernels.convert_sum_forward if fast else _convert_sum_dense
         want_mask = bool(ctx.needs_input_grad[0])
         yscale = slice_weight.repeat_interleave(wq.shape[-1]) * step  # [K]: shift-and-add, step
-        y, sums, h, mask = conv(x2d, wg, step, ref, tie, coef, yscale, mode, qn, qp, want_mask)  # sums: total, dsum
+        y, sums, h, mask = conv(
+            x2d, wg, step, ref, tie, coef, yscale, mode, qn, qp, want_mask
+        )  # sums: total, dsum
         ctx.save_for_backward(x2d, wg, step, sums, h, mask, slice_weight)
         ctx.mode, ctx.used, ctx.fast = mode, False, fast
         return y
@@ -289,7 +325,9 @@ class _ConvertSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         if ctx.used:
-            raise RuntimeError("a crossbar layer's backward runs once per forward (its buffers are reused in place)")
+            raise RuntimeError(
+                "a crossbar layer's backward runs once per forward (its buffers are reused in place)"
+            )
         ctx.used = True
         x2d, wg, step, sums, h, mask, slice_weight = ctx.saved_tensors
         g_groups, r, _ = wg.shape
@@ -300,7 +338,9 @@ class _ConvertSum(torch.autograd.Function):
         if ctx.fast:
             g_total, g_dsum = _kernels.column_dots(sums, grad)
         else:
-            g_total, g_dsum = (sums.view(2, m, n_slices, nc) * grad.view(1, m, 1, nc)).sum(1).view(2, -1)
+            g_total, g_dsum = (
+                (sums.view(2, m, n_slices, nc) * grad.view(1, m, 1, nc)).sum(1).view(2, -1)
+            )
         if ctx.mode == 0:
             # LSQ: d(step * round(p / step)) / d step = code - (p / step) * inside
             grad_step = sw * (g_total - g_dsum)
@@ -348,21 +388,41 @@ class ConvRowGroups:
         lo = [g * rows // kk for g in range(groups)]
         hi = [(min((g + 1) * rows, fan_in) - 1) // kk for g in range(groups)]
         span = max(h - c + 1 for c, h in zip(lo, hi, strict=True))
-        chan = torch.tensor([[min(c + w, in_channels - 1) for w in range(span)] for c in lo])  # [G, span]
+        chan = torch.tensor(
+            [[min(c + w, in_channels - 1) for w in range(span)] for c in lo]
+        )  # [G, span]
         local = torch.arange(kk).view(1, 1, kk)
-        row = (torch.tensor(lo).view(-1, 1, 1) + torch.arange(span).view(1, -1, 1)) * kk + local  # [G, span, kk]
+        row = (
+            torch.tensor(lo).view(-1, 1, 1) + torch.arange(span).view(1, -1, 1)
+        ) * kk + local  # [G, span, kk]
         g_lo = (torch.arange(groups) * rows).view(-1, 1, 1)
         valid = (row >= g_lo) & (row < torch.clamp(g_lo + rows, max=fan_in))
-        row = torch.where(valid, row, torch.full_like(row, fan_in)).view(groups, span, kernel, kernel)
-        identity = groups * span == in_channels and bool((chan.view(-1) == torch.arange(in_channels)).all())
+        row = torch.where(valid, row, torch.full_like(row, fan_in)).view(
+            groups, span, kernel, kernel
+        )
+        identity = groups * span == in_channels and bool(
+            (chan.view(-1) == torch.arange(in_channels)).all()
+        )
         return cls(groups, span, None if identity else chan.view(-1), row)
 
 
 def _conv_convert_dense_forward(
-    psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, scale: torch.Tensor,
-    yscale: torch.Tensor, bias: torch.Tensor, mode: int, qn: int, qp: int, out: torch.Tensor,
+    psum: torch.Tensor,
+    act: torch.Tensor | None,
+    thr: torch.Tensor,
+    scale: torch.Tensor,
+    yscale: torch.Tensor,
+    bias: torch.Tensor,
+    mode: int,
+    qn: int,
+    qp: int,
+    out: torch.Tensor,
 ) -> None:
-    """Tensor-op twin of :func:`neuronas.snn._kernels.conv_convert_forward` (CUDA; no numba)."""
+    """The converters over partial sums ``psum [M, G, S, Nc]`` (row m = (b, p) of a channels-last
+    grouped conv2d's output) into ``out [B, Nc, P]``: ``bias + sum_s yscale[s] * sum_g code``
+    (mode 0, ADC: ``scale`` is the step; modes 1, 2, comparators: the code from ``p - thr``, an
+    idle group (``act [M, G]`` = 0 driven rows) skipped).  What the event-driven kernels compute
+    on the CPU, as tensor ops (CUDA; no numba)."""
     if mode == 0:
         total = torch.clamp(psum / scale, qn, qp).round_().sum(1)  # [M, S, Nc]
     else:
@@ -375,11 +435,25 @@ def _conv_convert_dense_forward(
 
 
 def _conv_convert_dense_backward(
-    psum: torch.Tensor, act: torch.Tensor | None, thr: torch.Tensor, win: torch.Tensor, scale: torch.Tensor,
-    coef: torch.Tensor, sw: torch.Tensor, mode: int, qn: int, qp: int, grad: torch.Tensor, gscale: float,
+    psum: torch.Tensor,
+    act: torch.Tensor | None,
+    thr: torch.Tensor,
+    win: torch.Tensor,
+    scale: torch.Tensor,
+    coef: torch.Tensor,
+    sw: torch.Tensor,
+    mode: int,
+    qn: int,
+    qp: int,
+    grad: torch.Tensor,
+    gscale: float,
     want_gp: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-    """Tensor-op twin of :func:`neuronas.snn._kernels.conv_convert_backward` (same outputs)."""
+    """The backward of :func:`_conv_convert_dense_forward` for ``gscale * grad`` (``grad [B, Nc,
+    P]``): ``(gp [M, G, S, Nc]`` the gradient reaching each partial sum (when ``want_gp``), ``hg
+    [M, G, Nc]`` the straight-through windows combined over slices with ``coef`` times grad,
+    ``gsum [2, S, Nc]`` the column sums of grad * code and grad * (ADC: inside * p / step;
+    comparator: inside))."""
     g_rows = grad.transpose(1, 2).reshape(-1, grad.shape[1]) * gscale  # [M, Nc]
     gr = g_rows.view(g_rows.shape[0], 1, 1, -1)  # [M, 1, 1, Nc]
     if mode == 0:
@@ -419,28 +493,43 @@ class _ConvConvertSum(torch.autograd.Function):
     """:class:`_ConvertSum` for a convolution, without im2col, with the layer's weight step and
     bias folded in: ``y [B, Nc, OH, OW] = w_step * chip(x) + bias``.
 
-    Every row group's partial sums come from one grouped ``conv2d`` of the gathered input ``xg
-    [B, G*span, H, W]`` with the cells ``wconv [G*S*Nc, span, k, k]`` (oneDNN / cuDNN do the
-    multiply-adds; channels-last, so that the partial sums of one output position are contiguous
-    and oneDNN writes them without a reorder), in batch chunks small enough to stay in cache
-    (CPU) or bounded in memory (CUDA); the converters, the digital sum over groups, the slices'
-    shift-and-add, the weight step and the bias follow in one pass over each chunk, written in
-    the layer's NCHW layout.  Nothing of the size of the partial sums is kept for the backward:
-    it computes them again (one more convolution, cheaper than storing and reading them back),
-    then the gradients reaching the partial sums go back through the convolution's own input and
-    weight gradients: ``wq [G*Nc, span, k, k]`` carries the integer weights' gradient (the cells
-    are a fixed function of them, slices combined by ``slice_grad`` first), ``act_w [G, span, k,
-    k]`` counts a group's driven rows (an idle group's sense amplifiers are skipped).  Gradients
+    Inputs: the gathered input ``xg [B, G*span, H, W]`` (channels-last), the cells of every
+    weight slot ``wcell [G, span, k, k, S, Nc]`` (:class:`ConvRowGroups`; detached), ``wq [G,
+    span, k, k, Nc]`` which carries the integer weights' gradient (the cells are a fixed function
+    of them, the slices combined by ``slice_grad`` first), ``act_w [G, span, k, k]`` 1 where a
+    slot holds a row (a group's driven rows are counted through it: an idle group's sense
+    amplifiers are skipped).
+
+    On the CPU (numba): event-driven kernels (:func:`neuronas.snn._kernels.sparse_conv_forward`)
+    scatter every non-zero input's cells into cached partial sums and convert them in the same
+    pass; the backward scatters them again, and only the gradient reaching the partial sums is
+    written out, for the input's gradient (one grouped ``conv2d_input``).  Elsewhere (CUDA, no
+    numba): one grouped channels-last ``conv2d`` per batch chunk gives every group's partial
+    sums (channels-last: oneDNN / cuDNN write them without a reorder), converted by tensor ops,
+    computed again in the backward; chunks bound the memory whatever the batch x positions.
+    Nothing of the partial sums' size is kept between forward and backward.  Gradients
     as :class:`_ConvertSum`; the weight step's is ``sum(grad * chip(x))``, from the same column
-    sums.
+    sums as the converters' steps.
     """
 
     @staticmethod
     def forward(
-        ctx: Any, xg: torch.Tensor, wcell: torch.Tensor, wq: torch.Tensor, act_w: torch.Tensor,
-        slice_weight: torch.Tensor, slice_grad: torch.Tensor, step: torch.Tensor, ref: torch.Tensor | None,
-        w_step: torch.Tensor, bias: torch.Tensor | None, mode: int, qn: int, qp: int,
-        stride: tuple[int, ...], padding: tuple[int, ...],
+        ctx: Any,
+        xg: torch.Tensor,
+        wcell: torch.Tensor,
+        wq: torch.Tensor,
+        act_w: torch.Tensor,
+        slice_weight: torch.Tensor,
+        slice_grad: torch.Tensor,
+        step: torch.Tensor,
+        ref: torch.Tensor | None,
+        w_step: torch.Tensor,
+        bias: torch.Tensor | None,
+        mode: int,
+        qn: int,
+        qp: int,
+        stride: tuple[int, ...],
+        padding: tuple[int, ...],
     ) -> torch.Tensor:
         g, span, k = wcell.shape[:3]
         n_slices, nc = wcell.shape[4], wcell.shape[5]
@@ -453,15 +542,31 @@ class _ConvConvertSum(torch.autograd.Function):
         ow = (xg.shape[3] + 2 * padding[1] - k) // stride[1] + 1
         y = torch.empty((xg.shape[0], nc, oh, ow), dtype=xg.dtype, device=xg.device)
         fast = (
-            xg.device.type == "cpu" and xg.dtype == torch.float32 and _kernels.available()
-            and stride[0] == stride[1] and padding[0] == padding[1]
+            xg.device.type == "cpu"
+            and xg.dtype == torch.float32
+            and _kernels.available()
+            and stride[0] == stride[1]
+            and padding[0] == padding[1]
         )
         act = None
         if fast:
             # event-driven: the partial sums never leave the cache, idle inputs cost nothing
             _kernels.sparse_conv_forward(
-                xg.detach().permute(0, 2, 3, 1), wcell.reshape(g, span, k, k, -1), act_w, stride[0], padding[0],
-                oh, ow, thr, scale, yscale * ws, bias_c, mode, qn, qp, y.view(y.shape[0], nc, -1),
+                xg.detach().permute(0, 2, 3, 1),
+                wcell.reshape(g, span, k, k, -1),
+                act_w,
+                stride[0],
+                padding[0],
+                oh,
+                ow,
+                thr,
+                scale,
+                yscale * ws,
+                bias_c,
+                mode,
+                qn,
+                qp,
+                y.view(y.shape[0], nc, -1),
             )
         else:
             wconv = _grouped_weight(wcell)
@@ -470,11 +575,31 @@ class _ConvConvertSum(torch.autograd.Function):
                 p4 = _rows_of(psum).view(-1, g, n_slices, nc)
                 a2 = None if act is None else _rows_of(act[b0:b1])
                 _conv_convert_dense_forward(
-                    p4, a2, thr, scale, yscale * ws, bias_c, mode, qn, qp, y[b0:b1].view(b1 - b0, nc, oh * ow)
+                    p4,
+                    a2,
+                    thr,
+                    scale,
+                    yscale * ws,
+                    bias_c,
+                    mode,
+                    qn,
+                    qp,
+                    y[b0:b1].view(b1 - b0, nc, oh * ow),
                 )
         saved = (xg, wcell, act_w, step, slice_weight, slice_grad, w_step)
-        ctx.save_for_backward(*saved, *(() if act is None else (act,)), *(() if ref is None else (ref,)))
-        ctx.args = (mode, qn, qp, stride, padding, fast, 0 if bias is None else bias.shape[0], act is not None)
+        ctx.save_for_backward(
+            *saved, *(() if act is None else (act,)), *(() if ref is None else (ref,))
+        )
+        ctx.args = (
+            mode,
+            qn,
+            qp,
+            stride,
+            padding,
+            fast,
+            0 if bias is None else bias.shape[0],
+            act is not None,
+        )
         return y
 
     @staticmethod
@@ -503,19 +628,45 @@ class _ConvConvertSum(torch.autograd.Function):
             for b0 in range(0, xg.shape[0], size):
                 b1 = min(xg.shape[0], b0 + size)
                 gp = _kernels.sparse_conv_backward(
-                    xg[b0:b1].detach().permute(0, 2, 3, 1), cells, act_w, stride[0], padding[0], oh, ow, thr, win,
-                    scale, coef, slice_weight, mode, qn, qp, grad[b0:b1].view(b1 - b0, nc, -1), ws, want_x, gw, gsum_t,
+                    xg[b0:b1].detach().permute(0, 2, 3, 1),
+                    cells,
+                    act_w,
+                    stride[0],
+                    padding[0],
+                    oh,
+                    ow,
+                    thr,
+                    win,
+                    scale,
+                    coef,
+                    slice_weight,
+                    mode,
+                    qn,
+                    qp,
+                    grad[b0:b1].view(b1 - b0, nc, -1),
+                    ws,
+                    want_x,
+                    gw,
+                    gsum_t,
                 )
                 if grad_x is not None and gp is not None:
                     grad_x[b0:b1] = conv2d_input(
-                        (b1 - b0, *xg.shape[1:]), wconv, _as_channels(gp.view(-1, gp.shape[-1]), b1 - b0, oh, ow),
-                        stride, padding, groups=g,
+                        (b1 - b0, *xg.shape[1:]),
+                        wconv,
+                        _as_channels(gp.view(-1, gp.shape[-1]), b1 - b0, oh, ow),
+                        stride,
+                        padding,
+                        groups=g,
                     )
             grad_wq = gw.sum(0) if want_w else None
             gsum = gsum_t.sum(0)
         else:
             assert wconv is not None
-            grad_wc = torch.zeros((g * nc, span, k, k), dtype=xg.dtype, device=xg.device) if want_w else None
+            grad_wc = (
+                torch.zeros((g * nc, span, k, k), dtype=xg.dtype, device=xg.device)
+                if want_w
+                else None
+            )
             gsum = torch.zeros((2, n_slices, nc), dtype=xg.dtype, device=xg.device)
             for b0, b1, psum in _conv_partial_sums(xg, wconv, g, stride, padding):
                 b = b1 - b0
@@ -528,14 +679,26 @@ class _ConvConvertSum(torch.autograd.Function):
                 gsum += gs
                 if grad_x is not None and gp2 is not None:
                     grad_x[b0:b1] = conv2d_input(
-                        (b, *xg.shape[1:]), wconv, _as_channels(gp2, b, oh, ow), stride, padding, groups=g
+                        (b, *xg.shape[1:]),
+                        wconv,
+                        _as_channels(gp2, b, oh, ow),
+                        stride,
+                        padding,
+                        groups=g,
                     )
                 if grad_wc is not None:
                     grad_wc += conv2d_weight(
-                        xg[b0:b1], tuple(grad_wc.shape), _as_channels(hg, b, oh, ow), stride, padding, groups=g
+                        xg[b0:b1],
+                        tuple(grad_wc.shape),
+                        _as_channels(hg, b, oh, ow),
+                        stride,
+                        padding,
+                        groups=g,
                     )
             # [G*Nc, span, k, k] -> the slots' layout [G, span, k, k, Nc]
-            grad_wq = None if grad_wc is None else grad_wc.view(g, nc, span, k, k).permute(0, 2, 3, 4, 1)
+            grad_wq = (
+                None if grad_wc is None else grad_wc.view(g, nc, span, k, k).permute(0, 2, 3, 4, 1)
+            )
         sw = slice_weight.repeat_interleave(nc)  # [S*Nc]: each partial sum's shift
         g_total, g_dsum = gsum.reshape(2, -1)  # column sums against w_step * grad
         if mode == 0:
@@ -543,13 +706,30 @@ class _ConvConvertSum(torch.autograd.Function):
         else:
             grad_step, grad_ref = sw * g_total, -sw * g_dsum
         # d y / d w_step = chip(x) = sum_s sw[s] step[s] * codes: the same column sums, over w_step
-        grad_w = ((sw * step.detach() * g_total).sum() / ws).reshape(w_step.shape) if ctx.needs_input_grad[8] else None
+        grad_w = (
+            ((sw * step.detach() * g_total).sum() / ws).reshape(w_step.shape)
+            if ctx.needs_input_grad[8]
+            else None
+        )
         grad_bias = None
         if n_bias and ctx.needs_input_grad[9]:
             grad_bias = grad.sum((0, 2, 3))[:n_bias]
         return (
-            grad_x, None, grad_wq, None, None, None, grad_step, grad_ref, grad_w, grad_bias,
-            None, None, None, None, None,
+            grad_x,
+            None,
+            grad_wq,
+            None,
+            None,
+            None,
+            grad_step,
+            grad_ref,
+            grad_w,
+            grad_bias,
+            None,
+            None,
+            None,
+            None,
+            None,
         )
 
 
@@ -562,7 +742,10 @@ def _grouped_weight(wcell: torch.Tensor) -> torch.Tensor:
 
 
 def _conv_constants(
-    step: torch.Tensor, ref: torch.Tensor | None, slice_weight: torch.Tensor, mode: int,
+    step: torch.Tensor,
+    ref: torch.Tensor | None,
+    slice_weight: torch.Tensor,
+    mode: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-column ``(thr, win, scale, yscale)`` as ``[S, Nc]`` for the conv converters."""
     n_slices = slice_weight.shape[0]
@@ -576,7 +759,9 @@ def _conv_constants(
     return thr, (st if mode == 1 else 0.5 * st), st, yscale
 
 
-def _conv_active(xg: torch.Tensor, act_w: torch.Tensor, stride: tuple[int, ...], padding: tuple[int, ...]) -> torch.Tensor:
+def _conv_active(
+    xg: torch.Tensor, act_w: torch.Tensor, stride: tuple[int, ...], padding: tuple[int, ...]
+) -> torch.Tensor:
     """Driven rows per row group and output position, ``[B, G, OH, OW]`` (channels-last): one
     small convolution for the whole batch (per chunk, its fixed cost was ~1/3 of the partial
     sums' own)."""
@@ -586,7 +771,11 @@ def _conv_active(xg: torch.Tensor, act_w: torch.Tensor, stride: tuple[int, ...],
 
 
 def _conv_partial_sums(
-    xg: torch.Tensor, wconv: torch.Tensor, groups: int, stride: tuple[int, ...], padding: tuple[int, ...],
+    xg: torch.Tensor,
+    wconv: torch.Tensor,
+    groups: int,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """``(b0, b1, psum [b, G*S*Nc, OH, OW])`` over batch chunks, channels-last (as ``xg`` and
     ``wconv`` are)."""
@@ -616,7 +805,9 @@ class CrossbarLayer(nn.Module):
     _fault_u: torch.Tensor
     sa_ref: nn.Parameter | None
 
-    def _init_crossbar(self, fan_in: int, fan_out: int, config: CrossbarConfig, device: DeviceModel) -> None:
+    def _init_crossbar(
+        self, fan_in: int, fan_out: int, config: CrossbarConfig, device: DeviceModel
+    ) -> None:
         self.config = config
         self.device_model = device
         self.fan_in, self.fan_out = fan_in, fan_out
@@ -629,9 +820,13 @@ class CrossbarLayer(nn.Module):
         self.sa_ref = nn.Parameter(torch.zeros(s, self.n_cols)) if config.adc_kind == "sa" else None
         self.register_buffer("calibrated", torch.zeros((), dtype=torch.bool))
         bpc = config.bits_per_cell
-        self.register_buffer("slice_weight", torch.tensor([2.0 ** (i * bpc) for i in range(s)]), persistent=False)
+        self.register_buffer(
+            "slice_weight", torch.tensor([2.0 ** (i * bpc) for i in range(s)]), persistent=False
+        )
         # the gradient of w reaches every slice, each scaled so that the slices sum back to w
-        self.register_buffer("slice_grad", torch.tensor([2.0 ** (-i * bpc) / s for i in range(s)]), persistent=False)
+        self.register_buffer(
+            "slice_grad", torch.tensor([2.0 ** (-i * bpc) / s for i in range(s)]), persistent=False
+        )
         self.register_buffer("_prog_eps", torch.empty(0), persistent=False)
         self.register_buffer("_fault_u", torch.empty(0), persistent=False)
         self.instance_seed: int | None = None
@@ -746,7 +941,9 @@ class CrossbarLayer(nn.Module):
         g, r = self.row_groups, cfg.rows
         if cfg.adc_kind == "digital":
             cells = self._cell_weights(q, noise)  # [K, S, Nc]
-            w = (cells * self.slice_weight.view(1, -1, 1)).sum(1)  # [K, Nc] exact sums: slices combine first
+            w = (cells * self.slice_weight.view(1, -1, 1)).sum(
+                1
+            )  # [K, Nc] exact sums: slices combine first
             y = x2d[:, : self.fan_in] @ w
             self.calibrated.fill_(True)
         else:
@@ -770,7 +967,9 @@ class CrossbarLayer(nn.Module):
             else:
                 mode, ref = 0, None
                 qn, qp = cfg.adc_range
-            y = _ConvertSum.apply(x2d, wg, wq, self.slice_weight, self.slice_grad, step, ref, mode, qn, qp)
+            y = _ConvertSum.apply(
+                x2d, wg, wq, self.slice_weight, self.slice_grad, step, ref, mode, qn, qp
+            )
         if not cfg.differential:
             y = y[:, : self.fan_out] - y[:, self.fan_out :]
         return y
@@ -828,11 +1027,17 @@ class CrossbarLinear(CrossbarLayer, nn.Linear):
     """``nn.Linear`` on crossbars (see the module docstring); input ``[M, K]``."""
 
     def __init__(
-        self, in_features: int, out_features: int, config: CrossbarConfig | None = None,
-        device_model: DeviceModel | None = None, bias: bool = True,
+        self,
+        in_features: int,
+        out_features: int,
+        config: CrossbarConfig | None = None,
+        device_model: DeviceModel | None = None,
+        bias: bool = True,
     ) -> None:
         nn.Linear.__init__(self, in_features, out_features, bias=bias)
-        self._init_crossbar(in_features, out_features, config or CrossbarConfig(), device_model or DeviceModel())
+        self._init_crossbar(
+            in_features, out_features, config or CrossbarConfig(), device_model or DeviceModel()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = float(self.hardware_awareness)
@@ -859,12 +1064,23 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
     group_slots: torch.Tensor
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-        config: CrossbarConfig | None = None, device_model: DeviceModel | None = None, bias: bool = True,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        config: CrossbarConfig | None = None,
+        device_model: DeviceModel | None = None,
+        bias: bool = True,
     ) -> None:
-        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        nn.Conv2d.__init__(
+            self, in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias
+        )
         k = in_channels * kernel_size * kernel_size
-        self._init_crossbar(k, out_channels, config or CrossbarConfig(), device_model or DeviceModel())
+        self._init_crossbar(
+            k, out_channels, config or CrossbarConfig(), device_model or DeviceModel()
+        )
         geo = ConvRowGroups.of(in_channels, kernel_size, self.config.rows)
         self.register_buffer("group_rows", geo.rows, persistent=False)
         self.register_buffer("group_channels", geo.channels, persistent=False)
@@ -890,10 +1106,19 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
         padding = (int(self.padding[0]), int(self.padding[1]))
         if cfg.adc_kind == "digital":
             cells = self._cell_weights(q, True)  # [K, S, Nc]
-            w = (cells * self.slice_weight.view(1, -1, 1)).sum(1)  # exact sums: slices combine first
-            y = F.conv2d(x, w.t().reshape(self.n_cols, -1, k, k), None, stride, padding) * self._w_step()
+            w = (cells * self.slice_weight.view(1, -1, 1)).sum(
+                1
+            )  # exact sums: slices combine first
+            y = (
+                F.conv2d(x, w.t().reshape(self.n_cols, -1, k, k), None, stride, padding)
+                * self._w_step()
+            )
             if self.bias is not None:
-                bias = self.bias if cfg.differential else torch.cat([self.bias, self.bias.new_zeros(1)])
+                bias = (
+                    self.bias
+                    if cfg.differential
+                    else torch.cat([self.bias, self.bias.new_zeros(1)])
+                )
                 y = y + bias.view(1, -1, 1, 1)
             self.calibrated.fill_(True)
         else:
@@ -901,7 +1126,9 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
             n_slices, nc = cells.shape[1], cells.shape[2]
             rows = self.group_rows  # [G, span, k, k]
             # weight slots outside their group's rows read the appended zero row
-            wcell = torch.cat([cells, cells.new_zeros(1, n_slices, nc)])[rows]  # [G, span, k, k, S, Nc]
+            wcell = torch.cat([cells, cells.new_zeros(1, n_slices, nc)])[
+                rows
+            ]  # [G, span, k, k, S, Nc]
             wq = self._column_weights(q).t()  # [K, Nc]: what the gradient reaches
             wqs = torch.cat([wq, wq.new_zeros(1, nc)])[rows]  # [G, span, k, k, Nc]
             xg = x if self.group_channels is None else x.index_select(1, self.group_channels)
@@ -918,8 +1145,21 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
                 mode, ref = 0, None
                 qn, qp = cfg.adc_range
             y = _ConvConvertSum.apply(
-                xg, wcell, wqs, act_w, self.slice_weight, self.slice_grad, step, ref, self._w_step(), self.bias,
-                mode, qn, qp, stride, padding,
+                xg,
+                wcell,
+                wqs,
+                act_w,
+                self.slice_weight,
+                self.slice_grad,
+                step,
+                ref,
+                self._w_step(),
+                self.bias,
+                mode,
+                qn,
+                qp,
+                stride,
+                padding,
             )
         if not cfg.differential:
             y = y[:, : self.fan_out] - y[:, self.fan_out :]
@@ -927,7 +1167,11 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
 
     @torch.no_grad()
     def _calibrate_conv(
-        self, xg: torch.Tensor, wconv: torch.Tensor, act_w: torch.Tensor, stride: tuple[int, ...],
+        self,
+        xg: torch.Tensor,
+        wconv: torch.Tensor,
+        act_w: torch.Tensor,
+        stride: tuple[int, ...],
         padding: tuple[int, ...],
     ) -> None:
         n_slices, nc = self.adc_step.shape
@@ -953,12 +1197,23 @@ class CrossbarConvTranspose2d(CrossbarLayer, nn.ConvTranspose2d):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-        config: CrossbarConfig | None = None, device_model: DeviceModel | None = None, bias: bool = True,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        config: CrossbarConfig | None = None,
+        device_model: DeviceModel | None = None,
+        bias: bool = True,
     ) -> None:
-        nn.ConvTranspose2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        nn.ConvTranspose2d.__init__(
+            self, in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias
+        )
         k = in_channels * kernel_size * kernel_size
-        self._init_crossbar(k, out_channels, config or CrossbarConfig(), device_model or DeviceModel())
+        self._init_crossbar(
+            k, out_channels, config or CrossbarConfig(), device_model or DeviceModel()
+        )
 
     def _quantized(self) -> torch.Tensor:
         qn, qp = self.config.weight_range
