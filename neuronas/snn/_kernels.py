@@ -299,15 +299,22 @@ def sparse_conv_backward(
     want_gp: bool,
     gw: torch.Tensor,
     gsum: torch.Tensor,
+    gp_out: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """The backward of :func:`sparse_conv_forward` for ``gscale * grad`` (``grad [B, Nc, P]``):
     adds the integer weights' gradient to ``gw [tasks, G, span, k, k, Nc]`` and the column sums
     of ``grad * code`` and ``grad * (ADC: inside * p / step; comparator: inside)`` to ``gsum
     [tasks, 2, S, Nc]`` (both zeroed by the caller, ``tasks`` = :func:`backward_tasks`), returns ``gp [B, P, G*S*Nc]`` (channels-last: the
-    gradient reaching every partial sum, for the input's gradient) when ``want_gp``."""
+    gradient reaching every partial sum, for the input's gradient) when ``want_gp``, in
+    ``gp_out`` when given (reused across chunks: fresh pages cost a page fault each, measured as
+    much as the kernel's own writes)."""
     kernel, n = _tasks("sconv_bwd")
     b = x.shape[0]
-    gp = torch.empty((b, oh * ow, cells.shape[0] * cells.shape[-1]) if want_gp else (1, 1, 1))
+    shape = (b, oh * ow, cells.shape[0] * cells.shape[-1])
+    if want_gp and gp_out is not None and tuple(gp_out.shape) == shape:
+        gp = gp_out
+    else:
+        gp = torch.empty(shape if want_gp else (1, 1, 1))
     kernel(
         _np(x),
         _np(cells),

@@ -625,6 +625,12 @@ class _ConvConvertSum(torch.autograd.Function):
             gw = torch.zeros((tasks, g, span, k, k, nc))
             gsum_t = torch.zeros((tasks, 2, n_slices, nc))
             cells = wcell.reshape(g, span, k, k, -1)
+            # one buffer for every chunk's partial-sum gradients: fresh pages fault on first touch
+            gp_buf = (
+                torch.empty((min(size, xg.shape[0]), oh * ow, cells.shape[-1] * g))
+                if want_x
+                else None
+            )
             for b0 in range(0, xg.shape[0], size):
                 b1 = min(xg.shape[0], b0 + size)
                 gp = _kernels.sparse_conv_backward(
@@ -648,6 +654,7 @@ class _ConvConvertSum(torch.autograd.Function):
                     want_x,
                     gw,
                     gsum_t,
+                    None if gp_buf is None else gp_buf[: b1 - b0],
                 )
                 if grad_x is not None and gp is not None:
                     grad_x[b0:b1] = conv2d_input(
