@@ -13,6 +13,10 @@ repeated so that the machine's noise hits all three alike:
   replace (``NEURONAS_NO_NUMBA=1``; what runs on CUDA), to show what the kernels buy.
 
     python benchmarks/bench_train.py [--arch digits-mlp] [--rows 64] [--repeats 3] [--threads 1] [--dense]
+    python benchmarks/bench_train.py --arch dvsgesture-cnn --input-shape 2 32 32 --drop-input-pool --batch-size 16
+
+(the second: the gesture CNN's convolutions at the sizes they see on DVS Gesture, fed from
+digits-events frames; see ``--drop-input-pool``).
 
 Prints a Markdown table with the median seconds per epoch and the ratios to ``plain``.
 """
@@ -51,7 +55,9 @@ def plain_copy(net: nn.Module) -> nn.Module:
     return out
 
 
-def epoch_seconds(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, dense: bool = False) -> float:
+def epoch_seconds(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, dense: bool = False
+) -> float:
     if dense:
         os.environ["NEURONAS_NO_NUMBA"] = "1"
     try:
@@ -77,20 +83,47 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="digits-mlp")
     ap.add_argument("--rows", type=int, default=64)
-    ap.add_argument("--adc-bits", type=int, default=1, help="1: sense amplifier (ADC-less); >=2: SAR ADC")
-    ap.add_argument("--bits-per-cell", type=int, default=None, help="override the arch's (weight slices = ceil(weight_bits / bits_per_cell))")
+    ap.add_argument(
+        "--adc-bits", type=int, default=1, help="1: sense amplifier (ADC-less); >=2: SAR ADC"
+    )
+    ap.add_argument(
+        "--bits-per-cell",
+        type=int,
+        default=None,
+        help="override the arch's (weight slices = ceil(weight_bits / bits_per_cell))",
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--samples", type=int, default=None, help="training samples per epoch (default: all)")
-    ap.add_argument("--dense", action="store_true", help="also time awareness 1 on the tensor-op path (no kernels)")
+    ap.add_argument(
+        "--samples", type=int, default=None, help="training samples per epoch (default: all)"
+    )
+    ap.add_argument(
+        "--dense",
+        action="store_true",
+        help="also time awareness 1 on the tensor-op path (no kernels)",
+    )
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    ap.add_argument(
+        "--input-shape",
+        type=int,
+        nargs="+",
+        default=None,
+        help="feed the arch this input shape (digits-events is 2 x 32 x 32: downsampled below that)",
+    )
+    ap.add_argument(
+        "--drop-input-pool",
+        action="store_true",
+        help="drop a leading pool layer (dvsgesture-cnn pools its 128 x 128 input to 32 x 32; with "
+        "--input-shape 2 32 32 its convolutions then see the sizes they see on DVS Gesture)",
+    )
     args = ap.parse_args()
 
     from neuronas.config import resolve_preset
+    from neuronas.data import check_input_shape
     from neuronas.snn import build
     from neuronas.spec import ArchSpec
-    from neuronas.train import _check_shape, _tensors
+    from neuronas.train import dataset_tensors
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -99,8 +132,14 @@ def main() -> None:
     mapping = dict(base.mapping.to_dict(), rows=args.rows, adc_bits=args.adc_bits, adc_kind=kind)
     if args.bits_per_cell:
         mapping["bits_per_cell"] = args.bits_per_cell
-    arch = ArchSpec.from_dict(dict(base.to_dict(), mapping=mapping))
-    x, y = _tensors("digits-events", "train", arch.input.timesteps, None, _check_shape(arch, "digits-events"))
+    d = dict(base.to_dict(), mapping=mapping)
+    if args.input_shape:
+        d["input"] = dict(d["input"], shape=list(args.input_shape))
+    if args.drop_input_pool and d["layers"][0]["kind"] == "pool":
+        d["layers"] = d["layers"][1:]
+    arch = ArchSpec.from_dict(d)
+    shape = check_input_shape("digits-events", arch.input.shape)
+    x, y = dataset_tensors("digits-events", "train", arch.input.timesteps, shape=shape)
     if args.samples:
         x, y = x[: args.samples], y[: args.samples]
 
@@ -112,8 +151,17 @@ def main() -> None:
     nets["aware1"] = aware1
     if args.dense:
         nets["aware1-dense"] = aware1
-    for name, net in nets.items():  # warm-up (the kernels' compilation, the converters' calibration)
-        epoch_seconds(net, x[: 2 * args.batch_size], y[: 2 * args.batch_size], args.batch_size, name.endswith("dense"))
+    for (
+        name,
+        net,
+    ) in nets.items():  # warm-up (the kernels' compilation, the converters' calibration)
+        epoch_seconds(
+            net,
+            x[: 2 * args.batch_size],
+            y[: 2 * args.batch_size],
+            args.batch_size,
+            name.endswith("dense"),
+        )
     times: dict[str, list[float]] = {k: [] for k in nets}
     load_before = os.getloadavg()[0]
     for _ in range(args.repeats):
@@ -122,21 +170,35 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     load_after = os.getloadavg()[0]
     groups = [m.row_groups for m in aware.modules() if hasattr(m, "row_groups")]
-    print(f"{arch.name}: {len(y)} samples/epoch, T={arch.input.timesteps}, batch {args.batch_size}, "
-          f"rows {args.rows}, {kind} {args.adc_bits} b, weight {arch.precision.weight_bits} b / "
-          f"{arch.mapping.bits_per_cell} b per cell, row groups per layer {groups}, threads {args.threads}, "
-          f"load average {load_before:.2f} -> {load_after:.2f}")
+    print(
+        f"{arch.name}: {len(y)} samples/epoch, T={arch.input.timesteps}, batch {args.batch_size}, "
+        f"rows {args.rows}, {kind} {args.adc_bits} b, weight {arch.precision.weight_bits} b / "
+        f"{arch.mapping.bits_per_cell} b per cell, row groups per layer {groups}, threads {args.threads}, "
+        f"load average {load_before:.2f} -> {load_after:.2f}"
+    )
     print(f"| network | s / epoch (median of {args.repeats}) | ratio to plain |")
     print("|---|---|---|")
     for name in nets:
         print(f"| {name} | {med[name]:.2f} | {med[name] / med['plain']:.2f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "arch": arch.to_dict(), "times_s": times, "median_s": med,
-            "ratio_aware0": med["aware0"] / med["plain"], "ratio_aware1": med["aware1"] / med["plain"],
-            "ratio_aware1_dense": med["aware1-dense"] / med["plain"] if "aware1-dense" in med else None,
-            "machine": platform.platform(), "threads": args.threads, "load_average": [load_before, load_after],
-        }, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "arch": arch.to_dict(),
+                    "times_s": times,
+                    "median_s": med,
+                    "ratio_aware0": med["aware0"] / med["plain"],
+                    "ratio_aware1": med["aware1"] / med["plain"],
+                    "ratio_aware1_dense": med["aware1-dense"] / med["plain"]
+                    if "aware1-dense" in med
+                    else None,
+                    "machine": platform.platform(),
+                    "threads": args.threads,
+                    "load_average": [load_before, load_after],
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

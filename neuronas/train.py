@@ -22,6 +22,7 @@ import json
 import math
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +39,9 @@ __all__ = [
     "SCHEDULES",
     "TrainResult",
     "awareness_at",
+    "clear_data_cache",
+    "data_cache_info",
+    "dataset_tensors",
     "evaluate_on_chip",
     "load_model",
     "resolve_device",
@@ -99,7 +103,31 @@ def set_threads(num_threads: int | None = None) -> int:
 # data
 
 
-_TENSOR_CACHE: dict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+# Frames are built once per (dataset, split, timesteps, root, shape) and shared by every trial of
+# a process; least recently used first out beyond a byte budget, so that a long search over many
+# timesteps / input sizes does not keep every variant alive (digits-events at T = 16 is ~190 MB).
+_TENSOR_CACHE: OrderedDict[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+_CACHE_MB_DEFAULT = 1024
+
+
+def _cache_budget_bytes() -> int:
+    text = os.environ.get("NEURONAS_DATA_CACHE_MB", "").strip()
+    return (int(text) if text.isdigit() else _CACHE_MB_DEFAULT) * 2**20
+
+
+def _entry_bytes(entry: tuple[torch.Tensor, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in entry)
+
+
+def data_cache_info() -> dict[str, int]:
+    """What the in-process frame cache holds: ``{"entries": n, "bytes": b, "budget_bytes": B}``."""
+    total = sum(_entry_bytes(e) for e in _TENSOR_CACHE.values())
+    return {"entries": len(_TENSOR_CACHE), "bytes": total, "budget_bytes": _cache_budget_bytes()}
+
+
+def clear_data_cache() -> None:
+    """Drop every cached dataset tensor of this process."""
+    _TENSOR_CACHE.clear()
 
 
 def _check_shape(arch: ArchSpec, dataset: str) -> tuple[int, ...]:
@@ -130,19 +158,43 @@ def _check_task(arch: ArchSpec, dataset: str) -> None:
 def _tensors(
     dataset: str, split: str, timesteps: int, data_root: Any, shape: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    key = (dataset, split, timesteps, str(data_root), shape)
-    if key not in _TENSOR_CACHE:
-        from neuronas.data import load_dataset
+    key = (dataset, split, timesteps, str(data_root), tuple(shape))
+    if key in _TENSOR_CACHE:
+        _TENSOR_CACHE.move_to_end(key)
+        return _TENSOR_CACHE[key]
+    from neuronas.data import load_dataset
 
-        ds = load_dataset(dataset, split, timesteps, data_root=data_root, input_shape=shape)
-        if hasattr(ds, "tensors"):
-            x, y = ds.tensors()
-        else:  # tonic datasets: materialise once (they are small at screening sizes)
-            items = [ds[i] for i in range(len(ds))]
-            x = torch.stack([torch.as_tensor(a, dtype=torch.float32) for a, _ in items])
-            y = torch.tensor([int(b) for _, b in items])
-        _TENSOR_CACHE[key] = (torch.as_tensor(x).float(), torch.as_tensor(y).long())
-    return _TENSOR_CACHE[key]
+    ds = load_dataset(dataset, split, timesteps, data_root=data_root, input_shape=shape)
+    if hasattr(ds, "tensors"):
+        x, y = ds.tensors()
+    else:  # tonic datasets: materialise once (they are small at screening sizes)
+        items = [ds[i] for i in range(len(ds))]
+        x = torch.stack([torch.as_tensor(a, dtype=torch.float32) for a, _ in items])
+        y = torch.tensor([int(b) for _, b in items])
+    entry = (torch.as_tensor(x).float(), torch.as_tensor(y).long())
+    _TENSOR_CACHE[key] = entry
+    budget = _cache_budget_bytes()
+    # the newest entry stays even over budget (and its other split, just used, with it)
+    while len(_TENSOR_CACHE) > 2 and sum(_entry_bytes(e) for e in _TENSOR_CACHE.values()) > budget:
+        _TENSOR_CACHE.popitem(last=False)
+    return entry
+
+
+def dataset_tensors(
+    dataset: str,
+    split: str,
+    timesteps: int,
+    data_root: str | Path | None = None,
+    shape: tuple[int, ...] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(frames [N, T, *shape], labels [N])`` of a dataset split, cached in this process (shared by
+    every training of the same dataset, timesteps and shape; bounded by ``$NEURONAS_DATA_CACHE_MB``,
+    default 1024).  ``shape``: the frame shape (default the dataset's own)."""
+    if shape is None:
+        from neuronas.data import dataset_info
+
+        shape = tuple(dataset_info(dataset).input_shape)
+    return _tensors(dataset, split, timesteps, data_root, tuple(shape))
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[torch.Tensor]:
@@ -151,7 +203,9 @@ def _batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[torch
 
 
 @torch.no_grad()
-def _accuracy(model: Any, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 256) -> float:
+def _accuracy(
+    model: Any, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 256
+) -> float:
     model.eval()
     correct = 0
     for idx in _batches(len(y), batch_size, None):
@@ -178,7 +232,7 @@ def _resolve_chip(chip: Any) -> Any:
         return chip
     from neuronas.hardware import load_chip
 
-    return load_chip(chip)
+    return load_chip(chip if isinstance(chip, str) else Path(chip))
 
 
 def train_candidate(
@@ -225,6 +279,8 @@ def train_candidate(
     shape = _check_shape(arch, dataset)
     _check_task(arch, dataset)
     t_steps = arch.input.timesteps
+    phase: dict[str, float] = {}  # wall seconds per phase of this run (what a trial's time goes to)
+    t_phase = time.perf_counter()
     x_all, y_all = _tensors(dataset, "train", t_steps, data_root, shape)
     x_test, y_test = _tensors(dataset, "test", t_steps, data_root, shape)
     if tuple(x_all.shape[2:]) != tuple(arch.input.shape):
@@ -241,14 +297,18 @@ def train_candidate(
     if max_train_samples is not None:
         train_idx = train_idx[: max(1, max_train_samples)]
         val_idx = val_idx[: max(1, max_train_samples // 5)]
-    x_tr, y_tr = x_all[train_idx], y_all[train_idx]
+    # batches are gathered from the shared frames: no per-trial copy of the training set
+    y_tr = y_all[train_idx]
+    x_first = x_all[train_idx[:batch_size]]
     x_val, y_val = x_all[val_idx], y_all[val_idx]
     if max_eval_samples is not None:
         x_test, y_test = x_test[:max_eval_samples], y_test[:max_eval_samples]
 
+    phase["data"] = time.perf_counter() - t_phase
+    t_phase = time.perf_counter()
     model = build(arch, chip).to(dev)
     if init_from_data:
-        model.init_from_data(x_tr[:batch_size].to(dev).transpose(0, 1))
+        model.init_from_data(x_first.to(dev).transpose(0, 1))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = math.ceil(len(y_tr) / batch_size)
     total_steps = epochs * steps_per_epoch
@@ -257,6 +317,8 @@ def train_candidate(
     history: list[dict[str, Any]] = []
     status, reason = "ok", ""
     step = 0
+    phase["build"] = time.perf_counter() - t_phase
+    phase["validation"] = 0.0
     t0 = time.perf_counter()
     bar = None
     if progress:
@@ -271,12 +333,15 @@ def train_candidate(
         for idx in _batches(len(y_tr), batch_size, gen):
             level = awareness_at(schedule, step, total_steps, ramp_fraction)
             model.set_hardware_awareness(level)
-            xb = x_tr[idx].to(dev).transpose(0, 1)
+            xb = x_all[train_idx[idx]].to(dev).transpose(0, 1)
             yb = y_tr[idx].to(dev)
             out = model(xb).mean(0)
             loss = F.cross_entropy(out, yb)
             if not torch.isfinite(loss):
-                status, reason = "diverged", f"loss became {loss.item()} at epoch {epoch}, step {step}"
+                status, reason = (
+                    "diverged",
+                    f"loss became {loss.item()} at epoch {epoch}, step {step}",
+                )
                 break
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -291,7 +356,9 @@ def train_candidate(
         epochs_run = epoch + 1
         if status != "ok":
             break
+        t_val = time.perf_counter()
         val_acc = _accuracy(model, x_val, y_val, dev) if len(y_val) else float("nan")
+        phase["validation"] += time.perf_counter() - t_val
         rec = {
             "epoch": epoch,
             "hardware_awareness": round(model.hardware_awareness, 4),
@@ -302,7 +369,11 @@ def train_candidate(
         }
         history.append(rec)
         if bar is not None:
-            bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val=f"{val_acc:.3f}", hw=f"{rec['hardware_awareness']:.2f}")
+            bar.set_postfix(
+                loss=f"{rec['train_loss']:.3f}",
+                val=f"{val_acc:.3f}",
+                hw=f"{rec['hardware_awareness']:.2f}",
+            )
             bar.update(1)
         if on_epoch is not None and on_epoch(epoch, val_acc):
             status, reason = "stopped", f"stopped by on_epoch after epoch {epoch}"
@@ -310,39 +381,75 @@ def train_candidate(
     if bar is not None:
         bar.close()
     train_seconds = time.perf_counter() - t0
+    phase["train"] = train_seconds - phase["validation"]
+    t_phase = time.perf_counter()
 
     accuracies: list[float] = []
     float_acc = 0.0
     activity: dict[str, Any] = {}
     if status != "diverged":
         accuracies, float_acc, activity = evaluate_on_chip(
-            model, x_test, y_test, eval_instances=eval_instances, seed=seed, calibration=x_tr[:batch_size], device=dev
+            model,
+            x_test,
+            y_test,
+            eval_instances=eval_instances,
+            seed=seed,
+            calibration=x_first,
+            device=dev,
         )
         if not all(math.isfinite(a) for a in accuracies):
             status, reason = "diverged", "evaluation produced non-finite outputs"
+    phase["evaluate"] = time.perf_counter() - t_phase
     mean = sum(accuracies) / len(accuracies) if accuracies else 0.0
-    std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / len(accuracies)) if len(set(accuracies)) > 1 else 0.0
+    std = (
+        math.sqrt(sum((a - mean) ** 2 for a in accuracies) / len(accuracies))
+        if len(set(accuracies)) > 1
+        else 0.0
+    )
 
     checkpoint = None
     config = {
-        "dataset": dataset, "chip": getattr(chip, "name", None), "epochs": epochs, "seed": seed,
-        "batch_size": batch_size, "lr": lr, "schedule": schedule, "eval_instances": eval_instances,
-        "max_train_samples": max_train_samples, "train_samples": int(len(y_tr)), "test_samples": int(len(y_test)),
-        "device": str(dev), "threads": torch.get_num_threads(),
+        "dataset": dataset,
+        "chip": getattr(chip, "name", None),
+        "epochs": epochs,
+        "seed": seed,
+        "batch_size": batch_size,
+        "lr": lr,
+        "schedule": schedule,
+        "eval_instances": eval_instances,
+        "max_train_samples": max_train_samples,
+        "train_samples": int(len(y_tr)),
+        "test_samples": int(len(y_test)),
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "phase_seconds": phase,
     }
+    t_phase = time.perf_counter()
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         if status != "diverged":
             checkpoint = str(out / "model.pt")
             torch.save(model.state_dict(), checkpoint)
+    phase["save"] = time.perf_counter() - t_phase
     result = TrainResult(
-        status=status, reason=reason, accuracy_mean=mean, accuracy_std=std, accuracies=tuple(accuracies),
-        float_accuracy=float_acc, activity=activity, epochs_run=epochs_run, train_seconds=train_seconds,
-        history=tuple(history), checkpoint=checkpoint, config=config,
+        status=status,
+        reason=reason,
+        accuracy_mean=mean,
+        accuracy_std=std,
+        accuracies=tuple(accuracies),
+        float_accuracy=float_acc,
+        activity=activity,
+        epochs_run=epochs_run,
+        train_seconds=train_seconds,
+        history=tuple(history),
+        checkpoint=checkpoint,
+        config=config,
     )
     if out_dir is not None:
-        (Path(out_dir) / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2, default=_json_default))
+        (Path(out_dir) / "metrics.json").write_text(
+            json.dumps(result.to_dict(), indent=2, default=_json_default)
+        )
     return result
 
 
@@ -352,13 +459,23 @@ def _json_default(v: Any) -> Any:
     raise TypeError(type(v).__name__)
 
 
-def _activity_dict(input_rates: tuple[float, ...], output_rates: tuple[float, ...]) -> dict[str, Any]:
+def _activity_dict(
+    input_rates: tuple[float, ...], output_rates: tuple[float, ...]
+) -> dict[str, Any]:
     try:
         from neuronas.hardware import Activity
 
-        return dict(Activity(input_rates=input_rates, output_rates=output_rates, source="measured").to_dict())
+        return dict(
+            Activity(
+                input_rates=input_rates, output_rates=output_rates, source="measured"
+            ).to_dict()
+        )
     except ImportError:  # the cost model's Activity is not importable: the same JSON form
-        return {"source": "measured", "input_rates": list(input_rates), "output_rates": list(output_rates)}
+        return {
+            "source": "measured",
+            "input_rates": list(input_rates),
+            "output_rates": list(output_rates),
+        }
 
 
 def evaluate_on_chip(
@@ -394,7 +511,9 @@ def evaluate_on_chip(
     return accuracies, float_acc, _activity_dict(inp, outp)
 
 
-def load_model(arch: ArchSpec, chip: Any, checkpoint_path: str | Path, hardware_awareness: float = 1.0) -> Any:
+def load_model(
+    arch: ArchSpec, chip: Any, checkpoint_path: str | Path, hardware_awareness: float = 1.0
+) -> Any:
     """Rebuild ``arch`` for ``chip`` and load a checkpoint (``weights_only=True``); the model is
     returned in eval mode at ``hardware_awareness`` (1: the chip)."""
     from neuronas.snn import build

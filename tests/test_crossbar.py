@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -21,7 +22,13 @@ from neuronas.snn.crossbar import (
 )
 
 SA64 = CrossbarConfig(weight_bits=4, adc_bits=1, adc_kind="sa", rows=64, bits_per_cell=1)
-NOISY = DeviceModel(program_sigma=0.1, read_noise_sigma=0.02, stuck_off_rate=0.01, stuck_on_rate=0.005, on_off_ratio=50)
+NOISY = DeviceModel(
+    program_sigma=0.1,
+    read_noise_sigma=0.02,
+    stuck_off_rate=0.01,
+    stuck_on_rate=0.005,
+    on_off_ratio=50,
+)
 
 
 def _spikes(*shape: int, p: float = 0.3, seed: int = 0) -> torch.Tensor:
@@ -125,7 +132,9 @@ def _set_levels(layer: CrossbarLinear, q: torch.Tensor, step: float = 0.1) -> No
 
 def test_sense_amp_per_row_group_matches_hand_loop() -> None:
     torch.manual_seed(0)
-    cfg = CrossbarConfig(weight_bits=2, adc_bits=1, adc_kind="sa", rows=4, bits_per_cell=2)  # one slice
+    cfg = CrossbarConfig(
+        weight_bits=2, adc_bits=1, adc_kind="sa", rows=4, bits_per_cell=2
+    )  # one slice
     layer = CrossbarLinear(10, 3, cfg)  # 3 row groups of 4, the last one half empty
     q = torch.randint(-3, 4, (3, 10)).float()
     _set_levels(layer, q)
@@ -189,7 +198,10 @@ def test_conv_hardware_path_equals_linear_on_im2col() -> None:
     cfg = CrossbarConfig(weight_bits=3, adc_bits=4, adc_kind="sar", rows=10, bits_per_cell=3)
     conv = CrossbarConv2d(2, 4, 3, stride=1, padding=1, config=cfg)
     lin = CrossbarLinear(18, 4, cfg)
-    lin.load_state_dict({k: v for k, v in conv.state_dict().items() if k != "weight"} | {"weight": conv.weight.detach().view(4, 18)})
+    lin.load_state_dict(
+        {k: v for k, v in conv.state_dict().items() if k != "weight"}
+        | {"weight": conv.weight.detach().view(4, 18)}
+    )
     with torch.no_grad():
         for m in (conv, lin):
             m.w_step.fill_(0.05)
@@ -249,7 +261,11 @@ def test_fused_converter_gradients_match_the_pure_functions() -> None:
         x[:5, :4] = 0.0  # idle groups
         gy = torch.randn(20, 3)
         (layer(x) * gy).sum().backward()
-        got = (layer.weight.grad.clone(), layer.adc_step.grad.clone(), None if layer.sa_ref is None else layer.sa_ref.grad.clone())
+        got = (
+            layer.weight.grad.clone(),
+            layer.adc_step.grad.clone(),
+            None if layer.sa_ref is None else layer.sa_ref.grad.clone(),
+        )
         layer.zero_grad()
         q = quantize_weight(layer.weight, layer.w_step, *cfg.weight_range)
         step = layer.adc_step.abs() + 1e-8
@@ -290,21 +306,32 @@ def test_chip_instances_are_reproducible_and_distinct() -> None:
 
 
 def test_read_noise_changes_every_forward() -> None:
-    layer = CrossbarLinear(64, 8, CrossbarConfig(adc_kind="digital", adc_bits=0), DeviceModel(read_noise_sigma=0.05)).eval()
+    layer = CrossbarLinear(
+        64, 8, CrossbarConfig(adc_kind="digital", adc_bits=0), DeviceModel(read_noise_sigma=0.05)
+    ).eval()
     layer.hardware_awareness = 1.0
     x = _spikes(6, 64)
     assert not torch.allclose(layer(x), layer(x))
 
 
 def test_all_cells_stuck_off_leaves_only_the_bias() -> None:
-    layer = CrossbarLinear(32, 4, CrossbarConfig(adc_kind="digital", adc_bits=0), DeviceModel(stuck_off_rate=1.0)).eval()
+    layer = CrossbarLinear(
+        32, 4, CrossbarConfig(adc_kind="digital", adc_bits=0), DeviceModel(stuck_off_rate=1.0)
+    ).eval()
     layer.hardware_awareness = 1.0
     x = _spikes(5, 32)
     assert torch.allclose(layer(x), layer.bias.detach().expand(5, 4), atol=1e-6)
 
 
 def test_offset_scheme_digital_is_exact() -> None:
-    cfg = CrossbarConfig(weight_bits=4, adc_bits=0, adc_kind="digital", rows=8, bits_per_cell=2, signed_scheme="offset")
+    cfg = CrossbarConfig(
+        weight_bits=4,
+        adc_bits=0,
+        adc_kind="digital",
+        rows=8,
+        bits_per_cell=2,
+        signed_scheme="offset",
+    )
     layer = CrossbarLinear(20, 3, cfg)
     q = torch.randint(-8, 8, (3, 20)).float()
     _set_levels(layer, q)
@@ -315,7 +342,9 @@ def test_offset_scheme_digital_is_exact() -> None:
 
 def test_conv_transpose_builds_and_quantizes() -> None:
     torch.manual_seed(0)
-    layer = CrossbarConvTranspose2d(4, 2, 2, stride=2, config=CrossbarConfig(adc_kind="digital", adc_bits=0))
+    layer = CrossbarConvTranspose2d(
+        4, 2, 2, stride=2, config=CrossbarConfig(adc_kind="digital", adc_bits=0)
+    )
     x = _spikes(3, 4, 5, 5)
     y0 = layer(x)
     assert y0.shape == (3, 2, 10, 10)
@@ -349,13 +378,26 @@ def _fwd_bwd(layer: nn.Module, x: torch.Tensor, gy_seed: int = 3) -> list[torch.
     return [y.detach(), x.grad.clone(), *grads]
 
 
-@pytest.mark.parametrize("kind,bits,scheme,bpc,rows", [
-    ("sa", 1, "differential", 1, 16), ("sa", 1, "differential", 2, 40), ("sa", 1, "offset", 1, 16),
-    ("sa", 1, "offset", 2, 40), ("sar", 4, "differential", 1, 16), ("sar", 4, "differential", 2, 40),
-    ("sar", 3, "offset", 1, 16), ("flash", 3, "offset", 2, 40),
-])
+@pytest.mark.parametrize(
+    "kind,bits,scheme,bpc,rows",
+    [
+        ("sa", 1, "differential", 1, 16),
+        ("sa", 1, "differential", 2, 40),
+        ("sa", 1, "offset", 1, 16),
+        ("sa", 1, "offset", 2, 40),
+        ("sar", 4, "differential", 1, 16),
+        ("sar", 4, "differential", 2, 40),
+        ("sar", 3, "offset", 1, 16),
+        ("flash", 3, "offset", 2, 40),
+    ],
+)
 def test_event_driven_kernels_match_the_tensor_op_path(
-    monkeypatch: pytest.MonkeyPatch, kind: str, bits: int, scheme: str, bpc: int, rows: int,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    bits: int,
+    scheme: str,
+    bpc: int,
+    rows: int,
 ) -> None:
     """Same outputs and gradients from the numba kernels and the dense tensor ops (spike inputs
     and integer weights: the partial sums are exact in either summation order)."""
@@ -364,7 +406,14 @@ def test_event_driven_kernels_match_the_tensor_op_path(
     if not _kernels.available():
         pytest.skip("numba is not importable here: only the tensor-op path runs")
     torch.manual_seed(0)
-    cfg = CrossbarConfig(weight_bits=4, adc_bits=bits, adc_kind=kind, rows=rows, bits_per_cell=bpc, signed_scheme=scheme)
+    cfg = CrossbarConfig(
+        weight_bits=4,
+        adc_bits=bits,
+        adc_kind=kind,
+        rows=rows,
+        bits_per_cell=bpc,
+        signed_scheme=scheme,
+    )
     layers = [CrossbarLinear(70, 12, cfg), CrossbarConv2d(3, 5, 3, padding=1, config=cfg)]
     inputs = [_spikes(33, 70, p=0.1, seed=1), _spikes(4, 3, 6, 6, p=0.2, seed=2)]
     for layer, x in zip(layers, inputs, strict=True):
@@ -384,7 +433,9 @@ def test_event_driven_kernels_match_the_tensor_op_path(
 
 def test_idle_groups_pass_no_gradient_through_skipped_sense_amplifiers() -> None:
     torch.manual_seed(0)
-    layer = CrossbarLinear(64, 4, CrossbarConfig(weight_bits=2, adc_bits=1, adc_kind="sa", rows=16, bits_per_cell=2))
+    layer = CrossbarLinear(
+        64, 4, CrossbarConfig(weight_bits=2, adc_bits=1, adc_kind="sa", rows=16, bits_per_cell=2)
+    )
     layer.hardware_awareness = 1.0
     x = torch.zeros(8, 64)
     x[:, :16] = _spikes(8, 16, p=0.5)  # only the first row group is ever driven
@@ -392,3 +443,179 @@ def test_idle_groups_pass_no_gradient_through_skipped_sense_amplifiers() -> None
     layer(x).sum().backward()
     assert x.grad[:, 16:].abs().sum() == 0
     assert x.grad[:, :16].abs().sum() > 0
+
+
+# -- convolutions through one grouped conv2d, against the im2col reference -----------------------
+
+
+def _conv_and_reference(
+    cfg: CrossbarConfig,
+    stride: int,
+    padding: int,
+    device: DeviceModel | None = None,
+    c_in: int = 3,
+    c_out: int = 5,
+) -> tuple[CrossbarConv2d, CrossbarLinear]:
+    """A conv layer and the same weights as a linear layer on im2col columns (the reference: the
+    layers' shared per-group conversion, tested against hand loops above)."""
+    torch.manual_seed(0)
+    conv = CrossbarConv2d(
+        c_in, c_out, 3, stride=stride, padding=padding, config=cfg, device_model=device
+    )
+    lin = CrossbarLinear(c_in * 9, c_out, cfg, device)
+    with torch.no_grad():
+        conv.weight.normal_(0.0, 0.3)
+        conv.bias.normal_(0.0, 0.1)
+        conv.w_step.fill_(0.07)
+        conv.adc_step.uniform_(0.6, 1.6)
+        if conv.sa_ref is not None:
+            conv.sa_ref.normal_(0.0, 0.4)
+        conv.calibrated.fill_(True)
+    lin.load_state_dict(
+        {k: v for k, v in conv.state_dict().items() if k != "weight"}
+        | {"weight": conv.weight.detach().view(c_out, -1)}
+    )
+    for m in (conv, lin):
+        m.hardware_awareness = 1.0
+    return conv, lin
+
+
+def _conv_grads(layer: nn.Module, x: torch.Tensor, fwd: Any) -> list[torch.Tensor]:
+    layer.zero_grad()
+    x = x.clone().requires_grad_(True)
+    y = fwd(x)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(5))
+    (y * gy).sum().backward()
+    names = ("weight", "bias", "w_step", "adc_step", "sa_ref")
+    grads = [getattr(layer, n).grad for n in names if getattr(layer, n, None) is not None]
+    return [y.detach(), x.grad.clone(), *(g.clone().view(-1) for g in grads if g is not None)]
+
+
+CONV_CASES = [  # (kind, adc bits, scheme, bits per cell, rows): rows that cut kernels (16, 10, 7, 20), hold whole ones (9, 27)
+    ("sa", 1, "differential", 1, 16),
+    ("sa", 1, "differential", 2, 9),
+    ("sa", 1, "offset", 1, 20),
+    ("sa", 1, "offset", 2, 7),
+    ("sar", 4, "differential", 1, 10),
+    ("sar", 3, "differential", 2, 27),
+    ("sar", 3, "offset", 1, 16),
+    ("flash", 2, "offset", 2, 9),
+    ("digital", 0, "differential", 1, 16),
+    ("digital", 0, "offset", 2, 10),
+]
+
+
+@pytest.mark.parametrize("kind,bits,scheme,bpc,rows", CONV_CASES)
+@pytest.mark.parametrize("stride,padding", [(1, 1), (2, 0), (2, 1)])
+@pytest.mark.parametrize("numba", [True, False])
+def test_grouped_conv_path_equals_the_im2col_reference(
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    bits: int,
+    scheme: str,
+    bpc: int,
+    rows: int,
+    stride: int,
+    padding: int,
+    numba: bool,
+) -> None:
+    """Outputs and every gradient (input, weights, weight step, bias, converter steps and
+    references) of the grouped-conv path equal the linear layer's on im2col columns; on the numba
+    kernels and on the tensor-op path CUDA runs."""
+    from neuronas.snn import _kernels
+
+    if numba and not _kernels.available():
+        pytest.skip("numba is not importable here: only the tensor-op path runs")
+    if not numba:
+        monkeypatch.setenv("NEURONAS_NO_NUMBA", "1")
+    cfg = CrossbarConfig(
+        weight_bits=4,
+        adc_bits=bits,
+        adc_kind=kind,
+        rows=rows,
+        bits_per_cell=bpc,
+        signed_scheme=scheme,
+    )
+    conv, lin = _conv_and_reference(cfg, stride, padding)
+    x = _spikes(4, 3, 7, 7, p=0.25, seed=2)
+    x[0, :, :4, :4] = 0.0  # idle row groups at some positions
+    x[1] *= 0.5  # not only spikes: pooled inputs reach a conv too
+
+    def reference(xx: torch.Tensor) -> torch.Tensor:
+        cols = F.unfold(xx, 3, padding=padding, stride=stride)  # [B, K, P]
+        oh = (7 + 2 * padding - 3) // stride + 1
+        return (
+            lin(cols.transpose(1, 2).reshape(-1, 27))
+            .view(4, oh * oh, 5)
+            .transpose(1, 2)
+            .reshape(4, 5, oh, oh)
+        )
+
+    got = _conv_grads(conv, x, conv)
+    want = _conv_grads(lin, x, reference)
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)  # float sums in another order
+
+
+def test_grouped_conv_equals_reference_on_a_noisy_chip_instance() -> None:
+    """Programming variation, stuck cells and off-state conductance of one chip instance (the
+    same draws for both layers: the cells are laid out alike)."""
+    dev = DeviceModel(program_sigma=0.1, stuck_off_rate=0.02, stuck_on_rate=0.01, on_off_ratio=30)
+    cfg = CrossbarConfig(weight_bits=4, adc_bits=4, adc_kind="sar", rows=16, bits_per_cell=2)
+    conv, lin = _conv_and_reference(cfg, 1, 1, dev)
+    for m in (conv, lin):
+        m.eval()
+        m.resample_chip_instance(7)
+    x = _spikes(3, 3, 6, 6, p=0.3, seed=4)
+    cols = F.unfold(x, 3, padding=1).transpose(1, 2).reshape(-1, 27)
+    want = lin(cols).view(3, 36, 5).transpose(1, 2).reshape(3, 5, 6, 6)
+    assert torch.allclose(conv(x), want, rtol=1e-4, atol=1e-4)
+
+
+def test_grouped_conv_chunks_do_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One batch item per chunk (as on a GPU with a huge batch) gives the same outputs and gradients."""
+    from neuronas.snn import crossbar
+
+    cfg = CrossbarConfig(weight_bits=4, adc_bits=1, adc_kind="sa", rows=16, bits_per_cell=1)
+    conv, _ = _conv_and_reference(cfg, 1, 1)
+    x = _spikes(5, 3, 6, 6, p=0.2, seed=3)
+    whole = _conv_grads(conv, x, conv)
+    monkeypatch.setitem(crossbar._CHUNK_FLOATS, "cpu", 1)
+    chunked = _conv_grads(conv, x, conv)
+    for a, b in zip(whole, chunked, strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "c_in,k,rows", [(3, 3, 16), (4, 3, 9), (5, 3, 7), (2, 5, 64), (16, 3, 64), (7, 1, 3)]
+)
+def test_conv_row_groups_cover_every_row_once(c_in: int, k: int, rows: int) -> None:
+    from neuronas.snn.crossbar import ConvRowGroups
+
+    geo = ConvRowGroups.of(c_in, k, rows)
+    fan_in = c_in * k * k
+    assert geo.groups == math.ceil(fan_in / rows)
+    valid = geo.rows[geo.rows < fan_in]
+    assert sorted(valid.tolist()) == list(range(fan_in))  # each row in exactly one slot
+    chan = torch.arange(c_in) if geo.channels is None else geo.channels
+    for g in range(geo.groups):
+        r = geo.rows[g]
+        mine = r[r < fan_in]
+        assert bool(((mine >= g * rows) & (mine < (g + 1) * rows)).all())  # the group's own rows
+        for w in range(geo.span):  # a slot's row belongs to the channel gathered there
+            slot = r[w][r[w] < fan_in]
+            assert bool((slot // (k * k) == chan[g * geo.span + w]).all())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind,bits", [("sa", 1), ("sar", 4)])
+def test_crossbar_conv_on_cuda_matches_cpu(kind: str, bits: int) -> None:
+    cfg = CrossbarConfig(weight_bits=4, adc_bits=bits, adc_kind=kind, rows=16, bits_per_cell=1)
+    conv, _ = _conv_and_reference(cfg, 1, 1)
+    x = _spikes(6, 3, 9, 9, p=0.2, seed=6)
+    want = _conv_grads(conv, x, conv)
+    conv = conv.cuda()
+    got = _conv_grads(conv, x.cuda(), conv)
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a.cpu(), b, rtol=1e-4, atol=1e-4)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -18,10 +20,20 @@ from neuronas.train import TrainResult, awareness_at, load_model, train_candidat
 TINY = {
     "name": "tiny-mlp",
     "input": {"shape": [2, 32, 32], "timesteps": 4},
-    "layers": [{"kind": "pool", "kernel": 4, "pool": "avg"}, {"kind": "fc", "out": 32}, {"kind": "fc", "out": 10}],
+    "layers": [
+        {"kind": "pool", "kernel": 4, "pool": "avg"},
+        {"kind": "fc", "out": 32},
+        {"kind": "fc", "out": 10},
+    ],
     "mapping": {"adc_bits": 1, "adc_kind": "sa", "rows": 64},
 }
-QUICK = {"epochs": 2, "max_train_samples": 96, "max_eval_samples": 64, "eval_instances": 3, "num_threads": 1}
+QUICK = {
+    "epochs": 2,
+    "max_train_samples": 96,
+    "max_eval_samples": 64,
+    "eval_instances": 3,
+    "num_threads": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +55,12 @@ def test_train_candidate_end_to_end(tiny: ArchSpec, tmp_path: Path) -> None:
     chip = load_chip("rram-adcless-65nm")
     epochs_seen: list[tuple[int, float]] = []
     res = train_candidate(
-        tiny, chip, "digits-events", out_dir=tmp_path, on_epoch=lambda e, a: epochs_seen.append((e, a)) or False, **QUICK
+        tiny,
+        chip,
+        "digits-events",
+        out_dir=tmp_path,
+        on_epoch=lambda e, a: epochs_seen.append((e, a)) or False,
+        **QUICK,
     )
     assert isinstance(res, TrainResult)
     assert res.status == "ok" and res.epochs_run == 2 and [e for e, _ in epochs_seen] == [0, 1]
@@ -65,9 +82,9 @@ def test_train_candidate_end_to_end(tiny: ArchSpec, tmp_path: Path) -> None:
     assert model.hardware_awareness == 1.0 and not model.training
     # an RRAM chip: two manufactured instances compute different outputs
     from neuronas.snn import crossbar_layers
-    from neuronas.train import _tensors
+    from neuronas.train import dataset_tensors
 
-    x = _tensors("digits-events", "test", 4, None, (2, 32, 32))[0][:8]
+    x = dataset_tensors("digits-events", "test", 4, shape=(2, 32, 32))[0][:8]
     first = crossbar_layers(model)[0]
     with torch.no_grad():
         pooled = torch.nn.functional.avg_pool2d(x.flatten(0, 1), 4).flatten(1)
@@ -98,13 +115,17 @@ def test_same_seed_same_result_on_a_noisy_chip(tiny: ArchSpec) -> None:
 
 
 def test_on_epoch_can_stop_the_run(tiny: ArchSpec) -> None:
-    res = train_candidate(tiny, None, "digits-events", on_epoch=lambda e, a: True, **{**QUICK, "epochs": 5})
+    res = train_candidate(
+        tiny, None, "digits-events", on_epoch=lambda e, a: True, **{**QUICK, "epochs": 5}
+    )
     assert res.status == "stopped" and res.epochs_run == 1 and "epoch 0" in res.reason
     assert res.accuracies  # still evaluated
 
 
 def test_divergence_ends_the_run_with_a_reason(tiny: ArchSpec, tmp_path: Path) -> None:
-    res = train_candidate(tiny, None, "digits-events", lr=1e30, out_dir=tmp_path, **{**QUICK, "epochs": 3})
+    res = train_candidate(
+        tiny, None, "digits-events", lr=1e30, out_dir=tmp_path, **{**QUICK, "epochs": 3}
+    )
     assert res.status == "diverged"
     assert "non-finite" in res.reason or "nan" in res.reason.lower() or "inf" in res.reason
     assert res.checkpoint is None
@@ -117,7 +138,14 @@ def test_divergence_ends_the_run_with_a_reason(tiny: ArchSpec, tmp_path: Path) -
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "neuronas", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "neuronas", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
 
 
 def _write_arch(path: Path, **over: object) -> Path:
@@ -129,8 +157,25 @@ def _write_arch(path: Path, **over: object) -> Path:
 def test_cli_train_writes_metrics_and_checkpoint(repo_root: Path, tmp_path: Path) -> None:
     arch = _write_arch(tmp_path / "tiny.yaml")
     out = tmp_path / "run"
-    r = _cli("train", str(arch), "--chip", "rram-adcless-65nm", "--dataset", "digits-events", "--epochs", "1",
-             "--out", str(out), "--max-train-samples", "64", "--eval-instances", "2", "--schedule", "abrupt", cwd=repo_root)
+    r = _cli(
+        "train",
+        str(arch),
+        "--chip",
+        "rram-adcless-65nm",
+        "--dataset",
+        "digits-events",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--max-train-samples",
+        "64",
+        "--eval-instances",
+        "2",
+        "--schedule",
+        "abrupt",
+        cwd=repo_root,
+    )
     assert r.returncode == 0, r.stderr
     assert "accuracy on chip" in r.stdout
     metrics = json.loads((out / "metrics.json").read_text())
@@ -142,12 +187,20 @@ def test_cli_train_writes_metrics_and_checkpoint(repo_root: Path, tmp_path: Path
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["--dataset", "digits-event"], "digits-events"),  # unknown name: lists / suggests the known ones
-        (["--dataset", "nmnist", "--data-root", "{tmp}/nowhere"], "nowhere"),  # says where the files must be
+        (
+            ["--dataset", "digits-event"],
+            "digits-events",
+        ),  # unknown name: lists / suggests the known ones
+        (
+            ["--dataset", "nmnist", "--data-root", "{tmp}/nowhere"],
+            "nowhere",
+        ),  # says where the files must be
         (["--dataset", "nmnist"], "data"),  # no data root at all
     ],
 )
-def test_cli_bad_dataset_input_is_one_line_exit_2(repo_root: Path, tmp_path: Path, args: list[str], needle: str) -> None:
+def test_cli_bad_dataset_input_is_one_line_exit_2(
+    repo_root: Path, tmp_path: Path, args: list[str], needle: str
+) -> None:
     arch = _write_arch(tmp_path / "tiny.yaml")
     if "nmnist" in args:
         arch = _write_arch(tmp_path / "tiny34.yaml", input={"shape": [2, 34, 34], "timesteps": 4})
@@ -176,14 +229,35 @@ def test_cli_readout_size_must_match_the_classes(repo_root: Path, tmp_path: Path
     assert "5 outputs" in r.stderr and "10 classes" in r.stderr
 
 
-def test_measured_activity_changes_the_cost(repo_root: Path, tmp_path: Path, tiny: ArchSpec) -> None:
+def test_measured_activity_changes_the_cost(
+    repo_root: Path, tmp_path: Path, tiny: ArchSpec
+) -> None:
     """Spike rates measured by the trainer feed `neuronas cost --activity-file` and move the energy."""
     arch = _write_arch(tmp_path / "tiny.yaml")
-    res = train_candidate(tiny, "rram-adcless-65nm", "digits-events", out_dir=tmp_path / "run", **QUICK)
+    res = train_candidate(
+        tiny, "rram-adcless-65nm", "digits-events", out_dir=tmp_path / "run", **QUICK
+    )
     assert res.status == "ok"
-    base = _cli("cost", str(arch), "--chip", "rram-adcless-65nm", "--activity", "1.0", "--json", cwd=repo_root)
-    measured = _cli("cost", str(arch), "--chip", "rram-adcless-65nm", "--activity-file",
-                    str(tmp_path / "run" / "metrics.json"), "--json", cwd=repo_root)
+    base = _cli(
+        "cost",
+        str(arch),
+        "--chip",
+        "rram-adcless-65nm",
+        "--activity",
+        "1.0",
+        "--json",
+        cwd=repo_root,
+    )
+    measured = _cli(
+        "cost",
+        str(arch),
+        "--chip",
+        "rram-adcless-65nm",
+        "--activity-file",
+        str(tmp_path / "run" / "metrics.json"),
+        "--json",
+        cwd=repo_root,
+    )
     assert base.returncode == 0, base.stderr
     assert measured.returncode == 0, measured.stderr
     e_dense = json.loads(base.stdout)["energy_uj"]
@@ -198,3 +272,59 @@ def test_trains_and_evaluates_on_cuda(tiny: ArchSpec) -> None:
     res = train_candidate(tiny, "rram-adcless-65nm", "digits-events", device="cuda", **QUICK)
     assert res.status == "ok" and res.config["device"].startswith("cuda")
     assert len(res.accuracies) == 3
+
+
+TINY_CNN = {
+    "name": "tiny-cnn",
+    "input": {"shape": [2, 16, 16], "timesteps": 3},
+    "layers": [
+        {"kind": "conv", "out": 4, "kernel": 3},
+        {"kind": "pool", "kernel": 4},
+        {"kind": "fc", "out": 10},
+    ],
+    "mapping": {"adc_bits": 1, "adc_kind": "sa", "rows": 16},
+}
+
+
+def _live(kind: type) -> int:
+    gc.collect()
+    with warnings.catch_warnings():  # isinstance on some of torch's module objects warns
+        warnings.simplefilter("ignore")
+        return sum(1 for o in gc.get_objects() if isinstance(o, kind))
+
+
+def test_repeated_trainings_keep_no_model_graph_or_tensor_alive() -> None:
+    """A long search trains hundreds of candidates in one process: after each training nothing of
+    it may stay reachable (no model, no autograd graph, no per-trial tensors), so memory is flat."""
+    from neuronas.snn import SpikingNetwork
+
+    arch = ArchSpec.from_dict(TINY_CNN)
+    quick = dict(QUICK, epochs=1, eval_instances=2, max_train_samples=64, max_eval_samples=32)
+    train_candidate(
+        arch, "rram-adcless-65nm", "digits-events", seed=0, **quick
+    )  # data cache and kernels warm
+    tensors_after_first = _live(torch.Tensor)
+    for seed in (1, 2):
+        res = train_candidate(arch, "rram-adcless-65nm", "digits-events", seed=seed, **quick)
+        assert res.status == "ok"
+    assert _live(SpikingNetwork) == 0
+    assert _live(torch.Tensor) <= tensors_after_first
+
+
+def test_data_cache_is_bounded_and_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    from neuronas.train import clear_data_cache, data_cache_info, dataset_tensors
+
+    clear_data_cache()
+    a = dataset_tensors("digits-events", "test", 2, shape=(2, 8, 8))
+    assert (
+        dataset_tensors("digits-events", "test", 2, shape=(2, 8, 8))[0] is a[0]
+    )  # shared, not rebuilt
+    one = data_cache_info()["bytes"]
+    monkeypatch.setenv("NEURONAS_DATA_CACHE_MB", str(max(1, (3 * one) // 2**20)))
+    for t in (3, 4, 5, 6):
+        dataset_tensors("digits-events", "test", t, shape=(2, 8, 8))
+    info = data_cache_info()
+    assert 2 <= info["entries"] < 5  # older variants left; the newest kept
+    assert info["bytes"] <= max(info["budget_bytes"], 2 * 6 * one)
+    clear_data_cache()
+    assert data_cache_info()["entries"] == 0

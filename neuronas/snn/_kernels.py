@@ -21,6 +21,12 @@ or sense amplifier) is applied in the same pass.  Only per-row results leave the
 Work is ``nnz(x) x columns`` instead of ``rows x columns``; the partial sums never exist in
 memory, and the backward is two dense tensor products on these outputs.
 
+Convolutions (``sparse_conv_*``) are read the same way without im2col: per batch item and row
+group, every non-zero input of the channels-last input adds its cells into the partial sums of
+the output positions it reaches (an accumulator of positions x columns in cache), which are
+converted, summed over groups and shifted-and-added there; the backward scatters them again and
+writes only what the input's gradient (a grouped ``conv2d_input``) and the weights' gradient need.
+
 Used for float32 CPU tensors; CUDA tensors (where bandwidth is plentiful) and other dtypes take
 the dense tensor-op twin in :mod:`neuronas.snn.crossbar`, which computes the same outputs (tested
 against each other).  Numba compiles the kernels on first use (seconds) and caches the machine
@@ -35,7 +41,17 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["available", "column_dots", "convert_sum_forward", "digits", "quantize_backward", "quantize_forward"]
+__all__ = [
+    "available",
+    "backward_tasks",
+    "column_dots",
+    "convert_sum_forward",
+    "digits",
+    "quantize_backward",
+    "quantize_forward",
+    "sparse_conv_backward",
+    "sparse_conv_forward",
+]
 
 _NB: Any = None  # the compiled kernels, loaded lazily: importing numba costs ~0.3 s
 
@@ -78,7 +94,8 @@ def _compile() -> Any:
     import numba
 
     numba.core.config.reload_config()  # numba may have been imported before the line above
-    numba.config.THREADING_LAYER = "workqueue"  # no TBB/OpenMP clash with torch's own pool
+    config: Any = numba.config  # its settings are set at run time: untyped
+    config.THREADING_LAYER = "workqueue"  # no TBB/OpenMP clash with torch's own pool
     from neuronas.snn import _kernels_nb
 
     return _kernels_nb
@@ -94,22 +111,35 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
-def _fwd_kernel() -> Any:
-    """The serial kernel when torch runs on one thread, else the parallel one on as many."""
+def _fwd_kernel(name: str = "fwd") -> Any:
+    """The serial kernel ``name`` when torch runs on one thread, else its parallel twin
+    (``name_parallel``) on as many."""
     import numba
 
     nb = _load()
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    config: Any = numba.config
+    n = max(1, min(torch.get_num_threads(), config.NUMBA_NUM_THREADS))
     if n == 1:
-        return nb.fwd  # the parallel runtime's dispatch costs ~1/3 of the kernel on one thread
+        return getattr(
+            nb, name
+        )  # the parallel runtime's dispatch costs ~1/3 of the kernel on one thread
     if numba.get_num_threads() != n:
         numba.set_num_threads(n)
-    return nb.fwd_parallel
+    return getattr(nb, name + "_parallel")
 
 
 def convert_sum_forward(
-    x2d: torch.Tensor, wg: torch.Tensor, step: torch.Tensor, ref: torch.Tensor | None, tie: torch.Tensor | None,
-    coef: torch.Tensor, yscale: torch.Tensor, mode: int, qn: int, qp: int, want_mask: bool,
+    x2d: torch.Tensor,
+    wg: torch.Tensor,
+    step: torch.Tensor,
+    ref: torch.Tensor | None,
+    tie: torch.Tensor | None,
+    coef: torch.Tensor,
+    yscale: torch.Tensor,
+    mode: int,
+    qn: int,
+    qp: int,
+    want_mask: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One event-driven pass over the arrays: ``(y, sums, h, mask or None)``, ``sums = [total,
     dsum]`` (module docstring), ``y[m, j] = sum_s yscale[s*Nc + j] * total[m, s*Nc + j]``.
@@ -134,8 +164,23 @@ def convert_sum_forward(
         assert ref is not None and tie is not None
         thr, win = ref - tie, (step if mode == 1 else 0.5 * step)
     _fwd_kernel()(
-        _np(x2d), _np(wg), _np(step), _np(thr), _np(win), _np(coef), int(mode), float(qn), float(qp),
-        bool(want_mask), total, dsum, h, mask, y, _np(yscale), _block_rows(k),
+        _np(x2d),
+        _np(wg),
+        _np(step),
+        _np(thr),
+        _np(win),
+        _np(coef),
+        int(mode),
+        float(qn),
+        float(qp),
+        bool(want_mask),
+        total,
+        dsum,
+        h,
+        mask,
+        y,
+        _np(yscale),
+        _block_rows(k),
     )
     return y_t, sums_t, h_t, (mask_t if want_mask else None)
 
@@ -151,17 +196,28 @@ def digits(a: torch.Tensor, n_slices: int, bits: int, signed: bool = False) -> t
 def quantize_forward(w: torch.Tensor, step: float, qn: int, qp: int) -> torch.Tensor:
     """``round(clamp(w / step, qn, qp))`` in one pass (the LSQ weight levels)."""
     out = torch.empty_like(w)
-    _load().quantize_fwd(_np(w).reshape(-1), float(step), float(qn), float(qp), out.numpy().reshape(-1))
+    _load().quantize_fwd(
+        _np(w).reshape(-1), float(step), float(qn), float(qp), out.numpy().reshape(-1)
+    )
     return out
 
 
 def quantize_backward(
-    w: torch.Tensor, step: float, qn: int, qp: int, grad: torch.Tensor,
+    w: torch.Tensor,
+    step: float,
+    qn: int,
+    qp: int,
+    grad: torch.Tensor,
 ) -> tuple[torch.Tensor, float]:
     """The LSQ quantizer's gradients in one pass: ``(d/dw, d/dstep)``."""
     grad_w = torch.empty_like(w)
     g_step = _load().quantize_bwd(
-        _np(w).reshape(-1), float(step), float(qn), float(qp), _np(grad).reshape(-1), grad_w.numpy().reshape(-1),
+        _np(w).reshape(-1),
+        float(step),
+        float(qn),
+        float(qp),
+        _np(grad).reshape(-1),
+        grad_w.numpy().reshape(-1),
     )
     return grad_w, float(g_step)
 
@@ -172,3 +228,120 @@ def column_dots(sums: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     _load().column_dots(_np(sums), _np(grad), out.numpy())
     return out
 
+
+def _tasks(name: str) -> tuple[Any, int]:
+    """The kernel ``name`` (serial or parallel, as :func:`_fwd_kernel`) and its number of tasks."""
+    kernel = _fwd_kernel(name)
+    return kernel, (1 if kernel is getattr(_load(), name) else torch.get_num_threads())
+
+
+def sparse_conv_forward(
+    x: torch.Tensor,
+    cells: torch.Tensor,
+    slots: torch.Tensor,
+    stride: int,
+    pad: int,
+    oh: int,
+    ow: int,
+    thr: torch.Tensor,
+    scale: torch.Tensor,
+    yscale: torch.Tensor,
+    bias: torch.Tensor,
+    mode: int,
+    qn: int,
+    qp: int,
+    out: torch.Tensor,
+) -> None:
+    """Event-driven convolution on crossbars into ``out [B, Nc, OH*OW]``: for every batch item and
+    row group the non-zero inputs of ``x [B, H, W, G*span]`` (channels-last) add their cells
+    ``cells [G, span, k, k, S*Nc]`` into the partial sums of the positions they reach, which go
+    through the converters (codes summed over groups, slices shifted and added, bias added); no
+    partial sum leaves the cache."""
+    kernel, n = _tasks("sconv_fwd")
+    kernel(
+        _np(x),
+        _np(cells),
+        _np(slots),
+        int(stride),
+        int(pad),
+        int(oh),
+        int(ow),
+        _np(thr),
+        _np(scale),
+        _np(yscale),
+        _np(bias),
+        int(mode),
+        float(qn),
+        float(qp),
+        out.numpy(),
+        n,
+    )
+
+
+def sparse_conv_backward(
+    x: torch.Tensor,
+    cells: torch.Tensor,
+    slots: torch.Tensor,
+    stride: int,
+    pad: int,
+    oh: int,
+    ow: int,
+    thr: torch.Tensor,
+    win: torch.Tensor,
+    scale: torch.Tensor,
+    coef: torch.Tensor,
+    sw: torch.Tensor,
+    mode: int,
+    qn: int,
+    qp: int,
+    grad: torch.Tensor,
+    gscale: float,
+    want_gp: bool,
+    gw: torch.Tensor,
+    gsum: torch.Tensor,
+    gp_out: torch.Tensor | None = None,
+) -> torch.Tensor | None:
+    """The backward of :func:`sparse_conv_forward` for ``gscale * grad`` (``grad [B, Nc, P]``):
+    adds the integer weights' gradient to ``gw [tasks, G, span, k, k, Nc]`` and the column sums
+    of ``grad * code`` and ``grad * (ADC: inside * p / step; comparator: inside)`` to ``gsum
+    [tasks, 2, S, Nc]`` (both zeroed by the caller, ``tasks`` = :func:`backward_tasks`), returns ``gp [B, P, G*S*Nc]`` (channels-last: the
+    gradient reaching every partial sum, for the input's gradient) when ``want_gp``, in
+    ``gp_out`` when given (reused across chunks: fresh pages cost a page fault each, measured as
+    much as the kernel's own writes)."""
+    kernel, n = _tasks("sconv_bwd")
+    b = x.shape[0]
+    shape = (b, oh * ow, cells.shape[0] * cells.shape[-1])
+    if want_gp and gp_out is not None and tuple(gp_out.shape) == shape:
+        gp = gp_out
+    else:
+        gp = torch.empty(shape if want_gp else (1, 1, 1))
+    kernel(
+        _np(x),
+        _np(cells),
+        _np(slots),
+        int(stride),
+        int(pad),
+        int(oh),
+        int(ow),
+        _np(thr),
+        _np(win),
+        _np(scale),
+        _np(coef),
+        _np(sw),
+        int(mode),
+        float(qn),
+        float(qp),
+        _np(grad),
+        float(gscale),
+        bool(want_gp),
+        gp.numpy(),
+        gw.numpy(),
+        gsum.numpy(),
+        n,
+    )
+    return gp if want_gp else None
+
+
+def backward_tasks() -> int:
+    """How many running sums :func:`sparse_conv_backward` needs (one per parallel task)."""
+    return _tasks("sconv_bwd")[1]

@@ -49,7 +49,9 @@ def read_array(x, w, g, m, idx, val, acc):  # pragma: no cover
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def fwd_block(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, m0, m1):  # pragma: no cover
+def fwd_block(
+    x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, m0, m1
+):  # pragma: no cover
     n_groups, n_rows, n_cols = w.shape
     n_slices = coef.shape[0]
     nc = n_cols // n_slices
@@ -85,7 +87,9 @@ def fwd_block(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum,
                     # b-bit ADC (an idle group's partial sum is 0 and converts to code 0)
                     for j in range(nc):
                         k = off + j
-                        v = acc[k] / scale[k]  # a division, as the tensor twin: same codes at the edges
+                        v = (
+                            acc[k] / scale[k]
+                        )  # a division, as the tensor twin: same codes at the edges
                         tot[k] += np.rint(min(max(v, lo), hi))
                         inside = one if abs(v - centre) <= half else zero
                         ds[k] += inside * v
@@ -117,7 +121,9 @@ def fwd_block(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum,
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def fwd(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, block):  # pragma: no cover
+def fwd(
+    x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, block
+):  # pragma: no cover
     # x [M, G*R], w [G, R, S*Nc]; scale, thr, win, yscale [K]; coef [S]; outputs total, dsum
     # [M, K], h [G, M, Nc], mask [G, M, K] (written only when want_mask), y [M, Nc].  Mode 0 (ADC):
     # v = p / scale (the step); modes 1, 2 (comparator): u = p - thr, inside |u| <= win.
@@ -127,17 +133,57 @@ def fwd(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, ma
     for b in range(n_blocks):
         m0 = b * block
         m1 = min(x.shape[0], m0 + block)
-        fwd_block(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, m0, m1)
+        fwd_block(
+            x,
+            w,
+            scale,
+            thr,
+            win,
+            coef,
+            mode,
+            qn,
+            qp,
+            want_mask,
+            total,
+            dsum,
+            h,
+            mask,
+            y,
+            yscale,
+            m0,
+            m1,
+        )
 
 
 @njit(parallel=True, cache=True, fastmath=FM, nogil=True)
-def fwd_parallel(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, block):  # pragma: no cover
+def fwd_parallel(
+    x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, block
+):  # pragma: no cover
     # fwd, its blocks spread over numba's threads
     n_blocks = (x.shape[0] + block - 1) // block
     for b in prange(n_blocks):
         m0 = b * block
         m1 = min(x.shape[0], m0 + block)
-        fwd_block(x, w, scale, thr, win, coef, mode, qn, qp, want_mask, total, dsum, h, mask, y, yscale, m0, m1)
+        fwd_block(
+            x,
+            w,
+            scale,
+            thr,
+            win,
+            coef,
+            mode,
+            qn,
+            qp,
+            want_mask,
+            total,
+            dsum,
+            h,
+            mask,
+            y,
+            yscale,
+            m0,
+            m1,
+        )
 
 
 @njit(cache=True, nogil=True)
@@ -186,7 +232,380 @@ def column_dots(sums, grad, out):  # pragma: no cover
         for m in range(sums.shape[1]):
             row, gr = sums[c, m], grad[m]
             for s in range(n_slices):
-                os_, rs = o[s * nc:(s + 1) * nc], row[s * nc:(s + 1) * nc]
+                os_, rs = o[s * nc : (s + 1) * nc], row[s * nc : (s + 1) * nc]
                 for j in range(nc):
                     os_[j] += rs[j] * gr[j]
 
+
+# -- convolutions, event-driven: partial sums straight from the (sparse) input, no conv2d ---------
+#
+# x [B, H, W, Cg] channels-last input gathered per group (Cg = G*span); w [G, span, k, k, K] the
+# cells of every weight slot (K = S*Nc; slots outside their group's rows hold 0); slot [G, span,
+# k, k] 1 where a slot holds a row.  For one batch item and one group, every non-zero input adds
+# its conductance rows into the accumulators of the output positions it reaches (acc [P, K], in
+# L1/L2), and counts as a driven row there (cnt [P]); work is nnz(x) x k*k x K instead of
+# positions x rows x K.
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt):  # pragma: no cover
+    _, h_in, w_in, _ = x.shape
+    span, k = w.shape[1], w.shape[2]
+    n_k = w.shape[4]
+    for q in range(acc.shape[0]):
+        cnt[q] = 0.0
+        for c in range(n_k):
+            acc[q, c] = 0.0
+    for iy in range(h_in):
+        for ix in range(w_in):
+            for s in range(span):
+                v = x[b, iy, ix, g * span + s]
+                if v == 0.0:
+                    continue
+                for i in range(k):
+                    ny = iy + pad - i
+                    if ny < 0 or ny % stride != 0 or ny // stride >= oh:
+                        continue
+                    for j in range(k):
+                        nx = ix + pad - j
+                        if nx < 0 or nx % stride != 0 or nx // stride >= ow:
+                            continue
+                        if slot[g, s, i, j] == 0.0:
+                            continue
+                        q = (ny // stride) * ow + nx // stride
+                        cnt[q] += 1.0
+                        wr, ar = w[g, s, i, j], acc[q]
+                        for c in range(n_k):
+                            ar[c] += v * wr[c]
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def sconv_fwd_items(
+    x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, b0, b1
+):  # pragma: no cover
+    n_groups, n_k = w.shape[0], w.shape[4]
+    n_slices = thr.shape[0]
+    nc = n_k // n_slices
+    n_pos = oh * ow
+    lo, hi = np.float32(qn), np.float32(qp)
+    neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
+    one = np.float32(1.0)
+    acc = np.empty((n_pos, n_k), np.float32)
+    cnt = np.empty(n_pos, np.float32)
+    tot = np.empty((n_pos, n_k), np.float32)
+    yl = np.empty(nc, np.float32)
+    for b in range(b0, b1):
+        for q in range(n_pos):
+            for c in range(n_k):
+                tot[q, c] = 0.0
+        for g in range(n_groups):
+            scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt)
+            if mode == 0:  # one loop nest per converter (see sconv_bwd_items)
+                for q in range(n_pos):
+                    ar, tr = acc[q], tot[q]
+                    for s in range(n_slices):
+                        off, sc = s * nc, scale[s]
+                        for n in range(nc):
+                            tr[off + n] += np.rint(min(max(ar[off + n] / sc[n], lo), hi))
+            else:
+                for q in range(n_pos):
+                    if cnt[q] == 0.0:
+                        continue  # an idle group's sense amplifiers are skipped
+                    ar, tr = acc[q], tot[q]
+                    for s in range(n_slices):
+                        off, th = s * nc, thr[s]
+                        for n in range(nc):
+                            tr[off + n] += one if ar[off + n] - th[n] >= 0.0 else neg
+        for q in range(n_pos):
+            tr = tot[q]
+            for n in range(nc):
+                yl[n] = 0.0
+            for s in range(n_slices):
+                ys = yscale[s]
+                off = s * nc
+                for n in range(nc):
+                    yl[n] += ys[n] * tr[off + n]
+            for n in range(nc):
+                y[b, n, q] = yl[n] + bias[n]
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def sconv_fwd(
+    x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, n_tasks
+):  # pragma: no cover
+    sconv_fwd_items(
+        x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, 0, x.shape[0]
+    )
+
+
+@njit(parallel=True, cache=True, fastmath=FM, nogil=True)
+def sconv_fwd_parallel(
+    x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, n_tasks
+):  # pragma: no cover
+    n = x.shape[0]
+    for t in prange(n_tasks):
+        sconv_fwd_items(
+            x,
+            w,
+            slot,
+            stride,
+            pad,
+            oh,
+            ow,
+            thr,
+            scale,
+            yscale,
+            bias,
+            mode,
+            qn,
+            qp,
+            y,
+            t * n // n_tasks,
+            (t + 1) * n // n_tasks,
+        )
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def sconv_bwd_items(
+    x,
+    w,
+    slot,
+    stride,
+    pad,
+    oh,
+    ow,
+    thr,
+    win,
+    scale,
+    coef,
+    sw,
+    mode,
+    qn,
+    qp,
+    grad,
+    gscale,
+    want_gp,
+    gp,
+    gw,
+    gsum,
+    b0,
+    b1,
+):  # pragma: no cover
+    # grad [B, Nc, P] (times gscale); outputs gp [B, P, G*K] (when want_gp), gw [G, span, k, k, Nc]
+    # (+=: the integer weights' gradient, sum over inputs of x times the slices' combined window
+    # times grad), gsum [2, S, Nc] (+=: column sums of grad * code and grad * (ADC: inside * p /
+    # step; comparator: inside))
+    _, h_in, w_in, _ = x.shape
+    n_groups, span, k, n_k = w.shape[0], w.shape[1], w.shape[2], w.shape[4]
+    n_slices = thr.shape[0]
+    nc = n_k // n_slices
+    n_pos = oh * ow
+    lo, hi = np.float32(qn), np.float32(qp)
+    centre = np.float32(0.5 * (qn + qp))
+    half = np.float32(0.5 * (qp - qn))
+    neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
+    one, zero = np.float32(1.0), np.float32(0.0)
+    acc = np.empty((n_pos, n_k), np.float32)
+    cnt = np.empty(n_pos, np.float32)
+    hq = np.empty((n_pos, nc), np.float32)
+    gr = np.empty(nc, np.float32)
+    ins = np.empty(n_k, np.float32)
+    gt = np.zeros((n_slices, nc), np.float32)  # own arrays: LLVM vectorises what cannot alias
+    gd = np.zeros((n_slices, nc), np.float32)
+    gwl = np.zeros((n_groups, span, k, k, nc), np.float32)
+    for b in range(b0, b1):
+        for g in range(n_groups):
+            scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt)
+            # one loop nest per converter: with both bodies in one nest LLVM vectorised neither
+            if mode == 0:
+                for q in range(n_pos):
+                    for n in range(nc):
+                        gr[n] = grad[b, n, q] * gscale
+                    ar, hr = acc[q], hq[q]
+                    for n in range(nc):
+                        hr[n] = 0.0
+                    for s in range(n_slices):
+                        off, c_s, w_s = s * nc, coef[s], sw[s]
+                        gts, gds, sc = gt[s], gd[s], scale[s]
+                        for n in range(nc):
+                            v = ar[off + n] / sc[n]
+                            inside = one if abs(v - centre) <= half else zero
+                            gts[n] += np.rint(min(max(v, lo), hi)) * gr[n]
+                            gds[n] += inside * v * gr[n]
+                            hr[n] += c_s * inside
+                            ins[off + n] = inside * w_s * gr[n]
+                    for n in range(nc):
+                        hr[n] *= gr[n]
+                    if want_gp:
+                        gpr = gp[b, q]
+                        for c in range(n_k):
+                            gpr[g * n_k + c] = ins[c]
+            else:
+                for q in range(n_pos):
+                    hr = hq[q]
+                    for n in range(nc):
+                        hr[n] = 0.0
+                    if cnt[q] == 0.0:  # skipped sense amplifiers pass no gradient
+                        if want_gp:
+                            gpr = gp[b, q]
+                            for c in range(n_k):
+                                gpr[g * n_k + c] = 0.0
+                        continue
+                    for n in range(nc):
+                        gr[n] = grad[b, n, q] * gscale
+                    ar = acc[q]
+                    for s in range(n_slices):
+                        off, c_s, w_s = s * nc, coef[s], sw[s]
+                        gts, gds, th, wn = gt[s], gd[s], thr[s], win[s]
+                        for n in range(nc):
+                            u = ar[off + n] - th[n]
+                            inside = one if abs(u) <= wn[n] else zero
+                            gts[n] += (one if u >= 0.0 else neg) * gr[n]
+                            gds[n] += inside * gr[n]
+                            hr[n] += c_s * inside
+                            ins[off + n] = inside * w_s * gr[n]
+                    for n in range(nc):
+                        hr[n] *= gr[n]
+                    if want_gp:
+                        gpr = gp[b, q]
+                        for c in range(n_k):
+                            gpr[g * n_k + c] = ins[c]
+            # the integer weights' gradient: every driven input times the windows it fed
+            for iy in range(h_in):
+                for ix in range(w_in):
+                    for s in range(span):
+                        v = x[b, iy, ix, g * span + s]
+                        if v == 0.0:
+                            continue
+                        for i in range(k):
+                            ny = iy + pad - i
+                            if ny < 0 or ny % stride != 0 or ny // stride >= oh:
+                                continue
+                            for j in range(k):
+                                nx = ix + pad - j
+                                if nx < 0 or nx % stride != 0 or nx // stride >= ow:
+                                    continue
+                                if slot[g, s, i, j] == 0.0:
+                                    continue
+                                hr = hq[(ny // stride) * ow + nx // stride]
+                                gwr = gwl[g, s, i, j]
+                                for n in range(nc):
+                                    gwr[n] += v * hr[n]
+    for s in range(n_slices):
+        for n in range(nc):
+            gsum[0, s, n] += gt[s, n]
+            gsum[1, s, n] += gd[s, n]
+    for g in range(n_groups):
+        for s in range(span):
+            for i in range(k):
+                for j in range(k):
+                    gwr, glr = gw[g, s, i, j], gwl[g, s, i, j]
+                    for n in range(nc):
+                        gwr[n] += glr[n]
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def sconv_bwd(
+    x,
+    w,
+    slot,
+    stride,
+    pad,
+    oh,
+    ow,
+    thr,
+    win,
+    scale,
+    coef,
+    sw,
+    mode,
+    qn,
+    qp,
+    grad,
+    gscale,
+    want_gp,
+    gp,
+    gw,
+    gsum,
+    n_tasks,
+):  # pragma: no cover
+    sconv_bwd_items(
+        x,
+        w,
+        slot,
+        stride,
+        pad,
+        oh,
+        ow,
+        thr,
+        win,
+        scale,
+        coef,
+        sw,
+        mode,
+        qn,
+        qp,
+        grad,
+        gscale,
+        want_gp,
+        gp,
+        gw[0],
+        gsum[0],
+        0,
+        x.shape[0],
+    )
+
+
+@njit(parallel=True, cache=True, fastmath=FM, nogil=True)
+def sconv_bwd_parallel(
+    x,
+    w,
+    slot,
+    stride,
+    pad,
+    oh,
+    ow,
+    thr,
+    win,
+    scale,
+    coef,
+    sw,
+    mode,
+    qn,
+    qp,
+    grad,
+    gscale,
+    want_gp,
+    gp,
+    gw,
+    gsum,
+    n_tasks,
+):  # pragma: no cover
+    # gw [tasks, ...], gsum [tasks, 2, S, Nc]: one running sum per task, added up by the caller
+    n = x.shape[0]
+    for t in prange(n_tasks):
+        sconv_bwd_items(
+            x,
+            w,
+            slot,
+            stride,
+            pad,
+            oh,
+            ow,
+            thr,
+            win,
+            scale,
+            coef,
+            sw,
+            mode,
+            qn,
+            qp,
+            grad,
+            gscale,
+            want_gp,
+            gp,
+            gw[t],
+            gsum[t],
+            t * n // n_tasks,
+            (t + 1) * n // n_tasks,
+        )

@@ -23,9 +23,9 @@ from neuronas.snn.crossbar import (
     CrossbarConfig,
     CrossbarConv2d,
     CrossbarConvTranspose2d,
+    CrossbarLayer,
     CrossbarLinear,
     DeviceModel,
-    _CrossbarMixin,
 )
 from neuronas.snn.neurons import make_neuron
 from neuronas.spec import ArchSpec
@@ -33,12 +33,17 @@ from neuronas.spec import ArchSpec
 __all__ = ["SpikingNetwork", "build", "crossbar_layers"]
 
 
-def crossbar_layers(model: nn.Module) -> list[_CrossbarMixin]:
-    return [m for m in model.modules() if isinstance(m, _CrossbarMixin)]
+def crossbar_layers(model: nn.Module) -> list[CrossbarLayer]:
+    return [m for m in model.modules() if isinstance(m, CrossbarLayer)]
 
 
 class SpikingNetwork(nn.Module):
     """A feed-forward SNN built from an :class:`ArchSpec` (see the module docstring)."""
+
+    _in_sum: torch.Tensor
+    _in_count: torch.Tensor
+    _out_sum: torch.Tensor
+    _out_count: torch.Tensor
 
     def __init__(self, arch: ArchSpec, chip: Any | None = None) -> None:
         super().__init__()
@@ -72,10 +77,14 @@ class SpikingNetwork(nn.Module):
                 mod = CrossbarLinear(r.fan_in, r.fan_out, cfg, device_model)
                 kind = "fc_flat" if flatten else "fc"
             elif layer.kind == "conv":
-                mod = CrossbarConv2d(shape[0], layer.out, layer.kernel, layer.stride, layer.pad, cfg, device_model)
+                mod = CrossbarConv2d(
+                    shape[0], layer.out, layer.kernel, layer.stride, layer.pad, cfg, device_model
+                )
                 kind = "conv"
             else:
-                mod = CrossbarConvTranspose2d(shape[0], layer.out, layer.kernel, layer.stride, layer.pad, cfg, device_model)
+                mod = CrossbarConvTranspose2d(
+                    shape[0], layer.out, layer.kernel, layer.stride, layer.pad, cfg, device_model
+                )
                 kind = "conv"
             self.layers.append(mod)
             neuron_idx = -1
@@ -183,7 +192,10 @@ class SpikingNetwork(nn.Module):
                 factors.append(1.0)
                 continue
             mod = self.layers[li]
-            handle = mod.register_forward_hook(lambda _m, _i, out, li=li: captured.__setitem__(li, out))
+            assert isinstance(mod, CrossbarLayer)
+            handle = mod.register_forward_hook(
+                lambda _m, _i, out, li=li: captured.__setitem__(li, out)
+            )
             self.forward(x)
             handle.remove()
             std = float(captured[li].std())

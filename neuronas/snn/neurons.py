@@ -107,7 +107,9 @@ class LDLIFNode(BaseNode):
         return (spike,), (v_next, *states[1:])
 
 
-def make_neuron(spec: NeuronSpec, surrogate_function: surrogate.SurrogateFunctionBase | None = None) -> BaseNode:
+def make_neuron(
+    spec: NeuronSpec, surrogate_function: surrogate.SurrogateFunctionBase | None = None
+) -> BaseNode:
     """A multi-step neuron layer for ``spec`` (model lif | ld_lif | if)."""
     sg = surrogate_function or default_surrogate()
     v_reset = 0.0 if spec.reset == "hard" else None
@@ -115,11 +117,22 @@ def make_neuron(spec: NeuronSpec, surrogate_function: surrogate.SurrogateFunctio
         # SpikingJelly asserts tau > 1; tau == 1 (no memory) is allowed by NeuronSpec and is
         # reproduced to 1e-6 by a tau just above 1.
         return LIFNode(
-            tau=max(float(spec.tau), 1.0 + 1e-6), decay_input=True, v_threshold=float(spec.threshold), v_reset=v_reset,
-            surrogate_function=sg, step_mode="m",
+            tau=max(float(spec.tau), 1.0 + 1e-6),
+            decay_input=True,
+            v_threshold=float(spec.threshold),
+            v_reset=v_reset,
+            surrogate_function=sg,
+            step_mode="m",
         )
     if spec.model == "if":
-        return IFNode(v_threshold=float(spec.threshold), v_reset=v_reset, surrogate_function=sg, step_mode="m")
+        return IFNode(
+            v_threshold=float(spec.threshold), v_reset=v_reset, surrogate_function=sg, step_mode="m"
+        )
     if spec.model == "ld_lif":
-        return LDLIFNode(decay_step=spec.decay_step, v_threshold=spec.threshold, reset=spec.reset, surrogate_function=sg)
+        return LDLIFNode(
+            decay_step=spec.decay_step,
+            v_threshold=spec.threshold,
+            reset=spec.reset,
+            surrogate_function=sg,
+        )
     raise ValueError(f"unknown neuron model {spec.model!r}")  # NeuronSpec validates; unreachable
