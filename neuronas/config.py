@@ -389,7 +389,7 @@ def load_yaml(path: str | Path) -> Any:
         except _LimitError as exc:
             where = f" line {exc.line}:" if exc.line is not None else ""
             raise ConfigError(f"{p}:{where} {exc}") from None
-        except ValueError as exc:
+        except ValueError:
             # int() refuses numbers of more than 4300 digits (a denial-of-service guard)
             raise ConfigError(f"{p}: a number with more than 4300 digits cannot be read") from None
         except yaml.constructor.ConstructorError as exc:
@@ -507,7 +507,7 @@ def load_model(model: type[M], path: str | Path) -> M:
 #: physical quantity those files hold, far below where products of them overflow a float
 MAX_MAGNITUDE = 1e12
 
-_KIND_CACHE: dict[tuple[type, str], tuple[bool, bool]] = {}
+_KIND_CACHE: dict[tuple[type, str], tuple[bool, bool, bool]] = {}
 
 
 def _leaf_types(ann: Any, out: set[Any]) -> None:
@@ -530,8 +530,12 @@ def _leaf_types(ann: Any, out: set[Any]) -> None:
     out.add(ann)
 
 
-def _field_kind(model: type, name: str) -> tuple[bool, bool]:
-    """(holds numbers, may hold text) for field ``name`` of pydantic ``model``; cached."""
+def _field_kind(model: type, name: str) -> tuple[bool, bool, bool]:
+    """(holds numbers, may hold text, a mapping holds numbers) for field ``name``; cached.
+
+    A mapping given for a field that may be a nested model (an integer range) is that model's
+    to check, so only plain ``dict`` fields have their values checked here.
+    """
     key = (model, name)
     got = _KIND_CACHE.get(key)
     if got is None:
@@ -540,21 +544,22 @@ def _field_kind(model: type, name: str) -> tuple[bool, bool]:
         if name in fields:
             _leaf_types(fields[name].annotation, leaves)
         numeric = bool(leaves & {int, float}) and bool not in leaves
-        got = _KIND_CACHE[key] = (numeric, str in leaves)
+        nested_model = any(hasattr(t, "model_fields") for t in leaves)
+        got = _KIND_CACHE[key] = (numeric, str in leaves, not nested_model)
     return got
 
 
-def _strict_numbers(value: Any, text_ok: bool, depth: int = 0) -> None:
+def _strict_numbers(value: Any, text_ok: bool, mappings: bool, depth: int = 0) -> None:
     if isinstance(value, bool):
         raise ValueError("a YAML boolean (true/false, yes/no, on/off) is not a number; write a number")
     if isinstance(value, str) and not text_ok:
         raise ValueError("text is not a number; write the number without quotes")
     if depth < 2 and isinstance(value, list):
         for item in value:
-            _strict_numbers(item, text_ok, depth + 1)
-    elif depth < 2 and isinstance(value, Mapping):
+            _strict_numbers(item, text_ok, mappings, depth + 1)
+    elif mappings and depth < 2 and isinstance(value, Mapping):
         for item in value.values():
-            _strict_numbers(item, text_ok, depth + 1)
+            _strict_numbers(item, text_ok, mappings, depth + 1)
 
 
 def check_number_input(model: type, name: str, value: Any) -> Any:
@@ -563,9 +568,9 @@ def check_number_input(model: type, name: str, value: Any) -> Any:
     Meant for a ``field_validator("*", mode="before")`` on a schema's base class, so that fields
     added later are covered too.  (Pydantic's lax mode reads ``yes`` as 1 and ``"1e3"`` as 1000.)
     """
-    numeric, text_ok = _field_kind(model, name)
+    numeric, text_ok, mappings = _field_kind(model, name)
     if numeric:
-        _strict_numbers(value, text_ok)
+        _strict_numbers(value, text_ok, mappings)
     return value
 
 
