@@ -413,6 +413,9 @@ def _clip(text: object, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_UNION_TAGS = ("value", "list", "range")
+
+
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -430,7 +433,9 @@ def format_validation_error(exc: Any, source: str, model: Any = None) -> str:
     """
     errors = exc.errors()
     err = errors[0]
-    loc = tuple(err.get("loc", ()))
+    # the tags of the search spaces' tagged unions (a value, a list or a range) are pydantic's
+    # bookkeeping, not keys of the file: no schema has a field of those names
+    loc = tuple(part for part in err.get("loc", ()) if part not in _UNION_TAGS)
     where = _loc(loc)
     value = err.get("input")
     etype = err.get("type", "")
