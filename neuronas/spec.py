@@ -75,6 +75,8 @@ MAX_SIDE = 1 << 16
 MAX_NEURON_PARAM = 1e6
 #: the longest architecture name (it names folders and appears in reports)
 MAX_NAME = 200
+#: the most layers an architecture may have (the deepest published SNNs have a few hundred)
+MAX_LAYERS = 1024
 
 
 def _fail(where: str, value: Any, allowed: str) -> SpecError:
@@ -460,6 +462,8 @@ class ArchSpec(_Spec):
     def __post_init__(self) -> None:
         if not isinstance(self.layers, tuple) or not self.layers:
             raise _fail("layers", self.layers, "must be a non-empty list of layers")
+        if len(self.layers) > MAX_LAYERS:
+            raise _fail("layers", f"{len(self.layers)} layers", f"must have at most {MAX_LAYERS} layers")
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, LayerSpec):
                 raise _fail(f"layers[{i}]", layer, "must be a layer mapping")

@@ -144,6 +144,7 @@ def test_chip_yaml_infinity_is_refused_from_a_file(tmp_path: Path) -> None:
         (lambda d: d["precision"].update(weight_bits=True), "precision.weight_bits: got true"),
         (lambda d: d.update(name=["x"] * 1000), 'name: got ["x", "x"'),
         (lambda d: d.update(name="n" * 300), 'name: got "nnn'),
+        (lambda d: d.update(layers=[{"kind": "fc", "out": 2}] * 1025), 'layers: got "1025 layers"'),
     ],
 )
 def test_arch_fields_in_range(mutate: Any, field: str) -> None:
