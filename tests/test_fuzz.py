@@ -302,3 +302,51 @@ def test_mutated_files_through_the_cli(
                 )
     assert list(work.iterdir()) == []
     assert _snapshot(REPO) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# command-line arguments (in process: the same code path as the command, without its start-up)
+
+ARG_VALUES = ["nan", "inf", "-1", "0", "1e308", "2", "x", "", "/dev/zero", "/", "digits-mlp", "-"]
+
+
+def test_fuzzed_arguments_fail_in_one_line(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neuronas.cli import main
+
+    monkeypatch.chdir(tmp_path)  # relative paths among the values land here, if anywhere
+
+    rng = random.Random(SEED)
+    arch = str(REPO / "experiments" / "archs" / "digits-mlp.yaml")
+    templates = [
+        ["cost", arch, "--activity", "{v}"],
+        ["cost", arch, "--chip", "{v}", "--json"],
+        ["cost", "{v}", "--json"],
+        ["cost", arch, "--activity-file", "{v}"],
+        ["validate", "{v}"],
+        ["validate", arch, "--chip", "{v}"],
+        ["validate", str(REPO / "search_spaces" / "digits-small.yaml"), "--dataset", "{v}"],
+        # each train case carries a refused setting, so none of them starts training
+        ["train", "{v}", "--batch-size", "0"],
+        ["train", arch, "--lr", "{v}", "--epochs", "0"],
+        ["train", arch, "--device", "{v}", "--seed", "-1"],
+        ["train", arch, "--out", "{v}", "--eval-instances", "0"],
+    ]
+    for _ in range(60):
+        argv = [a.replace("{v}", rng.choice(ARG_VALUES)) for a in rng.choice(templates)]
+        usage_error = False
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse: a value of the wrong type (usage, then one line)
+            rc, usage_error = exc.code, True
+        out = capsys.readouterr()
+        assert rc in (0, 2), f"{argv}: exit {rc}: {out.err}"
+        assert "Traceback" not in out.err, f"{argv}: {out.err}"
+        if usage_error:
+            assert out.err.splitlines()[-1].startswith("neuronas "), f"{argv}: {out.err}"
+        elif rc == 2 and argv[0] != "validate":
+            assert out.err.count("\n") == 1 and out.err.startswith(f"neuronas {argv[0]}: error: ")
+        if argv[0] == "train":
+            assert rc == 2, f"{argv}: {out.err}"
+    assert list(tmp_path.iterdir()) == []
