@@ -60,6 +60,9 @@ def main() -> None:
     # is never the slowest part of a stage and the end-to-end latency follows the readout
     sa_fast = whole_network_on_chip(load_chip("rram-adcless-65nm"), neurons_per_unit=1)
     adc_fast = whole_network_on_chip(load_chip("rram-hpadc-65nm"), neurons_per_unit=1)
+    # DNN+NeuroSim's synchronous accounting: a read-and-sense cycle per muxed column and phase
+    sync_chip = whole_network_on_chip(load_chip("rram-hpadc-65nm-sync"))
+    sync_fast = whole_network_on_chip(load_chip("rram-hpadc-65nm-sync"), neurons_per_unit=1)
     rows = []
     for name, size, T in itertools.product(WORKLOADS, ARRAYS, TIMESTEPS):
         base = ArchSpec.from_yaml(preset_dir("arch") / f"{name}.yaml")
@@ -68,6 +71,7 @@ def main() -> None:
         fl = estimate(a_fl, adc_chip, RATE)
         sar = estimate(a_sar, adc_chip, RATE)
         sa_f, fl_f = estimate(a_sa, sa_fast, RATE), estimate(a_fl, adc_fast, RATE)
+        sy, sy_f = estimate(a_fl, sync_chip, RATE), estimate(a_fl, sync_fast, RATE)
         rows.append({
             "workload": name, "array": size, "T": T,
             "row_phases_flash5": max(layer.row_phases for layer in fl.layers),
@@ -78,6 +82,10 @@ def main() -> None:
             "readout_time_ratio_flash5": _readout_ratio(fl, sa), "readout_time_ratio_sar5": _readout_ratio(sar, sa),
             "hidden_readout_ratio_flash5": _readout_ratio(fl, sa, skip_first=True),
             "latency_ratio_flash5_fast_neurons": fl_f.latency_us / sa_f.latency_us,
+            "latency_ratio_sync": sy.latency_us / sa.latency_us,
+            "readout_time_ratio_sync": _readout_ratio(sy, sa),
+            "hidden_readout_ratio_sync": _readout_ratio(sy, sa, skip_first=True),
+            "latency_ratio_sync_fast_neurons": sy_f.latency_us / sa_f.latency_us,
             "neuron_bound_stages_sa": sum(1 for layer in sa.layers if layer.arrays and layer.neuron_ns > layer.array_ns),
             "weighted_layers": sum(1 for layer in sa.layers if layer.arrays),
             "conversion_share_flash5": fl.components["conversion"] / fl.energy_uj,
@@ -119,6 +127,28 @@ def main() -> None:
         v = [r[key] for r in rows]
         return f"{min(v):.2f}-{max(v):.2f}x"
 
+    sync_lines = [
+        "",
+        "## The same comparison with DNN+NeuroSim's synchronous column-mux accounting (rram-hpadc-65nm-sync)",
+        "",
+        "Every one of the 8 columns sharing the flash ADC gets its own read-and-sense cycle, per row phase:",
+        "a phase costs 8 x (10 + 1) = 88 ns against the overlapped 18 ns (energy unchanged, leakage runs longer).",
+        "",
+        "| workload | array | T | end-to-end x | readout path x | readout path x, hidden layers | end-to-end x, neurons 1 per unit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        sync_lines.append(
+            f"| {r['workload']} | {r['array']} | {r['T']} | {r['latency_ratio_sync']:.2f} | {r['readout_time_ratio_sync']:.2f} | "
+            f"{r['hidden_readout_ratio_sync']:.2f} | {r['latency_ratio_sync_fast_neurons']:.2f} |"
+        )
+    sync_lines += [
+        "",
+        f"Range (synchronous): end-to-end {rng('latency_ratio_sync')}, readout path {rng('readout_time_ratio_sync')} "
+        f"(hidden layers {rng('hidden_readout_ratio_sync')}), end-to-end with one neuron unit per neuron "
+        f"{rng('latency_ratio_sync_fast_neurons')}.  Paper: 8.9-24.6x.",
+    ]
+
     lines += [
         "",
         f"Range over the sweep (flash5): energy {rng('energy_ratio_flash5')}, end-to-end latency {rng('latency_ratio_flash5')}, "
@@ -136,12 +166,31 @@ def main() -> None:
         "ADC costs little more than its 8:1 mux.  The same first layer pulls the whole-network readout ratio",
         "down, hence the hidden-layer column (3.7x at 64 rows, 7.3x at 128).",
         "",
-        "Not modelled, and the likeliest rest of the gap: the model lets the 8 columns sharing an ADC settle",
-        "once and then convert one after another (sample-and-hold per column, as in ISAAC): a phase costs",
-        "t_read + 8 t_conv = 18 ns against the SA's 11 ns.  DNN+NeuroSim's synchronous accounting instead spends",
-        "a full read-and-sense cycle per muxed column and phase (readLatencyADC = numColMuxed x numAdd cycles);",
-        "with that, a hidden layer's readout ratio would be about 8 x the active phases: ~9x (32 rows), ~18x (64),",
-        "~36x (128), around the paper's range.  Which one the paper's baseline assumes is not stated in what we have.",
+        "The default accounting (rram-hpadc-65nm, `mux_timing: overlapped`) lets the 8 columns sharing an ADC",
+        "settle once and then convert one after another (sample-and-hold per column, as in ISAAC): a phase",
+        "costs t_read + 8 t_conv = 18 ns against the SA's 11 ns.",
+        *sync_lines,
+        "",
+        "## Which accounting the paper used, and the evidence",
+        "",
+        "The ADC-less authors evaluated with their fork of DNN+NeuroSim V1.3 (github.com/mapolinario94/DNN_NeuroSim_V1.3).",
+        "Its Param.cpp sets `synchronous = true` (the clock is set by the sensing delay and every stage is counted",
+        "in cycles), `numColMuxed = 8`, `currentMode = true` and the MultilevelSenseAmp (flash-like) readout.",
+        "NeuroSim V1.3 SubArray.cpp (RRAM, parallel read) then counts `readLatencyADC = numColMuxed` cycles per",
+        "read, a cycle being row drive / mux + column settle (colDelay) + sensing (its CalculateclkFreq pass);",
+        "asynchronous it charges (sensing + colDelay) x numColMuxed: either way a column settle and a sensing per",
+        "muxed column -- the synchronous accounting above.  But the fork applies the",
+        "same 8:1 mux to the 1-bit design too: its ADC area is 1,731 um^2 for ADC 1 vs 56,794 um^2 for ADC 5",
+        "(Results/Layer1_ADC1.txt, Layer1_ADC5.txt: a ratio of 32.8, i.e. 31 comparators vs 1 behind each 8:1",
+        "mux), and its per-layer read latencies differ by only 1.08x (1.26e6 vs 1.36e6 ns of ADC time, 10.85 vs",
+        "11.82 ms per layer).  Its notebooks/latency.ipynb, which adds up the per-layer NeuroSim results of the",
+        "paper's 15-layer network, gives 5-bit / 1-bit = 1.13-1.28x per layer and 1.14x (6.46 vs 7.35 ms) for",
+        "the network, 1.53x under an area constraint.  So the fork's own NeuroSim numbers do not contain an",
+        "8.9-24.6x latency gap; that range needs an SA on every column against an 8:1-muxed ADC timed",
+        "synchronously (this model's rram-adcless-65nm vs rram-hpadc-65nm-sync), which we take to be the",
+        "paper's design point.  The default stays `overlapped`: it is what a design with per-column",
+        "sample-and-hold achieves, and nothing in the fork argues that a real 8:1 ADC must re-read the array",
+        "for every column; the synchronous preset is there to reproduce the paper's setting.",
     ]
     (OUT / "01_adcless_vs_adc.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -78,11 +78,16 @@ def test_describe_a_tonic_dataset(tmp_path: Path, capsys: pytest.CaptureFixture)
     [
         (
             ["nmist"],
-            "unknown dataset 'nmist'; did you mean 'nmnist'? (known: digits-events, nmnist",
+            "unknown dataset 'nmist'; did you mean 'nmnist'? (known: digits-events, flow-events, nmnist",
         ),
         (["shd"], "pass --data-root DIR (data_root=DIR) with DIR/SHD/shd_train.h5"),
         (["dvsgesture", "--data-root", "{tmp}/none"], "data root '{tmp}/none' does not exist"),
         (["nmnist", "--data-root", "{tmp}"], "expected {tmp}/NMNIST/Train/*/*.bin"),
+        (
+            ["digits-events", "-T", "100000"],
+            "timesteps: got 100000, must be an integer in [1, 10000]",
+        ),
+        (["{tmp}/mine/"], "dataset folder '{tmp}/mine' does not exist; a dataset is a known name"),
         (
             ["digits-events", "--input-shape", "1", "28", "28"],
             "--input-shape [1, 28, 28] does not match dataset 'digits-events', whose frames are "

@@ -257,7 +257,9 @@ def test_check_input_shape() -> None:
 def test_bad_requests() -> None:
     with pytest.raises(DataError, match=r"unknown dataset 'digits'.*did you mean 'digits-events'"):
         load_dataset("digits", "train", 4)
-    with pytest.raises(DataError, match="known: digits-events, nmnist, shd, dvsgesture"):
+    with pytest.raises(
+        DataError, match="known: digits-events, flow-events, nmnist, shd, dvsgesture"
+    ):
         dataset_info("cifar10")
     with pytest.raises(DataError, match="did you mean 'dvsgesture'"):
         dataset_info("DVS-Gesture")
@@ -265,3 +267,7 @@ def test_bad_requests() -> None:
         load_dataset("digits-events", "valid", 4)
     with pytest.raises(DataError, match="timesteps: got 0"):
         load_dataset("digits-events", "train", 0)
+    with pytest.raises(
+        DataError, match=r"timesteps: got 100000, must be an integer in \[1, 10000\]"
+    ):
+        load_dataset("digits-events", "train", 100_000)

@@ -154,6 +154,13 @@ def test_shd_downsampled_channels(shd_root: tuple[Path, list]) -> None:
     # channel pairs merge: unit u lands on u // 2; nothing lands where no unit was
     units = samples[0][1]
     assert set(np.nonzero(frames.numpy().sum(0))[0]) <= set((units // 2).tolist())
+    # a factor that does not divide 700 follows tonic's Downsample: unit u -> int(u * 233 / 700)
+    odd = load_dataset("shd", "train", T, data_root=root, input_shape=[233], binarize=False)
+    frames, _ = odd[0]
+    assert frames.shape == (T, 233)
+    expected = set((units * (233 / 700)).astype(int).tolist())
+    assert set(np.nonzero(frames.numpy().sum(0))[0]) <= expected
+    assert len(set(np.nonzero(frames.numpy().sum(0))[0])) >= len(expected) - 1  # last event
 
 
 # --- DVS Gesture: tonic's cut version, userNN_lighting/<label>.npy of (x, y, p, t_ms) -----------
@@ -298,3 +305,137 @@ def test_download_is_not_needed_when_the_files_are_there(nmnist_root: tuple[Path
     ds = load_dataset("nmnist", "train", T, data_root=root, download=True)
     assert len(ds) == 6
     assert not (root / "NMNIST" / "train.zip").exists()
+
+
+# --- damaged files: one line naming the file, never a traceback or a wrong label ----------------
+
+
+def _nmnist_one_good(root: Path) -> None:
+    rng = np.random.default_rng(4)
+    for split in ("Train", "Test"):
+        write_nmnist_bin(
+            root / "NMNIST" / split / "1" / "good.bin", **_random_events(rng, 30, 34, 34, 1000)
+        )
+
+
+def _read_all(root: Path, name: str, split: str = "train") -> None:
+    ds = load_dataset(name, split, T, data_root=root)
+    for i in range(len(ds)):
+        ds[i]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            b"\x01\x02\x03\x04\x05\x06\x07",
+            r"bad.bin: 7 bytes is not a whole number of 5-byte N-MNIST events",
+        ),
+        (b"", r"bad.bin: empty file, an N-MNIST recording holds 5-byte events"),
+        (
+            b"\xff" * 50,
+            r"bad.bin: event 0 is out of the 34x34 sensor: x = 255, must be in \[0, 33\]",
+        ),
+    ],
+    ids=["truncated", "empty", "garbage"],
+)
+def test_damaged_nmnist_bin_files(tmp_path: Path, content: bytes, expected: str) -> None:
+    _nmnist_one_good(tmp_path)
+    bad = tmp_path / "NMNIST" / "Train" / "2" / "bad.bin"
+    bad.parent.mkdir()
+    bad.write_bytes(content)
+    with pytest.raises(DataError, match=expected) as err:
+        _read_all(tmp_path, "nmnist")
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
+    assert (
+        len(load_dataset("nmnist", "test", T, data_root=tmp_path)) == 1
+    )  # the other split is fine
+
+
+def test_a_symlink_loop_in_nmnist(tmp_path: Path) -> None:
+    _nmnist_one_good(tmp_path)
+    loop = tmp_path / "NMNIST" / "Train" / "1" / "loop.bin"
+    loop.symlink_to(loop)
+    with pytest.raises(DataError, match=r"loop.bin: cannot be read \(OSError: .*[Ss]ymbolic links"):
+        _read_all(tmp_path, "nmnist")
+
+
+def test_a_data_root_that_loops(tmp_path: Path) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(
+        DataError, match=r"data root '.*loop' is a symbolic link that leads nowhere"
+    ):
+        load_dataset("shd", "train", T, data_root=loop)
+
+
+def test_an_nmnist_folder_that_is_not_a_digit(tmp_path: Path) -> None:
+    # tonic takes the label from the folder name's last character: Train/12 would be class 2
+    _nmnist_one_good(tmp_path)
+    rng = np.random.default_rng(5)
+    write_nmnist_bin(
+        tmp_path / "NMNIST" / "Train" / "12" / "a.bin", **_random_events(rng, 30, 34, 34, 1000)
+    )
+    with pytest.raises(
+        DataError, match=r"Train/12: folder '12' is not an N-MNIST class; .*folders 0 \.\. 9"
+    ):
+        load_dataset("nmnist", "train", T, data_root=tmp_path)
+
+
+def _shd_sample(rng: np.random.Generator, label: int) -> tuple[np.ndarray, np.ndarray, int]:
+    return np.sort(rng.uniform(0, 0.5, 50)), rng.integers(0, 700, 50), label
+
+
+def test_shd_without_labels(tmp_path: Path) -> None:
+    path = tmp_path / "SHD" / "shd_train.h5"
+    write_shd_h5(path, [_shd_sample(np.random.default_rng(6), 1)])
+    with h5py.File(path, "a") as f:
+        del f["labels"]
+    with pytest.raises(
+        DataError, match=r"shd_train.h5: no labels in the HDF5 file; SHD's layout has"
+    ):
+        load_dataset("shd", "train", T, data_root=tmp_path)
+
+
+def test_shd_label_out_of_its_20_classes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    write_shd_h5(tmp_path / "SHD" / "shd_train.h5", [_shd_sample(rng, 3), _shd_sample(rng, 25)])
+    with pytest.raises(
+        DataError,
+        match=r"shd_train.h5: labels\[1\] = 25, must be in \[0, 19\] \(20 classes of 'shd'\)",
+    ):
+        load_dataset("shd", "train", T, data_root=tmp_path)
+
+
+@pytest.mark.parametrize(("bad", "shown"), [(np.nan, "nan s"), (-0.25, "-0.25 s")])
+def test_shd_nan_or_negative_times(tmp_path: Path, bad: float, shown: str) -> None:
+    rng = np.random.default_rng(8)
+    t, u, label = _shd_sample(rng, 4)
+    t[0] = bad
+    write_shd_h5(tmp_path / "SHD" / "shd_train.h5", [_shd_sample(rng, 1), (t, u, label)])
+    ds = load_dataset("shd", "train", T, data_root=tmp_path)
+    assert ds[0][0].shape == (T, 700)  # the good sample reads
+    with pytest.raises(DataError) as err:
+        ds[1]
+    msg = str(err.value)
+    assert "shd_train.h5 sample 1: event 0 has time " + shown + ", must be finite and >= 0" in msg
+    assert "\n" not in msg
+
+
+def test_damaged_file_through_the_cli_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    _nmnist_one_good(tmp_path)
+    (tmp_path / "NMNIST" / "Test" / "1" / "junk.bin").write_bytes(b"\xff" * 20)
+    res = subprocess.run(
+        [sys.executable, "-m", "neuronas", "datasets", "nmnist", "--data-root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "junk.bin: event 0 is out of the 34x34 sensor" in lines[0], (
+        res.stderr
+    )

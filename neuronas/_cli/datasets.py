@@ -14,7 +14,10 @@ from pathlib import Path
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "name", nargs="?", help="a dataset to load and describe (default: list all)"
+        "name",
+        nargs="?",
+        help="a dataset name or dataset folder (PATH with dataset.yaml) to load and describe "
+        "(default: list all)",
     )
     parser.add_argument(
         "--data-root", type=Path, default=None, help="folder holding tonic datasets' files"
@@ -77,11 +80,12 @@ def _list(args: argparse.Namespace) -> int:
             where += f"  [{state}]"
         print(
             f"{r['name']:<{width}}  {_shape(tuple(r['input_shape'])):<10} "
-            f"{r['num_classes']:>7}  {where}"
+            f"{r['num_classes'] if r['task'] == 'classification' else r['task']:>7}  {where}"
         )
     print(
         "\nshape is per timestep: (polarity, y, x) for cameras, (channel,) for SHD; "
-        "tonic datasets need --data-root (nothing is downloaded unless --download)"
+        "tonic datasets need --data-root (nothing is downloaded unless --download); "
+        "your own recordings: a folder PATH with dataset.yaml, train/ and test/"
     )
     return 0
 
@@ -99,7 +103,7 @@ def _describe(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"loading {info.name} {split} ...", flush=True)
         ds = load_dataset(
-            info.name,
+            info,
             split,
             args.timesteps,
             data_root=args.data_root,
@@ -109,31 +113,43 @@ def _describe(args: argparse.Namespace) -> int:
         )
         n = len(ds)
         take = range(n) if info.builtin else range(min(n, args.max_samples))
+        flow = info.task == "flow"
         if hasattr(ds, "tensors") and info.builtin:
             x, y = ds.tensors()
             frames, labels = x.numpy(), y.numpy()
         else:
             pairs = [ds[i] for i in take]
             frames = np.stack([p[0].numpy() for p in pairs]) if pairs else np.zeros((0,))
-            labels = np.asarray([p[1] for p in pairs])
+            labels = np.stack([np.asarray(p[1]) for p in pairs]) if pairs else np.zeros((0,))
         events = [len(ds.events(i)) for i in take]
-        out["splits"][split] = {
+        stats: dict = {
             "samples": n,
             "frame_shape": list(frames.shape[1:]),
             "input_rate": float(frames.mean()) if frames.size else 0.0,
             "events_per_sample": float(np.mean(events)) if events else 0.0,
-            "classes_seen": int(np.unique(labels).size),
             "statistics_over": len(take),
         }
+        if flow:  # mean endpoint length of the target flow, in input pixels
+            stats["mean_flow_px"] = (
+                float(np.sqrt((labels**2).sum(axis=1)).mean()) if labels.size else 0.0
+            )
+        else:
+            stats["classes_seen"] = int(np.unique(labels).size)
+        out["splits"][split] = stats
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{info.name}: {info.description}")
+    print(f"{info.name} ({info.task}): {info.description}")
     for split, s in out["splits"].items():
+        seen = (
+            f"mean flow {s['mean_flow_px']:.2f} px"
+            if "mean_flow_px" in s
+            else f"{s['classes_seen']} classes seen"
+        )
         print(
             f"  {split:<5} {s['samples']:>6} samples  frames {_shape(tuple(s['frame_shape']))}  "
             f"{s['events_per_sample']:.0f} events/sample  input rate {s['input_rate']:.3f}  "
-            f"({s['classes_seen']} classes seen in {s['statistics_over']} samples)"
+            f"({seen} in {s['statistics_over']} samples)"
         )
     return 0
 

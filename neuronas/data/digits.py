@@ -11,11 +11,8 @@ shape), and the last framed tensors are kept in memory.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from neuronas.data.dvs import EVENT_DTYPE, DVSParams, bilinear_upscale, simulate_saccades
-from neuronas.data.registry import DATASETS, cache_dir
+from neuronas.data.info import atomic_write, cache_dir
+from neuronas.data.registry import DATASETS
 
 __all__ = [
     "DIGITS_PARAMS",
@@ -169,26 +167,8 @@ def _read_cache(path: Path, key: str) -> DigitsEvents | None:
     return data
 
 
-def _atomic_write(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` to a temporary file, then rename: several workers may build at once, and a
-    reader must never see half a file.  A read-only cache is no reason to fail (not kept)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared cache should be readable
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
 def _write_cache(path: Path, data: DigitsEvents) -> None:
-    _atomic_write(
+    atomic_write(
         path,
         {
             "events": data.events,
@@ -221,7 +201,7 @@ def _frame_all(data: DigitsEvents, timesteps: int, shape: tuple[int, ...], binar
     framer = EventFramer(info.sensor_size, timesteps, shape, binarize=binarize)
     frames = np.stack([framer(data.sample(i)) for i in range(len(data))])
     if binarize:
-        _atomic_write(path, {"packed": np.packbits(frames.astype(np.uint8), axis=-1)})
+        atomic_write(path, {"packed": np.packbits(frames.astype(np.uint8), axis=-1)})
     return frames
 
 

@@ -20,11 +20,12 @@ simulation steps (a few hundred), which is what keeps 1,797 digits to a few seco
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["EVENT_DTYPE", "DVSParams", "bilinear_upscale", "simulate_saccades"]
+__all__ = ["EVENT_DTYPE", "DVSParams", "bilinear_upscale", "record", "simulate_saccades"]
 
 #: tonic-style structured events: pixel column, pixel row, time (µs), polarity (1 = ON, 0 = OFF).
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.int8)])
@@ -130,7 +131,6 @@ def simulate_saccades(
     that sample i is ``events[offsets[i]:offsets[i + 1]]``.
     """
     images = np.asarray(images, dtype=np.float32)
-    n = images.shape[0]
     s = params.sensor_px
     margin_x = s - images.shape[2]
     margin_y = s - images.shape[1]
@@ -139,6 +139,35 @@ def simulate_saccades(
             raise ValueError(f"saccade vertex {(vx, vy)} moves the image off the sensor")
     n_steps = params.duration_us // params.step_us
     path = _path(params, n_steps)
+    return record(
+        lambda step: _render(images, path[step], s),
+        images.shape[0],
+        n_steps,
+        params,
+        rng,
+        progress=progress,
+        desc="recording digits with the simulated DVS",
+    )
+
+
+def record(
+    render: Callable[[int], np.ndarray],
+    n: int,
+    n_steps: int,
+    params: DVSParams,
+    rng: np.random.Generator,
+    *,
+    progress: bool | None = False,
+    desc: str = "recording with the simulated DVS",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Record ``n`` scenes with the simulated sensor: ``render(k)`` gives their intensities in
+    [0, 1] as ``[n, sensor_px, sensor_px]`` at step boundary k (0..n_steps, ``step_us`` apart).
+
+    The sensor has adapted to ``render(0)`` before the recording starts.  Returns ``(events,
+    offsets)`` as :func:`simulate_saccades` does; the recording lasts ``n_steps * step_us``.
+    """
+    s = params.sensor_px
+    duration_us = n_steps * params.step_us
 
     # fixed-pattern threshold mismatch: one sensor, the same for every recording
     theta = params.threshold * (1 + params.threshold_mismatch * rng.standard_normal((2, s, s)))
@@ -148,23 +177,23 @@ def simulate_saccades(
     def log_lum(frame: np.ndarray) -> np.ndarray:
         return np.log(np.float32(params.black_level) + np.float32(1 - params.black_level) * frame)
 
-    prev = log_lum(_render(images, path[0], s)).reshape(n, -1)
-    ref = prev.copy()  # the sensor has adapted to the still image before the first saccade
+    prev = log_lum(render(0)).reshape(n, -1)
+    ref = prev.copy()  # the sensor has adapted to the still scene before the motion
     th_on, th_off = theta_on.reshape(-1), theta_off.reshape(-1)
     chunks: list[tuple[np.ndarray, ...]] = []
-    steps = range(1, n_steps + 1)
+    steps: Iterable[int] = range(1, n_steps + 1)
     if progress is not False:
         from tqdm import tqdm
 
         steps = tqdm(
             steps,
-            desc="recording digits with the simulated DVS",
+            desc=desc,
             unit="step",
             disable=None if progress is None else not progress,
             leave=False,
         )
     for step in steps:
-        cur = log_lum(_render(images, path[step], s)).reshape(n, -1)
+        cur = log_lum(render(step)).reshape(n, -1)
         change = cur - ref
         # only the few pixels that cross a threshold are touched after this (sparse from here)
         hit_n, hit_px = np.nonzero((change >= th_on) | (change <= -th_off))
@@ -191,7 +220,7 @@ def simulate_saccades(
         prev = cur
 
     # background activity: Poisson events at uniform times, random polarity
-    lam = params.background_hz * params.duration_us * 1e-6 * s * s
+    lam = params.background_hz * duration_us * 1e-6 * s * s
     n_bg = np.asarray(rng.poisson(lam, size=n), dtype=np.int64)
     bg_n = np.repeat(np.arange(n), n_bg)
     total = int(n_bg.sum())
@@ -200,14 +229,14 @@ def simulate_saccades(
             bg_n,
             rng.integers(0, s, total),
             rng.integers(0, s, total),
-            rng.uniform(0, params.duration_us, total),
+            rng.uniform(0, duration_us, total),
             rng.integers(0, 2, total),
         )
     )
 
     sample, x, y, t, p = (np.concatenate(parts) for parts in zip(*chunks, strict=True))
     t_us = np.floor(t).astype(np.int64)
-    order = np.argsort(sample * (params.duration_us + 1) + t_us, kind="stable")
+    order = np.argsort(sample * (duration_us + 1) + t_us, kind="stable")
     events = np.empty(order.size, dtype=EVENT_DTYPE)
     events["x"], events["y"] = x[order], y[order]
     events["t"], events["p"] = t_us[order], p[order]

@@ -10,7 +10,7 @@ import tonic.transforms as tt
 import torch
 import torch.utils.data
 
-from neuronas.data.registry import DatasetInfo
+from neuronas.data.info import DatasetInfo
 from neuronas.errors import DataError
 
 __all__ = ["EventFramer", "FramedDataset", "LazyFramedDataset"]
@@ -47,8 +47,33 @@ class EventFramer:
         if (target_w, target_h) != (w, h):
             steps.append(tt.Downsample(sensor_size=sensor_size, target_size=(target_w, target_h)))
         self.frame_size = (target_w, target_h, p)
+        self.sensor_size = (w, h, p)
         steps.append(tt.ToFrame(sensor_size=self.frame_size, n_time_bins=timesteps))
         self.transform = tt.Compose(steps)
+
+    def flow(self, flow: np.ndarray) -> np.ndarray:
+        """A sensor-resolution flow field ``[2, H, W]`` at the frames' resolution ``[2, h, w]``.
+
+        ``tonic.transforms.Downsample`` sends pixel x to ``int(x * w / W)``; the flow of a frame
+        pixel is the mean over the sensor pixels that land on it (the same float expression picks
+        them), and a displacement of d sensor pixels is d * w / W frame pixels (likewise in y).
+        """
+        w, h = self.frame_size[:2]
+        if (w, h) == self.sensor_size[:2]:
+            return np.asarray(flow, dtype=np.float32)
+        factor = np.asarray((w, h)) / self.sensor_size[:2]
+
+        def block_mean(n_in: int, n_out: int, f: float) -> np.ndarray:
+            m = np.zeros((n_out, n_in))
+            m[(np.arange(n_in) * f).astype(np.int64), np.arange(n_in)] = 1.0
+            return m / np.maximum(m.sum(axis=1, keepdims=True), 1.0)
+
+        mx = block_mean(self.sensor_size[0], w, float(factor[0]))
+        my = block_mean(self.sensor_size[1], h, float(factor[1]))
+        out = np.einsum("yh,chw,xw->cyx", my, np.asarray(flow, dtype=np.float64), mx)
+        out[0] *= factor[0]
+        out[1] *= factor[1]
+        return out.astype(np.float32)
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
         if events.size > 1 and np.any(np.diff(events["t"]) < 0):
@@ -61,10 +86,11 @@ class EventFramer:
 
 
 class FramedDataset(torch.utils.data.Dataset):
-    """Framed samples held in memory: ``(frames [T, ...] float32, label int)``.
+    """Framed samples held in memory: ``(frames [T, ...] float32, target)``.
 
-    ``.tensors()`` gives the whole split as ``(X [N, T, ...], y [N] int64)`` so a trainer can
-    batch by slicing, without a DataLoader.
+    The target is an ``int`` label (``info.task == "classification"``) or a float32 ``[2, h, w]``
+    flow tensor (``"flow"``).  ``.tensors()`` gives the whole split as ``(X [N, T, ...],
+    y [N] int64 or [N, 2, h, w] float32)`` so a trainer can batch by slicing, without a DataLoader.
     """
 
     def __init__(
@@ -84,7 +110,9 @@ class FramedDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
+        if self.info.task == "flow":
+            return self.frames[index], self.labels[index]
         return self.frames[index], int(self.labels[index])
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +125,9 @@ class FramedDataset(torch.utils.data.Dataset):
         return self._events(index)
 
     @property
-    def targets(self) -> list[int]:
+    def targets(self) -> list[Any]:
+        if self.info.task == "flow":
+            return list(self.labels)
         return [int(v) for v in self.labels]
 
     def __repr__(self) -> str:
@@ -108,7 +138,8 @@ class FramedDataset(torch.utils.data.Dataset):
 
 
 class LazyFramedDataset(torch.utils.data.Dataset):
-    """A tonic dataset framed on access: ``(frames [T, ...] float32, label int)``."""
+    """Events framed on access: ``(frames [T, ...] float32, target)``, the target as in
+    :class:`FramedDataset`.  ``source[i]`` gives ``(events, label or sensor-resolution flow)``."""
 
     def __init__(self, source: Any, framer: EventFramer, info: DatasetInfo, split: str) -> None:
         self.source = source
@@ -119,9 +150,12 @@ class LazyFramedDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        events, label = self.source[index]
-        return torch.from_numpy(self.framer(events)), int(label)
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
+        events, target = self.source[index]
+        frames = torch.from_numpy(self.framer(events))
+        if self.info.task == "flow":
+            return frames, torch.from_numpy(self.framer.flow(target))
+        return frames, int(target)
 
     def events(self, index: int) -> np.ndarray:
         return self.source[index][0]
@@ -137,7 +171,8 @@ class LazyFramedDataset(torch.utils.data.Dataset):
                 "(max_train_samples), a smaller input_shape or timesteps, or a DataLoader"
             )
         x = torch.empty((n, self.framer.timesteps, *self.framer.input_shape), dtype=torch.float32)
-        y = torch.empty(n, dtype=torch.int64)
+        target = self.info.target_shape(self.framer.input_shape)
+        y = torch.empty((n, *target), dtype=torch.float32 if target else torch.int64)
         indices: Any = range(n)
         if progress:
             from tqdm import tqdm

@@ -1,22 +1,21 @@
 """The datasets neuronas knows by name, what each looks like, and the checks done on a request.
 
-Nothing here imports torch or tonic: ``neuronas datasets`` and the search (which needs only the
-shapes) stay fast.  :func:`load_dataset` imports the heavy parts when it is called.
+Nothing here imports torch, tonic or any loader module (they import this one): ``neuronas
+datasets`` and the search (which needs only the shapes) stay fast, and there is no import cycle.
+A path instead of a name is a user's own dataset folder, described by its ``dataset.yaml``
+(:mod:`neuronas.data.folder`).  :func:`neuronas.data.load_dataset` does the loading.
 """
 
 from __future__ import annotations
 
 import difflib
-import os
+import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from neuronas.data.folder import looks_like_folder, read_folder_info
+from neuronas.data.info import SPLITS, DatasetInfo, cache_dir, fmt_shape
 from neuronas.errors import DataError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from neuronas.data.framing import FramedDataset, LazyFramedDataset
 
 __all__ = [
     "DATASETS",
@@ -24,50 +23,15 @@ __all__ = [
     "DatasetInfo",
     "cache_dir",
     "check_input_shape",
+    "check_request",
     "dataset_info",
+    "downsampled_shape",
     "list_datasets",
-    "load_dataset",
 ]
 
-SPLITS = ("train", "test")
 
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a dataset gives the network, and where its files must be.
-
-    ``input_shape`` is the shape of one timestep of a framed sample: ``(C, H, W)`` for event
-    cameras (C = 2 polarity channels, OFF then ON) or ``(F,)`` for 1-D sensors (SHD's 700
-    cochlea channels).  ``sensor_size`` is tonic's ``(W, H, P)``.  ``files`` says, relative to
-    the data root, which files or folders tonic reads (empty for built-in datasets).
-    """
-
-    name: str
-    input_shape: tuple[int, ...]
-    num_classes: int
-    sensor_size: tuple[int, int, int]
-    description: str
-    source: str = "tonic"
-    files: tuple[str, ...] = ()
-    tonic_class: str | None = None
-    download_size: str = ""
-
-    @property
-    def builtin(self) -> bool:
-        return self.source == "built-in"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "input_shape": list(self.input_shape),
-            "num_classes": self.num_classes,
-            "sensor_size": list(self.sensor_size),
-            "description": self.description,
-            "source": self.source,
-            "files": list(self.files),
-            "tonic_class": self.tonic_class,
-        }
-
+#: more frames per sample than any chip runs; beyond it framing only wastes memory
+_MAX_T = 10_000
 
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
@@ -82,6 +46,19 @@ DATASETS: dict[str, DatasetInfo] = {
                 "simulated 32x32 DVS (N-MNIST's recipe); built offline, cached; 80/20 split"
             ),
             source="built-in",
+        ),
+        DatasetInfo(
+            name="flow-events",
+            input_shape=(2, 32, 32),
+            num_classes=0,
+            sensor_size=(32, 32, 2),
+            description=(
+                "optical flow: 320 smooth random textures under random affine motion (shift, "
+                "rotation, scale) before a simulated 32x32 DVS, with analytic [2, 32, 32] flow; "
+                "built offline, cached; 256/64 split"
+            ),
+            source="built-in",
+            task="flow",
         ),
         DatasetInfo(
             name="nmnist",
@@ -151,25 +128,52 @@ def _suggest(name: str) -> str:
     return f"; did you mean '{by_squash[close[0]]}'?"
 
 
-def dataset_info(name: str | DatasetInfo) -> DatasetInfo:
-    """Look a dataset up by name; an unknown name lists the known ones and a near match."""
+def dataset_info(name: str | Path | DatasetInfo) -> DatasetInfo:
+    """Look a dataset up by name, or read a dataset folder's ``dataset.yaml`` when given a path.
+
+    An unknown name lists the known ones and a near match.
+    """
     if isinstance(name, DatasetInfo):
         return name
-    if not isinstance(name, str) or name not in DATASETS:
-        raise DataError(
-            f"unknown dataset {name!r}{_suggest(str(name))} (known: {', '.join(DATASETS)})"
-        )
-    return DATASETS[name]
+    if isinstance(name, Path):
+        return read_folder_info(name)
+    if isinstance(name, str) and name in DATASETS:
+        return DATASETS[name]
+    if isinstance(name, str) and name and looks_like_folder(name):
+        return read_folder_info(name)
+    raise DataError(
+        f"unknown dataset {name!r}{_suggest(str(name))} (known: {', '.join(DATASETS)}; "
+        "or a folder holding dataset.yaml)"
+    )
 
 
-def cache_dir() -> Path:
-    """Where built datasets are cached: ``$NEURONAS_CACHE_DIR``, else ``~/.cache/neuronas``."""
-    env = os.environ.get("NEURONAS_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "neuronas"
+def check_request(split: str, timesteps: int) -> None:
+    """The split and timesteps of a load request, checked before anything is read."""
+    if split not in SPLITS:
+        raise DataError(f"split: got {split!r}, must be one of {', '.join(SPLITS)}")
+    if (
+        isinstance(timesteps, bool)
+        or not isinstance(timesteps, int)
+        or not 1 <= timesteps <= _MAX_T
+    ):
+        raise DataError(f"timesteps: got {timesteps!r}, must be an integer in [1, {_MAX_T}]")
 
 
-def _fmt(shape: Sequence[int]) -> str:
-    return "[" + ", ".join(str(s) for s in shape) + "]"
+def downsampled_shape(native: Sequence[int], factor: int) -> tuple[int, ...]:
+    """The input shape a downsampling ``factor`` gives, the same rule for 1-D and 2-D inputs.
+
+    Every spatial axis (H and W of ``[C, H, W]``; F of ``[F]``) is divided by ``factor``,
+    rounding down (an axis never goes below 1); channels are kept.  Such a shape always passes
+    :func:`check_input_shape`.
+    """
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise DataError(f"downsample: got {factor!r}, must be an integer >= 1")
+    dims = tuple(int(d) for d in native)
+    if len(dims) == 3:
+        return (dims[0], max(1, dims[1] // factor), max(1, dims[2] // factor))
+    if len(dims) == 1:
+        return (max(1, dims[0] // factor),)
+    raise DataError(f"input shape {fmt_shape(dims)}: must be [C, H, W] or [F]")
 
 
 def check_input_shape(
@@ -188,11 +192,13 @@ def check_input_shape(
     info = dataset_info(info_or_name)
     native = tuple(info.input_shape)
     try:
-        shape = tuple(int(s) for s in arch_input_shape)
-    except (TypeError, ValueError):
+        shape = tuple(operator.index(s) for s in arch_input_shape)
+        if any(isinstance(s, bool) for s in arch_input_shape):
+            raise TypeError
+    except TypeError:
         raise DataError(
             f"{what} {arch_input_shape!r} is not a list of integers; dataset "
-            f"'{info.name}' gives {_fmt(native)} per timestep"
+            f"'{info.name}' gives {fmt_shape(native)} per timestep"
         ) from None
     if shape == native:
         return shape
@@ -205,60 +211,10 @@ def check_input_shape(
     if ok:
         return shape
     if len(native) == 3:
-        allowed = f"{_fmt(native)} or [{native[0]}, h, w] with h <= {native[1]}, w <= {native[2]} (downsampled)"
+        allowed = f"{fmt_shape(native)} or [{native[0]}, h, w] with h <= {native[1]}, w <= {native[2]} (downsampled)"
     else:
-        allowed = f"{_fmt(native)} or [f] with f <= {native[0]} (downsampled)"
+        allowed = f"{fmt_shape(native)} or [f] with f <= {native[0]} (downsampled)"
     raise DataError(
-        f"{what} {_fmt(shape)} does not match dataset '{info.name}', "
-        f"whose frames are {_fmt(native)} per timestep; allowed: {allowed}"
-    )
-
-
-def _check_request(split: str, timesteps: int) -> None:
-    if split not in SPLITS:
-        raise DataError(f"split: got {split!r}, must be one of {', '.join(SPLITS)}")
-    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
-        raise DataError(f"timesteps: got {timesteps!r}, must be an integer >= 1")
-
-
-def load_dataset(
-    name: str,
-    split: str,
-    timesteps: int,
-    *,
-    data_root: str | os.PathLike[str] | None = None,
-    download: bool = False,
-    input_shape: Sequence[int] | None = None,
-    seed: int = 0,
-    binarize: bool = True,
-) -> FramedDataset | LazyFramedDataset:
-    """A ``torch.utils.data.Dataset`` of ``(frames, label)``: frames float32 ``[T, C, H, W]`` (or ``[T, F]``).
-
-    Events are framed with ``tonic.transforms.ToFrame(n_time_bins=timesteps)``: each sample's
-    span from first to last event is cut into T equal bins.  With ``binarize`` (default) a pixel
-    that saw any event of a polarity in a bin is 1, else 0 -- the chip's word lines carry binary
-    spikes, and the cost model's input rate is the mean of these frames; ``binarize=False``
-    keeps tonic's event counts.  ``input_shape`` (see :func:`check_input_shape`) downsamples.
-
-    ``digits-events`` is built in (``seed`` picks the sensor's noise realisation; the split is
-    fixed) and its object also has ``.tensors() -> (X [N, T, C, H, W], y [N])``.  The tonic
-    datasets are read from ``data_root`` and never downloaded unless ``download=True``.
-    """
-    info = dataset_info(name)
-    _check_request(split, timesteps)
-    shape = check_input_shape(info, input_shape) if input_shape is not None else info.input_shape
-    if info.builtin:
-        from neuronas.data.digits import load_digits_events
-
-        return load_digits_events(split, timesteps, input_shape=shape, seed=seed, binarize=binarize)
-    from neuronas.data.tonic_sets import load_tonic_dataset
-
-    return load_tonic_dataset(
-        info,
-        split,
-        timesteps,
-        data_root=data_root,
-        download=download,
-        input_shape=shape,
-        binarize=binarize,
+        f"{what} {fmt_shape(shape)} does not match dataset '{info.name}', "
+        f"whose frames are {fmt_shape(native)} per timestep; allowed: {allowed}"
     )

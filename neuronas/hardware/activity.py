@@ -36,13 +36,20 @@ class Activity:
     """One rate per weighted layer of ``arch.resolved()``, in that order.
 
     ``input_rates[i]``: mean spike probability per input element per timestep of weighted layer
-    i (layer 0: the input's event density).  ``output_rates[i]``: the same for its output spikes
+    i (layer 0: the input's event density), measured where the layer reads it, i.e. after any
+    pool in front of it.  ``output_rates[i]``: the same for its output spikes, before any pool
     (readout: 0 or its rate).  ``source``: "prior" | "dense" | "measured".
+
+    ``row_group_occupancy[i]`` (optional, measured): the fraction of weighted layer i's row groups
+    (the rows one array / PE reads at once) that hold at least one input spike, over every array
+    read (positions x timesteps x row groups).  Real spikes cluster, so this is lower than the
+    independence estimate 1 - (1 - a)^R the cost model uses without it.
     """
 
     input_rates: tuple[float, ...]
     output_rates: tuple[float, ...] | None = None
     source: str = "prior"
+    row_group_occupancy: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_rates", _rates(list(self.input_rates), "activity.input_rates"))
@@ -56,6 +63,14 @@ class Activity:
             object.__setattr__(self, "output_rates", outs)
         if self.source not in _SOURCES:
             raise ConfigError(f"activity.source: got {self.source!r}, must be one of {', '.join(_SOURCES)}")
+        if self.row_group_occupancy is not None:
+            occ = _rates(list(self.row_group_occupancy), "activity.row_group_occupancy")
+            if len(occ) != len(self.input_rates):
+                raise ConfigError(
+                    f"activity.row_group_occupancy: got {len(occ)} values, must have one per weighted layer "
+                    f"like input_rates ({len(self.input_rates)})"
+                )
+            object.__setattr__(self, "row_group_occupancy", occ)
 
     @classmethod
     def uniform(cls, rate: float, arch: Any, source: str = "prior") -> Activity:
@@ -81,28 +96,33 @@ class Activity:
         object.__setattr__(obj, "input_rates", ins)
         object.__setattr__(obj, "output_rates", outs)
         object.__setattr__(obj, "source", source)
+        object.__setattr__(obj, "row_group_occupancy", None)
         return obj
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "source": self.source,
             "input_rates": list(self.input_rates),
             "output_rates": None if self.output_rates is None else list(self.output_rates),
         }
+        if self.row_group_occupancy is not None:  # absent rather than null: older readers stay valid
+            d["row_group_occupancy"] = list(self.row_group_occupancy)
+        return d
 
     @classmethod
     def from_dict(cls, d: Any) -> Activity:
         if not isinstance(d, Mapping):
             raise ConfigError(f"activity: got {type(d).__name__}, must be a mapping with input_rates")
-        known = {"source", "input_rates", "output_rates"}
+        known = {"source", "input_rates", "output_rates", "row_group_occupancy"}
         unknown = [k for k in d if k not in known]
         if unknown:
             raise ConfigError(f"activity.{unknown[0]}: unknown key; known keys here: {', '.join(sorted(known))}")
         if "input_rates" not in d:
             raise ConfigError("activity.input_rates: required field is missing")
+        occ = d.get("row_group_occupancy")
         return cls(tuple(d["input_rates"]) if isinstance(d["input_rates"], list) else d["input_rates"],
                    tuple(d["output_rates"]) if isinstance(d.get("output_rates"), list) else d.get("output_rates"),
-                   d.get("source", "measured"))
+                   d.get("source", "measured"), tuple(occ) if isinstance(occ, list) else occ)
 
     def check(self, arch: Any, source: str = "") -> None:
         """Raise when the number of rates does not match the architecture's weighted layers."""

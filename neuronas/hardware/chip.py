@@ -135,6 +135,13 @@ class Periphery(_Model):
         "rows whose binary-input partial sum the ADC resolves without clipping, floor((2^b - 1) / (2^c - 1)) "
         "for b ADC bits and c bits per cell. A sense amplifier and a digital adder tree read every row at once.",
     )
+    mux_timing: Literal["overlapped", "synchronous"] = Field(
+        default="overlapped",
+        description="how the columns sharing a multi-bit ADC are read. overlapped: the array settles once per "
+        "row phase and the muxed columns convert one after another (sample-and-hold per column, ISAAC): "
+        "t_read + mux x t_conv. synchronous: DNN+NeuroSim's accounting, one read-and-sense cycle per muxed "
+        "column (SubArray readLatency over numColMuxed): mux x (t_read + t_conv)",
+    )
 
     @field_validator("adc_kinds")
     @classmethod

@@ -7,6 +7,11 @@ and its source.  :func:`resolve_constants` scales them to a chip's node with one
 * area    ∝ node²
 * latency ∝ node        (gate delay at constant field; a first-order rule)
 * leakage power density ∝ V (kept constant across nodes: a simplification, stated)
+* SAR ADC power ∝ node^1.5, whatever the supply ("sar_power"): DNN+NeuroSim fits its SAR power per
+  node at that node's nominal (PTM HP) supply and keeps the conversion at (b+1) x 1 ns on every
+  node, so its energy falls like its power; node^1.5 (= node · V_nom², V_nom ∝ node^0.25: 1.1 V
+  at 65 nm, 0.85 V at 22 nm) meets its 65/45/32/22 nm table within 11 % at 4 and 8 bits
+* "none": node-independent (NeuroSim's SAR bit cycle of 1 ns)
 
 A chip file's ``overrides`` replace a constant *after* scaling: an override is the value at the
 chip's own node, which is how published models (SpikeSim's ELA, ISAAC) are emulated exactly.
@@ -43,7 +48,7 @@ _N65, _V65 = 65.0, 1.2
 @dataclass(frozen=True)
 class Constant:
     value: float | None  # None: only used when a chip overrides it
-    scale: str  # "energy" | "area" | "time" | "leak" | "none"
+    scale: str  # "energy" | "area" | "time" | "leak" | "sar_power" | "none"
     node_nm: float
     supply_v: float
     source: str
@@ -56,20 +61,26 @@ def _c(value: float | None, scale: str, source: str, node: float = _N65, v: floa
 # fmt: off
 CONSTANTS: dict[str, Constant] = {
     # -- 1-bit sense amplifier (ADC-less readout), one per column --------------------------
-    "sa_energy_pj": _c(0.025, "energy", "1-bit SA / latched comparator at 65 nm: 13-42 fJ (DESIGN §5; ADC-less IMC paper); mid value"),
-    "sa_area_um2": _c(60.0, "area", "1-bit SA at 65 nm: 40-100 um^2 (DESIGN §5); mid value"),
+    # DNN+NeuroSim V1.3 MultilevelSenseAmp.cpp, voltage mode, 65 nm HP, levelOutput = 2 (one
+    # comparator): P = 13.058 uW x (levels - 1) for 1 ns; area (52 NMOS + 60 PMOS min-size INV
+    # footprints) x (levels - 1), each footprint 7.6F x 28F (formula.cpp CalculateGateArea) = 0.899 um^2.
+    # NeuroSim's column-current term 0.128 x R_col^-1.008 W is left out: our cell read energy covers it
+    "sa_energy_pj": _c(0.013058, "energy", "DNN+NeuroSim V1.3 MultilevelSenseAmp (voltage mode, 65 nm HP): 13.058 uW x 1 ns"),
+    "sa_area_um2": _c(100.7, "area", "DNN+NeuroSim V1.3 MultilevelSenseAmp: (52 + 60) x 0.899 um^2 min INV footprint at 65 nm"),
     "sa_latency_ns": _c(1.0, "time", "one comparator decision ~1 clock at ~1 GHz, 65 nm (DESIGN §5)"),
     # -- SAR ADC: E = P(b)·(b+1)·t_bit, P = 2.95·b + 22.0 uW (NeuroSim, 65 nm HP) ----------------
-    "sar_power_per_bit_uw": _c(2.95, "energy", "NeuroSim SAR model, 65 nm HP: P = (2.95 b + 22.0) uW"),
-    "sar_power_fixed_uw": _c(22.0, "energy", "NeuroSim SAR model, 65 nm HP: P = (2.95 b + 22.0) uW"),
-    "sar_bit_cycle_ns": _c(1.0, "time", "NeuroSim SAR: (b+1) cycles of 1 ns (4 b -> 5 ns, 169 fJ)"),
-    # area = A0 + A1·2^b fitted through two published points: NeuroSim 4 b SAR 921 um^2 (65 nm) and
-    # ISAAC 8 b SAR 1,200 um^2 at 32 nm scaled by node^2 to 65 nm (4,951 um^2)
-    "sar_area_fixed_um2": _c(652.3, "area", "fit: NeuroSim 4b 921 um^2 @65nm + ISAAC 8b 1200 um^2 @32nm (x(65/32)^2)"),
-    "sar_area_per_level_um2": _c(16.79, "area", "fit: (4951 - 921) / (256 - 16) um^2 per code level (capacitive DAC)"),
-    # -- flash ADC: 2^b - 1 comparators fire in parallel (NeuroSim) -----------------------------
-    "flash_energy_per_comparator_pj": _c(0.013, "energy", "NeuroSim flash model: ~13 fJ x (2^b - 1) at 65 nm"),
-    "flash_area_per_comparator_um2": _c(60.0, "area", "NeuroSim: flash area ∝ 2^b - 1; per comparator as the 65 nm SA (40-100 um^2)"),
+    # power is scaled with NeuroSim's own per-node fits ("sar_power", see the module docstring) and
+    # the bit cycle not at all: NeuroSim SarADC.cpp, readLatency = (log2(levels) + 1) x 1 ns
+    "sar_power_per_bit_uw": _c(2.9503, "sar_power", "DNN+NeuroSim V1.3/1.4 SarADC.cpp, 65 nm HP: P = (2.9503 b + 22.047) uW"),
+    "sar_power_fixed_uw": _c(22.047, "sar_power", "DNN+NeuroSim V1.3/1.4 SarADC.cpp, 65 nm HP: P = (2.9503 b + 22.047) uW"),
+    "sar_bit_cycle_ns": _c(1.0, "none", "DNN+NeuroSim SarADC.cpp: (b+1) cycles of 1 ns at every node (4 b -> 5 ns, 169 fJ)"),
+    # area linear in bits: NeuroSim SarADC.cpp areaUnit = a_N (269 + 109 (b-1)) + a_P (209 + 73 (b-1)),
+    # a_N = a_P = 0.899 um^2 (min-size INV, 7.6F x 28F at 65 nm) -> 266.1 + 163.6 b um^2 (4 b: 921, 8 b: 1,575)
+    "sar_area_fixed_um2": _c(266.1, "area", "DNN+NeuroSim SarADC.cpp: 0.899 um^2 x (478 - 182) at 65 nm"),
+    "sar_area_per_bit_um2": _c(163.6, "area", "DNN+NeuroSim SarADC.cpp: 0.899 um^2 x (109 + 73) per bit at 65 nm"),
+    # -- flash ADC: 2^b - 1 comparators fire in parallel (NeuroSim MultilevelSenseAmp) --------
+    "flash_energy_per_comparator_pj": _c(0.013058, "energy", "DNN+NeuroSim V1.3 MultilevelSenseAmp (voltage mode, 65 nm HP): 13.058 uW x (2^b - 1) x 1 ns"),
+    "flash_area_per_comparator_um2": _c(100.7, "area", "DNN+NeuroSim V1.3 MultilevelSenseAmp: (52 + 60) x 0.899 um^2 per comparator at 65 nm"),
     "flash_latency_ns": _c(1.0, "time", "NeuroSim flash: one 1 ns comparison regardless of b"),
     # -- a fixed-cost ADC (any kind), only when a chip sets it: emulates published tables --------
     "adc_energy_pj": _c(None, "energy", "override only: energy per conversion, replaces the kind's model"),
@@ -84,8 +95,12 @@ CONSTANTS: dict[str, Constant] = {
     # wordline: one driven row charges ~0.2 fF per cell it crosses, full swing -> 0.2 fF·1.2^2
     "wordline_energy_fj_per_cell": _c(0.288, "energy", "derived: 0.2 fF/cell x (1.2 V)^2 full-swing wordline"),
     "array_read_energy_pj": _c(0.0, "energy", "fixed energy per array activation (0 by default: bitline/wordline terms cover it; SpikeSim lumps its crossbar energy here)"),
-    "row_driver_area_um2": _c(5.0, "area", "estimate: wordline driver + decoder slice at 65 nm (a few um^2 per row)"),
-    "column_periph_area_um2": _c(5.0, "area", "estimate: precharge / clamp per column at 65 nm"),
+    # DNN+NeuroSim V1.3 1T1R parallel read (SubArray.cpp): rows are driven by a NewSwitchMatrix
+    # (4 transmission gates enlarged to the 28F cell height + a 12-INV scan DFF per row, stacked in
+    # columns beside a 4F-pitch array), columns by a COL_MODE SwitchMatrix (a folded TG pair + a DFF
+    # per column under a 12F-pitch array); per row / column the same at 64 and 128 (benchmarks/RESULTS.md)
+    "row_driver_area_um2": _c(16.44, "area", "DNN+NeuroSim V1.3 NewSwitchMatrix (WL) per row, 65 nm: 1,052 um^2 / 64 rows"),
+    "column_periph_area_um2": _c(13.14, "area", "DNN+NeuroSim V1.3 SwitchMatrix COL_MODE (SL) per column, 65 nm: 840.7 um^2 / 64 columns"),
     "offset_columns_per_array": _c(1.0, "none", "offset scheme: one reference column per array (its current is subtracted digitally)"),
     # -- digital logic (Horowitz ISSCC 2014, 45 nm 0.9 V) --------------------------------------
     "add_energy_pj_per_bit": _c(0.03 / 8, "energy", "Horowitz ISSCC'14: 8-bit add 0.03 pJ (45 nm)", _H_NODE, _H_V),
@@ -150,6 +165,8 @@ def resolve_constants(node_nm: float, supply_v: float, overrides: dict[str, floa
             v *= node_nm / c.node_nm
         elif c.scale == "leak":
             v *= supply_v / c.supply_v
+        elif c.scale == "sar_power":
+            v *= (node_nm / c.node_nm) ** 1.5
         out[name] = v
     out.update(overrides)
     return out
@@ -185,7 +202,7 @@ def adc_area_um2(kind: str, bits: int, k: dict[str, float]) -> float:
         return k["sa_area_um2"]
     if kind == "flash":
         return k["flash_area_per_comparator_um2"] * ((1 << bits) - 1)
-    return k["sar_area_fixed_um2"] + k["sar_area_per_level_um2"] * (1 << bits)
+    return k["sar_area_fixed_um2"] + k["sar_area_per_bit_um2"] * bits
 
 
 def adc_latency_ns(kind: str, bits: int, k: dict[str, float]) -> float:

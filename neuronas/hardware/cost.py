@@ -14,7 +14,9 @@ fan-in K, fan-out N, P output positions and T timesteps (DESIGN.md §5):
   SA and a digital adder tree read all rows in one phase.
 * **conversion** - every used column of an active PE row group (phase) is converted once per
   read: a 1-bit SA per column, or a SAR/flash ADC shared by ``columns_per_adc`` columns through a
-  mux (conversions serialise: t = phases x (t_read + rounds x t_conv)); digital CIM: adder trees.
+  mux (conversions serialise: t = phases x (t_read + rounds x t_conv), or with
+  ``periphery.mux_timing: synchronous`` DNN+NeuroSim's phases x rounds x (t_read + t_conv)); digital
+  CIM: adder trees.
 * **accumulation** - shift-add of group and phase partial sums (width = ADC bits +
   log2(groups) + log2(phases) + slice shift + sign) and of slices / differential pairs per neuron.
 * **neurons / membrane** - one update per neuron per position per timestep (LIF, LD-LIF with
@@ -245,6 +247,23 @@ def _phases_active(q: float, m: int, f: int, r: int) -> float:
     return e + (1.0 - q ** r) if r else e
 
 
+def _pool_input_rate(rate_out: float, window: int) -> float:
+    """The rate in front of the max pools (``window``: the product of their k x k) that emit ``rate_out``.
+
+    A k-element max window spikes when any input does: with independent inputs,
+    out = 1 - (1 - in)^k, so in = 1 - (1 - out)^(1/k); chained windows multiply, average pools
+    keep the rate (window 1).
+    """
+    return 1.0 - (1.0 - rate_out) ** (1.0 / window) if window > 1 else rate_out
+
+
+def _derived_outputs(in_rates: tuple[float, ...], windows: tuple[int, ...]) -> tuple[float, ...]:
+    """Each weighted layer's output rate when only input rates are known: the next weighted
+    layer's input rate, through the max pools between them (the readout's output: 0)."""
+    n = len(in_rates)
+    return tuple(_pool_input_rate(in_rates[i + 1], windows[i + 1]) for i in range(n - 1)) + (0.0,)
+
+
 def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = None) -> CostReport:
     """Price ``arch`` on ``chip`` for one inference (all T timesteps).
 
@@ -263,20 +282,27 @@ def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = Non
     else:
         act = _activity(arch, chip, activity)
     in_rates = act.input_rates
+    occupancy = act.row_group_occupancy
     out_rates = act.output_rates
     if out_rates is None:
-        out_rates = in_rates[:-1] + (0.0,)
+        out_rates = _derived_outputs(in_rates, st.pool_windows)
 
     e_arr = e_conv = e_acc = e_pe = sops = 0.0
     stages: list[float] = []
     dyn: list[tuple[float, ...]] = []
     wi = 0
-    prev_rate = in_rates[0]
+    # the network input's rate: a pool in front of the first weighted layer is undone (the trainer
+    # measures every weighted layer's input, i.e. after its pools)
+    w0 = st.pool_windows[0]
+    prev_rate = 1.0 - (1.0 - in_rates[0]) ** (1.0 / w0) if w0 > 1 else in_rates[0]
     for rec in st.layers:
         if rec[0] == 0:  # pool
             stage = rec[3]
             stages.append(stage)
-            rate_out = 1.0 - (1.0 - prev_rate) ** rec[1] if rec[2] else prev_rate
+            if rec[4]:  # the pool feeds weighted layer wi: its output is that layer's (measured) input
+                rate_out = in_rates[wi]
+            else:  # a pool before another pool, or at the end: independent spikes in a max window
+                rate_out = 1.0 - (1.0 - prev_rate) ** rec[1] if rec[2] else prev_rate
             dyn.append((0.0, prev_rate, rate_out, 0.0, 0.0, 0.0, 0.0, stage))
             prev_rate = rate_out
             continue
@@ -286,7 +312,7 @@ def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = Non
         a = a_in / stride2  # a transposed conv sees a zero-inserted input
         q = 1.0 - a
         p_full = 1.0 - q ** n_full
-        act_pe = g_full * p_full + (1.0 - q ** n_last)
+        act_pe = act_grp = g_full * p_full + (1.0 - q ** n_last)
         if kk == 1:
             act_arr = act_pe
         else:  # kernel-split: k*k arrays per PE; an array is read when its own rows hold a spike
@@ -302,6 +328,11 @@ def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = Non
             act_pe = act_ph
             if p_full > 0.0:  # the busiest row group's expected phases, given the position is read
                 t_array *= ph_full / p_full
+        if occupancy is not None and act_grp > 0.0:
+            # measured: the row groups that really hold a spike; arrays and phases follow in proportion
+            f_occ = occupancy[wi] * (g_full + 1) / act_grp
+            act_pe *= f_occ
+            act_arr *= f_occ
         e_arr += a * cA + act_arr * cB
         e_conv += a * cCa + act_pe * cCp
         e_acc += act_pe * cAcc + p_any * cMerge
@@ -406,7 +437,7 @@ class _Static:
     __slots__ = (
         "__weakref__", "T", "nw", "layers", "rows", "prior", "pipeline", "start_fraction", "once_ns", "leak_mw",
         "e_static", "e_wire", "area_mm2", "memory_kb", "budgets", "arrays", "utilisation", "ops", "tiles",
-        "area_components", "notes", "layer_area_sum", "chip_name",
+        "area_components", "notes", "layer_area_sum", "chip_name", "pool_windows",
     )
     T: int
     nw: int
@@ -430,6 +461,7 @@ class _Static:
     notes: tuple[str, ...]
     layer_area_sum: float
     chip_name: str
+    pool_windows: tuple[int, ...]  # per weighted layer: product of the max-pool windows in front of it
 
 
 #: (id(arch), id(chip)) -> (arch, chip, _Static), the most recent _STATIC_SIZE pairs.  Strong
@@ -462,7 +494,7 @@ class _ChipScalars:
         "pool_lanes", "kernel_split", "cap_cells", "sram_bits", "pes_per_tile", "leaks", "max_rows", "e_cell",
         "e_wl", "e_bl", "e_arr", "e_acc_bit", "pe_acc", "pe_neu", "pe_buf", "pe_noc", "t_read", "tile_a_buf",
         "tile_a_noc", "tile_a_acc", "e_wire_mm", "leak_mw_mm2", "pipeline", "start_fraction", "rate", "budgets",
-        "priors", "cells_text",
+        "priors", "cells_text", "sync_mux",
     )
 
     if TYPE_CHECKING:  # the slots are filled in _chip_scalars; to mypy each is Any
@@ -505,6 +537,7 @@ def _chip_scalars(chip: Chip) -> _ChipScalars:
     c.kernel_split = per.layout == "kernel_split"
     c.cap_cells, c.sram_bits, c.pes_per_tile, c.leaks = cap.cells, cap.sram_kb * 8192, cap.pes_per_tile, dev.leaks
     c.max_rows = per.max_active_rows
+    c.sync_mux = per.mux_timing == "synchronous"
     c.e_cell, c.e_wl, c.e_bl = dev.read_energy_fj * 1e-3, k["wordline_energy_fj_per_cell"] * 1e-3, k["bitline_energy_fj_per_cell"] * 1e-3
     c.e_arr, c.e_acc_bit = k["array_read_energy_pj"], k["accum_add_energy_pj_per_bit"]
     c.pe_acc, c.pe_neu = k["pe_read_overhead_pj_accumulation"], k["pe_read_overhead_pj_neuron"]
@@ -598,6 +631,10 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
     layers: list[tuple[Any, ...]] = []
     rows: list[tuple[Any, ...]] = []
     shapes = arch.shapes()
+    # per weighted layer: the product of the max-pool windows right in front of it (1: none)
+    windows: list[int] = []
+    window = 1
+    n_spec = len(arch.layers)
     wi = 0
     for li, spec_layer in enumerate(arch.layers):
         if spec_layer.kind == "pool":
@@ -612,11 +649,16 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
             stage = -(-(c_out * p_out) // c.pool_lanes) * clk
             e_buf_static += e_b
             e_pool_static += e_pool
-            layers.append((0, kk, is_max, stage))
+            feeds = li + 1 < n_spec and arch.layers[li + 1].kind != "pool"
+            layers.append((0, kk, is_max, stage, feeds))
+            if is_max:
+                window *= kk
             rows.append((li, "pool", f"pool{li}", (0.0, e_b, e_pool, 0.0, 0.0), 0.0, 0.0, 0, 0, 0, 0.0, 0, 1, 0.0))
             continue
 
         layer = resolved[wi]
+        windows.append(window)
+        window = 1
         R, C = layer.rows, layer.cols
         N, P, K = layer.fan_out, layer.positions, layer.fan_in
         b = layer.membrane_bits
@@ -657,8 +699,12 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
         ar_arr = n_arrays * ar_arr_unit
         cols_all = cols_used + ref_cols
         ar_conv = pes * ar_conv_unit
+        t_phase = t_read + t_conv
         if adc_queue:  # columns queue on their shared ADC
-            t_conv *= min(-(-min(pe_cols, cols_all) // conv_units), cpa)
+            rounds = min(-(-min(pe_cols, cols_all) // conv_units), cpa)
+            # overlapped: the columns settle once, then convert one after another (sample-and-hold per
+            # column); synchronous (DNN+NeuroSim): a read-and-sense cycle per muxed column
+            t_phase = rounds * t_phase if c.sync_mux else t_read + rounds * t_conv
         w_acc = w_conv + (rg - 1).bit_length() + (phases - 1).bit_length() + (slices - 1) * bpc + 1  # + log2ceil(groups, phases)
         ar_acc = cg * conv_units * w_acc * c.acc_bit_area  # group / phase partial sums meet per column group
         units = c.units_fixed or -(-N // c.npu)
@@ -748,7 +794,7 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
             cols_all * w_acc * e_acc_bit * reads + pe_r * pe_acc,  # cAcc: per conversion
             merges * w_acc * e_acc_bit * reads,  # cMerge: slice / pair merges, per position read
             pe_r * (pe_neu + pe_buf + pe_noc),  # cPe: lumped per-PE-read overheads
-            P * nread * (t_read + t_conv), t_neuron, t_reload, stride2, K * NP * T * nread, cols_all * reads,
+            P * nread * t_phase, t_neuron, t_reload, stride2, K * NP * T * nread, cols_all * reads,
             pe_r * pe_neu, pe_r * pe_buf, pe_r * pe_noc,
         ))
         rows.append((li, layer.kind, f"{layer.kind}{li}", (e_m0, e_buffers, 0.0, e_off, e_n0), once, la,
@@ -770,6 +816,7 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
     st.nw = nw
     st.layers = tuple(layers)
     st.rows = tuple(rows)
+    st.pool_windows = tuple(windows)
     prior = c.priors.get(nw)
     if prior is None:
         r = c.rate

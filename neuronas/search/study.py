@@ -341,10 +341,22 @@ def open_storage(run_dir: Path, storage: str) -> Any:
             kwargs["connect_args"] = {"connect_timeout": 10}
         if storage.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 60}
-        return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
+        return _open_rdb(storage, kwargs)
     except StorageError:
         raise
-    except ModuleNotFoundError as exc:
+    except ImportError as exc:
+        if not isinstance(exc, ModuleNotFoundError) and "DB access module" in str(exc):
+            # optuna hides which driver SQLAlchemy wanted; for postgresql:// it is psycopg (3)
+            driver = "psycopg (pip install 'psycopg[binary]')" if storage.startswith(
+                "postgresql"
+            ) else "the database driver its URL names"
+            raise StorageError(
+                f"cannot open the study storage {_mask(storage)}: {driver} is not installed "
+                "(or use --storage sqlite / journal)"
+            ) from None
+        if not isinstance(exc, ModuleNotFoundError):
+            raise
+
         raise StorageError(
             f"cannot open the study storage {_mask(storage)}: the database driver {exc.name!r} is not "
             f"installed (pip install it, or use --storage sqlite / journal)"
@@ -356,6 +368,32 @@ def open_storage(run_dir: Path, storage: str) -> Any:
         raise StorageError(
             f"cannot open the study storage {_mask(storage_location(run_dir, storage))}: {first}"
         ) from None
+
+
+def _open_rdb(url: str, engine_kwargs: dict[str, Any], attempts: int = 8) -> Any:
+    """``RDBStorage(url)``, safe against another process creating the same schema at once.
+
+    On an empty database, Optuna creates its tables (``CREATE TABLE`` without ``IF NOT EXISTS``
+    semantics under concurrency): two search processes started together on two machines race,
+    and PostgreSQL fails the loser with a unique violation on its catalogue
+    (``pg_type_typname_nsp_index``) or "already exists". The winner's schema is complete a moment
+    later, so the loser opens the storage again instead of failing.
+    """
+    import time
+
+    import optuna
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            text = str(exc)
+            racing = "already exists" in text or "duplicate key" in text or "UniqueViolation" in text
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------------------------
