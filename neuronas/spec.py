@@ -68,8 +68,21 @@ Shape = tuple[int, ...]
 # validation helpers: each names the field, the value and what is allowed
 
 
+#: the largest height, width or feature count of any layer's input or output: far above any
+#: event sensor (DVS Gesture 128 x 128) and small enough that sizes stay exact integers
+MAX_SIDE = 1 << 16
+#: the largest value of a neuron parameter (tau, decay_step, threshold), in threshold units
+MAX_NEURON_PARAM = 1e6
+#: the longest architecture name (it names folders and appears in reports)
+MAX_NAME = 200
+#: the most layers an architecture may have (the deepest published SNNs have a few hundred)
+MAX_LAYERS = 1024
+
+
 def _fail(where: str, value: Any, allowed: str) -> SpecError:
-    return SpecError(f"{where}: got {json.dumps(value, default=str)}, {allowed}")
+    from neuronas.config import preview
+
+    return SpecError(f"{where}: got {preview(value)}, {allowed}")
 
 
 def _int(where: str, value: Any, lo: int | None = None, hi: int | None = None) -> None:
@@ -192,7 +205,7 @@ class InputSpec(_Spec):
         if not isinstance(self.shape, tuple) or len(self.shape) not in (1, 3):
             raise _fail("input.shape", self.shape, "must be [C, H, W] or [F]")
         for i, s in enumerate(self.shape):
-            _int(f"input.shape[{i}]", s, lo=1)
+            _int(f"input.shape[{i}]", s, lo=1, hi=MAX_SIDE)
         _int("input.timesteps", self.timesteps, lo=1, hi=1024)
         _choice("input.encoding", self.encoding, ENCODINGS)
 
@@ -217,9 +230,9 @@ class NeuronSpec(_Spec):
 
     def __post_init__(self) -> None:
         _choice("neuron.model", self.model, NEURON_MODELS)
-        _num("neuron.tau", self.tau, lo=1.0)
-        _num("neuron.decay_step", self.decay_step, lo=0.0)
-        _num("neuron.threshold", self.threshold, lo=0.0, lo_open=True)
+        _num("neuron.tau", self.tau, lo=1.0, hi=MAX_NEURON_PARAM)
+        _num("neuron.decay_step", self.decay_step, lo=0.0, hi=MAX_NEURON_PARAM)
+        _num("neuron.threshold", self.threshold, lo=0.0, hi=MAX_NEURON_PARAM, lo_open=True)
         _choice("neuron.reset", self.reset, RESET_MODES)
 
 
@@ -360,6 +373,10 @@ class LayerSpec(_Spec):
     def _convert(cls, name: str, value: Any, where: str) -> Any:
         if name == "override" and value is not None:
             return LayerOverride.from_dict(value, where)
+        if name in ("kernel", "stride") and value == 0 and not isinstance(value, bool):
+            # 0 stands for "the kind's default" inside the dataclass; written in a file it is a
+            # mistake (a stride of 0 never moves), so a file leaves the key out instead
+            raise _fail(where, value, "must be an integer >= 1 (leave it out for the layer kind's default)")
         return super()._convert(name, value, where)
 
     def to_dict(self) -> dict[str, Any]:
@@ -445,10 +462,14 @@ class ArchSpec(_Spec):
     def __post_init__(self) -> None:
         if not isinstance(self.layers, tuple) or not self.layers:
             raise _fail("layers", self.layers, "must be a non-empty list of layers")
+        if len(self.layers) > MAX_LAYERS:
+            raise _fail("layers", f"{len(self.layers)} layers", f"must have at most {MAX_LAYERS} layers")
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, LayerSpec):
                 raise _fail(f"layers[{i}]", layer, "must be a layer mapping")
         _choice("task", self.task, ("classification", "dense"))
+        if not isinstance(self.name, str) or len(self.name) > MAX_NAME:
+            raise _fail("name", self.name, f"must be text of at most {MAX_NAME} characters (quote it)")
         if not any(layer.weighted for layer in self.layers):
             raise SpecError("layers: no conv, deconv or fc layer; the network needs at least one weighted layer (the readout)")
         if not self.layers[-1].weighted:
@@ -588,6 +609,11 @@ class ArchSpec(_Spec):
                     raise SpecError(
                         f"{where}.kernel: got {k}, larger than its padded input {h + 2 * p}x{w + 2 * p} "
                         f"(input shape {list(shape)}); the layer shapes do not chain"
+                    )
+                if oh > MAX_SIDE or ow > MAX_SIDE:
+                    raise SpecError(
+                        f"{where}.stride: got {s}, the {layer.kind} output would be {oh}x{ow}, "
+                        f"larger than {MAX_SIDE} on a side"
                     )
                 new_shape = (layer.out if layer.weighted else c, oh, ow)
                 fan_in = c * k * k

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from typing import Any
 
 DEFAULT_CHIP = "rram-adcless-65nm"
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.allow_abbrev = False  # a prefix of an option is an error, not a guess
     parser.add_argument("archs", nargs="*", metavar="ARCH", help="architecture YAML files or shipped names (experiments/archs)")
     parser.add_argument("--chip", default=None, help=f"chip preset name or YAML path (default: {DEFAULT_CHIP})")
     group = parser.add_mutually_exclusive_group()
@@ -68,14 +68,43 @@ def run(args: argparse.Namespace) -> int:
         reports.append((str(path), arch, report, fitted))
     if args.json:
         out = [dict(r.to_dict(), file=p, fitted_to_chip=f) for p, _a, r, f in reports]
-        json.dump(out[0] if len(out) == 1 else out, sys.stdout, indent=2)
-        print()
+        print(strict_json(out[0] if len(out) == 1 else out))
         return 0
-    for i, (path, arch, report, fitted) in enumerate(reports):
+    for i, (source, arch, report, fitted) in enumerate(reports):
         if i:
             print()
-        _print_report(path, arch, report, fitted)
+        _print_report(source, arch, report, fitted)
     return 0
+
+
+def strict_json(data: Any) -> str:
+    """``data`` as standard JSON: a NaN or infinity (which ``json`` would print as the invalid
+    tokens NaN / Infinity) is an error naming where it sits, never printed."""
+    from neuronas.errors import NeuronasError
+
+    try:
+        return json.dumps(data, indent=2, allow_nan=False)
+    except ValueError:
+        where = _non_finite(data, "") or "(unknown)"
+        raise NeuronasError(
+            f"the cost report holds a non-finite number at {where}; check the chip's constants"
+        ) from None
+
+
+def _non_finite(v: Any, where: str) -> str | None:
+    if isinstance(v, float) and not math.isfinite(v):
+        return where or "(top level)"
+    if isinstance(v, dict):
+        items: Any = v.items()
+    elif isinstance(v, (list, tuple)):
+        items = enumerate(v)
+    else:
+        return None
+    for k, item in items:
+        got = _non_finite(item, f"{where}[{k}]" if isinstance(k, int) else f"{where}.{k}" if where else str(k))
+        if got:
+            return got
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,8 +190,7 @@ def _table(names: list[str], chips: list[str], args: argparse.Namespace) -> int:
             r = estimate(a, chip, args.activity)
             rows.append((chip.name, arch.name, a, r, fitted))
     if args.json:
-        json.dump([dict(r.to_dict(), fitted_to_chip=f) for _c, _n, _a, r, f in rows], sys.stdout, indent=2)
-        print()
+        print(strict_json([dict(r.to_dict(), fitted_to_chip=f) for _c, _n, _a, r, f in rows]))
         return 0
     act = "the chip's prior" if args.activity is None else f"rate {args.activity:g}"
     print(f"every shipped architecture on every chip (activity: {act}; * = mapped onto the chip's periphery)")

@@ -8,7 +8,12 @@ from typing import Any
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.allow_abbrev = False  # a prefix of an option is an error, not a guess
     parser.add_argument("files", nargs="+", metavar="FILE", help="chip, architecture or search-space YAML files")
+    parser.add_argument("--chip", default=None, metavar="NAME|PATH",
+                        help="also check search spaces and architectures against this chip (as a search would)")
+    parser.add_argument("--dataset", default=None, metavar="NAME",
+                        help="check search spaces against this dataset instead of the space's own")
     parser.set_defaults(func=run)
 
 
@@ -25,10 +30,14 @@ def _kind(data: Any) -> str | None:
     return None
 
 
-def check_file(path: str) -> str:
-    """A one-line description of a valid file; raises NeuronasError for an invalid one."""
+def check_file(path: str, chip: Any = None, dataset: str | None = None) -> str:
+    """A one-line description of a valid file; raises NeuronasError for an invalid one.
+
+    A search space gets the checks a search makes before it starts (:meth:`SearchSpace.check`),
+    against ``chip`` when given; an architecture is checked for ``chip``'s periphery.
+    """
     from neuronas.config import load_yaml
-    from neuronas.errors import ConfigError
+    from neuronas.errors import ConfigError, NeuronasError
 
     data = load_yaml(path)
     kind = _kind(data)
@@ -44,6 +53,10 @@ def check_file(path: str) -> str:
         from neuronas.spec import ArchSpec
 
         arch = ArchSpec.from_yaml(path)
+        if chip is not None:
+            from neuronas.hardware.chip import require_compatible
+
+            require_compatible(arch, chip, path)
         layers = arch.resolved()
         return (f"architecture {arch.name or '(unnamed)'}: {len(arch.layers)} layers ({len(layers)} weighted), "
                 f"input {list(arch.input.shape)} x T={arch.input.timesteps}, output {list(arch.output_shape)}")
@@ -52,8 +65,14 @@ def check_file(path: str) -> str:
             from neuronas.search.space import load_space
         except ImportError:
             return "search space (not checked: neuronas.search.space is not available in this install)"
-        space = load_space(path)
-        return f"search space {getattr(space, 'name', '') or '(unnamed)'}"
+        space = load_space(path, dataset=dataset)
+        if chip is not None:
+            try:
+                space.check(chip, dataset=dataset)
+            except NeuronasError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+        on = f" on chip {chip.name}" if chip is not None else ""
+        return f"search space {space.name or '(unnamed)'}: candidates can be built{on}"
     raise ConfigError(
         f"{path}: not a chip, architecture or search-space file (a chip has a top-level 'technology' key, "
         "an architecture 'layers', a search space 'families')"
@@ -63,10 +82,15 @@ def check_file(path: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from neuronas.errors import NeuronasError
 
+    chip = None
+    if args.chip:
+        from neuronas.hardware import load_chip
+
+        chip = load_chip(args.chip)  # a bad --chip is the command's error, not a file's
     failed = 0
     for path in args.files:
         try:
-            what = check_file(path)
+            what = check_file(path, chip, args.dataset)
         except NeuronasError as exc:
             failed += 1
             msg = str(exc)

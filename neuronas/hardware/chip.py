@@ -18,9 +18,9 @@ import weakref
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from neuronas.config import load_model, resolve_preset
+from neuronas.config import check_number_input, check_number_range, load_model, resolve_preset
 from neuronas.errors import ConfigError
 from neuronas.hardware.components import CONSTANTS, known_constants, resolve_constants
 
@@ -43,22 +43,39 @@ __all__ = [
 
 BUDGET_METRICS: tuple[str, ...] = ("memory_kb", "area_mm2", "latency_us", "energy_uj")
 
+#: the largest value an override of a component constant may take (pJ, um^2, ns): the largest
+#: shipped constant (an H-tree's 433,660 um^2 per tile, SpikeSim) times a thousand and more
+MAX_OVERRIDE = 1e9
+
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every number is finite and inside a physically meaningful range: each field states its
+    # own bounds, and the validators below catch what a field (also one added later) leaves
+    # open -- booleans and quoted text where a number belongs, and magnitudes beyond 1e12.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        return check_number_input(cls, info.field_name or "", v)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded(cls, v: Any) -> Any:
+        return check_number_range(v)
 
 
 class Device(_Model):
     """The memory cell of the crossbar."""
 
     kind: Literal["sram", "rram", "fefet"]
-    cell_area_um2: float = Field(gt=0, description="area of one cell (um^2)")
-    read_energy_fj: float = Field(ge=0, description="energy of one driven cell per read (fJ)")
-    read_latency_ns: float = Field(gt=0, description="array read (settle) time (ns)")
-    write_energy_pj: float = Field(ge=0, description="energy to program one cell (pJ)")
-    write_latency_ns: float = Field(gt=0, description="time to program one row (ns)")
+    cell_area_um2: float = Field(gt=0, le=100, description="area of one cell (um^2), at most 100")
+    read_energy_fj: float = Field(ge=0, le=1e5, description="energy of one driven cell per read (fJ), at most 100 pJ")
+    read_latency_ns: float = Field(gt=0, le=1e6, description="array read (settle) time (ns), at most 1 ms")
+    write_energy_pj: float = Field(ge=0, le=1e6, description="energy to program one cell (pJ), at most 1 uJ")
+    write_latency_ns: float = Field(gt=0, le=1e9, description="time to program one row (ns), at most 1 s")
     bits_per_cell_max: int = Field(ge=1, le=8)
-    on_off_ratio: float = Field(gt=1, description="G_on / G_off")
+    on_off_ratio: float = Field(gt=1, le=1e9, description="G_on / G_off, in (1, 1e9]")
     program_sigma: float = Field(ge=0, le=1, description="relative conductance variation per programmed cell")
     read_noise_sigma: float = Field(ge=0, le=1, description="relative noise per read")
     stuck_off_rate: float = Field(ge=0, le=1, description="fraction of cells stuck at G_off")
@@ -73,9 +90,9 @@ class Device(_Model):
 
 
 class Technology(_Model):
-    node_nm: float = Field(gt=0, le=1000)
-    supply_v: float = Field(gt=0, le=5)
-    clock_mhz: float = Field(gt=0, le=10000)
+    node_nm: float = Field(ge=1, le=1000, description="technology node (nm), 1..1000")
+    supply_v: float = Field(gt=0, le=5, description="core supply (V), (0, 5]")
+    clock_mhz: float = Field(gt=0, le=10000, description="clock (MHz), (0, 10000]")
     device: Device
 
 
@@ -84,8 +101,8 @@ class NeuronUnit(_Model):
 
     models: tuple[Literal["lif", "ld_lif", "if"], ...] = ("lif", "ld_lif", "if")
     ld_lif_in_memory: bool = Field(default=False, description="LD-LIF decay done in place in the SRAM array, in parallel")
-    neurons_per_unit: int = Field(default=8, ge=1, description="neurons time-multiplexed on one digital unit")
-    units_per_layer: int | None = Field(default=None, ge=1, description="fixed number of units per layer (overrides neurons_per_unit)")
+    neurons_per_unit: int = Field(default=8, ge=1, le=1 << 20, description="neurons time-multiplexed on one digital unit, 1..2^20")
+    units_per_layer: int | None = Field(default=None, ge=1, le=1 << 20, description="fixed number of units per layer (overrides neurons_per_unit), 1..2^20")
 
     @field_validator("models")
     @classmethod
@@ -108,7 +125,7 @@ class Periphery(_Model):
     neuron_unit: NeuronUnit = NeuronUnit()
     activation_bits: int = Field(default=1, ge=1, le=32, description="bits stored per activation in buffers (1: spikes)")
     input_bits: int = Field(default=8, ge=1, le=16, description="bit planes of a direct-encoded (analog) input")
-    tile_buffer_kb: float = Field(default=4.0, ge=0, description="SRAM buffer per tile (kB)")
+    tile_buffer_kb: float = Field(default=4.0, ge=0, le=1e6, description="SRAM buffer per tile (kB), at most 1 GB")
     max_active_rows: int | None = Field(
         default=None,
         ge=1,
@@ -143,13 +160,13 @@ class Periphery(_Model):
 class Capacity(_Model):
     # capacity is counted in cells: arrays x array_rows_max x array_cols_max, whatever crossbar
     # size a candidate picks (smaller arrays simply come more to the die)
-    arrays: int = Field(gt=0, description="crossbar arrays on chip, each array_rows_max x array_cols_max cells")
+    arrays: int = Field(gt=0, le=1 << 24, description="crossbar arrays on chip, each array_rows_max x array_cols_max cells; 1..2^24")
     array_rows_max: int = Field(gt=0, le=4096, description="largest crossbar height the chip offers")
     array_cols_max: int = Field(gt=0, le=4096, description="largest crossbar width the chip offers")
-    pes_per_tile: int = Field(default=8, gt=0, description="processing elements (arrays or kernel-split groups) per tile")
-    sram_kb: float = Field(ge=0, description="global on-chip SRAM (kB) for activations and streamed weights")
-    dram_energy_pj_per_bit: float = Field(gt=0, description="off-chip DRAM access energy (pJ/bit)")
-    dram_bandwidth_gbps: float = Field(gt=0, description="off-chip bandwidth (Gbit/s)")
+    pes_per_tile: int = Field(default=8, gt=0, le=4096, description="processing elements (arrays or kernel-split groups) per tile, 1..4096")
+    sram_kb: float = Field(ge=0, le=1e7, description="global on-chip SRAM (kB) for activations and streamed weights, at most 10 GB")
+    dram_energy_pj_per_bit: float = Field(gt=0, le=1e4, description="off-chip DRAM access energy (pJ/bit), at most 10 nJ")
+    dram_bandwidth_gbps: float = Field(gt=0, le=1e6, description="off-chip bandwidth (Gbit/s), at most 1 Pbit/s")
 
     @property
     def cells(self) -> int:
@@ -175,15 +192,8 @@ class ActivityPrior(_Model):
 
 
 class Budget(_Model):
-    limit: float = Field(gt=0)
+    limit: float = Field(gt=0, le=1e12, description="per inference, in the metric's unit; (0, 1e12]")
     hard: bool = True
-
-    @field_validator("limit")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("must be a finite number > 0")
-        return v
 
 
 def _budget_form(v: Any) -> Any:
@@ -221,7 +231,7 @@ class Budgets(_Model):
 class Chip(_Model):
     """A CIM chip: technology, periphery, capacity, schedule, activity prior, budgets, overrides."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=200)
     description: str = ""
     technology: Technology
     periphery: Periphery
@@ -237,8 +247,8 @@ class Chip(_Model):
         for name, value in v.items():
             if name not in CONSTANTS:
                 raise ValueError(f"unknown constant {name!r}; known constants: {', '.join(known_constants())}")
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"constant {name!r} must be a finite number >= 0")
+            if not math.isfinite(value) or not 0 <= value <= MAX_OVERRIDE:
+                raise ValueError(f"constant {name!r} must be a finite number in [0, {MAX_OVERRIDE:g}] (got {value:g})")
         return v
 
     def __hash__(self) -> int:  # overrides is a dict: hash by identity of content

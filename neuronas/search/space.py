@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import math
+import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,13 +36,23 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from neuronas.config import load_yaml, parse_model, resolve_preset
-from neuronas.errors import ConfigError, SearchError
+from neuronas.config import (
+    check_number_input,
+    check_number_range,
+    load_yaml,
+    parse_model,
+    resolve_preset,
+)
+from neuronas.errors import ConfigError, NeuronasError, SearchError
 from neuronas.spec import (
+    MAX_NAME,
+    MAX_NEURON_PARAM,
+    MAX_SIDE,
     ArchSpec,
     InputSpec,
     LayerOverride,
@@ -59,7 +71,64 @@ __all__ = [
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # numbers are finite, never booleans or quoted text, and each dimension has its documented
+    # range (see _within and the validators of each class)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        return check_number_input(cls, info.field_name or "", v)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded(cls, v: Any) -> Any:
+        return check_number_range(v)
+
+
+#: field -> (lowest, highest) value a searched dimension may take; what a chip or the spec
+#: allows (crossbars up to 4096, 1-16 weight bits, ...) and, for the topology, what a network
+#: trained by neuronas can be (an MLP 64 layers deep, 65536 neurons wide)
+RANGES: dict[str, tuple[float, float]] = {
+    "timesteps": (1, 1024),
+    "downsample": (1, 64),
+    "depth": (1, 64),
+    "width": (1, MAX_SIDE),
+    "blocks": (1, 32),
+    "channels": (1, MAX_SIDE),
+    "kernel": (1, 64),
+    "stride": (1, 64),
+    "hidden": (0, MAX_SIDE),
+    "tau": (1.0, MAX_NEURON_PARAM),
+    "decay_step": (0.0, MAX_NEURON_PARAM),
+    "threshold": (1e-9, MAX_NEURON_PARAM),
+    "weight_bits": (1, 16),
+    "membrane_bits": (2, 32),
+    "adc_bits": (2, 16),
+    "crossbar": (1, 4096),
+    "rows": (1, 4096),
+    "cols": (1, 4096),
+    "bits_per_cell": (1, 8),
+}
+
+
+def _within(v: Any, info: ValidationInfo) -> Any:
+    """Refuse a dimension (value, list or range) with a value outside ``RANGES[field]``."""
+    name = info.field_name or ""
+    if name not in RANGES or v is None:
+        return v
+    lo, hi = RANGES[name]
+    if isinstance(v, IntRange):
+        ends = [v.low, v.high]
+    elif isinstance(v, list):
+        ends = v
+    else:
+        ends = [v]
+    for x in ends:
+        if isinstance(x, (int, float)) and not (lo <= x <= hi):
+            what = "numbers" if isinstance(lo, float) else "integers"
+            raise ValueError(f"{x} is out of range: values must be {what} in {lo:g}..{hi:g}")
+    return v
 
 
 class IntRange(_Strict):
@@ -129,8 +198,17 @@ class InputDims(_Strict):
 
     @field_validator("timesteps", "downsample")
     @classmethod
-    def _lists(cls, v: Any) -> Any:
-        return _nonempty(v, "value")
+    def _lists(cls, v: Any, info: ValidationInfo) -> Any:
+        return _within(_nonempty(v, "value"), info)
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, v: list[int] | None) -> list[int] | None:
+        if v is None:
+            return v
+        if len(v) not in (1, 3) or not all(1 <= x <= MAX_SIDE for x in v):
+            raise ValueError(f"must be [C, H, W] or [F] with every size in 1..{MAX_SIDE}")
+        return v
 
 
 class MlpFamily(_Strict):
@@ -143,8 +221,8 @@ class MlpFamily(_Strict):
 
     @field_validator("depth", "width")
     @classmethod
-    def _lists(cls, v: Any) -> Any:
-        return _nonempty(v, "value")
+    def _lists(cls, v: Any, info: ValidationInfo) -> Any:
+        return _within(_nonempty(v, "value"), info)
 
 
 class CnnFamily(_Strict):
@@ -161,8 +239,8 @@ class CnnFamily(_Strict):
 
     @field_validator("blocks", "channels", "kernel", "stride", "hidden", "pool")
     @classmethod
-    def _lists(cls, v: Any) -> Any:
-        return _nonempty(v, "value")
+    def _lists(cls, v: Any, info: ValidationInfo) -> Any:
+        return _within(_nonempty(v, "value"), info)
 
 
 class Families(_Strict):
@@ -188,8 +266,8 @@ class NeuronDims(_Strict):
 
     @field_validator("model", "tau", "decay_step", "threshold", "reset")
     @classmethod
-    def _lists(cls, v: Any) -> Any:
-        return _nonempty(v, "value")
+    def _lists(cls, v: Any, info: ValidationInfo) -> Any:
+        return _within(_nonempty(v, "value"), info)
 
 
 class PrecisionDims(_Strict):
@@ -198,8 +276,8 @@ class PrecisionDims(_Strict):
 
     @field_validator("weight_bits", "membrane_bits")
     @classmethod
-    def _lists(cls, v: Any) -> Any:
-        return _nonempty(v, "value")
+    def _lists(cls, v: Any, info: ValidationInfo) -> Any:
+        return _within(_nonempty(v, "value"), info)
 
 
 AdcKindName = Literal["sar", "flash", "sa", "digital"]
@@ -234,8 +312,8 @@ class MappingDims(_Strict):
         "dataflow",
     )
     @classmethod
-    def _lists(cls, v: Any) -> Any:
-        return _nonempty(v, "value")
+    def _lists(cls, v: Any, info: ValidationInfo) -> Any:
+        return _within(_nonempty(v, "value"), info)
 
     @model_validator(mode="before")
     @classmethod
@@ -262,6 +340,11 @@ class PerLayerDims(_Strict):
     weight_bits: IntDim | None = None
     adc_bits: IntDim | None = None
 
+    @field_validator("weight_bits", "adc_bits")
+    @classmethod
+    def _lists(cls, v: Any, info: ValidationInfo) -> Any:
+        return _within(_nonempty(v, "value"), info)
+
     @model_validator(mode="after")
     def _some(self) -> PerLayerDims:
         if self.weight_bits is None and self.adc_bits is None:
@@ -272,13 +355,14 @@ class PerLayerDims(_Strict):
 class SearchSpace(_Strict):
     """A typed search space (see the module docstring for the file format)."""
 
-    name: str = ""
+    name: str = Field(default="", max_length=MAX_NAME)
     description: str = ""
     #: dataset the space is designed for (the default of ``neuronas search --dataset``)
-    dataset: str = "digits-events"
+    dataset: str = Field(default="digits-events", min_length=1, max_length=MAX_NAME)
     #: spike-rate prior used to price candidates before training (None: the chip's prior)
     activity_prior: float | None = Field(default=None, gt=0.0, le=1.0)
-    outputs: int | None = Field(default=None, ge=1)
+    #: classes of the readout; when given it must be the dataset's number of classes
+    outputs: int | None = Field(default=None, ge=2, le=MAX_SIDE)
     input: InputDims = Field(default_factory=InputDims)
     families: Families
     neuron: NeuronDims = Field(default_factory=NeuronDims)
@@ -495,6 +579,74 @@ class SearchSpace(_Strict):
         out["bits_per_cell"] = bpc
         return out
 
+    # -- the checks a search makes before it starts ------------------------------------------
+
+    def check(
+        self,
+        chip: Any = None,
+        *,
+        dataset: str | None = None,
+        samples: int = 64,
+        seed: int = 0,
+    ) -> None:
+        """Raise a one-line :class:`NeuronasError` naming the field when a search on this space
+        could not run: ``outputs`` / ``input.shape`` that the dataset cannot serve, a cnn family
+        or input pooling on a flat input, pooling larger than the input, a dimension the chip
+        leaves empty, or no buildable candidate among ``samples`` seeded random draws.
+
+        ``dataset`` defaults to the space's own; ``chip`` (a Chip) adds the chip's limits.
+        """
+        from neuronas.data import check_input_shape, dataset_info
+        from neuronas.errors import DataError
+        from neuronas.hardware.chip import chip_problems
+
+        name = dataset or self.dataset
+        try:
+            info = dataset_info(name)
+        except DataError as exc:
+            raise ConfigError(f"dataset: {exc}") from None
+        shape = tuple(info.input_shape)
+        if self.input.shape:
+            shape = check_input_shape(info, self.input.shape, what="input.shape")
+        if self.outputs is not None and self.outputs != info.num_classes:
+            raise ConfigError(
+                f"outputs: got {self.outputs}, dataset {name} has {info.num_classes} classes "
+                "(leave it out: the readout takes the dataset's classes)"
+            )
+        down = _values_of(self.input.downsample)
+        if len(shape) != 3:
+            if self.families.cnn is not None:
+                raise ConfigError(
+                    f"families.cnn: a cnn needs a [C, H, W] input, dataset {name} gives {list(shape)}; "
+                    "remove families.cnn"
+                )
+            if max(down) > 1:
+                raise ConfigError(
+                    f"input.downsample: got {max(down)}, pooling needs a [C, H, W] input, dataset {name} "
+                    f"gives {list(shape)}; set it to 1"
+                )
+        elif max(down) > min(shape[1], shape[2]):
+            raise ConfigError(
+                f"input.downsample: got {max(down)}, larger than the input's {shape[1]}x{shape[2]} "
+                f"(dataset {name}); use at most {min(shape[1], shape[2])}"
+            )
+        self.restricted(chip)
+        rng = random.Random(seed)
+        first: str | None = None
+        for _ in range(samples):
+            try:
+                arch = self.sample(
+                    _SeededTrial(rng), chip, input_shape=shape, num_outputs=info.num_classes
+                )
+            except NeuronasError as exc:
+                first = first or str(exc)
+                continue
+            problems = chip_problems(arch, chip) if chip is not None else []
+            if not problems:
+                return
+            first = first or f"{problems[0]} (chip {chip.name})"
+        raise ConfigError(f"none of {samples} sampled candidates can be built: {first}")
+
     # -- helpers for the samplers ----------------------------------------------------------
 
     def grid(
@@ -522,10 +674,12 @@ class SearchSpace(_Strict):
     def _io(
         self, input_shape: Sequence[int] | None, num_outputs: int | None
     ) -> tuple[tuple[int, ...], int]:
+        # the space's own input.shape is the more specific statement: it wins over the dataset's
+        # shape the search passes (check() has made sure the dataset can be served at it)
         shape = (
-            tuple(input_shape)
-            if input_shape is not None
-            else (tuple(self.input.shape) if self.input.shape else None)
+            tuple(self.input.shape)
+            if self.input.shape
+            else (tuple(input_shape) if input_shape is not None else None)
         )
         outputs = num_outputs if num_outputs is not None else self.outputs
         if shape is None or outputs is None:
@@ -542,6 +696,28 @@ class SearchSpace(_Strict):
 
 def _as_list(v: Any) -> list[Any]:
     return list(v) if isinstance(v, list) else [v]
+
+
+def _values_of(dim: IntDim) -> list[int]:
+    if isinstance(dim, IntRange):
+        return [dim.low, dim.high]
+    return [int(v) for v in _as_list(dim)]
+
+
+class _SeededTrial:
+    """A trial stand-in drawing uniformly with a seeded ``random.Random`` (for :meth:`check`)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        if log:
+            v = round(math.exp(self.rng.uniform(math.log(low), math.log(high))))
+            return min(max(v, low), high)
+        return low + step * self.rng.randrange((high - low) // step + 1)
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self.rng.choice(list(choices))
 
 
 def _fixed_bits(kind: str) -> int:
@@ -652,8 +828,12 @@ def space_from_dict(data: Any, source: str = "search space") -> SearchSpace:
     return parse_model(SearchSpace, data, source)
 
 
-def load_space(name_or_path: str | Path) -> SearchSpace:
-    """A shipped space by name (``digits-small``) or a YAML file; strict, one-line errors."""
+def load_space(name_or_path: str | Path, *, dataset: str | None = None) -> SearchSpace:
+    """A shipped space by name (``digits-small``) or a YAML file; strict, one-line errors.
+
+    The space is checked against ``dataset`` (default: the space's own) with
+    :meth:`SearchSpace.check`, without a chip; a search also checks it against its chip.
+    """
     path = resolve_preset(name_or_path, kind="space")
     data = load_yaml(path)
     if not isinstance(data, dict):
@@ -661,4 +841,8 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     space = space_from_dict(data, str(path))
     if not space.name:
         space = space.model_copy(update={"name": path.stem})
+    try:
+        space.check(dataset=dataset)
+    except NeuronasError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return space
