@@ -52,7 +52,16 @@ RUNS = ROOT / "runs" / "exp04"
 CHIP = "rram-adcless-65nm-tight"
 METRICS = ("memory_kb", "area_mm2", "latency_us", "energy_uj")
 #: screening fidelity shared by both searches
-FIDELITY = ("--epochs", "2", "--max-train-samples", "512", "--max-eval-samples", "200", "--eval-instances", "1")
+FIDELITY = (
+    "--epochs",
+    "2",
+    "--max-train-samples",
+    "512",
+    "--max-eval-samples",
+    "200",
+    "--eval-instances",
+    "1",
+)
 
 
 @dataclass
@@ -86,7 +95,9 @@ class Search:
         return [t for t in self.trials if t.trained]
 
     def best(self, feasible_only: bool) -> Trial | None:
-        pool = [t for t in self.trained if t.accuracy is not None and (t.feasible or not feasible_only)]
+        pool = [
+            t for t in self.trained if t.accuracy is not None and (t.feasible or not feasible_only)
+        ]
         return max(pool, key=lambda t: (t.accuracy, -t.measured["energy_uj"])) if pool else None
 
 
@@ -102,21 +113,46 @@ def unbudgeted_copy(chip: Chip, path: Path) -> Path:
     return path
 
 
-def run_search(name: str, chip: str | Path, objectives: list[str], trials: int, seed: int,
-               fidelity: tuple[str, ...] = FIDELITY, runs: Path = RUNS) -> Path:
+def run_search(
+    name: str,
+    chip: str | Path,
+    objectives: list[str],
+    trials: int,
+    seed: int,
+    fidelity: tuple[str, ...] = FIDELITY,
+    runs: Path = RUNS,
+) -> Path:
     """``neuronas search`` in a fresh run folder; returns the run's SQLite study file."""
     run_dir = runs / "runs" / name
     if run_dir.exists():
         shutil.rmtree(run_dir)
     runs.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "neuronas", "search", "--chip", str(chip), "--objectives", *objectives,
-           "--trials", str(trials), "--seed", str(seed), "--name", name, "--quiet", *fidelity]
+    cmd = [
+        sys.executable,
+        "-m",
+        "neuronas",
+        "search",
+        "--chip",
+        str(chip),
+        "--objectives",
+        *objectives,
+        "--trials",
+        str(trials),
+        "--seed",
+        str(seed),
+        "--name",
+        name,
+        "--quiet",
+        *fidelity,
+    ]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     env.setdefault("OMP_NUM_THREADS", "1")
     proc = subprocess.run(cmd, cwd=runs, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return run_dir / "study.db"
 
 
@@ -142,12 +178,21 @@ def read_search(db: Path, chip: Chip, label: str, seed: int) -> Search:
         else:
             rep = estimate(arch, chip)
         measured = {m: float(rep.metric(m)) for m in METRICS}
-        out.trials.append(Trial(
-            number=t.number, arch=_short(arch), trained=trained,
-            accuracy=float(ua["accuracy"]) if trained and ua.get("accuracy") is not None else None,
-            train_s=float((ua.get("seconds") or {}).get("train", 0.0)), prior=prior, measured=measured,
-            broken_prior=hard_broken(prior, chip), broken=hard_broken(measured, chip),
-        ))
+        out.trials.append(
+            Trial(
+                number=t.number,
+                arch=_short(arch),
+                trained=trained,
+                accuracy=float(ua["accuracy"])
+                if trained and ua.get("accuracy") is not None
+                else None,
+                train_s=float((ua.get("seconds") or {}).get("train", 0.0)),
+                prior=prior,
+                measured=measured,
+                broken_prior=hard_broken(prior, chip),
+                broken=hard_broken(measured, chip),
+            )
+        )
     return out
 
 
@@ -163,8 +208,10 @@ def _short(arch: ArchSpec) -> str:
     m = arch.mapping
     df = " OS" if m.dataflow == "output_stationary" else ""
     adc = "SA" if m.adc_kind == "sa" else f"{m.adc_kind}{m.adc_bits}"
-    return (f"{'-'.join(parts)} T{arch.input.timesteps} {arch.neuron.model} w{arch.precision.weight_bits} "
-            f"{adc} {m.rows}x{m.cols}{df}")
+    return (
+        f"{'-'.join(parts)} T{arch.input.timesteps} {arch.neuron.model} w{arch.precision.weight_bits} "
+        f"{adc} {m.rows}x{m.cols}{df}"
+    )
 
 
 def summarise(hw: Search, acc: Search, chip: Chip) -> dict[str, Any]:
@@ -176,18 +223,25 @@ def summarise(hw: Search, acc: Search, chip: Chip) -> dict[str, Any]:
     # a budgets-first search prices each candidate at the prior and never trains those over a hard budget
     skipped = [t for t in acc_trained if t.broken_prior]
     acc_train_s = sum(t.train_s for t in acc_trained)
-    per_budget = {m: sum(1 for t in acc_trained if m in t.broken) for m in chip.budgets.hard_metrics}
+    per_budget = {
+        m: sum(1 for t in acc_trained if m in t.broken) for m in chip.budgets.hard_metrics
+    }
     s: dict[str, Any] = {
         "seed": hw.seed,
-        "hw_trials": len(hw.trials), "hw_trained": len(hw.trained),
+        "hw_trials": len(hw.trials),
+        "hw_trained": len(hw.trained),
         "hw_trained_feasible": sum(1 for t in hw.trained if t.feasible),
         "hw_rejected_untrained": sum(1 for t in hw.trials if not t.trained),
-        "acc_trials": len(acc.trials), "acc_trained": len(acc_trained),
+        "acc_trials": len(acc.trials),
+        "acc_trained": len(acc_trained),
         "acc_trained_feasible": sum(1 for t in acc_trained if t.feasible),
         "acc_broken_per_budget": per_budget,
-        "hw_best": hw_best, "acc_best": acc_best, "acc_best_feasible": acc_best_feasible,
+        "hw_best": hw_best,
+        "acc_best": acc_best,
+        "acc_best_feasible": acc_best_feasible,
         "acc_train_s": acc_train_s,
-        "skipped": len(skipped), "saved_s": sum(t.train_s for t in skipped),
+        "skipped": len(skipped),
+        "saved_s": sum(t.train_s for t in skipped),
         "hw_train_s": sum(t.train_s for t in hw.trained),
         "prescreen": hw.prescreen,
     }
@@ -209,11 +263,18 @@ def _costs(t: Trial | None) -> str:
     if t is None:
         return "-"
     m = t.measured
-    return f"{m['memory_kb']:.1f} / {m['area_mm2']:.3f} / {m['latency_us']:.1f} / {m['energy_uj']:.3f}"
+    return (
+        f"{m['memory_kb']:.1f} / {m['area_mm2']:.3f} / {m['latency_us']:.1f} / {m['energy_uj']:.3f}"
+    )
 
 
-def write_table(summaries: list[dict[str, Any]], chip: Chip, trials: int, path: Path,
-                fidelity: tuple[str, ...] = FIDELITY) -> str:
+def write_table(
+    summaries: list[dict[str, Any]],
+    chip: Chip,
+    trials: int,
+    path: Path,
+    fidelity: tuple[str, ...] = FIDELITY,
+) -> str:
     lim = {m: b.limit for m, b in chip.budgets.items().items()}
     lines = [
         "# NeuroNAS's claim: a search under four budgets at once vs an accuracy-only search",
@@ -231,10 +292,14 @@ def write_table(summaries: list[dict[str, Any]], chip: Chip, trials: int, path: 
     ]
     for s in summaries:
         hb, ab = s["hw_best"], s["acc_best"]
-        lines.append(f"| {s['seed']} | hardware-aware | {s['hw_trained']} of {s['hw_trials']} | {s['hw_trained_feasible']} of "
-                     f"{s['hw_trained']} | {_fmt_best(hb)} | {_costs(hb)} | {'yes' if hb and hb.feasible else 'no'} |")
-        lines.append(f"| {s['seed']} | accuracy-only | {s['acc_trained']} of {s['acc_trials']} | {s['acc_trained_feasible']} of "
-                     f"{s['acc_trained']} | {_fmt_best(ab)} | {_costs(ab)} | {'yes' if ab and ab.feasible else 'no'} |")
+        lines.append(
+            f"| {s['seed']} | hardware-aware | {s['hw_trained']} of {s['hw_trials']} | {s['hw_trained_feasible']} of "
+            f"{s['hw_trained']} | {_fmt_best(hb)} | {_costs(hb)} | {'yes' if hb and hb.feasible else 'no'} |"
+        )
+        lines.append(
+            f"| {s['seed']} | accuracy-only | {s['acc_trained']} of {s['acc_trials']} | {s['acc_trained_feasible']} of "
+            f"{s['acc_trained']} | {_fmt_best(ab)} | {_costs(ab)} | {'yes' if ab and ab.feasible else 'no'} |"
+        )
     lines += [
         "",
         "Budgets the accuracy-only search's trained networks break (count per budget), the savings of the",
@@ -251,11 +316,15 @@ def write_table(summaries: list[dict[str, Any]], chip: Chip, trials: int, path: 
         pb = s["acc_broken_per_budget"]
         hb, ab = s["hw_best"], s["acc_best"]
         gap = f"{(ab.accuracy - hb.accuracy) * 100:+.1f} points" if hb and ab else "-"
-        ratios = " | ".join(f"{s[k]:.3g}" if k in s else "-" for k in ("area_saving", "energy_saving", "latency_saving",
-                                                                         "memory_saving"))
+        ratios = " | ".join(
+            f"{s[k]:.3g}" if k in s else "-"
+            for k in ("area_saving", "energy_saving", "latency_saving", "memory_saving")
+        )
         frac = s["saved_s"] / s["acc_train_s"] if s["acc_train_s"] else 0.0
-        lines.append(f"| {s['seed']} | {' / '.join(str(pb.get(m, 0)) for m in METRICS)} | {gap} | {ratios} | "
-                     f"{s['skipped']} of {s['acc_trained']} | {s['saved_s']:.0f} s of {s['acc_train_s']:.0f} s ({frac:.0%}) |")
+        lines.append(
+            f"| {s['seed']} | {' / '.join(str(pb.get(m, 0)) for m in METRICS)} | {gap} | {ratios} | "
+            f"{s['skipped']} of {s['acc_trained']} | {s['saved_s']:.0f} s of {s['acc_train_s']:.0f} s ({frac:.0%}) |"
+        )
     pre = summaries[0]["prescreen"] if summaries else {}
     if pre.get("sampled"):
         broken = pre.get("broken", {})
@@ -263,7 +332,8 @@ def write_table(summaries: list[dict[str, Any]], chip: Chip, trials: int, path: 
             "",
             f"The four budgets all bind: of {pre['sampled']} random candidates of the space priced before the first trial "
             f"(seed {summaries[0]['seed']}), {pre.get('feasible_share', 0):.0%} meet all four; "
-            + ", ".join(f"{m} breaks {broken.get(m, 0)}" for m in METRICS) + ".",
+            + ", ".join(f"{m} breaks {broken.get(m, 0)}" for m in METRICS)
+            + ".",
         ]
     text = "\n".join(lines) + "\n"
     path.write_text(text)
@@ -273,12 +343,21 @@ def write_table(summaries: list[dict[str, Any]], chip: Chip, trials: int, path: 
 def plot(searches: list[tuple[Search, Search]], chip: Chip, path: Path) -> None:
     lim = {m: b.limit for m, b in chip.budgets.items().items()}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, metric, unit in ((axes[0], "energy_uj", "energy per inference (µJ)"), (axes[1], "area_mm2", "area (mm²)")):
+    for ax, metric, unit in (
+        (axes[0], "energy_uj", "energy per inference (µJ)"),
+        (axes[1], "area_mm2", "area (mm²)"),
+    ):
         for i, (hw, acc) in enumerate(searches):
             for srch, color in ((hw, "tab:green"), (acc, "tab:red")):
                 for t in srch.trained:
-                    ax.scatter(t.measured[metric], t.accuracy * 100, color=color, marker="o" if t.feasible else "x",
-                               alpha=0.8, label=f"{srch.label}" if (i == 0 and t is srch.trained[0]) else None)
+                    ax.scatter(
+                        t.measured[metric],
+                        t.accuracy * 100,
+                        color=color,
+                        marker="o" if t.feasible else "x",
+                        alpha=0.8,
+                        label=f"{srch.label}" if (i == 0 and t is srch.trained[0]) else None,
+                    )
         ax.axvline(lim[metric], color="k", ls="--", lw=1, label="budget")
         ax.set_xscale("log")
         ax.set_xlabel(unit)
@@ -301,7 +380,9 @@ def main(argv: list[str] | None = None) -> None:
     free = unbudgeted_copy(chip, RUNS / f"{CHIP}-nobudgets.yaml")
     summaries, pairs = [], []
     for seed in args.seeds:
-        db_hw = run_search(f"hw-s{seed}", CHIP, ["accuracy", "energy_uj", "latency_us"], args.trials, seed)
+        db_hw = run_search(
+            f"hw-s{seed}", CHIP, ["accuracy", "energy_uj", "latency_us"], args.trials, seed
+        )
         db_acc = run_search(f"acc-s{seed}", free, ["accuracy"], args.trials, seed)
         hw = read_search(db_hw, chip, "hardware-aware", seed)
         acc = read_search(db_acc, chip, "accuracy-only", seed)
