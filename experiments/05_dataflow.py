@@ -364,41 +364,57 @@ def write_table(rows: list[dict[str, Any]], res_rows: list[dict[str, Any]], chip
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
     colors = dict(zip(TIMESTEPS, ("tab:blue", "tab:orange", "tab:green"), strict=True))
-    for T in TIMESTEPS:
-        sub = [r for r in rows if r["sweep"] == "arrays" and r["T"] == T]
-        xs = [r["arrays"] for r in sub]
-        axes[0].plot(
-            xs, [r["ws_energy_uj"] for r in sub], "-o", color=colors[T], ms=3, label=f"WS, T={T}"
-        )
-        axes[0].plot(
-            xs, [r["os_energy_uj"] for r in sub], "--s", color=colors[T], ms=3, label=f"OS, T={T}"
-        )
-        sub = [r for r in rows if r["sweep"] == "width" and r["T"] == T]
-        xs = [r["ws_arrays"] for r in sub]
-        axes[1].plot(
-            xs, [r["ws_energy_uj"] for r in sub], "-o", color=colors[T], ms=3, label=f"WS, T={T}"
-        )
-        axes[1].plot(
-            xs, [r["os_energy_uj"] for r in sub], "--s", color=colors[T], ms=3, label=f"OS, T={T}"
-        )
+    panels = (("arrays", "arrays", 0), ("arrays-dram", "arrays", 1), ("width", "ws_arrays", 2))
+    for sweep, xkey, k in panels:
+        for T in TIMESTEPS:
+            sub = [r for r in rows if r["sweep"] == sweep and r["T"] == T]
+            xs = [r[xkey] for r in sub]
+            ax = axes[k]
+            ax.plot(
+                xs,
+                [r["ws_energy_uj"] for r in sub],
+                "-o",
+                color=colors[T],
+                ms=3,
+                label=f"WS, T={T}",
+            )
+            ax.plot(
+                xs,
+                [r["os_energy_uj"] for r in sub],
+                "--s",
+                color=colors[T],
+                ms=3,
+                label=f"OS, T={T}",
+            )
+            ax.plot(
+                xs,
+                [r["hybrid_energy_uj"] for r in sub],
+                ":",
+                color=colors[T],
+                lw=2.5,
+                alpha=0.5,
+                label=f"hybrid, T={T}",
+            )
     need = next(r["ws_arrays"] for r in rows if r["sweep"] == "arrays")
-    axes[0].axvline(need, color="k", lw=1, ls=":", label="arrays the network needs")
-    axes[0].set_xlabel("on-chip arrays (256 x 256)")
-    axes[0].set_title(f"{WORKLOAD}: energy vs chip size")
+    for k in (0, 1):
+        axes[k].axvline(need, color="k", lw=1, ls=":", label="arrays the network needs")
+        axes[k].set_xlabel("on-chip arrays (256 x 256)")
+    axes[0].set_title(f"{WORKLOAD}: energy vs chip size (1 MB SRAM)")
+    axes[1].set_title("the same, no SRAM staging (all streaming from DRAM)")
     cap = next(r["arrays"] for r in rows if r["sweep"] == "width")
-    axes[1].axvline(cap, color="k", lw=1, ls=":", label="arrays on chip")
-    axes[1].set_xlabel("arrays the network needs (width x 0.25 .. x 2)")
-    axes[1].set_title(f"energy vs network size, {cap} arrays")
+    axes[2].axvline(cap, color="k", lw=1, ls=":", label="arrays on chip")
+    axes[2].set_xlabel("arrays the network needs (width x 0.25 .. x 2)")
+    axes[2].set_title(f"energy vs network size, {cap} arrays")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_ylabel("energy per inference (µJ)")
         ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
