@@ -40,16 +40,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = _Parser(prog="neuronas", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(
+        prog="neuronas",
+        allow_abbrev=False,
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("--version", action="version", version=f"neuronas {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in COMMANDS.items():
         if only is not None and name != only:
-            sub.add_parser(name, help=help_text, add_help=False)
+            sub.add_parser(name, help=help_text, add_help=False, allow_abbrev=False)
             continue
         mod = importlib.import_module(f"neuronas._cli.{module}")
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         p.add_argument(
             "--debug",
             action="store_true",
@@ -59,7 +63,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         mod.add_parser(p)
     if only in HIDDEN:
         # no help= : argparse then leaves the subcommand out of the listing
-        p = sub.add_parser(only)
+        p = sub.add_parser(only, allow_abbrev=False)
         importlib.import_module(f"neuronas._cli.{HIDDEN[only]}").add_parser(p)
     return parser
 

@@ -16,16 +16,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "neuronas"
 
 #: known edges that close a cycle or break the layering today, each with who removes it.
 #: Everything else in the graph is checked for real.
-KNOWN: dict[tuple[str, str], str] = {
-    # the dataset registry imports its loaders, which import the registry back
-    # (removed by the data engineer's issue-10 change: a registry that imports no loader)
-    ("neuronas.data.registry", "neuronas.data.digits"): "data",
-    ("neuronas.data.registry", "neuronas.data.tonic_sets"): "data",
-    ("neuronas.data.registry", "neuronas.data.framing"): "data",
-    # the export reaches into the CLI for an architecture's description
-    # (removed by the export engineer's issue-10 change: ArchSpec.describe())
-    ("neuronas.export", "neuronas._cli.show"): "export",
-}
+# edges allowed although they close a cycle or reach the CLI: none any more (the data
+# registry imports no loader; the export uses ArchSpec.describe())
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _modules() -> dict[str, Path]:
@@ -160,9 +153,6 @@ def test_the_library_never_imports_the_command_line() -> None:
     assert not bad, f"library modules importing the CLI: {bad}"
 
 
-@pytest.mark.xfail(
-    reason="known edges (KNOWN) until the data and export changes land", strict=False
-)
 def test_no_import_cycles_at_all() -> None:
     g = import_graph()
     assert not cycles(g) and not _cli_imports(g)

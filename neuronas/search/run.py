@@ -419,7 +419,9 @@ def _check_new_inputs(opts: Mapping[str, Any], space_ref: str, chip_ref: str) ->
         int(opts.get("epochs", SCREENING.epochs)),
         opts.get("max_train_samples"),
     )
-    space.restricted(chip)  # the space and the chip share converters, neuron models, array sizes
+    # the same checks `neuronas validate SPACE --chip C --dataset D` runs: the space and the chip
+    # share converters, neuron models and array sizes, and a candidate can be built
+    space.check(chip, dataset=dataset)
     screen = prescreen(
         space,
         chip,
