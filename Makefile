@@ -38,7 +38,8 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check neuronas tests benchmarks experiments
-	$(BIN)/mypy neuronas/hardware neuronas/spec.py neuronas/config.py
+	$(BIN)/ruff format --check neuronas tests benchmarks experiments
+	$(BIN)/mypy neuronas
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

@@ -24,9 +24,14 @@ CNN6 = {
     "name": "cnn6",
     "input": {"shape": [2, 32, 32], "timesteps": 8},
     "layers": [
-        {"kind": "conv", "out": 16}, {"kind": "conv", "out": 16}, {"kind": "pool", "kernel": 2},
-        {"kind": "conv", "out": 32}, {"kind": "conv", "out": 32}, {"kind": "pool", "kernel": 2},
-        {"kind": "fc", "out": 128}, {"kind": "fc", "out": 10},
+        {"kind": "conv", "out": 16},
+        {"kind": "conv", "out": 16},
+        {"kind": "pool", "kernel": 2},
+        {"kind": "conv", "out": 32},
+        {"kind": "conv", "out": 32},
+        {"kind": "pool", "kernel": 2},
+        {"kind": "fc", "out": 128},
+        {"kind": "fc", "out": 10},
     ],
     "mapping": {"adc_kind": "sa", "adc_bits": 1, "rows": 128, "cols": 128},
 }
@@ -37,13 +42,21 @@ def sample_candidates(n: int, seed: int = 0) -> list[ArchSpec]:
     rng = random.Random(seed)
     out = []
     while len(out) < n:
-        layers: list[dict[str, Any]] = [{"kind": "pool", "kernel": rng.choice([2, 4]), "pool": "max"}]
+        layers: list[dict[str, Any]] = [
+            {"kind": "pool", "kernel": rng.choice([2, 4]), "pool": "max"}
+        ]
         if rng.random() < 0.5:
             for _ in range(rng.randint(1, 3)):
                 layers.append({"kind": "fc", "out": rng.choice([32, 64, 128, 256])})
         else:
             for _ in range(rng.randint(1, 3)):
-                layers.append({"kind": "conv", "out": rng.choice([4, 8, 16, 32]), "kernel": rng.choice([3, 5])})
+                layers.append(
+                    {
+                        "kind": "conv",
+                        "out": rng.choice([4, 8, 16, 32]),
+                        "kernel": rng.choice([3, 5]),
+                    }
+                )
                 if rng.random() < 0.5:
                     layers.append({"kind": "pool", "kernel": 2})
         layers.append({"kind": "fc", "out": 10})
@@ -51,9 +64,17 @@ def sample_candidates(n: int, seed: int = 0) -> list[ArchSpec]:
             "input": {"shape": [2, 32, 32], "timesteps": rng.choice([4, 6, 8])},
             "layers": layers,
             "neuron": {"model": rng.choice(["lif", "ld_lif", "if"])},
-            "precision": {"weight_bits": rng.choice([2, 3, 4, 6, 8]), "membrane_bits": rng.choice([6, 8, 12])},
-            "mapping": {"adc_kind": "sa", "adc_bits": 1, "rows": rng.choice([32, 64, 128, 256]),
-                        "cols": rng.choice([32, 64, 128, 256]), "bits_per_cell": rng.choice([1, 2])},
+            "precision": {
+                "weight_bits": rng.choice([2, 3, 4, 6, 8]),
+                "membrane_bits": rng.choice([6, 8, 12]),
+            },
+            "mapping": {
+                "adc_kind": "sa",
+                "adc_bits": 1,
+                "rows": rng.choice([32, 64, 128, 256]),
+                "cols": rng.choice([32, 64, 128, 256]),
+                "bits_per_cell": rng.choice([1, 2]),
+            },
         }
         try:
             out.append(ArchSpec.from_dict(d))
@@ -67,9 +88,13 @@ def main() -> None:
     ap.add_argument("--chip", default="rram-adcless-65nm")
     ap.add_argument("--candidates", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=5, help="timed rounds of the 6-layer CNN")
-    ap.add_argument("--baseline", default=None, metavar="COST_PY",
-                    help="another version of neuronas/hardware/cost.py (e.g. from `git show HEAD:...`) to time "
-                         "side by side, interleaved in this process, reported as a ratio")
+    ap.add_argument(
+        "--baseline",
+        default=None,
+        metavar="COST_PY",
+        help="another version of neuronas/hardware/cost.py (e.g. from `git show HEAD:...`) to time "
+        "side by side, interleaved in this process, reported as a ratio",
+    )
     args = ap.parse_args()
     if args.baseline:
         compare(args.baseline, args.chip, args.candidates, args.repeats)
@@ -116,15 +141,23 @@ def main() -> None:
         sum(range(10_000))
     yardstick_us = (time.perf_counter() - t0) / 200 * 1e6
 
-    print(f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, one core")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, one core"
+    )
     print(f"chip: {chip.name}; 6-layer CNN ({len(arch.resolved())} weighted + 2 pool layers)")
-    print(f"  per estimate, warm (same candidate, new activity): median of {args.repeats} rounds x {n} calls = "
-          f"{statistics.median(per_call):.1f} us (rounds: {', '.join(f'{x:.1f}' for x in per_call)})")
-    print(f"  per estimate, cold (a new candidate object each call): {statistics.median(cold):.1f} us "
-          f"(rounds: {', '.join(f'{x:.1f}' for x in cold)})")
-    print(f"  {len(cands):,} sampled candidates priced in {t_price:.2f} s wall, {c_price:.2f} s CPU "
-          f"({t_price / len(cands) * 1e6:.1f} us each, {feasible:,} feasible); "
-          f"building the specs took {t_build:.2f} s wall, {c_build:.2f} s CPU")
+    print(
+        f"  per estimate, warm (same candidate, new activity): median of {args.repeats} rounds x {n} calls = "
+        f"{statistics.median(per_call):.1f} us (rounds: {', '.join(f'{x:.1f}' for x in per_call)})"
+    )
+    print(
+        f"  per estimate, cold (a new candidate object each call): {statistics.median(cold):.1f} us "
+        f"(rounds: {', '.join(f'{x:.1f}' for x in cold)})"
+    )
+    print(
+        f"  {len(cands):,} sampled candidates priced in {t_price:.2f} s wall, {c_price:.2f} s CPU "
+        f"({t_price / len(cands) * 1e6:.1f} us each, {feasible:,} feasible); "
+        f"building the specs took {t_build:.2f} s wall, {c_build:.2f} s CPU"
+    )
     print(f"  yardstick: sum(range(10_000)) = {yardstick_us:.0f} us")
 
 
@@ -150,13 +183,17 @@ def compare(path: str, chip_name: str, n: int, repeats: int) -> None:
                 c0 = time.process_time()
                 for a in archs:
                     fn(a, chip)
-                times.setdefault(f"{label} {what}", []).append((time.process_time() - c0) / len(archs) * 1e6)
+                times.setdefault(f"{label} {what}", []).append(
+                    (time.process_time() - c0) / len(archs) * 1e6
+                )
                 for mod in (base, sys.modules["neuronas.hardware.cost"]):
-                    mod._STATIC.clear()  # every round cold again
+                    mod._STATIC.clear()  # noqa: SLF001 - every round cold again: the cache is the thing measured
     for what in ("sampled", "cnn6"):
         new, old = min(times[f"this tree {what}"]), min(times[f"baseline {what}"])
-        print(f"  {what}: cold estimate {new:.1f} us CPU vs baseline {old:.1f} us (best of {repeats} interleaved rounds): "
-              f"{old / new:.2f}x faster")
+        print(
+            f"  {what}: cold estimate {new:.1f} us CPU vs baseline {old:.1f} us (best of {repeats} interleaved rounds): "
+            f"{old / new:.2f}x faster"
+        )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def feasible_candidates(space_name: str, chip_name: str, n: int, seed: int) -> list[tuple[dict, dict]]:
+def feasible_candidates(
+    space_name: str, chip_name: str, n: int, seed: int
+) -> list[tuple[dict, dict]]:
     """``n`` distinct candidates within every hard budget: (Optuna parameters, ArchSpec dict)."""
     import optuna
 
@@ -78,7 +80,6 @@ def machine_parallelism(seconds: float = 3.0) -> float:
     return rates[2] / rates[1]
 
 
-
 def _plain_init(arch_dict: dict, chip: str, dataset: str) -> None:
     import torch
 
@@ -86,7 +87,11 @@ def _plain_init(arch_dict: dict, chip: str, dataset: str) -> None:
 
     os.environ["NEURONAS_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-    evaluate(arch_dict, chip, {"dataset": dataset, "epochs": 1, "max_train_samples": 32, "eval_instances": 1})
+    evaluate(
+        arch_dict,
+        chip,
+        {"dataset": dataset, "epochs": 1, "max_train_samples": 32, "eval_instances": 1},
+    )
 
 
 def _plain_trial(job: tuple) -> float:
@@ -103,38 +108,71 @@ def run_plain(archs: list[dict], concurrent: int, args: argparse.Namespace, data
     """Control arm without Ray: the same candidates through ``evaluate`` in plain processes."""
     import multiprocessing as mp
 
-    settings = {"dataset": dataset, "epochs": args.epochs, "max_train_samples": args.max_train_samples,
-                "eval_instances": 1, "seed": 0}
+    settings = {
+        "dataset": dataset,
+        "epochs": args.epochs,
+        "max_train_samples": args.max_train_samples,
+        "eval_instances": 1,
+        "seed": 0,
+    }
     ctx = mp.get_context("spawn")
-    with ctx.Pool(concurrent, initializer=_plain_init, initargs=(archs[0], args.chip, dataset)) as pool:
+    with ctx.Pool(
+        concurrent, initializer=_plain_init, initargs=(archs[0], args.chip, dataset)
+    ) as pool:
         pool.map(_spin, [0.1] * concurrent)  # wait until every process has run its initializer
         t0 = time.perf_counter()
         pool.map(_plain_trial, [(a, args.chip, settings) for a in archs], chunksize=1)
         wall = time.perf_counter() - t0
-    return {"concurrent": concurrent, "trials": len(archs), "wall_s": wall, "trials_per_min": 60 * len(archs) / wall}
+    return {
+        "concurrent": concurrent,
+        "trials": len(archs),
+        "wall_s": wall,
+        "trials_per_min": 60 * len(archs) / wall,
+    }
 
 
-def run_arm(root: Path, name: str, params: list[dict], concurrent: int, args: argparse.Namespace) -> dict:
+def run_arm(
+    root: Path, name: str, params: list[dict], concurrent: int, args: argparse.Namespace
+) -> dict:
     from neuronas.search.ray_backend import RayOptions, run_ray_search
     from neuronas.search.study import count_trials, create_or_resume
 
     run = create_or_resume(
-        {"name": name, "space": args.space, "chip": args.chip, "trials": len(params), "sampler": "random",
-         "epochs": args.epochs, "max_train_samples": args.max_train_samples, "eval_instances": 1, "seed": 0},
+        {
+            "name": name,
+            "space": args.space,
+            "chip": args.chip,
+            "trials": len(params),
+            "sampler": "random",
+            "epochs": args.epochs,
+            "max_train_samples": args.max_train_samples,
+            "eval_instances": 1,
+            "seed": 0,
+        },
         root=root,
     )
     for p in params:
         run.study.enqueue_trial(p)
-    options = RayOptions(address=args.address, cpus_per_trial=1, max_concurrent=concurrent, max_retries=0)
+    options = RayOptions(
+        address=args.address, cpus_per_trial=1, max_concurrent=concurrent, max_retries=0
+    )
     t0 = time.perf_counter()
     summary = run_ray_search(run, options, progress=False)
     wall = time.perf_counter() - t0
     c = count_trials(run.study)
     trials = run.study.get_trials(deepcopy=False)
-    assert c.finished == len(params) and c.trained == len(params), f"every candidate must train: {c}"
+    assert c.finished == len(params) and c.trained == len(params), (
+        f"every candidate must train: {c}"
+    )
     train_s = [t.user_attrs["train"]["train_seconds"] for t in trials]
-    return {"concurrent": concurrent, "trials": len(params), "wall_s": wall, "trials_per_min": 60 * len(params) / wall,
-            "mean_train_s": sum(train_s) / len(train_s), "summary": summary["ray"]}
+    return {
+        "concurrent": concurrent,
+        "trials": len(params),
+        "wall_s": wall,
+        "trials_per_min": 60 * len(params) / wall,
+        "mean_train_s": sum(train_s) / len(train_s),
+        "summary": summary["ray"],
+    }
 
 
 def warm_workers(n: int, arch_dict: dict, chip: str, dataset: str) -> None:
@@ -161,12 +199,19 @@ def main() -> int:
     # per-trial cost of the driver (asking, pricing, SQLite) and of Ray (a task round trip)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--max-train-samples", type=int, default=None)
-    ap.add_argument("--address", default=None, help="an existing Ray cluster (default: a local runtime with 2 CPUs)")
+    ap.add_argument(
+        "--address",
+        default=None,
+        help="an existing Ray cluster (default: a local runtime with 2 CPUs)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    ap.add_argument("--control", action="store_true",
-                    help="also run each round's arms without Ray (plain processes calling evaluate): "
-                    "what this machine gives the same work at that moment")
+    ap.add_argument(
+        "--control",
+        action="store_true",
+        help="also run each round's arms without Ray (plain processes calling evaluate): "
+        "what this machine gives the same work at that moment",
+    )
     args = ap.parse_args()
 
     import ray
@@ -178,7 +223,13 @@ def main() -> int:
     dataset = load_space(args.space).dataset
     load_before = os.getloadavg()
     if args.address is None:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
     else:
         ray.init(address=args.address, log_to_driver=False, logging_level="ERROR")
     warm_workers(2, candidates[0][1], args.chip, dataset)
@@ -188,25 +239,39 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         for r in range(args.rounds):
             yardsticks.append(machine_parallelism())
-            print(f"round {r} | machine yardstick: 2 processes do {yardsticks[-1]:.2f}x the work of 1", flush=True)
+            print(
+                f"round {r} | machine yardstick: 2 processes do {yardsticks[-1]:.2f}x the work of 1",
+                flush=True,
+            )
             for k in (1, 2):
                 res = run_arm(Path(tmp), f"c{k}-r{r}", params, k, args)
                 results[k].append(res)
-                print(f"round {r} | {k} concurrent: {res['trials']} trials in {res['wall_s']:.1f} s = "
-                      f"{res['trials_per_min']:.2f} trials/min (mean training {res['mean_train_s']:.1f} s/trial)",
-                      flush=True)
+                print(
+                    f"round {r} | {k} concurrent: {res['trials']} trials in {res['wall_s']:.1f} s = "
+                    f"{res['trials_per_min']:.2f} trials/min (mean training {res['mean_train_s']:.1f} s/trial)",
+                    flush=True,
+                )
                 if args.control:
                     ctl = run_plain([a for _, a in candidates], k, args, dataset)
                     plain[k].append(ctl)
-                    print(f"round {r} | {k} plain processes, no Ray: {ctl['trials']} trials in {ctl['wall_s']:.1f} s = "
-                          f"{ctl['trials_per_min']:.2f} trials/min", flush=True)
+                    print(
+                        f"round {r} | {k} plain processes, no Ray: {ctl['trials']} trials in {ctl['wall_s']:.1f} s = "
+                        f"{ctl['trials_per_min']:.2f} trials/min",
+                        flush=True,
+                    )
     load_after = os.getloadavg()
     ray.shutdown()
-    per_min = {k: 60 * sum(x["trials"] for x in v) / sum(x["wall_s"] for x in v) for k, v in results.items()}
+    per_min = {
+        k: 60 * sum(x["trials"] for x in v) / sum(x["wall_s"] for x in v)
+        for k, v in results.items()
+    }
     ratio = per_min[2] / per_min[1]
     plain_ratio = None
     if args.control:
-        plain_min = {k: 60 * sum(x["trials"] for x in v) / sum(x["wall_s"] for x in v) for k, v in plain.items()}
+        plain_min = {
+            k: 60 * sum(x["trials"] for x in v) / sum(x["wall_s"] for x in v)
+            for k, v in plain.items()
+        }
         plain_ratio = plain_min[2] / plain_min[1]
     report = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -214,7 +279,9 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in load_after],
-        "candidates": args.candidates, "rounds": args.rounds, "epochs": args.epochs,
+        "candidates": args.candidates,
+        "rounds": args.rounds,
+        "epochs": args.epochs,
         "max_train_samples": args.max_train_samples,
         "trials_per_min": {str(k): round(v, 3) for k, v in per_min.items()},
         "speedup_2_vs_1": round(ratio, 3),
@@ -223,10 +290,12 @@ def main() -> int:
         "plain_arms": plain,
         "arms": results,
     }
-    print(f"trials/min: 1 concurrent {per_min[1]:.2f}, 2 concurrent {per_min[2]:.2f} -> {ratio:.2f}x "
-          f"(target >= 1.6x) | machine yardstick {min(yardsticks):.2f}-{max(yardsticks):.2f}x | "
-          f"load avg before {load_before[0]:.2f}, after {load_after[0]:.2f}"
-          + (f" | without Ray: {plain_ratio:.2f}x" if plain_ratio is not None else ""))
+    print(
+        f"trials/min: 1 concurrent {per_min[1]:.2f}, 2 concurrent {per_min[2]:.2f} -> {ratio:.2f}x "
+        f"(target >= 1.6x) | machine yardstick {min(yardsticks):.2f}-{max(yardsticks):.2f}x | "
+        f"load avg before {load_before[0]:.2f}, after {load_after[0]:.2f}"
+        + (f" | without Ray: {plain_ratio:.2f}x" if plain_ratio is not None else "")
+    )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

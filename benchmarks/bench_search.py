@@ -296,7 +296,12 @@ def plot_b(results: dict[str, list[list[float]]], window: int, path: Path, chip:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     colors = {"default": "#c0392b", "tpe": "#e67e22", "random": "#7f8c8d", "nsga2": "#2e86c1"}
-    names = {"default": "default (cost-guided)", "tpe": "TPE", "random": "random", "nsga2": "NSGA-II"}
+    names = {
+        "default": "default (cost-guided)",
+        "tpe": "TPE",
+        "random": "random",
+        "nsga2": "NSGA-II",
+    }
     for sampler, runs in results.items():
         n = min(len(r) for r in runs)
         xs = [(i + 1) * window for i in range(n)]
@@ -372,7 +377,9 @@ def main() -> int:
         "--max-train-samples", type=int, default=None, help="cap part A's training samples"
     )
     p.add_argument(
-        "--eval-instances", type=int, default=None,
+        "--eval-instances",
+        type=int,
+        default=None,
         help="chip instances each candidate is tested on, part A (the CLI's default is 3)",
     )
     a = p.parse_args()

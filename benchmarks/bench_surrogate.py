@@ -54,7 +54,9 @@ def main() -> int:
     from neuronas.search.guided import AccuracyModel, arch_features
     from neuronas.spec import ArchSpec
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--sizes", type=int, nargs="+", default=[6, 10, 15])
     p.add_argument("--kernels", nargs="+", default=["ard", "iso", "iso-floor", "default"])
@@ -80,7 +82,12 @@ def main() -> int:
                     keep = x.std(0) > 1e-12
                     mu, sd = x.mean(0)[keep], x.std(0)[keep]
                     z = (x[:, keep] - mu) / sd
-                    gp = GaussianProcessRegressor(kernel(name, z.shape[1]), normalize_y=True, n_restarts_optimizer=1, random_state=0)
+                    gp = GaussianProcessRegressor(
+                        kernel(name, z.shape[1]),
+                        normalize_y=True,
+                        n_restarts_optimizer=1,
+                        random_state=0,
+                    )
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         gp.fit(z[idx], y[idx])
@@ -88,7 +95,10 @@ def main() -> int:
                 zs.append(float(np.std((y[rest] - mean) / std)))
                 rho.append(float(spearmanr(mean, y[rest])[0]))
                 mae.append(float(np.median(np.abs(y[rest] - mean))))
-            print(f"| {name} | {n} | {np.median(zs):.2f} | {np.nanmean(rho):.2f} | {np.mean(mae):.3f} |", flush=True)
+            print(
+                f"| {name} | {n} | {np.median(zs):.2f} | {np.nanmean(rho):.2f} | {np.mean(mae):.3f} |",
+                flush=True,
+            )
     return 0
 
 

@@ -47,8 +47,15 @@ def variant(arch: ArchSpec, size: int, T: int, kind: str, bits: int) -> ArchSpec
     return arch.with_(
         input=arch.input.__class__(arch.input.shape, T, arch.input.encoding),
         precision=PrecisionSpec(weight_bits=4, membrane_bits=arch.precision.membrane_bits),
-        mapping=MappingSpec(adc_kind=kind, adc_bits=bits, rows=size, cols=size, bits_per_cell=1,
-                            signed_scheme="differential", dataflow="weight_stationary"),
+        mapping=MappingSpec(
+            adc_kind=kind,
+            adc_bits=bits,
+            rows=size,
+            cols=size,
+            bits_per_cell=1,
+            signed_scheme="differential",
+            dataflow="weight_stationary",
+        ),
     )
 
 
@@ -66,32 +73,47 @@ def main() -> None:
     rows = []
     for name, size, T in itertools.product(WORKLOADS, ARRAYS, TIMESTEPS):
         base = ArchSpec.from_yaml(preset_dir("arch") / f"{name}.yaml")
-        a_sa, a_fl, a_sar = variant(base, size, T, "sa", 1), variant(base, size, T, "flash", 5), variant(base, size, T, "sar", 5)
+        a_sa, a_fl, a_sar = (
+            variant(base, size, T, "sa", 1),
+            variant(base, size, T, "flash", 5),
+            variant(base, size, T, "sar", 5),
+        )
         sa = estimate(a_sa, sa_chip, RATE)
         fl = estimate(a_fl, adc_chip, RATE)
         sar = estimate(a_sar, adc_chip, RATE)
         sa_f, fl_f = estimate(a_sa, sa_fast, RATE), estimate(a_fl, adc_fast, RATE)
         sy, sy_f = estimate(a_fl, sync_chip, RATE), estimate(a_fl, sync_fast, RATE)
-        rows.append({
-            "workload": name, "array": size, "T": T,
-            "row_phases_flash5": max(layer.row_phases for layer in fl.layers),
-            "energy_sa_uj": sa.energy_uj, "energy_flash5_uj": fl.energy_uj,
-            "energy_ratio_flash5": fl.energy_uj / sa.energy_uj, "energy_ratio_sar5": sar.energy_uj / sa.energy_uj,
-            "latency_sa_us": sa.latency_us, "latency_flash5_us": fl.latency_us,
-            "latency_ratio_flash5": fl.latency_us / sa.latency_us, "latency_ratio_sar5": sar.latency_us / sa.latency_us,
-            "readout_time_ratio_flash5": _readout_ratio(fl, sa), "readout_time_ratio_sar5": _readout_ratio(sar, sa),
-            "hidden_readout_ratio_flash5": _readout_ratio(fl, sa, skip_first=True),
-            "latency_ratio_flash5_fast_neurons": fl_f.latency_us / sa_f.latency_us,
-            "latency_ratio_sync": sy.latency_us / sa.latency_us,
-            "readout_time_ratio_sync": _readout_ratio(sy, sa),
-            "hidden_readout_ratio_sync": _readout_ratio(sy, sa, skip_first=True),
-            "latency_ratio_sync_fast_neurons": sy_f.latency_us / sa_f.latency_us,
-            "neuron_bound_stages_sa": sum(1 for layer in sa.layers if layer.arrays and layer.neuron_ns > layer.array_ns),
-            "weighted_layers": sum(1 for layer in sa.layers if layer.arrays),
-            "conversion_share_flash5": fl.components["conversion"] / fl.energy_uj,
-            "conversion_share_sa": sa.components["conversion"] / sa.energy_uj,
-            "area_ratio_flash5": fl.area_mm2 / sa.area_mm2,
-        })
+        rows.append(
+            {
+                "workload": name,
+                "array": size,
+                "T": T,
+                "row_phases_flash5": max(layer.row_phases for layer in fl.layers),
+                "energy_sa_uj": sa.energy_uj,
+                "energy_flash5_uj": fl.energy_uj,
+                "energy_ratio_flash5": fl.energy_uj / sa.energy_uj,
+                "energy_ratio_sar5": sar.energy_uj / sa.energy_uj,
+                "latency_sa_us": sa.latency_us,
+                "latency_flash5_us": fl.latency_us,
+                "latency_ratio_flash5": fl.latency_us / sa.latency_us,
+                "latency_ratio_sar5": sar.latency_us / sa.latency_us,
+                "readout_time_ratio_flash5": _readout_ratio(fl, sa),
+                "readout_time_ratio_sar5": _readout_ratio(sar, sa),
+                "hidden_readout_ratio_flash5": _readout_ratio(fl, sa, skip_first=True),
+                "latency_ratio_flash5_fast_neurons": fl_f.latency_us / sa_f.latency_us,
+                "latency_ratio_sync": sy.latency_us / sa.latency_us,
+                "readout_time_ratio_sync": _readout_ratio(sy, sa),
+                "hidden_readout_ratio_sync": _readout_ratio(sy, sa, skip_first=True),
+                "latency_ratio_sync_fast_neurons": sy_f.latency_us / sa_f.latency_us,
+                "neuron_bound_stages_sa": sum(
+                    1 for layer in sa.layers if layer.arrays and layer.neuron_ns > layer.array_ns
+                ),
+                "weighted_layers": sum(1 for layer in sa.layers if layer.arrays),
+                "conversion_share_flash5": fl.components["conversion"] / fl.energy_uj,
+                "conversion_share_sa": sa.components["conversion"] / sa.energy_uj,
+                "area_ratio_flash5": fl.area_mm2 / sa.area_mm2,
+            }
+        )
     with (OUT / "01_adcless_vs_adc.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -199,15 +221,48 @@ def main() -> None:
     for name, marker in zip(WORKLOADS, ["o", "s"], strict=True):
         for T, ls in zip(TIMESTEPS, ["-", "--"], strict=True):
             sel = [r for r in rows if r["workload"] == name and r["T"] == T]
-            axes[0].plot([r["array"] for r in sel], [r["energy_ratio_flash5"] for r in sel], marker=marker, ls=ls, label=f"{name} T={T}")
+            axes[0].plot(
+                [r["array"] for r in sel],
+                [r["energy_ratio_flash5"] for r in sel],
+                marker=marker,
+                ls=ls,
+                label=f"{name} T={T}",
+            )
         sel = [r for r in rows if r["workload"] == name and r["T"] == TIMESTEPS[0]]
         xs = [r["array"] for r in sel]
-        axes[1].plot(xs, [r["latency_ratio_flash5"] for r in sel], marker=marker, ls="-", label=f"{name}: end to end")
-        axes[1].plot(xs, [r["readout_time_ratio_flash5"] for r in sel], marker=marker, ls="--", label=f"{name}: readout path")
-        axes[1].plot(xs, [r["hidden_readout_ratio_flash5"] for r in sel], marker=marker, ls=":", label=f"{name}: readout, hidden layers")
-        axes[1].plot(xs, [r["latency_ratio_flash5_fast_neurons"] for r in sel], marker=marker, ls="-.", alpha=0.7,
-                     label=f"{name}: end to end, 1 neuron/unit")
-    for ax, (lo, hi), title in ((axes[0], (2, 7), "energy: flash5 8:1 / SA"), (axes[1], (8.9, 24.6), f"latency: flash5 8:1 / SA (T={TIMESTEPS[0]})")):
+        axes[1].plot(
+            xs,
+            [r["latency_ratio_flash5"] for r in sel],
+            marker=marker,
+            ls="-",
+            label=f"{name}: end to end",
+        )
+        axes[1].plot(
+            xs,
+            [r["readout_time_ratio_flash5"] for r in sel],
+            marker=marker,
+            ls="--",
+            label=f"{name}: readout path",
+        )
+        axes[1].plot(
+            xs,
+            [r["hidden_readout_ratio_flash5"] for r in sel],
+            marker=marker,
+            ls=":",
+            label=f"{name}: readout, hidden layers",
+        )
+        axes[1].plot(
+            xs,
+            [r["latency_ratio_flash5_fast_neurons"] for r in sel],
+            marker=marker,
+            ls="-.",
+            alpha=0.7,
+            label=f"{name}: end to end, 1 neuron/unit",
+        )
+    for ax, (lo, hi), title in (
+        (axes[0], (2, 7), "energy: flash5 8:1 / SA"),
+        (axes[1], (8.9, 24.6), f"latency: flash5 8:1 / SA (T={TIMESTEPS[0]})"),
+    ):
         ax.axhspan(lo, hi, color="tab:green", alpha=0.12, label="paper's range")
         ax.set_xscale("log", base=2)
         ax.set_xticks(ARRAYS, [str(a) for a in ARRAYS])
@@ -225,9 +280,11 @@ def main() -> None:
 
 def _readout_ratio(adc, sa, skip_first: bool = False) -> float:
     """Array phase (crossbar reads + conversions, before the neuron units) of one timestep, summed."""
+
     def total(r) -> float:
         weighted = [layer for layer in r.layers if layer.arrays]
-        return sum(layer.array_ns for layer in weighted[1 if skip_first else 0:])
+        return sum(layer.array_ns for layer in weighted[1 if skip_first else 0 :])
+
     return total(adc) / total(sa)
 
 

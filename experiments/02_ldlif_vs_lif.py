@@ -42,27 +42,49 @@ def main() -> None:
         lif = sum(neuron_update_energy_pj("lif", b, False, False, k))
         ld_digital = sum(neuron_update_energy_pj("ld_lif", b, False, False, k))
         ld_mem = sum(neuron_update_energy_pj("ld_lif", b, False, True, k))
-        per_update.append({
-            "membrane_bits": b, "lif_pj": lif, "ld_lif_digital_pj": ld_digital, "ld_lif_in_memory_pj": ld_mem,
-            "ratio_in_memory": lif / ld_mem, "ratio_digital": lif / ld_digital,
-            "lif_update_ns": neuron_update_ns("lif", b, k), "ld_lif_update_ns": neuron_update_ns("ld_lif", b, k),
-        })
+        per_update.append(
+            {
+                "membrane_bits": b,
+                "lif_pj": lif,
+                "ld_lif_digital_pj": ld_digital,
+                "ld_lif_in_memory_pj": ld_mem,
+                "ratio_in_memory": lif / ld_mem,
+                "ratio_digital": lif / ld_digital,
+                "lif_update_ns": neuron_update_ns("lif", b, k),
+                "ld_lif_update_ns": neuron_update_ns("ld_lif", b, k),
+            }
+        )
     nets = []
     for name in WORKLOADS:
         base = ArchSpec.from_yaml(preset_dir("arch") / f"{name}.yaml")
-        base = base.with_(mapping=base.mapping.__class__(**{**base.mapping.to_dict(), "adc_kind": "sa", "adc_bits": 1}))
+        base = base.with_(
+            mapping=base.mapping.__class__(
+                **{**base.mapping.to_dict(), "adc_kind": "sa", "adc_bits": 1}
+            )
+        )
         for b in (8, 12):
+
             def price(model: str, base: ArchSpec = base, b: int = b):
-                a = base.with_(neuron=NeuronSpec(model=model), precision=PrecisionSpec(base.precision.weight_bits, b))
+                a = base.with_(
+                    neuron=NeuronSpec(model=model),
+                    precision=PrecisionSpec(base.precision.weight_bits, b),
+                )
                 return estimate(a, chip)
+
             lif, ld = price("lif"), price("ld_lif")
             neu = lambda r: r.components["neurons"] + r.components["membrane"]  # noqa: E731
-            nets.append({
-                "workload": name, "membrane_bits": b, "lif_neuron_uj": neu(lif), "ld_lif_neuron_uj": neu(ld),
-                "neuron_ratio": neu(lif) / neu(ld), "total_ratio": lif.energy_uj / ld.energy_uj,
-                "latency_ratio": lif.latency_us / ld.latency_us,
-                "neuron_share_lif": neu(lif) / lif.energy_uj,
-            })
+            nets.append(
+                {
+                    "workload": name,
+                    "membrane_bits": b,
+                    "lif_neuron_uj": neu(lif),
+                    "ld_lif_neuron_uj": neu(ld),
+                    "neuron_ratio": neu(lif) / neu(ld),
+                    "total_ratio": lif.energy_uj / ld.energy_uj,
+                    "latency_ratio": lif.latency_us / ld.latency_us,
+                    "neuron_share_lif": neu(lif) / lif.energy_uj,
+                }
+            )
     with (OUT / "02_ldlif_vs_lif.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(per_update[0]))
         w.writeheader()
@@ -91,28 +113,47 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     for r in per_update:
-        lines.append(f"| {r['membrane_bits']} | {r['lif_pj']:.3f} | {r['ld_lif_digital_pj']:.3f} | {r['ld_lif_in_memory_pj']:.3f} | "
-                     f"{r['ratio_in_memory']:.2f}x | {r['ratio_digital']:.2f}x |")
-    lines += ["", "Per network (neurons + membrane components; spike rate = chip prior 0.15; whole network on chip):", "",
-              "| workload | membrane bits | LIF uJ | LD-LIF uJ | neuron-update ratio | whole-inference energy ratio | latency ratio | neuron share of LIF energy |",
-              "|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['membrane_bits']} | {r['lif_pj']:.3f} | {r['ld_lif_digital_pj']:.3f} | {r['ld_lif_in_memory_pj']:.3f} | "
+            f"{r['ratio_in_memory']:.2f}x | {r['ratio_digital']:.2f}x |"
+        )
+    lines += [
+        "",
+        "Per network (neurons + membrane components; spike rate = chip prior 0.15; whole network on chip):",
+        "",
+        "| workload | membrane bits | LIF uJ | LD-LIF uJ | neuron-update ratio | whole-inference energy ratio | latency ratio | neuron share of LIF energy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in nets:
-        lines.append(f"| {r['workload']} | {r['membrane_bits']} | {r['lif_neuron_uj']:.4g} | {r['ld_lif_neuron_uj']:.4g} | "
-                     f"{r['neuron_ratio']:.2f}x | {r['total_ratio']:.2f}x | {r['latency_ratio']:.2f}x | {r['neuron_share_lif']:.0%} |")
+        lines.append(
+            f"| {r['workload']} | {r['membrane_bits']} | {r['lif_neuron_uj']:.4g} | {r['ld_lif_neuron_uj']:.4g} | "
+            f"{r['neuron_ratio']:.2f}x | {r['total_ratio']:.2f}x | {r['latency_ratio']:.2f}x | {r['neuron_share_lif']:.0%} |"
+        )
     (OUT / "02_ldlif_vs_lif.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     bits = [r["membrane_bits"] for r in per_update]
-    axes[0].plot(bits, [r["lif_pj"] for r in per_update], "o-", label="LIF (digital unit, membrane SRAM)")
-    axes[0].plot(bits, [r["ld_lif_digital_pj"] for r in per_update], "s--", label="LD-LIF (digital unit)")
-    axes[0].plot(bits, [r["ld_lif_in_memory_pj"] for r in per_update], "^-", label="LD-LIF (in-memory parallel decay)")
+    axes[0].plot(
+        bits, [r["lif_pj"] for r in per_update], "o-", label="LIF (digital unit, membrane SRAM)"
+    )
+    axes[0].plot(
+        bits, [r["ld_lif_digital_pj"] for r in per_update], "s--", label="LD-LIF (digital unit)"
+    )
+    axes[0].plot(
+        bits,
+        [r["ld_lif_in_memory_pj"] for r in per_update],
+        "^-",
+        label="LD-LIF (in-memory parallel decay)",
+    )
     axes[0].set_xlabel("membrane bits")
     axes[0].set_ylabel("energy per neuron update (pJ)")
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=7)
     axes[0].grid(alpha=0.3)
-    axes[1].plot(bits, [r["ratio_in_memory"] for r in per_update], "^-", label="LIF / LD-LIF in-memory")
+    axes[1].plot(
+        bits, [r["ratio_in_memory"] for r in per_update], "^-", label="LIF / LD-LIF in-memory"
+    )
     axes[1].axhline(5.2, color="tab:green", ls=":", label="paper: ~5.2x")
     axes[1].set_xlabel("membrane bits")
     axes[1].set_ylabel("neuron-update efficiency (x)")

@@ -49,10 +49,17 @@ SETTINGS = {
 
 def variant(base: ArchSpec, kind: str, bits: int, rows: int) -> ArchSpec:
     m = base.mapping
-    return base.with_(mapping=MappingSpec(
-        adc_bits=bits, adc_kind=kind, rows=rows, cols=m.cols, bits_per_cell=m.bits_per_cell,
-        signed_scheme=m.signed_scheme, dataflow=m.dataflow,
-    ))
+    return base.with_(
+        mapping=MappingSpec(
+            adc_bits=bits,
+            adc_kind=kind,
+            rows=rows,
+            cols=m.cols,
+            bits_per_cell=m.bits_per_cell,
+            signed_scheme=m.signed_scheme,
+            dataflow=m.dataflow,
+        )
+    )
 
 
 def main() -> None:
@@ -62,7 +69,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--rows", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-2)
-    ap.add_argument("--chip", default=None, help="chip preset for device noise (default: ideal device)")
+    ap.add_argument(
+        "--chip", default=None, help="chip preset for device noise (default: ideal device)"
+    )
     ap.add_argument("--eval-instances", type=int, default=5)
     ap.add_argument("--only", nargs="*", default=None, help="a subset of: " + ", ".join(SETTINGS))
     ap.add_argument("--threads", type=int, default=1)
@@ -70,7 +79,9 @@ def main() -> None:
 
     OUT.mkdir(parents=True, exist_ok=True)
     base = ArchSpec.from_yaml(preset_dir("arch") / f"{args.arch}.yaml")
-    tag = f"03_progressive_awareness_{args.arch}_{args.epochs}ep" + (f"_{args.chip}" if args.chip else "")
+    tag = f"03_progressive_awareness_{args.arch}_{args.epochs}ep" + (
+        f"_{args.chip}" if args.chip else ""
+    )
     rows: list[dict] = []
     histories: dict[str, list[dict]] = {}
     for name, (kind, bits, schedule) in SETTINGS.items():
@@ -79,13 +90,29 @@ def main() -> None:
         arch = variant(base, kind, bits, args.rows)
         for seed in args.seeds:
             t0 = time.time()
-            res = train_candidate(arch, args.chip, "digits-events", epochs=args.epochs, seed=seed, lr=args.lr,
-                                  schedule=schedule, eval_instances=args.eval_instances, num_threads=args.threads)
+            res = train_candidate(
+                arch,
+                args.chip,
+                "digits-events",
+                epochs=args.epochs,
+                seed=seed,
+                lr=args.lr,
+                schedule=schedule,
+                eval_instances=args.eval_instances,
+                num_threads=args.threads,
+            )
             acc = res.float_accuracy if name == "float" else res.accuracy_mean
-            row = {"setting": name, "adc": f"{kind} {bits} b", "schedule": schedule, "seed": seed,
-                   "accuracy": acc, "accuracy_std": 0.0 if name == "float" else res.accuracy_std,
-                   "float_accuracy": res.float_accuracy, "status": res.status,
-                   "s_per_epoch": res.train_seconds / max(1, res.epochs_run)}
+            row = {
+                "setting": name,
+                "adc": f"{kind} {bits} b",
+                "schedule": schedule,
+                "seed": seed,
+                "accuracy": acc,
+                "accuracy_std": 0.0 if name == "float" else res.accuracy_std,
+                "float_accuracy": res.float_accuracy,
+                "status": res.status,
+                "s_per_epoch": res.train_seconds / max(1, res.epochs_run),
+            }
             rows.append(row)
             histories[f"{name} seed {seed}"] = list(res.history)
             print(json.dumps(row), f"({time.time() - t0:.0f} s)", flush=True)
@@ -102,31 +129,41 @@ def main() -> None:
     ref = next((m for n, m, _, _ in summary if n == "float"), None)
     lines = [
         f"# {args.arch} on digits-events: accuracy on the chip ({args.rows}-row crossbars, "
-        f"{args.epochs} epochs, seeds {args.seeds}, device: {args.chip or 'ideal'})", "",
+        f"{args.epochs} epochs, seeds {args.seeds}, device: {args.chip or 'ideal'})",
+        "",
         "| setting | test accuracy (mean over seeds) | spread over seeds | vs float | per seed |",
         "|---|---|---|---|---|",
     ]
     for name, mean, sd, accs in summary:
         delta = "" if ref is None or name == "float" else f"{100 * (mean - ref):+.1f} pt"
-        lines.append(f"| {name} | {100 * mean:.1f} % | {100 * sd:.1f} | {delta} | "
-                     + ", ".join(f"{100 * a:.1f}" for a in accs) + " |")
+        lines.append(
+            f"| {name} | {100 * mean:.1f} % | {100 * sd:.1f} | {delta} | "
+            + ", ".join(f"{100 * a:.1f}" for a in accs)
+            + " |"
+        )
     (OUT / f"{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for label, hist in histories.items():
         if label.startswith(("sa-", "adc4")):
-            ax1.plot([h["epoch"] for h in hist], [100 * h["val_accuracy"] for h in hist], label=label)
+            ax1.plot(
+                [h["epoch"] for h in hist], [100 * h["val_accuracy"] for h in hist], label=label
+            )
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("validation accuracy at the current awareness (%)")
     ax1.legend(fontsize=8)
     ax1.grid(alpha=0.3)
     names = [s[0] for s in summary]
-    ax2.bar(names, [100 * s[1] for s in summary], yerr=[100 * s[2] for s in summary], color="tab:blue")
+    ax2.bar(
+        names, [100 * s[1] for s in summary], yerr=[100 * s[2] for s in summary], color="tab:blue"
+    )
     ax2.set_ylabel("test accuracy on the chip (%)")
     ax2.set_ylim(0, 100)
     ax2.tick_params(axis="x", rotation=20)
-    fig.suptitle(f"{args.arch}: progressive vs abrupt hardware awareness (1-bit SA, {args.rows} rows)")
+    fig.suptitle(
+        f"{args.arch}: progressive vs abrupt hardware awareness (1-bit SA, {args.rows} rows)"
+    )
     fig.tight_layout()
     fig.savefig(OUT / f"{tag}.png", dpi=120)
 

@@ -90,10 +90,14 @@ def resolve_preset(name_or_path: str | Path, kind: str) -> Path:
     known = list_presets(kind)
     what = {"chip": "chip", "space": "search space", "arch": "architecture"}[kind]
     if looks_like_path:
-        raise ConfigError(f"{text}: no such file (a {what} file path, or one of the presets: {', '.join(known)})")
+        raise ConfigError(
+            f"{text}: no such file (a {what} file path, or one of the presets: {', '.join(known)})"
+        )
     near = difflib.get_close_matches(text, known, n=3, cutoff=0.5)
     hint = f"; did you mean {' or '.join(near)}?" if near else ""
-    raise ConfigError(f"unknown {what} {text!r}{hint} Known {what}s: {', '.join(known)} (or give a path to a .yaml file)")
+    raise ConfigError(
+        f"unknown {what} {text!r}{hint} Known {what}s: {', '.join(known)} (or give a path to a .yaml file)"
+    )
 
 
 #: the largest chip, space or architecture file read (bytes); the shipped ones are under 5 kB
@@ -157,7 +161,9 @@ class _StrictLoader(yaml.SafeLoader):
         self._values += 1
         event = self.peek_event()
         if self._depth > MAX_DEPTH:
-            raise _LimitError(event.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep")
+            raise _LimitError(
+                event.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep"
+            )
         if self._values > MAX_VALUES:
             raise _LimitError(event.start_mark.line + 1, f"more than {MAX_VALUES} values")
         try:
@@ -172,7 +178,9 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         shown = _REFUSED_TAGS.get(node.tag)
         if shown is not None:
-            raise _LimitError(_line(node), f"the tag {shown} is not allowed (no neuronas field holds one)")
+            raise _LimitError(
+                _line(node), f"the tag {shown} is not allowed (no neuronas field holds one)"
+            )
         return super().construct_object(node, deep=deep)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
@@ -184,11 +192,13 @@ class _StrictLoader(yaml.SafeLoader):
                 key = self.construct_object(key_node, deep=True)
                 if not isinstance(key, str):
                     raise _LimitError(
-                        _line(key_node), f"key {_preview(key)} is not a text key (quote it if a name was meant)"
+                        _line(key_node),
+                        f"key {_preview(key)} is not a text key (quote it if a name was meant)",
                     )
                 if key in seen:
                     raise _LimitError(
-                        _line(key_node), f"duplicate key {_preview(key)} (first given at line {seen[key]})"
+                        _line(key_node),
+                        f"duplicate key {_preview(key)} (first given at line {seen[key]})",
                     )
                 seen[key] = _line(key_node)
         return super().construct_mapping(node, deep=deep)
@@ -213,19 +223,29 @@ def _check_expansion(root: Any) -> None:
             size[key] = 1 + sum(size[id(c)] for c in children)
             depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
             if size[key] > MAX_VALUES:
-                raise _LimitError(_line(node), f"more than {MAX_VALUES} values once its aliases are expanded")
+                raise _LimitError(
+                    _line(node), f"more than {MAX_VALUES} values once its aliases are expanded"
+                )
             if depth[key] > MAX_DEPTH:
-                raise _LimitError(_line(node), f"nested more than {MAX_DEPTH} levels deep once its aliases are expanded")
+                raise _LimitError(
+                    _line(node),
+                    f"nested more than {MAX_DEPTH} levels deep once its aliases are expanded",
+                )
             continue
         if key in size:
             continue
         if key in on_path:
-            raise _LimitError(_line(node), "an alias refers to a value that contains it (a recursive structure)")
+            raise _LimitError(
+                _line(node), "an alias refers to a value that contains it (a recursive structure)"
+            )
         on_path.add(key)
         stack.append((node, True))
         for child in children:
             if id(child) in on_path:
-                raise _LimitError(_line(child), "an alias refers to a value that contains it (a recursive structure)")
+                raise _LimitError(
+                    _line(child),
+                    "an alias refers to a value that contains it (a recursive structure)",
+                )
             if id(child) not in size:
                 stack.append((child, False))
 
@@ -277,7 +297,11 @@ def _preview(value: Any, limit: int = 60) -> str:
             return emit(repr(v))
         if isinstance(v, int):
             # str() of a many-thousand-digit integer raises (and is slow): describe it instead
-            return emit(str(v) if v.bit_length() < 256 else f"an integer of ~{int(v.bit_length() * 0.30103)} digits")
+            return emit(
+                str(v)
+                if v.bit_length() < 256
+                else f"an integer of ~{int(v.bit_length() * 0.30103)} digits"
+            )
         return emit(type(v).__name__)
 
     walk(value, 0)
@@ -301,9 +325,13 @@ def _read_regular(p: Path) -> str:
     if stat.S_ISDIR(st.st_mode):
         raise ConfigError(f"{p}: is a directory, expected a YAML file")
     if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{p}: not a regular file (a pipe, device or socket); expected a YAML file")
+        raise ConfigError(
+            f"{p}: not a regular file (a pipe, device or socket); expected a YAML file"
+        )
     if st.st_size > MAX_FILE_BYTES:
-        raise ConfigError(f"{p}: {st.st_size} bytes, larger than the {MAX_FILE_BYTES} bytes (1 MiB) a neuronas file may have")
+        raise ConfigError(
+            f"{p}: {st.st_size} bytes, larger than the {MAX_FILE_BYTES} bytes (1 MiB) a neuronas file may have"
+        )
     try:
         # O_NONBLOCK: should the path be swapped for a pipe after the check, opening it must not wait
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -311,10 +339,14 @@ def _read_regular(p: Path) -> str:
         raise ConfigError(f"{p}: cannot be read ({exc.strerror or exc})") from None
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(f"{p}: not a regular file (a pipe, device or socket); expected a YAML file")
+            raise ConfigError(
+                f"{p}: not a regular file (a pipe, device or socket); expected a YAML file"
+            )
         raw = f.read(MAX_FILE_BYTES + 1)
     if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError(f"{p}: larger than the {MAX_FILE_BYTES} bytes (1 MiB) a neuronas file may have")
+        raise ConfigError(
+            f"{p}: larger than the {MAX_FILE_BYTES} bytes (1 MiB) a neuronas file may have"
+        )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -361,12 +393,16 @@ def _json_load(p: Path, text: str) -> Any:
         return out
 
     def constant(name: str) -> Any:
-        raise ConfigError(f"{p}: {name} is not a number a neuronas file may hold (values must be finite)")
+        raise ConfigError(
+            f"{p}: {name} is not a number a neuronas file may hold (values must be finite)"
+        )
 
     try:
         return json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{p}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        raise ConfigError(
+            f"{p}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -395,10 +431,14 @@ def load_yaml(path: str | Path) -> Any:
         except yaml.constructor.ConstructorError as exc:
             mark = exc.problem_mark
             where = f" line {mark.line + 1}:" if mark is not None else ""
-            raise ConfigError(f"{p}:{where} {_clip(exc.problem)} (only plain YAML values are read)") from None
+            raise ConfigError(
+                f"{p}:{where} {_clip(exc.problem)} (only plain YAML values are read)"
+            ) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            where = (
+                f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            )
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise ConfigError(f"{p}: YAML syntax error{where}: {_clip(problem)}") from None
         finally:
@@ -556,7 +596,9 @@ def _field_kind(model: type, name: str) -> tuple[bool, bool, bool]:
 
 def _strict_numbers(value: Any, text_ok: bool, mappings: bool, depth: int = 0) -> None:
     if isinstance(value, bool):
-        raise ValueError("a YAML boolean (true/false, yes/no, on/off) is not a number; write a number")
+        raise ValueError(
+            "a YAML boolean (true/false, yes/no, on/off) is not a number; write a number"
+        )
     if isinstance(value, str) and not text_ok:
         raise ValueError("text is not a number; write the number without quotes")
     if depth < 2 and isinstance(value, list):
@@ -591,5 +633,7 @@ def check_number_range(value: Any) -> Any:
             if isinstance(v, float) and not math.isfinite(v):
                 raise ValueError("must be a finite number")
             if abs(v) > MAX_MAGNITUDE:
-                raise ValueError(f"must be at most {MAX_MAGNITUDE:g} in magnitude (no chip or network quantity is that large)")
+                raise ValueError(
+                    f"must be at most {MAX_MAGNITUDE:g} in magnitude (no chip or network quantity is that large)"
+                )
     return value

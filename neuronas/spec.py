@@ -89,12 +89,22 @@ def _int(where: str, value: Any, lo: int | None = None, hi: int | None = None) -
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail(where, value, "must be an integer")
     if lo is not None and value < lo:
-        raise _fail(where, value, f"must be an integer >= {lo}" + (f" and <= {hi}" if hi is not None else ""))
+        raise _fail(
+            where,
+            value,
+            f"must be an integer >= {lo}" + (f" and <= {hi}" if hi is not None else ""),
+        )
     if hi is not None and value > hi:
-        raise _fail(where, value, f"must be an integer <= {hi}" + (f" and >= {lo}" if lo is not None else ""))
+        raise _fail(
+            where,
+            value,
+            f"must be an integer <= {hi}" + (f" and >= {lo}" if lo is not None else ""),
+        )
 
 
-def _num(where: str, value: Any, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> None:
+def _num(
+    where: str, value: Any, lo: float | None = None, hi: float | None = None, lo_open: bool = False
+) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise _fail(where, value, "must be a finite number")
     if lo is not None and (value <= lo if lo_open else value < lo):
@@ -128,7 +138,9 @@ class _Spec:
     def from_dict(cls, data: Any, where: str = "") -> Any:
         where = where or cls._where
         if not isinstance(data, Mapping):
-            raise SpecError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+            raise SpecError(
+                f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}"
+            )
         known = _fields_of(cls)
         unknown = [k for k in data if k not in known]
         if unknown:
@@ -143,7 +155,7 @@ class _Spec:
         except SpecError as exc:
             msg = str(exc)
             if cls._where and where and where != cls._where and msg.startswith(cls._where + "."):
-                msg = where + msg[len(cls._where):]
+                msg = where + msg[len(cls._where) :]
             raise SpecError(msg) from None
         except TypeError as exc:  # a required field is missing
             missing = [f.name for f in known.values() if f.name not in data and _required(f)]
@@ -253,11 +265,21 @@ def _check_adc(where: str, kind: Any, bits: Any) -> None:
     _choice(f"{where}.adc_kind", kind, ADC_KINDS)
     _int(f"{where}.adc_bits", bits, lo=0, hi=16)
     if kind == "sa" and bits != 1:
-        raise _fail(f"{where}.adc_bits", bits, "must be 1 when adc_kind is sa (a sense amplifier is a 1-bit comparator)")
+        raise _fail(
+            f"{where}.adc_bits",
+            bits,
+            "must be 1 when adc_kind is sa (a sense amplifier is a 1-bit comparator)",
+        )
     if kind == "digital" and bits != 0:
-        raise _fail(f"{where}.adc_bits", bits, "must be 0 when adc_kind is digital (no conversion: partial sums are exact)")
+        raise _fail(
+            f"{where}.adc_bits",
+            bits,
+            "must be 0 when adc_kind is digital (no conversion: partial sums are exact)",
+        )
     if kind in ("sar", "flash") and bits < 2:
-        raise _fail(f"{where}.adc_bits", bits, f"must be >= 2 for a {kind} ADC (use adc_kind sa for 1 bit)")
+        raise _fail(
+            f"{where}.adc_bits", bits, f"must be >= 2 for a {kind} ADC (use adc_kind sa for 1 bit)"
+        )
 
 
 @dataclass(frozen=True)
@@ -290,7 +312,16 @@ class MappingSpec(_Spec):
         _choice("mapping.dataflow", self.dataflow, DATAFLOWS)
 
 
-_OVERRIDABLE = ("weight_bits", "membrane_bits", "adc_bits", "adc_kind", "rows", "cols", "bits_per_cell", "dataflow")
+_OVERRIDABLE = (
+    "weight_bits",
+    "membrane_bits",
+    "adc_bits",
+    "adc_kind",
+    "rows",
+    "cols",
+    "bits_per_cell",
+    "dataflow",
+)
 
 
 @dataclass(frozen=True)
@@ -344,7 +375,11 @@ class LayerSpec(_Spec):
         if self.kind == "fc":
             for name, default in (("kernel", 0), ("stride", 0), ("padding", -1)):
                 if getattr(self, name) not in (default, 1 if name != "padding" else 0):
-                    raise _fail(f"layer.{name}", getattr(self, name), "is not used by an fc layer (leave it out)")
+                    raise _fail(
+                        f"layer.{name}",
+                        getattr(self, name),
+                        "is not used by an fc layer (leave it out)",
+                    )
             object.__setattr__(self, "kernel", 1)
             object.__setattr__(self, "stride", 1)
             object.__setattr__(self, "padding", 0)
@@ -376,7 +411,9 @@ class LayerSpec(_Spec):
         if name in ("kernel", "stride") and value == 0 and not isinstance(value, bool):
             # 0 stands for "the kind's default" inside the dataclass; written in a file it is a
             # mistake (a stride of 0 never moves), so a file leaves the key out instead
-            raise _fail(where, value, "must be an integer >= 1 (leave it out for the layer kind's default)")
+            raise _fail(
+                where, value, "must be an integer >= 1 (leave it out for the layer kind's default)"
+            )
         return super()._convert(name, value, where)
 
     def to_dict(self) -> dict[str, Any]:
@@ -463,17 +500,25 @@ class ArchSpec(_Spec):
         if not isinstance(self.layers, tuple) or not self.layers:
             raise _fail("layers", self.layers, "must be a non-empty list of layers")
         if len(self.layers) > MAX_LAYERS:
-            raise _fail("layers", f"{len(self.layers)} layers", f"must have at most {MAX_LAYERS} layers")
+            raise _fail(
+                "layers", f"{len(self.layers)} layers", f"must have at most {MAX_LAYERS} layers"
+            )
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, LayerSpec):
                 raise _fail(f"layers[{i}]", layer, "must be a layer mapping")
         _choice("task", self.task, ("classification", "dense"))
         if not isinstance(self.name, str) or len(self.name) > MAX_NAME:
-            raise _fail("name", self.name, f"must be text of at most {MAX_NAME} characters (quote it)")
+            raise _fail(
+                "name", self.name, f"must be text of at most {MAX_NAME} characters (quote it)"
+            )
         if not any(layer.weighted for layer in self.layers):
-            raise SpecError("layers: no conv, deconv or fc layer; the network needs at least one weighted layer (the readout)")
+            raise SpecError(
+                "layers: no conv, deconv or fc layer; the network needs at least one weighted layer (the readout)"
+            )
         if not self.layers[-1].weighted:
-            raise SpecError(f"layers[{len(self.layers) - 1}].kind: got \"pool\", the last layer must be the readout (fc, conv or deconv)")
+            raise SpecError(
+                f'layers[{len(self.layers) - 1}].kind: got "pool", the last layer must be the readout (fc, conv or deconv)'
+            )
         # chaining and per-layer overrides are checked by resolving once
         object.__setattr__(self, "_resolved", self._resolve())
 
@@ -533,7 +578,9 @@ class ArchSpec(_Spec):
         if cached is None:
             import hashlib
 
-            cached = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+            cached = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[
+                :12
+            ]
             object.__setattr__(self, "_key", cached)
         return cached
 
@@ -555,7 +602,11 @@ class ArchSpec(_Spec):
             o = layer.override
             if o is not None and not o.is_empty():
                 set_ = [(k, getattr(o, k)) for k in _OVERRIDABLE if getattr(o, k) is not None]
-                text += "[" + ",".join(f"{'w' if k == 'weight_bits' else k[:1]}{v}" for k, v in set_) + "]"
+                text += (
+                    "["
+                    + ",".join(f"{'w' if k == 'weight_bits' else k[:1]}{v}" for k, v in set_)
+                    + "]"
+                )
             parts.append(text)
         m = self.mapping
         adc = {"sa": "SA", "digital": "dig"}.get(m.adc_kind, f"{m.adc_kind}{m.adc_bits}")
@@ -596,7 +647,7 @@ class ArchSpec(_Spec):
             else:
                 if len(shape) != 3:
                     raise SpecError(
-                        f"{where}.kind: got \"{layer.kind}\" on a flat input of shape {list(shape)}; "
+                        f'{where}.kind: got "{layer.kind}" on a flat input of shape {list(shape)}; '
                         f"{layer.kind} layers need a [C, H, W] input (put them before the first fc)"
                     )
                 c, h, w = shape
@@ -605,7 +656,11 @@ class ArchSpec(_Spec):
                     oh, ow = (h - 1) * s - 2 * p + k, (w - 1) * s - 2 * p + k
                 else:
                     oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-                if oh < 1 or ow < 1 or (layer.kind != "deconv" and (k > h + 2 * p or k > w + 2 * p)):
+                if (
+                    oh < 1
+                    or ow < 1
+                    or (layer.kind != "deconv" and (k > h + 2 * p or k > w + 2 * p))
+                ):
                     raise SpecError(
                         f"{where}.kernel: got {k}, larger than its padded input {h + 2 * p}x{w + 2 * p} "
                         f"(input shape {list(shape)}); the layer shapes do not chain"
@@ -619,23 +674,50 @@ class ArchSpec(_Spec):
                 fan_in = c * k * k
                 positions = oh * ow
             if layer.weighted:
-                out_layers.append(self._resolve_layer(i, layer, shape, new_shape, fan_in, positions, i == last_weighted))
+                out_layers.append(
+                    self._resolve_layer(
+                        i, layer, shape, new_shape, fan_in, positions, i == last_weighted
+                    )
+                )
             shape = new_shape
             shapes.append(shape)
         object.__setattr__(self, "_shapes", tuple(shapes))
         return tuple(out_layers)
 
     def _resolve_layer(
-        self, i: int, layer: LayerSpec, in_shape: Shape, out_shape: Shape, fan_in: int, positions: int, readout: bool
+        self,
+        i: int,
+        layer: LayerSpec,
+        in_shape: Shape,
+        out_shape: Shape,
+        fan_in: int,
+        positions: int,
+        readout: bool,
     ) -> ResolvedLayer:
         o = layer.override
         if o is None or o.is_empty():
             p, m = self.precision, self.mapping
             return ResolvedLayer(
-                index=i, kind=layer.kind, in_shape=in_shape, out_shape=out_shape, fan_in=fan_in, fan_out=layer.out,
-                positions=positions, kernel=layer.kernel, stride=layer.stride, padding=layer.pad, is_readout=readout,
-                weight_bits=p.weight_bits, membrane_bits=p.membrane_bits, adc_bits=m.adc_bits, adc_kind=m.adc_kind,
-                rows=m.rows, cols=m.cols, bits_per_cell=m.bits_per_cell, signed_scheme=m.signed_scheme, dataflow=m.dataflow,
+                index=i,
+                kind=layer.kind,
+                in_shape=in_shape,
+                out_shape=out_shape,
+                fan_in=fan_in,
+                fan_out=layer.out,
+                positions=positions,
+                kernel=layer.kernel,
+                stride=layer.stride,
+                padding=layer.pad,
+                is_readout=readout,
+                weight_bits=p.weight_bits,
+                membrane_bits=p.membrane_bits,
+                adc_bits=m.adc_bits,
+                adc_kind=m.adc_kind,
+                rows=m.rows,
+                cols=m.cols,
+                bits_per_cell=m.bits_per_cell,
+                signed_scheme=m.signed_scheme,
+                dataflow=m.dataflow,
             )
         pick = lambda name, default: default if getattr(o, name) is None else getattr(o, name)  # noqa: E731
         values = {
@@ -654,8 +736,13 @@ class ArchSpec(_Spec):
             try:
                 PrecisionSpec(values["weight_bits"], values["membrane_bits"])
                 MappingSpec(
-                    adc_bits=values["adc_bits"], adc_kind=values["adc_kind"], rows=values["rows"], cols=values["cols"],
-                    bits_per_cell=values["bits_per_cell"], signed_scheme=self.mapping.signed_scheme, dataflow=values["dataflow"],
+                    adc_bits=values["adc_bits"],
+                    adc_kind=values["adc_kind"],
+                    rows=values["rows"],
+                    cols=values["cols"],
+                    bits_per_cell=values["bits_per_cell"],
+                    signed_scheme=self.mapping.signed_scheme,
+                    dataflow=values["dataflow"],
                 )
             except SpecError as exc:
                 msg = str(exc)
@@ -663,7 +750,17 @@ class ArchSpec(_Spec):
                     msg = msg.replace(prefix, f"{where}.", 1) if msg.startswith(prefix) else msg
                 raise SpecError(msg) from None
         return ResolvedLayer(
-            index=i, kind=layer.kind, in_shape=in_shape, out_shape=out_shape, fan_in=fan_in, fan_out=layer.out,
-            positions=positions, kernel=layer.kernel if layer.kind != "fc" else 1, stride=layer.stride if layer.kind != "fc" else 1,
-            padding=layer.pad if layer.kind != "fc" else 0, is_readout=readout, signed_scheme=self.mapping.signed_scheme, **values,
+            index=i,
+            kind=layer.kind,
+            in_shape=in_shape,
+            out_shape=out_shape,
+            fan_in=fan_in,
+            fan_out=layer.out,
+            positions=positions,
+            kernel=layer.kernel if layer.kind != "fc" else 1,
+            stride=layer.stride if layer.kind != "fc" else 1,
+            padding=layer.pad if layer.kind != "fc" else 0,
+            is_readout=readout,
+            signed_scheme=self.mapping.signed_scheme,
+            **values,
         )

@@ -82,7 +82,7 @@ class PostgresServer:
     user: str | None
     log: Path
 
-    def _run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(self, args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bin_dir / args[0]), *args[1:]]
         if self.user is not None:
             cmd = ["runuser", "-u", self.user, "--", *cmd]
@@ -95,13 +95,13 @@ class PostgresServer:
         return f"postgresql://neuronas@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
-        r = self._run(["createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "neuronas", name])
+        r = self.run(["createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "neuronas", name])
         if r.returncode != 0:
             raise RuntimeError(f"createdb {name} failed: {r.stderr.strip()}")
         return self.url(name)
 
     def stop(self) -> None:
-        self._run(["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+        self.run(["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
 
 
 @contextlib.contextmanager
@@ -118,13 +118,13 @@ def postgres_server(bin_dir: Path) -> Iterator[PostgresServer]:
         os.chown(data, pw.pw_uid, pw.pw_gid)
     server = PostgresServer(bin_dir, data, _free_port(), user, top / "server.log")
     try:
-        r = server._run(
+        r = server.run(
             ["initdb", "-D", str(data), "-U", "neuronas", "--auth=trust", "-E", "UTF8", "--no-sync"]
         )
         if r.returncode != 0:
             raise RuntimeError(f"initdb failed: {r.stderr.strip() or r.stdout.strip()}")
         opts = f"-h 127.0.0.1 -p {server.port} -k {top} -c fsync=off -c max_connections=50"
-        r = server._run(
+        r = server.run(
             [
                 "pg_ctl",
                 "-D",

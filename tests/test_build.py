@@ -16,7 +16,13 @@ def _arch(**over: object) -> ArchSpec:
         "layers": [
             {"kind": "conv", "out": 6, "kernel": 3},
             {"kind": "pool", "kernel": 2, "pool": "max"},
-            {"kind": "conv", "out": 8, "kernel": 3, "stride": 2, "override": {"rows": 16, "adc_bits": 4, "adc_kind": "sar"}},
+            {
+                "kind": "conv",
+                "out": 8,
+                "kernel": 3,
+                "stride": 2,
+                "override": {"rows": 16, "adc_bits": 4, "adc_kind": "sar"},
+            },
             {"kind": "pool", "kernel": 3, "pool": "avg"},
             {"kind": "fc", "out": 10},
         ],
@@ -48,7 +54,11 @@ def test_layers_follow_the_resolved_per_layer_mapping() -> None:
     assert [type(m) for m in layers] == [CrossbarConv2d, CrossbarConv2d, CrossbarLinear]
     for m, r in zip(layers, arch.resolved(), strict=True):
         assert (m.fan_in, m.fan_out) == (r.fan_in, r.fan_out)
-        assert (m.config.rows, m.config.adc_kind, m.config.adc_bits) == (r.rows, r.adc_kind, r.adc_bits)
+        assert (m.config.rows, m.config.adc_kind, m.config.adc_bits) == (
+            r.rows,
+            r.adc_kind,
+            r.adc_bits,
+        )
         assert m.row_groups == -(-r.fan_in // r.rows)
     assert layers[1].config.adc_kind == "sar" and layers[1].config.rows == 16
 
@@ -60,11 +70,13 @@ def test_awareness_zero_network_is_deterministic_and_resets_state() -> None:
 
 
 def test_probes_measure_the_rates_the_cost_model_needs() -> None:
-    arch = ArchSpec.from_dict({
-        "input": {"shape": [20], "timesteps": 5},
-        "layers": [{"kind": "fc", "out": 16}, {"kind": "fc", "out": 3}],
-        "neuron": {"model": "if", "threshold": 0.5},
-    })
+    arch = ArchSpec.from_dict(
+        {
+            "input": {"shape": [20], "timesteps": 5},
+            "layers": [{"kind": "fc", "out": 16}, {"kind": "fc", "out": 3}],
+            "neuron": {"model": "if", "threshold": 0.5},
+        }
+    )
     net = build(arch)
     x = (torch.rand(5, 8, 20) < 0.25).float()
     net.probing = True
@@ -80,10 +92,12 @@ def test_probes_measure_the_rates_the_cost_model_needs() -> None:
 
 
 def test_rate_encoding_draws_spikes() -> None:
-    arch = ArchSpec.from_dict({
-        "input": {"shape": [6], "timesteps": 3, "encoding": "rate"},
-        "layers": [{"kind": "fc", "out": 2}],
-    })
+    arch = ArchSpec.from_dict(
+        {
+            "input": {"shape": [6], "timesteps": 3, "encoding": "rate"},
+            "layers": [{"kind": "fc", "out": 2}],
+        }
+    )
     net = build(arch)
     x = torch.full((3, 2, 6), 0.5)
     enc = net.encode(x)

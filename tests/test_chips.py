@@ -17,13 +17,22 @@ from neuronas.spec import ArchSpec
 
 CHIPS = list_presets("chip")
 ARCHS = list_presets("arch")
-REQUIRED = {"rram-adcless-65nm", "rram-adcless-65nm-tight", "rram-hpadc-65nm", "sram-ldlif-65nm",
-            "digital-cim-40nm", "spikesim-rram-64", "rram-sar-32nm"}
+REQUIRED = {
+    "rram-adcless-65nm",
+    "rram-adcless-65nm-tight",
+    "rram-hpadc-65nm",
+    "sram-ldlif-65nm",
+    "digital-cim-40nm",
+    "spikesim-rram-64",
+    "rram-sar-32nm",
+}
 
 
 def test_required_presets_are_shipped() -> None:
     assert set(CHIPS) >= REQUIRED
-    assert {"digits-mlp", "digits-cnn", "vgg9-cifar10", "dvsgesture-cnn", "spike-flownet"} <= set(ARCHS)
+    assert {"digits-mlp", "digits-cnn", "vgg9-cifar10", "dvsgesture-cnn", "spike-flownet"} <= set(
+        ARCHS
+    )
 
 
 @pytest.mark.parametrize("name", CHIPS)
@@ -49,8 +58,9 @@ def test_every_number_in_a_preset_cites_its_source(name: str) -> None:
         body = line.split("#", 1)[0]
         if re.match(r"\s*[a-z_]+:\s*-?[0-9.]+(e-?[0-9]+)?\s*$", body) and "#" not in line:
             # a budget block or a leaf under a commented parent line is allowed when its parent says why
-            assert line.strip().startswith(("memory_kb", "area_mm2", "latency_us", "energy_uj",
-                                            "adc_bits_min", "adc_bits_max")), f"{name}.yaml:{i}: {line.strip()}"
+            assert line.strip().startswith(
+                ("memory_kb", "area_mm2", "latency_us", "energy_uj", "adc_bits_min", "adc_bits_max")
+            ), f"{name}.yaml:{i}: {line.strip()}"
 
 
 def test_default_chip_splits_small_networks() -> None:
@@ -77,23 +87,58 @@ def _load(tmp_path: Path, d: dict) -> Chip:
 @pytest.mark.parametrize(
     ("edit", "pattern"),
     [
-        (lambda d: d["technology"].update(foo=1), r"technology\.foo: unknown key; known keys here: clock_mhz, device, node_nm, supply_v"),
-        (lambda d: d["technology"].update(clock_mhz="fast"), r"technology\.clock_mhz: got \"fast\""),
-        (lambda d: d["budgets"].update(energy_uj=0), r"budgets\.energy_uj\.limit: got 0, input should be greater than 0"),
+        (
+            lambda d: d["technology"].update(foo=1),
+            r"technology\.foo: unknown key; known keys here: clock_mhz, device, node_nm, supply_v",
+        ),
+        (
+            lambda d: d["technology"].update(clock_mhz="fast"),
+            r"technology\.clock_mhz: got \"fast\"",
+        ),
+        (
+            lambda d: d["budgets"].update(energy_uj=0),
+            r"budgets\.energy_uj\.limit: got 0, input should be greater than 0",
+        ),
         (lambda d: d["budgets"].update(area_mm2=-1.5), r"budgets\.area_mm2\.limit: got -1.5"),
-        (lambda d: d["budgets"].update(latency_us={"limit": 5, "hard": "maybe"}), r"budgets\.latency_us\.hard"),
-        (lambda d: d["capacity"].update(array_rows_max=0), r"capacity\.array_rows_max: got 0, input should be greater than 0"),
+        (
+            lambda d: d["budgets"].update(latency_us={"limit": 5, "hard": "maybe"}),
+            r"budgets\.latency_us\.hard",
+        ),
+        (
+            lambda d: d["capacity"].update(array_rows_max=0),
+            r"capacity\.array_rows_max: got 0, input should be greater than 0",
+        ),
         (lambda d: d["capacity"].update(arrays=-3), r"capacity\.arrays: got -3"),
-        (lambda d: d["periphery"].update(adc_bits_min=4, adc_bits_max=2), r"adc_bits_min \(4\) must be <= adc_bits_max \(2\)"),
-        (lambda d: d["periphery"].update(adc_kinds=["sar", "sigma-delta"]), r"periphery\.adc_kinds\[1\]: got \"sigma-delta\""),
-        (lambda d: d["technology"]["device"].update(program_sigma=1.5), r"device\.program_sigma: got 1.5"),
-        (lambda d: d.update(overrides={"adc_energy": 1.0}), r"unknown constant 'adc_energy'; known constants: .*adc_energy_pj"),
-        (lambda d: d.update(overrides={"sa_energy_pj": -1.0}), r"'sa_energy_pj' must be a finite number in \[0, "),
+        (
+            lambda d: d["periphery"].update(adc_bits_min=4, adc_bits_max=2),
+            r"adc_bits_min \(4\) must be <= adc_bits_max \(2\)",
+        ),
+        (
+            lambda d: d["periphery"].update(adc_kinds=["sar", "sigma-delta"]),
+            r"periphery\.adc_kinds\[1\]: got \"sigma-delta\"",
+        ),
+        (
+            lambda d: d["technology"]["device"].update(program_sigma=1.5),
+            r"device\.program_sigma: got 1.5",
+        ),
+        (
+            lambda d: d.update(overrides={"adc_energy": 1.0}),
+            r"unknown constant 'adc_energy'; known constants: .*adc_energy_pj",
+        ),
+        (
+            lambda d: d.update(overrides={"sa_energy_pj": -1.0}),
+            r"'sa_energy_pj' must be a finite number in \[0, ",
+        ),
         (lambda d: d.pop("capacity"), r"capacity: required field is missing"),
-        (lambda d: d["periphery"].update(max_active_rows=0), r"periphery\.max_active_rows: got 0, input should be greater than or equal to 1"),
+        (
+            lambda d: d["periphery"].update(max_active_rows=0),
+            r"periphery\.max_active_rows: got 0, input should be greater than or equal to 1",
+        ),
     ],
 )
-def test_bad_chip_files_give_one_line_naming_file_field_value(tmp_path: Path, edit, pattern: str) -> None:
+def test_bad_chip_files_give_one_line_naming_file_field_value(
+    tmp_path: Path, edit, pattern: str
+) -> None:
     d = _chip_dict()
     edit(d)
     with pytest.raises(ConfigError) as info:
@@ -125,22 +170,40 @@ def test_budget_forms() -> None:
 
 def test_chip_problems_and_fit() -> None:
     chip = load_chip("rram-sar-32nm")  # SAR 4..8 bits, 2 bits per cell, arrays up to 256
-    arch = ArchSpec.from_dict({
-        "input": {"shape": [64], "timesteps": 4},
-        "layers": [{"kind": "fc", "out": 32}, {"kind": "fc", "out": 10, "override": {"adc_bits": 3}}],
-        "mapping": {"adc_kind": "sar", "adc_bits": 6, "rows": 512, "bits_per_cell": 3},
-    })
+    arch = ArchSpec.from_dict(
+        {
+            "input": {"shape": [64], "timesteps": 4},
+            "layers": [
+                {"kind": "fc", "out": 32},
+                {"kind": "fc", "out": 10, "override": {"adc_bits": 3}},
+            ],
+            "mapping": {"adc_kind": "sar", "adc_bits": 6, "rows": 512, "bits_per_cell": 3},
+        }
+    )
     problems = chip_problems(arch, chip)
-    assert any("layers[1].adc_bits: 3 is outside chip rram-sar-32nm's range 4..8" in p for p in problems)
+    assert any(
+        "layers[1].adc_bits: 3 is outside chip rram-sar-32nm's range 4..8" in p for p in problems
+    )
     assert any("rows: 512 exceeds" in p for p in problems)
     assert any("bits_per_cell: 3 exceeds" in p for p in problems)
     fitted = fit_to_chip(arch, chip)
     assert chip_problems(fitted, chip) == []
-    assert fitted.mapping.rows == 256 and fitted.mapping.bits_per_cell == 2 and fitted.mapping.adc_bits == 6
-    adcless = ArchSpec.from_dict({"input": {"shape": [8], "timesteps": 1}, "layers": [{"kind": "fc", "out": 2}],
-                                  "mapping": {"adc_kind": "sa", "adc_bits": 1}})
+    assert (
+        fitted.mapping.rows == 256
+        and fitted.mapping.bits_per_cell == 2
+        and fitted.mapping.adc_bits == 6
+    )
+    adcless = ArchSpec.from_dict(
+        {
+            "input": {"shape": [8], "timesteps": 1},
+            "layers": [{"kind": "fc", "out": 2}],
+            "mapping": {"adc_kind": "sa", "adc_bits": 1},
+        }
+    )
     assert "adc_kind: sa is not available" in chip_problems(adcless, chip)[0]
-    assert fit_to_chip(adcless, load_chip("rram-hpadc-65nm")).mapping.adc_bits == 5  # the paper's 5-bit flash
+    assert (
+        fit_to_chip(adcless, load_chip("rram-hpadc-65nm")).mapping.adc_bits == 5
+    )  # the paper's 5-bit flash
 
 
 def test_technology_scaling_rule() -> None:
@@ -151,6 +214,7 @@ def test_technology_scaling_rule() -> None:
     assert k32["sa_area_um2"] == pytest.approx(k65["sa_area_um2"] * (32 / 65) ** 2)
     # ISAAC's ADC at 32 nm: 8 bits -> ~1.56 pJ per conversion and ~1,200 um^2
     from neuronas.hardware.components import adc_area_um2, adc_energy_pj
+
     assert adc_energy_pj("sar", 8, k32) == pytest.approx(1.5625, rel=0.01)
     assert adc_area_um2("sar", 8, k32) == pytest.approx(1200, rel=0.01)
     # NeuroSim's 65 nm 4-bit SAR anchor: ~169 fJ, 921 um^2

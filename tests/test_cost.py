@@ -68,8 +68,14 @@ TOY_ARCH = {
     "layers": [{"kind": "fc", "out": 16}, {"kind": "fc", "out": 4}],
     "neuron": {"model": "lif"},
     "precision": {"weight_bits": 2, "membrane_bits": 8},
-    "mapping": {"adc_kind": "sa", "adc_bits": 1, "rows": 16, "cols": 32, "bits_per_cell": 1,
-                "signed_scheme": "differential"},
+    "mapping": {
+        "adc_kind": "sa",
+        "adc_bits": 1,
+        "rows": 16,
+        "cols": 32,
+        "bits_per_cell": 1,
+        "signed_scheme": "differential",
+    },
 }
 
 
@@ -113,13 +119,17 @@ def test_toy_network_by_hand(toy) -> None:
         "arrays": 2 * (16 * (64 * 0.010 + 2 * 32 * 0.00025) + g0 * 2 * 16 * 32 * 0.00005),
         "conversion": 2 * g0 * 64 * 0.02,
         "accumulation": 2 * (g0 * 64 + 16 * 3 * (1 - 0.5**32)) * 4 * 0.01,
-        "neurons": 32 * 0.48, "membrane": 32 * 1.6, "buffers": 9.6,
+        "neurons": 32 * 0.48,
+        "membrane": 32 * 1.6,
+        "buffers": 9.6,
     }
     fc1 = {
         "arrays": 2 * (8 * (16 * 0.010 + 32 * 0.00025) + g1 * 16 * 32 * 0.00005),
         "conversion": 2 * g1 * 16 * 0.02,
         "accumulation": 2 * (g1 * 16 + 4 * 3 * g1) * 3 * 0.01,
-        "neurons": 8 * 0.08, "membrane": 8 * 1.6, "buffers": 3.2,
+        "neurons": 8 * 0.08,
+        "membrane": 8 * 1.6,
+        "buffers": 3.2,
     }
     assert fc0["arrays"] == pytest.approx(21.1968, rel=1e-5)
     for name, pj in fc0.items():
@@ -154,7 +164,9 @@ def test_toy_network_by_hand(toy) -> None:
     # ---- budgets: energy 1e-4 uJ (hard) is broken by 38 %, latency (soft) holds ----------------
     assert not r.feasible
     assert [v.metric for v in r.violations] == ["energy_uj"]
-    assert r.margins() == pytest.approx({"energy_uj": total_pj * 1e-6 / 1e-4 - 1, "latency_us": 0.0536 - 1})
+    assert r.margins() == pytest.approx(
+        {"energy_uj": total_pj * 1e-6 / 1e-4 - 1, "latency_us": 0.0536 - 1}
+    )
     assert r.hard_violations[0].margin == pytest.approx(0.382557, rel=1e-5)
 
 
@@ -212,17 +224,19 @@ def test_event_skipping_counts_active_row_groups(toy) -> None:
 
 def test_pool_and_deconv_layers_are_priced() -> None:
     chip = load_chip("rram-adcless-65nm")
-    arch = ArchSpec.from_dict({
-        "input": {"shape": [2, 16, 16], "timesteps": 4},
-        "layers": [
-            {"kind": "conv", "out": 8, "kernel": 3, "stride": 2},
-            {"kind": "pool", "kernel": 2, "pool": "max"},
-            {"kind": "deconv", "out": 8, "kernel": 4, "stride": 2, "padding": 1},
-            {"kind": "deconv", "out": 2, "kernel": 4, "stride": 2, "padding": 1},
-        ],
-        "task": "dense",
-        "mapping": {"adc_kind": "sa", "adc_bits": 1},
-    })
+    arch = ArchSpec.from_dict(
+        {
+            "input": {"shape": [2, 16, 16], "timesteps": 4},
+            "layers": [
+                {"kind": "conv", "out": 8, "kernel": 3, "stride": 2},
+                {"kind": "pool", "kernel": 2, "pool": "max"},
+                {"kind": "deconv", "out": 8, "kernel": 4, "stride": 2, "padding": 1},
+                {"kind": "deconv", "out": 2, "kernel": 4, "stride": 2, "padding": 1},
+            ],
+            "task": "dense",
+            "mapping": {"adc_kind": "sa", "adc_bits": 1},
+        }
+    )
     r = estimate(arch, chip)
     kinds = [layer.kind for layer in r.layers]
     assert kinds == ["conv", "pool", "deconv", "deconv"]
@@ -239,13 +253,26 @@ def test_pool_and_deconv_layers_are_priced() -> None:
 
 def test_weights_that_do_not_fit_reload_from_dram() -> None:
     chip = load_chip("digital-cim-40nm")  # 16 arrays of 256 x 256 = 1 M cells
+
     def arch(dataflow: str) -> ArchSpec:
-        return ArchSpec.from_dict({
-            "input": {"shape": [1024], "timesteps": 4},
-            "layers": [{"kind": "fc", "out": 1024}, {"kind": "fc", "out": 1024}, {"kind": "fc", "out": 10}],
-            "mapping": {"adc_kind": "digital", "adc_bits": 0, "signed_scheme": "offset", "dataflow": dataflow},
-            "precision": {"weight_bits": 4},
-        })
+        return ArchSpec.from_dict(
+            {
+                "input": {"shape": [1024], "timesteps": 4},
+                "layers": [
+                    {"kind": "fc", "out": 1024},
+                    {"kind": "fc", "out": 1024},
+                    {"kind": "fc", "out": 10},
+                ],
+                "mapping": {
+                    "adc_kind": "digital",
+                    "adc_bits": 0,
+                    "signed_scheme": "offset",
+                    "dataflow": dataflow,
+                },
+                "precision": {"weight_bits": 4},
+            }
+        )
+
     ws = estimate(arch("weight_stationary"), chip)
     os_ = estimate(arch("output_stationary"), chip)
     assert ws.components["offchip"] > 0 and ws.notes  # 8.4 M cells wanted, 1 M on chip
@@ -253,20 +280,27 @@ def test_weights_that_do_not_fit_reload_from_dram() -> None:
     # reloading the overflow from DRAM every timestep, and time-shares one set of arrays
     assert os_.components["offchip"] < ws.components["offchip"]
     assert os_.area_components["arrays"] < ws.area_components["arrays"]
-    small = ArchSpec.from_dict({
-        "input": {"shape": [64], "timesteps": 4}, "layers": [{"kind": "fc", "out": 10}],
-        "mapping": {"adc_kind": "digital", "adc_bits": 0},
-    })
+    small = ArchSpec.from_dict(
+        {
+            "input": {"shape": [64], "timesteps": 4},
+            "layers": [{"kind": "fc", "out": 10}],
+            "mapping": {"adc_kind": "digital", "adc_bits": 0},
+        }
+    )
     assert estimate(small, chip).components["offchip"] == 0
 
 
 def test_ld_lif_in_memory_beats_lif_on_neuron_updates() -> None:
     chip = load_chip("sram-ldlif-65nm")
-    base = ArchSpec.from_yaml(Path(__file__).resolve().parents[1] / "experiments/archs/digits-cnn.yaml")
+    base = ArchSpec.from_yaml(
+        Path(__file__).resolve().parents[1] / "experiments/archs/digits-cnn.yaml"
+    )
+
     def neuron_energy(model: str) -> float:
         a = base.with_(neuron=base.neuron.__class__(model=model))
         r = estimate(a, chip)
         return r.components["neurons"] + r.components["membrane"]
+
     lif, ld = neuron_energy("lif"), neuron_energy("ld_lif")
     assert lif / ld > 3.0  # in-place decay: no multiplier, no macro read-out/write-back
 
@@ -283,12 +317,22 @@ def test_row_phases_of_a_multibit_adc() -> None:
     assert rows_per_read("sar", 5, 1, 64) == 64  # a chip that accepts clipping sets its own
 
     def arch(kind: str, bits: int) -> ArchSpec:
-        return ArchSpec.from_dict({
-            "input": {"shape": [256], "timesteps": 2}, "layers": [{"kind": "fc", "out": 31}, {"kind": "fc", "out": 10}],
-            "precision": {"weight_bits": 4},
-            "mapping": {"adc_kind": kind, "adc_bits": bits, "rows": 64, "cols": 64, "bits_per_cell": 1,
-                        "signed_scheme": "differential"},
-        })
+        return ArchSpec.from_dict(
+            {
+                "input": {"shape": [256], "timesteps": 2},
+                "layers": [{"kind": "fc", "out": 31}, {"kind": "fc", "out": 10}],
+                "precision": {"weight_bits": 4},
+                "mapping": {
+                    "adc_kind": kind,
+                    "adc_bits": bits,
+                    "rows": 64,
+                    "cols": 64,
+                    "bits_per_cell": 1,
+                    "signed_scheme": "differential",
+                },
+            }
+        )
+
     flash = estimate(arch("flash", 5), load_chip("rram-hpadc-65nm"), 1.0)
     sa = estimate(arch("sa", 1), load_chip("rram-adcless-65nm"), 1.0)
     # fc0: K = 256 -> 4 row groups of 64 rows, 3 phases each; fc1: K = 31 rows fit one phase
@@ -310,27 +354,36 @@ def test_row_phases_of_a_multibit_adc() -> None:
     clip = estimate(arch("flash", 5), Chip.model_validate(d), 1.0)
     assert clip.layers[0].row_phases == 1
     assert clip.layers[0].conversions == pytest.approx(1984)
-    assert flash.layers[0].components["conversion"] == pytest.approx(3 * clip.layers[0].components["conversion"])
+    assert flash.layers[0].components["conversion"] == pytest.approx(
+        3 * clip.layers[0].components["conversion"]
+    )
     assert flash.layers[0].array_ns == pytest.approx(3 * clip.layers[0].array_ns)
     # DNN+NeuroSim's synchronous accounting: each of the 8 muxed columns is read and sensed in its
     # own cycle: 3 phases x 8 x (10 + 1) ns; the dynamic energy is the same (leakage runs longer)
     sync = estimate(arch("flash", 5), load_chip("rram-hpadc-65nm-sync"), 1.0)
     assert sync.layers[0].array_ns == pytest.approx(3 * 8 * 11.0)
     assert sync.layers[1].array_ns == pytest.approx(8 * 11.0)
-    assert sync.energy_uj - sync.components["leakage"] == pytest.approx(flash.energy_uj - flash.components["leakage"])
+    assert sync.energy_uj - sync.components["leakage"] == pytest.approx(
+        flash.energy_uj - flash.components["leakage"]
+    )
     assert sync.components["leakage"] > flash.components["leakage"]
     # an SA on every column has nothing to multiplex: the option changes nothing there
     d = load_chip("rram-adcless-65nm").model_dump()
     d["periphery"]["mux_timing"] = "synchronous"
-    assert estimate(arch("sa", 1), Chip.model_validate(d), 1.0).latency_us == pytest.approx(sa.latency_us)
+    assert estimate(arch("sa", 1), Chip.model_validate(d), 1.0).latency_us == pytest.approx(
+        sa.latency_us
+    )
 
 
 def test_row_phases_by_hand(tmp_path: Path) -> None:
     # the toy network on the toy chip, read out by a 2-bit flash ADC shared 8:1
     p = tmp_path / "flash.yaml"
-    p.write_text(TOY_CHIP.replace("adc_kinds: [sa]", "adc_kinds: [sa, flash]").replace("adc_bits_max: 1", "adc_bits_max: 5")
-                 .replace("columns_per_adc: 1", "columns_per_adc: 8")
-                 + "  flash_energy_per_comparator_pj: 0.01\n  flash_latency_ns: 1.0\n  mux_energy_pj: 0.005\n")
+    p.write_text(
+        TOY_CHIP.replace("adc_kinds: [sa]", "adc_kinds: [sa, flash]")
+        .replace("adc_bits_max: 1", "adc_bits_max: 5")
+        .replace("columns_per_adc: 1", "columns_per_adc: 8")
+        + "  flash_energy_per_comparator_pj: 0.01\n  flash_latency_ns: 1.0\n  mux_energy_pj: 0.005\n"
+    )
     chip = load_chip(p)
     d = dict(TOY_ARCH, mapping={**TOY_ARCH["mapping"], "adc_kind": "flash", "adc_bits": 2})
     r = estimate(ArchSpec.from_dict(d), chip, 0.5)
@@ -350,7 +403,9 @@ def test_row_phases_by_hand(tmp_path: Path) -> None:
     assert l0.components["arrays"] == pytest.approx(21.9904e-6)
     # accumulation: width 2 (ADC) + 1 (2 groups) + 3 (6 phases) + 1 (slice) + 1 (sign) = 8 bits;
     # (624 conversions + 16 x 3 merges x (1 - 0.5^32)) x 8 x 0.01 x 2 reads
-    assert l0.components["accumulation"] == pytest.approx((624 + 48 * (1 - 0.5**32)) * 8 * 0.01 * 2 * 1e-6)
+    assert l0.components["accumulation"] == pytest.approx(
+        (624 + 48 * (1 - 0.5**32)) * 8 * 0.01 * 2 * 1e-6
+    )
     # latency: 32 columns per array on 4 ADCs -> 8 queued 1-ns conversions after the 10-ns read,
     # 18 ns per phase; the busiest row group's 4.875 / (1 - 0.5^16) phases given a read, which
     # happens with p = 1 - 0.5^32: 87.75 ns, slower than the 20-ns neuron pass
@@ -386,9 +441,23 @@ def test_synchronous_mux_timing_gives_the_adcless_papers_latency_range() -> None
     def on(chip_name: str, kind: str, bits: int) -> float:
         d = load_chip(chip_name).model_dump()
         d["capacity"]["arrays"] = 1_000_000  # the whole network on chip, as in the paper
-        m = {**base.to_dict()["mapping"], "adc_kind": kind, "adc_bits": bits, "rows": 64, "cols": 64,
-             "bits_per_cell": 1, "signed_scheme": "differential", "dataflow": "weight_stationary"}
-        arch = ArchSpec.from_dict({**base.to_dict(), "mapping": m, "precision": {**base.to_dict()["precision"], "weight_bits": 4}})
+        m = {
+            **base.to_dict()["mapping"],
+            "adc_kind": kind,
+            "adc_bits": bits,
+            "rows": 64,
+            "cols": 64,
+            "bits_per_cell": 1,
+            "signed_scheme": "differential",
+            "dataflow": "weight_stationary",
+        }
+        arch = ArchSpec.from_dict(
+            {
+                **base.to_dict(),
+                "mapping": m,
+                "precision": {**base.to_dict()["precision"], "weight_bits": 4},
+            }
+        )
         r = estimate(arch, Chip.model_validate(d), 0.15)
         return sum(layer.array_ns for layer in r.layers if layer.arrays)
 

@@ -35,16 +35,27 @@ LAYERS = [
 
 
 def _arch(T: int) -> ArchSpec:
-    return ArchSpec.from_dict({
-        "name": "vgg-style-ela",
-        "input": {"shape": [3, 32, 32], "timesteps": T},
-        "layers": [{"kind": "conv", "out": o, "kernel": K, "stride": s} for _i, o, _di, _do, s in LAYERS],
-        "neuron": {"model": "lif"},
-        # ELA stores 22 bits per neuron; 4-bit weights sit in one 4-bit cell, no slicing
-        "precision": {"weight_bits": 4, "membrane_bits": 22},
-        "mapping": {"adc_kind": "sar", "adc_bits": 4, "rows": X, "cols": X, "bits_per_cell": 4,
-                    "signed_scheme": "offset"},
-    })
+    return ArchSpec.from_dict(
+        {
+            "name": "vgg-style-ela",
+            "input": {"shape": [3, 32, 32], "timesteps": T},
+            "layers": [
+                {"kind": "conv", "out": o, "kernel": K, "stride": s}
+                for _i, o, _di, _do, s in LAYERS
+            ],
+            "neuron": {"model": "lif"},
+            # ELA stores 22 bits per neuron; 4-bit weights sit in one 4-bit cell, no slicing
+            "precision": {"weight_bits": 4, "membrane_bits": 22},
+            "mapping": {
+                "adc_kind": "sar",
+                "adc_bits": 4,
+                "rows": X,
+                "cols": X,
+                "bits_per_cell": 4,
+                "signed_scheme": "offset",
+            },
+        }
+    )
 
 
 def _ela_pe_counts() -> list[float]:
@@ -53,14 +64,36 @@ def _ela_pe_counts() -> list[float]:
 
 def ela_energy_pj(T: int) -> list[float]:
     xbar, adc, mux, sub, temp, tile_buf, htree, fetch, neuron = (
-        1.76423, 2.03084, 0.094245, 1.15e-6, 0.2, 397.0, 19.64 * 8, 4.64, 1.274 * 4.0)
+        1.76423,
+        2.03084,
+        0.094245,
+        1.15e-6,
+        0.2,
+        397.0,
+        19.64 * 8,
+        4.64,
+        1.274 * 4.0,
+    )
     pe_ar = K * K * xbar + (X / 8) * (adc + mux)
-    pe_cycle = htree + fetch + neuron + X / 8 * pe_ar + (X / 8) * 16 * sub + (X / 8) * temp + tile_buf
-    return [pes * do * do * pe_cycle * T for pes, (_i, _o, _di, do, _s) in zip(_ela_pe_counts(), LAYERS, strict=True)]
+    pe_cycle = (
+        htree + fetch + neuron + X / 8 * pe_ar + (X / 8) * 16 * sub + (X / 8) * temp + tile_buf
+    )
+    return [
+        pes * do * do * pe_cycle * T
+        for pes, (_i, _o, _di, do, _s) in zip(_ela_pe_counts(), LAYERS, strict=True)
+    ]
 
 
 def ela_area_um2() -> float:
-    xbar, tile_buf, temp, sub, adc, htree, mux = 26.2144, 0.7391 * 64 * 128, 484.643999, 13411.41498, 693.633, 216830 * 2, 45.9
+    xbar, tile_buf, temp, sub, adc, htree, mux = (
+        26.2144,
+        0.7391 * 64 * 128,
+        484.643999,
+        13411.41498,
+        693.633,
+        216830 * 2,
+        45.9,
+    )
     n_tiles = math.ceil(sum(_ela_pe_counts()) / PE_PER_TILE)
     pe_ar = K * K * xbar + (X / 8) * (adc + mux)
     tile = (X / 8) * sub + temp + tile_buf + PE_PER_TILE * pe_ar + htree

@@ -10,8 +10,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "neuronas"
 
 #: known edges that close a cycle or break the layering today, each with who removes it.

@@ -90,7 +90,9 @@ def test_surrogate_gradient_flows_and_state_resets(model: str) -> None:
     assert out.shape == x.shape
     assert set(out.unique().tolist()) <= {0.0, 1.0}
     out.sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0  # surrogate, although the step has no gradient
+    assert (
+        x.grad is not None and x.grad.abs().sum() > 0
+    )  # surrogate, although the step has no gradient
     functional.reset_net(node)
     again = node(x.detach())
     functional.reset_net(node)

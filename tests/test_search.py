@@ -92,7 +92,9 @@ def test_infeasible_candidates_were_never_trained(searched_tpe: Path) -> None:
     assert rejected, "the tiny space should produce over-budget candidates on the default chip"
     assert trained, "and candidates within budget"
     for t in rejected:
-        assert t.state.name == "COMPLETE"  # so NSGA-II and TPE learn from it (see neuronas/search/trials.py)
+        assert (
+            t.state.name == "COMPLETE"
+        )  # so NSGA-II and TPE learn from it (see neuronas/search/trials.py)
         assert t.user_attrs["trained"] is False
         assert "train" not in t.user_attrs and "checkpoint" not in t.user_attrs
         assert not (run_dir / "trials" / f"{t.number:04d}").exists()

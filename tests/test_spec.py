@@ -18,7 +18,13 @@ CNN = {
     "layers": [
         {"kind": "conv", "out": 8},
         {"kind": "pool", "kernel": 2},
-        {"kind": "conv", "out": 16, "kernel": 5, "stride": 2, "override": {"adc_bits": 6, "weight_bits": 8}},
+        {
+            "kind": "conv",
+            "out": 16,
+            "kernel": 5,
+            "stride": 2,
+            "override": {"adc_bits": 6, "weight_bits": 8},
+        },
         {"kind": "fc", "out": 10},
     ],
     "mapping": {"adc_kind": "sar", "adc_bits": 4},
@@ -61,10 +67,13 @@ def test_shapes_and_resolution() -> None:
 
 
 def test_deconv_shape() -> None:
-    a = ArchSpec.from_dict({
-        "input": {"shape": [4, 8, 8], "timesteps": 2}, "task": "dense",
-        "layers": [{"kind": "deconv", "out": 2, "kernel": 4, "stride": 2, "padding": 1}],
-    })
+    a = ArchSpec.from_dict(
+        {
+            "input": {"shape": [4, 8, 8], "timesteps": 2},
+            "task": "dense",
+            "layers": [{"kind": "deconv", "out": 2, "kernel": 4, "stride": 2, "padding": 1}],
+        }
+    )
     assert a.output_shape == (2, 16, 16)
     assert a.resolved()[0].positions == 256
 
@@ -72,17 +81,43 @@ def test_deconv_shape() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d["layers"].insert(3, {"kind": "conv", "out": 4, "kernel": 9, "padding": 0}), "layers[3].kernel: got 9"),
-        (lambda d: d["layers"].insert(3, {"kind": "pool", "kernel": 2}) or d["layers"].insert(4, {"kind": "pool", "kernel": 4}),
-         "layers[4].kernel: got 4"),
-        (lambda d: d["layers"].insert(4, {"kind": "conv", "out": 4}), "layers[4].kind: got \"conv\" on a flat input"),
+        (
+            lambda d: d["layers"].insert(3, {"kind": "conv", "out": 4, "kernel": 9, "padding": 0}),
+            "layers[3].kernel: got 9",
+        ),
+        (
+            lambda d: (
+                d["layers"].insert(3, {"kind": "pool", "kernel": 2})
+                or d["layers"].insert(4, {"kind": "pool", "kernel": 4})
+            ),
+            "layers[4].kernel: got 4",
+        ),
+        (
+            lambda d: d["layers"].insert(4, {"kind": "conv", "out": 4}),
+            'layers[4].kind: got "conv" on a flat input',
+        ),
         (lambda d: d["layers"].append({"kind": "pool"}), "the last layer must be the readout"),
-        (lambda d: d["layers"][2]["override"].update(adc_kind="sa"), "layers[2].override.adc_bits: got 6, must be 1 when adc_kind is sa"),
+        (
+            lambda d: d["layers"][2]["override"].update(adc_kind="sa"),
+            "layers[2].override.adc_bits: got 6, must be 1 when adc_kind is sa",
+        ),
         (lambda d: d["layers"][0].update(out=0), "layers[0].out: got 0"),
-        (lambda d: d["layers"][0].update(colour="red"), "layers[0].colour: unknown key; known keys here:"),
-        (lambda d: d["mapping"].update(adc_kind="sa"), "mapping.adc_bits: got 4, must be 1 when adc_kind is sa"),
-        (lambda d: d["mapping"].update(adc_kind="digital", adc_bits=3), "must be 0 when adc_kind is digital"),
-        (lambda d: d["input"].update(shape=[2, 16]), "input.shape: got [2, 16], must be [C, H, W] or [F]"),
+        (
+            lambda d: d["layers"][0].update(colour="red"),
+            "layers[0].colour: unknown key; known keys here:",
+        ),
+        (
+            lambda d: d["mapping"].update(adc_kind="sa"),
+            "mapping.adc_bits: got 4, must be 1 when adc_kind is sa",
+        ),
+        (
+            lambda d: d["mapping"].update(adc_kind="digital", adc_bits=3),
+            "must be 0 when adc_kind is digital",
+        ),
+        (
+            lambda d: d["input"].update(shape=[2, 16]),
+            "input.shape: got [2, 16], must be [C, H, W] or [F]",
+        ),
         (lambda d: d.pop("input"), "input: required field is missing"),
         (lambda d: d.update(layers=[]), "layers: got []"),
     ],
@@ -99,7 +134,9 @@ def test_bad_specs_name_the_field(edit, message: str) -> None:
 def test_from_yaml_prefixes_the_file(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
     p.write_text("input: {shape: [4], timesteps: 0}\nlayers: [{kind: fc, out: 2}]\n")
-    with pytest.raises(SpecError, match=r"bad.yaml: input.timesteps: got 0, must be an integer >= 1"):
+    with pytest.raises(
+        SpecError, match=r"bad.yaml: input.timesteps: got 0, must be an integer >= 1"
+    ):
         ArchSpec.from_yaml(p)
 
 

@@ -20,28 +20,61 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
     # --epoch must not quietly mean --epochs: a prefix of an option is an error, not a guess
     parser.allow_abbrev = False
-    parser.add_argument("arch", metavar="ARCH", help="architecture YAML file or shipped name (experiments/archs)")
-    parser.add_argument("--chip", default=None, metavar="NAME|PATH",
-                        help="chip preset or YAML (its device noise is trained against and sampled at evaluation); "
-                             "default: an ideal device")
-    parser.add_argument("--dataset", default=FULL_TRAINING.dataset, help="dataset name (see `neuronas datasets`)")
-    parser.add_argument("--data-root", default=None, metavar="DIR", help="where tonic datasets live")
+    parser.add_argument(
+        "arch", metavar="ARCH", help="architecture YAML file or shipped name (experiments/archs)"
+    )
+    parser.add_argument(
+        "--chip",
+        default=None,
+        metavar="NAME|PATH",
+        help="chip preset or YAML (its device noise is trained against and sampled at evaluation); "
+        "default: an ideal device",
+    )
+    parser.add_argument(
+        "--dataset", default=FULL_TRAINING.dataset, help="dataset name (see `neuronas datasets`)"
+    )
+    parser.add_argument(
+        "--data-root", default=None, metavar="DIR", help="where tonic datasets live"
+    )
     parser.add_argument("--epochs", type=int, default=FULL_TRAINING.epochs)
-    parser.add_argument("--out", default=None, metavar="DIR", help="write metrics.json and model.pt here")
-    parser.add_argument("--schedule", choices=SCHEDULES, default=FULL_TRAINING.schedule,
-                        help="hardware awareness across training: ramp 0->1 over the first 60%% of steps "
-                             "(progressive), 1 throughout (abrupt), or 0 (none: the chip only at evaluation)")
+    parser.add_argument(
+        "--out", default=None, metavar="DIR", help="write metrics.json and model.pt here"
+    )
+    parser.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=FULL_TRAINING.schedule,
+        help="hardware awareness across training: ramp 0->1 over the first 60%% of steps "
+        "(progressive), 1 throughout (abrupt), or 0 (none: the chip only at evaluation)",
+    )
     parser.add_argument("--seed", type=int, default=FULL_TRAINING.seed)
-    parser.add_argument("--eval-instances", type=int, default=FULL_TRAINING.eval_instances, metavar="K",
-                        help="sampled chip instances (device-noise seeds) for the accuracy mean and std")
+    parser.add_argument(
+        "--eval-instances",
+        type=int,
+        default=FULL_TRAINING.eval_instances,
+        metavar="K",
+        help="sampled chip instances (device-noise seeds) for the accuracy mean and std",
+    )
     parser.add_argument("--batch-size", type=int, default=FULL_TRAINING.batch_size)
-    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the trainer's)")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="Adam learning rate (default: the trainer's)"
+    )
     parser.add_argument("--max-train-samples", type=int, default=None, metavar="N")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu or cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: $NEURONAS_NUM_THREADS or torch's)")
-    parser.add_argument("--fit", action="store_true",
-                        help="move the architecture's ADC / crossbar / cell / neuron choices onto what --chip offers "
-                             "instead of failing (as `neuronas cost --fit`)")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA when present, else CPU), cpu or cuda"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: $NEURONAS_NUM_THREADS or torch's)",
+    )
+    parser.add_argument(
+        "--fit",
+        action="store_true",
+        help="move the architecture's ADC / crossbar / cell / neuron choices onto what --chip offers "
+        "instead of failing (as `neuronas cost --fit`)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -54,17 +87,41 @@ def check_args(args: argparse.Namespace) -> None:
             raise ConfigError(f"{flag}: got {value}, {allowed}")
 
     need(1 <= args.epochs <= 100_000, "--epochs", args.epochs, "must be an integer in 1..100000")
-    need(1 <= args.eval_instances <= 10_000, "--eval-instances", args.eval_instances, "must be an integer in 1..10000")
-    need(1 <= args.batch_size <= 1 << 20, "--batch-size", args.batch_size, "must be an integer in 1..1048576")
+    need(
+        1 <= args.eval_instances <= 10_000,
+        "--eval-instances",
+        args.eval_instances,
+        "must be an integer in 1..10000",
+    )
+    need(
+        1 <= args.batch_size <= 1 << 20,
+        "--batch-size",
+        args.batch_size,
+        "must be an integer in 1..1048576",
+    )
     need(0 <= args.seed <= 2**32 - 1, "--seed", args.seed, "must be an integer in 0..4294967295")
     if args.lr is not None:
-        need(math.isfinite(args.lr) and 0 < args.lr <= 10, "--lr", args.lr, "must be a learning rate in (0, 10]")
+        need(
+            math.isfinite(args.lr) and 0 < args.lr <= 10,
+            "--lr",
+            args.lr,
+            "must be a learning rate in (0, 10]",
+        )
     if args.max_train_samples is not None:
-        need(args.max_train_samples >= 1, "--max-train-samples", args.max_train_samples, "must be an integer >= 1")
+        need(
+            args.max_train_samples >= 1,
+            "--max-train-samples",
+            args.max_train_samples,
+            "must be an integer >= 1",
+        )
     if args.threads is not None:
         need(1 <= args.threads <= 1024, "--threads", args.threads, "must be an integer in 1..1024")
-    need(DEVICE_PATTERN.fullmatch(args.device) is not None, "--device", repr(args.device),
-         "must be auto, cpu, cuda or cuda:N")
+    need(
+        DEVICE_PATTERN.fullmatch(args.device) is not None,
+        "--device",
+        repr(args.device),
+        "must be auto, cpu, cuda or cuda:N",
+    )
     if args.out is not None:
         check_out_dir(args.out)
 
@@ -75,14 +132,18 @@ def check_out_dir(out: str) -> None:
 
     p = Path(out)
     if not out or p.exists() and not p.is_dir():
-        raise ConfigError(f"--out: {out!r} is not a folder (a file of that name exists); give a folder path")
+        raise ConfigError(
+            f"--out: {out!r} is not a folder (a file of that name exists); give a folder path"
+        )
     parent = p
     while not parent.exists():
         if parent.parent == parent:
             break
         parent = parent.parent
     if parent.exists() and not parent.is_dir():
-        raise ConfigError(f"--out: {out!r} lies under {str(parent)!r}, which is a file; give a folder path")
+        raise ConfigError(
+            f"--out: {out!r} lies under {str(parent)!r}, which is a file; give a folder path"
+        )
     if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"--out: {str(parent)!r} is not writable; give a folder you can write to")
 
@@ -105,11 +166,15 @@ def run(args: argparse.Namespace) -> int:
         if problems and not args.fit:
             # training a network the chip cannot map would report an accuracy no chip delivers
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise ConfigError(f"{path}: {problems[0]}{more}; pass --fit to map it onto the chip's periphery")
+            raise ConfigError(
+                f"{path}: {problems[0]}{more}; pass --fit to map it onto the chip's periphery"
+            )
         if problems:
             arch = fit_to_chip(arch, chip)
     elif args.fit:
-        raise ConfigError("--fit: needs --chip (the chip whose periphery the architecture is mapped onto)")
+        raise ConfigError(
+            "--fit: needs --chip (the chip whose periphery the architecture is mapped onto)"
+        )
     from neuronas.data import check_input_shape, dataset_info
 
     dataset_info(args.dataset)  # unknown names fail here, listing the known ones
@@ -122,22 +187,42 @@ def run(args: argparse.Namespace) -> int:
 
     kwargs = {"lr": args.lr} if args.lr is not None else {}
     result = train_candidate(
-        arch, chip, args.dataset, epochs=args.epochs, seed=args.seed, data_root=args.data_root,
-        batch_size=args.batch_size, schedule=args.schedule, eval_instances=args.eval_instances,
-        device=args.device, out_dir=args.out, max_train_samples=args.max_train_samples, progress=True,
-        num_threads=args.threads, **kwargs,
+        arch,
+        chip,
+        args.dataset,
+        epochs=args.epochs,
+        seed=args.seed,
+        data_root=args.data_root,
+        batch_size=args.batch_size,
+        schedule=args.schedule,
+        eval_instances=args.eval_instances,
+        device=args.device,
+        out_dir=args.out,
+        max_train_samples=args.max_train_samples,
+        progress=True,
+        num_threads=args.threads,
+        **kwargs,
     )
     chip_name = chip.name if chip is not None else "ideal device"
-    print(f"{arch.name or args.arch} on {chip_name}: status {result.status}"
-          + (f" ({result.reason})" if result.reason else ""))
+    print(
+        f"{arch.name or args.arch} on {chip_name}: status {result.status}"
+        + (f" ({result.reason})" if result.reason else "")
+    )
     if result.status != "diverged":
-        print(f"  accuracy on chip: {100 * result.accuracy_mean:.2f} +- {100 * result.accuracy_std:.2f} % "
-              f"over {len(result.accuracies)} instances; float: {100 * result.float_accuracy:.2f} %")
+        print(
+            f"  accuracy on chip: {100 * result.accuracy_mean:.2f} +- {100 * result.accuracy_std:.2f} % "
+            f"over {len(result.accuracies)} instances; float: {100 * result.float_accuracy:.2f} %"
+        )
         rates = ", ".join(f"{r:.3f}" for r in result.activity.get("input_rates", []))
         print(f"  input spike rate per weighted layer: {rates}")
     print(f"  {result.epochs_run} epochs in {result.train_seconds:.1f} s")
     if args.out:
-        print(f"  wrote {Path(args.out) / 'metrics.json'}" + (f" and {result.checkpoint}" if result.checkpoint else ""))
+        print(
+            f"  wrote {Path(args.out) / 'metrics.json'}"
+            + (f" and {result.checkpoint}" if result.checkpoint else "")
+        )
     else:
-        print(json.dumps({"accuracy_mean": result.accuracy_mean, "accuracy_std": result.accuracy_std}))
+        print(
+            json.dumps({"accuracy_mean": result.accuracy_mean, "accuracy_std": result.accuracy_std})
+        )
     return 0 if result.status != "diverged" else 1

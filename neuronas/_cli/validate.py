@@ -9,11 +9,21 @@ from typing import Any
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.allow_abbrev = False  # a prefix of an option is an error, not a guess
-    parser.add_argument("files", nargs="+", metavar="FILE", help="chip, architecture or search-space YAML files")
-    parser.add_argument("--chip", default=None, metavar="NAME|PATH",
-                        help="also check search spaces and architectures against this chip (as a search would)")
-    parser.add_argument("--dataset", default=None, metavar="NAME",
-                        help="check search spaces against this dataset instead of the space's own")
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE", help="chip, architecture or search-space YAML files"
+    )
+    parser.add_argument(
+        "--chip",
+        default=None,
+        metavar="NAME|PATH",
+        help="also check search spaces and architectures against this chip (as a search would)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        metavar="NAME",
+        help="check search spaces against this dataset instead of the space's own",
+    )
     parser.set_defaults(func=run)
 
 
@@ -46,9 +56,13 @@ def check_file(path: str, chip: Any = None, dataset: str | None = None) -> str:
         from neuronas.hardware.chip import Chip
 
         chip = parse_model(Chip, data, path)
-        budgets = ", ".join(f"{m} {b.limit:g}{'' if b.hard else ' (soft)'}" for m, b in chip.budgets.items().items())
-        return f"chip {chip.name}: {chip.technology.node_nm:g} nm {chip.technology.device.kind}, " \
-               f"{'/'.join(chip.periphery.adc_kinds)}; budgets: {budgets or 'none'}"
+        budgets = ", ".join(
+            f"{m} {b.limit:g}{'' if b.hard else ' (soft)'}" for m, b in chip.budgets.items().items()
+        )
+        return (
+            f"chip {chip.name}: {chip.technology.node_nm:g} nm {chip.technology.device.kind}, "
+            f"{'/'.join(chip.periphery.adc_kinds)}; budgets: {budgets or 'none'}"
+        )
     if kind == "architecture":
         from neuronas.spec import ArchSpec
 
@@ -58,13 +72,17 @@ def check_file(path: str, chip: Any = None, dataset: str | None = None) -> str:
 
             require_compatible(arch, chip, path)
         layers = arch.resolved()
-        return (f"architecture {arch.name or '(unnamed)'}: {len(arch.layers)} layers ({len(layers)} weighted), "
-                f"input {list(arch.input.shape)} x T={arch.input.timesteps}, output {list(arch.output_shape)}")
+        return (
+            f"architecture {arch.name or '(unnamed)'}: {len(arch.layers)} layers ({len(layers)} weighted), "
+            f"input {list(arch.input.shape)} x T={arch.input.timesteps}, output {list(arch.output_shape)}"
+        )
     if kind == "search space":
         try:
             from neuronas.search.space import load_space
         except ImportError:
-            return "search space (not checked: neuronas.search.space is not available in this install)"
+            return (
+                "search space (not checked: neuronas.search.space is not available in this install)"
+            )
         space = load_space(path, dataset=dataset)
         if chip is not None:
             try:

@@ -25,7 +25,12 @@ def _rates(values: Any, where: str) -> tuple[float, ...]:
         raise ConfigError(f"{where}: got {values!r}, must be a non-empty list of rates in [0, 1]")
     out = []
     for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1:
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not math.isfinite(v)
+            or not 0 <= v <= 1
+        ):
             raise ConfigError(f"{where}[{i}]: got {v!r}, must be a number in [0, 1]")
         out.append(float(v))
     return tuple(out)
@@ -52,7 +57,9 @@ class Activity:
     row_group_occupancy: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "input_rates", _rates(list(self.input_rates), "activity.input_rates"))
+        object.__setattr__(
+            self, "input_rates", _rates(list(self.input_rates), "activity.input_rates")
+        )
         if self.output_rates is not None:
             outs = _rates(list(self.output_rates), "activity.output_rates")
             if len(outs) != len(self.input_rates):
@@ -62,7 +69,9 @@ class Activity:
                 )
             object.__setattr__(self, "output_rates", outs)
         if self.source not in _SOURCES:
-            raise ConfigError(f"activity.source: got {self.source!r}, must be one of {', '.join(_SOURCES)}")
+            raise ConfigError(
+                f"activity.source: got {self.source!r}, must be one of {', '.join(_SOURCES)}"
+            )
         if self.row_group_occupancy is not None:
             occ = _rates(list(self.row_group_occupancy), "activity.row_group_occupancy")
             if len(occ) != len(self.input_rates):
@@ -78,20 +87,25 @@ class Activity:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
             raise ConfigError(f"activity: got {rate!r}, must be a spike rate in [0, 1]")
         if source not in _SOURCES:
-            raise ConfigError(f"activity.source: got {source!r}, must be one of {', '.join(_SOURCES)}")
+            raise ConfigError(
+                f"activity.source: got {source!r}, must be one of {', '.join(_SOURCES)}"
+            )
         n = len(arch.resolved())
         r = float(rate)
-        return cls._trusted((r,) * n, (r,) * (n - 1) + (0.0,), source)
+        return cls.from_checked((r,) * n, (r,) * (n - 1) + (0.0,), source)
 
     @classmethod
     def dense(cls, arch: Any) -> Activity:
         """Every element spikes every timestep: the worst case (latency, energy)."""
         n = len(arch.resolved())
-        return cls._trusted((1.0,) * n, (1.0,) * n, "dense")
+        return cls.from_checked((1.0,) * n, (1.0,) * n, "dense")
 
     @classmethod
-    def _trusted(cls, ins: tuple[float, ...], outs: tuple[float, ...] | None, source: str) -> Activity:
-        # skips re-validating values built above (the sampler prices tens of thousands of these)
+    def from_checked(
+        cls, ins: tuple[float, ...], outs: tuple[float, ...] | None, source: str
+    ) -> Activity:
+        """An Activity from rates the caller has already checked (finite, in [0, 1], one per
+        layer): skips re-validation, since a sampler prices tens of thousands of these."""
         obj = object.__new__(cls)
         object.__setattr__(obj, "input_rates", ins)
         object.__setattr__(obj, "output_rates", outs)
@@ -105,24 +119,35 @@ class Activity:
             "input_rates": list(self.input_rates),
             "output_rates": None if self.output_rates is None else list(self.output_rates),
         }
-        if self.row_group_occupancy is not None:  # absent rather than null: older readers stay valid
+        if (
+            self.row_group_occupancy is not None
+        ):  # absent rather than null: older readers stay valid
             d["row_group_occupancy"] = list(self.row_group_occupancy)
         return d
 
     @classmethod
     def from_dict(cls, d: Any) -> Activity:
         if not isinstance(d, Mapping):
-            raise ConfigError(f"activity: got {type(d).__name__}, must be a mapping with input_rates")
+            raise ConfigError(
+                f"activity: got {type(d).__name__}, must be a mapping with input_rates"
+            )
         known = {"source", "input_rates", "output_rates", "row_group_occupancy"}
         unknown = [k for k in d if k not in known]
         if unknown:
-            raise ConfigError(f"activity.{unknown[0]}: unknown key; known keys here: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"activity.{unknown[0]}: unknown key; known keys here: {', '.join(sorted(known))}"
+            )
         if "input_rates" not in d:
             raise ConfigError("activity.input_rates: required field is missing")
         occ = d.get("row_group_occupancy")
-        return cls(tuple(d["input_rates"]) if isinstance(d["input_rates"], list) else d["input_rates"],
-                   tuple(d["output_rates"]) if isinstance(d.get("output_rates"), list) else d.get("output_rates"),
-                   d.get("source", "measured"), tuple(occ) if isinstance(occ, list) else occ)
+        return cls(
+            tuple(d["input_rates"]) if isinstance(d["input_rates"], list) else d["input_rates"],
+            tuple(d["output_rates"])
+            if isinstance(d.get("output_rates"), list)
+            else d.get("output_rates"),
+            d.get("source", "measured"),
+            tuple(occ) if isinstance(occ, list) else occ,
+        )
 
     def check(self, arch: Any, source: str = "") -> None:
         """Raise when the number of rates does not match the architecture's weighted layers."""
@@ -143,7 +168,9 @@ def load_activity(path: str | Path) -> Activity:
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such file") from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{p}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        raise ConfigError(
+            f"{p}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot be read ({exc})") from None
     if isinstance(data, Mapping) and "activity" in data:

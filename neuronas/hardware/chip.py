@@ -70,17 +70,29 @@ class Device(_Model):
 
     kind: Literal["sram", "rram", "fefet"]
     cell_area_um2: float = Field(gt=0, le=100, description="area of one cell (um^2), at most 100")
-    read_energy_fj: float = Field(ge=0, le=1e5, description="energy of one driven cell per read (fJ), at most 100 pJ")
-    read_latency_ns: float = Field(gt=0, le=1e6, description="array read (settle) time (ns), at most 1 ms")
-    write_energy_pj: float = Field(ge=0, le=1e6, description="energy to program one cell (pJ), at most 1 uJ")
-    write_latency_ns: float = Field(gt=0, le=1e9, description="time to program one row (ns), at most 1 s")
+    read_energy_fj: float = Field(
+        ge=0, le=1e5, description="energy of one driven cell per read (fJ), at most 100 pJ"
+    )
+    read_latency_ns: float = Field(
+        gt=0, le=1e6, description="array read (settle) time (ns), at most 1 ms"
+    )
+    write_energy_pj: float = Field(
+        ge=0, le=1e6, description="energy to program one cell (pJ), at most 1 uJ"
+    )
+    write_latency_ns: float = Field(
+        gt=0, le=1e9, description="time to program one row (ns), at most 1 s"
+    )
     bits_per_cell_max: int = Field(ge=1, le=8)
     on_off_ratio: float = Field(gt=1, le=1e9, description="G_on / G_off, in (1, 1e9]")
-    program_sigma: float = Field(ge=0, le=1, description="relative conductance variation per programmed cell")
+    program_sigma: float = Field(
+        ge=0, le=1, description="relative conductance variation per programmed cell"
+    )
     read_noise_sigma: float = Field(ge=0, le=1, description="relative noise per read")
     stuck_off_rate: float = Field(ge=0, le=1, description="fraction of cells stuck at G_off")
     stuck_on_rate: float = Field(ge=0, le=1, description="fraction of cells stuck at G_on")
-    leaks: bool = Field(description="whether the cell array draws static power (SRAM yes, RRAM/FeFET no)")
+    leaks: bool = Field(
+        description="whether the cell array draws static power (SRAM yes, RRAM/FeFET no)"
+    )
 
     @model_validator(mode="after")
     def _rates(self) -> Device:
@@ -100,9 +112,21 @@ class NeuronUnit(_Model):
     """The neuron circuits: which models exist and how they are laid out."""
 
     models: tuple[Literal["lif", "ld_lif", "if"], ...] = ("lif", "ld_lif", "if")
-    ld_lif_in_memory: bool = Field(default=False, description="LD-LIF decay done in place in the SRAM array, in parallel")
-    neurons_per_unit: int = Field(default=8, ge=1, le=1 << 20, description="neurons time-multiplexed on one digital unit, 1..2^20")
-    units_per_layer: int | None = Field(default=None, ge=1, le=1 << 20, description="fixed number of units per layer (overrides neurons_per_unit), 1..2^20")
+    ld_lif_in_memory: bool = Field(
+        default=False, description="LD-LIF decay done in place in the SRAM array, in parallel"
+    )
+    neurons_per_unit: int = Field(
+        default=8,
+        ge=1,
+        le=1 << 20,
+        description="neurons time-multiplexed on one digital unit, 1..2^20",
+    )
+    units_per_layer: int | None = Field(
+        default=None,
+        ge=1,
+        le=1 << 20,
+        description="fixed number of units per layer (overrides neurons_per_unit), 1..2^20",
+    )
 
     @field_validator("models")
     @classmethod
@@ -116,16 +140,24 @@ class Periphery(_Model):
     adc_kinds: tuple[Literal["sar", "flash", "sa", "digital"], ...]
     adc_bits_min: int = Field(ge=0, le=16)
     adc_bits_max: int = Field(ge=0, le=16)
-    columns_per_adc: int = Field(ge=1, le=1024, description="columns sharing one multi-bit ADC through a mux")
+    columns_per_adc: int = Field(
+        ge=1, le=1024, description="columns sharing one multi-bit ADC through a mux"
+    )
     layout: Literal["im2col", "kernel_split"] = Field(
         default="im2col",
         description="im2col: fan-in C*k*k unrolled on the rows; kernel_split: one crossbar per kernel "
         "position, the k*k crossbars of a PE share column readout (SpikeSim)",
     )
     neuron_unit: NeuronUnit = NeuronUnit()
-    activation_bits: int = Field(default=1, ge=1, le=32, description="bits stored per activation in buffers (1: spikes)")
-    input_bits: int = Field(default=8, ge=1, le=16, description="bit planes of a direct-encoded (analog) input")
-    tile_buffer_kb: float = Field(default=4.0, ge=0, le=1e6, description="SRAM buffer per tile (kB), at most 1 GB")
+    activation_bits: int = Field(
+        default=1, ge=1, le=32, description="bits stored per activation in buffers (1: spikes)"
+    )
+    input_bits: int = Field(
+        default=8, ge=1, le=16, description="bit planes of a direct-encoded (analog) input"
+    )
+    tile_buffer_kb: float = Field(
+        default=4.0, ge=0, le=1e6, description="SRAM buffer per tile (kB), at most 1 GB"
+    )
     max_active_rows: int | None = Field(
         default=None,
         ge=1,
@@ -153,20 +185,41 @@ class Periphery(_Model):
     @model_validator(mode="after")
     def _range(self) -> Periphery:
         if self.adc_bits_min > self.adc_bits_max:
-            raise ValueError(f"adc_bits_min ({self.adc_bits_min}) must be <= adc_bits_max ({self.adc_bits_max})")
+            raise ValueError(
+                f"adc_bits_min ({self.adc_bits_min}) must be <= adc_bits_max ({self.adc_bits_max})"
+            )
         return self
 
 
 class Capacity(_Model):
     # capacity is counted in cells: arrays x array_rows_max x array_cols_max, whatever crossbar
     # size a candidate picks (smaller arrays simply come more to the die)
-    arrays: int = Field(gt=0, le=1 << 24, description="crossbar arrays on chip, each array_rows_max x array_cols_max cells; 1..2^24")
-    array_rows_max: int = Field(gt=0, le=4096, description="largest crossbar height the chip offers")
+    arrays: int = Field(
+        gt=0,
+        le=1 << 24,
+        description="crossbar arrays on chip, each array_rows_max x array_cols_max cells; 1..2^24",
+    )
+    array_rows_max: int = Field(
+        gt=0, le=4096, description="largest crossbar height the chip offers"
+    )
     array_cols_max: int = Field(gt=0, le=4096, description="largest crossbar width the chip offers")
-    pes_per_tile: int = Field(default=8, gt=0, le=4096, description="processing elements (arrays or kernel-split groups) per tile, 1..4096")
-    sram_kb: float = Field(ge=0, le=1e7, description="global on-chip SRAM (kB) for activations and streamed weights, at most 10 GB")
-    dram_energy_pj_per_bit: float = Field(gt=0, le=1e4, description="off-chip DRAM access energy (pJ/bit), at most 10 nJ")
-    dram_bandwidth_gbps: float = Field(gt=0, le=1e6, description="off-chip bandwidth (Gbit/s), at most 1 Pbit/s")
+    pes_per_tile: int = Field(
+        default=8,
+        gt=0,
+        le=4096,
+        description="processing elements (arrays or kernel-split groups) per tile, 1..4096",
+    )
+    sram_kb: float = Field(
+        ge=0,
+        le=1e7,
+        description="global on-chip SRAM (kB) for activations and streamed weights, at most 10 GB",
+    )
+    dram_energy_pj_per_bit: float = Field(
+        gt=0, le=1e4, description="off-chip DRAM access energy (pJ/bit), at most 10 nJ"
+    )
+    dram_bandwidth_gbps: float = Field(
+        gt=0, le=1e6, description="off-chip bandwidth (Gbit/s), at most 1 Pbit/s"
+    )
 
     @property
     def cells(self) -> int:
@@ -187,12 +240,16 @@ class Schedule(_Model):
 
 
 class ActivityPrior(_Model):
-    default_rate: float = Field(gt=0, le=1, description="spike probability per element per timestep")
+    default_rate: float = Field(
+        gt=0, le=1, description="spike probability per element per timestep"
+    )
     source: str = ""
 
 
 class Budget(_Model):
-    limit: float = Field(gt=0, le=1e12, description="per inference, in the metric's unit; (0, 1e12]")
+    limit: float = Field(
+        gt=0, le=1e12, description="per inference, in the metric's unit; (0, 1e12]"
+    )
     hard: bool = True
 
 
@@ -246,9 +303,13 @@ class Chip(_Model):
     def _known(cls, v: dict[str, float]) -> dict[str, float]:
         for name, value in v.items():
             if name not in CONSTANTS:
-                raise ValueError(f"unknown constant {name!r}; known constants: {', '.join(known_constants())}")
+                raise ValueError(
+                    f"unknown constant {name!r}; known constants: {', '.join(known_constants())}"
+                )
             if not math.isfinite(value) or not 0 <= value <= MAX_OVERRIDE:
-                raise ValueError(f"constant {name!r} must be a finite number in [0, {MAX_OVERRIDE:g}] (got {value:g})")
+                raise ValueError(
+                    f"constant {name!r} must be a finite number in [0, {MAX_OVERRIDE:g}] (got {value:g})"
+                )
         return v
 
     def __hash__(self) -> int:  # overrides is a dict: hash by identity of content
@@ -325,15 +386,27 @@ def chip_problems(arch: Any, chip: Chip) -> list[str]:
         where = f"layers[{layer.index}]"
         msgs = []
         if layer.adc_kind not in p.adc_kinds:
-            msgs.append(f"{where}.adc_kind: {layer.adc_kind} is not available on chip {chip.name} (available: {', '.join(p.adc_kinds)})")
-        elif layer.adc_kind in ("sar", "flash") and not (p.adc_bits_min <= layer.adc_bits <= p.adc_bits_max):
-            msgs.append(f"{where}.adc_bits: {layer.adc_bits} is outside chip {chip.name}'s range {p.adc_bits_min}..{p.adc_bits_max}")
+            msgs.append(
+                f"{where}.adc_kind: {layer.adc_kind} is not available on chip {chip.name} (available: {', '.join(p.adc_kinds)})"
+            )
+        elif layer.adc_kind in ("sar", "flash") and not (
+            p.adc_bits_min <= layer.adc_bits <= p.adc_bits_max
+        ):
+            msgs.append(
+                f"{where}.adc_bits: {layer.adc_bits} is outside chip {chip.name}'s range {p.adc_bits_min}..{p.adc_bits_max}"
+            )
         if layer.rows > cap.array_rows_max:
-            msgs.append(f"{where}.rows: {layer.rows} exceeds chip {chip.name}'s array_rows_max {cap.array_rows_max}")
+            msgs.append(
+                f"{where}.rows: {layer.rows} exceeds chip {chip.name}'s array_rows_max {cap.array_rows_max}"
+            )
         if layer.cols > cap.array_cols_max:
-            msgs.append(f"{where}.cols: {layer.cols} exceeds chip {chip.name}'s array_cols_max {cap.array_cols_max}")
+            msgs.append(
+                f"{where}.cols: {layer.cols} exceeds chip {chip.name}'s array_cols_max {cap.array_cols_max}"
+            )
         if layer.bits_per_cell > dev.bits_per_cell_max:
-            msgs.append(f"{where}.bits_per_cell: {layer.bits_per_cell} exceeds the {dev.kind} cell's bits_per_cell_max {dev.bits_per_cell_max}")
+            msgs.append(
+                f"{where}.bits_per_cell: {layer.bits_per_cell} exceeds the {dev.kind} cell's bits_per_cell_max {dev.bits_per_cell_max}"
+            )
         for m in msgs:
             key = m.split(": ", 1)[1]
             if key not in seen:  # one message per distinct problem, not per layer
@@ -375,7 +448,9 @@ def fit_to_chip(arch: Any, chip: Chip) -> Any:
     if kind in ("sar", "flash"):
         bits = min(max(bits, p.adc_bits_min, 2), p.adc_bits_max)
     m.update(
-        adc_kind=kind, adc_bits=bits, rows=min(m.get("rows", 128), cap.array_rows_max),
+        adc_kind=kind,
+        adc_bits=bits,
+        rows=min(m.get("rows", 128), cap.array_rows_max),
         cols=min(m.get("cols", 128), cap.array_cols_max),
         bits_per_cell=min(m.get("bits_per_cell", 1), dev.bits_per_cell_max),
     )

@@ -54,7 +54,9 @@ class Constant:
     source: str
 
 
-def _c(value: float | None, scale: str, source: str, node: float = _N65, v: float = _V65) -> Constant:
+def _c(
+    value: float | None, scale: str, source: str, node: float = _N65, v: float = _V65
+) -> Constant:
     return Constant(value, scale, node, v, source)
 
 
@@ -150,7 +152,9 @@ def known_constants() -> list[str]:
     return sorted(CONSTANTS)
 
 
-def resolve_constants(node_nm: float, supply_v: float, overrides: dict[str, float]) -> dict[str, float]:
+def resolve_constants(
+    node_nm: float, supply_v: float, overrides: dict[str, float]
+) -> dict[str, float]:
     """Every constant at the chip's node and supply, then the chip's overrides on top."""
     out: dict[str, float] = {}
     for name, c in CONSTANTS.items():
@@ -292,7 +296,12 @@ def _logic_bits(model: str, bits: int) -> float:
 
 def neuron_unit_area_um2(model: str, bits: int, k: dict[str, float]) -> float:
     """Area of one digital neuron unit, the 8-bit LIF anchor apportioned by gate count."""
-    return k["lif_unit_area_um2"] * _logic_bits(model, bits) / _logic_bits("lif", 8) * k["neuron_area_scale"]
+    return (
+        k["lif_unit_area_um2"]
+        * _logic_bits(model, bits)
+        / _logic_bits("lif", 8)
+        * k["neuron_area_scale"]
+    )
 
 
 def neuron_update_ns(model: str, bits: int, k: dict[str, float]) -> float:

@@ -66,12 +66,26 @@ __all__ = ["COMPONENTS", "CostReport", "LayerCost", "Violation", "estimate"]
 
 #: energy components, in report order
 COMPONENTS: tuple[str, ...] = (
-    "arrays", "conversion", "accumulation", "neurons", "membrane", "buffers", "interconnect",
-    "pooling", "offchip", "leakage",
+    "arrays",
+    "conversion",
+    "accumulation",
+    "neurons",
+    "membrane",
+    "buffers",
+    "interconnect",
+    "pooling",
+    "offchip",
+    "leakage",
 )
 #: area components
 AREA_COMPONENTS: tuple[str, ...] = (
-    "arrays", "conversion", "accumulation", "neurons", "membrane", "buffers", "interconnect",
+    "arrays",
+    "conversion",
+    "accumulation",
+    "neurons",
+    "membrane",
+    "buffers",
+    "interconnect",
 )
 
 
@@ -84,7 +98,13 @@ class Violation:
     hard: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "value": self.value, "limit": self.limit, "margin": self.margin, "hard": self.hard}
+        return {
+            "metric": self.metric,
+            "value": self.value,
+            "limit": self.limit,
+            "margin": self.margin,
+            "hard": self.hard,
+        }
 
 
 @dataclass(frozen=True)
@@ -224,7 +244,9 @@ class CostReport:
         }
 
 
-def _activity(arch: ArchSpec, chip: Chip, activity: Activity | float | Mapping[str, Any] | None) -> Activity:
+def _activity(
+    arch: ArchSpec, chip: Chip, activity: Activity | float | Mapping[str, Any] | None
+) -> Activity:
     if activity is None:
         return Activity.uniform(chip.activity.default_rate, arch, "prior")
     if isinstance(activity, Activity):
@@ -234,8 +256,14 @@ def _activity(arch: ArchSpec, chip: Chip, activity: Activity | float | Mapping[s
         act = Activity.from_dict(activity)
         act.check(arch)
         return act
-    if isinstance(activity, bool) or not isinstance(activity, (int, float)) or not 0 <= activity <= 1:
-        raise ConfigError(f"activity: got {activity!r}, must be a spike rate in [0, 1], an Activity or None")
+    if (
+        isinstance(activity, bool)
+        or not isinstance(activity, (int, float))
+        or not 0 <= activity <= 1
+    ):
+        raise ConfigError(
+            f"activity: got {activity!r}, must be a spike rate in [0, 1], an Activity or None"
+        )
     if activity == 1.0:
         return Activity.dense(arch)
     return Activity.uniform(float(activity), arch, "prior")
@@ -243,8 +271,8 @@ def _activity(arch: ArchSpec, chip: Chip, activity: Activity | float | Mapping[s
 
 def _phases_active(q: float, m: int, f: int, r: int) -> float:
     """Expected phases holding a spike among f phases of m rows and one of r rows (input rate 1 - q)."""
-    e = f * (1.0 - q ** m)
-    return e + (1.0 - q ** r) if r else e
+    e = f * (1.0 - q**m)
+    return e + (1.0 - q**r) if r else e
 
 
 def _pool_input_rate(rate_out: float, window: int) -> float:
@@ -278,7 +306,7 @@ def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = Non
     elif type(activity) is float and 0.0 <= activity < 1.0:
         # the same Activity.uniform builds, without re-validating a number checked here
         n = st.nw
-        act = Activity._trusted((activity,) * n, (activity,) * (n - 1) + (0.0,), "prior")
+        act = Activity.from_checked((activity,) * n, (activity,) * (n - 1) + (0.0,), "prior")
     else:
         act = _activity(arch, chip, activity)
     in_rates = act.input_rates
@@ -299,26 +327,55 @@ def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = Non
         if rec[0] == 0:  # pool
             stage = rec[3]
             stages.append(stage)
-            if rec[4]:  # the pool feeds weighted layer wi: its output is that layer's (measured) input
+            if rec[
+                4
+            ]:  # the pool feeds weighted layer wi: its output is that layer's (measured) input
                 rate_out = in_rates[wi]
             else:  # a pool before another pool, or at the end: independent spikes in a max window
                 rate_out = 1.0 - (1.0 - prev_rate) ** rec[1] if rec[2] else prev_rate
             dyn.append((0.0, prev_rate, rate_out, 0.0, 0.0, 0.0, 0.0, stage))
             prev_rate = rate_out
             continue
-        (_t, K, n_full, n_last, g_full, kk, m, f_full, r_full, f_last, r_last, cA, cB, cCa, cCp, cAcc, cMerge, cPe,
-         t_arr, t_neuron, t_reload, stride2, cSops, _cConv, _cNeuPe, _cBufPe, _cNocPe) = rec
+        (
+            _t,
+            K,
+            n_full,
+            n_last,
+            g_full,
+            kk,
+            m,
+            f_full,
+            r_full,
+            f_last,
+            r_last,
+            cA,
+            cB,
+            cCa,
+            cCp,
+            cAcc,
+            cMerge,
+            cPe,
+            t_arr,
+            t_neuron,
+            t_reload,
+            stride2,
+            cSops,
+            _cConv,
+            _cNeuPe,
+            _cBufPe,
+            _cNocPe,
+        ) = rec
         a_in = in_rates[wi]
         a = a_in / stride2  # a transposed conv sees a zero-inserted input
         q = 1.0 - a
-        p_full = 1.0 - q ** n_full
-        act_pe = act_grp = g_full * p_full + (1.0 - q ** n_last)
+        p_full = 1.0 - q**n_full
+        act_pe = act_grp = g_full * p_full + (1.0 - q**n_last)
         if kk == 1:
             act_arr = act_pe
         else:  # kernel-split: k*k arrays per PE; an array is read when its own rows hold a spike
             rpg = n_full // kk
-            act_arr = kk * (g_full * (1.0 - q ** rpg) + (1.0 - q ** (n_last // kk)))
-        p_any = 1.0 - q ** K
+            act_arr = kk * (g_full * (1.0 - q**rpg) + (1.0 - q ** (n_last // kk)))
+        p_any = 1.0 - q**K
         t_array = t_arr * p_any
         if m:  # multi-bit ADC on more rows than it resolves: sequential row phases
             ph_full = _phases_active(q, m, f_full, r_full)
@@ -360,29 +417,61 @@ def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = Non
         e_neu += e_neu_pe
         e_buf += e_buf_pe
         e_noc += e_noc_pe
-    energy_uj = (e_arr + e_conv + e_acc + e_neu + e_mem + e_buf + e_noc + e_pool + e_off + leak_pj) * 1e-6
+    energy_uj = (
+        e_arr + e_conv + e_acc + e_neu + e_mem + e_buf + e_noc + e_pool + e_off + leak_pj
+    ) * 1e-6
     latency_us = total_ns * 1e-3
     violations: tuple[Violation, ...] = ()
     budgets = st.budgets
     if budgets:
-        values = {"energy_uj": energy_uj, "latency_us": latency_us, "area_mm2": st.area_mm2, "memory_kb": st.memory_kb}
-        broken = [Violation(m_, values[m_], lim, (values[m_] - lim) / lim, hard)
-                  for m_, (lim, hard) in budgets.items() if values[m_] > lim]
+        values = {
+            "energy_uj": energy_uj,
+            "latency_us": latency_us,
+            "area_mm2": st.area_mm2,
+            "memory_kb": st.memory_kb,
+        }
+        broken = [
+            Violation(m_, values[m_], lim, (values[m_] - lim) / lim, hard)
+            for m_, (lim, hard) in budgets.items()
+            if values[m_] > lim
+        ]
         if broken:
             violations = tuple(broken)
     obj = object.__new__(CostReport)  # CostReport._make, inlined: filling __dict__ at once
     obj.__dict__.update(
-        energy_uj=energy_uj, latency_us=latency_us, area_mm2=st.area_mm2, memory_kb=st.memory_kb,
-        arrays=st.arrays, utilisation=st.utilisation, sops=sops, pipelined=st.pipeline == "timestep",
+        energy_uj=energy_uj,
+        latency_us=latency_us,
+        area_mm2=st.area_mm2,
+        memory_kb=st.memory_kb,
+        arrays=st.arrays,
+        utilisation=st.utilisation,
+        sops=sops,
+        pipelined=st.pipeline == "timestep",
         components={
-            "arrays": e_arr * 1e-6, "conversion": e_conv * 1e-6, "accumulation": e_acc * 1e-6,
-            "neurons": e_neu * 1e-6, "membrane": e_mem * 1e-6, "buffers": e_buf * 1e-6,
-            "interconnect": e_noc * 1e-6, "pooling": e_pool * 1e-6, "offchip": e_off * 1e-6,
+            "arrays": e_arr * 1e-6,
+            "conversion": e_conv * 1e-6,
+            "accumulation": e_acc * 1e-6,
+            "neurons": e_neu * 1e-6,
+            "membrane": e_mem * 1e-6,
+            "buffers": e_buf * 1e-6,
+            "interconnect": e_noc * 1e-6,
+            "pooling": e_pool * 1e-6,
+            "offchip": e_off * 1e-6,
             "leakage": leak_pj * 1e-6,
         },
-        activity=act, violations=violations, ops=st.ops, tiles=st.tiles, area_components=st.area_components,
-        chip=st.chip_name, arch=arch.name, budgets=budgets, notes=st.notes, timesteps=T, _rows=(st, dyn),
-        _sched=(st.pipeline, T, fill, slowest, st.start_fraction, st.once_ns), _lazy=(leak_pj,),
+        activity=act,
+        violations=violations,
+        ops=st.ops,
+        tiles=st.tiles,
+        area_components=st.area_components,
+        chip=st.chip_name,
+        arch=arch.name,
+        budgets=budgets,
+        notes=st.notes,
+        timesteps=T,
+        _rows=(st, dyn),
+        _sched=(st.pipeline, T, fill, slowest, st.start_fraction, st.once_ns),
+        _lazy=(leak_pj,),
     )
     return obj
 
@@ -402,32 +491,71 @@ def _pe_split(st: _Static, dyn: list[tuple[float, ...]]) -> tuple[float, float, 
 def _layer_costs(r: CostReport) -> tuple[LayerCost, ...]:
     """The per-layer breakdown of a report, built on first access from the cached coefficients."""
     T = r.timesteps
-    st, dyn = r._rows
-    (leak_pj,) = r._lazy
+    st, dyn = r._rows  # noqa: SLF001 - CostReport is defined in this module
+    (leak_pj,) = r._lazy  # noqa: SLF001 - as above
     area_sum = st.layer_area_sum
     e_wire = st.e_wire
     out = []
     for rec, row, d in zip(st.layers, st.rows, dyn, strict=True):
-        li, kind, name, static_e, once, area, mem_bits, arrays, pes, util, noc_bits, phases, t_neuron = row
+        (
+            li,
+            kind,
+            name,
+            static_e,
+            once,
+            area,
+            mem_bits,
+            arrays,
+            pes,
+            util,
+            noc_bits,
+            phases,
+            t_neuron,
+        ) = row
         e_mem, e_buf, e_pool, e_off, e_neu0 = static_e
         a, a_in, a_out, act_arr, act_pe, p_any, t_array, stage = d
         if rec[0]:
             cA, cB, cCa, cCp, cAcc, cMerge = rec[11:17]
             cSops, cConv, cNeuPe, cBufPe, cNocPe = rec[22:27]
-            en = (a * cA + act_arr * cB, a * cCa + act_pe * cCp, act_pe * cAcc + p_any * cMerge, e_neu0 + act_pe * cNeuPe,
-                  e_mem, e_buf + act_pe * cBufPe, act_pe * cNocPe + e_wire * noc_bits, e_pool, e_off)
+            en = (
+                a * cA + act_arr * cB,
+                a * cCa + act_pe * cCp,
+                act_pe * cAcc + p_any * cMerge,
+                e_neu0 + act_pe * cNeuPe,
+                e_mem,
+                e_buf + act_pe * cBufPe,
+                act_pe * cNocPe + e_wire * noc_bits,
+                e_pool,
+                e_off,
+            )
             sops, conv = a * cSops, act_pe * cConv
         else:
             en = (0.0, 0.0, 0.0, 0.0, e_mem, e_buf, e_wire * noc_bits, e_pool, e_off)
             sops = conv = 0.0
         en_all = (*en, leak_pj * area / area_sum if area_sum else 0.0)
-        out.append(LayerCost(
-            index=li, kind=kind, name=name, energy_uj=sum(en_all) * 1e-6, latency_us=(T * stage + once) * 1e-3,
-            stage_ns=stage, area_mm2=area * 1e-6, memory_kb=mem_bits / 8192, arrays=arrays, pes=pes,
-            utilisation=util, sops=sops, conversions=conv, input_rate=a_in, output_rate=a_out,
-            components=dict(zip(COMPONENTS, [v * 1e-6 for v in en_all], strict=True)), array_ns=t_array,
-            row_phases=phases, neuron_ns=t_neuron,
-        ))
+        out.append(
+            LayerCost(
+                index=li,
+                kind=kind,
+                name=name,
+                energy_uj=sum(en_all) * 1e-6,
+                latency_us=(T * stage + once) * 1e-3,
+                stage_ns=stage,
+                area_mm2=area * 1e-6,
+                memory_kb=mem_bits / 8192,
+                arrays=arrays,
+                pes=pes,
+                utilisation=util,
+                sops=sops,
+                conversions=conv,
+                input_rate=a_in,
+                output_rate=a_out,
+                components=dict(zip(COMPONENTS, [v * 1e-6 for v in en_all], strict=True)),
+                array_ns=t_array,
+                row_phases=phases,
+                neuron_ns=t_neuron,
+            )
+        )
     return tuple(out)
 
 
@@ -435,9 +563,30 @@ class _Static:
     """What estimate() needs that does not depend on the activity, for one (arch, chip) pair."""
 
     __slots__ = (
-        "__weakref__", "T", "nw", "layers", "rows", "prior", "pipeline", "start_fraction", "once_ns", "leak_mw",
-        "e_static", "e_wire", "area_mm2", "memory_kb", "budgets", "arrays", "utilisation", "ops", "tiles",
-        "area_components", "notes", "layer_area_sum", "chip_name", "pool_windows",
+        "__weakref__",
+        "T",
+        "nw",
+        "layers",
+        "rows",
+        "prior",
+        "pipeline",
+        "start_fraction",
+        "once_ns",
+        "leak_mw",
+        "e_static",
+        "e_wire",
+        "area_mm2",
+        "memory_kb",
+        "budgets",
+        "arrays",
+        "utilisation",
+        "ops",
+        "tiles",
+        "area_components",
+        "notes",
+        "layer_area_sum",
+        "chip_name",
+        "pool_windows",
     )
     T: int
     nw: int
@@ -448,7 +597,9 @@ class _Static:
     start_fraction: float
     once_ns: float
     leak_mw: float
-    e_static: tuple[float, ...]  # pJ: neurons (logic), membrane, buffers, interconnect, pooling, offchip
+    e_static: tuple[
+        float, ...
+    ]  # pJ: neurons (logic), membrane, buffers, interconnect, pooling, offchip
     e_wire: float
     area_mm2: float
     memory_kb: float
@@ -461,7 +612,9 @@ class _Static:
     notes: tuple[str, ...]
     layer_area_sum: float
     chip_name: str
-    pool_windows: tuple[int, ...]  # per weighted layer: product of the max-pool windows in front of it
+    pool_windows: tuple[
+        int, ...
+    ]  # per weighted layer: product of the max-pool windows in front of it
 
 
 #: (id(arch), id(chip)) -> (arch, chip, _Static), the most recent _STATIC_SIZE pairs.  Strong
@@ -488,13 +641,63 @@ class _ChipScalars:
     """A chip's numbers as plain attributes, read once per chip (pydantic attribute reads add up)."""
 
     __slots__ = (
-        "k", "memo", "name", "clk", "act_bits", "input_bits", "cpa", "offset_cols", "units_fixed", "npu", "inmem",
-        "e_mux", "e_add_bit", "e_buf", "bit_area", "cell_area", "row_drv", "col_per", "acc_bit_area", "fa_area",
-        "fa_delay", "write_e", "write_t", "dram_e", "dram_bw", "mux_area", "out_reg_area", "neuron_area_scale",
-        "pool_lanes", "kernel_split", "cap_cells", "sram_bits", "pes_per_tile", "leaks", "max_rows", "e_cell",
-        "e_wl", "e_bl", "e_arr", "e_acc_bit", "pe_acc", "pe_neu", "pe_buf", "pe_noc", "t_read", "tile_a_buf",
-        "tile_a_noc", "tile_a_acc", "e_wire_mm", "leak_mw_mm2", "pipeline", "start_fraction", "rate", "budgets",
-        "priors", "cells_text", "sync_mux",
+        "k",
+        "memo",
+        "name",
+        "clk",
+        "act_bits",
+        "input_bits",
+        "cpa",
+        "offset_cols",
+        "units_fixed",
+        "npu",
+        "inmem",
+        "e_mux",
+        "e_add_bit",
+        "e_buf",
+        "bit_area",
+        "cell_area",
+        "row_drv",
+        "col_per",
+        "acc_bit_area",
+        "fa_area",
+        "fa_delay",
+        "write_e",
+        "write_t",
+        "dram_e",
+        "dram_bw",
+        "mux_area",
+        "out_reg_area",
+        "neuron_area_scale",
+        "pool_lanes",
+        "kernel_split",
+        "cap_cells",
+        "sram_bits",
+        "pes_per_tile",
+        "leaks",
+        "max_rows",
+        "e_cell",
+        "e_wl",
+        "e_bl",
+        "e_arr",
+        "e_acc_bit",
+        "pe_acc",
+        "pe_neu",
+        "pe_buf",
+        "pe_noc",
+        "t_read",
+        "tile_a_buf",
+        "tile_a_noc",
+        "tile_a_acc",
+        "e_wire_mm",
+        "leak_mw_mm2",
+        "pipeline",
+        "start_fraction",
+        "rate",
+        "budgets",
+        "priors",
+        "cells_text",
+        "sync_mux",
     )
 
     if TYPE_CHECKING:  # the slots are filled in _chip_scalars; to mypy each is Any
@@ -527,18 +730,39 @@ def _chip_scalars(chip: Chip) -> _ChipScalars:
     c.units_fixed, c.npu, c.inmem = nu.units_per_layer, nu.neurons_per_unit, nu.ld_lif_in_memory
     c.e_mux = k["mux_energy_pj"] if c.cpa > 1 else 0.0
     c.mux_area = k["mux_area_um2"] if c.cpa > 1 else 0.0
-    c.e_add_bit, c.e_buf, c.bit_area = k["add_energy_pj_per_bit"], k["buffer_energy_pj_per_bit"], k["sram_bit_area_um2"]
-    c.cell_area, c.row_drv, c.col_per = dev.cell_area_um2, k["row_driver_area_um2"], k["column_periph_area_um2"]
-    c.acc_bit_area, c.fa_area, c.fa_delay = k["accum_area_um2_per_bit"], k["fa_area_um2"], k["fa_delay_ns"]
+    c.e_add_bit, c.e_buf, c.bit_area = (
+        k["add_energy_pj_per_bit"],
+        k["buffer_energy_pj_per_bit"],
+        k["sram_bit_area_um2"],
+    )
+    c.cell_area, c.row_drv, c.col_per = (
+        dev.cell_area_um2,
+        k["row_driver_area_um2"],
+        k["column_periph_area_um2"],
+    )
+    c.acc_bit_area, c.fa_area, c.fa_delay = (
+        k["accum_area_um2_per_bit"],
+        k["fa_area_um2"],
+        k["fa_delay_ns"],
+    )
     c.write_e, c.write_t = dev.write_energy_pj, dev.write_latency_ns
     c.dram_e, c.dram_bw = cap.dram_energy_pj_per_bit, cap.dram_bandwidth_gbps
     c.out_reg_area, c.neuron_area_scale = k["output_reg_area_um2_per_bit"], k["neuron_area_scale"]
     c.pool_lanes = int(max(k["pool_lanes"], 1))
     c.kernel_split = per.layout == "kernel_split"
-    c.cap_cells, c.sram_bits, c.pes_per_tile, c.leaks = cap.cells, cap.sram_kb * 8192, cap.pes_per_tile, dev.leaks
+    c.cap_cells, c.sram_bits, c.pes_per_tile, c.leaks = (
+        cap.cells,
+        cap.sram_kb * 8192,
+        cap.pes_per_tile,
+        dev.leaks,
+    )
     c.max_rows = per.max_active_rows
     c.sync_mux = per.mux_timing == "synchronous"
-    c.e_cell, c.e_wl, c.e_bl = dev.read_energy_fj * 1e-3, k["wordline_energy_fj_per_cell"] * 1e-3, k["bitline_energy_fj_per_cell"] * 1e-3
+    c.e_cell, c.e_wl, c.e_bl = (
+        dev.read_energy_fj * 1e-3,
+        k["wordline_energy_fj_per_cell"] * 1e-3,
+        k["bitline_energy_fj_per_cell"] * 1e-3,
+    )
     c.e_arr, c.e_acc_bit = k["array_read_energy_pj"], k["accum_add_energy_pj_per_bit"]
     c.pe_acc, c.pe_neu = k["pe_read_overhead_pj_accumulation"], k["pe_read_overhead_pj_neuron"]
     c.pe_buf, c.pe_noc = k["pe_read_overhead_pj_buffers"], k["pe_read_overhead_pj_interconnect"]
@@ -558,10 +782,16 @@ def _chip_scalars(chip: Chip) -> _ChipScalars:
     return c
 
 
-def _array_type(c: _ChipScalars, kind: str, bits: int, R: int, C: int, col_factor: int, bpc: int) -> tuple[Any, ...]:
+def _array_type(
+    c: _ChipScalars, kind: str, bits: int, R: int, C: int, col_factor: int, bpc: int
+) -> tuple[Any, ...]:
     """What one R x C array with its readout costs, whatever layer it holds (memoised per chip)."""
     k = c.k
-    adc_e, adc_a, adc_t = adc_energy_pj(kind, bits, k), adc_area_um2(kind, bits, k), adc_latency_ns(kind, bits, k)
+    adc_e, adc_a, adc_t = (
+        adc_energy_pj(kind, bits, k),
+        adc_area_um2(kind, bits, k),
+        adc_latency_ns(kind, bits, k),
+    )
     pe_cols = C + c.offset_cols if col_factor == 1 else C
     queue = False
     if kind == "sa":
@@ -571,11 +801,22 @@ def _array_type(c: _ChipScalars, kind: str, bits: int, R: int, C: int, col_facto
         e_conv, t_conv = c.e_add_bit, (log2ceil(R) + 1) * c.fa_delay
     else:
         conv_units = -(-pe_cols // c.cpa)
-        ar_conv, w_conv, e_conv, t_conv, queue = conv_units * (adc_a + c.mux_area), bits, adc_e + c.e_mux, adc_t, True
+        ar_conv, w_conv, e_conv, t_conv, queue = (
+            conv_units * (adc_a + c.mux_area),
+            bits,
+            adc_e + c.e_mux,
+            adc_t,
+            True,
+        )
     return (
-        pe_cols, rows_per_read(kind, bits, bpc, c.max_rows),
+        pe_cols,
+        rows_per_read(kind, bits, bpc, c.max_rows),
         R * pe_cols * c.cell_area + R * c.row_drv + pe_cols * c.col_per,  # area of one array
-        conv_units, ar_conv, w_conv, e_conv, t_conv,
+        conv_units,
+        ar_conv,
+        w_conv,
+        e_conv,
+        t_conv,
         R * pe_cols * c.e_bl + c.e_arr,  # bitline precharge of one array read
         pe_cols * c.e_wl,  # one driven wordline
         queue,
@@ -585,8 +826,20 @@ def _array_type(c: _ChipScalars, kind: str, bits: int, R: int, C: int, col_facto
 def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
     c = _chip_scalars(chip)
     k, memo = c.k, c.memo
-    clk, act_bits, input_bits, cpa, offset_cols = c.clk, c.act_bits, c.input_bits, c.cpa, c.offset_cols
-    e_add_bit, e_buf, bit_area, cell_area, fa_area = c.e_add_bit, c.e_buf, c.bit_area, c.cell_area, c.fa_area
+    clk, act_bits, input_bits, cpa, offset_cols = (
+        c.clk,
+        c.act_bits,
+        c.input_bits,
+        c.cpa,
+        c.offset_cols,
+    )
+    e_add_bit, e_buf, bit_area, cell_area, fa_area = (
+        c.e_add_bit,
+        c.e_buf,
+        c.bit_area,
+        c.cell_area,
+        c.fa_area,
+    )
     e_cell, e_acc_bit = c.e_cell, c.e_acc_bit
     pe_acc, pe_neu, pe_buf, pe_noc = c.pe_acc, c.pe_neu, c.pe_buf, c.pe_noc
     t_read, kernel_split = c.t_read, c.kernel_split
@@ -604,8 +857,17 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
     alloc_ws = alloc_os_max = os_bits_total = 0
     for layer in resolved:
         kk = layer.kernel * layer.kernel if kernel_split and layer.kind != "fc" else 1
-        m = map_counts(layer.fan_in, layer.fan_out, layer.rows, layer.cols, layer.weight_bits, layer.bits_per_cell,
-                       layer.signed_scheme == "differential", kk, offset_cols)
+        m = map_counts(
+            layer.fan_in,
+            layer.fan_out,
+            layer.rows,
+            layer.cols,
+            layer.weight_bits,
+            layer.bits_per_cell,
+            layer.signed_scheme == "differential",
+            kk,
+            offset_cols,
+        )
         maps.append(m)
         alloc = m[13]
         if layer.dataflow == "weight_stationary":
@@ -653,7 +915,23 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
             layers.append((0, kk, is_max, stage, feeds))
             if is_max:
                 window *= kk
-            rows.append((li, "pool", f"pool{li}", (0.0, e_b, e_pool, 0.0, 0.0), 0.0, 0.0, 0, 0, 0, 0.0, 0, 1, 0.0))
+            rows.append(
+                (
+                    li,
+                    "pool",
+                    f"pool{li}",
+                    (0.0, e_b, e_pool, 0.0, 0.0),
+                    0.0,
+                    0.0,
+                    0,
+                    0,
+                    0,
+                    0.0,
+                    0,
+                    1,
+                    0.0,
+                )
+            )
             continue
 
         layer = resolved[wi]
@@ -665,15 +943,41 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
         bpc = layer.bits_per_cell
         readout = layer.is_readout
         kind, bits = layer.adc_kind, layer.adc_bits
-        slices, col_factor, cols_used, ref_cols, rpg, _rows_total, rg, last, cg, kk, pes, n_arrays, used, alloc = maps[wi]
+        (
+            slices,
+            col_factor,
+            cols_used,
+            ref_cols,
+            rpg,
+            _rows_total,
+            rg,
+            last,
+            cg,
+            kk,
+            pes,
+            n_arrays,
+            used,
+            alloc,
+        ) = maps[wi]
         os_layer = layer.dataflow == "output_stationary"
         # component results that depend on a few integers only: memoised per chip
         akey = (kind, bits, R, C, col_factor, bpc)
         arr = memo.get(akey)
         if arr is None:
             arr = memo[akey] = _array_type(c, kind, bits, R, C, col_factor, bpc)
-        (pe_cols, per_read, ar_arr_unit, conv_units, ar_conv_unit, w_conv, e_per_conv, t_conv, cB_unit, e_wl_unit,
-         adc_queue) = arr
+        (
+            pe_cols,
+            per_read,
+            ar_arr_unit,
+            conv_units,
+            ar_conv_unit,
+            w_conv,
+            e_per_conv,
+            t_conv,
+            cB_unit,
+            e_wl_unit,
+            adc_queue,
+        ) = arr
         nkey = (model, b, readout)
         neu = memo.get(nkey)
         if neu is None:
@@ -705,8 +1009,12 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
             # overlapped: the columns settle once, then convert one after another (sample-and-hold per
             # column); synchronous (DNN+NeuroSim): a read-and-sense cycle per muxed column
             t_phase = rounds * t_phase if c.sync_mux else t_read + rounds * t_conv
-        w_acc = w_conv + (rg - 1).bit_length() + (phases - 1).bit_length() + (slices - 1) * bpc + 1  # + log2ceil(groups, phases)
-        ar_acc = cg * conv_units * w_acc * c.acc_bit_area  # group / phase partial sums meet per column group
+        w_acc = (
+            w_conv + (rg - 1).bit_length() + (phases - 1).bit_length() + (slices - 1) * bpc + 1
+        )  # + log2ceil(groups, phases)
+        ar_acc = (
+            cg * conv_units * w_acc * c.acc_bit_area
+        )  # group / phase partial sums meet per column group
         units = c.units_fixed or -(-N // c.npu)
         NP = N * P
         if readout:
@@ -716,7 +1024,9 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
         else:
             ar_mem = NP * b * bit_area
             if ld_inmem:
-                ar_neu = -(-(NP * b) // (R * C)) * C * fa_area * c.neuron_area_scale  # near-memory column adders
+                ar_neu = (
+                    -(-(NP * b) // (R * C)) * C * fa_area * c.neuron_area_scale
+                )  # near-memory column adders
             else:
                 ar_neu = unit_area * units
         ins = layer.in_shape
@@ -786,19 +1096,59 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
             cCa, cCp = 2.0 * K * cols_used * e_per_conv * reads, 0.0
         else:
             cCa, cCp = 0.0, cols_all * e_per_conv * reads
-        layers.append((
-            1, K, n_full, n_last, rg - 1, kk, mr, f_full, r_full, f_last, r_last,
-            K * (cols_all * e_cell + cg * e_wl_unit) * reads,  # cA: driven cells + wordlines, x rate
-            cg * cB_unit * reads,  # cB: bitline precharge per active array (phase)
-            cCa, cCp,
-            cols_all * w_acc * e_acc_bit * reads + pe_r * pe_acc,  # cAcc: per conversion
-            merges * w_acc * e_acc_bit * reads,  # cMerge: slice / pair merges, per position read
-            pe_r * (pe_neu + pe_buf + pe_noc),  # cPe: lumped per-PE-read overheads
-            P * nread * t_phase, t_neuron, t_reload, stride2, K * NP * T * nread, cols_all * reads,
-            pe_r * pe_neu, pe_r * pe_buf, pe_r * pe_noc,
-        ))
-        rows.append((li, layer.kind, f"{layer.kind}{li}", (e_m0, e_buffers, 0.0, e_off, e_n0), once, la,
-                     mem_bits, n_arrays, pes, used / alloc if alloc else 0.0, noc_bits, phases, t_neuron))
+        layers.append(
+            (
+                1,
+                K,
+                n_full,
+                n_last,
+                rg - 1,
+                kk,
+                mr,
+                f_full,
+                r_full,
+                f_last,
+                r_last,
+                K
+                * (cols_all * e_cell + cg * e_wl_unit)
+                * reads,  # cA: driven cells + wordlines, x rate
+                cg * cB_unit * reads,  # cB: bitline precharge per active array (phase)
+                cCa,
+                cCp,
+                cols_all * w_acc * e_acc_bit * reads + pe_r * pe_acc,  # cAcc: per conversion
+                merges
+                * w_acc
+                * e_acc_bit
+                * reads,  # cMerge: slice / pair merges, per position read
+                pe_r * (pe_neu + pe_buf + pe_noc),  # cPe: lumped per-PE-read overheads
+                P * nread * t_phase,
+                t_neuron,
+                t_reload,
+                stride2,
+                K * NP * T * nread,
+                cols_all * reads,
+                pe_r * pe_neu,
+                pe_r * pe_buf,
+                pe_r * pe_noc,
+            )
+        )
+        rows.append(
+            (
+                li,
+                layer.kind,
+                f"{layer.kind}{li}",
+                (e_m0, e_buffers, 0.0, e_off, e_n0),
+                once,
+                la,
+                mem_bits,
+                n_arrays,
+                pes,
+                used / alloc if alloc else 0.0,
+                noc_bits,
+                phases,
+                t_neuron,
+            )
+        )
         wi += 1
 
     st = _Static()
@@ -811,7 +1161,14 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
     st.e_wire = e_wire = c.e_wire_mm * 0.5 * math.sqrt(area_mm2)  # half the die's side on average
     leak_area_mm2 = area_um2 - (0.0 if c.leaks else cell_alloc_area)
     st.leak_mw = (leak_area_mm2 if leak_area_mm2 > 0.0 else 0.0) * 1e-6 * c.leak_mw_mm2
-    st.e_static = (e_neu_static, e_mem_static, e_buf_static, e_wire * noc_bits_total, e_pool_static, e_off_static)
+    st.e_static = (
+        e_neu_static,
+        e_mem_static,
+        e_buf_static,
+        e_wire * noc_bits_total,
+        e_pool_static,
+        e_off_static,
+    )
     st.T = T
     st.nw = nw
     st.layers = tuple(layers)
@@ -820,7 +1177,7 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
     prior = c.priors.get(nw)
     if prior is None:
         r = c.rate
-        prior = c.priors[nw] = Activity._trusted((r,) * nw, (r,) * (nw - 1) + (0.0,), "prior")
+        prior = c.priors[nw] = Activity.from_checked((r,) * nw, (r,) * (nw - 1) + (0.0,), "prior")
     st.prior = prior
     st.pipeline = c.pipeline
     st.start_fraction = c.start_fraction
@@ -832,8 +1189,12 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
     st.ops = ops
     st.tiles = tiles
     st.area_components = {
-        "arrays": a_arrays * 1e-6, "conversion": a_conv_t * 1e-6, "accumulation": a_accum * 1e-6,
-        "neurons": a_neur * 1e-6, "membrane": a_membrane * 1e-6, "buffers": a_buffers * 1e-6,
+        "arrays": a_arrays * 1e-6,
+        "conversion": a_conv_t * 1e-6,
+        "accumulation": a_accum * 1e-6,
+        "neurons": a_neur * 1e-6,
+        "membrane": a_membrane * 1e-6,
+        "buffers": a_buffers * 1e-6,
         "interconnect": a_noc * 1e-6,
     }
     st.layer_area_sum = layer_area_sum

@@ -44,13 +44,31 @@ class LayerMapping(NamedTuple):
 
 def map_layer(layer: ResolvedLayer, layout: str, offset_cols: int) -> LayerMapping:
     kk = layer.kernel * layer.kernel if layout == "kernel_split" and layer.kind != "fc" else 1
-    return LayerMapping(*map_counts(layer.fan_in, layer.fan_out, layer.rows, layer.cols, layer.weight_bits,
-                                    layer.bits_per_cell, layer.signed_scheme == "differential", kk, offset_cols))
+    return LayerMapping(
+        *map_counts(
+            layer.fan_in,
+            layer.fan_out,
+            layer.rows,
+            layer.cols,
+            layer.weight_bits,
+            layer.bits_per_cell,
+            layer.signed_scheme == "differential",
+            kk,
+            offset_cols,
+        )
+    )
 
 
 def map_counts(
-    fan_in: int, fan_out: int, R: int, C: int, weight_bits: int, bits_per_cell: int, differential: bool,
-    kk: int, offset_cols: int,
+    fan_in: int,
+    fan_out: int,
+    R: int,
+    C: int,
+    weight_bits: int,
+    bits_per_cell: int,
+    differential: bool,
+    kk: int,
+    offset_cols: int,
 ) -> tuple[int, ...]:
     """:class:`LayerMapping`'s fields as a plain tuple, from plain integers (the cost model's hot path)."""
     s = -(-weight_bits // bits_per_cell)
@@ -61,5 +79,19 @@ def map_counts(
     cg = -(-cols_used // C)
     pes = rg * cg
     arrays = pes * kk
-    return (s, d, cols_used, 0 if differential else offset_cols * cg, R if rows > R else rows, fan_in, rg,
-            rows - (rg - 1) * R, cg, kk, pes, arrays, fan_in * cols_used, arrays * R * C)
+    return (
+        s,
+        d,
+        cols_used,
+        0 if differential else offset_cols * cg,
+        R if rows > R else rows,
+        fan_in,
+        rg,
+        rows - (rg - 1) * R,
+        cg,
+        kk,
+        pes,
+        arrays,
+        fan_in * cols_used,
+        arrays * R * C,
+    )

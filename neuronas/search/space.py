@@ -499,7 +499,9 @@ class SearchSpace(_Strict):
                 else None
             )
             ab = None
-            per_bits = _clip_dim(pl.adc_bits, _range_of(bits_dim)) if pl.adc_bits is not None else None
+            per_bits = (
+                _clip_dim(pl.adc_bits, _range_of(bits_dim)) if pl.adc_bits is not None else None
+            )
             if per_bits is not None and adc_kind in ("sar", "flash"):
                 # per-layer ADC bits stay within what the chip (and the global choice) allows
                 ab = s.int(f"layer{j}.adc_bits", per_bits)

@@ -144,7 +144,9 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], attempts: int = 8) -> Any
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             text = str(exc)
-            racing = "already exists" in text or "duplicate key" in text or "UniqueViolation" in text
+            racing = (
+                "already exists" in text or "duplicate key" in text or "UniqueViolation" in text
+            )
             if not racing or attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
