@@ -141,7 +141,9 @@ def test_conv_occupancy_is_exact_on_a_hand_made_input() -> None:
     [
         ("conv", 5, 3, 1, 1, 7, "im2col"),  # groups cut kernels and straddle channels
         ("conv", 6, 3, 2, 0, 16, "im2col"),
-        ("conv", 5, 3, 1, 1, 2, "kernel_split"),
+        ("conv", 5, 3, 1, 1, 2, "kernel_split"),  # whole channels per group: the fast path
+        ("conv", 5, 3, 2, 1, 18, "im2col"),  # two whole channels per group
+        ("conv", 5, 3, 1, 0, 64, "kernel_split"),  # one group
         ("deconv", 3, 3, 2, 1, 5, "im2col"),
         ("fc", 0, 0, 0, 0, 24, "im2col"),
     ],

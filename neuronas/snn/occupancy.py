@@ -61,6 +61,14 @@ def row_group_indicator(layer: CrossbarLayer, layout: str) -> torch.Tensor:
     return ind
 
 
+def _whole_channels(indicator: torch.Tensor) -> bool:
+    """True when every input channel of a conv indicator ``[G, C, k, k]`` sits, with all its k*k
+    rows, in one row group (kernel_split; im2col when R is a multiple of k*k)."""
+    per = indicator.sum((2, 3))  # [G, C]: rows of channel c in group g
+    kk = indicator.shape[2] * indicator.shape[3]
+    return bool(((per == 0) | (per == kk)).all() and (per.sum(0) == kk).all())
+
+
 @torch.no_grad()
 def occupied_reads(
     layer: CrossbarLayer, x: torch.Tensor, indicator: torch.Tensor
@@ -70,14 +78,21 @@ def occupied_reads(
     ``[M, K]``; any nonzero input drives its row).  ``occupied`` stays a tensor on ``x``'s
     device (no host sync per batch)."""
     xd = (x.detach() != 0).to(indicator.dtype)
-    if isinstance(layer, CrossbarConvTranspose2d):
+    if isinstance(layer, (CrossbarConv2d, CrossbarConvTranspose2d)):
         s = (int(layer.stride[0]), int(layer.stride[1]))
         p = (int(layer.padding[0]), int(layer.padding[1]))
+    if isinstance(layer, CrossbarConvTranspose2d):
         driven = F.conv_transpose2d(xd, indicator, None, s, p)
     elif isinstance(layer, CrossbarConv2d):
-        s = (int(layer.stride[0]), int(layer.stride[1]))
-        p = (int(layer.padding[0]), int(layer.padding[1]))
-        driven = F.conv2d(xd, indicator, None, s, p)
+        g, _, kh, kw = indicator.shape
+        if _whole_channels(indicator):
+            # whole channels per group: spikes per group and pixel (a 1x1 conv), then a grouped
+            # conv of ones, k*k times cheaper than the full indicator conv
+            per_pixel = F.conv2d(xd, indicator[:, :, :1, :1])
+            ones = indicator.new_ones(g, 1, kh, kw)
+            driven = F.conv2d(per_pixel, ones, None, s, p, 1, g)
+        else:
+            driven = F.conv2d(xd, indicator, None, s, p)
     else:
         driven = xd.reshape(-1, indicator.shape[1]) @ indicator.t()
     return (driven > 0.5).sum(), math.prod(driven.shape)
