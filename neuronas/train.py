@@ -11,8 +11,9 @@ hardware-awareness schedule:
 
 Evaluation is on the test split, on the chip: accuracy mean and std over ``eval_instances``
 sampled chip instances (programming variation and stuck cells fixed per instance, read noise per
-forward), plus the float accuracy (awareness 0), plus the measured spike rates per weighted layer
-for the cost model.  A run whose loss or weights stop being finite ends with status
+forward), plus the float accuracy (awareness 0), plus the measured spike rates and row-group
+occupancy (fraction of array reads whose rows hold a spike) per weighted layer for the cost
+model.  A run whose loss or weights stop being finite ends with status
 ``"diverged"`` and the reason; ``on_epoch`` returning True ends it with ``"stopped"``.
 """
 
@@ -460,22 +461,30 @@ def _json_default(v: Any) -> Any:
 
 
 def _activity_dict(
-    input_rates: tuple[float, ...], output_rates: tuple[float, ...]
+    input_rates: tuple[float, ...],
+    output_rates: tuple[float, ...],
+    occupancy: tuple[float, ...] | None = None,
 ) -> dict[str, Any]:
     try:
         from neuronas.hardware import Activity
 
         return dict(
             Activity(
-                input_rates=input_rates, output_rates=output_rates, source="measured"
+                input_rates=input_rates,
+                output_rates=output_rates,
+                source="measured",
+                row_group_occupancy=occupancy,
             ).to_dict()
         )
     except ImportError:  # the cost model's Activity is not importable: the same JSON form
-        return {
+        d: dict[str, Any] = {
             "source": "measured",
             "input_rates": list(input_rates),
             "output_rates": list(output_rates),
         }
+        if occupancy is not None:
+            d["row_group_occupancy"] = list(occupancy)
+        return d
 
 
 def evaluate_on_chip(
@@ -488,7 +497,10 @@ def evaluate_on_chip(
     calibration: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[list[float], float, dict[str, Any]]:
-    """(accuracy per chip instance, float accuracy, measured activity dict) on ``x, y``."""
+    """(accuracy per chip instance, float accuracy, measured activity dict) on ``x, y``.
+
+    The activity (spike rates and row-group occupancy per weighted layer) is measured during the
+    first chip instance's pass, the only one with the probes on."""
     dev = torch.device(device)
     if calibration is not None:
         model.calibrate(calibration.to(dev).transpose(0, 1))
@@ -508,7 +520,7 @@ def evaluate_on_chip(
         accuracies.append(_accuracy(model, x, y, dev))
         model.probing = False
     inp, outp = model.activity_rates()
-    return accuracies, float_acc, _activity_dict(inp, outp)
+    return accuracies, float_acc, _activity_dict(inp, outp, model.row_group_occupancy())
 
 
 def load_model(

@@ -75,6 +75,10 @@ def test_train_candidate_end_to_end(tiny: ArchSpec, tmp_path: Path) -> None:
     act = load_activity(tmp_path / "metrics.json")
     assert act.source == "measured" and len(act.input_rates) == len(tiny.resolved())
     assert 0.0 < act.input_rates[0] < 1.0
+    # row-group occupancy, measured in the same pass, one per weighted layer, through the JSON
+    assert act.row_group_occupancy == tuple(res.activity["row_group_occupancy"])
+    assert len(act.row_group_occupancy) == len(tiny.resolved())
+    assert all(0.0 < v <= 1.0 for v in act.row_group_occupancy)
     # the checkpoint loads with weights_only=True and reproduces the chip's float accuracy
     state = torch.load(res.checkpoint, weights_only=True)
     assert "layers.1.weight" in state
@@ -264,6 +268,9 @@ def test_measured_activity_changes_the_cost(
     report = json.loads(measured.stdout)
     assert report["activity"]["source"] == "measured"
     assert report["activity"]["input_rates"] == pytest.approx(res.activity["input_rates"])
+    assert report["activity"]["row_group_occupancy"] == pytest.approx(
+        res.activity["row_group_occupancy"]
+    )
     assert math.isfinite(report["energy_uj"]) and report["energy_uj"] < e_dense
 
 

@@ -8,7 +8,10 @@ layer (crossbars, pooling); only the neurons step through time.
 Spike-rate probes: while ``probing`` is on, every weighted layer accumulates the sum of its input
 and of its neuron's output spikes (running sums on tensors the forward computes anyway), which
 :meth:`SpikingNetwork.activity_rates` turns into the per-layer rates of the cost model's
-``Activity`` (one per weighted layer, in ``arch.resolved()`` order).
+``Activity`` (one per weighted layer, in ``arch.resolved()`` order).  The same probes count every
+weighted layer's row-group occupancy (:mod:`neuronas.snn.occupancy`: the fraction of array reads
+whose row group holds at least one input spike, row groups as the chip's layout cuts them):
+:meth:`SpikingNetwork.row_group_occupancy`.  Nothing is counted while ``probing`` is off.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from neuronas.snn.crossbar import (
     DeviceModel,
 )
 from neuronas.snn.neurons import make_neuron
+from neuronas.snn.occupancy import occupied_reads, row_group_indicator
 from neuronas.spec import ArchSpec
 
 __all__ = ["SpikingNetwork", "build", "crossbar_layers"]
@@ -44,11 +48,17 @@ class SpikingNetwork(nn.Module):
     _in_count: torch.Tensor
     _out_sum: torch.Tensor
     _out_count: torch.Tensor
+    _occ_sum: torch.Tensor
+    _occ_count: torch.Tensor
 
     def __init__(self, arch: ArchSpec, chip: Any | None = None) -> None:
         super().__init__()
         self.arch = arch
         self.chip_name = getattr(chip, "name", None) if chip is not None else None
+        # row groups as the chip's mapping cuts them (the cost model's default chip: im2col)
+        periphery = getattr(chip, "periphery", None)
+        self.layout = str(getattr(periphery, "layout", "im2col"))
+        self._indicators: dict[int, torch.Tensor] = {}  # weighted index -> group kernel (lazy)
         device_model = DeviceModel.from_chip(chip)
         self.device_model = device_model
         resolved = {r.index: r for r in arch.resolved()}
@@ -100,6 +110,8 @@ class SpikingNetwork(nn.Module):
         self.register_buffer("_in_count", torch.zeros(n, dtype=torch.float64), persistent=False)
         self.register_buffer("_out_sum", torch.zeros(n, dtype=torch.float64), persistent=False)
         self.register_buffer("_out_count", torch.zeros(n, dtype=torch.float64), persistent=False)
+        self.register_buffer("_occ_sum", torch.zeros(n, dtype=torch.float64), persistent=False)
+        self.register_buffer("_occ_count", torch.zeros(n, dtype=torch.float64), persistent=False)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -130,6 +142,7 @@ class SpikingNetwork(nn.Module):
             if self.probing:
                 self._in_sum[w] += h.detach().sum().double()
                 self._in_count[w] += h.numel()
+                self._count_occupancy(w, mod, h.flatten(0, 1))
             y = mod(h.flatten(0, 1))
             y = y.view(t, b, *y.shape[1:])
             if ni >= 0:
@@ -212,8 +225,32 @@ class SpikingNetwork(nn.Module):
     # -- probes --------------------------------------------------------------------------------
 
     def reset_probes(self) -> None:
-        for buf in (self._in_sum, self._in_count, self._out_sum, self._out_count):
+        for buf in (
+            self._in_sum,
+            self._in_count,
+            self._out_sum,
+            self._out_count,
+            self._occ_sum,
+            self._occ_count,
+        ):
             buf.zero_()
+
+    def _count_occupancy(self, w: int, mod: nn.Module, x: torch.Tensor) -> None:
+        assert isinstance(mod, CrossbarLayer)
+        ind = self._indicators.get(w)
+        if ind is None or ind.device != x.device:
+            ind = self._indicators[w] = row_group_indicator(mod, self.layout).to(x.device)
+        occupied, reads = occupied_reads(mod, x, ind)
+        self._occ_sum[w] += occupied
+        self._occ_count[w] += reads
+
+    def row_group_occupancy(self) -> tuple[float, ...] | None:
+        """Per weighted layer, the fraction of its array reads (output position x timestep x row
+        group) whose row group held at least one input spike while probing; None when nothing
+        was probed."""
+        if not bool((self._occ_count > 0).all()):
+            return None
+        return tuple(float(v) for v in (self._occ_sum / self._occ_count).tolist())
 
     def activity_rates(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(input_rates, output_rates) per weighted layer; the readout's output rate is 0."""
