@@ -140,15 +140,64 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
+def check_search_flags(args: argparse.Namespace) -> None:
+    """Refuse, before any run is created or resumed, a flag value no trial could use (one line)."""
+    import math
+
+    from neuronas.errors import ConfigError
+    from neuronas.search.run import check_run_name
+
+    def bad(flag: str, value: object, allowed: str) -> None:
+        raise ConfigError(f"{flag}: got {value!r}, must be {allowed}")
+
+    ints = (
+        ("--seed", "seed", 0, 2**32 - 1),
+        ("--trials", "trials", 1, None),
+        ("--workers", "workers", 1, None),
+        ("--epochs", "epochs", 1, None),
+        ("--startup-trials", "startup_trials", 0, None),
+        ("--population", "population_size", 2, None),
+        ("--batch-size", "batch_size", 1, None),
+        ("--max-eval-samples", "max_eval_samples", 1, None),
+        ("--max-train-samples", "max_train_samples", 0, None),
+        ("--eval-instances", "eval_instances", 1, None),
+    )
+    for flag, key, low, high in ints:
+        v = getattr(args, key, None)
+        if v is None:
+            continue
+        if v < low or (high is not None and v > high):
+            bad(flag, v, f"an integer in [{low}, {high}]" if high is not None else f">= {low}")
+    lr = args.lr
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        bad("--lr", lr, "a finite number > 0")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout >= 0):
+        bad("--timeout", args.timeout, "a finite number of seconds >= 0")
+    for flag, key in (
+        ("--min-accuracy", "min_accuracy_after_first_epoch"),
+        ("--proxy-quantile", "proxy_quantile"),
+    ):
+        v = getattr(args, key, None)
+        if v is not None and not (math.isfinite(v) and 0.0 <= v <= 1.0):
+            bad(flag, v, "a number in [0, 1]")
+    ap = args.activity_prior
+    if ap is not None and not (math.isfinite(ap) and 0.0 < ap <= 1.0):
+        bad("--activity-prior", ap, "a spike rate in (0, 1]")
+    if args.name is not None:
+        check_run_name(args.name)
+    if args.storage is not None:
+        from neuronas.search.storage import check_search_storage
+
+        check_search_storage(args.storage)
+
+
 def run(args: argparse.Namespace) -> int:
     from neuronas._cli.show import print_summary
-    from neuronas.errors import ConfigError
     from neuronas.search.run import create_or_resume
     from neuronas.search.study import run_search
     from neuronas.search.trials import count_trials
 
-    if args.workers < 1:
-        raise ConfigError(f"--workers: got {args.workers}, must be >= 1")
+    check_search_flags(args)
     options = {
         k: getattr(args, k)
         for k in (

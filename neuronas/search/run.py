@@ -28,6 +28,7 @@ from typing import Any
 from neuronas.errors import ConfigError, StorageError
 from neuronas.search.pareto import DIRECTIONS, OBJECTIVES
 from neuronas.search.storage import (
+    check_search_storage,
     detect_storage,
     load_study,
     mask_url,
@@ -42,6 +43,7 @@ __all__ = [
     "RunConfig",
     "check_identity",
     "check_objectives",
+    "check_run_name",
     "create_or_resume",
     "create_run",
     "default_run_name",
@@ -163,6 +165,28 @@ def resolve_run_dir(name_or_path: str | Path, root: Path | None = None) -> Path:
     if len(p.parts) > 1 or str(name_or_path).startswith("."):
         return p
     return (root or Path.cwd()) / "runs" / str(name_or_path)
+
+
+#: the longest run name (a folder name under runs/)
+MAX_RUN_NAME = 100
+
+
+def check_run_name(name: str) -> str:
+    """``name`` if it is a safe folder name for ``runs/NAME``; ConfigError otherwise."""
+    allowed = (
+        f"a folder name of 1 to {MAX_RUN_NAME} characters, without '/', '\\' or NUL, "
+        "not '.' or '..'"
+    )
+    if (
+        not name
+        or name in (".", "..")
+        or len(name) > MAX_RUN_NAME
+        or any(c in name for c in "/\\\0")
+        or not name.isprintable()
+    ):
+        shown = name if len(name) <= 40 else name[:37] + "..."
+        raise ConfigError(f"--name: got {shown!r}, must be {allowed}")
+    return name
 
 
 def default_run_name(space: str, chip: str, dataset: str) -> str:
@@ -297,6 +321,10 @@ def create_or_resume(options: Mapping[str, Any], root: Path | None = None) -> Ru
     :data:`~neuronas.settings.SCREENING` for what is not given.
     """
     opts = {k: v for k, v in options.items() if v is not None}
+    if "name" in opts:
+        check_run_name(str(opts["name"]))
+    if "storage" in opts:
+        check_search_storage(str(opts["storage"]))
     space_ref = opts.get("space", SEARCH.space)
     chip_ref = opts.get("chip", SEARCH.chip)
     name = opts.get("name") or default_run_name(

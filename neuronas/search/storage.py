@@ -13,6 +13,8 @@ from typing import Any
 from neuronas.errors import StorageError
 
 __all__ = [
+    "check_search_storage",
+    "is_memory_url",
     "detect_storage",
     "load_study",
     "mask_url",
@@ -30,6 +32,26 @@ def mask_url(url: str) -> str:
         user = cred.split(":", 1)[0]
         return f"{head}://{user}:***@{host}"
     return url
+
+
+def is_memory_url(url: str) -> bool:
+    """True for an SQLite URL whose database lives in memory (gone when the process ends)."""
+    if not url.lower().startswith("sqlite"):
+        return False
+    head, _, rest = url.partition("://")
+    path = rest[1:] if rest.startswith("/") else rest
+    path, _, query = path.partition("?")
+    return path in ("", ":memory:") or ":memory:" in path or "mode=memory" in query.lower()
+
+
+def check_search_storage(storage: str) -> str:
+    """``storage`` if a search may keep its study there; StorageError for in-memory SQLite."""
+    if "://" in storage and is_memory_url(storage):
+        raise StorageError(
+            f"--storage: got {storage!r}, an in-memory database: every trial would be lost when "
+            "the search ends; use sqlite (runs/NAME/study.db), journal or a database URL with a file or server"
+        )
+    return storage
 
 
 def storage_location(run_dir: Path, storage: str) -> str:
