@@ -239,10 +239,20 @@ def run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
     )
     print_summary(run_, stream=sys.stdout)
-    done = count_trials(run_.study).finished
+    counts = count_trials(run_.study)
+    done = counts.finished
     if done < run_.target:
+        if args.timeout is not None:
+            why = "stopped at --timeout"
+        elif counts.running:
+            why = (
+                f"stopped while {counts.running} trial(s) still run in another process "
+                "(or were left by one on another host)"
+            )
+        else:
+            why = "stopped"
         print(
-            f"\nstopped at --timeout with {done}/{run_.target} finished trials: the same command continues the run"
+            f"\n{why} with {done}/{run_.target} finished trials: the same command continues the run"
         )
     where = run_.run_dir
     with contextlib.suppress(ValueError):

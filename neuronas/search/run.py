@@ -44,10 +44,13 @@ __all__ = [
     "check_identity",
     "check_objectives",
     "check_run_name",
+    "check_storage_file",
     "create_or_resume",
     "create_run",
     "default_run_name",
+    "find_study",
     "open_run",
+    "refuse_over_trials",
     "resolve_run_dir",
     "resume_run",
 ]
@@ -197,7 +200,83 @@ def default_run_name(space: str, chip: str, dataset: str) -> str:
 
 
 def _study_name(run_dir: Path) -> str:
+    """The name a new run's study gets (a renamed folder keeps its study's old name)."""
     return run_dir.name
+
+
+def check_storage_file(run_dir: Path, kind: str) -> None:
+    """StorageError when the run folder's ``study.db`` cannot be a run's storage: emptied to 0
+    bytes, or not a regular file (a search there would start over beside its ``trials/``)."""
+    if kind != "sqlite":
+        return
+    db = run_dir / "study.db"
+    if db.exists() and not db.is_file():
+        raise StorageError(
+            f"{db}: is not a file (a folder?); a run keeps its study in a SQLite file there"
+        )
+    if db.is_file() and db.stat().st_size == 0:
+        raise StorageError(
+            f"{db}: is empty (0 bytes), the run's study is gone; restore it, or move it away "
+            "(and trials/) to start a new run under this name"
+        )
+
+
+def refuse_over_trials(run_dir: Path, where: str) -> None:
+    """StorageError when ``run_dir/trials`` holds files: a new study there would overwrite the
+    weights of trials it does not know."""
+    trials = run_dir / "trials"
+    if trials.is_dir() and any(trials.iterdir()):
+        raise StorageError(
+            f"{trials}: holds the files of earlier trials but {where} holds no neuronas study of "
+            "them; a new run here would overwrite them -- choose another --name, or move the folder away"
+        )
+
+
+def find_study(storage: Any, run_dir: Path, kind: str) -> Any | None:
+    """The neuronas study of ``run_dir`` in ``storage``, or None when it holds none yet.
+
+    A run's identity is what its folder holds: in the folder's own ``study.db`` / ``journal.log``
+    the study named after the folder, else the one neuronas study stored there whatever its
+    name (a renamed folder).  A local storage holding only other studies is foreign: refused,
+    never used for a new run beside them.  In a shared database (a URL) the study is found by
+    the folder's name, else by the name ``run.json`` recorded when the run was created."""
+    where = storage_location(run_dir, kind)
+    if kind not in ("sqlite", "journal"):
+        study = load_study(storage, _study_name(run_dir))
+        recorded = _recorded_name(run_dir)
+        if study is None and recorded and recorded != _study_name(run_dir):
+            study = load_study(storage, recorded)
+        return study
+    try:
+        studies = storage.get_all_studies()
+    except Exception as exc:  # noqa: BLE001 - a damaged storage: one line naming it
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise StorageError(f"{where}: cannot be read as a study storage: {first}") from None
+    names = [s.study_name for s in studies]
+    if _study_name(run_dir) in names:
+        return load_study(storage, _study_name(run_dir))
+    ours = [s.study_name for s in studies if s.user_attrs.get("neuronas")]
+    if len(ours) == 1:
+        return load_study(storage, ours[0])
+    if len(ours) > 1:
+        raise StorageError(
+            f"{where}: holds {len(ours)} neuronas studies ({', '.join(sorted(ours))}) and none named "
+            f"{_study_name(run_dir)!r}; rename the folder after the run to open"
+        )
+    if names:
+        raise StorageError(
+            f"{where}: holds no neuronas study, only other studies ({', '.join(sorted(names)[:5])}); "
+            "not a neuronas run folder -- choose another --name or move the file away"
+        )
+    return None
+
+
+def _recorded_name(run_dir: Path) -> str | None:
+    try:
+        name = json.loads((run_dir / "run.json").read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name else None
 
 
 def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
@@ -285,8 +364,9 @@ def open_run(name_or_path: str | Path, storage: str | None = None, root: Path | 
         raise StorageError(
             f"{run_dir}: no run here (no study.db or journal.log; give --storage URL for a database run).{hint}"
         )
+    check_storage_file(run_dir, kind)
     st = open_storage(run_dir, kind)
-    study = load_study(st, _study_name(run_dir))
+    study = find_study(st, run_dir, kind)
     if study is None:
         raise StorageError(
             f"{storage_location(run_dir, kind)}: holds no neuronas study named {_study_name(run_dir)!r}"
@@ -344,13 +424,16 @@ def create_or_resume(options: Mapping[str, Any], root: Path | None = None) -> Ru
         # a new local run: check every input (and that some candidate fits the chip) before
         # anything is written, so a typo leaves no half-made run folder behind
         checked = _check_new_inputs(opts, space_ref, chip_ref)
+    check_storage_file(run_dir, storage_kind)
+    if existing is None and storage_kind in ("sqlite", "journal"):
+        refuse_over_trials(run_dir, storage_location(run_dir, storage_kind))
     st = open_storage(run_dir, storage_kind)
-    study = load_study(st, _study_name(run_dir))
+    study = find_study(st, run_dir, storage_kind)
     if study is not None and study.user_attrs.get("neuronas"):
         return resume_run(study, st, run_dir, opts)
     if study is not None:
         raise StorageError(
-            f"{storage_location(run_dir, storage_kind)}: a study named {_study_name(run_dir)!r} exists but was not made by neuronas search"
+            f"{storage_location(run_dir, storage_kind)}: a study named {study.study_name!r} exists but was not made by neuronas search"
         )
     return create_run(
         st,
@@ -512,6 +595,8 @@ def create_run(
         version=__version__,
     )
     study_name = _study_name(run_dir)
+    if load_study(storage, study_name) is None:
+        refuse_over_trials(run_dir, storage_location(run_dir, storage_kind))
     try:
         study = optuna.create_study(
             storage=storage, study_name=study_name, directions=cfg.directions, load_if_exists=True
@@ -531,7 +616,7 @@ def create_run(
         study.set_user_attr("neuronas", meta)
         # a copy next to the storage for people and tools (not read back)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "run.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
         if storage_kind not in ("sqlite", "journal") and mask_url(storage_kind) == storage_kind:
             # a database run: remember where (URLs with a password are not written down)
             (run_dir / "storage_url").write_text(storage_kind + "\n")
