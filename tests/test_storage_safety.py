@@ -248,3 +248,17 @@ def test_reap_rule_in_process(work: Path) -> None:
     study = optuna.load_study(study_name="base", storage=f"sqlite:///{run_dir / 'study.db'}")
     assert reap_stale_trials(study) == [old]
     assert reap_stale_trials(study, grace_s=1) == [new]
+
+
+def test_read_only_database_found_at_the_first_write_is_one_line(work: Path) -> None:
+    # root writes through permission bits; SQLite's read-only open mode binds root too
+    run_dir = work / "runs" / "base"
+    before = _digest(run_dir)
+    url = f"sqlite:///file:{run_dir / 'study.db'}?mode=ro&uri=true"
+    msg = _one_line_error(
+        cli(["search", "--name", "base", "--trials", "4", "--storage", url, *FAST], work)
+    )
+    assert str(run_dir) in msg and "read-only" in msg and "readonly database" in msg
+    assert _digest(run_dir) == before
+    r = cli(["show", "base", "--storage", url], work, timeout=120)  # reading still works
+    assert r.returncode == 0 and "finished 3/3" in r.stdout, r.stderr

@@ -193,7 +193,9 @@ def check_search_flags(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from neuronas._cli.show import print_summary
-    from neuronas.search.run import create_or_resume
+    from neuronas.errors import NeuronasError, StorageError
+    from neuronas.search.run import create_or_resume, run_dir_for
+    from neuronas.search.storage import readonly_cause
     from neuronas.search.study import run_search
     from neuronas.search.trials import count_trials
 
@@ -228,16 +230,28 @@ def run(args: argparse.Namespace) -> int:
 
     # None for the local backend; checks the Ray flags before anything is stored
     ray = ray_options(args)
-    run_ = create_or_resume(options)
-    url = args.storage if args.storage and "://" in args.storage else None
-    run_search(
-        run_,
-        workers=args.workers,
-        ray=ray,
-        storage_url=url,
-        progress=not args.quiet,
-        timeout_s=args.timeout,
-    )
+    try:
+        run_ = create_or_resume(options)
+        url = args.storage if args.storage and "://" in args.storage else None
+        run_search(
+            run_,
+            workers=args.workers,
+            ray=ray,
+            storage_url=url,
+            progress=not args.quiet,
+            timeout_s=args.timeout,
+        )
+    except NeuronasError:
+        raise
+    except Exception as exc:
+        # read-only storage found at its first write (root, a read-only mount, a mode=ro URL)
+        cause = readonly_cause(exc)
+        if cause is None:
+            raise
+        raise StorageError(
+            f"{run_dir_for(options)}: the run's storage is read-only ({cause}); make the run "
+            "folder and its study writable, or copy the run to a writable place"
+        ) from None
     print_summary(run_, stream=sys.stdout)
     counts = count_trials(run_.study)
     done = counts.finished

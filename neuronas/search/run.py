@@ -45,6 +45,7 @@ __all__ = [
     "check_objectives",
     "check_run_name",
     "check_storage_file",
+    "check_writable",
     "create_or_resume",
     "create_run",
     "default_run_name",
@@ -53,6 +54,7 @@ __all__ = [
     "refuse_over_trials",
     "resolve_run_dir",
     "resume_run",
+    "run_dir_for",
 ]
 
 #: what defines a trial's numbers: a run cannot be resumed with other values
@@ -219,6 +221,24 @@ def check_storage_file(run_dir: Path, kind: str) -> None:
             f"{db}: is empty (0 bytes), the run's study is gone; restore it, or move it away "
             "(and trials/) to start a new run under this name"
         )
+
+
+def check_writable(run_dir: Path, kind: str) -> None:
+    """StorageError when a search could not write its run folder, study file or ``trials/``
+    (read-only: caught before anything starts, rather than at the first trial's write)."""
+    import os
+
+    paths = [run_dir, run_dir / "trials"]
+    if kind == "sqlite":
+        paths.append(run_dir / "study.db")
+    elif kind == "journal":
+        paths.append(run_dir / "journal.log")
+    for p in paths:
+        if p.exists() and not os.access(p, os.W_OK):
+            raise StorageError(
+                f"{p}: is read-only, and a search writes its trials there; make it writable "
+                "or copy the run to a writable place (neuronas show / export only read it)"
+            )
 
 
 def refuse_over_trials(run_dir: Path, where: str) -> None:
@@ -407,10 +427,7 @@ def create_or_resume(options: Mapping[str, Any], root: Path | None = None) -> Ru
         check_search_storage(str(opts["storage"]))
     space_ref = opts.get("space", SEARCH.space)
     chip_ref = opts.get("chip", SEARCH.chip)
-    name = opts.get("name") or default_run_name(
-        space_ref, chip_ref, opts.get("dataset") or SCREENING.dataset
-    )
-    run_dir = resolve_run_dir(name, root)
+    run_dir = run_dir_for(opts, root)
     existing = detect_storage(run_dir)
     if existing is None and not opts.get("storage") and (run_dir / "storage_url").is_file():
         existing = (run_dir / "storage_url").read_text().strip()  # a database run, resumed by name
@@ -425,6 +442,7 @@ def create_or_resume(options: Mapping[str, Any], root: Path | None = None) -> Ru
         # anything is written, so a typo leaves no half-made run folder behind
         checked = _check_new_inputs(opts, space_ref, chip_ref)
     check_storage_file(run_dir, storage_kind)
+    check_writable(run_dir, storage_kind)
     if existing is None and storage_kind in ("sqlite", "journal"):
         refuse_over_trials(run_dir, storage_location(run_dir, storage_kind))
     st = open_storage(run_dir, storage_kind)
@@ -444,6 +462,16 @@ def create_or_resume(options: Mapping[str, Any], root: Path | None = None) -> Ru
         space_ref=space_ref,
         chip_ref=chip_ref,
     )
+
+
+def run_dir_for(options: Mapping[str, Any], root: Path | None = None) -> Path:
+    """The folder of the run ``options`` name (``--name``, else SPACE_CHIP_DATASET)."""
+    name = options.get("name") or default_run_name(
+        options.get("space") or SEARCH.space,
+        options.get("chip") or SEARCH.chip,
+        options.get("dataset") or SCREENING.dataset,
+    )
+    return resolve_run_dir(name, root)
 
 
 def check_identity(stored: RunConfig, opts: Mapping[str, Any], run_dir: Path) -> None:

@@ -15,6 +15,7 @@ from neuronas.errors import StorageError
 __all__ = [
     "check_search_storage",
     "is_memory_url",
+    "readonly_cause",
     "detect_storage",
     "load_study",
     "mask_url",
@@ -52,6 +53,24 @@ def check_search_storage(storage: str) -> str:
             "the search ends; use sqlite (runs/NAME/study.db), journal or a database URL with a file or server"
         )
     return storage
+
+
+def readonly_cause(exc: BaseException) -> str | None:
+    """The first line of the read-only / permission error behind ``exc`` (its chain of causes
+    included: Optuna wraps SQLite's "attempt to write a readonly database"), or None."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e).strip()
+        low = text.lower()
+        if isinstance(e, PermissionError) or any(
+            k in low for k in ("readonly database", "read-only", "permission denied")
+        ):
+            first = text.splitlines()[0] if text else type(e).__name__
+            return first[:200]
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def storage_location(run_dir: Path, storage: str) -> str:
