@@ -262,3 +262,20 @@ def test_read_only_database_found_at_the_first_write_is_one_line(work: Path) -> 
     assert _digest(run_dir) == before
     r = cli(["show", "base", "--storage", url], work, timeout=120)  # reading still works
     assert r.returncode == 0 and "finished 3/3" in r.stdout, r.stderr
+
+
+def test_files_of_an_unknown_trial_are_never_overwritten(work: Path) -> None:
+    run_dir = work / "runs" / "base"
+    # the next trial numbers' folders already hold weights the study does not know about
+    for n in range(3, 40):
+        d = run_dir / "trials" / f"{n:04d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "model.pt").write_bytes(b"weights of a trial of another study %d" % n)
+    before = _digest(run_dir / "trials")
+    msg = _one_line_error(
+        cli(["search", "--name", "base", "--trials", "5", *FAST], work, timeout=300)
+    )
+    assert "refusing to overwrite" in msg and str(run_dir / "trials") in msg
+    assert _digest(run_dir / "trials") == before
+    states = _states(run_dir)
+    assert not any(s[0] == "RUNNING" for s in states.values())
