@@ -98,6 +98,7 @@ BAD_FLAGS = [
     (["--name", ""], "--name"),
     (["--name", "a/b"], "--name"),
     (["--name", "../escape"], "--name"),
+    (["--name", ".hidden"], "--name"),
     (["--name", "x" * 101], "--name"),
     (["--storage", "sqlite://"], "in-memory"),
     (["--storage", "sqlite:///:memory:"], "in-memory"),

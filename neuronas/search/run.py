@@ -180,11 +180,11 @@ def check_run_name(name: str) -> str:
     """``name`` if it is a safe folder name for ``runs/NAME``; ConfigError otherwise."""
     allowed = (
         f"a folder name of 1 to {MAX_RUN_NAME} characters, without '/', '\\' or NUL, "
-        "not '.' or '..'"
+        "not starting with '.' (so not '.' or '..')"
     )
     if (
         not name
-        or name in (".", "..")
+        or name.startswith(".")
         or len(name) > MAX_RUN_NAME
         or any(c in name for c in "/\\\0")
         or not name.isprintable()
