@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from _search_helpers import cli, write_space
 
 
@@ -70,3 +71,63 @@ def test_show_of_missing_run(tmp_path: Path) -> None:
     (tmp_path / "runs" / "real").mkdir(parents=True)
     msg = _one_line_error(cli(["show", "nope"], tmp_path, timeout=120))
     assert "no run here" in msg
+
+
+BAD_FLAGS = [
+    (["--seed", "-1"], "--seed"),
+    (["--seed", "4294967296"], "--seed"),
+    (["--startup-trials", "-1"], "--startup-trials"),
+    (["--population", "-1"], "--population"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "inf"], "--lr"),
+    (["--lr", "0"], "--lr"),
+    (["--lr", "-0.1"], "--lr"),
+    (["--timeout", "nan"], "--timeout"),
+    (["--timeout", "-5"], "--timeout"),
+    (["--min-accuracy", "5"], "--min-accuracy"),
+    (["--min-accuracy", "-0.1"], "--min-accuracy"),
+    (["--proxy-quantile", "5"], "--proxy-quantile"),
+    (["--proxy-quantile", "nan"], "--proxy-quantile"),
+    (["--max-eval-samples", "0"], "--max-eval-samples"),
+    (["--trials", "0"], "--trials"),
+    (["--trials", "-3"], "--trials"),
+    (["--workers", "0"], "--workers"),
+    (["--name", ".."], "--name"),
+    (["--name", "."], "--name"),
+    (["--name", ""], "--name"),
+    (["--name", "a/b"], "--name"),
+    (["--name", "../escape"], "--name"),
+    (["--name", ".hidden"], "--name"),
+    (["--name", "x" * 101], "--name"),
+    (["--storage", "sqlite://"], "in-memory"),
+    (["--storage", "sqlite:///:memory:"], "in-memory"),
+    (["--storage", "sqlite:///file:x?mode=memory&cache=shared"], "in-memory"),
+]
+
+
+@pytest.mark.parametrize(("args", "named"), BAD_FLAGS, ids=[" ".join(a)[:30] for a, _ in BAD_FLAGS])
+def test_bad_search_flag_refused_before_the_run_exists(
+    tmp_path: Path, args: list[str], named: str
+) -> None:
+    msg = _one_line_error(cli(["search", *args, "--quiet"], tmp_path, timeout=60))
+    assert named in msg and "must be" in msg or "in-memory" in msg, msg
+    assert not (tmp_path / "runs").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_good_run_names_accepted() -> None:
+    from neuronas.search.run import check_run_name
+
+    for ok in ("a", "k9-moved", "big_run.2", "x" * 100):
+        assert check_run_name(ok) == ok
+
+
+def test_large_seed_stays_a_valid_sampler_seed_after_many_trials() -> None:
+    from types import SimpleNamespace
+
+    from neuronas.search.samplers import make_sampler
+
+    run = SimpleNamespace(config=SimpleNamespace(sampler="random", seed=2**32 - 1, trials=10))
+    sampler = make_sampler(run, n_existing=1000, worker_index=3)  # numpy would refuse > 2**32-1
+    assert sampler is not None

@@ -140,15 +140,66 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
+def check_search_flags(args: argparse.Namespace) -> None:
+    """Refuse, before any run is created or resumed, a flag value no trial could use (one line)."""
+    import math
+
+    from neuronas.errors import ConfigError
+    from neuronas.search.run import check_run_name
+
+    def bad(flag: str, value: object, allowed: str) -> None:
+        raise ConfigError(f"{flag}: got {value!r}, must be {allowed}")
+
+    ints = (
+        ("--seed", "seed", 0, 2**32 - 1),
+        ("--trials", "trials", 1, None),
+        ("--workers", "workers", 1, None),
+        ("--epochs", "epochs", 1, None),
+        ("--startup-trials", "startup_trials", 0, None),
+        ("--population", "population_size", 2, None),
+        ("--batch-size", "batch_size", 1, None),
+        ("--max-eval-samples", "max_eval_samples", 1, None),
+        ("--max-train-samples", "max_train_samples", 0, None),
+        ("--eval-instances", "eval_instances", 1, None),
+    )
+    for flag, key, low, high in ints:
+        v = getattr(args, key, None)
+        if v is None:
+            continue
+        if v < low or (high is not None and v > high):
+            bad(flag, v, f"an integer in [{low}, {high}]" if high is not None else f">= {low}")
+    lr = args.lr
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        bad("--lr", lr, "a finite number > 0")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout >= 0):
+        bad("--timeout", args.timeout, "a finite number of seconds >= 0")
+    for flag, key in (
+        ("--min-accuracy", "min_accuracy_after_first_epoch"),
+        ("--proxy-quantile", "proxy_quantile"),
+    ):
+        v = getattr(args, key, None)
+        if v is not None and not (math.isfinite(v) and 0.0 <= v <= 1.0):
+            bad(flag, v, "a number in [0, 1]")
+    ap = args.activity_prior
+    if ap is not None and not (math.isfinite(ap) and 0.0 < ap <= 1.0):
+        bad("--activity-prior", ap, "a spike rate in (0, 1]")
+    if args.name is not None:
+        check_run_name(args.name)
+    if args.storage is not None:
+        from neuronas.search.storage import check_search_storage
+
+        check_search_storage(args.storage)
+
+
 def run(args: argparse.Namespace) -> int:
     from neuronas._cli.show import print_summary
-    from neuronas.errors import ConfigError
-    from neuronas.search.run import create_or_resume
+    from neuronas.errors import NeuronasError, StorageError
+    from neuronas.search.run import create_or_resume, run_dir_for
+    from neuronas.search.storage import readonly_cause
     from neuronas.search.study import run_search
     from neuronas.search.trials import count_trials
 
-    if args.workers < 1:
-        raise ConfigError(f"--workers: got {args.workers}, must be >= 1")
+    check_search_flags(args)
     options = {
         k: getattr(args, k)
         for k in (
@@ -179,21 +230,43 @@ def run(args: argparse.Namespace) -> int:
 
     # None for the local backend; checks the Ray flags before anything is stored
     ray = ray_options(args)
-    run_ = create_or_resume(options)
-    url = args.storage if args.storage and "://" in args.storage else None
-    run_search(
-        run_,
-        workers=args.workers,
-        ray=ray,
-        storage_url=url,
-        progress=not args.quiet,
-        timeout_s=args.timeout,
-    )
+    try:
+        run_ = create_or_resume(options)
+        url = args.storage if args.storage and "://" in args.storage else None
+        run_search(
+            run_,
+            workers=args.workers,
+            ray=ray,
+            storage_url=url,
+            progress=not args.quiet,
+            timeout_s=args.timeout,
+        )
+    except NeuronasError:
+        raise
+    except Exception as exc:
+        # read-only storage found at its first write (root, a read-only mount, a mode=ro URL)
+        cause = readonly_cause(exc)
+        if cause is None:
+            raise
+        raise StorageError(
+            f"{run_dir_for(options)}: the run's storage is read-only ({cause}); make the run "
+            "folder and its study writable, or copy the run to a writable place"
+        ) from None
     print_summary(run_, stream=sys.stdout)
-    done = count_trials(run_.study).finished
+    counts = count_trials(run_.study)
+    done = counts.finished
     if done < run_.target:
+        if args.timeout is not None:
+            why = "stopped at --timeout"
+        elif counts.running:
+            why = (
+                f"stopped while {counts.running} trial(s) still run in another process "
+                "(or were left by one on another host)"
+            )
+        else:
+            why = "stopped"
         print(
-            f"\nstopped at --timeout with {done}/{run_.target} finished trials: the same command continues the run"
+            f"\n{why} with {done}/{run_.target} finished trials: the same command continues the run"
         )
     where = run_.run_dir
     with contextlib.suppress(ValueError):

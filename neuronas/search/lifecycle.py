@@ -141,6 +141,7 @@ def begin(
         if result is None:
             prior = objective.price(arch_dict, cfg.chip_ref(), cfg.activity_prior)
             if prior["compatible"] and prior["feasible"]:
+                _refuse_foreign_files(run, pending)
                 extra: dict[str, Any] = {"out_dir": str(out_dir), "device": device}
                 if cfg.proxy_quantile is not None:
                     extra["proxy_reference"] = tuple(proxy_reference(run.study))
@@ -156,6 +157,19 @@ def begin(
         finish(run, pending, result)
         if on_recorded is not None:
             on_recorded()
+
+
+def _refuse_foreign_files(run: Any, pending: Pending) -> None:
+    """Never overwrite a completed trial's files: trial numbers are unique in a study, so a
+    new trial's folder that already holds files belongs to a trial of another study (a
+    replaced or re-created ``study.db``).  The trial is given up and the search stops."""
+    out = pending.out_dir
+    if out.is_dir() and any(out.iterdir()):
+        interrupt(run.study, pending.trial, f"{out} already held files of another trial")
+        raise SearchError(
+            f"{out}: already holds the files of a trial this study does not know (from another "
+            "study of this run folder?); refusing to overwrite them -- move them away to continue"
+        )
 
 
 def evaluate_here(run: Any, pending: Pending) -> dict[str, Any]:

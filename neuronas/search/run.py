@@ -28,6 +28,7 @@ from typing import Any
 from neuronas.errors import ConfigError, StorageError
 from neuronas.search.pareto import DIRECTIONS, OBJECTIVES
 from neuronas.search.storage import (
+    check_search_storage,
     detect_storage,
     load_study,
     mask_url,
@@ -42,12 +43,18 @@ __all__ = [
     "RunConfig",
     "check_identity",
     "check_objectives",
+    "check_run_name",
+    "check_storage_file",
+    "check_writable",
     "create_or_resume",
     "create_run",
     "default_run_name",
+    "find_study",
     "open_run",
+    "refuse_over_trials",
     "resolve_run_dir",
     "resume_run",
+    "run_dir_for",
 ]
 
 #: what defines a trial's numbers: a run cannot be resumed with other values
@@ -165,6 +172,28 @@ def resolve_run_dir(name_or_path: str | Path, root: Path | None = None) -> Path:
     return (root or Path.cwd()) / "runs" / str(name_or_path)
 
 
+#: the longest run name (a folder name under runs/)
+MAX_RUN_NAME = 100
+
+
+def check_run_name(name: str) -> str:
+    """``name`` if it is a safe folder name for ``runs/NAME``; ConfigError otherwise."""
+    allowed = (
+        f"a folder name of 1 to {MAX_RUN_NAME} characters, without '/', '\\' or NUL, "
+        "not starting with '.' (so not '.' or '..')"
+    )
+    if (
+        not name
+        or name.startswith(".")
+        or len(name) > MAX_RUN_NAME
+        or any(c in name for c in "/\\\0")
+        or not name.isprintable()
+    ):
+        shown = name if len(name) <= 40 else name[:37] + "..."
+        raise ConfigError(f"--name: got {shown!r}, must be {allowed}")
+    return name
+
+
 def default_run_name(space: str, chip: str, dataset: str) -> str:
     def stem(s: str) -> str:
         return Path(s).stem if ("/" in s or s.endswith((".yaml", ".yml"))) else s
@@ -173,7 +202,101 @@ def default_run_name(space: str, chip: str, dataset: str) -> str:
 
 
 def _study_name(run_dir: Path) -> str:
+    """The name a new run's study gets (a renamed folder keeps its study's old name)."""
     return run_dir.name
+
+
+def check_storage_file(run_dir: Path, kind: str) -> None:
+    """StorageError when the run folder's ``study.db`` cannot be a run's storage: emptied to 0
+    bytes, or not a regular file (a search there would start over beside its ``trials/``)."""
+    if kind != "sqlite":
+        return
+    db = run_dir / "study.db"
+    if db.exists() and not db.is_file():
+        raise StorageError(
+            f"{db}: is not a file (a folder?); a run keeps its study in a SQLite file there"
+        )
+    if db.is_file() and db.stat().st_size == 0:
+        raise StorageError(
+            f"{db}: is empty (0 bytes), the run's study is gone; restore it, or move it away "
+            "(and trials/) to start a new run under this name"
+        )
+
+
+def check_writable(run_dir: Path, kind: str) -> None:
+    """StorageError when a search could not write its run folder, study file or ``trials/``
+    (read-only: caught before anything starts, rather than at the first trial's write)."""
+    import os
+
+    paths = [run_dir, run_dir / "trials"]
+    if kind == "sqlite":
+        paths.append(run_dir / "study.db")
+    elif kind == "journal":
+        paths.append(run_dir / "journal.log")
+    for p in paths:
+        if p.exists() and not os.access(p, os.W_OK):
+            raise StorageError(
+                f"{p}: is read-only, and a search writes its trials there; make it writable "
+                "or copy the run to a writable place (neuronas show / export only read it)"
+            )
+
+
+def refuse_over_trials(run_dir: Path, where: str) -> None:
+    """StorageError when ``run_dir/trials`` holds files: a new study there would overwrite the
+    weights of trials it does not know."""
+    trials = run_dir / "trials"
+    if trials.is_dir() and any(trials.iterdir()):
+        raise StorageError(
+            f"{trials}: holds the files of earlier trials but {where} holds no neuronas study of "
+            "them; a new run here would overwrite them -- choose another --name, or move the folder away"
+        )
+
+
+def find_study(storage: Any, run_dir: Path, kind: str) -> Any | None:
+    """The neuronas study of ``run_dir`` in ``storage``, or None when it holds none yet.
+
+    A run's identity is what its folder holds: in the folder's own ``study.db`` / ``journal.log``
+    the study named after the folder, else the one neuronas study stored there whatever its
+    name (a renamed folder).  A local storage holding only other studies is foreign: refused,
+    never used for a new run beside them.  In a shared database (a URL) the study is found by
+    the folder's name, else by the name ``run.json`` recorded when the run was created."""
+    where = storage_location(run_dir, kind)
+    if kind not in ("sqlite", "journal"):
+        study = load_study(storage, _study_name(run_dir))
+        recorded = _recorded_name(run_dir)
+        if study is None and recorded and recorded != _study_name(run_dir):
+            study = load_study(storage, recorded)
+        return study
+    try:
+        studies = storage.get_all_studies()
+    except Exception as exc:  # noqa: BLE001 - a damaged storage: one line naming it
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise StorageError(f"{where}: cannot be read as a study storage: {first}") from None
+    names = [s.study_name for s in studies]
+    if _study_name(run_dir) in names:
+        return load_study(storage, _study_name(run_dir))
+    ours = [s.study_name for s in studies if s.user_attrs.get("neuronas")]
+    if len(ours) == 1:
+        return load_study(storage, ours[0])
+    if len(ours) > 1:
+        raise StorageError(
+            f"{where}: holds {len(ours)} neuronas studies ({', '.join(sorted(ours))}) and none named "
+            f"{_study_name(run_dir)!r}; rename the folder after the run to open"
+        )
+    if names:
+        raise StorageError(
+            f"{where}: holds no neuronas study, only other studies ({', '.join(sorted(names)[:5])}); "
+            "not a neuronas run folder -- choose another --name or move the file away"
+        )
+    return None
+
+
+def _recorded_name(run_dir: Path) -> str | None:
+    try:
+        name = json.loads((run_dir / "run.json").read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and name else None
 
 
 def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
@@ -261,8 +384,9 @@ def open_run(name_or_path: str | Path, storage: str | None = None, root: Path | 
         raise StorageError(
             f"{run_dir}: no run here (no study.db or journal.log; give --storage URL for a database run).{hint}"
         )
+    check_storage_file(run_dir, kind)
     st = open_storage(run_dir, kind)
-    study = load_study(st, _study_name(run_dir))
+    study = find_study(st, run_dir, kind)
     if study is None:
         raise StorageError(
             f"{storage_location(run_dir, kind)}: holds no neuronas study named {_study_name(run_dir)!r}"
@@ -297,12 +421,13 @@ def create_or_resume(options: Mapping[str, Any], root: Path | None = None) -> Ru
     :data:`~neuronas.settings.SCREENING` for what is not given.
     """
     opts = {k: v for k, v in options.items() if v is not None}
+    if "name" in opts:
+        check_run_name(str(opts["name"]))
+    if "storage" in opts:
+        check_search_storage(str(opts["storage"]))
     space_ref = opts.get("space", SEARCH.space)
     chip_ref = opts.get("chip", SEARCH.chip)
-    name = opts.get("name") or default_run_name(
-        space_ref, chip_ref, opts.get("dataset") or SCREENING.dataset
-    )
-    run_dir = resolve_run_dir(name, root)
+    run_dir = run_dir_for(opts, root)
     existing = detect_storage(run_dir)
     if existing is None and not opts.get("storage") and (run_dir / "storage_url").is_file():
         existing = (run_dir / "storage_url").read_text().strip()  # a database run, resumed by name
@@ -316,13 +441,17 @@ def create_or_resume(options: Mapping[str, Any], root: Path | None = None) -> Ru
         # a new local run: check every input (and that some candidate fits the chip) before
         # anything is written, so a typo leaves no half-made run folder behind
         checked = _check_new_inputs(opts, space_ref, chip_ref)
+    check_storage_file(run_dir, storage_kind)
+    check_writable(run_dir, storage_kind)
+    if existing is None and storage_kind in ("sqlite", "journal"):
+        refuse_over_trials(run_dir, storage_location(run_dir, storage_kind))
     st = open_storage(run_dir, storage_kind)
-    study = load_study(st, _study_name(run_dir))
+    study = find_study(st, run_dir, storage_kind)
     if study is not None and study.user_attrs.get("neuronas"):
         return resume_run(study, st, run_dir, opts)
     if study is not None:
         raise StorageError(
-            f"{storage_location(run_dir, storage_kind)}: a study named {_study_name(run_dir)!r} exists but was not made by neuronas search"
+            f"{storage_location(run_dir, storage_kind)}: a study named {study.study_name!r} exists but was not made by neuronas search"
         )
     return create_run(
         st,
@@ -333,6 +462,16 @@ def create_or_resume(options: Mapping[str, Any], root: Path | None = None) -> Ru
         space_ref=space_ref,
         chip_ref=chip_ref,
     )
+
+
+def run_dir_for(options: Mapping[str, Any], root: Path | None = None) -> Path:
+    """The folder of the run ``options`` name (``--name``, else SPACE_CHIP_DATASET)."""
+    name = options.get("name") or default_run_name(
+        options.get("space") or SEARCH.space,
+        options.get("chip") or SEARCH.chip,
+        options.get("dataset") or SCREENING.dataset,
+    )
+    return resolve_run_dir(name, root)
 
 
 def check_identity(stored: RunConfig, opts: Mapping[str, Any], run_dir: Path) -> None:
@@ -484,6 +623,8 @@ def create_run(
         version=__version__,
     )
     study_name = _study_name(run_dir)
+    if load_study(storage, study_name) is None:
+        refuse_over_trials(run_dir, storage_location(run_dir, storage_kind))
     try:
         study = optuna.create_study(
             storage=storage, study_name=study_name, directions=cfg.directions, load_if_exists=True
@@ -503,7 +644,7 @@ def create_run(
         study.set_user_attr("neuronas", meta)
         # a copy next to the storage for people and tools (not read back)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "run.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        (run_dir / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
         if storage_kind not in ("sqlite", "journal") and mask_url(storage_kind) == storage_kind:
             # a database run: remember where (URLs with a password are not written down)
             (run_dir / "storage_url").write_text(storage_kind + "\n")

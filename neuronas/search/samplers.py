@@ -122,7 +122,7 @@ def make_sampler(run: Any, *, workers: int = 1, worker_index: int = 0, n_existin
 
     The seed is offset by the trials already in the study (so a resumed search does not replay
     its first proposals) and by the worker index (so parallel workers do not propose in
-    lock-step).
+    lock-step), modulo 2**32.
     """
     cfg = run.config
     factory = SAMPLER_FACTORIES.get(cfg.sampler)
@@ -130,4 +130,7 @@ def make_sampler(run: Any, *, workers: int = 1, worker_index: int = 0, n_existin
         raise ConfigError(
             f"--sampler: got {cfg.sampler!r}, known samplers: {', '.join(SAMPLER_FACTORIES)}"
         )
-    return factory(run, cfg.seed + 7919 * n_existing + 104729 * worker_index, workers)
+    # modulo 2**32: every sampler (numpy) takes seeds in [0, 2**32 - 1], and a run started with
+    # a large --seed must still resume after many trials
+    seed = (cfg.seed + 7919 * n_existing + 104729 * worker_index) % 2**32
+    return factory(run, seed, workers)

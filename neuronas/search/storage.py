@@ -13,6 +13,9 @@ from typing import Any
 from neuronas.errors import StorageError
 
 __all__ = [
+    "check_search_storage",
+    "is_memory_url",
+    "readonly_cause",
     "detect_storage",
     "load_study",
     "mask_url",
@@ -30,6 +33,44 @@ def mask_url(url: str) -> str:
         user = cred.split(":", 1)[0]
         return f"{head}://{user}:***@{host}"
     return url
+
+
+def is_memory_url(url: str) -> bool:
+    """True for an SQLite URL whose database lives in memory (gone when the process ends)."""
+    if not url.lower().startswith("sqlite"):
+        return False
+    head, _, rest = url.partition("://")
+    path = rest[1:] if rest.startswith("/") else rest
+    path, _, query = path.partition("?")
+    return path in ("", ":memory:") or ":memory:" in path or "mode=memory" in query.lower()
+
+
+def check_search_storage(storage: str) -> str:
+    """``storage`` if a search may keep its study there; StorageError for in-memory SQLite."""
+    if "://" in storage and is_memory_url(storage):
+        raise StorageError(
+            f"--storage: got {storage!r}, an in-memory database: every trial would be lost when "
+            "the search ends; use sqlite (runs/NAME/study.db), journal or a database URL with a file or server"
+        )
+    return storage
+
+
+def readonly_cause(exc: BaseException) -> str | None:
+    """The first line of the read-only / permission error behind ``exc`` (its chain of causes
+    included: Optuna wraps SQLite's "attempt to write a readonly database"), or None."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e).strip()
+        low = text.lower()
+        if isinstance(e, PermissionError) or any(
+            k in low for k in ("readonly database", "read-only", "permission denied")
+        ):
+            first = text.splitlines()[0] if text else type(e).__name__
+            return first[:200]
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def storage_location(run_dir: Path, storage: str) -> str:

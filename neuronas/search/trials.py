@@ -40,8 +40,16 @@ Who owns a RUNNING trial, and when another process may take it over:
   (:func:`interrupt`: FAIL, ``status = "interrupted"``, parameters re-enqueued).
 * Another process may reap a RUNNING trial (:func:`reap_stale_trials`) only when its owner is
   on the same host and provably gone: no process with that pid, or one with another start time.
-  A trial owned by another host, or by a live process, or without an owner record, is never
-  touched: its owner reaps it itself when it resumes (a remote worker, a Ray driver).
+  A trial owned by another host, or by a live process, is never touched: its owner reaps it
+  itself when it resumes (a remote worker, a Ray driver).
+* The proposal window: Optuna creates the RUNNING trial inside ``study.ask()``, before the
+  sampler proposes (about a second for the default sampler), and only then can the owner be
+  recorded; a process killed in between leaves a RUNNING trial *without* an owner record.  Such
+  a trial is reaped once it has been ownerless for :data:`OWNERLESS_GRACE_S` seconds, counted
+  from its ``datetime_start`` (the moment the storage made it RUNNING).  No live process keeps
+  a trial ownerless that long: local processes ask under the ask lock, which the reaper holds
+  too, and every backend records the owner right after ``ask()`` returns; a process on another
+  host whose ``ask()`` took longer than the grace finds its trial finished and asks again.
 * Reaping happens under the ask lock (in :func:`ask_next`) or in the supervising process before
   it starts workers, so a trial is never reaped twice; an enqueued retry is an ordinary WAITING
   trial that the next ask takes.
@@ -62,6 +70,7 @@ from typing import Any
 
 __all__ = [
     "DUPLICATE_ALLOWANCE",
+    "OWNERLESS_GRACE_S",
     "Counts",
     "TrialStatus",
     "ask_next",
@@ -81,6 +90,10 @@ __all__ = [
 #: free re-proposals of an already evaluated architecture, as a fraction of ``--trials``
 #: (1.0: a search asks the sampler at most twice its trial budget)
 DUPLICATE_ALLOWANCE = 1.0
+
+#: seconds a RUNNING trial may stay without an owner record before it is reaped (a process
+#: killed between the trial's creation and the recording of its owner; see the module docstring)
+OWNERLESS_GRACE_S = 60.0
 
 
 class TrialStatus(str, Enum):
@@ -226,8 +239,21 @@ def interrupt(study: Any, trial: Any, reason: str, *, requeue: bool = True) -> N
         study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
 
 
-def reap_stale_trials(study: Any, *, requeue: bool = True) -> list[int]:
-    """Fail the RUNNING trials whose owner process on this host is gone; re-enqueue their
+def _ownerless_too_long(t: Any, grace_s: float) -> bool:
+    """A RUNNING trial without an owner record, made RUNNING more than ``grace_s`` ago."""
+    import datetime
+
+    if "owner" in t.user_attrs or t.datetime_start is None:
+        return False
+    age = (datetime.datetime.now() - t.datetime_start).total_seconds()
+    return age > grace_s
+
+
+def reap_stale_trials(
+    study: Any, *, requeue: bool = True, grace_s: float = OWNERLESS_GRACE_S
+) -> list[int]:
+    """Fail the RUNNING trials whose owner process on this host is gone, and those left without
+    an owner record for more than ``grace_s`` seconds (the proposal window); re-enqueue their
     parameters so the candidate is still evaluated.  Returns the reaped trial numbers.
 
     Trials owned by live processes or by other hosts are left alone (a Ray driver or a remote
@@ -236,17 +262,17 @@ def reap_stale_trials(study: Any, *, requeue: bool = True) -> list[int]:
 
     reaped = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        # a trial without an owner record is left alone: every backend marks its trials
-        # (owner_record()) right after asking for them, under the ask lock for local workers
         if _owner_alive(t.user_attrs.get("owner")) is False:
-            with contextlib.suppress(Exception):
-                interrupt(
-                    study,
-                    t,
-                    "its process died while the trial ran (killed or crashed); re-enqueued",
-                    requeue=requeue,
-                )
-                reaped.append(t.number)
+            reason = "its process died while the trial ran (killed or crashed); re-enqueued"
+        elif _ownerless_too_long(t, grace_s):
+            reason = (
+                f"its process died while proposing it (no owner after {grace_s:g} s); re-enqueued"
+            )
+        else:
+            continue
+        with contextlib.suppress(Exception):
+            interrupt(study, t, reason, requeue=requeue)
+            reaped.append(t.number)
     return reaped
 
 
@@ -270,14 +296,22 @@ def ask_next(study: Any, run_dir: Path, target: int) -> Any | None:
     Under a file lock: reap stale trials, count finished + running, ask only if below the
     target.  The new trial is marked with this process as its owner before the lock is freed.
     """
+    from optuna.exceptions import UpdateFinishedTrialError
+
     with _ask_lock(run_dir):
-        reap_stale_trials(study)
-        c = count_trials(study)
-        if c.finished + c.running >= target:
-            return None
-        trial = study.ask()
-        trial.set_user_attr("owner", owner_record())
-        return trial
+        while True:
+            reap_stale_trials(study)
+            c = count_trials(study)
+            if c.finished + c.running >= target:
+                return None
+            trial = study.ask()
+            try:
+                trial.set_user_attr("owner", owner_record())
+            except UpdateFinishedTrialError:
+                # reaped as ownerless by a process on another host while this one proposed
+                # for longer than OWNERLESS_GRACE_S: it was re-enqueued; ask again
+                continue
+            return trial
 
 
 # --------------------------------------------------------------------------------------------
