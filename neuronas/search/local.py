@@ -23,13 +23,7 @@ from neuronas.search import lifecycle, samplers
 from neuronas.search.progress import Progress
 from neuronas.search.trials import count_trials, reap_stale_trials
 
-__all__ = [
-    "release_freed_memory",
-    "search_here",
-    "supervise_workers",
-    "worker_command",
-    "worker_main",
-]
+__all__ = ["search_here", "supervise_workers", "worker_command", "worker_main"]
 
 
 def search_here(
@@ -70,30 +64,6 @@ def search_here(
         lifecycle.finish(run, pending, result)
         tick()
         guard.check(result)
-        release_freed_memory()
-
-
-def release_freed_memory() -> None:
-    """Hand the memory a finished trial freed back to the operating system.
-
-    A trial's tensors are freed when it ends (``tests/test_train.py`` checks that no model or
-    tensor survives), but glibc keeps freed blocks in its per-thread arenas, and successive
-    candidates of different sizes fragment them: a 100-trial search in one process grew from
-    1,056 MiB after trial 10 to 1,281 MiB after trial 100, while the same search with
-    ``MALLOC_ARENA_MAX=1 MALLOC_TRIM_THRESHOLD_=1048576`` stayed flat (1,019-1,030 MiB from trial 20
-    on; ``benchmarks/RESULTS.md``, "Memory"). ``malloc_trim(0)`` after each trial gives the freed
-    pages back. Elsewhere than glibc it does nothing.
-    """
-    import ctypes
-    import ctypes.util
-    import gc
-
-    gc.collect()
-    name = ctypes.util.find_library("c")
-    if not name or not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(name).malloc_trim(0)
 
 
 def worker_command(
