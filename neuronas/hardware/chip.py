@@ -18,11 +18,12 @@ import weakref
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from neuronas.config import check_number_input, check_number_range, load_model, resolve_preset
+from neuronas.config import load_model, resolve_preset
 from neuronas.errors import ConfigError
 from neuronas.hardware.components import CONSTANTS, known_constants, resolve_constants
+from neuronas.schema import StrictModel
 
 __all__ = [
     "BUDGET_METRICS",
@@ -48,21 +49,8 @@ BUDGET_METRICS: tuple[str, ...] = ("memory_kb", "area_mm2", "latency_us", "energ
 MAX_OVERRIDE = 1e9
 
 
-class _Model(BaseModel):
-    # Every number is finite and inside a physically meaningful range: each field states its
-    # own bounds, and the validators below catch what a field (also one added later) leaves
-    # open -- booleans and quoted text where a number belongs, and magnitudes beyond 1e12.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _numbers_are_numbers(cls, v: Any, info: ValidationInfo) -> Any:
-        return check_number_input(cls, info.field_name or "", v)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _bounded(cls, v: Any) -> Any:
-        return check_number_range(v)
+class _Model(StrictModel):
+    """The base of the chip schema (see :mod:`neuronas.schema`)."""
 
 
 class Device(_Model):

@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -42,13 +40,12 @@ from pydantic import (
 )
 
 from neuronas.config import (
-    check_number_input,
-    check_number_range,
     load_yaml,
     parse_model,
     resolve_preset,
 )
 from neuronas.errors import ConfigError, NeuronasError, SearchError
+from neuronas.schema import StrictModel
 from neuronas.spec import (
     MAX_NAME,
     MAX_NEURON_PARAM,
@@ -70,20 +67,9 @@ __all__ = [
 ]
 
 
-class _Strict(BaseModel):
-    # numbers are finite, never booleans or quoted text, and each dimension has its documented
-    # range (see _within and the validators of each class)
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _numbers_are_numbers(cls, v: Any, info: ValidationInfo) -> Any:
-        return check_number_input(cls, info.field_name or "", v)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _bounded(cls, v: Any) -> Any:
-        return check_number_range(v)
+class _Strict(StrictModel):
+    """The base of the search-space schema (see :mod:`neuronas.schema`); each dimension also
+    has its documented range (see _within and the validators of each class)."""
 
 
 #: field -> (lowest, highest) value a searched dimension may take; what a chip or the spec
