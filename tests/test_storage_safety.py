@@ -184,8 +184,9 @@ def test_read_only_study_db_is_one_line(work: Path) -> None:
 
 
 def _add_ownerless_running_trial(run_dir: Path, age_s: float) -> int:
-    """What a process killed inside ``study.ask()`` leaves: a RUNNING trial, no owner record,
-    made RUNNING ``age_s`` seconds ago.  Returns its number."""
+    """What a process killed between taking an enqueued trial and recording its owner (or a
+    program that asks through Optuna directly) leaves: a RUNNING trial, no owner record, made
+    RUNNING ``age_s`` seconds ago.  Returns its number."""
     import datetime
 
     import optuna
@@ -235,6 +236,92 @@ def test_fresh_ownerless_trial_is_left_alone_and_no_timeout_claimed(work: Path) 
     assert _states(run_dir)[number] == ("RUNNING", "")
     assert "finished 3/4" in r.stdout
     assert "--timeout" not in r.stdout and "still run in another process" in r.stdout
+
+
+# a real `neuronas search` whose default sampler stalls inside its proposal (``before_trial``,
+# which Optuna runs after the trial exists) from trial STALL_AT on, so a SIGKILL lands there
+_STALLING_SEARCH = """
+import os, sys, time
+from pathlib import Path
+from neuronas.search import samplers
+from neuronas.cli import main
+
+guided = samplers.SAMPLER_FACTORIES["guided"]
+mark, stall_at = Path(os.environ["STALL_MARK"]), int(os.environ["STALL_AT"])
+
+def stalling(run, seed, workers):
+    sampler = guided(run, seed, workers)
+    propose = sampler.before_trial
+
+    def before_trial(study, trial):
+        propose(study, trial)
+        if trial.number >= stall_at:
+            mark.write_text(str(trial.number))
+            time.sleep(600)
+
+    sampler.before_trial = before_trial
+    return sampler
+
+samplers.SAMPLER_FACTORIES["guided"] = stalling
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kill_9_inside_the_proposal_then_the_same_command_finishes(work: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from _search_helpers import env
+
+    run_dir = work / "runs" / "base"
+    args = ["search", "--name", "base", "--trials", "5", *FAST]
+    before = {n: s for n, s in _states(run_dir).items()}
+    files = _digest(run_dir / "trials")
+    script = work / "stalling_search.py"
+    script.write_text(_STALLING_SEARCH)
+    mark = work / "proposing"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args],
+        cwd=work,
+        env={**env(), "STALL_MARK": str(mark), "STALL_AT": "3"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        end = time.monotonic() + 240
+        while not mark.exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < end, "the search never reached the proposal of trial 3"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    from _search_helpers import trials_of
+
+    killed = {t.number: t for t in trials_of(run_dir)}[3]
+    # killed inside the window: the trial exists, its parameters were never suggested ...
+    assert killed.state.name == "RUNNING" and not killed.params and "arch" not in killed.user_attrs
+    # ... and it was created with its owner, so the next run knows its process is gone
+    assert killed.user_attrs["owner"]["pid"] == proc.pid
+
+    r = cli(args, work, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "finished 5/5" in r.stdout
+    assert "--timeout" not in r.stdout and "finished trials: the same command" not in r.stdout
+    states = _states(run_dir)
+    assert states[3] == ("FAIL", "interrupted")
+    assert not [n for n, s in states.items() if s[0] in ("RUNNING", "WAITING")]
+    # nothing completed was lost or changed
+    assert {n: states[n] for n in before} == before
+    after = _digest(run_dir / "trials")
+    assert {k: v for k, v in after.items() if k in files} == files
 
 
 def test_reap_rule_in_process(work: Path) -> None:
