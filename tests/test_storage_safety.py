@@ -170,17 +170,79 @@ def test_file_sqlite_url_is_not_taken_for_memory() -> None:
     assert is_memory_url("sqlite:///file:m?mode=memory&uri=true")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through read-only permission bits")
-def test_read_only_study_db_is_one_line(work: Path) -> None:
+def _without_dac() -> list[str]:
+    """A command prefix under which permission bits bind: none for a user; for root (CI), the
+    DAC capabilities dropped (util-linux ``setpriv``, or libcap's ``capsh``)."""
+    if os.geteuid() != 0:
+        return []
+    caps = "dac_override,dac_read_search"
+    if shutil.which("setpriv"):
+        drop = ",".join(f"-{c}" for c in caps.split(","))
+        return ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", "--"]
+    if shutil.which("capsh"):
+        drop = ",".join(f"cap_{c}" for c in caps.split(","))
+        return ["capsh", f"--drop={drop}", "--", "-c", 'exec "$0" "$@"']
+    pytest.skip("running as root without setpriv or capsh: permission bits cannot bind")
+
+
+def _cli_without_dac(args: list[str], cwd: Path):
+    import subprocess
+    import sys
+
+    from _search_helpers import env
+
+    return subprocess.run(
+        [*_without_dac(), sys.executable, "-m", "neuronas", *args],
+        cwd=cwd,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("read_only", ["study.db", "run folder", "both", "trials folder"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_read_only_run_is_one_line_and_loses_nothing(
+    work: Path, read_only: str, workers: str
+) -> None:
     run_dir = work / "runs" / "base"
-    (run_dir / "study.db").chmod(0o444)
-    run_dir.chmod(0o555)
+    before = _digest(run_dir)
+    modes = {
+        "study.db": [(run_dir / "study.db", 0o444)],
+        "run folder": [(run_dir, 0o555)],
+        "both": [(run_dir / "study.db", 0o444), (run_dir, 0o555)],
+        "trials folder": [(run_dir / "trials", 0o555)],
+    }[read_only]
+    for path, mode in modes:
+        path.chmod(mode)
     try:
-        msg = _one_line_error(cli(["search", "--name", "base", "--trials", "4", *FAST], work))
-        assert "study.db" in msg or str(run_dir) in msg
+        r = _cli_without_dac(
+            ["search", "--name", "base", "--trials", "4", "--workers", workers, *FAST], work
+        )
+        msg = _one_line_error(r)
+        assert "read-only" in msg and str(run_dir) in msg
+        # reading a read-only run still works
+        r = _cli_without_dac(["show", "base"], work)
+        assert r.returncode == 0 and "finished 3/3" in r.stdout, r.stderr
     finally:
-        run_dir.chmod(0o755)
-        (run_dir / "study.db").chmod(0o644)
+        for path, _ in modes:
+            path.chmod(0o644 if path.name == "study.db" else 0o755)
+    assert _digest(run_dir) == before
+
+
+def test_permission_bits_bind_under_the_prefix(tmp_path: Path) -> None:
+    # the test above proves nothing if the prefix left root able to write through the bits
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        r = subprocess.run([*_without_dac(), "touch", str(ro / "x")], capture_output=True)
+        assert r.returncode != 0 and not (ro / "x").exists()
+    finally:
+        ro.chmod(0o755)
 
 
 def _add_ownerless_running_trial(run_dir: Path, age_s: float) -> int:
