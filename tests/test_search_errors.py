@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _search_helpers import cli, write_space
+from _search_helpers import FAST, TINY_SPACE, cli, trials_of, write_space
 
 
 def _one_line_error(r) -> str:
@@ -131,3 +131,26 @@ def test_large_seed_stays_a_valid_sampler_seed_after_many_trials() -> None:
     run = SimpleNamespace(config=SimpleNamespace(sampler="random", seed=2**32 - 1, trials=10))
     sampler = make_sampler(run, n_existing=1000, worker_index=3)  # numpy would refuse > 2**32-1
     assert sampler is not None
+
+
+@pytest.mark.slow
+def test_grid_on_a_wide_log_range_is_refused_or_finishes_with_nothing_running(
+    tmp_path: Path,
+) -> None:
+
+    huge = write_space(
+        tmp_path, TINY_SPACE.replace("[16, 256]", "{low: 1, high: 1000000000, log: true}")
+    )
+    msg = _one_line_error(cli(["search", "--space", str(huge), "--sampler", "grid"], tmp_path))
+    assert "families.mlp.width" in msg and "1000000000" in msg
+    assert not (tmp_path / "runs").exists()
+    # the widest range allowed: the grid sampler's run ends with its trials and none RUNNING
+    widest = write_space(
+        tmp_path, TINY_SPACE.replace("[16, 256]", "{low: 1, high: 65536, log: true}")
+    )
+    args = ["search", "--space", str(widest), "--sampler", "grid", "--name", "g", "--trials", "3"]
+    r = cli([*args, *FAST], tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "finished 3/3" in r.stdout
+    states = [t.state.name for t in trials_of(tmp_path / "runs" / "g")]
+    assert "RUNNING" not in states and "WAITING" not in states

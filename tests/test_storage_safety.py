@@ -170,22 +170,85 @@ def test_file_sqlite_url_is_not_taken_for_memory() -> None:
     assert is_memory_url("sqlite:///file:m?mode=memory&uri=true")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through read-only permission bits")
-def test_read_only_study_db_is_one_line(work: Path) -> None:
+def _without_dac() -> list[str]:
+    """A command prefix under which permission bits bind: none for a user; for root (CI), the
+    DAC capabilities dropped (util-linux ``setpriv``, or libcap's ``capsh``)."""
+    if os.geteuid() != 0:
+        return []
+    caps = "dac_override,dac_read_search"
+    if shutil.which("setpriv"):
+        drop = ",".join(f"-{c}" for c in caps.split(","))
+        return ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", "--"]
+    if shutil.which("capsh"):
+        drop = ",".join(f"cap_{c}" for c in caps.split(","))
+        return ["capsh", f"--drop={drop}", "--", "-c", 'exec "$0" "$@"']
+    pytest.skip("running as root without setpriv or capsh: permission bits cannot bind")
+
+
+def _cli_without_dac(args: list[str], cwd: Path):
+    import subprocess
+    import sys
+
+    from _search_helpers import env
+
+    return subprocess.run(
+        [*_without_dac(), sys.executable, "-m", "neuronas", *args],
+        cwd=cwd,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("read_only", ["study.db", "run folder", "both", "trials folder"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_read_only_run_is_one_line_and_loses_nothing(
+    work: Path, read_only: str, workers: str
+) -> None:
     run_dir = work / "runs" / "base"
-    (run_dir / "study.db").chmod(0o444)
-    run_dir.chmod(0o555)
+    before = _digest(run_dir)
+    modes = {
+        "study.db": [(run_dir / "study.db", 0o444)],
+        "run folder": [(run_dir, 0o555)],
+        "both": [(run_dir / "study.db", 0o444), (run_dir, 0o555)],
+        "trials folder": [(run_dir / "trials", 0o555)],
+    }[read_only]
+    for path, mode in modes:
+        path.chmod(mode)
     try:
-        msg = _one_line_error(cli(["search", "--name", "base", "--trials", "4", *FAST], work))
-        assert "study.db" in msg or str(run_dir) in msg
+        r = _cli_without_dac(
+            ["search", "--name", "base", "--trials", "4", "--workers", workers, *FAST], work
+        )
+        msg = _one_line_error(r)
+        assert "read-only" in msg and str(run_dir) in msg
+        # reading a read-only run still works
+        r = _cli_without_dac(["show", "base"], work)
+        assert r.returncode == 0 and "finished 3/3" in r.stdout, r.stderr
     finally:
-        run_dir.chmod(0o755)
-        (run_dir / "study.db").chmod(0o644)
+        for path, _ in modes:
+            path.chmod(0o644 if path.name == "study.db" else 0o755)
+    assert _digest(run_dir) == before
+
+
+def test_permission_bits_bind_under_the_prefix(tmp_path: Path) -> None:
+    # the test above proves nothing if the prefix left root able to write through the bits
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        r = subprocess.run([*_without_dac(), "touch", str(ro / "x")], capture_output=True)
+        assert r.returncode != 0 and not (ro / "x").exists()
+    finally:
+        ro.chmod(0o755)
 
 
 def _add_ownerless_running_trial(run_dir: Path, age_s: float) -> int:
-    """What a process killed inside ``study.ask()`` leaves: a RUNNING trial, no owner record,
-    made RUNNING ``age_s`` seconds ago.  Returns its number."""
+    """What a process killed between taking an enqueued trial and recording its owner (or a
+    program that asks through Optuna directly) leaves: a RUNNING trial, no owner record, made
+    RUNNING ``age_s`` seconds ago.  Returns its number."""
     import datetime
 
     import optuna
@@ -235,6 +298,92 @@ def test_fresh_ownerless_trial_is_left_alone_and_no_timeout_claimed(work: Path) 
     assert _states(run_dir)[number] == ("RUNNING", "")
     assert "finished 3/4" in r.stdout
     assert "--timeout" not in r.stdout and "still run in another process" in r.stdout
+
+
+# a real `neuronas search` whose default sampler stalls inside its proposal (``before_trial``,
+# which Optuna runs after the trial exists) from trial STALL_AT on, so a SIGKILL lands there
+_STALLING_SEARCH = """
+import os, sys, time
+from pathlib import Path
+from neuronas.search import samplers
+from neuronas.cli import main
+
+guided = samplers.SAMPLER_FACTORIES["guided"]
+mark, stall_at = Path(os.environ["STALL_MARK"]), int(os.environ["STALL_AT"])
+
+def stalling(run, seed, workers):
+    sampler = guided(run, seed, workers)
+    propose = sampler.before_trial
+
+    def before_trial(study, trial):
+        propose(study, trial)
+        if trial.number >= stall_at:
+            mark.write_text(str(trial.number))
+            time.sleep(600)
+
+    sampler.before_trial = before_trial
+    return sampler
+
+samplers.SAMPLER_FACTORIES["guided"] = stalling
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kill_9_inside_the_proposal_then_the_same_command_finishes(work: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from _search_helpers import env
+
+    run_dir = work / "runs" / "base"
+    args = ["search", "--name", "base", "--trials", "5", *FAST]
+    before = {n: s for n, s in _states(run_dir).items()}
+    files = _digest(run_dir / "trials")
+    script = work / "stalling_search.py"
+    script.write_text(_STALLING_SEARCH)
+    mark = work / "proposing"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args],
+        cwd=work,
+        env={**env(), "STALL_MARK": str(mark), "STALL_AT": "3"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        end = time.monotonic() + 240
+        while not mark.exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < end, "the search never reached the proposal of trial 3"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    from _search_helpers import trials_of
+
+    killed = {t.number: t for t in trials_of(run_dir)}[3]
+    # killed inside the window: the trial exists, its parameters were never suggested ...
+    assert killed.state.name == "RUNNING" and not killed.params and "arch" not in killed.user_attrs
+    # ... and it was created with its owner, so the next run knows its process is gone
+    assert killed.user_attrs["owner"]["pid"] == proc.pid
+
+    r = cli(args, work, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "finished 5/5" in r.stdout
+    assert "--timeout" not in r.stdout and "finished trials: the same command" not in r.stdout
+    states = _states(run_dir)
+    assert states[3] == ("FAIL", "interrupted")
+    assert not [n for n, s in states.items() if s[0] in ("RUNNING", "WAITING")]
+    # nothing completed was lost or changed
+    assert {n: states[n] for n in before} == before
+    after = _digest(run_dir / "trials")
+    assert {k: v for k, v in after.items() if k in files} == files
 
 
 def test_reap_rule_in_process(work: Path) -> None:

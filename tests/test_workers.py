@@ -52,3 +52,50 @@ def test_two_workers_share_one_study(tmp_path: Path, storage: str) -> None:
     assert (run_dir / "logs" / "worker-0.log").exists() and (
         run_dir / "logs" / "worker-1.log"
     ).exists()
+
+
+def test_a_refusal_inside_a_worker_is_its_own_line_and_loses_nothing(tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    space = write_space(tmp_path)
+    args = ["search", "--space", str(space), "--name", "w", "--seed", "2", *FAST]
+    r = cli([*args, "--trials", "2"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    run_dir = tmp_path / "runs" / "w"
+    completed = {t.number: t.values for t in trials_of(run_dir) if t.state.name == "COMPLETE"}
+    # the next trials' folders hold weights this study does not know: every worker refuses
+    foreign = [run_dir / "trials" / f"{n:04d}" for n in range(2, 40)]
+    for d in foreign:
+        d.mkdir(parents=True)
+        (d / "model.pt").write_bytes(b"weights of another study")
+
+    def digest() -> dict[str, str]:
+        return {
+            str(p.relative_to(run_dir)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted((run_dir / "trials").rglob("*"))
+            if p.is_file()
+        }
+
+    before = digest()
+    r = cli([*args, "--trials", "4", "--workers", "2"], tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    # the worker's own message, not "workers keep exiting" / "all workers failed"
+    assert lines[0].startswith("neuronas search: error: ")
+    assert "refusing to overwrite" in lines[0] and str(run_dir / "trials") in lines[0]
+    assert "workers" not in lines[0]
+    # stopped at the first refusal, not after restarting the workers
+    logs = "".join(p.read_text() for p in (run_dir / "logs").glob("worker-*.log"))
+    assert logs.count("refusing to overwrite") <= 2
+    assert digest() == before
+
+    # moved away, the same command finishes and every completed trial is kept as it was
+    for d in foreign:
+        shutil.rmtree(d)
+    r = cli([*args, "--trials", "4", "--workers", "2"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    after = trials_of(run_dir)
+    assert {t.number: t.values for t in after if t.number in completed} == completed
+    assert not [t for t in after if t.state.name in ("RUNNING", "WAITING")]

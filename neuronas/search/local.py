@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from neuronas.errors import SearchError
+from neuronas.errors import NeuronasError, SearchError
 from neuronas.search import lifecycle, samplers
 from neuronas.search.progress import Progress
 from neuronas.search.trials import count_trials, reap_stale_trials
@@ -103,9 +103,55 @@ def worker_main(
         import torch
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+    def stop(signum: int, frame: Any) -> None:
+        # the supervisor stops the others when one refuses: the trial in flight is abandoned
+        # (re-enqueued) by search_here's handler instead of being left RUNNING
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     run = open_run(run_dir, storage=storage)
     search_here(run, workers=workers, worker_index=index, deadline=deadline, backend="local-worker")
     return 0
+
+
+#: how a worker's NeuronasError reaches its log (the one-line form of neuronas.cli.main)
+REFUSAL_PREFIX = "neuronas _worker: error: "
+
+
+def _refusal(log: Path, offset: int) -> str | None:
+    """The one-line NeuronasError a worker printed to ``log`` after ``offset``, or None."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    lines = [x[len(REFUSAL_PREFIX) :] for x in text.splitlines() if x.startswith(REFUSAL_PREFIX)]
+    return lines[-1].strip() if lines else None
+
+
+def _first_refusal(procs: list[Any], logs: Path, offsets: list[int]) -> str | None:
+    """The refusal of the first worker that exited with a NeuronasError's status, if any."""
+    for i, (p, _) in enumerate(procs):
+        if p.poll() == NeuronasError.exit_code:
+            msg = _refusal(logs / f"worker-{i}.log", offsets[i])
+            if msg is not None:
+                return msg
+    return None
+
+
+def _stop(procs: list[Any]) -> None:
+    """SIGTERM the workers still running and wait for them to give their trials back."""
+    for p, _ in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p, _ in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def _set_pdeathsig() -> None:
@@ -145,8 +191,10 @@ def supervise_workers(
             )
         n = min(workers, remaining)
         procs = []
+        offsets = []
         for i in range(n):
             log = open(logs / f"worker-{i}.log", "ab")  # noqa: SIM115 - closed below
+            offsets.append(log.tell())
             p = subprocess.Popen(
                 worker_command(run, storage_url, i, n, deadline),
                 stdout=log,
@@ -159,11 +207,19 @@ def supervise_workers(
             while any(p.poll() is None for p, _ in procs):
                 time.sleep(1.0)
                 bar.show(run)
+                refused = _first_refusal(procs, logs, offsets)
+                if refused is not None:
+                    break
+            else:
+                refused = _first_refusal(procs, logs, offsets)
         finally:
-            for p, log in procs:
-                if p.poll() is None:
-                    p.terminate()
+            _stop(procs)
+            for _, log in procs:
                 log.close()
+        if refused is not None:
+            # a refusal (bad input, read-only or foreign storage, files it will not overwrite)
+            # is the same in every worker and on every restart: the user sees the worker's line
+            raise NeuronasError(refused)
         bad = [p.returncode for p, _ in procs if p.returncode != 0]
         if bad:
             tail = (

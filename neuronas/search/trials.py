@@ -31,25 +31,25 @@ exactly the requested number of finished trials, however often it was killed and
 
 Who owns a RUNNING trial, and when another process may take it over:
 
-* The process that asked for a trial owns it.  :func:`ask_next` records the owner (host, pid and
-  the process's start time, so a reused pid is told apart) in ``user_attrs["owner"]`` *before*
-  it releases the ask lock, so no other local process ever sees an unowned RUNNING trial of its
-  own making.  A Ray driver owns the trials it dispatched: the tasks on the cluster never write
-  to the storage, the driver records their results.
+* The process that asked for a trial owns it.  :func:`take_trial` creates the trial with its
+  owner (host, pid and the process's start time, so a reused pid is told apart) in
+  ``user_attrs["owner"]``, in the one storage call that creates it, before the sampler proposes.
+  A Ray driver owns the trials it dispatched: the tasks on the cluster never write to the
+  storage, the driver records their results.
 * Only the owner finishes its trial (:func:`record_result`) or gives it up
   (:func:`interrupt`: FAIL, ``status = "interrupted"``, parameters re-enqueued).
 * Another process may reap a RUNNING trial (:func:`reap_stale_trials`) only when its owner is
   on the same host and provably gone: no process with that pid, or one with another start time.
   A trial owned by another host, or by a live process, is never touched: its owner reaps it
   itself when it resumes (a remote worker, a Ray driver).
-* The proposal window: Optuna creates the RUNNING trial inside ``study.ask()``, before the
-  sampler proposes (about a second for the default sampler), and only then can the owner be
-  recorded; a process killed in between leaves a RUNNING trial *without* an owner record.  Such
-  a trial is reaped once it has been ownerless for :data:`OWNERLESS_GRACE_S` seconds, counted
-  from its ``datetime_start`` (the moment the storage made it RUNNING).  No live process keeps
-  a trial ownerless that long: local processes ask under the ask lock, which the reaper holds
-  too, and every backend records the owner right after ``ask()`` returns; a process on another
-  host whose ``ask()`` took longer than the grace finds its trial finished and asks again.
+* The proposal window: Optuna's own ``study.ask()`` creates the RUNNING trial and then runs the
+  sampler's proposal (about a second for the default sampler); an owner written after ``ask()``
+  returned would leave a process killed meanwhile with a RUNNING trial *without* an owner, which
+  only its age could tell from one still being proposed.  :func:`take_trial` closes that window for new trials (created owned); an enqueued
+  retry is owned from the storage call after the one that takes it.  A RUNNING trial without an
+  owner record (a kill between those two calls, or a study written by another program) is reaped
+  once it has been ownerless for :data:`OWNERLESS_GRACE_S` seconds, counted from its
+  ``datetime_start`` (the moment the storage made it RUNNING).
 * Reaping happens under the ask lock (in :func:`ask_next`) or in the supervising process before
   it starts workers, so a trial is never reaped twice; an enqueued retry is an ordinary WAITING
   trial that the next ask takes.
@@ -84,6 +84,7 @@ __all__ = [
     "record_result",
     "result_from_trial",
     "reuse_duplicate",
+    "take_trial",
     "trial_status",
 ]
 
@@ -92,7 +93,7 @@ __all__ = [
 DUPLICATE_ALLOWANCE = 1.0
 
 #: seconds a RUNNING trial may stay without an owner record before it is reaped (a process
-#: killed between the trial's creation and the recording of its owner; see the module docstring)
+#: killed between taking an enqueued trial and recording its owner; see the module docstring)
 OWNERLESS_GRACE_S = 60.0
 
 
@@ -293,25 +294,67 @@ def _ask_lock(run_dir: Path) -> Iterator[None]:
 def ask_next(study: Any, run_dir: Path, target: int) -> Any | None:
     """The next trial to run, or None when the study has its ``target`` finished trials.
 
-    Under a file lock: reap stale trials, count finished + running, ask only if below the
-    target.  The new trial is marked with this process as its owner before the lock is freed.
+    Under a file lock: reap stale trials, count finished + running, take a trial only if below
+    the target (:func:`take_trial`: owned by this process from its creation on).
     """
-    from optuna.exceptions import UpdateFinishedTrialError
-
     with _ask_lock(run_dir):
-        while True:
-            reap_stale_trials(study)
-            c = count_trials(study)
-            if c.finished + c.running >= target:
-                return None
-            trial = study.ask()
-            try:
-                trial.set_user_attr("owner", owner_record())
-            except UpdateFinishedTrialError:
-                # reaped as ownerless by a process on another host while this one proposed
-                # for longer than OWNERLESS_GRACE_S: it was re-enqueued; ask again
-                continue
-            return trial
+        reap_stale_trials(study)
+        c = count_trials(study)
+        if c.finished + c.running >= target:
+            return None
+        return take_trial(study)
+
+
+def take_trial(study: Any) -> Any:
+    """``study.ask()`` with this process recorded as the trial's owner *before* the sampler
+    proposes (Optuna's ``ask`` creates the trial, then runs the sampler's ``before_trial``, the
+    proposal, and only its caller could record an owner after that).
+
+    * a new trial is created RUNNING with ``user_attrs["owner"]`` in one storage call
+      (``create_new_trial`` with a template: one transaction in an RDB storage, one log record
+      in a journal), so no new trial is ever RUNNING without an owner;
+    * an enqueued (WAITING) trial -- a retry of an interrupted one -- is taken as ``ask`` takes
+      it (WAITING -> RUNNING, which only one process can win) and its owner written by the very
+      next storage call, before the sampler runs; only a kill between those two calls leaves it
+      ownerless, and :func:`reap_stale_trials` reaps it after :data:`OWNERLESS_GRACE_S`.
+
+    Then the :class:`optuna.trial.Trial` is built, which runs the sampler's ``before_trial``.
+    """
+    import datetime
+
+    import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import FrozenTrial, TrialState
+
+    # optuna offers no public "ask with attributes"; these are the storage calls ask() makes
+    storage = study._storage  # noqa: SLF001
+    study_id = study._study_id  # noqa: SLF001
+    with contextlib.suppress(AttributeError):
+        study._thread_local.cached_all_trials = None  # noqa: SLF001 - what ask() resets
+    owner = owner_record()
+    for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        tid = _trial_id(waiting)
+        try:
+            if not storage.set_trial_state_values(tid, state=TrialState.RUNNING):
+                continue  # another process took it
+            storage.set_trial_user_attr(tid, "owner", owner)
+        except UpdateFinishedTrialError:
+            continue  # finished (or reaped) by another process meanwhile
+        return optuna.Trial(study, tid)
+    template = FrozenTrial(
+        number=-1,
+        state=TrialState.RUNNING,
+        value=None,
+        datetime_start=datetime.datetime.now(),
+        datetime_complete=None,
+        params={},
+        distributions={},
+        user_attrs={"owner": owner},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=-1,
+    )
+    return optuna.Trial(study, storage.create_new_trial(study_id, template_trial=template))
 
 
 # --------------------------------------------------------------------------------------------
