@@ -14,7 +14,7 @@ import math
 
 import pytest
 
-from neuronas.hardware import Activity, estimate, load_chip
+from neuronas.hardware import Activity, Chip, estimate, load_chip
 from neuronas.spec import ArchSpec
 
 X = 64  # crossbar size
@@ -154,3 +154,49 @@ def test_worked_example_numbers() -> None:
     # + 8 x 32.87875 + 8 x 16 x 1.15e-6 + 8 x 0.2 + 397 = 828.4862 pJ
     e = ela_energy_pj(5)
     assert e[0] == pytest.approx(1 * 32 * 32 * 828.48615 * 5, rel=1e-6)
+
+
+def _xbar_pj(T: int, rate: float) -> list[float]:
+    """SpikingJelly 2.0's SpikeSim estimator, event mode, crossbar term (op_counter/spikesim
+    formulas.py + config.xbar_row_energy_pj), written out: every driven row of a 64-column crossbar
+    costs 1.76423 / 8 pJ x 64 / (channels mapped on it); a conv layer drives rate x in_ch x k x k
+    rows per output position and timestep (padding ignored) on each of its output-channel tiles."""
+    out = []
+    for i, o, _di, do, _s in LAYERS:
+        tiles_in = [min(X, i - s) for s in range(0, i, X)]
+        per_pos = sum(rate * c * K * K * (1.76423 / 8) * X / c for c in tiles_in)
+        out.append(math.ceil(o / X) * per_pos * do * do * T)
+    return out
+
+
+@pytest.mark.parametrize("rate", [0.03, 0.3])
+def test_crossbar_energy_per_driven_row_as_spikingjellys_event_mode(rate: float) -> None:
+    """``periphery.array_energy: driven_rows`` (the preset): the crossbar energy is ELA's
+    per-read energy x the driven share of each crossbar's mapped rows, i.e. linear in the rate and
+    independent of how the spikes cluster into row groups (the occupancy moves only the PE terms);
+    ``active_array`` charges a whole read to every crossbar holding a spike.  Dense, both are ELA."""
+    chip = load_chip("spikesim-rram-64")
+    per_array = Chip.model_validate(
+        {
+            **chip.model_dump(),
+            "periphery": {**chip.periphery.model_dump(), "array_energy": "active_array"},
+        }
+    )
+    arch = _arch(2)
+    n = len(LAYERS)
+    want = _xbar_pj(2, rate)
+    for occ in (0.2, 0.9):
+        act = Activity((rate,) * n, (rate,) * (n - 1) + (0.0,), "measured", (occ,) * n)
+        got = [layer.components["arrays"] * 1e6 for layer in estimate(arch, chip, act).layers]
+        assert got == pytest.approx(want, rel=1e-9)
+    # whole crossbar reads: a crossbar holding a spike costs a full read, more than its driven rows
+    act = Activity((rate,) * n, (rate,) * (n - 1) + (0.0,), "measured", (0.9,) * n)
+    whole = [layer.components["arrays"] * 1e6 for layer in estimate(arch, per_array, act).layers]
+    assert all(w > g for w, g in zip(whole, want, strict=True))
+    dense = Activity.dense(arch)
+    assert estimate(arch, chip, dense).energy_uj == pytest.approx(
+        estimate(arch, per_array, dense).energy_uj, rel=1e-12
+    )
+    assert estimate(arch, chip, dense).energy_uj * 1e6 == pytest.approx(
+        sum(ela_energy_pj(2)), rel=1e-9
+    )

@@ -329,43 +329,47 @@ def _ratio(ours: list[float], theirs: list[float]) -> float:
     return sum(ours) / sum(theirs)
 
 
-def _per_row_chip(tmp_path: Path) -> object:
-    """The SpikeSim preset with its crossbar energy charged per driven row (as SpikingJelly's event
-    mode does: 1.76423 pJ per 8 rows of a 64-column crossbar) instead of per crossbar read."""
+def _active_array_chip(tmp_path: Path) -> object:
+    """The SpikeSim preset with ELA's crossbar read energy charged in full to every crossbar read
+    holding a spike (``periphery.array_energy: active_array``) instead of per driven row."""
     from neuronas.config import resolve_preset
     from neuronas.hardware import load_chip
 
     text = Path(resolve_preset("spikesim-rram-64", "chip")).read_text()
-    per_cell_fj = 1764.23 / 8 / 64
-    for old, new in (
-        ("array_read_energy_pj: 14.11384", "array_read_energy_pj: 0.0"),
-        ("wordline_energy_fj_per_cell: 0.0", f"wordline_energy_fj_per_cell: {per_cell_fj!r}"),
-    ):
-        assert old in text
-        text = text.replace(old, new)
-    path = tmp_path / "spikesim-per-row.yaml"
-    path.write_text(text)
+    old = "array_energy: driven_rows"
+    assert old in text
+    path = tmp_path / "spikesim-active-array.yaml"
+    path.write_text(text.replace(old, "array_energy: active_array"))
     return load_chip(str(path))
 
 
 def test_dense_energy_equals_spikingjellys_spikesim_estimator(
-    spikesim_case: dict[str, object],
+    spikesim_case: dict[str, object], tmp_path: Path
 ) -> None:
     from neuronas.hardware import Activity
 
     arch = spikesim_case["arch"]
-    ours = _ours_pj(arch, spikesim_case["chip"], Activity.dense(arch))  # type: ignore[arg-type]
+    dense = Activity.dense(arch)  # type: ignore[arg-type]
+    ours = _ours_pj(arch, spikesim_case["chip"], dense)  # type: ignore[arg-type]
     theirs = spikesim_case["sj"]["dense"]  # type: ignore[index]
     assert ours == pytest.approx(theirs, rel=1e-9)
+    # with every row driven, the two crossbar-energy accountings charge the same
+    per_array = _ours_pj(arch, _active_array_chip(tmp_path), dense)  # type: ignore[arg-type]
+    assert per_array == pytest.approx(theirs, rel=1e-9)
 
 
-def test_event_energy_with_measured_occupancy_is_near_spikingjellys(
+def _per_layer(ours: list[float], theirs: list[float]) -> list[float]:
+    return [round(o / t, 3) for o, t in zip(ours, theirs, strict=True)]
+
+
+def test_event_energy_with_measured_occupancy_is_within_10_percent_of_spikingjellys(
     spikesim_case: dict[str, object], tmp_path: Path
 ) -> None:
-    """Issue 13: measured occupancy brings our event-driven energy on the SpikeSim chip from ~+34 %
-    to ~+10 % of SpikingJelly 2.0's SpikeSim estimator (event mode); the rest is the crossbar
-    energy, charged per crossbar read by the preset (as ELA) and per driven row by SpikingJelly.
-    Charged per driven row, we agree within 3 %."""
+    """Issue 13: on the same trained network's spikes, the SpikeSim preset (crossbar energy per
+    driven row, PE reads from the measured row-group occupancy) is within 10 % of SpikingJelly
+    2.0's SpikeSim estimator in event mode (measured: within 1 %).  Each mechanism is needed:
+    the independence prior over-counts the PE reads (clustered spikes), and charging a whole
+    crossbar read to every crossbar holding a spike over-counts the crossbar energy."""
     from neuronas.hardware import Activity
 
     arch, chip = spikesim_case["arch"], spikesim_case["chip"]
@@ -373,25 +377,24 @@ def test_event_energy_with_measured_occupancy_is_near_spikingjellys(
     assert isinstance(act, Activity) and act.row_group_occupancy is not None
     theirs = spikesim_case["sj"]["event"]  # type: ignore[index]
     independent = Activity(act.input_rates, act.output_rates, "measured")
-    with_occ = _ratio(_ours_pj(arch, chip, act), theirs)  # type: ignore[arg-type]
-    without = _ratio(_ours_pj(arch, chip, independent), theirs)  # type: ignore[arg-type]
+    ours = _ours_pj(arch, chip, act)  # type: ignore[arg-type]
+    ours_indep = _ours_pj(arch, chip, independent)  # type: ignore[arg-type]
+    per_array = _active_array_chip(tmp_path)
+    ours_arr = _ours_pj(arch, per_array, act)  # type: ignore[arg-type]
+    ours_arr_indep = _ours_pj(arch, per_array, independent)  # type: ignore[arg-type]
+    with_occ, without = _ratio(ours, theirs), _ratio(ours_indep, theirs)
+    arr_occ, arr_without = _ratio(ours_arr, theirs), _ratio(ours_arr_indep, theirs)
     print(
-        f"SpikeSim preset: ours / SpikingJelly = {with_occ:.4f} measured occupancy, "
-        f"{without:.4f} independence; per layer "
-        f"{[round(o / t, 3) for o, t in zip(_ours_pj(arch, chip, act), theirs, strict=True)]} / "  # type: ignore[arg-type]
-        f"{[round(o / t, 3) for o, t in zip(_ours_pj(arch, chip, independent), theirs, strict=True)]}"  # type: ignore[arg-type]
-        f"; occupancy {[round(v, 3) for v in act.row_group_occupancy]}, rates {[round(v, 3) for v in act.input_rates]}"
+        f"ours / SpikingJelly, driven rows: {with_occ:.4f} measured occupancy "
+        f"{_per_layer(ours, theirs)}, {without:.4f} independence {_per_layer(ours_indep, theirs)}; "
+        f"active arrays: {arr_occ:.4f} {_per_layer(ours_arr, theirs)}, {arr_without:.4f} "
+        f"{_per_layer(ours_arr_indep, theirs)}; occupancy "
+        f"{[round(v, 3) for v in act.row_group_occupancy]}, rates "
+        f"{[round(v, 3) for v in act.input_rates]}"
     )
-    assert with_occ == pytest.approx(1.10, abs=0.04)
-    assert without == pytest.approx(1.33, abs=0.06)
-    per_row = _per_row_chip(tmp_path)
-    ours_row = _ours_pj(arch, per_row, act)  # type: ignore[arg-type]
-    row_occ = _ratio(ours_row, theirs)
-    row_without = _ratio(_ours_pj(arch, per_row, independent), theirs)  # type: ignore[arg-type]
-    print(
-        f"per-row crossbar energy: {row_occ:.4f} measured occupancy, {row_without:.4f} "
-        f"independence; per layer {[round(o / t, 3) for o, t in zip(ours_row, theirs, strict=True)]}"
-    )
-    assert abs(row_occ - 1.0) < 0.03 < abs(row_without - 1.0)
-    # the layers reading spikes of >= 64 channels: the same PE reads, the same rows
-    assert ours_row[1:] == pytest.approx(theirs[1:], rel=0.01)
+    assert abs(with_occ - 1.0) < 0.10  # the issue's criterion
+    assert abs(with_occ - 1.0) < 0.03  # what the two accountings' agreement allows (measured < 1 %)
+    # every layer, including the first (2 channels on 64-row crossbars, padded by both)
+    assert ours == pytest.approx(theirs, rel=0.02)
+    # without the measured occupancy, or with whole crossbar reads, we are well above it
+    assert without > 1.10 and arr_occ > 1.05 and arr_without > without

@@ -162,6 +162,15 @@ class Periphery(_Model):
         "t_read + mux x t_conv. synchronous: DNN+NeuroSim's accounting, one read-and-sense cycle per muxed "
         "column (SubArray readLatency over numColMuxed): mux x (t_read + t_conv)",
     )
+    array_energy: Literal["active_array", "driven_rows"] = Field(
+        default="active_array",
+        description="how the lumped per-array read energy (constant array_read_energy_pj) is charged. "
+        "active_array: in full to every array read (row phase) whose rows hold at least one spike, as "
+        "a bitline precharge is. driven_rows: it is the energy of a read with all of the array's "
+        "mapped rows driven, and a read costs it in proportion to the share of those rows that carry "
+        "a spike (the cell current flows only in driven rows): SpikingJelly 2.0's SpikeSim estimator, "
+        "event mode. Both charge the same with every input spiking",
+    )
 
     @field_validator("adc_kinds")
     @classmethod

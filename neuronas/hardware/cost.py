@@ -4,8 +4,12 @@ Pure Python (no torch), a few hundred float operations per layer.  Per weighted 
 fan-in K, fan-out N, P output positions and T timesteps (DESIGN.md §5):
 
 * **arrays** - one read per input vector per timestep (spikes are binary).  Row groups with no
-  spike are skipped: expected active groups = Σ_g 1-(1-a)^{R_g}.  Energy = active rows x driven
-  columns x cell read energy + wordline + bitline (precharge of every column of an active array).
+  spike are skipped: expected active groups = Σ_g 1-(1-a)^{R_g} (or the measured row-group
+  occupancy).  Energy = active rows x driven columns x cell read energy + wordline + bitline
+  (precharge of every column of an active array); a lumped per-array read energy
+  (``array_read_energy_pj``, SpikeSim's) is charged per active array or, with
+  ``periphery.array_energy: driven_rows``, per driven row (a read costs it x the driven share of
+  the array's mapped rows; summed: rate x the dense count of array reads).
 * **row phases** - a multi-bit (SAR/flash) ADC resolves the partial sum of only so many driven
   rows: ``periphery.max_active_rows``, by default floor((2^b - 1) / (2^c - 1)) for b ADC bits and
   c-bit cells (31 rows for 5 bits on 1-bit cells), so a row group of R rows is read in
@@ -273,6 +277,20 @@ def _phases_active(q: float, m: int, f: int, r: int) -> float:
     """Expected phases holding a spike among f phases of m rows and one of r rows (input rate 1 - q)."""
     e = f * (1.0 - q**m)
     return e + (1.0 - q**r) if r else e
+
+
+def _dense_array_reads(
+    g_full: int, kk: int, m: int, f_full: int, r_full: int, f_last: int, r_last: int
+) -> float:
+    """Array reads (row phases) of one column group per position with every input spiking: the
+    count ``estimate`` charges a bitline precharge to at rate 1 (``g_full`` full row groups and a
+    last one, ``kk`` arrays each under kernel-split; ``m`` > 0: row phases of m rows)."""
+    groups = g_full + 1
+    arrays = float(kk * groups)
+    if m:
+        phases = g_full * (f_full + (1 if r_full else 0)) + f_last + (1 if r_last else 0)
+        arrays *= phases / groups
+    return arrays
 
 
 def _pool_input_rate(rate_out: float, window: int) -> float:
@@ -698,6 +716,7 @@ class _ChipScalars:
         "priors",
         "cells_text",
         "sync_mux",
+        "arr_rows",
     )
 
     if TYPE_CHECKING:  # the slots are filled in _chip_scalars; to mypy each is Any
@@ -758,6 +777,7 @@ def _chip_scalars(chip: Chip) -> _ChipScalars:
     )
     c.max_rows = per.max_active_rows
     c.sync_mux = per.mux_timing == "synchronous"
+    c.arr_rows = per.array_energy == "driven_rows"
     c.e_cell, c.e_wl, c.e_bl = (
         dev.read_energy_fj * 1e-3,
         k["wordline_energy_fj_per_cell"] * 1e-3,
@@ -817,7 +837,8 @@ def _array_type(
         w_conv,
         e_conv,
         t_conv,
-        R * pe_cols * c.e_bl + c.e_arr,  # bitline precharge of one array read
+        # bitline precharge of one array read (+ the lumped read energy, unless charged per driven row)
+        R * pe_cols * c.e_bl + (0.0 if c.arr_rows else c.e_arr),
         pe_cols * c.e_wl,  # one driven wordline
         queue,
     )
@@ -1090,6 +1111,14 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
 
         # coefficients of the rate-dependent terms (pJ per unit of rate / active group)
         reads = P * nread * T
+        # periphery.array_energy: driven_rows: each array read costs array_read_energy_pj x the
+        # driven share of its mapped rows; summed over a position's reads that is the rate a times
+        # the dense (every row spiking) count of array reads: linear in a, whatever the clustering
+        e_arr_rows = (
+            cg * c.e_arr * _dense_array_reads(rg - 1, kk, mr, f_full, r_full, f_last, r_last)
+            if c.arr_rows
+            else 0.0
+        )
         merges = N * (slices * col_factor - 1)
         pe_r = cg * reads
         if kind == "digital":  # popcount trees toggle ~2 adder bits per active input
@@ -1109,9 +1138,8 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
                 r_full,
                 f_last,
                 r_last,
-                K
-                * (cols_all * e_cell + cg * e_wl_unit)
-                * reads,  # cA: driven cells + wordlines, x rate
+                (K * (cols_all * e_cell + cg * e_wl_unit) + e_arr_rows)
+                * reads,  # cA: driven cells + wordlines (+ lumped array energy per driven row), x rate
                 cg * cB_unit * reads,  # cB: bitline precharge per active array (phase)
                 cCa,
                 cCp,
