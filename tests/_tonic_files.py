@@ -70,7 +70,7 @@ def _blob(rng: np.random.Generator, label: int, classes: int, size: int, n: int)
     cx, cy = size / 2 + size / 3 * np.cos(angle), size / 2 + size / 3 * np.sin(angle)
     drift = np.linspace(-size / 10, size / 10, n)
     x = np.clip(np.round(rng.normal(cx + drift, size / 16)), 0, size - 1).astype(np.int64)
-    y = np.clip(np.round(rng.normal(cy, size / 16)), 0, size - 1).astype(np.int64)
+    y = np.clip(np.round(rng.normal(cy, size / 16, n)), 0, size - 1).astype(np.int64)
     return x, y, rng.integers(0, 2, n)
 
 
