@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import tonic.transforms as tt
+from _tonic_files import write_nmnist_bin, write_shd_h5
 
 from neuronas.data import load_dataset
 from neuronas.errors import DataError
@@ -24,21 +25,6 @@ def _frames(events: np.ndarray, sensor_size: tuple[int, int, int]) -> np.ndarray
 
 
 # --- N-MNIST: 40-bit events in Train/<digit>/*.bin ---------------------------------------------
-
-
-def write_nmnist_bin(
-    path: Path, x: np.ndarray, y: np.ndarray, t: np.ndarray, p: np.ndarray
-) -> None:
-    """N-MNIST's ATIS format: 5 bytes per event -- x, y, then polarity (bit 39) and a 23-bit
-    microsecond timestamp, big-endian (Orchard's read_dataset.m / tonic.io.read_mnist_file)."""
-    raw = np.zeros((x.size, 5), dtype=np.uint8)
-    raw[:, 0] = x
-    raw[:, 1] = y
-    raw[:, 2] = (p.astype(np.uint32) << 7) | ((t >> 16) & 0x7F)
-    raw[:, 3] = (t >> 8) & 0xFF
-    raw[:, 4] = t & 0xFF
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(raw.tobytes())
 
 
 def _random_events(rng: np.random.Generator, n: int, w: int, h: int, span_us: int) -> dict:
@@ -101,22 +87,6 @@ def test_nmnist_timestamps_past_the_23_bit_range_use_overflow_events(tmp_path: P
 
 
 # --- SHD: HDF5 with ragged spikes/times (s) and spikes/units ------------------------------------
-
-
-def write_shd_h5(path: Path, samples: list[tuple[np.ndarray, np.ndarray, int]]) -> None:
-    """SHD's layout (Cramer et al. 2020): spikes/times (s, float) and spikes/units (uint16) as
-    variable-length rows, labels, and the extra/ group tonic reads on opening."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        times = f.create_dataset("spikes/times", (len(samples),), dtype=h5py.vlen_dtype(np.float32))
-        units = f.create_dataset("spikes/units", (len(samples),), dtype=h5py.vlen_dtype(np.uint16))
-        for i, (t, u, _) in enumerate(samples):
-            times[i] = t.astype(np.float32)
-            units[i] = u.astype(np.uint16)
-        f.create_dataset("labels", data=np.array([s[2] for s in samples], dtype=np.uint16))
-        keys = [f"digit-{i}".encode() for i in range(20)]
-        f.create_dataset("extra/keys", data=np.array(keys))
-        f.create_dataset("extra/speaker", data=np.arange(len(samples), dtype=np.uint16))
 
 
 @pytest.fixture

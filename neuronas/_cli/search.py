@@ -193,7 +193,7 @@ def check_search_flags(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from neuronas._cli.show import print_summary
-    from neuronas.errors import NeuronasError, StorageError
+    from neuronas.errors import NeuronasError, SearchError, StorageError
     from neuronas.search.run import create_or_resume, run_dir_for
     from neuronas.search.storage import readonly_cause
     from neuronas.search.study import run_search
@@ -231,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
     # None for the local backend; checks the Ray flags before anything is stored
     ray = ray_options(args)
     try:
-        run_ = create_or_resume(options)
+        # a remote Ray cluster's workers read the data on their own hosts: no local preflight
+        run_ = create_or_resume(options, preflight=ray is None or ray.address is None)
         url = args.storage if args.storage and "://" in args.storage else None
         run_search(
             run_,
@@ -271,5 +272,17 @@ def run(args: argparse.Namespace) -> int:
     where = run_.run_dir
     with contextlib.suppress(ValueError):
         where = where.relative_to(Path.cwd())
+    if done and counts.failed == done:
+        # nothing was learnt: a failure of the search, not an empty front (the summary above
+        # lists each reason; the most common one is the line a user sees last)
+        from neuronas._cli.show import trial_reasons
+
+        _, reason, numbers = trial_reasons(run_.study.get_trials(deepcopy=False), failed_only=True)[
+            0
+        ]
+        raise SearchError(
+            f"all {done} finished trial(s) of run {where} failed ({len(numbers)} x: {reason}); nothing was "
+            f"trained -- fix the cause and run the same command again, or see `neuronas show {where}`"
+        )
     print(f"\nnext: neuronas show {where}   |   neuronas export {where} --out {where}/export")
     return 0

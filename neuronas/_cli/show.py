@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Any, TextIO
 
@@ -76,6 +77,9 @@ def describe_arch(arch: dict[str, Any] | None) -> str:
                 + ",".join(f"{'w' if a == 'weight_bits' else a[:1]}{b}" for a, b in ov.items())
                 + "]"
             )
+    shape = (arch.get("input") or {}).get("shape") or []
+    if len(shape) == 1:
+        parts.insert(0, f"in{shape[0]}")  # a 1-D input's width (channel-binned when downsampled)
     m = arch.get("mapping", {})
     p = arch.get("precision", {})
     n = arch.get("neuron", {})
@@ -138,6 +142,59 @@ def trial_rows(trials: list[Any], objectives: list[str]) -> tuple[list[list[str]
     return rows, header
 
 
+#: statuses whose trials produced no front member, with the reason they carry
+_NOT_OK = (
+    "failed",
+    "invalid",
+    "incompatible",
+    "infeasible",
+    "infeasible_measured",
+    "stopped",
+    "proxy_rejected",
+    "interrupted",
+)
+#: trial numbers listed per reason before "..."
+_LISTED = 8
+
+
+def _reason_key(reason: str) -> str:
+    """A reason with its numbers blanked: "energy_uj 1.2 > hard budget 1" and "energy_uj 3 >
+    hard budget 1" are one group."""
+    return re.sub(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?%?", "#", reason)
+
+
+def trial_reasons(
+    trials: list[Any], *, failed_only: bool = False
+) -> list[tuple[str, str, list[int]]]:
+    """``(status, reason, trial numbers)`` for the trials that were rejected, stopped or failed,
+    one entry per kind of reason (numbers aside), the most frequent first; the reason shown is
+    the first trial's.  ``failed_only``: FAIL trials only (not the interrupted ones)."""
+    groups: dict[tuple[str, str], tuple[str, list[int]]] = {}
+    for t in trials:
+        status = str(t.user_attrs.get("status", ""))
+        if t.state.name == "FAIL" and not status:
+            status = "failed"
+        if status not in _NOT_OK or t.user_attrs.get("uncounted"):
+            continue
+        if failed_only and (t.state.name != "FAIL" or status == "interrupted"):
+            continue
+        reason = " ".join(str(t.user_attrs.get("reason") or "(no reason recorded)").split())
+        key = (status, _reason_key(reason))
+        groups.setdefault(key, (reason, []))[1].append(t.number)
+    out = [(status, reason, nums) for (status, _), (reason, nums) in groups.items()]
+    return sorted(out, key=lambda g: (-len(g[2]), g[2][0]))
+
+
+def reason_lines(trials: list[Any]) -> list[str]:
+    """One line per kind of reason: count, status, the trials (at most a few) and the reason."""
+    lines = []
+    for status, reason, nums in trial_reasons(trials):
+        shown = ", ".join(str(n) for n in nums[:_LISTED]) + (", ..." if len(nums) > _LISTED else "")
+        short = reason if len(reason) <= 300 else reason[:297] + "..."
+        lines.append(f"{len(nums):>4} x {status} (#{shown}): {short}")
+    return lines
+
+
 def print_summary(
     r: Any, stream: TextIO = sys.stdout, trials_table: bool = True, limit: int = 0
 ) -> None:
@@ -177,6 +234,9 @@ def print_summary(
             shown = shown[-limit:]
         rows, header = trial_rows(shown, list(cfg.objectives))
         w("\ntrials\n" + table(rows, header) + "\n")
+        lines = reason_lines(shown)
+        if lines:
+            w("\nwhy trials were rejected, stopped or failed\n" + "\n".join(lines) + "\n")
     front = front_trials(r.study, list(cfg.objectives), trials)
     rows, header = trial_rows(front, list(cfg.objectives))
     w(

@@ -179,7 +179,7 @@ def evaluate_here(run: Any, pending: Pending) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - one candidate's crash must not end the search
         return failed_result(
             f"{type(exc).__name__}: {exc}",
-            trained=True,
+            trained=False,  # a crash leaves no trained candidate: never counted as trained
             traceback=traceback.format_exc(limit=8),
             seconds=time.perf_counter() - pending.started,
         )

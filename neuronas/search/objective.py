@@ -229,7 +229,13 @@ def _proxy_score(arch: Any, chip: Any, settings: TrialSettings) -> float:
     from neuronas.data import load_dataset
     from neuronas.search.proxy import sahd_score
 
-    ds = load_dataset(settings.dataset, "train", arch.input.timesteps, data_root=settings.data_root)
+    ds = load_dataset(
+        settings.dataset,
+        "train",
+        arch.input.timesteps,
+        data_root=settings.data_root,
+        input_shape=arch.input.shape,  # a downsampled (or space-given) input, as trained
+    )
     x, _ = ds.tensors()
     n = int(settings.proxy_batch)
     return sahd_score(arch, x[:n].transpose(0, 1), chip=chip, seed=int(settings.seed))

@@ -295,7 +295,7 @@ class _RayDriver:
             reason, remote_tb = failure_reason(error, self.options.max_retries)
             result = lifecycle.failed_result(
                 reason,
-                trained=remote_tb is not None,
+                trained=False,  # a crashed or lost task trained nothing that was kept
                 traceback=remote_tb[-4000:] if remote_tb is not None else None,
             )
             lost = remote_tb is None

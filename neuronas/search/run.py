@@ -411,7 +411,9 @@ def open_run(name_or_path: str | Path, storage: str | None = None, root: Path | 
 # creating or resuming
 
 
-def create_or_resume(options: Mapping[str, Any], root: Path | None = None) -> Run:
+def create_or_resume(
+    options: Mapping[str, Any], root: Path | None = None, *, preflight: bool = True
+) -> Run:
     """Open the run named by ``options`` (CLI option names; None = not given) or create it.
 
     Resuming: options not given take the stored values; an option that changes what a trial's
@@ -419,6 +421,12 @@ def create_or_resume(options: Mapping[str, Any], root: Path | None = None) -> Ru
     one (:func:`check_identity`).  ``trials``, ``sampler`` and ``workers`` may change (e.g. to
     extend a finished search).  A new run takes :data:`~neuronas.settings.SEARCH` and
     :data:`~neuronas.settings.SCREENING` for what is not given.
+
+    ``preflight`` (default): before a new run is stored, and before a resumed run with trials
+    left to run, one batch of the dataset is read and run through one candidate
+    (:func:`neuronas.search.preflight.preflight`); data that is missing, unreadable or of the
+    wrong shape is one DataError line instead of failed trials.  Turn it off only where the
+    data is not on this host (a remote Ray cluster's workers read their own).
     """
     opts = {k: v for k, v in options.items() if v is not None}
     if "name" in opts:
@@ -440,7 +448,7 @@ def create_or_resume(options: Mapping[str, Any], root: Path | None = None) -> Ru
     if existing is None and storage_kind in ("sqlite", "journal"):
         # a new local run: check every input (and that some candidate fits the chip) before
         # anything is written, so a typo leaves no half-made run folder behind
-        checked = _check_new_inputs(opts, space_ref, chip_ref)
+        checked = _check_new_inputs(opts, space_ref, chip_ref, preflight=preflight)
     check_storage_file(run_dir, storage_kind)
     check_writable(run_dir, storage_kind)
     if existing is None and storage_kind in ("sqlite", "journal"):
@@ -448,7 +456,7 @@ def create_or_resume(options: Mapping[str, Any], root: Path | None = None) -> Ru
     st = open_storage(run_dir, storage_kind)
     study = find_study(st, run_dir, storage_kind)
     if study is not None and study.user_attrs.get("neuronas"):
-        return resume_run(study, st, run_dir, opts)
+        return resume_run(study, st, run_dir, opts, preflight=preflight)
     if study is not None:
         raise StorageError(
             f"{storage_location(run_dir, storage_kind)}: a study named {study.study_name!r} exists but was not made by neuronas search"
@@ -458,7 +466,7 @@ def create_or_resume(options: Mapping[str, Any], root: Path | None = None) -> Ru
         run_dir,
         storage_kind,
         opts,
-        checked or _check_new_inputs(opts, space_ref, chip_ref),
+        checked or _check_new_inputs(opts, space_ref, chip_ref, preflight=preflight),
         space_ref=space_ref,
         chip_ref=chip_ref,
     )
@@ -506,15 +514,34 @@ def check_identity(stored: RunConfig, opts: Mapping[str, Any], run_dir: Path) ->
             )
 
 
-def resume_run(study: Any, storage: Any, run_dir: Path, opts: Mapping[str, Any]) -> Run:
-    """The stored run in ``study``, with the resumable options of ``opts`` applied."""
+def resume_run(
+    study: Any, storage: Any, run_dir: Path, opts: Mapping[str, Any], *, preflight: bool = True
+) -> Run:
+    """The stored run in ``study``, with the resumable options of ``opts`` applied (and, with
+    ``preflight`` and trials left to run, its data checked as for a new run)."""
     stored, space = _stored_run(study, run_dir)
     check_identity(stored, opts, run_dir)
     cfg = dataclasses.replace(stored)
     for key in RESUMABLE:
         if key in opts:
-            setattr(cfg, key, opts[key])
+            # stored as plain JSON: a path (--data-root) is kept as its string
+            value = opts[key]
+            setattr(cfg, key, str(value) if isinstance(value, Path) else value)
     _check_counts(cfg.trials, cfg.epochs, cfg.max_train_samples)
+    chip = _load_chip(cfg)
+    if preflight:
+        from neuronas.search.trials import count_trials
+
+        if count_trials(study).finished < cfg.trials:
+            _preflight(
+                space,
+                chip,
+                cfg.dataset,
+                cfg.data_root,
+                input_shape=tuple(cfg.input_shape),
+                num_outputs=int(cfg.num_outputs),
+                seed=int(cfg.seed),
+            )
     if cfg.to_dict() != stored.to_dict():
         meta = cfg.to_dict()
         meta["run_dir"] = ""
@@ -523,10 +550,34 @@ def resume_run(study: Any, storage: Any, run_dir: Path, opts: Mapping[str, Any])
         config=cfg,
         study=study,
         space=space,
-        chip=_load_chip(cfg),
+        chip=chip,
         storage=storage,
         run_dir=run_dir,
         created=False,
+    )
+
+
+def _preflight(
+    space: Any,
+    chip: Any,
+    dataset: str,
+    data_root: Any,
+    *,
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    seed: int,
+) -> None:
+    """The data preflight hook (see :mod:`neuronas.search.preflight`)."""
+    from neuronas.search.preflight import preflight
+
+    preflight(
+        space,
+        chip,
+        dataset,
+        data_root=str(data_root) if data_root else None,
+        input_shape=input_shape or None,
+        num_outputs=num_outputs or None,
+        seed=seed,
     )
 
 
@@ -540,7 +591,9 @@ class _NewInputs:
     screen: dict[str, Any]
 
 
-def _check_new_inputs(opts: Mapping[str, Any], space_ref: str, chip_ref: str) -> _NewInputs:
+def _check_new_inputs(
+    opts: Mapping[str, Any], space_ref: str, chip_ref: str, *, preflight: bool = True
+) -> _NewInputs:
     """Load and check what a new run needs; raise before anything is stored."""
     from neuronas.data import dataset_info
     from neuronas.hardware import load_chip
@@ -569,6 +622,16 @@ def _check_new_inputs(opts: Mapping[str, Any], space_ref: str, chip_ref: str) ->
         num_outputs=int(info.num_classes),
         activity=opts.get("activity_prior", space.activity_prior),
     )
+    if preflight:
+        _preflight(
+            space,
+            chip,
+            dataset,
+            opts.get("data_root"),
+            input_shape=tuple(info.input_shape),
+            num_outputs=int(info.num_classes),
+            seed=int(opts.get("seed", SCREENING.seed)),
+        )
     return _NewInputs(space, chip, dataset, info, objectives, screen)
 
 

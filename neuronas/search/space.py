@@ -177,8 +177,11 @@ class InputDims(_Strict):
 
     timesteps: IntDim = 8
     encoding: Literal["events", "rate", "direct"] = "events"
-    #: max-pool factor applied to the input frames by a first pool layer (1 = full resolution).
-    #: Max pooling keeps binary events binary, so the first crossbar still sees spikes.
+    #: downsampling factor of the input (1 = full resolution).  [C, H, W] frames: a first
+    #: max-pool layer of this kernel (max pooling keeps binary events binary, so the first
+    #: crossbar still sees spikes).  [F] (audio) inputs: F // downsample channels, binned by the
+    #: data loader (events of channels u*d .. u*d+d-1 land on channel u; binarised, this is the
+    #: same max over each bin); the network and its first crossbar are that much narrower.
     downsample: IntDim = 1
     shape: list[int] | None = None
 
@@ -384,6 +387,14 @@ class SearchSpace(_Strict):
             else:
                 layers.append(LayerSpec(kind="pool", kernel=downsample, pool="max"))
                 cur = (shape[0], shape[1] // downsample, shape[2] // downsample)
+        elif downsample > 1 and len(shape) == 1:
+            # a 1-D (audio) input has no pooling layer: its channels are binned by the data
+            # loader (tonic's Downsample: channel u -> int(u * f / F) for f = F // downsample,
+            # then binarised: the max over each bin, as the 2-D pool takes), so the network's
+            # input is f wide and its first crossbar has that many rows
+            from neuronas.data import downsampled_shape
+
+            shape = cur = downsampled_shape(shape, downsample)
         family = s.cat("family", self.families.names())
         if family == "cnn" and len(shape) != 3:
             raise SearchError(
@@ -579,7 +590,7 @@ class SearchSpace(_Strict):
     ) -> None:
         """Raise a one-line :class:`NeuronasError` naming the field when a search on this space
         could not run: ``outputs`` / ``input.shape`` that the dataset cannot serve, a cnn family
-        or input pooling on a flat input, pooling larger than the input, a dimension the chip
+        on a flat input, a downsampling factor larger than the input, a dimension the chip
         leaves empty, or no buildable candidate among ``samples`` seeded random draws.
 
         ``dataset`` defaults to the space's own; ``chip`` (a Chip) adds the chip's limits.
@@ -608,10 +619,10 @@ class SearchSpace(_Strict):
                     f"families.cnn: a cnn needs a [C, H, W] input, dataset {name} gives {list(shape)}; "
                     "remove families.cnn"
                 )
-            if max(down) > 1:
+            if max(down) > shape[0]:
                 raise ConfigError(
-                    f"input.downsample: got {max(down)}, pooling needs a [C, H, W] input, dataset {name} "
-                    f"gives {list(shape)}; set it to 1"
+                    f"input.downsample: got {max(down)}, more than the input's {shape[0]} channels "
+                    f"(dataset {name}); use at most {shape[0]}"
                 )
         elif max(down) > min(shape[1], shape[2]):
             raise ConfigError(
@@ -634,6 +645,24 @@ class SearchSpace(_Strict):
                 return
             first = first or f"{problems[0]} (chip {chip.name})"
         raise ConfigError(f"none of {samples} sampled candidates can be built: {first}")
+
+    def input_shapes(self, input_shape: Sequence[int] | None = None) -> list[tuple[int, ...]]:
+        """Every input shape (per timestep) a candidate of this space is fed, in the order of
+        ``input.downsample``'s values: the dataset's (or ``input.shape``), and for a 1-D input
+        each channel-binned width (a [C, H, W] input is pooled inside the network)."""
+        from neuronas.data import downsampled_shape
+
+        shape, _ = self._io(input_shape, 0)
+        if len(shape) != 1:
+            return [shape]
+        dim = self.input.downsample
+        factors = dim.values() if isinstance(dim, IntRange) else _as_list(dim)
+        out: list[tuple[int, ...]] = []
+        for d in factors:
+            s = downsampled_shape(shape, int(d)) if d > 1 else shape
+            if s not in out:
+                out.append(s)
+        return out
 
     # -- helpers for the samplers ----------------------------------------------------------
 
