@@ -18,6 +18,7 @@ the readout's (chain graphs run exactly: ``test_export.py``).
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,42 @@ def test_residual_network_prices_trains_an_epoch_and_runs_in_snntorch(tmp_path: 
     assert torch.allclose(theirs, ours.reshape(4, 8, 10), atol=1e-4, rtol=0), (
         (theirs - ours).abs().max()
     )
+
+
+#: the shipped residual space narrowed so that every candidate has a skip (add or concat)
+RESIDUAL_SPACE = """\
+name: tiny-residual
+dataset: digits-events
+input: {timesteps: 3, downsample: 4}
+families:
+  resnet: {stem: [4, 8], blocks: 1, width: [4], kernel: [3], skip: [add, concat], pool: [max]}
+neuron: {model: lif}
+precision: {weight_bits: [4]}
+mapping: {adc_kind: [sa], crossbar: [64]}
+"""
+
+
+def test_a_residual_space_search_of_two_trials_runs_and_exports(tmp_path: Path) -> None:
+    from _search_helpers import FAST, cli, trials_of, write_space
+
+    space = write_space(tmp_path, RESIDUAL_SPACE)
+    args = ["search", "--space", str(space), "--trials", "2", "--name", "res", "--seed", "0"]
+    r = cli([*args, *FAST], tmp_path)
+    assert r.returncode == 0, r.stderr
+    trials = trials_of(tmp_path / "runs" / "res")
+    trained = [t for t in trials if t.user_attrs.get("trained")]
+    assert len([t for t in trials if not t.user_attrs.get("uncounted")]) == 2 and trained
+    for t in trials:
+        assert t.params["resnet.skip_0"] in ("add", "concat")
+    r = cli(["export", "res", "--out", "exp"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    members = sorted(p for p in (tmp_path / "exp").iterdir() if p.is_dir())
+    assert members
+    for d in members:
+        arch = ArchSpec.from_yaml(d / "arch.yaml")
+        assert any(layer.skip is not None for layer in arch.layers)
+        graph = nir.read(str(d / "model.nir"))
+        inputs = Counter(b for _, b in graph.edges)
+        assert max(inputs.values()) == 2  # the skip edge meets the main path at one node
+        x = (torch.rand(arch.input.timesteps, 2, *arch.input.shape) < 0.2).float()
+        assert run_snntorch(graph, x).shape == (arch.input.timesteps, 2, 10)

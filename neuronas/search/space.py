@@ -248,8 +248,8 @@ class ResnetFamily(_Strict):
     blocks: IntDim = Field(default_factory=lambda: IntRange(low=1, high=2))
     width: IntDim = Field(default_factory=lambda: [8, 16])
     kernel: IntDim = Field(default_factory=lambda: [3])
-    skip: list[Literal["add", "concat", "none"]] = Field(  # type: ignore[arg-type]
-        default_factory=lambda: ["add", "concat", "none"]
+    skip: list[Literal["add", "concat", "none"]] = Field(
+        default_factory=lambda: ["add", "concat", "none"]  # type: ignore[arg-type]
     )
     pool: list[Literal["max", "avg", "none"]] = Field(default_factory=lambda: ["max", "none"])  # type: ignore[arg-type]
     #: width of an fc hidden layer before the readout (0 = straight to the readout)
