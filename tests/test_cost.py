@@ -553,3 +553,23 @@ def test_skip_adds_are_event_driven_and_the_buffer_depth_is_capped_at_t() -> Non
         - estimate(plain, chip, 0.1).layers[2].memory_kb
     )
     assert got == pytest.approx(4 * 8 * 8 * chip.periphery.activation_bits / 8192)
+
+
+@pytest.mark.parametrize(
+    ("chip_name", "dataflow"),
+    [
+        ("spikesim-rram-64", "weight_stationary"),  # layer by layer: all T maps wait
+        ("rram-adcless-65nm", "output_stationary"),  # the consumer loops over T innermost
+    ],
+)
+def test_skip_buffer_holds_every_timestep_when_not_pipelined(chip_name: str, dataflow: str) -> None:
+    chip = load_chip(chip_name)
+    mapping = {**SKIP_NET["mapping"], "dataflow": dataflow}
+    arch = ArchSpec.from_dict({**SKIP_NET, "mapping": mapping})
+    plain = ArchSpec.from_dict(_without_skips({**SKIP_NET, "mapping": mapping}))
+    got = (
+        estimate(arch, chip, 0.1).layers[2].memory_kb
+        - estimate(plain, chip, 0.1).layers[2].memory_kb
+    )
+    T, map_bits = 4, 4 * 8 * 8 * chip.periphery.activation_bits
+    assert got == pytest.approx(T * map_bits / 8192)

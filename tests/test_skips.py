@@ -38,6 +38,7 @@ from test_export import (
 )
 
 from neuronas.hardware import Activity, estimate, load_chip
+from neuronas.snn import build
 from neuronas.snn.nir import to_nir
 from neuronas.spec import ArchSpec
 
@@ -225,3 +226,33 @@ def test_a_residual_space_search_of_two_trials_runs_and_exports(tmp_path: Path) 
         assert max(inputs.values()) == 2  # the skip edge meets the main path at one node
         x = (torch.rand(arch.input.timesteps, 2, *arch.input.shape) < 0.2).float()
         assert run_snntorch(graph, x).shape == (arch.input.timesteps, 2, 10)
+
+
+def test_encoder_decoder_with_concat_skips_builds_and_prices() -> None:
+    """Spike-FlowNet's decoder reads its encoder's maps beside its own: concat into deconvs."""
+    arch = ArchSpec.from_dict(
+        {
+            "task": "dense",
+            "input": {"shape": [4, 16, 16], "timesteps": 3},
+            "layers": [
+                {"name": "e1", "kind": "conv", "out": 8, "kernel": 3, "stride": 2},  # 8 x 8 x 8
+                {"name": "e2", "kind": "conv", "out": 16, "kernel": 3, "stride": 2},  # 16 x 4 x 4
+                {"name": "d2", "kind": "deconv", "out": 8, "kernel": 4, "stride": 2, "padding": 1},
+                {
+                    "kind": "deconv",
+                    "out": 2,
+                    "kernel": 4,
+                    "stride": 2,
+                    "padding": 1,
+                    "skip": {"from": "e1", "op": "concat"},  # reads 8 + 8 channels on 8 x 8
+                },
+            ],
+        }
+    )
+    r = arch.resolved()[-1]
+    assert r.in_shape == (16, 8, 8) and r.fan_in == 16 * 4 * 4 and arch.output_shape == (2, 16, 16)
+    net = build(arch)
+    x = (torch.rand(3, 2, 4, 16, 16) < 0.2).float()
+    with torch.no_grad():
+        assert net(x).shape == (3, 2, 2, 16, 16)
+    assert estimate(arch, load_chip("rram-adcless-65nm")).energy_uj > 0
