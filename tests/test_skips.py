@@ -256,3 +256,16 @@ def test_encoder_decoder_with_concat_skips_builds_and_prices() -> None:
     with torch.no_grad():
         assert net(x).shape == (3, 2, 2, 16, 16)
     assert estimate(arch, load_chip("rram-adcless-65nm")).energy_uj > 0
+
+
+def test_chip_package_reproduces_a_skip_network_on_its_arrays(tmp_path: Path) -> None:
+    """The exported chip package maps each crossbar's whole input, a concatenation's included."""
+    from neuronas.export.chip import check_package, write_chip_package
+
+    spec = {**RES, "mapping": {"adc_kind": "sa", "adc_bits": 1, "rows": 32, "cols": 32}}
+    arch, model = _model(spec, LIF, seed=0, gain=4.0)
+    x = _inputs(arch)
+    with torch.no_grad():
+        model(x)  # the converters' ranges are set on first use
+    write_chip_package(model, arch, load_chip("rram-adcless-65nm"), tmp_path)
+    assert check_package(model, arch, tmp_path, x) < 1e-5
