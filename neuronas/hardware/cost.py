@@ -1053,26 +1053,27 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
                 )  # near-memory column adders
             else:
                 ar_neu = unit_area * units
-        add_skip = layer.skip_op == "add"
-        if add_skip:  # the residual operand's adder: b bits per neuron unit
-            ar_neu += units * b * fa_area
         ins = layer.in_shape
         in_elems = ins[0] * ins[1] * ins[2] if len(ins) == 3 else ins[0]
         nread = input_bits if (direct and wi == 0) else 1
-        skip_bits = skip_map_bits = 0
-        if layer.skip_from >= 0:
+        skip_from = layer.skip_from
+        if skip_from < 0:
+            add_skip = False
+            skip_bits = skip_map_bits = 0
+        else:
             skip_elems = math.prod(layer.skip_shape)
             skip_map_bits = skip_elems * act_bits
             # maps in flight between source and consumer (see the module docstring)
-            depth = min(li - layer.skip_from, T) if c.pipeline == "timestep" and not os_layer else T
+            depth = min(li - skip_from, T) if c.pipeline == "timestep" and not os_layer else T
             skip_bits = depth * skip_map_bits
-            if layer.skip_op == "concat":  # read from the skip buffer, not the input buffer
+            add_skip = layer.skip_op == "add"
+            if add_skip:
+                skip_add[li] = (skip_from, skip_elems * T * b * e_add_bit)
+                ar_neu += units * b * fa_area  # the residual operand's adder, per neuron unit
+            else:  # concat: read from the skip buffer, not the input buffer
                 in_elems -= skip_elems
-            else:
-                skip_add[li] = (layer.skip_from, skip_elems * T * b * e_add_bit)
         in_bits = in_elems * (input_bits if nread > 1 else act_bits)
-        buf_bits = in_bits * T if os_layer else in_bits  # OS: the timestep loop runs innermost
-        buf_bits += skip_bits
+        buf_bits = (in_bits * T if os_layer else in_bits) + skip_bits  # OS: T loops innermost
         ar_buf = buf_bits * bit_area
         if os_layer:
             if os_counted or alloc < alloc_os_max:
@@ -1115,8 +1116,9 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
             # residual operand
             t_neuron = (3 if add_skip else 2) * min(-(-NP // max(C // b, 1)), R) * clk
         else:
-            t_add = b * c.fa_delay if add_skip else 0.0  # the residual add's carry chain
-            t_neuron = -(-NP // units) * (t_update + t_add)
+            t_neuron = -(-NP // units) * t_update
+            if add_skip:  # the residual add's carry chain
+                t_neuron += -(-NP // units) * b * c.fa_delay
         e_n0 = e_logic * upd
         e_m0 = e_mem * upd
         e_neu_static += e_n0
