@@ -535,6 +535,8 @@ def test_skip_buffers_adder_and_concat_rows_by_hand() -> None:
         )
     assert skips.memory_kb > plain.memory_kb and skips.area_mm2 > plain.area_mm2
     assert skips.energy_uj > plain.energy_uj
+    note = "skip buffers (maps held x bits per map): layers[2] adds layers[0]: 2 x 256; "
+    assert skips.notes == (note + "layers[5] concats layers[3]: 2 x 64",) and not plain.notes
 
 
 def test_skip_adds_are_event_driven_and_the_buffer_depth_is_capped_at_t() -> None:

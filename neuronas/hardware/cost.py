@@ -921,6 +921,7 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
     window = 1
     n_spec = len(arch.layers)
     skip_add: dict[int, tuple[int, float]] = {}
+    skip_notes: list[str] = []
     wi = 0
     for li, spec_layer in enumerate(arch.layers):
         if spec_layer.kind == "pool":
@@ -1066,6 +1067,9 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
             # maps in flight between source and consumer (see the module docstring)
             depth = min(li - skip_from, T) if c.pipeline == "timestep" and not os_layer else T
             skip_bits = depth * skip_map_bits
+            skip_notes.append(
+                f"layers[{li}] {layer.skip_op}s layers[{skip_from}]: {depth} x {skip_map_bits:,}"
+            )
             add_skip = layer.skip_op == "add"
             if add_skip:
                 skip_add[li] = (skip_from, skip_elems * T * b * e_add_bit)
@@ -1250,6 +1254,8 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
             f"weights need {alloc_ws + alloc_os_max:,} cells but the chip has {c.cells_text}: {overflow:.0%} "
             "of the weight-stationary weights reload from DRAM every timestep",
         )
+    if skip_notes:
+        st.notes += (f"skip buffers (maps held x bits per map): {'; '.join(skip_notes)}",)
     return st
 
 
