@@ -32,10 +32,10 @@ convention snnTorch's importer assumes):
   ``add`` is an edge from the source's output node into the consumer's neuron node (so the
   neuron integrates crossbar current + source spikes, as neuronas runs it).  Into the readout,
   which has no neuron, the two inputs meet in an identity ``Affine`` / 1 x 1 ``Conv2d`` node
-  ``sum<i>`` (the importers take one input into ``output``).  ``concat`` splits the consumer's weights by input channel into two nodes,
-  ``<layer>`` over the main input and ``<layer>_skip`` over the source, whose outputs are
-  summed at the next node: ``W [a; b] = W_a a + W_b b`` exactly (NIR has no concatenation
-  node that the stock importers map).
+  ``sum<i>`` (the importers take one input into ``output``).  ``concat`` splits the consumer's
+  weights by input channel into two nodes, ``<layer>`` over the main input and
+  ``<layer>_skip`` over the source, whose outputs are summed at the next node:
+  ``W [a; b] = W_a a + W_b b`` exactly (NIR has no concatenation node the stock importers map).
 """
 
 from __future__ import annotations
