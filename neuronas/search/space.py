@@ -1,8 +1,8 @@
 """Search spaces: typed YAML files whose samples are :class:`~neuronas.spec.ArchSpec` candidates.
 
-A space names families of topologies (``mlp``, ``cnn``, ``resnet``: residual blocks with a
-searched skip) with conditional dimensions (depth,
-per-layer widths, kernels, pooling) and the hardware dimensions shared by every family
+A space names families of topologies (``mlp``, ``cnn``, ``resnet``: blocks with a searched
+skip) with conditional dimensions (depth, per-layer widths, kernels, pooling, skips) and the
+hardware dimensions shared by every family
 (timesteps, neuron model, weight bits, ADC kind and bits, crossbar size, dataflow, optional
 per-layer precision).  It is loaded strictly (unknown keys are errors that list the known
 ones) and sampled define-by-run from an Optuna trial::
