@@ -13,17 +13,26 @@ gives each weighted layer's effective values together with its input/output shap
 
 Shapes are ``(C, H, W)`` for frames and ``(F,)`` for flat vectors.  The first ``fc`` after a
 spatial layer flattens its input.
+
+Skip connections: a layer may be named (``name: b1``) and a later weighted layer may take a skip
+from it (``skip: {from: b1, op: add}``): ``add`` is a residual add of the source's output spikes
+into the layer's output current, before its neuron (Zheng et al., AAAI 2021, the tdBN Spiking
+ResNet: ``o = SN(conv(x) + shortcut)``), so the crossbars only ever see binary spikes;
+``concat`` joins the source's output to the layer's input along channels (U-Net /
+Spike-FlowNet decoders, DenseNet), so the layer's fan-in, and its crossbar rows, grow.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from neuronas.errors import SpecError
 
@@ -41,6 +50,8 @@ __all__ = [
     "NeuronSpec",
     "PrecisionSpec",
     "ResolvedLayer",
+    "SKIP_OPS",
+    "SkipSpec",
 ]
 
 Encoding = Literal["events", "rate", "direct"]
@@ -51,6 +62,7 @@ PoolKind = Literal["max", "avg"]
 AdcKind = Literal["sar", "flash", "sa", "digital"]
 SignedScheme = Literal["differential", "offset"]
 Dataflow = Literal["weight_stationary", "output_stationary"]
+SkipOp = Literal["add", "concat"]
 
 ENCODINGS: tuple[str, ...] = get_args(Encoding)
 NEURON_MODELS: tuple[str, ...] = get_args(NeuronModel)
@@ -60,6 +72,7 @@ DATAFLOWS: tuple[str, ...] = get_args(Dataflow)
 SIGNED_SCHEMES: tuple[str, ...] = get_args(SignedScheme)
 RESET_MODES: tuple[str, ...] = get_args(ResetMode)
 POOL_KINDS: tuple[str, ...] = get_args(PoolKind)
+SKIP_OPS: tuple[str, ...] = get_args(SkipOp)
 
 Shape = tuple[int, ...]
 
@@ -77,6 +90,9 @@ MAX_NEURON_PARAM = 1e6
 MAX_NAME = 200
 #: the most layers an architecture may have (the deepest published SNNs have a few hundred)
 MAX_LAYERS = 1024
+#: a layer name: a letter, then letters, digits, ``_`` or ``-`` (it appears in YAML, reports and
+#: NIR node names)
+_LAYER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
 def _fail(where: str, value: Any, allowed: str) -> SpecError:
@@ -343,6 +359,53 @@ class LayerOverride(_Spec):
 
 
 @dataclass(frozen=True)
+class SkipSpec(_Spec):
+    """A skip connection into a weighted layer from a named earlier layer's output.
+
+    Written ``skip: {from: NAME, op: add | concat}`` (``from`` is the source layer's ``name``).
+    ``add``: the source's output (spikes of a hidden layer, or a pool's output) is added to this
+    layer's output current before its neuron: a membrane-level add in the neuron unit's input
+    adder (Zheng et al., "Going Deeper With Directly-Trained Larger Spiking Neural Networks",
+    AAAI 2021); shapes must be equal.  ``concat``: the source's output is appended to this
+    layer's input along channels (features for flat inputs), so the layer's fan-in K grows by
+    the source's channels x k x k; spatial sizes must be equal.
+    """
+
+    source: str
+    op: SkipOp
+    _where = "skip"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not _LAYER_NAME.fullmatch(self.source):
+            raise _fail("skip.from", self.source, "must be the name of an earlier layer")
+        _choice("skip.op", self.op, SKIP_OPS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"from": self.source, "op": self.op}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "") -> Any:
+        where = where or cls._where
+        if not isinstance(data, Mapping):
+            raise _fail(where, data, "must be a mapping {from: LAYER_NAME, op: add | concat}")
+        unknown = [k for k in data if k not in ("from", "op")]
+        if unknown:
+            raise SpecError(
+                f"{_join(where, str(unknown[0]))}: unknown key; known keys here: from, op"
+            )
+        for key in ("from", "op"):
+            if key not in data:
+                raise SpecError(f"{_join(where, key)}: required field is missing")
+        try:
+            return cls(source=data["from"], op=data["op"])
+        except SpecError as exc:
+            msg = str(exc)
+            raise SpecError(
+                where + msg[len(cls._where) :] if msg.startswith("skip.") else msg
+            ) from None
+
+
+@dataclass(frozen=True)
 class LayerSpec(_Spec):
     """One layer.
 
@@ -353,6 +416,8 @@ class LayerSpec(_Spec):
     ``fc``: ``out`` features; flattens a spatial input.
     Every weighted layer is followed by the arch's spiking neuron except the readout (the last
     weighted layer), whose membrane (or spike count) is the network's output.
+    ``name``: optional, unique; what a later layer's ``skip.from`` refers to.
+    ``skip``: optional :class:`SkipSpec` into this (weighted) layer.
     """
 
     kind: LayerKind
@@ -362,10 +427,31 @@ class LayerSpec(_Spec):
     padding: int = -1  # -1: "same" padding (kernel // 2) for conv, 0 for pool/deconv
     pool: PoolKind = "max"
     override: LayerOverride | None = None
+    name: str = ""
+    skip: SkipSpec | None = None
     _where = "layer"
 
     def __post_init__(self) -> None:
         _choice("layer.kind", self.kind, LAYER_KINDS)
+        if not isinstance(self.name, str) or (self.name and not _LAYER_NAME.fullmatch(self.name)):
+            raise _fail(
+                "layer.name",
+                self.name,
+                "must be a letter then letters, digits, _ or - (at most 64 characters)",
+            )
+        if self.skip is not None:
+            if not isinstance(self.skip, SkipSpec):
+                raise _fail(
+                    "layer.skip",
+                    self.skip,
+                    "must be a mapping {from: LAYER_NAME, op: add | concat}",
+                )
+            if self.kind == "pool":
+                raise _fail(
+                    "layer.skip",
+                    self.skip.to_dict(),
+                    "a pool layer takes no skip; put it on a conv, deconv or fc layer",
+                )
         if self.kind in ("conv", "fc", "deconv"):
             _int("layer.out", self.out, lo=1, hi=1 << 20)
         elif self.out not in (0,):
@@ -408,6 +494,8 @@ class LayerSpec(_Spec):
     def _convert(cls, name: str, value: Any, where: str) -> Any:
         if name == "override" and value is not None:
             return LayerOverride.from_dict(value, where)
+        if name == "skip" and value is not None:
+            return SkipSpec.from_dict(value, where)
         if name in ("kernel", "stride") and value == 0 and not isinstance(value, bool):
             # 0 stands for "the kind's default" inside the dataclass; written in a file it is a
             # mistake (a stride of 0 never moves), so a file leaves the key out instead
@@ -418,7 +506,8 @@ class LayerSpec(_Spec):
 
     def to_dict(self) -> dict[str, Any]:
         # compact: only what differs from the defaults, so YAML stays readable
-        out: dict[str, Any] = {"kind": self.kind}
+        out: dict[str, Any] = {"name": self.name} if self.name else {}
+        out["kind"] = self.kind
         if self.kind != "pool":
             out["out"] = self.out
         if self.kind != "fc":
@@ -431,6 +520,8 @@ class LayerSpec(_Spec):
             out["pool"] = self.pool
         if self.override is not None and not self.override.is_empty():
             out["override"] = {k: v for k, v in self.override.to_dict().items() if v is not None}
+        if self.skip is not None:
+            out["skip"] = self.skip.to_dict()
         return out
 
     @staticmethod
@@ -450,12 +541,35 @@ class LayerSpec(_Spec):
         return LayerSpec(kind="pool", kernel=kernel, stride=stride or 0, pool="avg")
 
 
+def _concat_shape(where: str, source: str, main: Shape, skip: Shape) -> Shape:
+    """The input of a layer whose ``main`` input is joined with a ``skip`` source along channels
+    (features when flat): ranks, and heights x widths when spatial, must agree."""
+    if len(main) != len(skip):
+        raise _fail(
+            f"{where}.skip.from",
+            source,
+            f"its output {list(skip)} and this layer's input {list(main)} are not both [C, H, W] "
+            "or both flat; a concat joins channels (or features) of like inputs",
+        )
+    if main[1:] != skip[1:]:
+        raise _fail(
+            f"{where}.skip.from",
+            source,
+            f"its output {list(skip)} is {'x'.join(map(str, skip[1:]))} but this layer's input "
+            f"{list(main)} is {'x'.join(map(str, main[1:]))}; a concat needs the same height x width",
+        )
+    return (main[0] + skip[0], *main[1:])
+
+
 @dataclass(frozen=True)
 class ResolvedLayer:
     """A weighted layer with everything the cost model and the builder need, made concrete.
 
     ``fan_in`` K = C_in*k*k (conv/deconv) or F_in (fc); ``fan_out`` N = C_out or F_out;
-    ``positions`` P = output H*W (1 for fc).
+    ``positions`` P = output H*W (1 for fc).  With a skip into the layer, ``skip_from`` is the
+    source's index in ArchSpec.layers (-1: none), ``skip_op`` its op and ``skip_shape`` the
+    source's output shape; for ``concat`` the source's channels are already in ``in_shape`` and
+    ``fan_in`` (after the main input's channels).
     """
 
     index: int  # index in ArchSpec.layers
@@ -478,6 +592,9 @@ class ResolvedLayer:
     bits_per_cell: int
     signed_scheme: str
     dataflow: str
+    skip_from: int = -1
+    skip_op: str = ""
+    skip_shape: Shape = ()
 
     @property
     def weights(self) -> int:
@@ -599,6 +716,8 @@ class ArchSpec(_Spec):
                 text = f"c{layer.out}k{layer.kernel}"
             else:
                 text = f"{layer.kind}{layer.out}"
+            if layer.skip is not None:
+                text += f"({'+' if layer.skip.op == 'add' else 'cat:'}{layer.skip.source})"
             o = layer.override
             if o is not None and not o.is_empty():
                 set_ = [(k, getattr(o, k)) for k in _OVERRIDABLE if getattr(o, k) is not None]
@@ -638,8 +757,25 @@ class ArchSpec(_Spec):
         out_layers: list[ResolvedLayer] = []
         shapes: list[Shape] = []
         last_weighted = max(i for i, layer in enumerate(self.layers) if layer.weighted)
+        names: dict[str, int] = {}
         for i, layer in enumerate(self.layers):
             where = f"layers[{i}]"
+            if layer.name:
+                if layer.name in names:
+                    raise _fail(
+                        f"{where}.name",
+                        layer.name,
+                        f"already the name of layers[{names[layer.name]}]; layer names must be unique",
+                    )
+                names[layer.name] = i
+        for i, layer in enumerate(self.layers):
+            where = f"layers[{i}]"
+            skip_from, skip_shape = -1, cast(Shape, ())
+            if layer.skip is not None:
+                skip_from = self._skip_source(i, layer.skip, names)
+                skip_shape = shapes[skip_from]
+                if layer.skip.op == "concat":
+                    shape = _concat_shape(where, self.layers[skip_from].name, shape, skip_shape)
             if layer.kind == "fc":
                 fan_in = math.prod(shape)
                 new_shape: Shape = (layer.out,)
@@ -673,16 +809,63 @@ class ArchSpec(_Spec):
                 new_shape = (layer.out if layer.weighted else c, oh, ow)
                 fan_in = c * k * k
                 positions = oh * ow
-            if layer.weighted:
-                out_layers.append(
-                    self._resolve_layer(
-                        i, layer, shape, new_shape, fan_in, positions, i == last_weighted
-                    )
+            if layer.skip is not None and layer.skip.op == "add" and skip_shape != new_shape:
+                raise _fail(
+                    f"{where}.skip.from",
+                    layer.skip.source,
+                    f"its output {list(skip_shape)} differs from this layer's output "
+                    f"{list(new_shape)}; an add needs equal shapes (or use op: concat)",
                 )
+            if layer.weighted:
+                r = self._resolve_layer(
+                    i, layer, shape, new_shape, fan_in, positions, i == last_weighted
+                )
+                if layer.skip is not None:
+                    r = dataclasses.replace(
+                        r, skip_from=skip_from, skip_op=layer.skip.op, skip_shape=skip_shape
+                    )
+                out_layers.append(r)
             shape = new_shape
             shapes.append(shape)
         object.__setattr__(self, "_shapes", tuple(shapes))
         return tuple(out_layers)
+
+    def _skip_source(self, i: int, skip: SkipSpec, names: dict[str, int]) -> int:
+        """The index of the layer ``skip`` (on layers[i]) comes from; a SpecError when it is not
+        a named layer before layers[i]."""
+        where = f"layers[{i}].skip.from"
+        j = names.get(skip.source)
+        if j is None:
+            earlier = [n for n, k in names.items() if k < i]
+            near = difflib.get_close_matches(skip.source, earlier, n=1, cutoff=0.6)
+            allowed = (
+                f"no layer has that name; named layers before it: {', '.join(earlier)}"
+                if earlier
+                else "no layer has that name (name the source layer: name: NAME)"
+            )
+            raise _fail(
+                where, skip.source, allowed + (f"; did you mean {near[0]}?" if near else "")
+            )
+        if j >= i:
+            what = "this layer itself" if j == i else f"layers[{j}], after this one"
+            raise _fail(
+                where,
+                skip.source,
+                f"that is {what}; a skip must come from an earlier layer (the graph is feed-forward)",
+            )
+        return j
+
+    def layer_index(self, name: str) -> int:
+        """The index in ``layers`` of the layer called ``name`` (KeyError when none is)."""
+        for i, layer in enumerate(self.layers):
+            if layer.name and layer.name == name:
+                return i
+        raise KeyError(name)
+
+    @property
+    def skip_sources(self) -> frozenset[int]:
+        """Indices of the layers some skip reads (their outputs are held until consumed)."""
+        return frozenset(r.skip_from for r in self.resolved() if r.skip_from >= 0)
 
     def _resolve_layer(
         self,

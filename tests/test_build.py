@@ -112,7 +112,9 @@ def test_bad_awareness_and_input_are_refused() -> None:
         net(torch.zeros(2, 12, 12))
 
 
-@pytest.mark.parametrize("name", ["digits-mlp", "digits-cnn", "dvsgesture-cnn", "spike-flownet"])
+@pytest.mark.parametrize(
+    "name", ["digits-mlp", "digits-cnn", "digits-resnet", "dvsgesture-cnn", "spike-flownet"]
+)
 def test_shipped_archs_build_and_run(repo_root, name: str) -> None:
     arch = ArchSpec.from_yaml(repo_root / "experiments" / "archs" / f"{name}.yaml")
     net = build(arch)

@@ -464,3 +464,114 @@ def test_synchronous_mux_timing_gives_the_adcless_papers_latency_range() -> None
     sa = on("rram-adcless-65nm", "sa", 1)
     assert 1.5 < on("rram-hpadc-65nm", "flash", 5) / sa < 3.0
     assert 8.9 <= on("rram-hpadc-65nm-sync", "flash", 5) / sa <= 24.6
+
+
+# -- skip connections ---------------------------------------------------------------------------
+
+SKIP_NET = {
+    "input": {"shape": [2, 8, 8], "timesteps": 4},
+    "layers": [
+        {"name": "s", "kind": "conv", "out": 4, "kernel": 3},  # 4 x 8 x 8
+        {"kind": "conv", "out": 4, "kernel": 3},
+        {"kind": "conv", "out": 4, "kernel": 3, "skip": {"from": "s", "op": "add"}},
+        {"name": "p", "kind": "pool", "kernel": 2},  # 4 x 4 x 4
+        {"kind": "conv", "out": 4, "kernel": 3},
+        {"kind": "conv", "out": 4, "kernel": 3, "skip": {"from": "p", "op": "concat"}},
+        {"kind": "fc", "out": 10},
+    ],
+    "precision": {"weight_bits": 4, "membrane_bits": 8},
+    "mapping": {"adc_kind": "sa", "adc_bits": 1, "rows": 64, "cols": 64},
+}
+
+
+def _without_skips(spec: dict) -> dict:
+    return {
+        **spec,
+        "layers": [{k: v for k, v in layer.items() if k != "skip"} for layer in spec["layers"]],
+    }
+
+
+def test_skip_buffers_adder_and_concat_rows_by_hand() -> None:
+    chip = load_chip("rram-adcless-65nm")
+    assert chip.schedule.pipeline == "timestep"  # the skip buffer's depth below assumes it
+    k, act_bits = chip.constants, chip.periphery.activation_bits
+    T, rate = 4, 0.2
+    plain = estimate(ArchSpec.from_dict(_without_skips(SKIP_NET)), chip, rate)
+    skips = estimate(ArchSpec.from_dict(SKIP_NET), chip, rate)
+    p_layers, s_layers = plain.layers, skips.layers
+
+    # layers[2] adds the spikes of layers[0]: they wait 2 pipeline stages (layers 1 and 2), so
+    # the skip buffer holds 2 maps of 4 x 8 x 8 spikes, each written and read once a timestep
+    map_bits = 4 * 8 * 8 * act_bits
+    held_bits = 2 * map_bits
+    assert s_layers[2].memory_kb - p_layers[2].memory_kb == pytest.approx(held_bits / 8192)
+    e_buf = 2 * map_bits * k["buffer_energy_pj_per_bit"] * T * 1e-6
+    assert s_layers[2].components["buffers"] - p_layers[2].components["buffers"] == pytest.approx(
+        e_buf, rel=1e-9
+    )
+    # the membrane-level add: 8-bit adds for each of the 256 neurons when its source spiked
+    e_add = 256 * T * rate * 8 * k["add_energy_pj_per_bit"] * 1e-6
+    assert s_layers[2].components["neurons"] - p_layers[2].components["neurons"] == pytest.approx(
+        e_add, rel=1e-9
+    )
+    assert s_layers[2].arrays == p_layers[2].arrays  # an add maps no rows
+
+    # layers[5] reads the pool (layers[3]) beside layers[4]: K = (4 + 4) x 3 x 3 = 72 rows, two
+    # row groups of a 64-row array where 36 rows needed one; 4-bit weights as differential
+    # pairs of 1-bit cells: 4 x 4 x 2 = 32 columns, one column group
+    assert (p_layers[5].arrays, s_layers[5].arrays) == (1, 2)
+    w_bits_plain, w_bits_concat = 36 * 32, 72 * 32
+    held_bits = 2 * (4 * 4 * 4 * act_bits)  # the pool's maps wait 2 stages (layers 4 and 5)
+    # the consumer's input buffer keeps only layers[4]'s map: the skip part is in the skip buffer
+    assert s_layers[5].memory_kb - p_layers[5].memory_kb == pytest.approx(
+        (w_bits_concat - w_bits_plain + held_bits) / 8192
+    )
+    assert skips.arrays - plain.arrays == 1
+    # everything else is priced as before, and the whole grows
+    for i in (0, 1, 3, 4, 6):
+        assert (
+            s_layers[i].memory_kb == p_layers[i].memory_kb
+            and s_layers[i].arrays == p_layers[i].arrays
+        )
+    assert skips.memory_kb > plain.memory_kb and skips.area_mm2 > plain.area_mm2
+    assert skips.energy_uj > plain.energy_uj
+    note = "skip buffers (maps held x bits per map): layers[2] adds layers[0]: 2 x 256; "
+    assert skips.notes == (note + "layers[5] concats layers[3]: 2 x 64",) and not plain.notes
+
+
+def test_skip_adds_are_event_driven_and_the_buffer_depth_is_capped_at_t() -> None:
+    chip = load_chip("rram-adcless-65nm")
+    arch = ArchSpec.from_dict(SKIP_NET)
+    lo, hi = estimate(arch, chip, 0.1), estimate(arch, chip, 0.4)
+    assert hi.layers[2].components["neurons"] > lo.layers[2].components["neurons"]
+    assert hi.energy_uj > lo.energy_uj
+    # one timestep: the held maps can be no more than the inference's T = 1 maps
+    one = ArchSpec.from_dict({**SKIP_NET, "input": {"shape": [2, 8, 8], "timesteps": 1}})
+    plain = ArchSpec.from_dict(
+        _without_skips({**SKIP_NET, "input": {"shape": [2, 8, 8], "timesteps": 1}})
+    )
+    got = (
+        estimate(one, chip, 0.1).layers[2].memory_kb
+        - estimate(plain, chip, 0.1).layers[2].memory_kb
+    )
+    assert got == pytest.approx(4 * 8 * 8 * chip.periphery.activation_bits / 8192)
+
+
+@pytest.mark.parametrize(
+    ("chip_name", "dataflow"),
+    [
+        ("spikesim-rram-64", "weight_stationary"),  # layer by layer: all T maps wait
+        ("rram-adcless-65nm", "output_stationary"),  # the consumer loops over T innermost
+    ],
+)
+def test_skip_buffer_holds_every_timestep_when_not_pipelined(chip_name: str, dataflow: str) -> None:
+    chip = load_chip(chip_name)
+    mapping = {**SKIP_NET["mapping"], "dataflow": dataflow}
+    arch = ArchSpec.from_dict({**SKIP_NET, "mapping": mapping})
+    plain = ArchSpec.from_dict(_without_skips({**SKIP_NET, "mapping": mapping}))
+    got = (
+        estimate(arch, chip, 0.1).layers[2].memory_kb
+        - estimate(plain, chip, 0.1).layers[2].memory_kb
+    )
+    T, map_bits = 4, 4 * 8 * 8 * chip.periphery.activation_bits
+    assert got == pytest.approx(T * map_bits / 8192)

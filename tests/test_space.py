@@ -172,3 +172,69 @@ def test_random_trial_respects_log_ranges() -> None:
     assert min(vals) >= 32 and max(vals) <= 512
     # log-uniform: the lower half of the log range holds about half the draws
     assert 0.35 < np.mean(np.array(vals) < 128) < 0.65
+
+
+# -- the resnet family ------------------------------------------------------------------------
+
+
+def test_resnet_blocks_carry_the_sampled_skip_from_their_input() -> None:
+    space = load_space("digits-residual")
+    chip = load_chip("rram-adcless-65nm")
+    ops_seen: set[str] = set()
+    for t, arch in _samples(space, chip, n=80):
+        p = t.params
+        blocks = p.get("resnet.blocks", 1)
+        assert ("resnet.width_1" in p) == (blocks == 2)
+        assert arch.layers[1].name == "stem"  # after the input's 2x max pool
+        block_in = "stem"
+        for i in range(blocks):
+            op = p.get(f"resnet.skip_{i}", space.families.resnet.skip[0])
+            second = arch.layers[arch.layer_index(f"b{i}b")]
+            ops_seen.add(op)
+            if op == "none":
+                assert second.skip is None
+            else:
+                assert (second.skip.source, second.skip.op) == (block_in, op)
+            block_in = f"b{i}p" if p.get(f"resnet.pool_{i}") == "max" else f"b{i}b"
+        # every block keeps the trunk's channels, so each add is well formed
+        for r in arch.resolved():
+            if r.skip_op == "add":
+                assert r.skip_shape == r.out_shape == (p["resnet.stem"], *r.out_shape[1:])
+        assert chip_problems(arch, chip) == []
+    assert ops_seen == {"add", "concat", "none"}
+
+
+def test_resnet_concat_blocks_widen_the_second_conv_rows() -> None:
+    space = load_space("digits-residual")
+    for t, arch in _samples(space, None, n=60):
+        for r in arch.resolved():
+            if r.skip_op == "concat":
+                block = arch.layers[r.index].name[1:-1]
+                width = t.params[f"resnet.width_{block}"]
+                assert r.in_shape[0] == width + t.params["resnet.stem"]
+                assert r.fan_in == (width + t.params["resnet.stem"]) * r.kernel * r.kernel
+
+
+def test_resnet_family_refuses_even_kernels_and_flat_inputs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="4 is even: a residual block keeps its map size"):
+        space_from_dict({"families": {"resnet": {"kernel": [3, 4]}}})
+    with pytest.raises(ConfigError, match="is even"):
+        space_from_dict({"families": {"resnet": {"kernel": {"low": 3, "high": 5}}}})
+    space = space_from_dict({"name": "r", "families": {"resnet": {}}})
+    with pytest.raises(SearchError, match=r"the resnet family needs a \[C, H, W\] input"):
+        space.sample(_SeededTrialStub(), None, input_shape=(100,), num_outputs=10)
+
+
+class _SeededTrialStub:
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        return low
+
+    def suggest_categorical(self, name: str, choices: list) -> object:
+        return choices[0]
+
+
+def test_resnet_grid_lists_the_skip_of_every_block() -> None:
+    space = load_space("digits-residual")
+    grid = space.grid(None, input_shape=SHAPE, num_outputs=CLASSES)
+    assert grid["resnet.skip_0"] == grid["resnet.skip_1"] == ["add", "concat", "none"]
+    assert grid["resnet.stem"] == [8, 16]

@@ -70,6 +70,9 @@ def describe_arch(arch: dict[str, Any] | None) -> str:
             parts.append(f"{layer.get('pool', 'max')[0]}p{layer.get('kernel', 2)}")
         else:
             parts.append(f"{k}{layer.get('out', '')}")
+        skip = layer.get("skip")
+        if skip:  # as ArchSpec.describe writes it
+            parts[-1] += f"({'+' if skip.get('op') == 'add' else 'cat:'}{skip.get('from')})"
         ov = layer.get("override")
         if ov:
             parts[-1] += (

@@ -32,6 +32,19 @@ fan-in K, fan-out N, P output positions and T timesteps (DESIGN.md §5):
   overflow every timestep; output-stationary layers stream their weights once per inference
   (from on-chip SRAM when it holds them, else DRAM) and time-share the arrays.
 * **leakage** - static power of the CMOS area (and of SRAM cells) x latency.
+* **skips** (``skip: {from, op}`` in the arch) - the source's output spikes are held in an
+  on-chip skip buffer (SRAM, ``activation_bits`` per element) from when they are made until the
+  consumer reads them: ``depth`` maps of the source, depth = the consumer's distance in pipeline
+  stages (layer index difference, at most T) when pipelined across timesteps, T when layer by
+  layer or for an output-stationary consumer (it loops over timesteps innermost).  Each timestep
+  a map is written into the buffer and read out once (buffers energy), and carried from the
+  source to the consumer (interconnect).  ``concat``: the source's channels are extra fan-in
+  rows of the consumer's crossbars (more row groups and arrays; its input buffer holds only the
+  main input, the skip part is read from the skip buffer).  ``add``: a membrane-level add in
+  the consumer's neuron unit (the tdBN Spiking ResNet's SN(conv(x) + x), Zheng et al.
+  AAAI 2021): one ``membrane_bits``-wide ripple add per neuron per timestep in which its source
+  element spiked (event-driven: x the source's output rate; ``add_energy_pj_per_bit``), one more
+  adder per neuron unit (``fa_area_um2`` per bit) and its carry chain in each update's time.
 
 Latency: within a layer the array phase (reads + conversions of every position) and the neuron
 phase (the neuron units' pass) are pipelined, reads of position p+1 overlapping the updates of
@@ -333,7 +346,7 @@ def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = Non
     if out_rates is None:
         out_rates = _derived_outputs(in_rates, st.pool_windows)
 
-    e_arr = e_conv = e_acc = e_pe = sops = 0.0
+    e_arr = e_conv = e_acc = e_pe = sops = e_skip_add = 0.0
     stages: list[float] = []
     dyn: list[tuple[float, ...]] = []
     wi = 0
@@ -420,6 +433,10 @@ def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = Non
         prev_rate = a_out
         wi += 1
 
+    if st.skip_add:  # residual adds in the neuron units: event-driven on the source's spikes
+        for src, coef in st.skip_add.values():
+            e_skip_add += coef * dyn[src][2]
+
     # ---- latency -----------------------------------------------------------------------------
     fill = sum(stages)
     slowest = max(stages)
@@ -430,6 +447,7 @@ def estimate(arch: ArchSpec, chip: Chip, activity: Activity | float | None = Non
         total_ns = st.start_fraction * T * (fill - stages[-1]) + T * stages[-1] + st.once_ns
     leak_pj = st.leak_mw * total_ns  # mW x ns = pJ
     e_neu, e_mem, e_buf, e_noc, e_pool, e_off = st.e_static
+    e_neu += e_skip_add
     if e_pe:  # lumped per-PE-read overheads (published models emulated by chip overrides)
         e_neu_pe, e_buf_pe, e_noc_pe = _pe_split(st, dyn)
         e_neu += e_neu_pe
@@ -535,11 +553,13 @@ def _layer_costs(r: CostReport) -> tuple[LayerCost, ...]:
         if rec[0]:
             cA, cB, cCa, cCp, cAcc, cMerge = rec[11:17]
             cSops, cConv, cNeuPe, cBufPe, cNocPe = rec[22:27]
+            skip = st.skip_add.get(li)
+            e_skip = skip[1] * dyn[skip[0]][2] if skip is not None else 0.0
             en = (
                 a * cA + act_arr * cB,
                 a * cCa + act_pe * cCp,
                 act_pe * cAcc + p_any * cMerge,
-                e_neu0 + act_pe * cNeuPe,
+                e_neu0 + act_pe * cNeuPe + e_skip,
                 e_mem,
                 e_buf + act_pe * cBufPe,
                 act_pe * cNocPe + e_wire * noc_bits,
@@ -605,6 +625,7 @@ class _Static:
         "layer_area_sum",
         "chip_name",
         "pool_windows",
+        "skip_add",
     )
     T: int
     nw: int
@@ -633,6 +654,8 @@ class _Static:
     pool_windows: tuple[
         int, ...
     ]  # per weighted layer: product of the max-pool windows in front of it
+    #: consumer layer index -> (source layer index, pJ of its residual adds per unit source rate)
+    skip_add: dict[int, tuple[int, float]]
 
 
 #: (id(arch), id(chip)) -> (arch, chip, _Static), the most recent _STATIC_SIZE pairs.  Strong
@@ -918,6 +941,8 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
     windows: list[int] = []
     window = 1
     n_spec = len(arch.layers)
+    skip_add: dict[int, tuple[int, float]] = {}
+    skip_notes: list[str] = []
     wi = 0
     for li, spec_layer in enumerate(arch.layers):
         if spec_layer.kind == "pool":
@@ -1053,8 +1078,27 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
         ins = layer.in_shape
         in_elems = ins[0] * ins[1] * ins[2] if len(ins) == 3 else ins[0]
         nread = input_bits if (direct and wi == 0) else 1
+        skip_from = layer.skip_from
+        if skip_from < 0:
+            add_skip = False
+            skip_bits = skip_map_bits = 0
+        else:
+            skip_elems = math.prod(layer.skip_shape)
+            skip_map_bits = skip_elems * act_bits
+            # maps in flight between source and consumer (see the module docstring)
+            depth = min(li - skip_from, T) if c.pipeline == "timestep" and not os_layer else T
+            skip_bits = depth * skip_map_bits
+            skip_notes.append(
+                f"layers[{li}] {layer.skip_op}s layers[{skip_from}]: {depth} x {skip_map_bits:,}"
+            )
+            add_skip = layer.skip_op == "add"
+            if add_skip:
+                skip_add[li] = (skip_from, skip_elems * T * b * e_add_bit)
+                ar_neu += units * b * fa_area  # the residual operand's adder, per neuron unit
+            else:  # concat: read from the skip buffer, not the input buffer
+                in_elems -= skip_elems
         in_bits = in_elems * (input_bits if nread > 1 else act_bits)
-        buf_bits = in_bits * T if os_layer else in_bits  # OS: the timestep loop runs innermost
+        buf_bits = (in_bits * T if os_layer else in_bits) + skip_bits  # OS: T loops innermost
         ar_buf = buf_bits * bit_area
         if os_layer:
             if os_counted or alloc < alloc_os_max:
@@ -1078,8 +1122,9 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
         # ---- activity-free energies and times -------------------------------------------------
         upd = NP * T
         out_bits = 0 if readout else NP * act_bits
-        e_buffers = (in_bits + out_bits) * e_buf * T
-        noc_bits = (NP * b if readout else out_bits) * T
+        # the skip map: written into the skip buffer and read out once per timestep, and carried
+        e_buffers = (in_bits + out_bits + 2 * skip_map_bits) * e_buf * T
+        noc_bits = ((NP * b if readout else out_bits) + skip_map_bits) * T
         e_off = t_reload = once = 0.0
         wbits = used * bpc
         if not os_layer:
@@ -1092,10 +1137,13 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
             once = R * c.write_t + (0.0 if os_from_sram else wbits / c.dram_bw)
         if ld_inmem and not readout:
             # row-parallel in-place update: one row of C // b membranes per clock, and two passes
-            # (the parallel decay, then the integration of the array's output)
-            t_neuron = 2 * min(-(-NP // max(C // b, 1)), R) * clk
+            # (the parallel decay, then the integration of the array's output), a third for a
+            # residual operand
+            t_neuron = (3 if add_skip else 2) * min(-(-NP // max(C // b, 1)), R) * clk
         else:
             t_neuron = -(-NP // units) * t_update
+            if add_skip:  # the residual add's carry chain
+                t_neuron += -(-NP // units) * b * c.fa_delay
         e_n0 = e_logic * upd
         e_m0 = e_mem * upd
         e_neu_static += e_n0
@@ -1202,6 +1250,7 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
     st.layers = tuple(layers)
     st.rows = tuple(rows)
     st.pool_windows = tuple(windows)
+    st.skip_add = skip_add
     prior = c.priors.get(nw)
     if prior is None:
         r = c.rate
@@ -1233,6 +1282,8 @@ def _prepare(arch: ArchSpec, chip: Chip) -> _Static:
             f"weights need {alloc_ws + alloc_os_max:,} cells but the chip has {c.cells_text}: {overflow:.0%} "
             "of the weight-stationary weights reload from DRAM every timestep",
         )
+    if skip_notes:
+        st.notes += (f"skip buffers (maps held x bits per map): {'; '.join(skip_notes)}",)
     return st
 
 

@@ -1,7 +1,8 @@
 """Search spaces: typed YAML files whose samples are :class:`~neuronas.spec.ArchSpec` candidates.
 
-A space names families of topologies (``mlp``, ``cnn``) with conditional dimensions (depth,
-per-layer widths, kernels, pooling) and the hardware dimensions shared by every family
+A space names families of topologies (``mlp``, ``cnn``, ``resnet``: blocks with a searched
+skip) with conditional dimensions (depth, per-layer widths, kernels, pooling, skips) and the
+hardware dimensions shared by every family
 (timesteps, neuron model, weight bits, ADC kind and bits, crossbar size, dataflow, optional
 per-layer precision).  It is loaded strictly (unknown keys are errors that list the known
 ones) and sampled define-by-run from an Optuna trial::
@@ -57,6 +58,7 @@ from neuronas.spec import (
     MappingSpec,
     NeuronSpec,
     PrecisionSpec,
+    SkipSpec,
 )
 
 __all__ = [
@@ -82,6 +84,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "width": (1, MAX_SIDE),
     "blocks": (1, 32),
     "channels": (1, MAX_SIDE),
+    "stem": (1, MAX_SIDE),
     "kernel": (1, 64),
     "stride": (1, 64),
     "hidden": (0, MAX_SIDE),
@@ -232,18 +235,59 @@ class CnnFamily(_Strict):
         return _within(_nonempty(v, "value"), info)
 
 
+class ResnetFamily(_Strict):
+    """Residual spiking CNNs: a stem conv, then blocks whose skip the sampler picks
+    (SNASNet / NeuroNAS-style cells), an optional fc hidden layer, then the readout.
+
+    The stem sets the trunk's channels; each block keeps them: conv ``b<i>a`` (``width_<i>``
+    channels) then conv ``b<i>b`` (trunk channels), both with kernel ``kernel_<i>`` and "same"
+    padding, and ``skip_<i>`` from the block's input: ``add`` (a residual: the input's spikes
+    join ``b<i>b``'s output current, tdBN Spiking ResNet), ``concat`` (``b<i>b`` reads the input's
+    channels beside ``b<i>a``'s, DenseNet-style: more crossbar rows) or ``none``; then
+    ``pool_<i>`` (max / avg halves the map, none keeps it).
+    """
+
+    stem: IntDim = Field(default_factory=lambda: [8, 16])
+    blocks: IntDim = Field(default_factory=lambda: IntRange(low=1, high=2))
+    width: IntDim = Field(default_factory=lambda: [8, 16])
+    kernel: IntDim = Field(default_factory=lambda: [3])
+    skip: list[Literal["add", "concat", "none"]] = Field(
+        default_factory=lambda: ["add", "concat", "none"]  # type: ignore[arg-type]
+    )
+    pool: list[Literal["max", "avg", "none"]] = Field(default_factory=lambda: ["max", "none"])  # type: ignore[arg-type]
+    #: width of an fc hidden layer before the readout (0 = straight to the readout)
+    hidden: IntDim = Field(default_factory=lambda: [0])
+
+    @field_validator("stem", "blocks", "width", "kernel", "skip", "pool", "hidden")
+    @classmethod
+    def _lists(cls, v: Any, info: ValidationInfo) -> Any:
+        return _within(_nonempty(v, "value"), info)
+
+    @field_validator("kernel")
+    @classmethod
+    def _odd(cls, v: Any) -> Any:
+        even = [k for k in (v.values() if isinstance(v, IntRange) else _as_list(v)) if k % 2 == 0]
+        if even:
+            raise ValueError(
+                f"{even[0]} is even: a residual block keeps its map size, which needs odd kernels "
+                "with 'same' padding"
+            )
+        return v
+
+
 class Families(_Strict):
     mlp: MlpFamily | None = None
     cnn: CnnFamily | None = None
+    resnet: ResnetFamily | None = None
 
     @model_validator(mode="after")
     def _some(self) -> Families:
-        if self.mlp is None and self.cnn is None:
-            raise ValueError("give at least one family (mlp, cnn)")
+        if self.mlp is None and self.cnn is None and self.resnet is None:
+            raise ValueError("give at least one family (mlp, cnn, resnet)")
         return self
 
     def names(self) -> list[str]:
-        return [n for n in ("mlp", "cnn") if getattr(self, n) is not None]
+        return [n for n in ("mlp", "cnn", "resnet") if getattr(self, n) is not None]
 
 
 class NeuronDims(_Strict):
@@ -396,12 +440,14 @@ class SearchSpace(_Strict):
 
             shape = cur = downsampled_shape(shape, downsample)
         family = s.cat("family", self.families.names())
-        if family == "cnn" and len(shape) != 3:
+        if family in ("cnn", "resnet") and len(shape) != 3:
             raise SearchError(
-                f"search space {self.name!r}: the cnn family needs a [C, H, W] input, the dataset gives {list(shape)}"
+                f"search space {self.name!r}: the {family} family needs a [C, H, W] input, the dataset gives {list(shape)}"
             )
         if family == "mlp":
             layers += self._mlp(s, self.families.mlp)  # type: ignore[arg-type]
+        elif family == "resnet":
+            layers += self._resnet(s, self.families.resnet, cur)  # type: ignore[arg-type]
         else:
             layers += self._cnn(s, self.families.cnn, cur)  # type: ignore[arg-type]
         layers.append(LayerSpec(kind="fc", out=outputs))
@@ -475,6 +521,33 @@ class SearchSpace(_Strict):
                 layers.append(LayerSpec(kind="pool", kernel=2, pool=pool))
                 h, w = h // 2, w // 2
         hidden = s.int("cnn.hidden", fam.hidden)
+        if hidden > 0:
+            layers.append(LayerSpec(kind="fc", out=hidden))
+        return layers
+
+    def _resnet(self, s: _Suggester, fam: ResnetFamily, shape: tuple[int, ...]) -> list[LayerSpec]:
+        trunk = s.int("resnet.stem", fam.stem)
+        blocks = s.int("resnet.blocks", fam.blocks)
+        _, h, w = shape
+        # an odd kernel no larger than the map keeps "same" padding size-preserving
+        fit = lambda k: max(1, min(k, h, w) - (0 if min(k, h, w) % 2 else 1))  # noqa: E731
+        layers = [LayerSpec(kind="conv", out=trunk, kernel=fit(3), name="stem")]
+        block_in = "stem"
+        for i in range(blocks):
+            width = s.int(f"resnet.width_{i}", fam.width)
+            k = fit(s.int(f"resnet.kernel_{i}", fam.kernel))
+            op = s.cat(f"resnet.skip_{i}", list(fam.skip))
+            layers.append(LayerSpec(kind="conv", out=width, kernel=k, name=f"b{i}a"))
+            skip = None if op == "none" else SkipSpec(source=block_in, op=op)
+            layers.append(LayerSpec(kind="conv", out=trunk, kernel=k, name=f"b{i}b", skip=skip))
+            block_in = f"b{i}b"
+            pool = s.cat(f"resnet.pool_{i}", list(fam.pool))
+            # a 1x1 map cannot be pooled further; keep the block unpooled rather than fail
+            if pool != "none" and h >= 2 and w >= 2:
+                layers.append(LayerSpec(kind="pool", kernel=2, pool=pool, name=f"b{i}p"))
+                h, w = h // 2, w // 2
+                block_in = f"b{i}p"
+        hidden = s.int("resnet.hidden", fam.hidden)
         if hidden > 0:
             layers.append(LayerSpec(kind="fc", out=hidden))
         return layers
@@ -618,6 +691,11 @@ class SearchSpace(_Strict):
                 raise ConfigError(
                     f"families.cnn: a cnn needs a [C, H, W] input, dataset {name} gives {list(shape)}; "
                     "remove families.cnn"
+                )
+            if self.families.resnet is not None:
+                raise ConfigError(
+                    f"families.resnet: a resnet needs a [C, H, W] input, dataset {name} gives "
+                    f"{list(shape)}; remove families.resnet"
                 )
             if max(down) > shape[0]:
                 raise ConfigError(

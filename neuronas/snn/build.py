@@ -12,6 +12,13 @@ and of its neuron's output spikes (running sums on tensors the forward computes 
 weighted layer's row-group occupancy (:mod:`neuronas.snn.occupancy`: the fraction of array reads
 whose row group holds at least one input spike, row groups as the chip's layout cuts them):
 :meth:`SpikingNetwork.row_group_occupancy`.  Nothing is counted while ``probing`` is off.
+
+Skip connections (:class:`neuronas.spec.SkipSpec`): the forward pass keeps the output of every
+layer a skip reads (spikes, ``[T, B, ...]``) until its consumer runs.  ``add`` adds them to the
+consumer's output current before its neuron (the tdBN Spiking ResNet's ``SN(conv(x) + x)``:
+the crossbars only ever see binary spikes); ``concat`` joins them to the consumer's input along
+channels, so the consumer's crossbar has the extra rows and its row groups (and per-group
+conversion) span the joined input as the chip's mapping lays it out.
 """
 
 from __future__ import annotations
@@ -65,10 +72,14 @@ class SpikingNetwork(nn.Module):
         self.layers = nn.ModuleList()
         self.neurons = nn.ModuleList()
         self._plan: list[tuple[str, int, int]] = []  # (kind, index into layers, index into neurons)
+        # per arch layer: (index of the layer its skip reads or -1, op), and the layers to keep
+        self._skips: list[tuple[int, str]] = []
+        self._keep = arch.skip_sources
         self._weighted_index: list[int] = []
-        shape = arch.input.shape
         for i, layer in enumerate(arch.layers):
-            out_shape = arch.shapes()[i]
+            self._skips.append(
+                (resolved[i].skip_from, resolved[i].skip_op) if i in resolved else (-1, "")
+            )
             if layer.kind == "pool":
                 pool: nn.Module = (
                     nn.MaxPool2d(layer.kernel, layer.stride, layer.pad)
@@ -77,23 +88,23 @@ class SpikingNetwork(nn.Module):
                 )
                 self.layers.append(pool)
                 self._plan.append(("pool", len(self.layers) - 1, -1))
-                shape = out_shape
                 continue
             r = resolved[i]
             cfg = CrossbarConfig.from_resolved(r)
             mod: nn.Module
+            c_in = r.in_shape[0]  # with a concat skip: the main input's and the source's channels
             if layer.kind == "fc":
-                flatten = len(shape) == 3
+                flatten = len(r.in_shape) == 3
                 mod = CrossbarLinear(r.fan_in, r.fan_out, cfg, device_model)
                 kind = "fc_flat" if flatten else "fc"
             elif layer.kind == "conv":
                 mod = CrossbarConv2d(
-                    shape[0], layer.out, layer.kernel, layer.stride, layer.pad, cfg, device_model
+                    c_in, layer.out, layer.kernel, layer.stride, layer.pad, cfg, device_model
                 )
                 kind = "conv"
             else:
                 mod = CrossbarConvTranspose2d(
-                    shape[0], layer.out, layer.kernel, layer.stride, layer.pad, cfg, device_model
+                    c_in, layer.out, layer.kernel, layer.stride, layer.pad, cfg, device_model
                 )
                 kind = "conv"
             self.layers.append(mod)
@@ -103,7 +114,6 @@ class SpikingNetwork(nn.Module):
                 neuron_idx = len(self.neurons) - 1
             self._plan.append((kind, len(self.layers) - 1, neuron_idx))
             self._weighted_index.append(len(self.layers) - 1)
-            shape = out_shape
         n = len(self._weighted_index)
         self.probing = False
         self.register_buffer("_in_sum", torch.zeros(n, dtype=torch.float64), persistent=False)
@@ -131,12 +141,19 @@ class SpikingNetwork(nn.Module):
         t, b = x.shape[:2]
         h = self.encode(x)
         w = 0
-        for kind, li, ni in self._plan:
+        keep = self._keep
+        saved: dict[int, torch.Tensor] = {}  # outputs that a later layer's skip reads
+        for i, (kind, li, ni) in enumerate(self._plan):
             mod = self.layers[li]
             if kind == "pool":
                 y = mod(h.flatten(0, 1))
                 h = y.view(t, b, *y.shape[1:])
+                if i in keep:
+                    saved[i] = h
                 continue
+            src, op = self._skips[i]
+            if op == "concat":  # channels (features) of the source after the main input's
+                h = torch.cat((h, saved[src]), dim=2)
             if kind == "fc_flat":
                 h = h.flatten(2)
             if self.probing:
@@ -145,6 +162,8 @@ class SpikingNetwork(nn.Module):
                 self._count_occupancy(w, mod, h.flatten(0, 1))
             y = mod(h.flatten(0, 1))
             y = y.view(t, b, *y.shape[1:])
+            if op == "add":  # residual: the source's spikes join the output current
+                y = y + saved[src]
             if ni >= 0:
                 h = self.neurons[ni](y)
                 if self.probing:
@@ -152,6 +171,8 @@ class SpikingNetwork(nn.Module):
                     self._out_count[w] += h.numel()
             else:
                 h = y
+            if i in keep:
+                saved[i] = h
             w += 1
         return h
 

@@ -27,6 +27,15 @@ convention snnTorch's importer assumes):
   memoryless ``LIF(tau = dt, r = 1, v_threshold = 0.5)``, which fires iff any input spiked.
 * the readout (last weighted layer) has no neuron: the graph's output is its per-timestep
   output current, like neuronas' own network.
+* skip connections are graph edges (:func:`wire_skips`; NIR sums every input of a node, and
+  snnTorch's and Norse's importers, both through nirtorch, add a node's inputs the same way):
+  ``add`` is an edge from the source's output node into the consumer's neuron node (so the
+  neuron integrates crossbar current + source spikes, as neuronas runs it).  Into the readout,
+  which has no neuron, the two inputs meet in an identity ``Affine`` / 1 x 1 ``Conv2d`` node
+  ``sum<i>`` (the importers take one input into ``output``).  ``concat`` splits the consumer's
+  weights by input channel into two nodes, ``<layer>`` over the main input and
+  ``<layer>_skip`` over the source, whose outputs are summed at the next node:
+  ``W [a; b] = W_a a + W_b b`` exactly (NIR has no concatenation node the stock importers map).
 """
 
 from __future__ import annotations
@@ -41,7 +50,15 @@ import torch.nn.functional as F
 
 from neuronas.errors import SearchError
 
-__all__ = ["NIR_DT_S", "chip_weights", "nir_notes", "run_graph", "to_nir", "write_nir"]
+__all__ = [
+    "NIR_DT_S",
+    "chip_weights",
+    "nir_notes",
+    "run_graph",
+    "to_nir",
+    "wire_skips",
+    "write_nir",
+]
 
 #: seconds per network timestep in exported NIR graphs (snnTorch's importer assumes 1e-4)
 NIR_DT_S = 1e-4
@@ -95,6 +112,9 @@ def to_nir(model: Any, arch: Any) -> Any:
     converters: list[str] = []
     resolved = {r.index: r for r in arch.resolved()}
 
+    # per arch layer: (the node its input enters, the node that gives its output), for skips
+    layer_nodes: list[tuple[str, str]] = []
+
     def add(name: str, node: Any) -> None:
         nonlocal prev
         nodes[name] = node
@@ -108,6 +128,7 @@ def to_nir(model: Any, arch: Any) -> Any:
 
     for i, layer in enumerate(arch.layers):
         mod = model.layers[i]
+        first = f"{'pool' if layer.kind == 'pool' else layer.kind}{i}"
         if layer.kind == "pool":
             k, s, p = layer.kernel, layer.stride, layer.pad
             c = shape[0]
@@ -118,6 +139,7 @@ def to_nir(model: Any, arch: Any) -> Any:
             if layer.pool == "max":
                 spike_or(f"pool{i}_or", out3)
             shape = out3
+            layer_nodes.append((first, prev))
             continue
         r = resolved[i]
         converters.append(
@@ -133,7 +155,8 @@ def to_nir(model: Any, arch: Any) -> Any:
                 # a convolution over the whole map instead of Flatten + Affine: the stock
                 # importers turn NIR's batch-free Flatten(start_dim=0) into one that also
                 # flattens the batch; the output is [out, 1, 1] from here on
-                kernel = w.reshape(layer.out, *shape)
+                # channels from r.in_shape: a concat skip's are after the main input's
+                kernel = w.reshape(layer.out, r.in_shape[0], *shape[1:])
                 add(f"fc{i}", _conv(kernel, b, (shape[1], shape[2]), 1, 0))
                 shape = (layer.out, 1, 1)
             else:
@@ -164,8 +187,15 @@ def to_nir(model: Any, arch: Any) -> Any:
                 add(f"if{i}", nir.IF(r=ones, v_threshold=thr, metadata=meta))
             else:
                 add(f"if{i}", nir.IF(r=ones, v_threshold=thr))
+        layer_nodes.append((first, prev))
     nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
     edges.append((prev, "output"))
+    if any(layer.skip is not None for layer in arch.layers):
+        wire_skips(arch, nodes, edges, layer_nodes)
+        notes.append(
+            "skips are edges: add into the consumer's neuron (into the readout: an identity node), "
+            "concat as the consumer's weights split by input channel into <layer> and <layer>_skip"
+        )
     if neuron.model == "ld_lif":
         notes.append(
             f"ld_lif exported as IF with the linear decay {neuron.decay_step} folded into the bias; stock importers lose "
@@ -193,36 +223,118 @@ def to_nir(model: Any, arch: Any) -> Any:
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
+def wire_skips(
+    arch: Any,
+    nodes: dict[str, Any],
+    edges: list[tuple[str, str]],
+    layer_nodes: list[tuple[str, str]],
+) -> None:
+    """Add ``arch``'s skip connections to a chain graph, in place (see the module docstring).
+
+    ``layer_nodes[i]`` names layer i's first node (a concat consumer's weight node, built over
+    the joined input: main channels first) and its output node; every edge out of a weighted
+    layer's first node leads to its neuron, or to ``output`` for the readout.
+    """
+    shapes = arch.shapes()
+    for i, layer in enumerate(arch.layers):
+        if layer.skip is None:
+            continue
+        src = arch.layer_index(layer.skip.source)
+        src_out = layer_nodes[src][1]
+        first = layer_nodes[i][0]
+        (nxt,) = [b for a, b in edges if a == first]
+        if nxt == "output":
+            # the readout has no neuron, and the stock importers take one input into the output
+            # node: its current and the skip meet in an identity node
+            nxt = f"sum{i}"
+            nodes[nxt] = _identity(tuple(np.atleast_1d(nodes["output"].output_type["output"])))
+            edges.remove((first, "output"))
+            edges += [(first, nxt), (nxt, "output")]
+        if layer.skip.op == "add":
+            edges.append((src_out, nxt))
+            continue
+        main_channels = (arch.input.shape if i == 0 else shapes[i - 1])[0]
+        node = nodes[first]
+        w = np.asarray(node.weight)
+        w_main, w_skip = w[:, :main_channels], w[:, main_channels:]
+        zeros = np.zeros(w.shape[0], np.float32)
+        if isinstance(node, nir.Affine):
+            nodes[first] = nir.Affine(weight=w_main, bias=node.bias)
+            part = nir.Affine(weight=w_skip, bias=zeros)
+        else:
+            h, w_ = (int(v) for v in np.atleast_1d(node.input_shape))
+            in_hw = (h, w_)
+            stride = int(np.atleast_1d(node.stride)[0])
+            pad = int(np.atleast_1d(node.padding)[0])
+            nodes[first] = _conv(w_main, np.asarray(node.bias), in_hw, stride, pad)
+            part = _conv(w_skip, zeros, in_hw, stride, pad)
+        nodes[f"{first}_skip"] = part
+        edges += [(src_out, f"{first}_skip"), (f"{first}_skip", nxt)]
+
+
+def _identity(shape: tuple[int, ...]) -> Any:
+    """An identity node on ``shape``: ``Affine`` (flat) or a 1 x 1 ``Conv2d`` (maps)."""
+    ch = int(shape[0])
+    zeros = np.zeros(ch, np.float32)
+    if len(shape) == 1:
+        return nir.Affine(weight=np.eye(ch, dtype=np.float32), bias=zeros)
+    eye = np.eye(ch, dtype=np.float32).reshape(ch, ch, 1, 1)
+    return _conv(eye, zeros, (int(shape[1]), int(shape[2])), 1, 0)
+
+
 def write_nir(model: Any, arch: Any, path: Path) -> None:
     """Write :func:`to_nir` of ``model`` to ``path`` (HDF5)."""
     nir.write(str(path), to_nir(model, arch))
 
 
-def _chain(graph: Any) -> list[str]:
-    nxt = dict(graph.edges)
-    if len(nxt) != len(graph.edges) or "input" not in graph.nodes:
+def _order(graph: Any) -> tuple[list[str], dict[str, list[str]]]:
+    """The nodes between 'input' and 'output' in an order where every node comes after all its
+    inputs, and each node's inputs (NIR sums them); refused when the graph is not a DAG."""
+    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for a, b in graph.edges:
+        if a not in preds or b not in preds:
+            raise SearchError(f"NIR graph: edge {a!r} -> {b!r} names a node the graph lacks")
+        preds[b].append(a)
+    if "input" not in graph.nodes or "output" not in graph.nodes:
         raise SearchError(
-            "NIR graph: run_graph reads chains from 'input' to 'output' (as to_nir writes)"
+            "NIR graph: run_graph needs nodes 'input' and 'output' (as to_nir writes)"
         )
-    order, name = [], "input"
-    while name in nxt:
-        name = nxt[name]
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+
+    def visit(name: str) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            raise SearchError(
+                f"NIR graph: node {name!r} is on a cycle; run_graph reads feed-forward graphs"
+            )
+        state[name] = 1
+        for p in preds[name]:
+            visit(p)
+        state[name] = 2
         order.append(name)
-    return order[:-1]
+
+    visit("output")
+    return [n for n in order if n not in ("input", "output")], preds
 
 
 @torch.no_grad()
 def run_graph(graph: Any, x: torch.Tensor, dt: float = NIR_DT_S) -> torch.Tensor:
-    """Run a chain-shaped NIR graph (as :func:`to_nir` writes) on ``x [T, B, *input]`` by NIR's
+    """Run a feed-forward NIR graph (as :func:`to_nir` writes: a chain with skip edges) on ``x [T, B, *input]`` by NIR's
     own definitions (forward Euler with step ``dt``; a neuron fires when v > v_threshold and
     resets to v_reset): outputs ``[T, B, *output]``.  What a faithful importer computes: the
     graph's accuracy beside the chip's.  An ``IF`` node whose metadata says ``neuronas_model:
     ld_lif`` runs as LD-LIF, ``v <- max(v - d, 0) + x`` (the decay folded into the preceding bias
     is added back), which stock importers cannot express."""
     t_steps, batch = x.shape[:2]
-    h = x.reshape(t_steps * batch, *x.shape[2:]).float()
-    for name in _chain(graph):
+    order, preds = _order(graph)
+    outs = {"input": x.reshape(t_steps * batch, *x.shape[2:]).float()}
+    for name in order:
         node = graph.nodes[name]
+        h = outs[preds[name][0]]
+        for p in preds[name][1:]:  # NIR sums a node's inputs (skip connections)
+            h = h + outs[p]
         if isinstance(node, nir.Affine):
             h = F.linear(h, torch.as_tensor(node.weight), torch.as_tensor(node.bias))
         elif isinstance(node, nir.Linear):
@@ -276,6 +388,10 @@ def run_graph(graph: Any, x: torch.Tensor, dt: float = NIR_DT_S) -> torch.Tensor
             raise SearchError(
                 f"NIR graph: node {name!r} ({type(node).__name__}) is not one run_graph reads"
             )
+        outs[name] = h
+    h = outs[preds["output"][0]]
+    for p in preds["output"][1:]:
+        h = h + outs[p]
     return h.reshape(t_steps, batch, *h.shape[1:])
 
 
