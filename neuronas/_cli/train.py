@@ -210,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if result.status != "diverged":
         print(
-            f"  accuracy on chip: {100 * result.accuracy_mean:.2f} +- {100 * result.accuracy_std:.2f} % "
+            f"  accuracy on chip ({result.config['eval_split']} split, held out of the training "
+            f"data): {100 * result.accuracy_mean:.2f} +- {100 * result.accuracy_std:.2f} % "
             f"over {len(result.accuracies)} instances; float: {100 * result.float_accuracy:.2f} %"
         )
         rates = ", ".join(f"{r:.3f}" for r in result.activity.get("input_rates", []))
