@@ -77,10 +77,15 @@ class TrainResult:
     history: tuple[dict[str, Any], ...]
     checkpoint: str | None
     config: dict[str, Any] = field(default_factory=dict)
+    #: the test split's chip accuracy per instance and float accuracy, only when asked for
+    #: (``test_instances``: a single training's report, never a search's selection)
+    test_accuracies: tuple[float, ...] = ()
+    test_float_accuracy: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["accuracies"] = list(self.accuracies)
+        d["test_accuracies"] = list(self.test_accuracies)
         d["history"] = list(self.history)
         return d
 
@@ -310,6 +315,7 @@ def train_candidate(
     ramp_fraction: float = 0.6,
     val_fraction: float = FULL_TRAINING.val_fraction,
     init_from_data: bool = True,
+    test_instances: int = 0,
 ) -> TrainResult:
     """Train ``arch`` for ``chip`` on ``dataset`` and evaluate it on sampled chip instances.
 
@@ -320,8 +326,11 @@ def train_candidate(
     the **validation** split's (:func:`split_train_validation`; ``max_eval_samples`` caps it):
     the test split is never loaded here, so nothing that selects by this accuracy has seen test
     labels (the search's export measures the test split: :func:`evaluate_on_chip`).
-    ``max_train_samples`` / ``max_eval_samples`` cap the data for fast screening.  ``device``:
-    cpu, cuda or auto (CUDA when present).  Deterministic for a seed on CPU.
+    ``test_instances`` > 0: also evaluate the trained network on the test split (the first
+    ``max_eval_samples``) over that many chip instances (``test_accuracies``), for a single
+    training's report; a search never asks.  ``max_train_samples`` / ``max_eval_samples`` cap
+    the data for fast screening.  ``device``: cpu, cuda or auto (CUDA when present).
+    Deterministic for a seed on CPU.
     """
     from neuronas.snn import build
 
@@ -453,6 +462,21 @@ def train_candidate(
         )
         if not all(math.isfinite(a) for a in accuracies):
             status, reason = "diverged", "evaluation produced non-finite outputs"
+    test_accuracies: list[float] = []
+    test_float: float | None = None
+    if status != "diverged" and test_instances > 0:
+        x_test, y_test = cap_samples(
+            *_tensors(dataset, "test", t_steps, data_root, shape), max_eval_samples
+        )
+        test_accuracies, test_float, _ = evaluate_on_chip(
+            model,
+            x_test,
+            y_test,
+            eval_instances=test_instances,
+            seed=seed,
+            device=dev,
+            measure_activity=False,
+        )
     phase["evaluate"] = time.perf_counter() - t_phase
     mean = sum(accuracies) / len(accuracies) if accuracies else 0.0
     std = (
@@ -501,6 +525,8 @@ def train_candidate(
         history=tuple(history),
         checkpoint=checkpoint,
         config=config,
+        test_accuracies=tuple(test_accuracies),
+        test_float_accuracy=test_float,
     )
     if out_dir is not None:
         (Path(out_dir) / "metrics.json").write_text(

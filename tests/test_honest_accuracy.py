@@ -243,3 +243,16 @@ def test_an_instance_reads_its_own_noise_stream() -> None:
         a = layer(x)
         torch.manual_seed(1)
         assert torch.equal(a, layer(x))  # training draws from the global generator
+
+
+def test_a_single_training_reports_the_test_split_only_when_asked() -> None:
+    """``neuronas train`` and the experiments ask for the test split; the search never does."""
+    from neuronas.train import train_candidate
+
+    arch = ArchSpec.from_dict(TINY)
+    kw = {"epochs": 1, "max_train_samples": 64, "max_eval_samples": 50, "num_threads": 1}
+    quiet = train_candidate(arch, None, "digits-events", seed=1, **kw)
+    asked = train_candidate(arch, None, "digits-events", seed=1, test_instances=2, **kw)
+    assert quiet.test_accuracies == () and quiet.test_float_accuracy is None
+    assert len(asked.test_accuracies) == 2 and asked.test_float_accuracy is not None
+    assert asked.accuracies == quiet.accuracies  # the validation figures do not depend on it
