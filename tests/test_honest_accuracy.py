@@ -256,3 +256,28 @@ def test_a_single_training_reports_the_test_split_only_when_asked() -> None:
     assert quiet.test_accuracies == () and quiet.test_float_accuracy is None
     assert len(asked.test_accuracies) == 2 and asked.test_float_accuracy is not None
     assert asked.accuracies == quiet.accuracies  # the validation figures do not depend on it
+
+
+def test_a_run_selected_on_the_test_split_is_labelled_and_not_resumed(
+    two_searches: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A run stored before selection moved to the validation split (no ``accuracy_split`` in its
+    metadata) still shows, labelled, but is not resumed: its trials' numbers mean something else."""
+    import optuna
+
+    shutil.copytree(two_searches[0], tmp_path / "runs" / "r")
+    shutil.copy(two_searches[0].parent.parent / "space.yaml", tmp_path / "space.yaml")
+    storage = f"sqlite:///{tmp_path / 'runs' / 'r' / 'study.db'}"
+    study = optuna.load_study(study_name="r", storage=storage)
+    meta = dict(study.user_attrs["neuronas"])
+    assert meta["accuracy_split"] == "validation"
+    del meta["accuracy_split"]
+    study.set_user_attr("neuronas", meta)
+
+    r = cli(["show", "r"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "test acc" in r.stdout and "before selection moved to the validation split" in r.stdout
+    r = cli(["search", "--name", "r", "--trials", "9", "--quiet"], tmp_path)
+    assert r.returncode == 2
+    line = r.stderr.strip().splitlines()[-1]
+    assert "test-split accuracy" in line and "--name" in line
