@@ -199,7 +199,7 @@ def _honesty(run: Any, instances: int, confidence: float) -> list[str]:
         )
     return [
         "## Accuracy: selection and report\n",
-        chosen,
+        chosen + "\n",
         f"Each member is then measured on the validation and the test split over {instances} "
         f"chip instances; intervals: {interval_text(instances, confidence)}.\n",
     ]
