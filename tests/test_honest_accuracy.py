@@ -281,3 +281,28 @@ def test_a_run_selected_on_the_test_split_is_labelled_and_not_resumed(
     assert r.returncode == 2
     line = r.stderr.strip().splitlines()[-1]
     assert "test-split accuracy" in line and "--name" in line
+
+
+@pytest.mark.gpu
+def test_instances_are_reproducible_on_cuda() -> None:
+    """The read-noise streams live on the weights' device; re-evaluating on CUDA repeats too."""
+    from neuronas.hardware import load_chip
+    from neuronas.train import evaluate_on_chip, train_candidate, validation_tensors
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device; none is present on this machine")
+    from neuronas.snn import build
+
+    chip = load_chip("rram-adcless-65nm")
+    arch = ArchSpec.from_dict(TINY)
+    res = train_candidate(
+        arch, chip, "digits-events", epochs=1, max_train_samples=200, device="cuda", num_threads=1
+    )
+    assert res.status == "ok"
+    x, y = validation_tensors("digits-events", 4, seed=0, shape=(2, 32, 32), max_train_samples=200)
+    model = build(arch, chip).cuda()
+    model.calibrate(x[:16].cuda().transpose(0, 1))
+    kw = {"eval_instances": 3, "seed": 0, "device": "cuda", "measure_activity": False}
+    first, _, _ = evaluate_on_chip(model, x, y, **kw)
+    torch.cuda.manual_seed_all(77)
+    assert evaluate_on_chip(model, x, y, **kw)[0] == first
