@@ -172,6 +172,16 @@ def test_export_reports_validation_and_test_with_intervals(two_searches: tuple[P
             assert s["mean"] == pytest.approx(sum(s["per_instance"]) / 3)
         assert acc["validation"]["per_instance"][:2] == acc["per_instance"]
         assert acc["validation"]["samples"] == 6  # 10 % of the 60 training recordings
+    import csv
+
+    with open(out / "pareto.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(r["accuracy_split"] == "validation" for r in rows)
+    for r in rows:
+        low, mean, high = (
+            float(r[k]) for k in ("test_accuracy_low", "test_accuracy", "test_accuracy_high")
+        )
+        assert low <= mean <= high
 
 
 # -- chip instances ---------------------------------------------------------------------------

@@ -352,7 +352,8 @@ def fmt_number(v: Any) -> str:
 
 
 def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
-    """``pareto.csv``: one row per member (objectives, cost metrics, budget margins)."""
+    """``pareto.csv``: one row per member (the search's accuracy and the split it is on, the
+    export's validation and test accuracy with their interval bounds, cost metrics, margins)."""
     budgets = list(run.chip.budgets.items())
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -364,6 +365,13 @@ def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
                 "arch",
                 "accuracy",
                 "accuracy_std",
+                "accuracy_split",
+                "val_accuracy",
+                "val_accuracy_low",
+                "val_accuracy_high",
+                "test_accuracy",
+                "test_accuracy_low",
+                "test_accuracy_high",
                 *METRICS,
                 *[f"margin_{m}" for m in budgets],
                 "trained_seconds",
@@ -374,6 +382,7 @@ def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
             ua = t.user_attrs
             met = ua.get("metrics") or {}
             margins = ua.get("margins") or {}
+            acc = m["metrics"].get("accuracy") or {}
             w.writerow(
                 [
                     m["rank"],
@@ -382,6 +391,12 @@ def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
                     m["arch"].describe(),
                     fmt_number(ua.get("accuracy")),
                     fmt_number(ua.get("accuracy_std")),
+                    acc.get("split", ""),
+                    *[
+                        fmt_number((acc.get(split) or {}).get(k))
+                        for split in ("validation", "test")
+                        for k in ("mean", "low", "high")
+                    ],
                     *[fmt_number(met.get(k)) for k in METRICS],
                     *[fmt_number(margins.get(b)) for b in budgets],
                     fmt_number((ua.get("train") or {}).get("train_seconds")),
