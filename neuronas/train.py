@@ -13,10 +13,9 @@ Evaluation is on the validation split held out of the training data (never the t
 search selects by this number), on the chip: accuracy mean and std over ``eval_instances``
 sampled chip instances (programming variation, stuck cells and the read-noise stream fixed per
 instance: :func:`chip_instance_seed`), plus the float accuracy (awareness 0), plus the measured
-spike rates and row-group
-occupancy (fraction of array reads whose rows hold a spike) per weighted layer for the cost
-model.  A run whose loss or weights stop being finite ends with status
-``"diverged"`` and the reason; ``on_epoch`` returning True ends it with ``"stopped"``.
+spike rates and row-group occupancy (fraction of array reads whose rows hold a spike) per
+weighted layer for the cost model.  A run whose loss or weights stop being finite ends with
+status ``"diverged"`` and the reason; ``on_epoch`` returning True ends it with ``"stopped"``.
 """
 
 from __future__ import annotations
@@ -324,8 +323,9 @@ def train_candidate(
     epoch (validation split held out of the training data, at the current awareness); returning
     True stops the run (status ``"stopped"``, still evaluated).  The chip accuracy returned is
     the **validation** split's (:func:`split_train_validation`; ``max_eval_samples`` caps it):
-    the test split is never loaded here, so nothing that selects by this accuracy has seen test
-    labels (the search's export measures the test split: :func:`evaluate_on_chip`).
+    unless ``test_instances`` asks for it the test split is not even loaded, so nothing that
+    selects by this accuracy has seen test labels (the search's export measures the test split
+    once the front is chosen).
     ``test_instances`` > 0: also evaluate the trained network on the test split (the first
     ``max_eval_samples``) over that many chip instances (``test_accuracies``), for a single
     training's report; a search never asks.  ``max_train_samples`` / ``max_eval_samples`` cap
