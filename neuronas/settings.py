@@ -10,6 +10,7 @@ Two kinds of options:
   the trainer's own defaults for one long training (``neuronas train``).
 * :class:`SearchSettings` -- the rest of a search's options (space, chip, trials, sampler, ...),
   with ``neuronas search``'s embedded defaults as :data:`SEARCH`.
+* :class:`ReportSettings` -- how the export evaluates the front it reports (:data:`REPORT`).
 
 The fields marked ``identity`` define what a trial's numbers mean: a run cannot be resumed with
 other values (:func:`identity_fields`).  This module imports neither torch nor optuna.
@@ -24,12 +25,21 @@ from typing import Any
 
 __all__ = [
     "FULL_TRAINING",
+    "REPORT",
     "SCREENING",
     "SEARCH",
+    "SELECTION_SPLIT",
+    "ReportSettings",
     "SearchSettings",
     "TrialSettings",
     "identity_fields",
 ]
+
+
+#: the split whose chip accuracy every selection of a search uses (the objective told to Optuna,
+#: the sampler's inputs, early stopping, duplicate reuse, the front); the test split is read
+#: only once the front is chosen, to report it (``neuronas export``)
+SELECTION_SPLIT = "validation"
 
 
 def _identity(default: Any) -> Any:
@@ -55,11 +65,17 @@ class TrialSettings:
     lr: float = _identity(3e-2)
     #: hardware-awareness schedule across epochs (neuronas.train.SCHEDULES)
     schedule: str = _identity("progressive")
-    #: noisy chip instances the accuracy is averaged over
+    #: noisy chip instances the (validation) accuracy is averaged over
     eval_instances: int = _identity(3)
-    #: training / test samples used at most (None: all); cheap screening fidelities
+    #: training / evaluation samples used at most (None: all); cheap screening fidelities.
+    #: max_eval_samples caps the validation samples a candidate's chip accuracy is measured on
+    #: (and the test samples of the export's report)
     max_train_samples: int | None = _identity(None)
     max_eval_samples: int | None = _identity(None)
+    #: share of the training split held out as the validation split: early stopping and the
+    #: chip accuracy every selection uses.  The test split is only for reporting the front
+    #: (``neuronas export``).  Not a search option: every run uses this value
+    val_fraction: float = 0.1
     #: spike rate used to price candidates before training (None: the chip's prior)
     activity_prior: float | None = _identity(None)
     #: stop (prune) a candidate whose validation accuracy after epoch 1 is below this
@@ -145,3 +161,18 @@ class SearchSettings:
 
 #: ``neuronas search``'s embedded defaults (with :data:`SCREENING` for the training)
 SEARCH = SearchSettings()
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """How ``neuronas export`` measures the front it reports (after the search chose it)."""
+
+    #: chip instances (device-noise seeds) each front member is evaluated on, on the validation
+    #: and on the test split; more than the search's ``eval_instances`` for a tighter interval
+    instances: int = 10
+    #: two-sided confidence level of the accuracy intervals (Student-t over the instances)
+    confidence: float = 0.95
+
+
+#: ``neuronas export``'s defaults
+REPORT = ReportSettings()

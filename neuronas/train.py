@@ -9,12 +9,13 @@ hardware-awareness schedule:
 - ``abrupt``: the full chip model from the first step;
 - ``none``: ideal training; the chip is met only at evaluation (post-training quantization).
 
-Evaluation is on the test split, on the chip: accuracy mean and std over ``eval_instances``
-sampled chip instances (programming variation and stuck cells fixed per instance, read noise per
-forward), plus the float accuracy (awareness 0), plus the measured spike rates and row-group
-occupancy (fraction of array reads whose rows hold a spike) per weighted layer for the cost
-model.  A run whose loss or weights stop being finite ends with status
-``"diverged"`` and the reason; ``on_epoch`` returning True ends it with ``"stopped"``.
+Evaluation is on the validation split held out of the training data (never the test split: a
+search selects by this number), on the chip: accuracy mean and std over ``eval_instances``
+sampled chip instances (programming variation, stuck cells and the read-noise stream fixed per
+instance: :func:`chip_instance_seed`), plus the float accuracy (awareness 0), plus the measured
+spike rates and row-group occupancy (fraction of array reads whose rows hold a spike) per
+weighted layer for the cost model.  A run whose loss or weights stop being finite ends with
+status ``"diverged"`` and the reason; ``on_epoch`` returning True ends it with ``"stopped"``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import math
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,21 +35,26 @@ import torch
 import torch.nn.functional as F
 
 from neuronas.errors import DataError, NeuronasError
-from neuronas.settings import FULL_TRAINING
+from neuronas.settings import FULL_TRAINING, SELECTION_SPLIT
 from neuronas.spec import ArchSpec
 
 __all__ = [
     "SCHEDULES",
     "TrainResult",
     "awareness_at",
+    "cap_samples",
+    "chip_instance_seed",
     "clear_data_cache",
+    "confidence_interval",
     "data_cache_info",
     "dataset_tensors",
     "evaluate_on_chip",
     "load_model",
     "resolve_device",
     "set_threads",
+    "split_train_validation",
     "train_candidate",
+    "validation_tensors",
 ]
 
 SCHEDULES = ("progressive", "abrupt", "none")
@@ -69,10 +76,15 @@ class TrainResult:
     history: tuple[dict[str, Any], ...]
     checkpoint: str | None
     config: dict[str, Any] = field(default_factory=dict)
+    #: the test split's chip accuracy per instance and float accuracy, only when asked for
+    #: (``test_instances``: a single training's report, never a search's selection)
+    test_accuracies: tuple[float, ...] = ()
+    test_float_accuracy: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["accuracies"] = list(self.accuracies)
+        d["test_accuracies"] = list(self.test_accuracies)
         d["history"] = list(self.history)
         return d
 
@@ -198,6 +210,50 @@ def dataset_tensors(
     return _tensors(dataset, split, timesteps, data_root, tuple(shape))
 
 
+def split_train_validation(
+    n: int, gen: torch.Generator, val_fraction: float, max_train_samples: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train_idx, val_idx)``: the training split's ``n`` samples shuffled by ``gen`` (seeded
+    with the training seed, which goes on to draw the batch order), the first
+    ``round(val_fraction * n)`` held out for validation.  ``max_train_samples`` keeps that many
+    training samples and a fifth as many validation samples."""
+    perm = torch.randperm(n, generator=gen)
+    n_val = max(1, int(round(val_fraction * n)))
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    if max_train_samples is not None:
+        train_idx = train_idx[: max(1, max_train_samples)]
+        val_idx = val_idx[: max(1, max_train_samples // 5)]
+    return train_idx, val_idx
+
+
+def cap_samples(
+    x: torch.Tensor, y: torch.Tensor, max_samples: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``max_samples`` of ``x, y`` (all of them for None)."""
+    if max_samples is None:
+        return x, y
+    return x[:max_samples], y[:max_samples]
+
+
+def validation_tensors(
+    dataset: str,
+    timesteps: int,
+    *,
+    seed: int,
+    shape: tuple[int, ...],
+    data_root: str | Path | None = None,
+    val_fraction: float = FULL_TRAINING.val_fraction,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The validation samples :func:`train_candidate` evaluated a candidate on, for the same
+    seed and caps (the search's export re-evaluates its front on them)."""
+    x_all, y_all = _tensors(dataset, "train", timesteps, data_root, tuple(shape))
+    gen = torch.Generator().manual_seed(seed)
+    _, val_idx = split_train_validation(len(y_all), gen, val_fraction, max_train_samples)
+    return cap_samples(x_all[val_idx], y_all[val_idx], max_eval_samples)
+
+
 def _batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[torch.Tensor]:
     order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
     return list(order.split(batch_size))
@@ -256,17 +312,25 @@ def train_candidate(
     progress: bool = False,
     num_threads: int | None = None,
     ramp_fraction: float = 0.6,
-    val_fraction: float = 0.1,
+    val_fraction: float = FULL_TRAINING.val_fraction,
     init_from_data: bool = True,
+    test_instances: int = 0,
 ) -> TrainResult:
     """Train ``arch`` for ``chip`` on ``dataset`` and evaluate it on sampled chip instances.
 
     ``chip``: a Chip, a preset name or path, or None (an ideal device: the arch's quantization
     and converters, no device noise).  ``on_epoch(epoch, val_accuracy)`` is called after every
     epoch (validation split held out of the training data, at the current awareness); returning
-    True stops the run (status ``"stopped"``, still evaluated).  ``max_train_samples`` /
-    ``max_eval_samples`` cap the data for fast screening.  ``device``: cpu, cuda or auto (CUDA
-    when present).  Deterministic for a seed on CPU.
+    True stops the run (status ``"stopped"``, still evaluated).  The chip accuracy returned is
+    the **validation** split's (:func:`split_train_validation`; ``max_eval_samples`` caps it):
+    unless ``test_instances`` asks for it the test split is not even loaded, so nothing that
+    selects by this accuracy has seen test labels (the search's export measures the test split
+    once the front is chosen).
+    ``test_instances`` > 0: also evaluate the trained network on the test split (the first
+    ``max_eval_samples``) over that many chip instances (``test_accuracies``), for a single
+    training's report; a search never asks.  ``max_train_samples`` / ``max_eval_samples`` cap
+    the data for fast screening.  ``device``: cpu, cuda or auto (CUDA when present).
+    Deterministic for a seed on CPU.
     """
     from neuronas.snn import build
 
@@ -274,6 +338,11 @@ def train_candidate(
         raise NeuronasError(f"schedule: got {schedule!r}, must be one of {', '.join(SCHEDULES)}")
     if epochs < 1:
         raise NeuronasError(f"epochs: got {epochs}, must be >= 1")
+    if not 0.0 < val_fraction < 1.0:
+        raise NeuronasError(
+            f"val_fraction: got {val_fraction}, must be in (0, 1): the chip accuracy a search "
+            "selects by is measured on the validation split held out of the training data"
+        )
     set_threads(num_threads)
     dev = resolve_device(device)
     chip = _resolve_chip(chip)
@@ -283,7 +352,6 @@ def train_candidate(
     phase: dict[str, float] = {}  # wall seconds per phase of this run (what a trial's time goes to)
     t_phase = time.perf_counter()
     x_all, y_all = _tensors(dataset, "train", t_steps, data_root, shape)
-    x_test, y_test = _tensors(dataset, "test", t_steps, data_root, shape)
     if tuple(x_all.shape[2:]) != tuple(arch.input.shape):
         raise DataError(
             f"input.shape: the architecture expects {list(arch.input.shape)} but dataset {dataset} "
@@ -292,18 +360,12 @@ def train_candidate(
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(y_all), generator=gen)
-    n_val = max(1, int(round(val_fraction * len(y_all)))) if val_fraction > 0 else 0
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
-    if max_train_samples is not None:
-        train_idx = train_idx[: max(1, max_train_samples)]
-        val_idx = val_idx[: max(1, max_train_samples // 5)]
+    train_idx, val_idx = split_train_validation(len(y_all), gen, val_fraction, max_train_samples)
     # batches are gathered from the shared frames: no per-trial copy of the training set
     y_tr = y_all[train_idx]
     x_first = x_all[train_idx[:batch_size]]
     x_val, y_val = x_all[val_idx], y_all[val_idx]
-    if max_eval_samples is not None:
-        x_test, y_test = x_test[:max_eval_samples], y_test[:max_eval_samples]
+    x_eval, y_eval = cap_samples(x_val, y_val, max_eval_samples)
 
     phase["data"] = time.perf_counter() - t_phase
     t_phase = time.perf_counter()
@@ -391,8 +453,8 @@ def train_candidate(
     if status != "diverged":
         accuracies, float_acc, activity = evaluate_on_chip(
             model,
-            x_test,
-            y_test,
+            x_eval,
+            y_eval,
             eval_instances=eval_instances,
             seed=seed,
             calibration=x_first,
@@ -400,6 +462,21 @@ def train_candidate(
         )
         if not all(math.isfinite(a) for a in accuracies):
             status, reason = "diverged", "evaluation produced non-finite outputs"
+    test_accuracies: list[float] = []
+    test_float: float | None = None
+    if status != "diverged" and test_instances > 0:
+        x_test, y_test = cap_samples(
+            *_tensors(dataset, "test", t_steps, data_root, shape), max_eval_samples
+        )
+        test_accuracies, test_float, _ = evaluate_on_chip(
+            model,
+            x_test,
+            y_test,
+            eval_instances=test_instances,
+            seed=seed,
+            device=dev,
+            measure_activity=False,
+        )
     phase["evaluate"] = time.perf_counter() - t_phase
     mean = sum(accuracies) / len(accuracies) if accuracies else 0.0
     std = (
@@ -420,7 +497,9 @@ def train_candidate(
         "eval_instances": eval_instances,
         "max_train_samples": max_train_samples,
         "train_samples": int(len(y_tr)),
-        "test_samples": int(len(y_test)),
+        "val_fraction": val_fraction,
+        "eval_split": SELECTION_SPLIT,
+        "eval_samples": int(len(y_eval)),
         "device": str(dev),
         "threads": torch.get_num_threads(),
         "phase_seconds": phase,
@@ -446,6 +525,8 @@ def train_candidate(
         history=tuple(history),
         checkpoint=checkpoint,
         config=config,
+        test_accuracies=tuple(test_accuracies),
+        test_float_accuracy=test_float,
     )
     if out_dir is not None:
         (Path(out_dir) / "metrics.json").write_text(
@@ -487,6 +568,24 @@ def _activity_dict(
         return d
 
 
+def chip_instance_seed(seed: int, k: int) -> int:
+    """The seed of chip instance ``k`` of a training seeded ``seed``: its programming variation,
+    stuck cells and read-noise stream (every array's, :meth:`SpikingNet.resample_chip_instance`)
+    and the input encoding's draws on its pass.  Instance k is the same chip wherever it is
+    evaluated (the search, the export), so its numbers can be reproduced."""
+    return int(seed) * 7919 + int(k)
+
+
+@contextmanager
+def _seeded_pass(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's global generator seeded for one evaluation pass (the rate encoding's Bernoulli
+    draws), restored afterwards so that evaluating never shifts anyone else's random stream."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
 def evaluate_on_chip(
     model: Any,
     x: torch.Tensor,
@@ -496,31 +595,55 @@ def evaluate_on_chip(
     seed: int = 0,
     calibration: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
+    measure_activity: bool = True,
 ) -> tuple[list[float], float, dict[str, Any]]:
     """(accuracy per chip instance, float accuracy, measured activity dict) on ``x, y``.
 
-    The activity (spike rates and row-group occupancy per weighted layer) is measured during the
-    first chip instance's pass, the only one with the probes on."""
+    Instance k is :func:`chip_instance_seed` ``(seed, k)``: evaluating the same model on the same
+    samples again gives the same per-instance accuracies (read noise included).  The activity
+    (spike rates and row-group occupancy per weighted layer) is measured during the first chip
+    instance's pass, the only one with the probes on (``measure_activity=False``: no probes, an
+    empty dict)."""
     dev = torch.device(device)
     if calibration is not None:
         model.calibrate(calibration.to(dev).transpose(0, 1))
     model.set_hardware_awareness(0.0)
-    float_acc = _accuracy(model, x, y, dev)
+    with _seeded_pass(chip_instance_seed(seed, 0), dev):
+        float_acc = _accuracy(model, x, y, dev)
     model.set_hardware_awareness(1.0)
     accuracies: list[float] = []
     noisy = model.device_model.noisy
     for k in range(max(1, eval_instances)):
-        model.resample_chip_instance(seed * 7919 + k)
-        if k == 0:
+        model.resample_chip_instance(chip_instance_seed(seed, k))
+        if k == 0 and measure_activity:
             model.reset_probes()
             model.probing = True
         if k > 0 and not noisy:
             accuracies.append(accuracies[0])  # an ideal device: every instance is the same chip
             continue
-        accuracies.append(_accuracy(model, x, y, dev))
+        with _seeded_pass(chip_instance_seed(seed, k), dev):
+            accuracies.append(_accuracy(model, x, y, dev))
         model.probing = False
+    if not measure_activity:
+        return accuracies, float_acc, {}
     inp, outp = model.activity_rates()
     return accuracies, float_acc, _activity_dict(inp, outp, model.row_group_occupancy())
+
+
+def confidence_interval(values: Sequence[float], confidence: float) -> tuple[float, float]:
+    """``(mean, half_width)``: the two-sided Student-t interval of the mean of ``values`` (chip
+    instances drawn independently) at ``confidence``; half_width 0 for identical values and
+    NaN for a single one (no spread to estimate)."""
+    from scipy.stats import t as student_t
+
+    n = len(values)
+    if n == 0:
+        raise ValueError("confidence_interval: no values")
+    mean = sum(values) / n
+    if n == 1:
+        return mean, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, float(student_t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
 
 
 def load_model(

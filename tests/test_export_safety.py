@@ -46,6 +46,18 @@ def _export(root: Path, out: Path, **kw: object) -> dict:
     return export_run(open_run(root / "runs" / "safe"), out, **kw)
 
 
+def _front_checkpoint(root: Path) -> Path:
+    """The checkpoint of the run's first front member (one the export must read)."""
+    from neuronas.export.member import checkpoint_path
+    from neuronas.search.study import front_trials, open_run
+
+    run = open_run(root / "runs" / "safe")
+    front = front_trials(run.study, list(run.config.objectives))
+    ckpt = checkpoint_path(run, front[0])
+    assert ckpt is not None
+    return ckpt
+
+
 def _one_line_error(r: subprocess.CompletedProcess[str]) -> str:
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
@@ -116,9 +128,7 @@ def test_a_bad_checkpoint_is_named_and_nothing_is_written(
     import torch
 
     root = _copy_run(run_root, tmp_path)
-    ckpts = sorted((root / "runs" / "safe" / "trials").glob("*/model.pt"))
-    assert ckpts
-    bad = ckpts[0]
+    bad = _front_checkpoint(root)
     marker = tmp_path / "pwned"
     if content == "truncate":
         data = bad.read_bytes()
@@ -149,7 +159,7 @@ def test_a_bad_checkpoint_is_named_and_nothing_is_written(
 
 def test_a_bad_checkpoint_through_the_cli_leaves_no_folder(run_root: Path, tmp_path: Path) -> None:
     root = _copy_run(run_root, tmp_path)
-    bad = sorted((root / "runs" / "safe" / "trials").glob("*/model.pt"))[0]
+    bad = _front_checkpoint(root)
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     out = tmp_path / "exp"
     line = _one_line_error(cli(["export", "safe", "--out", str(out)], root))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from neuronas.settings import REPORT
+
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run name (runs/NAME in the current folder) or a run folder")
@@ -26,13 +28,28 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-chip-package", action="store_true", help="skip the chip programming packages"
     )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=REPORT.instances,
+        help="chip instances each member's validation and test accuracy is measured on "
+        f"(default {REPORT.instances})",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=REPORT.confidence,
+        help=f"confidence level of the accuracy intervals, Student-t over the instances "
+        f"(default {REPORT.confidence:g})",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuronas.export import check_out, export_run
+    from neuronas.export import check_out, check_report_options, export_run
     from neuronas.search.study import open_run
 
+    check_report_options(args.instances, args.confidence)
     if args.out is not None:
         check_out(args.out, args.overwrite)  # before opening the study: a wrong --out fails fast
     r = open_run(args.run, storage=args.storage)
@@ -43,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         nir=not args.no_nir,
         overwrite=args.overwrite,
         chip_package=not args.no_chip_package,
+        instances=args.instances,
+        confidence=args.confidence,
     )
     print(f"exported {len(res['members'])} front member(s) to {out}")
     print(f"report: {res['report']}")

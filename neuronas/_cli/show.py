@@ -104,13 +104,15 @@ def _worst_margin(t: Any) -> str:
     return f"{k}{100 * margins[k]:+.0f}%"
 
 
-def trial_rows(trials: list[Any], objectives: list[str]) -> tuple[list[list[str]], list[str]]:
+def trial_rows(
+    trials: list[Any], objectives: list[str], split: str = "validation"
+) -> tuple[list[list[str]], list[str]]:
     header = [
         "#",
         "state",
         "status",
         "arch",
-        "acc",
+        f"{'val' if split == 'validation' else split} acc",
         "±",
         "energy_uj",
         "latency_us",
@@ -224,6 +226,19 @@ def print_summary(
         + (f", <= {cfg.max_train_samples} training samples" if cfg.max_train_samples else "")
         + "\n"
     )
+    split = cfg.accuracy_split
+    if split == "validation":
+        w(
+            f"accuracy: chip accuracy on the validation split (held out of the training data), mean "
+            f"and std over {cfg.eval_instances} chip instance(s): what the search selects by; the "
+            "test split is measured only by `neuronas export`\n"
+        )
+    else:
+        w(
+            f"accuracy: chip accuracy on the {split} split, mean and std over {cfg.eval_instances} "
+            "chip instance(s) (a run made before selection moved to the validation split: its "
+            "front was selected on these numbers)\n"
+        )
     w(
         f"finished {c.finished}/{cfg.trials}: trained {c.trained}, rejected untrained (over a hard budget) {c.infeasible}, "
         f"over budget after training {c.infeasible_measured}, stopped {c.pruned}, failed {c.failed}"
@@ -235,13 +250,13 @@ def print_summary(
         shown = [t for t in trials if t.state.name != "WAITING"]
         if limit:
             shown = shown[-limit:]
-        rows, header = trial_rows(shown, list(cfg.objectives))
+        rows, header = trial_rows(shown, list(cfg.objectives), split)
         w("\ntrials\n" + table(rows, header) + "\n")
         lines = reason_lines(shown)
         if lines:
             w("\nwhy trials were rejected, stopped or failed\n" + "\n".join(lines) + "\n")
     front = front_trials(r.study, list(cfg.objectives), trials)
-    rows, header = trial_rows(front, list(cfg.objectives))
+    rows, header = trial_rows(front, list(cfg.objectives), split)
     w(
         f"\nfeasible Pareto front ({len(front)} member{'s' if len(front) != 1 else ''}; {', '.join(cfg.objectives)})\n"
     )

@@ -53,7 +53,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=FULL_TRAINING.eval_instances,
         metavar="K",
-        help="sampled chip instances (device-noise seeds) for the accuracy mean and std",
+        help="sampled chip instances (device-noise seeds) for the validation accuracy's mean "
+        "and std and the test accuracy's interval",
     )
     parser.add_argument("--batch-size", type=int, default=FULL_TRAINING.batch_size)
     parser.add_argument(
@@ -201,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         max_train_samples=args.max_train_samples,
         progress=True,
         num_threads=args.threads,
+        test_instances=args.eval_instances,
         **kwargs,
     )
     chip_name = chip.name if chip is not None else "ideal device"
@@ -210,9 +212,21 @@ def run(args: argparse.Namespace) -> int:
     )
     if result.status != "diverged":
         print(
-            f"  accuracy on chip: {100 * result.accuracy_mean:.2f} +- {100 * result.accuracy_std:.2f} % "
+            f"  accuracy on chip ({result.config['eval_split']} split, held out of the training "
+            f"data): {100 * result.accuracy_mean:.2f} +- {100 * result.accuracy_std:.2f} % "
             f"over {len(result.accuracies)} instances; float: {100 * result.float_accuracy:.2f} %"
         )
+        if result.test_accuracies:
+            from neuronas.settings import REPORT
+            from neuronas.train import confidence_interval
+
+            mean, half = confidence_interval(result.test_accuracies, REPORT.confidence)
+            print(
+                f"  accuracy on chip (test split): {100 * mean:.2f} % +- {100 * half:.2f} "
+                f"({100 * REPORT.confidence:g}% Student-t interval over "
+                f"{len(result.test_accuracies)} instances); float: "
+                f"{100 * (result.test_float_accuracy or 0.0):.2f} %"
+            )
         rates = ", ".join(f"{r:.3f}" for r in result.activity.get("input_rates", []))
         print(f"  input spike rate per weighted layer: {rates}")
     print(f"  {result.epochs_run} epochs in {result.train_seconds:.1f} s")

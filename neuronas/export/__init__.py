@@ -9,8 +9,11 @@
     DIR/run.json               the run's configuration (sampler, seed, epochs, ...), no absolute paths
     DIR/01_trial0012/          one folder per member, best accuracy first
         arch.yaml              the architecture (ArchSpec YAML; ``neuronas cost`` / ``train`` read it)
-        metrics.json           accuracy mean +- std over chip instances, measured activity, the
-                               full CostReport (per layer, per component), budget margins
+        metrics.json           the search's (validation) accuracy it was selected by; the
+                               validation and test accuracy over --instances chip instances
+                               with their intervals (the test split is read only here, after
+                               the front is chosen); measured activity, the full CostReport
+                               (per layer, per component), budget margins
         model.pt               the trained state_dict (``torch.load(..., weights_only=True)``)
         weights.safetensors    the same tensors as safetensors (no pickle)
         model.nir              a NIR graph with the weights as the chip holds them
@@ -36,8 +39,19 @@ from pathlib import Path
 from typing import Any
 
 from neuronas.errors import ExportError, SearchError
+from neuronas.settings import REPORT
 
-__all__ = ["check_out", "export_run"]
+__all__ = ["check_out", "check_report_options", "export_run"]
+
+
+def check_report_options(instances: int, confidence: float) -> None:
+    """Refuse chip-instance counts and confidence levels an interval cannot be made of."""
+    if isinstance(instances, bool) or not isinstance(instances, int) or instances < 2:
+        raise ExportError(
+            f"--instances: got {instances!r}, must be an integer >= 2 (an interval needs a spread)"
+        )
+    if not 0.0 < confidence < 1.0:
+        raise ExportError(f"--confidence: got {confidence!r}, must be in (0, 1), e.g. 0.95")
 
 
 def check_out(out: Path, overwrite: bool = False) -> None:
@@ -118,6 +132,8 @@ def _write_all(
     nir: bool,
     plot: bool,
     chip_package: bool,
+    instances: int,
+    confidence: float,
 ) -> dict[str, Any]:
     from neuronas.export.member import write_csv, write_member
     from neuronas.export.report import render_report
@@ -131,7 +147,14 @@ def _write_all(
             {
                 "rank": rank,
                 **write_member(
-                    run, t, d, nir=nir, chip_package=chip_package, data_cache=data_cache
+                    run,
+                    t,
+                    d,
+                    nir=nir,
+                    chip_package=chip_package,
+                    data_cache=data_cache,
+                    instances=instances,
+                    confidence=confidence,
                 ),
             }
         )
@@ -150,7 +173,9 @@ def _write_all(
 
         png = out / "pareto.png"
         plot_front(run, trials, front, png)
-    (out / "report.md").write_text(render_report(run, trials, members, png))
+    (out / "report.md").write_text(
+        render_report(run, trials, members, png, instances=instances, confidence=confidence)
+    )
     return {"members": [m["dir"].name for m in members], "png": png.name if png else None}
 
 
@@ -162,13 +187,19 @@ def export_run(
     plot: bool = True,
     overwrite: bool = False,
     chip_package: bool = True,
+    instances: int = REPORT.instances,
+    confidence: float = REPORT.confidence,
 ) -> dict[str, Any]:
     """Write the front of ``run`` (an opened :class:`~neuronas.search.study.Run`) under ``out``.
 
+    The front is chosen from the search's stored (validation-split) accuracies; only then is
+    each member evaluated on the validation and the test split over ``instances`` chip
+    instances, with a ``confidence`` Student-t interval.
     Returns ``{"out", "report", "members", "png"}`` (paths under ``out``).
     """
     from neuronas.search.study import count_trials, front_trials
 
+    check_report_options(instances, confidence)
     out = Path(out)
     check_out(out, overwrite)
     _check_not_inside(out, Path(run.run_dir))
@@ -186,7 +217,17 @@ def export_run(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     old: Path | None = None
     try:
-        res = _write_all(run, trials, front, tmp, nir=nir, plot=plot, chip_package=chip_package)
+        res = _write_all(
+            run,
+            trials,
+            front,
+            tmp,
+            nir=nir,
+            plot=plot,
+            chip_package=chip_package,
+            instances=instances,
+            confidence=confidence,
+        )
         _open_permissions(tmp)
         if out.exists():
             # out is empty or overwrite was given: moved aside, so that the new export takes its

@@ -8,13 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from neuronas.errors import ExportError, NeuronasError, SearchError
+from neuronas.settings import REPORT
 from neuronas.spec import ArchSpec
 
 __all__ = [
     "METRICS",
     "checkpoint_path",
     "fmt_number",
+    "interval_text",
     "member_metrics",
+    "report_accuracy",
     "write_csv",
     "write_member",
 ]
@@ -41,17 +44,25 @@ def member_metrics(run: Any, t: Any) -> dict[str, Any]:
     """What ``metrics.json`` holds besides the file list (plain JSON values, no paths)."""
     ua = t.user_attrs
     train = ua.get("train") or {}
+    split = ua.get("accuracy_split") or run.config.accuracy_split
     budgets = {m: {"limit": b.limit, "hard": b.hard} for m, b in run.chip.budgets.items().items()}
     return {
         "trial": t.number,
         "arch_key": ua.get("arch_key"),
         "objectives": dict(zip(run.config.objectives, t.values, strict=False)),
         "accuracy": {
+            # the search's own figures: what it selected the front by
+            "split": split,
+            "test_used_for_selection": split == "test",
             "mean": ua.get("accuracy"),
             "std": ua.get("accuracy_std"),
             "per_instance": train.get("accuracies"),
             "float": train.get("float_accuracy"),
             "instances": run.config.eval_instances,
+            # the export's measurement of the chosen front (set by write_member: report_accuracy)
+            "interval": None,
+            "validation": None,
+            "test": None,
             "nir": None,  # the NIR graph's own accuracy (set when model.nir is written)
             "test_samples": None,  # how many test samples these accuracies count
         },
@@ -136,6 +147,75 @@ def _test_split(run: Any, arch: ArchSpec, cache: dict[Any, Any] | None = None) -
     return cache[key]
 
 
+def _validation_split(run: Any, arch: ArchSpec) -> tuple[Any, Any]:
+    """The validation samples the search measured the member's chip accuracy on (the trainer's
+    split for the run's seed and caps)."""
+    from neuronas.data import check_input_shape
+    from neuronas.train import validation_tensors
+
+    cfg = run.config
+    s = cfg.trial_settings()
+    return validation_tensors(
+        cfg.dataset,
+        arch.input.timesteps,
+        seed=s.seed,
+        shape=tuple(check_input_shape(cfg.dataset, arch.input.shape)),
+        data_root=cfg.data_root,
+        val_fraction=s.val_fraction,
+        max_train_samples=s.max_train_samples,
+        max_eval_samples=s.max_eval_samples,
+    )
+
+
+def interval_text(instances: int, confidence: float) -> str:
+    """How the export's accuracy intervals are computed (metrics.json and the report say it)."""
+    return (
+        f"{100 * confidence:g}% two-sided Student-t interval of the mean chip accuracy over "
+        f"{instances} chip instances (device noise fixed per instance, seeded from the run's seed "
+        "and the instance number): chip-to-chip variation, not the sampling error of the finite "
+        "evaluation set"
+    )
+
+
+def report_accuracy(
+    run: Any,
+    arch: ArchSpec,
+    model: Any,
+    cache: dict[Any, Any],
+    *,
+    instances: int,
+    confidence: float,
+) -> dict[str, Any]:
+    """The chosen member's chip accuracy on the validation and the test split over ``instances``
+    chip instances (instance k: :func:`neuronas.train.chip_instance_seed` of the run's seed and
+    k, as in the search, so the first ``eval_instances`` validation figures repeat the search's),
+    each with its mean, interval and per-instance values.  The only place the test split's
+    labels are read, after the front is chosen."""
+    from neuronas.train import confidence_interval, evaluate_on_chip
+
+    seed = run.config.trial_settings().seed
+    out: dict[str, Any] = {}
+    for split, (x, y) in (
+        ("validation", _validation_split(run, arch)),
+        ("test", _test_split(run, arch, cache)),
+    ):
+        per, float_acc, _ = evaluate_on_chip(
+            model, x, y, eval_instances=instances, seed=seed, measure_activity=False
+        )
+        mean, half = confidence_interval(per, confidence)
+        out[split] = {
+            "mean": mean,
+            "low": mean - half,
+            "high": mean + half,
+            "half_width": half,
+            "per_instance": per,
+            "instances": len(per),
+            "samples": int(len(y)),
+            "float": float_acc,
+        }
+    return out
+
+
 def nir_accuracy(
     run: Any, arch: ArchSpec, graph: Any, cache: dict[Any, Any] | None = None
 ) -> float | None:
@@ -182,13 +262,18 @@ def write_member(
     nir: bool = True,
     chip_package: bool = True,
     data_cache: dict[Any, Any] | None = None,
+    instances: int = REPORT.instances,
+    confidence: float = REPORT.confidence,
 ) -> dict[str, Any]:
     """Write member ``t`` into the (new, empty) folder ``d``; its ``metrics.json`` content.
-    ``data_cache``: test samples shared by the members of one export."""
+    ``data_cache``: test samples shared by the members of one export.  ``instances`` /
+    ``confidence``: the chip instances and interval of the validation and test accuracy
+    (:func:`report_accuracy`)."""
     data_cache = {} if data_cache is None else data_cache
     arch = ArchSpec.from_dict(t.user_attrs["arch"])
     (d / "arch.yaml").write_text(arch.to_yaml())
     metrics = member_metrics(run, t)
+    metrics["accuracy"]["interval"] = interval_text(instances, confidence)
     files = ["arch.yaml", "metrics.json"]
     ckpt = checkpoint_path(run, t)
     nir_note = ""
@@ -203,8 +288,19 @@ def write_member(
         torch.save(tensors, d / "model.pt")
         save_file(tensors, str(d / "weights.safetensors"))
         files += ["model.pt", "weights.safetensors"]
+        model = _load_model(arch, run.chip, state, ckpt, t.number)
+        if arch.task == "classification":
+            try:
+                metrics["accuracy"].update(
+                    report_accuracy(
+                        run, arch, model, data_cache, instances=instances, confidence=confidence
+                    )
+                )
+            except NeuronasError as exc:  # the data is not here: say so, go on
+                metrics["accuracy"]["not_measured"] = str(exc)
+            else:
+                metrics["accuracy"]["test_samples"] = metrics["accuracy"]["test"]["samples"]
         if nir or chip_package:
-            model = _load_model(arch, run.chip, state, ckpt, t.number)
             if chip_package:
                 from neuronas.export.chip import write_chip_package
 
@@ -256,7 +352,8 @@ def fmt_number(v: Any) -> str:
 
 
 def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
-    """``pareto.csv``: one row per member (objectives, cost metrics, budget margins)."""
+    """``pareto.csv``: one row per member (the search's accuracy and the split it is on, the
+    export's validation and test accuracy with their interval bounds, cost metrics, margins)."""
     budgets = list(run.chip.budgets.items())
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -268,6 +365,13 @@ def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
                 "arch",
                 "accuracy",
                 "accuracy_std",
+                "accuracy_split",
+                "val_accuracy",
+                "val_accuracy_low",
+                "val_accuracy_high",
+                "test_accuracy",
+                "test_accuracy_low",
+                "test_accuracy_high",
                 *METRICS,
                 *[f"margin_{m}" for m in budgets],
                 "trained_seconds",
@@ -278,6 +382,7 @@ def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
             ua = t.user_attrs
             met = ua.get("metrics") or {}
             margins = ua.get("margins") or {}
+            acc = m["metrics"].get("accuracy") or {}
             w.writerow(
                 [
                     m["rank"],
@@ -286,6 +391,12 @@ def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
                     m["arch"].describe(),
                     fmt_number(ua.get("accuracy")),
                     fmt_number(ua.get("accuracy_std")),
+                    acc.get("split", ""),
+                    *[
+                        fmt_number((acc.get(split) or {}).get(k))
+                        for split in ("validation", "test")
+                        for k in ("mean", "low", "high")
+                    ],
                     *[fmt_number(met.get(k)) for k in METRICS],
                     *[fmt_number(margins.get(b)) for b in budgets],
                     fmt_number((ua.get("train") or {}).get("train_seconds")),

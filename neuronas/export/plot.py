@@ -113,7 +113,7 @@ def plot_front(run: Any, trials: list[Any], front: list[Any], path: Path) -> lis
             handles.setdefault(f"{kind} budget ({metric})", h)
         ax.set_xscale("log")
         ax.set_xlabel(AXIS_TITLES.get(metric, metric))
-        ax.set_ylabel("accuracy on the chip (%)")
+        ax.set_ylabel(f"{cfg.accuracy_split} accuracy on the chip (%)")
         ax.grid(alpha=0.3)
     fig.suptitle(
         f"{run.space.name} on {run.chip.name} ({cfg.dataset}, {cfg.sampler}, {len(trials)} trials); "

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from neuronas.settings import REPORT
 from neuronas.snn.nir import NIR_DT_S
 
 __all__ = ["render_report"]
@@ -18,7 +19,13 @@ def _fmt(v: Any, spec: str = ".4g") -> str:
 
 
 def render_report(
-    run: Any, trials: list[Any], members: list[dict[str, Any]], png: Path | None
+    run: Any,
+    trials: list[Any],
+    members: list[dict[str, Any]],
+    png: Path | None,
+    *,
+    instances: int = REPORT.instances,
+    confidence: float = REPORT.confidence,
 ) -> str:
     """The whole ``report.md`` of an export."""
     lines: list[str] = []
@@ -27,6 +34,7 @@ def render_report(
         _chip(run),
         _budgets(run, trials, members),
         _search(run, trials),
+        _honesty(run, instances, confidence),
         _front(members, png),
         _members(members),
         _files(members),
@@ -134,7 +142,8 @@ def _search(run: Any, trials: list[Any]) -> list[str]:
         f"- space: {run.space.name} ({run.space.description}); sampler {cfg.sampler}, seed {cfg.seed}",
         f"- fidelity: {cfg.epochs} epoch(s) per candidate"
         + (f", at most {cfg.max_train_samples} training samples" if cfg.max_train_samples else "")
-        + f"; accuracy = mean +- std over {cfg.eval_instances} noisy chip instances",
+        + f"; accuracy = chip accuracy on the {cfg.accuracy_split} split, mean +- std over "
+        f"{cfg.eval_instances} noisy chip instances",
     ]
     if screen:
         lines.append(
@@ -170,20 +179,58 @@ def _search(run: Any, trials: list[Any]) -> list[str]:
     return lines
 
 
+def _honesty(run: Any, instances: int, confidence: float) -> list[str]:
+    """Which split chose the front and which reports it."""
+    from neuronas.export.member import interval_text
+
+    split = run.config.accuracy_split
+    if split == "test":
+        chosen = (
+            "**This run selected its front by chip accuracy on the test split** (it was made "
+            "before selection moved to the validation split): its test accuracies below are "
+            "optimistic, the front having been chosen on them."
+        )
+    else:
+        chosen = (
+            f"Every selection of the search (the objective, the sampler, early stopping, the "
+            f"front) used chip accuracy on the {split} split held out of the training data. "
+            "**The test split was not used for selection**: it was read only by this export, "
+            "after the front was chosen."
+        )
+    return [
+        "## Accuracy: selection and report\n",
+        chosen + "\n",
+        f"Each member is then measured on the validation and the test split over {instances} "
+        f"chip instances; intervals: {interval_text(instances, confidence)}.\n",
+    ]
+
+
+def _interval(acc: dict[str, Any] | None) -> str:
+    if not acc or acc.get("mean") is None:
+        return "-"
+    return f"{_pct(acc['mean'])} [{_pct(acc['low'])}, {_pct(acc['high'])}]"
+
+
 def _front(members: list[dict[str, Any]], png: Path | None) -> list[str]:
     lines = ["## Pareto front\n"]
     if png is not None:
         lines.append(f"![Pareto front]({png.name})\n")
     lines += [
-        "| # | trial | architecture | chip accuracy | NIR graph | energy_uj | latency_us | area_mm2 | memory_kb | folder |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| # | trial | architecture | search accuracy (selected by) | validation (interval) | "
+        "test (interval) | NIR graph | energy_uj | latency_us | area_mm2 | memory_kb | folder |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mm in members:
         ua = mm["trial"].user_attrs
         met = ua.get("metrics") or {}
-        acc = f"{100 * ua['accuracy']:.1f} +- {100 * (ua.get('accuracy_std') or 0):.1f}%"
+        macc = mm["metrics"].get("accuracy") or {}
+        acc = (
+            f"{100 * ua['accuracy']:.1f} +- {100 * (ua.get('accuracy_std') or 0):.1f}% "
+            f"({macc.get('split', '-')})"
+        )
         lines.append(
             f"| {mm['rank']} | {mm['trial'].number} | `{mm['arch'].describe()}` | {acc} | "
+            f"{_interval(macc.get('validation'))} | {_interval(macc.get('test'))} | "
             f"{_pct((mm['metrics'].get('accuracy') or {}).get('nir'))} | "
             f"{_fmt(met.get('energy_uj'))} | {_fmt(met.get('latency_us'))} | {_fmt(met.get('area_mm2'))} | "
             f"{_fmt(met.get('memory_kb'))} | `{mm['dir'].name}/` |"
@@ -207,24 +254,41 @@ def _pct(v: Any) -> str:
     return "-" if v is None else f"{100 * float(v):.1f}%"
 
 
+def _split_line(name: str, acc: dict[str, Any] | None) -> str:
+    if not acc:
+        return ""
+    per = acc.get("per_instance") or []
+    spread = f", range {_pct(min(per))}..{_pct(max(per))}" if len(per) > 1 else ""
+    n = int(acc.get("samples") or 0)
+    if n:
+        p = float(acc["mean"])
+        half = 1.96 * math.sqrt(max(p * (1 - p), 0.25 / n) / n)
+        spread += f"; +-{100 * half:.1f} points at 95% from the {n} {name} samples alone"
+    return (
+        f"- {name}: chip **{_interval(acc)}** over {acc.get('instances')} chip instances{spread}; "
+        f"float (ideal crossbars) {_pct(acc.get('float'))}"
+    )
+
+
 def _accuracy(mm: dict[str, Any]) -> list[str]:
     acc = mm["metrics"].get("accuracy") or {}
     if acc.get("mean") is None:
         return []
     n = acc.get("instances") or 1
-    per = acc.get("per_instance") or []
-    spread = f", range {_pct(min(per))}..{_pct(max(per))}" if len(per) > 1 else ""
-    n_test = acc.get("test_samples")
-    if n_test:
-        p = float(acc["mean"])
-        half = 1.96 * math.sqrt(max(p * (1 - p), 0.25 / n_test) / n_test)
-        spread += f"; +-{100 * half:.1f} points at 95% from the {n_test} test samples alone"
-    return [
-        f"Accuracy (test split): chip **{_pct(acc['mean'])} +- {_pct(acc.get('std') or 0)}** over {n} "
-        f"sampled chip instance(s){spread}; float (ideal crossbars) {_pct(acc.get('float'))}; "
-        f"NIR graph {_pct(acc.get('nir'))} (what another framework computes from `model.nir`: "
-        "quantized weights, no converters)\n"
+    lines = [
+        f"Accuracy. Selected by: chip {_pct(acc['mean'])} +- {_pct(acc.get('std') or 0)} on the "
+        f"{acc.get('split', 'test')} split over {n} chip instance(s) (the search's figure); "
+        f"NIR graph {_pct(acc.get('nir'))} on the test split (what another framework computes "
+        "from `model.nir`: quantized weights, no converters). Measured at export:\n"
     ]
+    measured = [_split_line(s, acc.get(s)) for s in ("validation", "test")]
+    if any(measured):
+        lines += [*(m for m in measured if m), ""]
+    elif acc.get("not_measured"):
+        lines.append(f"- not measured: {acc['not_measured']}\n")
+    else:
+        lines.append("- not measured (no checkpoint)\n")
+    return lines
 
 
 def _efficiency(cost: dict[str, Any]) -> list[str]:

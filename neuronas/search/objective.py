@@ -10,7 +10,8 @@ The flow (DESIGN.md section 2):
    range) is ``incompatible`` -- the space normally never proposes one.
 2. ``estimate`` with the prior spike rate: any hard budget violated -> ``infeasible``, returned at
    once with its costs and margins, **never trained** (this is what makes the search fast).
-3. ``train_candidate`` (few epochs, crossbar in the loop); NaN / divergence -> ``failed``.
+3. ``train_candidate`` (few epochs, crossbar in the loop; chip accuracy on the validation split,
+   never the test split); NaN / divergence -> ``failed``.
 4. ``estimate`` again with the measured spike rates; a hard budget broken now ->
    ``infeasible_measured`` (trained, but not a front member); otherwise ``ok``.
 """
@@ -106,8 +107,9 @@ def evaluate(
     proxy_rejected | infeasible_measured | ok``, ``trained`` (bool), ``reason``, ``prior`` (the
     first pricing: ``cost``, ``metrics``, ``margins``, ``violations``), ``measured`` (the same
     after training, or None), ``train`` (the trainer's result dict, or None),
-    ``accuracy_mean`` / ``accuracy_std`` (None when untrained), and ``seconds`` spent pricing
-    and training.
+    ``accuracy_mean`` / ``accuracy_std`` (None when untrained: the chip accuracy on the
+    **validation** split held out of the training data, ``accuracy_split``; the test split is
+    never read here), and ``seconds`` spent pricing and training.
     """
     s = settings if isinstance(settings, TrialSettings) else TrialSettings.from_dict(settings)
     t0 = time.perf_counter()
@@ -175,6 +177,7 @@ def evaluate(
         "on_epoch": on_epoch if threshold is not None else None,
         "progress": bool(s.progress),
         "lr": float(s.lr),
+        "val_fraction": float(s.val_fraction),
     }
     if s.max_eval_samples is not None:
         kwargs["max_eval_samples"] = int(s.max_eval_samples)
@@ -188,6 +191,7 @@ def evaluate(
     train = result.to_dict()
     out["train"] = train
     out["trained"] = True
+    out["accuracy_split"] = train["config"]["eval_split"]
     out["seconds"]["train"] = time.perf_counter() - t1
     if train["status"] == "diverged" or not _finite(train.get("accuracy_mean")):
         out.update(

@@ -35,7 +35,7 @@ from neuronas.search.storage import (
     open_storage,
     storage_location,
 )
-from neuronas.settings import SCREENING, SEARCH, TrialSettings, identity_fields
+from neuronas.settings import SCREENING, SEARCH, SELECTION_SPLIT, TrialSettings, identity_fields
 
 __all__ = [
     "IDENTITY",
@@ -110,6 +110,9 @@ class RunConfig:
     space_hash: str = ""
     chip_hash: str = ""
     version: str = ""
+    #: the split whose chip accuracy the run's trials store and select by; "test" for a run
+    #: stored before selection moved to the validation split (a key such a run lacks)
+    accuracy_split: str = "test"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -520,6 +523,13 @@ def resume_run(
     """The stored run in ``study``, with the resumable options of ``opts`` applied (and, with
     ``preflight`` and trials left to run, its data checked as for a new run)."""
     stored, space = _stored_run(study, run_dir)
+    if stored.accuracy_split != SELECTION_SPLIT:
+        raise ConfigError(
+            f"run {run_dir}: its trials were selected by {stored.accuracy_split}-split accuracy "
+            f"(neuronas {stored.version or '< 0.1'}); new trials select by {SELECTION_SPLIT}-split "
+            "accuracy and the two are not comparable -- start a new run with another --name "
+            "(export still reads this one)"
+        )
     check_identity(stored, opts, run_dir)
     cfg = dataclasses.replace(stored)
     for key in RESUMABLE:
@@ -684,6 +694,7 @@ def create_run(
         space_hash=config_hash(new.space.model_dump(mode="json")),
         chip_hash=config_hash(new.chip.model_dump(mode="json")),
         version=__version__,
+        accuracy_split=SELECTION_SPLIT,
     )
     study_name = _study_name(run_dir)
     if load_study(storage, study_name) is None:

@@ -191,7 +191,8 @@ class SpikingNetwork(nn.Module):
         return layers[0].hardware_awareness if layers else 0.0
 
     def resample_chip_instance(self, seed: int) -> None:
-        """One manufactured chip: fixed programming variation and stuck cells in every array."""
+        """One manufactured chip: fixed programming variation and stuck cells in every array,
+        and every array's own read-noise stream (evaluation reads reproducible per instance)."""
         for i, m in enumerate(crossbar_layers(self)):
             m.resample_chip_instance(int(seed) * 1009 + i)
 

@@ -33,7 +33,9 @@ Gradients: rounding and the comparator are straight-through (identity inside the
 range, zero outside: the hardtanh STE of binarized networks), so a 1-bit partial sum still passes
 a gradient to the weights and inputs of its group; steps and references are learned (LSQ,
 Esser et al. 2020).  Programming noise is drawn afresh at every training forward (noise
-injection) and fixed per chip instance in evaluation (:meth:`resample_chip_instance`).
+injection) and fixed per chip instance in evaluation (:meth:`resample_chip_instance`); in
+evaluation each instance also reads from its own seeded read-noise stream, so re-evaluating an
+instance reproduces its numbers.
 """
 
 from __future__ import annotations
@@ -837,6 +839,8 @@ class CrossbarLayer(nn.Module):
         self.register_buffer("_prog_eps", torch.empty(0), persistent=False)
         self.register_buffer("_fault_u", torch.empty(0), persistent=False)
         self.instance_seed: int | None = None
+        self._read_seed: int | None = None
+        self._read_gen: torch.Generator | None = None
 
     # -- chip instances --------------------------------------------------------------------
 
@@ -845,14 +849,32 @@ class CrossbarLayer(nn.Module):
         pairs = 2 if self.config.differential else 1
         return (self.fan_in, self.config.slices, pairs, self.n_cols)
 
-    def resample_chip_instance(self, seed: int) -> None:
-        """Draw one chip instance: programming variation and stuck cells, fixed until resampled."""
+    def resample_chip_instance(self, seed: int, *, fixed_reads: bool = True) -> None:
+        """Draw one chip instance from ``seed``: programming variation and stuck cells, fixed
+        until resampled, and (``fixed_reads``) the instance's own read-noise stream, so that the
+        same instance read the same way again gives the same numbers.  Each evaluation read still
+        draws fresh noise from that stream; training reads always draw from torch's global
+        generator (noise injection).  ``fixed_reads=False``: evaluation reads draw from the global
+        generator too (the implicit instance of a validation pass during training, whose draws
+        are part of the training's random stream)."""
         gen = torch.Generator().manual_seed(int(seed))
         shape = self._cell_shape()
         dev = self.weight.device
         self._prog_eps = torch.randn(shape, generator=gen).to(dev)
         self._fault_u = torch.rand(shape, generator=gen).to(dev)
+        # drawn after the cells, so the cells of an instance do not depend on fixed_reads
+        read_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        self._read_seed = read_seed if fixed_reads else None
+        self._read_gen = None  # created on the weights' device at the first read
         self.instance_seed = int(seed)
+
+    def _read_noise(self, g: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise of ``g``'s shape for one read of the cells ``g``."""
+        if self.training or self._read_seed is None:
+            return torch.randn_like(g)
+        if self._read_gen is None or self._read_gen.device != g.device:
+            self._read_gen = torch.Generator(device=g.device).manual_seed(self._read_seed)
+        return torch.randn(g.shape, generator=self._read_gen, device=g.device, dtype=g.dtype)
 
     # -- weights on cells --------------------------------------------------------------------
 
@@ -901,7 +923,9 @@ class CrossbarLayer(nn.Module):
             g_off = lmax / dev.on_off_ratio if math.isfinite(dev.on_off_ratio) else 0.0
             g = levels + g_off
             if not self.training and self._prog_eps.shape != g.shape:
-                self.resample_chip_instance(0 if self.instance_seed is None else self.instance_seed)
+                self.resample_chip_instance(
+                    0 if self.instance_seed is None else self.instance_seed, fixed_reads=False
+                )
             if dev.program_sigma > 0:
                 eps = torch.randn_like(g) if self.training else self._prog_eps
                 g = g * (1.0 + dev.program_sigma * eps)
@@ -911,7 +935,7 @@ class CrossbarLayer(nn.Module):
                 stuck_on = (u >= dev.stuck_off_rate) & (u < dev.stuck_off_rate + dev.stuck_on_rate)
                 g = torch.where(stuck_on, torch.full_like(g, lmax + g_off), g)
             if dev.read_noise_sigma > 0:
-                g = g * (1.0 + dev.read_noise_sigma * torch.randn_like(g))
+                g = g * (1.0 + dev.read_noise_sigma * self._read_noise(g))
             levels = g
         return levels[:, :, 0] - levels[:, :, 1] if cfg.differential else levels[:, :, 0]
 
