@@ -253,6 +253,7 @@ def train_candidate(
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
     on_epoch: Callable[[int, float], bool] | None = None,
+    evaluate_stopped: bool = True,
     progress: bool = False,
     num_threads: int | None = None,
     ramp_fraction: float = 0.6,
@@ -264,7 +265,8 @@ def train_candidate(
     ``chip``: a Chip, a preset name or path, or None (an ideal device: the arch's quantization
     and converters, no device noise).  ``on_epoch(epoch, val_accuracy)`` is called after every
     epoch (validation split held out of the training data, at the current awareness); returning
-    True stops the run (status ``"stopped"``, still evaluated).  ``max_train_samples`` /
+    True stops the run (status ``"stopped"``, still evaluated unless ``evaluate_stopped`` is
+    False: then no accuracy, activity or float accuracy, ``accuracies`` empty).  ``max_train_samples`` /
     ``max_eval_samples`` cap the data for fast screening.  ``device``: cpu, cuda or auto (CUDA
     when present).  Deterministic for a seed on CPU.
     """
@@ -388,7 +390,7 @@ def train_candidate(
     accuracies: list[float] = []
     float_acc = 0.0
     activity: dict[str, Any] = {}
-    if status != "diverged":
+    if status == "ok" or (status == "stopped" and evaluate_stopped):
         accuracies, float_acc, activity = evaluate_on_chip(
             model,
             x_test,
