@@ -74,11 +74,12 @@ class TrialSettings:
     #: successive halving (neuronas.search.fidelity): after this many epochs (the rung) a
     #: candidate goes on to ``epochs`` only if its validation accuracy, with its priced costs,
     #: ranks in the best 1 / ``halving_eta`` of the candidates trained before it; the rest
-    #: stop there, unevaluated and out of the front.  None or >= epochs: every candidate gets
-    #: the full ``epochs``.  A promoted candidate continues the same run, so its result equals
-    #: the one without halving.  1 of 3 epochs, keep 1 in 3: see benchmarks/RESULTS.md, "Time
-    #: to a front"
-    halving_epochs: int | None = 1
+    #: stop there, unevaluated and out of the front.  None (the default) or >= epochs: every
+    #: candidate gets the full ``epochs``.  A promoted candidate continues the same run, so its
+    #: result equals the one without halving.  Off by default: on the default search (rung 1
+    #: of 3 epochs, eta 3) it halved the median trial time but did not reach the front of 30
+    #: full trials sooner (benchmarks/RESULTS.md, "Time to a front")
+    halving_epochs: int | None = None
     #: keep the best 1 / eta at the rung (Optuna's SuccessiveHalvingPruner's reduction factor)
     halving_eta: int = 3
     #: every candidate is promoted until this many rung points exist
@@ -140,9 +141,7 @@ class TrialSettings:
 SCREENING = TrialSettings()
 
 #: one full training (``neuronas train``, :func:`neuronas.train.train_candidate`'s defaults)
-FULL_TRAINING = TrialSettings(
-    epochs=20, batch_size=64, lr=1e-2, eval_instances=5, halving_epochs=None
-)
+FULL_TRAINING = TrialSettings(epochs=20, batch_size=64, lr=1e-2, eval_instances=5)
 
 
 def identity_fields() -> tuple[str, ...]:

@@ -118,9 +118,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help=f"successive halving: after N epochs only the best 1/eta of the candidates (by "
-        f"validation accuracy and priced costs) go on to --epochs; 0: train every candidate "
-        f"fully (default {t.halving_epochs})",
+        help="successive halving: after N epochs only the best 1/ETA of the candidates (by "
+        "validation accuracy and priced costs) go on to --epochs; 0: train every candidate "
+        "fully (the default)",
     )
     a(
         "--halving-eta",
