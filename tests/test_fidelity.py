@@ -104,7 +104,7 @@ def _check_decisions(trials: list, epochs: int, eta: int, min_trials: int) -> No
 
 
 def test_a_halving_search_promotes_exactly_the_best_and_fronts_only_full_trials(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     space = write_space(tmp_path)
     r = cli(
@@ -142,7 +142,7 @@ def test_a_halving_search_promotes_exactly_the_best_and_fronts_only_full_trials(
     from neuronas.search.run import open_run
     from neuronas.search.study import front_trials
 
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     front = front_trials(open_run("sh").study)
     assert front and all(t.user_attrs["fidelity"]["full"] for t in front)
 
@@ -252,3 +252,34 @@ def test_the_promoted_training_is_the_training_without_halving(repo_root: Path, 
     assert (
         halved["train"]["history"][-1]["train_loss"] == plain["train"]["history"][-1]["train_loss"]
     )
+
+
+def test_local_workers_halve_through_the_same_lifecycle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    space = write_space(tmp_path)
+    args = ["search", "--space", str(space), "--trials", "9", "--name", "w2", "--seed", "4"]
+    r = cli(
+        [*args, "--workers", "2", "--halving-epochs", "1", "--halving-eta", "2", *HALVING],
+        tmp_path,
+    )
+    assert r.returncode == 0, r.stderr + r.stdout
+    trials = trials_of(tmp_path / "runs" / "w2")
+    assert len({t.user_attrs["owner"]["pid"] for t in trials}) == 2  # two processes trained
+    trained = [
+        t for t in trials if t.user_attrs.get("trained") and "cached_from" not in t.user_attrs
+    ]
+    assert trained
+    for t in trained:
+        mark = t.user_attrs["fidelity"]
+        # each decision saw only trials recorded before it began
+        assert mark["competitors"] < len(trained)
+        if mark["promoted"]:
+            assert mark["full"] and len(t.user_attrs["history"]) == 2
+        else:
+            assert t.state.name == "PRUNED" and len(t.user_attrs["history"]) == 1
+    from neuronas.search.run import open_run
+    from neuronas.search.study import front_trials
+
+    monkeypatch.chdir(tmp_path)
+    assert all(t.user_attrs["fidelity"]["full"] for t in front_trials(open_run("w2").study))
