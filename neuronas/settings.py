@@ -19,6 +19,7 @@ other values (:func:`identity_fields`).  This module imports neither torch nor o
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,25 @@ class TrialSettings:
     proxy_reference: tuple[float, ...] = ()
     #: samples the training-free score is computed on
     proxy_batch: int = 32
+    #: successive halving (neuronas.search.fidelity): after this many epochs (the rung) a
+    #: candidate goes on to ``epochs`` only if its validation accuracy, with its priced costs,
+    #: ranks in the best 1 / ``halving_eta`` of the candidates trained before it; the rest
+    #: stop there, unevaluated and out of the front.  None (the default) or >= epochs: every
+    #: candidate gets the full ``epochs``.  A promoted candidate continues the same run, so its
+    #: result equals the one without halving.  Off by default: on the default search (rung 1
+    #: of 3 epochs, eta 3) it halved the median trial time but did not reach the front of 30
+    #: full trials sooner (benchmarks/RESULTS.md, "Time to a front")
+    halving_epochs: int | None = None
+    #: keep the best 1 / eta at the rung (Optuna's SuccessiveHalvingPruner's reduction factor)
+    halving_eta: int = 3
+    #: every candidate is promoted until this many rung points exist
+    halving_min_trials: int = 5
+    #: the rung points (accuracy, *costs) of the candidates trained so far, and this
+    #: candidate's priced costs in the same cost objectives (filled in per trial by the search)
+    halving_reference: tuple[tuple[float, ...], ...] = ()
+    halving_costs: tuple[float, ...] = ()
+    #: the hypervolume reference of those costs (the chip's budgets; NaN: none)
+    halving_bound: tuple[float, ...] = ()
     #: folder holding tonic datasets (nothing is downloaded)
     data_root: str | None = None
     #: cpu, cuda or auto (CUDA when present)
@@ -99,6 +119,9 @@ class TrialSettings:
         """Plain, JSON-serialisable values (what crosses a process boundary)."""
         d = dataclasses.asdict(self)
         d["proxy_reference"] = list(self.proxy_reference)
+        d["halving_reference"] = [list(p) for p in self.halving_reference]
+        d["halving_costs"] = list(self.halving_costs)
+        d["halving_bound"] = [v if math.isfinite(v) else None for v in self.halving_bound]
         return d
 
     @classmethod
@@ -113,6 +136,13 @@ class TrialSettings:
             kw["lr"] = FULL_TRAINING.lr
         if "proxy_reference" in kw:
             kw["proxy_reference"] = tuple(float(v) for v in kw["proxy_reference"] or ())
+        if "halving_reference" in kw:
+            kw["halving_reference"] = tuple(
+                tuple(float(v) for v in p) for p in kw["halving_reference"] or ()
+            )
+        for k in ("halving_costs", "halving_bound"):
+            if k in kw:
+                kw[k] = tuple(float("nan") if v is None else float(v) for v in kw[k] or ())
         if kw.get("out_dir") is not None:
             kw["out_dir"] = str(kw["out_dir"])
         if kw.get("data_root") is not None:

@@ -309,6 +309,7 @@ def train_candidate(
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
     on_epoch: Callable[[int, float], bool] | None = None,
+    evaluate_stopped: bool = True,
     progress: bool = False,
     num_threads: int | None = None,
     ramp_fraction: float = 0.6,
@@ -321,11 +322,12 @@ def train_candidate(
     ``chip``: a Chip, a preset name or path, or None (an ideal device: the arch's quantization
     and converters, no device noise).  ``on_epoch(epoch, val_accuracy)`` is called after every
     epoch (validation split held out of the training data, at the current awareness); returning
-    True stops the run (status ``"stopped"``, still evaluated).  The chip accuracy returned is
-    the **validation** split's (:func:`split_train_validation`; ``max_eval_samples`` caps it):
-    unless ``test_instances`` asks for it the test split is not even loaded, so nothing that
-    selects by this accuracy has seen test labels (the search's export measures the test split
-    once the front is chosen).
+    True stops the run (status ``"stopped"``, still evaluated unless ``evaluate_stopped`` is
+    False: then no accuracy, activity or float accuracy, ``accuracies`` empty).  The chip
+    accuracy returned is the **validation** split's (:func:`split_train_validation`;
+    ``max_eval_samples`` caps it): unless ``test_instances`` asks for it the test split is not
+    even loaded, so nothing that selects by this accuracy has seen test labels (the search's
+    export measures the test split once the front is chosen).
     ``test_instances`` > 0: also evaluate the trained network on the test split (the first
     ``max_eval_samples``) over that many chip instances (``test_accuracies``), for a single
     training's report; a search never asks.  ``max_train_samples`` / ``max_eval_samples`` cap
@@ -450,7 +452,7 @@ def train_candidate(
     accuracies: list[float] = []
     float_acc = 0.0
     activity: dict[str, Any] = {}
-    if status != "diverged":
+    if status == "ok" or (status == "stopped" and evaluate_stopped):
         accuracies, float_acc, activity = evaluate_on_chip(
             model,
             x_eval,

@@ -114,6 +114,22 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="train a within-budget candidate only if its training-free score (SAHD) reaches the Q-quantile of those trained so far",
     )
     a(
+        "--halving-epochs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="successive halving: after N epochs only the best 1/ETA of the candidates (by "
+        "validation accuracy and priced costs) go on to --epochs; 0: train every candidate "
+        "fully (the default)",
+    )
+    a(
+        "--halving-eta",
+        type=int,
+        default=None,
+        metavar="ETA",
+        help=f"successive halving keeps the best 1/ETA at the rung (default {t.halving_eta})",
+    )
+    a(
         "--population",
         type=int,
         default=None,
@@ -161,6 +177,8 @@ def check_search_flags(args: argparse.Namespace) -> None:
         ("--max-eval-samples", "max_eval_samples", 1, None),
         ("--max-train-samples", "max_train_samples", 0, None),
         ("--eval-instances", "eval_instances", 1, None),
+        ("--halving-epochs", "halving_epochs", 0, None),
+        ("--halving-eta", "halving_eta", 2, None),
     )
     for flag, key, low, high in ints:
         v = getattr(args, key, None)
@@ -222,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
             "activity_prior",
             "min_accuracy_after_first_epoch",
             "proxy_quantile",
+            "halving_epochs",
+            "halving_eta",
             "population_size",
             "startup_trials",
         )

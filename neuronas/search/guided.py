@@ -10,7 +10,8 @@ already tried.  This sampler uses the prices directly.  For each trial it
    :func:`neuronas.hardware.estimate` the trial runs first, with the prior spike rate);
 2. drops those that break a hard budget, cannot be built on the chip, or repeat an architecture
    of the study (finished, running, or just proposed by another worker);
-3. fits a Gaussian process to the trained trials' accuracies, on features of the architecture
+3. fits a Gaussian process to the trained trials' accuracies (a candidate successive halving
+   stopped early counts at its rung accuracy plus the promoted ones' median gain), on features of the architecture
    (:func:`arch_features`: weights, neurons, depth, timesteps, input resolution, bits, neuron
    model...);
 4. proposes the candidate with the largest **expected hypervolume improvement** of the feasible
@@ -388,6 +389,26 @@ class CostGuidedSampler(BaseSampler):
                     if o not in UNCERTAIN
                 ]
             )
+        # fidelity-aware: a candidate successive halving stopped at its rung (never evaluated
+        # on the chip) enters the model at its rung accuracy shifted by the median gain from
+        # the rung to the chip accuracy of the promoted candidates (neuronas.search.fidelity)
+        gains = [
+            float(t.user_attrs["accuracy"]) - float(t.user_attrs["fidelity"]["rung_accuracy"])
+            for t in trials
+            if t.state.name == "COMPLETE"
+            and t.user_attrs.get("accuracy") is not None
+            and (t.user_attrs.get("fidelity") or {}).get("rung_accuracy") is not None
+        ]
+        gain = float(np.median(gains)) if gains else 0.0
+        for t in trials:
+            u = t.user_attrs
+            mark = u.get("fidelity") or {}
+            if t.state.name != "PRUNED" or mark.get("promoted", True) or "arch" not in u:
+                continue
+            key = u.get("arch_key") or ArchSpec.from_dict(u["arch"]).key
+            if key not in trained:
+                estimate = min(1.0, max(0.0, float(mark["rung_accuracy"]) + gain))
+                trained[key] = (arch_features(ArchSpec.from_dict(u["arch"])), estimate)
         info = {
             "key": pool[0]["key"],
             "drawn": self.n_candidates,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from neuronas.errors import SearchError
-from neuronas.search import objective
+from neuronas.search import fidelity, objective
 from neuronas.search.trials import (
     TrialStatus,
     ask_next,
@@ -145,6 +145,7 @@ def begin(
                 extra: dict[str, Any] = {"out_dir": str(out_dir), "device": device}
                 if cfg.proxy_quantile is not None:
                     extra["proxy_reference"] = tuple(proxy_reference(run.study))
+                extra.update(_halving(run, pending.settings, prior))
                 pending.settings = pending.settings.replace(**extra)
                 return pending
             # over a hard budget or not buildable: evaluate() returns at its pricing step,
@@ -157,6 +158,25 @@ def begin(
         finish(run, pending, result)
         if on_recorded is not None:
             on_recorded()
+
+
+def _halving(run: Any, settings: TrialSettings, prior: dict[str, Any]) -> dict[str, Any]:
+    """The trial's successive-halving settings: the rung points of the trials recorded so far
+    and its own priced costs, or no halving (see :mod:`neuronas.search.fidelity`)."""
+    objectives = run.config.objectives
+    rung = settings.halving_epochs
+    if rung is None or not fidelity.halving_active(rung, settings.epochs, objectives):
+        return {"halving_epochs": None}
+    costs = [o for o in objectives if o != "accuracy"]
+    trials = run.study.get_trials(deepcopy=False)
+    budgets = run.chip.budgets.items()
+    return {
+        "halving_reference": tuple(tuple(p) for p in fidelity.rung_reference(trials, rung, costs)),
+        "halving_costs": tuple(float(prior["metrics"][o]) for o in costs),
+        "halving_bound": tuple(
+            float(budgets[o].limit) if o in budgets else float("nan") for o in costs
+        ),
+    }
 
 
 def _refuse_foreign_files(run: Any, pending: Pending) -> None:

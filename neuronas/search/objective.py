@@ -159,8 +159,33 @@ def evaluate(
             out["seconds"]["total"] = time.perf_counter() - t0
             return out
     threshold = s.min_accuracy_after_first_epoch
+    rung = (
+        s.halving_epochs
+        if s.halving_epochs is not None and 0 < s.halving_epochs < s.epochs
+        else None
+    )
+    # the successive-halving decision at the rung (neuronas.search.fidelity), once made
+    halving: dict[str, Any] = {}
 
     def on_epoch(epoch: int, val_accuracy: float) -> bool:
+        if rung is not None and epoch + 1 == rung:
+            from neuronas.search.fidelity import promote
+
+            point = [float(val_accuracy), *s.halving_costs]
+            halving.update(
+                rung_epochs=int(rung),
+                rung_accuracy=float(val_accuracy),
+                promoted=promote(
+                    point,
+                    s.halving_reference,
+                    eta=s.halving_eta,
+                    min_trials=s.halving_min_trials,
+                    bound=s.halving_bound,
+                ),
+                competitors=len(s.halving_reference),
+            )
+            if not halving["promoted"]:
+                return True
         # screening: a candidate that has learned nothing after its first epoch is hopeless
         return threshold is not None and epoch <= 1 and val_accuracy < float(threshold)
 
@@ -174,7 +199,9 @@ def evaluate(
         "device": s.device,
         "out_dir": Path(s.out_dir) if s.out_dir else None,
         "max_train_samples": s.max_train_samples,
-        "on_epoch": on_epoch if threshold is not None else None,
+        "on_epoch": on_epoch if threshold is not None or rung is not None else None,
+        # a candidate halving stops is not evaluated on the chip: it never enters the front
+        "evaluate_stopped": not (rung is not None and threshold is None),
         "progress": bool(s.progress),
         "lr": float(s.lr),
         "val_fraction": float(s.val_fraction),
@@ -193,7 +220,22 @@ def evaluate(
     out["trained"] = True
     out["accuracy_split"] = train["config"]["eval_split"]
     out["seconds"]["train"] = time.perf_counter() - t1
-    if train["status"] == "diverged" or not _finite(train.get("accuracy_mean")):
+    if halving:
+        out["fidelity"] = {
+            **halving,
+            "epochs": int(train["epochs_run"]),
+            "full": int(train["epochs_run"]) == int(s.epochs),
+        }
+    if train["status"] == "stopped" and halving and not halving["promoted"]:
+        out.update(
+            status="stopped",
+            reason=f"successive halving: validation accuracy {halving['rung_accuracy']:.3f} "
+            f"after {rung} of {s.epochs} epochs, with its priced costs, not in the best "
+            f"1/{s.halving_eta} of the {halving['competitors'] + 1} candidates so far",
+        )
+        if train["accuracies"]:  # evaluated anyway (--min-accuracy asks for it)
+            out.update(accuracy_mean=train["accuracy_mean"], accuracy_std=train["accuracy_std"])
+    elif train["status"] == "diverged" or not _finite(train.get("accuracy_mean")):
         out.update(
             status="failed",
             reason=train.get("reason") or "training diverged (non-finite loss or accuracy)",

@@ -69,6 +69,9 @@ RESUMABLE: tuple[str, ...] = (
     "data_root",
     "min_accuracy_after_first_epoch",
     "proxy_quantile",
+    "halving_epochs",
+    "halving_eta",
+    "halving_min_trials",
 )
 
 
@@ -101,6 +104,10 @@ class RunConfig:
     activity_prior: float | None = None
     min_accuracy_after_first_epoch: float | None = None
     proxy_quantile: float | None = None
+    #: successive halving's rung (None: runs stored before it existed train every candidate fully)
+    halving_epochs: int | None = None
+    halving_eta: int = SCREENING.halving_eta
+    halving_min_trials: int = SCREENING.halving_min_trials
     population_size: int | None = None
     startup_trials: int | None = None
     data_root: str | None = None
@@ -534,8 +541,11 @@ def resume_run(
     cfg = dataclasses.replace(stored)
     for key in RESUMABLE:
         if key in opts:
-            # stored as plain JSON: a path (--data-root) is kept as its string
+            # stored as plain JSON: a path (--data-root) is kept as its string;
+            # --halving-epochs 0: no halving
             value = opts[key]
+            if key == "halving_epochs":
+                value = value or None
             setattr(cfg, key, str(value) if isinstance(value, Path) else value)
     _check_counts(cfg.trials, cfg.epochs, cfg.max_train_samples)
     chip = _load_chip(cfg)
@@ -685,6 +695,10 @@ def create_run(
         activity_prior=opts.get("activity_prior", new.space.activity_prior),
         min_accuracy_after_first_epoch=opts.get("min_accuracy_after_first_epoch"),
         proxy_quantile=opts.get("proxy_quantile"),
+        # 0 on the command line: no halving
+        halving_epochs=opts.get("halving_epochs", d.halving_epochs) or None,
+        halving_eta=int(opts.get("halving_eta") or d.halving_eta),
+        halving_min_trials=int(opts.get("halving_min_trials") or d.halving_min_trials),
         population_size=opts.get("population_size"),
         startup_trials=opts.get("startup_trials"),
         data_root=str(opts["data_root"]) if opts.get("data_root") else None,

@@ -12,7 +12,8 @@ Trial states (read from optuna 5.0's samplers; see the README's "Search" section
   is right too.
 * trained and within every hard budget with the measured spike rates -> COMPLETE, constraints
   all <= 0 (soft budgets may still show positive margins).
-* stopped early as hopeless (``min_accuracy_after_first_epoch``), or not trained because its
+* stopped early as hopeless (``min_accuracy_after_first_epoch``, or successive halving:
+  :mod:`neuronas.search.fidelity`), or not trained because its
   training-free score fell below the ``proxy_quantile`` of the trained ones -> PRUNED.
 * training diverged (NaN) or crashed -> FAIL with the reason in ``user_attrs["reason"]``.
 * left RUNNING by a killed process -> FAIL with ``status = "interrupted"`` and re-enqueued with
@@ -415,6 +416,9 @@ def record_result(study: Any, trial: Any, result: dict[str, Any], objectives: Se
         attrs["train"] = {k: v for k, v in train.items() if k != "history"}
         attrs["history"] = train.get("history", [])
         attrs["checkpoint"] = train.get("checkpoint")
+    if result.get("fidelity"):
+        # successive halving's mark: the rung, its accuracy, promoted or not, epochs trained
+        attrs["fidelity"] = result["fidelity"]
     if result.get("cached_from") is not None:
         attrs["cached_from"] = result["cached_from"]
     for k, v in attrs.items():
@@ -536,6 +540,7 @@ def result_from_trial(t: Any) -> dict[str, Any]:
         "accuracy_std": ua.get("accuracy_std"),
         "accuracy_split": ua.get("accuracy_split"),
         "seconds": {"price": 0.0, "train": 0.0, "total": 0.0},
+        "fidelity": ua.get("fidelity"),
         "cached_from": t.number,
     }
 

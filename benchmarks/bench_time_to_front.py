@@ -1,0 +1,191 @@
+"""Time per trained trial and time to a front: the default search, before and after, same seeds.
+
+Each arm is ``neuronas search --name ... --seed S --trials N --quiet`` (the default space, chip,
+sampler and screening training; nothing else set) run as its own process with its own
+``PYTHONPATH``: the code under test.  ``--before PATH`` is a checkout of the code before
+(e.g. a ``git worktree add --detach`` of the older commit), ``--after PATH`` this one.  For each
+seed the two arms run **at the same time**, one process each (one torch thread each on the
+2-core machine), so both see the same load.  Extra arguments for one arm only:
+``--after-args "--halving-epochs 0"``.
+
+From each run's study (read after it finished) the benchmark reports:
+
+* the median wall time of a trained trial (Optuna's ``datetime_complete - datetime_start``), over
+  all trained trials and over the full-fidelity ones (successive halving's stopped trials are
+  trained for fewer epochs);
+* the hypervolume of the feasible front (``neuronas.search.pareto.front_trials``: status ``ok``
+  only, so full-fidelity trials only) after every trial, against the wall time since the
+  search process was started (imports, pre-screen and proposals included);
+* **time to front**: the wall time at which the after arm's hypervolume first reaches the
+  before arm's hypervolume after its ``--target-trials`` trials (30: today's default search),
+  and the same for the before arm (where it first reached its own final value).
+
+Hypervolume reference point: accuracy 0 and each cost objective at the chip's budget for it (as
+``benchmarks/bench_search.py``).  Usage (the figures in RESULTS.md, "Time to a front")::
+
+    git worktree add --detach /tmp/base 1e9c3cd
+    OMP_NUM_THREADS=1 python benchmarks/bench_time_to_front.py --before /tmp/base --after . \\
+        --seeds 0 1 --before-trials 30 --after-trials 60 --json benchmarks/results/time_to_front.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def launch(code: Path, workdir: Path, name: str, seed: int, trials: int, extra: list[str]) -> Any:
+    env = dict(os.environ, PYTHONPATH=str(code.resolve()), OMP_NUM_THREADS="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "neuronas",
+        "search",
+        "--name",
+        name,
+        "--seed",
+        str(seed),
+        "--trials",
+        str(trials),
+        "--quiet",
+        *extra,
+    ]
+    log = open(workdir / f"{name}.log", "w")  # noqa: SIM115 - closed by the caller
+    started = dt.datetime.now()
+    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return proc, log, started, cmd
+
+
+def analyse(
+    run_dir: Path, started: dt.datetime, wall_s: float, target_trials: int
+) -> dict[str, Any]:
+    import optuna
+
+    from neuronas.search.pareto import hypervolume
+    from neuronas.search.run import open_run
+    from neuronas.search.study import front_trials
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run = open_run(run_dir)
+    objectives = list(run.config.objectives)
+    budgets = run.chip.budgets.items()
+    ref = [0.0 if o == "accuracy" else budgets[o].limit for o in objectives]
+    done = [t for t in run.study.get_trials(deepcopy=False) if t.datetime_complete is not None]
+    done.sort(key=lambda t: t.datetime_complete)
+    curve, secs, secs_full = [], [], []
+    for i, t in enumerate(done):
+        front = front_trials(run.study, objectives, done[: i + 1])
+        hv = hypervolume([f.values for f in front], ref, objectives)
+        curve.append(
+            {
+                "trial": i + 1,
+                "wall_s": (t.datetime_complete - started).total_seconds(),
+                "hypervolume": hv,
+                "status": t.user_attrs.get("status"),
+            }
+        )
+        if t.user_attrs.get("trained") and "cached_from" not in t.user_attrs:
+            s = (t.datetime_complete - t.datetime_start).total_seconds()
+            secs.append(s)
+            if (t.user_attrs.get("fidelity") or {}).get("full", True):
+                secs_full.append(s)
+    at_target = curve[min(target_trials, len(curve)) - 1]["hypervolume"] if curve else 0.0
+    return {
+        "trials": len(done),
+        "trained": len(secs),
+        "full_fidelity": len(secs_full),
+        "median_trained_trial_s": statistics.median(secs) if secs else None,
+        "median_full_trial_s": statistics.median(secs_full) if secs_full else None,
+        "sum_trained_trial_s": sum(secs),
+        "wall_s": wall_s,
+        "hv_final": curve[-1]["hypervolume"] if curve else 0.0,
+        f"hv_after_{target_trials}": at_target,
+        "curve": curve,
+    }
+
+
+def first_time(curve: list[dict[str, Any]], level: float) -> float | None:
+    for p in curve:
+        if p["hypervolume"] >= level - 1e-12:
+            return float(p["wall_s"])
+    return None
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--before", type=Path, required=True, help="checkout of the code before")
+    p.add_argument("--after", type=Path, default=Path("."), help="checkout of the code after")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--before-trials", type=int, default=30)
+    p.add_argument("--after-trials", type=int, default=60)
+    p.add_argument("--target-trials", type=int, default=30)
+    p.add_argument("--before-args", default="")
+    p.add_argument("--after-args", default="")
+    p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="ttf_"))
+    work.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = {
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "load_before": os.getloadavg(),
+        "argv": sys.argv,
+        "seeds": {},
+    }
+    for seed in args.seeds:
+        arms = {
+            "before": (args.before, args.before_trials, shlex.split(args.before_args)),
+            "after": (args.after, args.after_trials, shlex.split(args.after_args)),
+        }
+        procs = {}
+        for arm, (code, trials, extra) in arms.items():
+            procs[arm] = (*launch(code, work, f"{arm}-s{seed}", seed, trials, extra), time.time())
+        res: dict[str, Any] = {"load_start": os.getloadavg()}
+        for arm, (proc, log, started, cmd, t0) in procs.items():
+            rc = proc.wait()
+            log.close()
+            if rc != 0:
+                raise SystemExit(f"{arm} seed {seed}: exit {rc}; see {work / f'{arm}-s{seed}.log'}")
+            res[arm] = analyse(
+                work / "runs" / f"{arm}-s{seed}", started, time.time() - t0, args.target_trials
+            )
+            res[arm]["command"] = " ".join(cmd)
+        res["load_end"] = os.getloadavg()
+        target = res["before"][f"hv_after_{args.target_trials}"]
+        res["target_hv"] = target
+        tb = first_time(res["before"]["curve"], target)
+        ta = first_time(res["after"]["curve"], target)
+        res["time_to_front_s"] = {"before": tb, "after": ta}
+        res["time_to_front_ratio"] = (tb / ta) if (tb and ta) else None
+        mb, ma = res["before"]["median_trained_trial_s"], res["after"]["median_trained_trial_s"]
+        res["median_trained_trial_ratio"] = mb / ma if mb and ma else None
+        out["seeds"][str(seed)] = res
+        print(
+            f"seed {seed}: median trained trial {mb:.2f} s -> {ma:.2f} s "
+            f"(full-fidelity {res['after']['median_full_trial_s']:.2f} s); target HV {target:.3f}; "
+            f"time to it {tb} s -> {ta} s; final HV before {res['before']['hv_final']:.3f} "
+            f"({res['before']['trials']} trials, {res['before']['wall_s']:.0f} s), after "
+            f"{res['after']['hv_final']:.3f} ({res['after']['trials']} trials, "
+            f"{res['after']['full_fidelity']} full, {res['after']['wall_s']:.0f} s); "
+            f"load {res['load_start'][0]:.1f} -> {res['load_end'][0]:.1f}",
+            flush=True,
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
