@@ -223,7 +223,13 @@ def _accuracy(mm: dict[str, Any]) -> list[str]:
         f"Accuracy (test split): chip **{_pct(acc['mean'])} +- {_pct(acc.get('std') or 0)}** over {n} "
         f"sampled chip instance(s){spread}; float (ideal crossbars) {_pct(acc.get('float'))}; "
         f"NIR graph {_pct(acc.get('nir'))} (what another framework computes from `model.nir`: "
-        "quantized weights, no converters)\n"
+        "quantized weights, ideal cells, the converters of fc layers as Threshold nodes)"
+        + (
+            f"; `model_ideal.nir` (exact sums, loads in snnTorch and Norse) {_pct(acc['nir_ideal'])}"
+            if acc.get("nir_ideal") is not None
+            else ""
+        )
+        + "\n"
     ]
 
 
