@@ -9,7 +9,7 @@ convention snnTorch's importer assumes):
   flattens the batch too.  conv -> ``Conv2d``.  The weights are the **quantized** weights the
   crossbar stores, de-quantized (integer level x the learned step), i.e. what a digital or
   ideal array computes.
-* per-row-group conversion (fc layers on a flat input with an ADC or a sense amplifier): each
+* per-row-group conversion (fc layers with an ADC or a sense amplifier): each
   row group is a ``Linear`` node of its cell levels, each converter its comparators as NIR
   ``Threshold`` nodes (a b-bit ADC as its ladder of 2^b - 1 comparators, a sense amplifier as
   one, with the chip's skip of an idle row group composed from a driven-rows detector), and the
@@ -18,8 +18,8 @@ convention snnTorch's importer assumes):
   no quantiser node; a comparator ladder is the flash ADC itself, so no custom node is needed.
   snnTorch 1.0 and Norse 1.1 map no ``Threshold``: ``to_nir(..., converters=False)`` is the
   "ideal" graph (one node per layer, exact sums of the quantized weights; the export writes it
-  as ``model_ideal.nir``).  Convolutions and fc layers on feature maps keep exact sums (their
-  converters are listed in the metadata and are exact in the member's ``chip/`` package).
+  as ``model_ideal.nir``).  Convolutions keep exact sums (their converters are listed in the
+  metadata and are exact in the member's ``chip/`` package).
 * ``lif`` (v <- v + (x - v) / tau, hard reset to 0) -> ``LIF(tau = tau * dt, r = 1,
   v_leak = 0, v_threshold)``: forward-Euler with step dt reproduces it exactly.
 * ``if`` -> ``IF(r = 1, v_threshold)``.
@@ -111,8 +111,9 @@ def _emit_converted_fc(
     name: str,
     layer: Any,
     bias: np.ndarray,
+    in_map: tuple[int, ...] | None = None,
 ) -> None:
-    """The crossbar layer ``layer`` (fc on a flat input) with its per-row-group converters, from
+    """The crossbar layer ``layer`` (fc) with its per-row-group converters, from
     node ``src`` to a final node ``name`` (NIR sums the edges into one node):
 
     * ``{name}_g{g}_in``: ``Linear [R_g, K]``, the 0/1 selection of row group g's inputs (NIR
@@ -130,7 +131,31 @@ def _emit_converted_fc(
     * ``{name}``: ``Affine [N, S*Nc]``, the digital periphery: shift-and-add of the slices,
       converter step, weight step, the offset scheme's reference column subtracted, the bias and
       the codes' constant parts.
+
+    ``in_map``: the layer reads a feature map ``[C, H, W]`` (rows in its flattened order): the
+    nodes reading it are ``Conv2d`` with an H x W kernel and the rest 1 x 1 ``Conv2d`` on
+    ``[X, 1, 1]`` (as :func:`to_nir` writes fc layers after a feature map: no ``Flatten``).
     """
+
+    def dense(weight: np.ndarray, reads_input: bool, bias: np.ndarray | None = None) -> Any:
+        w32 = np.ascontiguousarray(weight, dtype=np.float32)
+        if in_map is None:
+            if bias is None:
+                return nir.Linear(weight=w32)
+            return nir.Affine(weight=w32, bias=bias.astype(np.float32))
+        c_in, hw = (in_map[0], in_map[1:]) if reads_input else (w32.shape[1], (1, 1))
+        return _conv(
+            w32.reshape(w32.shape[0], c_in, *hw),
+            np.zeros(w32.shape[0], np.float32) if bias is None else bias,
+            (int(hw[0]), int(hw[1])),
+            1,
+            0,
+        )
+
+    def vec(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, np.float32).reshape(-1)
+        return v if in_map is None else v.reshape(-1, 1, 1)
+
     cfg = layer.config
     cells = _signed_cells(layer)  # [K, S, Nc]
     k, n_slices, nc = cells.shape
@@ -160,32 +185,30 @@ def _emit_converted_fc(
             group_in = f"{psum}_in"
             pick = np.zeros((r1 - r0, k), np.float32)
             pick[np.arange(r1 - r0), np.arange(r0, r1)] = 1.0
-            nodes[group_in] = nir.Linear(weight=pick)
+            nodes[group_in] = dense(pick, True)
             edges.append((src, group_in))
-        nodes[psum] = nir.Linear(weight=np.ascontiguousarray(cells[r0:r1].reshape(r1 - r0, -1).T))
+        nodes[psum] = dense(cells[r0:r1].reshape(r1 - r0, -1).T, group_in == src)
         edges.append((group_in, psum))
         if not sa:
             lo, hi = cfg.adc_range
             for j in range(lo, hi):
                 cmp_ = f"{psum}_c{j - lo}"
-                nodes[cmp_] = nir.Threshold(
-                    threshold=((j + 0.5) * step).reshape(-1).astype(np.float32)
-                )
+                nodes[cmp_] = nir.Threshold(threshold=vec((j + 0.5) * step))
                 edges += [(psum, cmp_), (cmp_, name)]
             const += lo
             continue
         thr = conv["threshold"].cpu().numpy().astype(np.float64).reshape(-1)
         cmp_ = f"{psum}_sa"
-        nodes[cmp_] = nir.Threshold(threshold=thr.astype(np.float32))
+        nodes[cmp_] = nir.Threshold(threshold=vec(thr))
         edges += [(psum, cmp_), (cmp_, name)]
         # an idle group reads p = 0, so its comparator gives c = [0 > threshold]; the chip
         # skips it (code 0).  Code = 2H - 1 (bipolar) or H (unipolar) when driven, 0 when idle:
         # bipolar 2 (H + (c - 1/2) driven - c), unipolar H + c driven - c
         c = (thr < 0).astype(np.float64)
-        nodes[f"{psum}_rows"] = nir.Linear(weight=np.ones((1, r1 - r0), np.float32))
-        nodes[f"{psum}_driven"] = nir.Threshold(threshold=np.full(1, 0.5, np.float32))
+        nodes[f"{psum}_rows"] = dense(np.ones((1, r1 - r0)), group_in == src)
+        nodes[f"{psum}_driven"] = nir.Threshold(threshold=vec(np.full(1, 0.5)))
         idle = (c - 0.5) if bipolar else c
-        nodes[f"{psum}_idle"] = nir.Linear(weight=idle.reshape(-1, 1).astype(np.float32))
+        nodes[f"{psum}_idle"] = dense(idle.reshape(-1, 1), False)
         edges += [
             (group_in, f"{psum}_rows"),
             (f"{psum}_rows", f"{psum}_driven"),
@@ -194,10 +217,9 @@ def _emit_converted_fc(
         ]
         const -= c
     b = bias.astype(np.float64) + periphery @ const
-    nodes[name] = nir.Affine(
-        weight=periphery.astype(np.float32),
-        bias=b.astype(np.float32),
-        metadata={
+    nodes[name] = dense(periphery, False, b.astype(np.float32))
+    nodes[name].metadata.update(
+        {
             "neuronas_role": "crossbar periphery",
             "converter": cfg.adc_kind,
             "row_groups": groups,
@@ -209,7 +231,7 @@ def _emit_converted_fc(
 def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
     """A ``nir.NIRGraph`` of ``model`` (a :class:`neuronas.snn.SpikingNetwork` of ``arch``).
 
-    ``converters``: represent the per-row-group converters of fc layers on a flat input
+    ``converters``: represent the per-row-group converters of fc layers
     (:func:`_emit_converted_fc`: what the chip computes; ``Threshold`` nodes, which snnTorch 1.0
     and Norse 1.1 do not map); False: the "ideal" graph, one node per layer with exact sums of
     the quantized weights (what a digital CIM macro computes; every stock importer loads it)."""
@@ -263,19 +285,20 @@ def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
         if not r.is_readout and neuron.model == "ld_lif":
             b = b - np.float32(neuron.decay_step)
         if layer.kind == "fc":
-            if len(shape) == 3:
+            if converters and r.adc_kind != "digital":
+                # the row groups, their converters and the digital periphery (see there)
+                in_map = tuple(shape) if len(shape) == 3 else None
+                _emit_converted_fc(nodes, edges, prev, f"fc{i}", mod, b, in_map)
+                prev = f"fc{i}"
+                converted.append(i)
+                shape = (layer.out, 1, 1) if in_map is not None else (layer.out,)
+            elif len(shape) == 3:
                 # a convolution over the whole map instead of Flatten + Affine: the stock
                 # importers turn NIR's batch-free Flatten(start_dim=0) into one that also
                 # flattens the batch; the output is [out, 1, 1] from here on
                 kernel = w.reshape(layer.out, *shape)
                 add(f"fc{i}", _conv(kernel, b, (shape[1], shape[2]), 1, 0))
                 shape = (layer.out, 1, 1)
-            elif converters and r.adc_kind != "digital":
-                # the row groups, their converters and the digital periphery (see below)
-                _emit_converted_fc(nodes, edges, prev, f"fc{i}", mod, b)
-                prev = f"fc{i}"
-                converted.append(i)
-                shape = (layer.out,)
             else:
                 add(f"fc{i}", nir.Affine(weight=w.reshape(layer.out, -1), bias=b))
                 shape = (layer.out,)
@@ -331,8 +354,8 @@ def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
         )
     if unconverted:
         notes.append(
-            f"layers {unconverted}: partial-sum conversion not represented (convolutions and fc on "
-            "feature maps are exported with exact sums; the converters are in chip/)"
+            f"layers {unconverted}: partial-sum conversion not represented (convolutions are "
+            "exported with exact sums; the converters are in chip/)"
         )
     metadata = {
         "producer": "neuronas",
@@ -459,13 +482,9 @@ def _apply_node(
 
 
 def has_converters(arch: Any) -> bool:
-    """Whether :func:`to_nir` represents converters for ``arch`` (an fc layer on a flat input
-    with an ADC or sense amplifier): then the "ideal" graph differs from the chip's."""
-    shapes = [tuple(arch.input.shape), *[tuple(s) for s in arch.shapes()]]
-    return any(
-        r.kind == "fc" and r.adc_kind != "digital" and len(shapes[r.index]) == 1
-        for r in arch.resolved()
-    )
+    """Whether :func:`to_nir` represents converters for ``arch`` (an fc layer with an ADC or a
+    sense amplifier): then the "ideal" graph differs from the chip's."""
+    return any(r.kind == "fc" and r.adc_kind != "digital" for r in arch.resolved())
 
 
 def nir_notes(arch: Any) -> str:
@@ -477,13 +496,10 @@ def nir_notes(arch: Any) -> str:
         )
     if arch.neuron.reset == "soft":
         notes.append("soft reset exported as reset to 0")
-    kinds = {r.adc_kind for r in arch.resolved()}
     if has_converters(arch):
         notes.append(
             "fc converters as NIR Threshold nodes (snnTorch/Norse do not map them: model_ideal.nir has exact sums)"
         )
-    if kinds - {"digital"} and any(
-        r.kind != "fc" for r in arch.resolved() if r.adc_kind != "digital"
-    ):
+    if any(r.kind != "fc" for r in arch.resolved() if r.adc_kind != "digital"):
         notes.append("conv-layer partial-sum conversion not in NIR (exact sums; see chip/)")
     return "; ".join(notes) or "exact"
