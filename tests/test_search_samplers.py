@@ -53,8 +53,13 @@ def test_sampler_runs_with_constraints(tmp_path: Path, sampler: str) -> None:
     for t in trials:
         assert t.user_attrs["status"] in ("ok", "infeasible", "infeasible_measured", "failed")
         if t.state.name == "COMPLETE":
-            # every budget the chip sets is a constraint of every priced trial
-            assert set(t.constraints) == set(run.chip.budgets.items())
+            # every budget the chip sets is a constraint of every priced trial, one value per
+            # budget in the order the study names them (the list optuna-dashboard reads)
+            assert run.study.user_attrs["constraint_names"] == sorted(run.chip.budgets.items())
+            margins = t.user_attrs["margins"]
+            assert list(t.constraints.values()) == pytest.approx(
+                [margins[m] for m in run.study.user_attrs["constraint_names"]]
+            )
 
 
 def test_a_crashing_candidate_is_a_failed_trial_and_the_search_goes_on(tmp_path: Path) -> None:

@@ -63,7 +63,8 @@ def member_metrics(run: Any, t: Any) -> dict[str, Any]:
             "interval": None,
             "validation": None,
             "test": None,
-            "nir": None,  # the NIR graph's own accuracy (set when model.nir is written)
+            "nir": None,  # model.nir's own accuracy on the test split (set when it is written)
+            "nir_ideal": None,  # model_ideal.nir's (exact sums; written when the two differ)
             "test_samples": None,  # how many test samples these accuracies count
         },
         "activity": train.get("activity"),
@@ -219,8 +220,8 @@ def report_accuracy(
 def nir_accuracy(
     run: Any, arch: ArchSpec, graph: Any, cache: dict[Any, Any] | None = None
 ) -> float | None:
-    """The NIR graph's own test accuracy, run by NIR's definitions (no converters, ideal cells):
-    what another framework computes from ``model.nir``.  None for a dense task."""
+    """The NIR graph's own test accuracy, run by NIR's definitions (ideal cells; the converters
+    the graph represents): what another framework computes from it.  None for a dense task."""
     from neuronas.snn.nir import run_graph
 
     if arch.task != "classification":
@@ -312,7 +313,7 @@ def write_member(
             if nir:
                 import nir as nir_lib
 
-                from neuronas.snn.nir import nir_notes, to_nir
+                from neuronas.snn.nir import has_converters, nir_notes, to_nir
 
                 try:
                     graph = to_nir(model, arch)
@@ -321,9 +322,20 @@ def write_member(
                 else:
                     nir_lib.write(str(d / "model.nir"), graph)
                     files.append("model.nir")
+                    ideal = None
+                    if has_converters(arch):
+                        # the converters need NIR Threshold nodes, which snnTorch and Norse do
+                        # not map: the same network with exact sums loads in every importer
+                        ideal = to_nir(model, arch, converters=False)
+                        nir_lib.write(str(d / "model_ideal.nir"), ideal)
+                        files.append("model_ideal.nir")
                     nir_note = nir_notes(arch)
                     try:
                         metrics["accuracy"]["nir"] = nir_accuracy(run, arch, graph, data_cache)
+                        if ideal is not None:
+                            metrics["accuracy"]["nir_ideal"] = nir_accuracy(
+                                run, arch, ideal, data_cache
+                            )
                         metrics["accuracy"]["test_samples"] = len(
                             _test_split(run, arch, data_cache)[1]
                         )

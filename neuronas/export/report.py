@@ -275,11 +275,17 @@ def _accuracy(mm: dict[str, Any]) -> list[str]:
     if acc.get("mean") is None:
         return []
     n = acc.get("instances") or 1
+    nir_ideal = (
+        f"; `model_ideal.nir` (exact sums, loads in snnTorch and Norse) {_pct(acc['nir_ideal'])}"
+        if acc.get("nir_ideal") is not None
+        else ""
+    )
     lines = [
         f"Accuracy. Selected by: chip {_pct(acc['mean'])} +- {_pct(acc.get('std') or 0)} on the "
         f"{acc.get('split', 'test')} split over {n} chip instance(s) (the search's figure); "
         f"NIR graph {_pct(acc.get('nir'))} on the test split (what another framework computes "
-        "from `model.nir`: quantized weights, no converters). Measured at export:\n"
+        "from `model.nir`: quantized weights, ideal cells, the converters of fc layers as "
+        f"Threshold nodes){nir_ideal}. Measured at export:\n"
     ]
     measured = [_split_line(s, acc.get(s)) for s in ("validation", "test")]
     if any(measured):

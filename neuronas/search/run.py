@@ -668,7 +668,7 @@ def create_run(
     """Store a new run (checked inputs ``new``) in ``storage`` and return it opened."""
     import optuna
 
-    from neuronas.search.trials import jsonable
+    from neuronas.search.trials import jsonable, name_constraints
     from neuronas.version import __version__
 
     d = SCREENING
@@ -722,6 +722,9 @@ def create_run(
             f"cannot create study {study_name!r} in {mask_url(storage_location(run_dir, storage_kind))}: {exc}"
         ) from None
     if not study.user_attrs.get("neuronas"):
+        # what optuna-dashboard shows: the objectives by name, the constraints in order
+        study.set_metric_names(list(cfg.objectives))
+        name_constraints(study, new.chip.budgets.items())
         study.set_user_attr("prescreen", jsonable(new.screen))
         study.set_user_attr("space", new.space.model_dump(mode="json"))
         if cfg.chip_dict is not None:

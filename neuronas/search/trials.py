@@ -3,13 +3,13 @@
 Trial states (read from optuna 5.0's samplers; see the README's "Search" section):
 
 * over a hard budget at the prior spike rate -> **COMPLETE** with the budget margins as
-  constraints (``trial.set_constraint``, > 0 = violated), accuracy 0 (untrained) and the priced
+  constraints (:func:`set_constraints`, > 0 = violated), accuracy 0 (untrained) and the priced
   costs.  Not PRUNED: NSGA-II builds its populations from COMPLETE trials only
   (``optuna/samplers/_ga/_base.py``), so pruned trials would be invisible to it and it would
   keep proposing the infeasible region; TPE puts every trial with a positive constraint in its
   "above" (bad) group whatever its state (``_tpe/sampler.py: _split_trials``), ranked by total
-  violation.  Optuna's own ``best_trials`` excludes infeasible trials, so the dashboard's front
-  is right too.
+  violation.  Optuna's own ``best_trials`` excludes infeasible trials, and optuna-dashboard's
+  Pareto-front plot draws them apart (grey, never as the front); see :func:`set_constraints`.
 * trained and within every hard budget with the measured spike rates -> COMPLETE, constraints
   all <= 0 (soft budgets may still show positive margins).
 * stopped early as hopeless (``min_accuracy_after_first_epoch``, or successive halving:
@@ -72,18 +72,22 @@ from typing import Any
 from neuronas.settings import SELECTION_SPLIT
 
 __all__ = [
+    "CONSTRAINT_NAMES_ATTR",
     "DUPLICATE_ALLOWANCE",
     "OWNERLESS_GRACE_S",
     "Counts",
     "TrialStatus",
     "ask_next",
+    "constraint_names",
     "count_trials",
     "interrupt",
     "jsonable",
+    "name_constraints",
     "objective_values",
     "owner_record",
     "proxy_reference",
     "reap_stale_trials",
+    "set_constraints",
     "record_result",
     "result_from_trial",
     "reuse_duplicate",
@@ -428,11 +432,14 @@ def record_result(study: Any, trial: Any, result: dict[str, Any], objectives: Se
         study.tell(trial, state=TrialState.FAIL)
         return TrialState.FAIL
     if status == TrialStatus.INCOMPATIBLE:
-        # cannot be built at all: the worst possible constraint so samplers steer away
-        trial.set_constraint("compatible", 1.0)
+        # cannot be built at all: every budget violated, so samplers steer away
+        set_constraints(study, trial, dict.fromkeys(constraint_names(study), 1.0))
     if final.get("compatible"):
-        for metric, margin in sorted(final["margins"].items()):
-            trial.set_constraint(metric, float(margin) if math.isfinite(margin) else 1e9)
+        margins = {
+            metric: float(margin) if math.isfinite(margin) else 1e9
+            for metric, margin in final["margins"].items()
+        }
+        set_constraints(study, trial, margins)
     if result.get("proxy_score") is not None:
         trial.set_user_attr(
             "proxy_score",
@@ -443,6 +450,41 @@ def record_result(study: Any, trial: Any, result: dict[str, Any], objectives: Se
         return TrialState.PRUNED
     study.tell(trial, objective_values(result, objectives))
     return TrialState.COMPLETE
+
+
+#: the study attribute naming the trials' constraints, in order (:func:`set_constraints`)
+CONSTRAINT_NAMES_ATTR = "constraint_names"
+
+
+def constraint_names(study: Any) -> list[str]:
+    """The names of the trials' constraints, in the order of their values (the hard and soft
+    budgets of the run's chip; recorded on the study by :func:`name_constraints`)."""
+    return list(study.user_attrs.get(CONSTRAINT_NAMES_ATTR) or [])
+
+
+def name_constraints(study: Any, names: Sequence[str]) -> None:
+    """Record the constraint names (once, when the study is created)."""
+    if CONSTRAINT_NAMES_ATTR not in study.user_attrs:
+        study.set_user_attr(CONSTRAINT_NAMES_ATTR, sorted(names))
+
+
+def set_constraints(study: Any, trial: Any, values: dict[str, float]) -> None:
+    """Record a trial's constraint values (> 0 = violated) as the list under the ``constraints``
+    system attribute, ordered as :func:`constraint_names`.
+
+    One record that both readers understand: Optuna 5 reads the list as constraints ``"0"``,
+    ``"1"``, ... (``optuna/study/_constrained_optimization.py``: the format ``constraints_func``
+    writes; the samplers and ``best_trials`` use the values), and optuna-dashboard 0.21 shows only
+    that list (``optuna_dashboard/_serializer.py``, ``CONSTRAINTS_KEY``), not the per-name keys of
+    ``Trial.set_constraint``, and splits its Pareto-front plot into feasible and infeasible trials
+    by it.  The names live once on the study (``user_attrs["constraint_names"]``)."""
+    names = constraint_names(study) or sorted(values)
+    missing = set(values) - set(names)
+    if missing:
+        raise ValueError(f"constraints {sorted(missing)} are not among the study's {names}")
+    row = [float(values.get(name, 0.0)) for name in names]
+    storage = study._storage  # noqa: SLF001 - optuna offers no public per-trial writes by id
+    storage.set_trial_system_attr(_trial_id(trial), "constraints", row)
 
 
 def objective_values(result: dict[str, Any], objectives: Sequence[str]) -> list[float]:
