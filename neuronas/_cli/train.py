@@ -208,10 +208,22 @@ def run(args: argparse.Namespace) -> int:
         f"{arch.name or args.arch} on {chip_name}: status {result.status}"
         + (f" ({result.reason})" if result.reason else "")
     )
-    if result.status != "diverged":
+    if result.status != "diverged" and result.metric == "aee":
         print(
-            f"  accuracy on chip: {100 * result.accuracy_mean:.2f} +- {100 * result.accuracy_std:.2f} % "
-            f"over {len(result.accuracies)} instances; float: {100 * result.float_accuracy:.2f} %"
+            f"  AEE on chip: {result.aee_mean:.3f} +- {result.aee_std:.3f} px over "
+            f"{len(result.aees)} instances (pixels with events: {result.aee_events_mean:.3f} px); "
+            f"float: {result.float_aee:.3f} px; predicting the training split's mean flow: "
+            f"{result.baseline_aee:.3f} px"
+        )
+    elif result.status != "diverged":
+        acc, std, flt = (
+            result.accuracy_mean or 0.0,
+            result.accuracy_std or 0.0,
+            result.float_accuracy,
+        )
+        print(
+            f"  accuracy on chip: {100 * acc:.2f} +- {100 * std:.2f} % "
+            f"over {len(result.accuracies)} instances; float: {100 * (flt or 0.0):.2f} %"
         )
         rates = ", ".join(f"{r:.3f}" for r in result.activity.get("input_rates", []))
         print(f"  input spike rate per weighted layer: {rates}")
@@ -223,6 +235,11 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            json.dumps({"accuracy_mean": result.accuracy_mean, "accuracy_std": result.accuracy_std})
+            json.dumps(
+                {
+                    f"{result.metric}_mean": getattr(result, f"{result.metric}_mean"),
+                    f"{result.metric}_std": getattr(result, f"{result.metric}_std"),
+                }
+            )
         )
     return 0 if result.status != "diverged" else 1
