@@ -179,9 +179,9 @@ def run(args: argparse.Namespace) -> int:
 
     dataset_info(args.dataset)  # unknown names fail here, listing the known ones
     check_input_shape(args.dataset, arch.input.shape, what=f"{args.arch}: input.shape")
-    from neuronas.train import _check_task
+    from neuronas.tasks import check_task
 
-    _check_task(arch, args.dataset)
+    check_task(arch, args.dataset)
 
     from neuronas.train import train_candidate
 
