@@ -106,7 +106,8 @@ def evaluate(
     proxy_rejected | infeasible_measured | ok``, ``trained`` (bool), ``reason``, ``prior`` (the
     first pricing: ``cost``, ``metrics``, ``margins``, ``violations``), ``measured`` (the same
     after training, or None), ``train`` (the trainer's result dict, or None),
-    ``accuracy_mean`` / ``accuracy_std`` (None when untrained), and ``seconds`` spent pricing
+    ``accuracy_mean`` / ``accuracy_std`` (a classifier's; None when untrained), ``aee_mean`` /
+    ``aee_std`` (an optical-flow network's, pixels; None otherwise), and ``seconds`` spent pricing
     and training.
     """
     s = settings if isinstance(settings, TrialSettings) else TrialSettings.from_dict(settings)
@@ -122,6 +123,8 @@ def evaluate(
         "train": None,
         "accuracy_mean": None,
         "accuracy_std": None,
+        "aee_mean": None,
+        "aee_std": None,
         "seconds": {"price": t_price, "train": 0.0, "total": t_price},
     }
     if not prior["compatible"]:
@@ -156,7 +159,8 @@ def evaluate(
             )
             out["seconds"]["total"] = time.perf_counter() - t0
             return out
-    threshold = s.min_accuracy_after_first_epoch
+    # a classifier's hopelessness test; a flow network (metric AEE) is never stopped by it
+    threshold = s.min_accuracy_after_first_epoch if arch.task == "classification" else None
 
     def on_epoch(epoch: int, val_accuracy: float) -> bool:
         # screening: a candidate that has learned nothing after its first epoch is hopeless
@@ -189,7 +193,12 @@ def evaluate(
     out["train"] = train
     out["trained"] = True
     out["seconds"]["train"] = time.perf_counter() - t1
-    if train["status"] == "diverged" or not _finite(train.get("accuracy_mean")):
+    metric = str(train.get("metric") or "accuracy")
+    scores = {
+        f"{metric}_mean": train.get(f"{metric}_mean"),
+        f"{metric}_std": train.get(f"{metric}_std"),
+    }
+    if train["status"] == "diverged" or not _finite(train.get(f"{metric}_mean")):
         out.update(
             status="failed",
             reason=train.get("reason") or "training diverged (non-finite loss or accuracy)",
@@ -199,17 +208,14 @@ def evaluate(
             status="stopped",
             reason=train.get("reason")
             or f"stopped early: validation accuracy below {threshold} after the first epoch",
-            accuracy_mean=train["accuracy_mean"],
-            accuracy_std=train["accuracy_std"],
+            **scores,
         )
     else:
         from neuronas.hardware import Activity
 
         measured = price(arch_dict, chip, Activity.from_dict(train["activity"]))
         out["measured"] = measured
-        out.update(
-            accuracy_mean=float(train["accuracy_mean"]), accuracy_std=float(train["accuracy_std"])
-        )
+        out.update({k: float(v) for k, v in scores.items() if v is not None})
         if measured["feasible"]:
             out["status"] = "ok"
         else:
