@@ -55,6 +55,23 @@ def member_metrics(run: Any, t: Any) -> dict[str, Any]:
             "nir": None,  # the NIR graph's own accuracy (set when model.nir is written)
             "test_samples": None,  # how many test samples these accuracies count
         },
+        **(
+            {
+                "aee": {
+                    "mean": ua.get("aee"),
+                    "std": ua.get("aee_std"),
+                    "per_instance": train.get("aees"),
+                    "float": train.get("float_aee"),
+                    "events_mean": train.get("aee_events_mean"),
+                    "baseline_mean_flow": train.get("baseline_aee"),
+                    "baseline_mean_flow_events": train.get("baseline_aee_events"),
+                    "instances": run.config.eval_instances,
+                    "unit": "px",
+                }
+            }
+            if ua.get("aee") is not None
+            else {}
+        ),
         "activity": train.get("activity"),
         "cost": ua.get("cost"),
         "metrics": ua.get("metrics"),
@@ -128,8 +145,15 @@ def _test_split(run: Any, arch: ArchSpec, cache: dict[Any, Any] | None = None) -
             n = len(ds) if cfg.max_eval_samples is None else min(len(ds), cfg.max_eval_samples)
             items = [ds[i] for i in range(n)]
             x = torch.stack([torch.as_tensor(a, dtype=torch.float32) for a, _ in items])
-            y = torch.tensor([int(b) for _, b in items])
-        x, y = torch.as_tensor(x).float(), torch.as_tensor(y).long()
+            targets = [b for _, b in items]
+            y = (
+                torch.stack([torch.as_tensor(b) for b in targets])
+                if torch.is_tensor(targets[0])
+                else torch.tensor(targets)
+            )
+        y = torch.as_tensor(y)
+        # class indices as int64, flow fields as float32
+        x, y = torch.as_tensor(x).float(), (y.float() if y.is_floating_point() else y.long())
         if cfg.max_eval_samples is not None:
             x, y = x[: cfg.max_eval_samples], y[: cfg.max_eval_samples]
         cache[key] = (x, y)
@@ -258,6 +282,10 @@ def fmt_number(v: Any) -> str:
 def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
     """``pareto.csv``: one row per member (objectives, cost metrics, budget margins)."""
     budgets = list(run.chip.budgets.items())
+    flow = any(m["trial"].user_attrs.get("aee") is not None for m in members)
+    quality = (
+        ("aee", "aee_std", "aee_events", "baseline_aee") if flow else ("accuracy", "accuracy_std")
+    )
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
@@ -266,8 +294,7 @@ def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
                 "trial",
                 "folder",
                 "arch",
-                "accuracy",
-                "accuracy_std",
+                *quality,
                 *METRICS,
                 *[f"margin_{m}" for m in budgets],
                 "trained_seconds",
@@ -284,8 +311,7 @@ def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
                     t.number,
                     m["dir"].name,
                     m["arch"].describe(),
-                    fmt_number(ua.get("accuracy")),
-                    fmt_number(ua.get("accuracy_std")),
+                    *[fmt_number(ua.get(q)) for q in quality],
                     *[fmt_number(met.get(k)) for k in METRICS],
                     *[fmt_number(margins.get(b)) for b in budgets],
                     fmt_number((ua.get("train") or {}).get("train_seconds")),

@@ -175,13 +175,16 @@ def _front(members: list[dict[str, Any]], png: Path | None) -> list[str]:
     if png is not None:
         lines.append(f"![Pareto front]({png.name})\n")
     lines += [
-        "| # | trial | architecture | chip accuracy | NIR graph | energy_uj | latency_us | area_mm2 | memory_kb | folder |",
+        "| # | trial | architecture | chip accuracy (or AEE) | NIR graph | energy_uj | latency_us | area_mm2 | memory_kb | folder |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mm in members:
         ua = mm["trial"].user_attrs
         met = ua.get("metrics") or {}
-        acc = f"{100 * ua['accuracy']:.1f} +- {100 * (ua.get('accuracy_std') or 0):.1f}%"
+        if ua.get("aee") is not None:  # optical flow: AEE in pixels (lower is better)
+            acc = f"AEE {ua['aee']:.3f} +- {ua.get('aee_std') or 0:.3f} px"
+        else:
+            acc = f"{100 * ua['accuracy']:.1f} +- {100 * (ua.get('accuracy_std') or 0):.1f}%"
         lines.append(
             f"| {mm['rank']} | {mm['trial'].number} | `{mm['arch'].describe()}` | {acc} | "
             f"{_pct((mm['metrics'].get('accuracy') or {}).get('nir'))} | "
