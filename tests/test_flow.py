@@ -135,7 +135,9 @@ def test_a_tiny_flow_search_exports_a_front_over_aee(tmp_path: Path) -> None:
             "--space",
             str(space),
             "--trials",
-            "2",
+            "3",
+            "--startup-trials",
+            "1",  # the third trial is proposed by expected hypervolume improvement over AEE
             "--name",
             "f",
             *fast,
@@ -148,6 +150,14 @@ def test_a_tiny_flow_search_exports_a_front_over_aee(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     run = json.loads((tmp_path / "runs" / "f" / "run.json").read_text())
     assert run["objectives"] == ["aee", "energy_uj", "latency_us"]
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'runs' / 'f' / 'study.db'}"
+    study = optuna.load_study(study_name=optuna.get_all_study_names(url)[0], storage=url)
+    assert study.directions[0] == optuna.study.StudyDirection.MINIMIZE
+    proposals = [t.system_attrs.get("neuronas:proposal", {}) for t in study.trials]
+    guided = [p for p in proposals if p.get("how") == "expected hypervolume improvement"]
+    assert guided and all(p["predicted_aee"] > 0 for p in guided)
     res = cli(["export", "f", "--no-chip-package"], tmp_path)
     assert res.returncode == 0, res.stderr
     out = tmp_path / "runs" / "f" / "export"
