@@ -246,8 +246,9 @@ def reference_point(objectives: Sequence[str], chip: Any, costs: np.ndarray) -> 
             ref.append(float(budgets[o].limit))
         else:
             col = costs[:, j] if len(costs) else np.array([1.0])
-            col = col[np.isfinite(col) & (col > 0)]
-            # AEE: 1.1x the worst on the front (the priced candidates carry 0, unknown)
+            col = col[np.isfinite(col)]
+            if o in UNCERTAIN:  # AEE: 1.1x the worst on the front (the priced candidates carry 0)
+                col = col[col > 0]
             ref.append(1.1 * float(col.max()) if len(col) else 1.0)
     return np.asarray(ref)
 
