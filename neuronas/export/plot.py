@@ -116,6 +116,13 @@ def plot_front(run: Any, trials: list[Any], front: list[Any], path: Path) -> lis
                 fontsize=7,
             )
             handles.setdefault(f"{kind} budget ({metric})", h)
+        baselines = [
+            t.user_attrs["baseline_aee"] for t in trials if t.user_attrs.get("baseline_aee")
+        ]
+        if quality == "aee" and baselines:
+            # what a flow network must beat: the training split's mean flow field as prediction
+            h = ax.axhline(max(baselines), color="0.4", ls="-.", lw=1)
+            handles.setdefault("predicting the training split's mean flow", h)
         ax.set_xscale("log")
         ax.set_xlabel(AXIS_TITLES.get(metric, metric))
         ax.set_ylabel(
