@@ -191,6 +191,15 @@ def _front(members: list[dict[str, Any]], png: Path | None) -> list[str]:
             f"{_fmt(met.get('energy_uj'))} | {_fmt(met.get('latency_us'))} | {_fmt(met.get('area_mm2'))} | "
             f"{_fmt(met.get('memory_kb'))} | `{mm['dir'].name}/` |"
         )
+    base = [mm["trial"].user_attrs.get("baseline_aee") for mm in members]
+    base = [b for b in base if b is not None]
+    if base:
+        lines += [
+            "",
+            f"AEE: average endpoint error (px, lower is better) over all test pixels. Predicting "
+            f"the training split's mean flow field on the same samples: AEE {max(base):.3f} px "
+            f"(best member: {min(mm['trial'].user_attrs['aee'] for mm in members) / max(base):.2f}x).",
+        ]
     lines += [
         "",
         "Architecture shorthand: layers (`mp2` max-pool 2, `fc64`, `c16k3` conv 16 channels 3x3), `T` timesteps, "
