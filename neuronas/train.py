@@ -1,7 +1,8 @@
 """Training one candidate with the crossbar in the loop, and evaluating it on sampled chips.
 
-Surrogate-gradient BPTT (Adam, cross-entropy on the readout averaged over the timesteps) with a
-hardware-awareness schedule:
+Surrogate-gradient BPTT (Adam; the loss, readout and metric of the dataset's task, see
+:mod:`neuronas.tasks`: cross-entropy and accuracy for classifiers, endpoint error and AEE for
+optical flow) with a hardware-awareness schedule:
 
 - ``progressive``: awareness rises linearly from 0 (ideal float crossbars) to 1 (the full chip
   model) over the first ``ramp_fraction`` of the training steps, then stays at 1 (the ADC-less
@@ -32,11 +33,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from neuronas.errors import DataError, NeuronasError
 from neuronas.settings import FULL_TRAINING, SELECTION_SPLIT
 from neuronas.spec import ArchSpec
+from neuronas.tasks import (
+    TASKS,
+    Task,
+    batch_sums,
+    check_task,
+    mean_flow_baseline,
+    readout,
+    task_loss,
+)
 
 __all__ = [
     "SCHEDULES",
@@ -66,10 +75,10 @@ class TrainResult:
 
     status: str  # "ok" | "diverged" | "stopped"
     reason: str
-    accuracy_mean: float
-    accuracy_std: float
+    accuracy_mean: float | None  # None for a flow network (its metric is AEE)
+    accuracy_std: float | None
     accuracies: tuple[float, ...]
-    float_accuracy: float
+    float_accuracy: float | None
     activity: dict[str, Any]
     epochs_run: int
     train_seconds: float
@@ -80,11 +89,25 @@ class TrainResult:
     #: (``test_instances``: a single training's report, never a search's selection)
     test_accuracies: tuple[float, ...] = ()
     test_float_accuracy: float | None = None
+    #: the task's quality metric: "accuracy" (classification) or "aee" (flow; the fields below)
+    metric: str = "accuracy"
+    #: flow: average endpoint error (px) over all pixels, mean and std over the chip instances
+    aee_mean: float | None = None
+    aee_std: float | None = None
+    aees: tuple[float, ...] = ()
+    float_aee: float | None = None
+    #: flow: AEE over the pixels that saw an event, mean over the chip instances
+    aee_events_mean: float | None = None
+    #: flow: the AEE of predicting the training split's mean flow field on the evaluated
+    #: samples (all pixels, pixels with events): the baseline a flow network must beat
+    baseline_aee: float | None = None
+    baseline_aee_events: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["accuracies"] = list(self.accuracies)
         d["test_accuracies"] = list(self.test_accuracies)
+        d["aees"] = list(self.aees)
         d["history"] = list(self.history)
         return d
 
@@ -151,23 +174,6 @@ def _check_shape(arch: ArchSpec, dataset: str) -> tuple[int, ...]:
     return tuple(check_input_shape(dataset, arch.input.shape, what=what))
 
 
-def _check_task(arch: ArchSpec, dataset: str) -> None:
-    from neuronas.data import dataset_info
-
-    name = arch.name or "the architecture"
-    if arch.task != "classification" or len(arch.output_shape) != 1:
-        raise NeuronasError(
-            f"task: {name} is a {arch.task} network with output {list(arch.output_shape)}; the trainer "
-            "trains classifiers (a readout of one value per class)"
-        )
-    classes = dataset_info(dataset).num_classes
-    if arch.num_outputs != classes:
-        raise DataError(
-            f"layers[-1].out: {name} has {arch.num_outputs} outputs but dataset {dataset} has "
-            f"{classes} classes; set the readout's out to {classes}"
-        )
-
-
 def _tensors(
     dataset: str, split: str, timesteps: int, data_root: Any, shape: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,14 +189,25 @@ def _tensors(
     else:  # tonic datasets: materialise once (they are small at screening sizes)
         items = [ds[i] for i in range(len(ds))]
         x = torch.stack([torch.as_tensor(a, dtype=torch.float32) for a, _ in items])
-        y = torch.tensor([int(b) for _, b in items])
-    entry = (torch.as_tensor(x).float(), torch.as_tensor(y).long())
+        targets = [b for _, b in items]
+        y = (
+            torch.stack([torch.as_tensor(b) for b in targets])
+            if torch.is_tensor(targets[0])
+            else torch.tensor(targets)
+        )
+    entry = (torch.as_tensor(x).float(), _targets(y))
     _TENSOR_CACHE[key] = entry
     budget = _cache_budget_bytes()
     # the newest entry stays even over budget (and its other split, just used, with it)
     while len(_TENSOR_CACHE) > 2 and sum(_entry_bytes(e) for e in _TENSOR_CACHE.values()) > budget:
         _TENSOR_CACHE.popitem(last=False)
     return entry
+
+
+def _targets(y: Any) -> torch.Tensor:
+    """Class indices as int64, flow fields as float32."""
+    y = torch.as_tensor(y)
+    return y.float() if y.is_floating_point() else y.long()
 
 
 def dataset_tensors(
@@ -200,7 +217,7 @@ def dataset_tensors(
     data_root: str | Path | None = None,
     shape: tuple[int, ...] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(frames [N, T, *shape], labels [N])`` of a dataset split, cached in this process (shared by
+    """``(frames [N, T, *shape], targets [N] or [N, 2, h, w])`` of a dataset split, cached in this process (shared by
     every training of the same dataset, timesteps and shape; bounded by ``$NEURONAS_DATA_CACHE_MB``,
     default 1024).  ``shape``: the frame shape (default the dataset's own)."""
     if shape is None:
@@ -260,16 +277,26 @@ def _batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[torch
 
 
 @torch.no_grad()
-def _accuracy(
-    model: Any, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 256
-) -> float:
+def _measure(
+    model: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+    task: Task,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """The task's measures on ``x, y`` (accuracy; or aee and aee_events), NaN where nothing
+    was counted."""
     model.eval()
-    correct = 0
+    sums: dict[str, list[float]] = {}
     for idx in _batches(len(y), batch_size, None):
         xb = x[idx].to(device).transpose(0, 1)
-        out = model(xb).mean(0)
-        correct += int((out.argmax(-1).cpu() == y[idx]).sum())
-    return correct / max(1, len(y))
+        pred = readout(model(xb)).cpu()
+        for k, (total, count) in batch_sums(task, pred, y[idx], xb.cpu()).items():
+            acc = sums.setdefault(k, [0.0, 0.0])
+            acc[0] += total
+            acc[1] += count
+    return {k: (v[0] / v[1] if v[1] else float("nan")) for k, v in sums.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,7 +376,7 @@ def train_candidate(
     dev = resolve_device(device)
     chip = _resolve_chip(chip)
     shape = _check_shape(arch, dataset)
-    _check_task(arch, dataset)
+    task = check_task(arch, dataset)
     t_steps = arch.input.timesteps
     phase: dict[str, float] = {}  # wall seconds per phase of this run (what a trial's time goes to)
     t_phase = time.perf_counter()
@@ -394,14 +421,15 @@ def train_candidate(
     for epoch in range(epochs):
         model.train()
         t_ep = time.perf_counter()
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, seen = 0.0, 0
+        train_sums: dict[str, list[float]] = {}
         for idx in _batches(len(y_tr), batch_size, gen):
             level = awareness_at(schedule, step, total_steps, ramp_fraction)
             model.set_hardware_awareness(level)
             xb = x_all[train_idx[idx]].to(dev).transpose(0, 1)
             yb = y_tr[idx].to(dev)
-            out = model(xb).mean(0)
-            loss = F.cross_entropy(out, yb)
+            pred = readout(model(xb))
+            loss = task_loss(task, pred, yb)
             if not torch.isfinite(loss):
                 status, reason = (
                     "diverged",
@@ -414,7 +442,10 @@ def train_candidate(
             sched.step()
             step += 1
             loss_sum += float(loss.detach()) * len(idx)
-            correct += int((out.argmax(-1) == yb).sum())
+            for k, (total, count) in batch_sums(task, pred.detach(), yb, xb).items():
+                acc = train_sums.setdefault(k, [0.0, 0.0])
+                acc[0] += total
+                acc[1] += count
             seen += len(idx)
         if status == "ok" and not all(torch.isfinite(p).all() for p in model.parameters()):
             status, reason = "diverged", f"weights became non-finite at epoch {epoch}"
@@ -422,14 +453,16 @@ def train_candidate(
         if status != "ok":
             break
         t_val = time.perf_counter()
-        val_acc = _accuracy(model, x_val, y_val, dev) if len(y_val) else float("nan")
+        val_acc = (
+            _measure(model, x_val, y_val, dev, task)[task.metric] if len(y_val) else float("nan")
+        )
         phase["validation"] += time.perf_counter() - t_val
         rec = {
             "epoch": epoch,
             "hardware_awareness": round(model.hardware_awareness, 4),
             "train_loss": loss_sum / max(1, seen),
-            "train_accuracy": correct / max(1, seen),
-            "val_accuracy": val_acc,
+            f"train_{task.metric}": _ratio(train_sums.get(task.metric)),
+            f"val_{task.metric}": val_acc,
             "seconds": time.perf_counter() - t_ep,
         }
         history.append(rec)
@@ -452,6 +485,7 @@ def train_candidate(
     accuracies: list[float] = []
     float_acc = 0.0
     activity: dict[str, Any] = {}
+    details: dict[str, list[float]] = {}
     if status == "ok" or (status == "stopped" and evaluate_stopped):
         accuracies, float_acc, activity = evaluate_on_chip(
             model,
@@ -461,6 +495,8 @@ def train_candidate(
             seed=seed,
             calibration=x_first,
             device=dev,
+            task=task,
+            details=details,
         )
         if not all(math.isfinite(a) for a in accuracies):
             status, reason = "diverged", "evaluation produced non-finite outputs"
@@ -478,6 +514,7 @@ def train_candidate(
             seed=seed,
             device=dev,
             measure_activity=False,
+            task=task,
         )
     phase["evaluate"] = time.perf_counter() - t_phase
     mean = sum(accuracies) / len(accuracies) if accuracies else 0.0
@@ -514,27 +551,53 @@ def train_candidate(
             checkpoint = str(out / "model.pt")
             torch.save(model.state_dict(), checkpoint)
     phase["save"] = time.perf_counter() - t_phase
-    result = TrainResult(
-        status=status,
-        reason=reason,
-        accuracy_mean=mean,
-        accuracy_std=std,
-        accuracies=tuple(accuracies),
-        float_accuracy=float_acc,
-        activity=activity,
-        epochs_run=epochs_run,
-        train_seconds=train_seconds,
-        history=tuple(history),
-        checkpoint=checkpoint,
-        config=config,
-        test_accuracies=tuple(test_accuracies),
-        test_float_accuracy=test_float,
-    )
+    common: dict[str, Any] = {
+        "status": status,
+        "reason": reason,
+        "activity": activity,
+        "epochs_run": epochs_run,
+        "train_seconds": train_seconds,
+        "history": tuple(history),
+        "checkpoint": checkpoint,
+        "config": config,
+        "metric": task.metric,
+        "test_accuracies": tuple(test_accuracies),
+        "test_float_accuracy": test_float,
+    }
+    if task.metric == "accuracy":
+        result = TrainResult(
+            accuracy_mean=mean,
+            accuracy_std=std,
+            accuracies=tuple(accuracies),
+            float_accuracy=float_acc,
+            **common,
+        )
+    else:
+        events = details.get("aee_events", [])
+        baseline = mean_flow_baseline(y_tr, y_eval, x_eval)
+        result = TrainResult(
+            accuracy_mean=None,
+            accuracy_std=None,
+            accuracies=(),
+            float_accuracy=None,
+            aee_mean=mean if accuracies else None,
+            aee_std=std if accuracies else None,
+            aees=tuple(accuracies),
+            float_aee=float_acc if accuracies else None,
+            aee_events_mean=sum(events) / len(events) if events else None,
+            baseline_aee=baseline["aee"],
+            baseline_aee_events=baseline["aee_events"],
+            **common,
+        )
     if out_dir is not None:
         (Path(out_dir) / "metrics.json").write_text(
             json.dumps(result.to_dict(), indent=2, default=_json_default)
         )
     return result
+
+
+def _ratio(sums: list[float] | None) -> float:
+    return sums[0] / sums[1] if sums and sums[1] else float("nan")
 
 
 def _json_default(v: Any) -> Any:
@@ -598,8 +661,12 @@ def evaluate_on_chip(
     calibration: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
     measure_activity: bool = True,
+    task: Task | None = None,
+    details: dict[str, list[float]] | None = None,
 ) -> tuple[list[float], float, dict[str, Any]]:
-    """(accuracy per chip instance, float accuracy, measured activity dict) on ``x, y``.
+    """(the task's metric per chip instance, its float value, measured activity dict) on
+    ``x, y``: accuracy for a classifier (``task`` None), AEE (px) for flow.  ``details``, when
+    given, receives every measure of the task per chip instance (flow: ``aee``, ``aee_events``).
 
     Instance k is :func:`chip_instance_seed` ``(seed, k)``: evaluating the same model on the same
     samples again gives the same per-instance accuracies (read noise included).  The activity
@@ -607,13 +674,15 @@ def evaluate_on_chip(
     instance's pass, the only one with the probes on (``measure_activity=False``: no probes, an
     empty dict)."""
     dev = torch.device(device)
+    task = task or TASKS["classification"]
+    details = {} if details is None else details
     if calibration is not None:
         model.calibrate(calibration.to(dev).transpose(0, 1))
     model.set_hardware_awareness(0.0)
     with _seeded_pass(chip_instance_seed(seed, 0), dev):
-        float_acc = _accuracy(model, x, y, dev)
+        float_acc = _measure(model, x, y, dev, task)[task.metric]
     model.set_hardware_awareness(1.0)
-    accuracies: list[float] = []
+    measured: list[dict[str, float]] = []
     noisy = model.device_model.noisy
     for k in range(max(1, eval_instances)):
         model.resample_chip_instance(chip_instance_seed(seed, k))
@@ -621,11 +690,14 @@ def evaluate_on_chip(
             model.reset_probes()
             model.probing = True
         if k > 0 and not noisy:
-            accuracies.append(accuracies[0])  # an ideal device: every instance is the same chip
+            measured.append(measured[0])  # an ideal device: every instance is the same chip
             continue
         with _seeded_pass(chip_instance_seed(seed, k), dev):
-            accuracies.append(_accuracy(model, x, y, dev))
+            measured.append(_measure(model, x, y, dev, task))
         model.probing = False
+    for name in measured[0]:
+        details[name] = [m[name] for m in measured]
+    accuracies = details[task.metric]
     if not measure_activity:
         return accuracies, float_acc, {}
     inp, outp = model.activity_rates()

@@ -112,7 +112,7 @@ def trial_rows(
         "state",
         "status",
         "arch",
-        f"{'val' if split == 'validation' else split} acc",
+        f"{'val' if split == 'validation' else split} acc|AEE",
         "±",
         "energy_uj",
         "latency_us",
@@ -126,16 +126,21 @@ def trial_rows(
         ua = t.user_attrs
         metrics = ua.get("metrics") or {}
         acc = ua.get("accuracy")
+        if ua.get("aee") is not None:  # optical flow: AEE (px) in the quality column
+            quality, spread = f"{ua['aee']:.3f}px", _num(ua.get("aee_std"), ".3f")
+        else:
+            quality = _num(100 * acc, ".1f") if acc is not None else "-"
+            spread = (
+                _num(100 * ua["accuracy_std"], ".1f") if ua.get("accuracy_std") is not None else "-"
+            )
         rows.append(
             [
                 str(t.number),
                 t.state.name,
                 str(ua.get("status", "")),
                 describe_arch(ua.get("arch")),
-                _num(100 * acc, ".1f") if acc is not None else "-",
-                _num(100 * ua["accuracy_std"], ".1f")
-                if ua.get("accuracy_std") is not None
-                else "-",
+                quality,
+                spread,
                 _num(metrics.get("energy_uj")),
                 _num(metrics.get("latency_us")),
                 _num(metrics.get("area_mm2")),

@@ -180,9 +180,9 @@ def run(args: argparse.Namespace) -> int:
 
     dataset_info(args.dataset)  # unknown names fail here, listing the known ones
     check_input_shape(args.dataset, arch.input.shape, what=f"{args.arch}: input.shape")
-    from neuronas.train import _check_task
+    from neuronas.tasks import check_task
 
-    _check_task(arch, args.dataset)
+    check_task(arch, args.dataset)
 
     from neuronas.train import train_candidate
 
@@ -210,11 +210,24 @@ def run(args: argparse.Namespace) -> int:
         f"{arch.name or args.arch} on {chip_name}: status {result.status}"
         + (f" ({result.reason})" if result.reason else "")
     )
-    if result.status != "diverged":
+    if result.status != "diverged" and result.metric == "aee":
+        print(
+            f"  AEE on chip ({result.config['eval_split']} split, held out of the training data): "
+            f"{result.aee_mean:.3f} +- {result.aee_std:.3f} px over "
+            f"{len(result.aees)} instances (pixels with events: {result.aee_events_mean:.3f} px); "
+            f"float: {result.float_aee:.3f} px; predicting the training split's mean flow: "
+            f"{result.baseline_aee:.3f} px"
+        )
+    elif result.status != "diverged":
+        acc, std, flt = (
+            result.accuracy_mean or 0.0,
+            result.accuracy_std or 0.0,
+            result.float_accuracy,
+        )
         print(
             f"  accuracy on chip ({result.config['eval_split']} split, held out of the training "
-            f"data): {100 * result.accuracy_mean:.2f} +- {100 * result.accuracy_std:.2f} % "
-            f"over {len(result.accuracies)} instances; float: {100 * result.float_accuracy:.2f} %"
+            f"data): {100 * acc:.2f} +- {100 * std:.2f} % "
+            f"over {len(result.accuracies)} instances; float: {100 * (flt or 0.0):.2f} %"
         )
         if result.test_accuracies:
             from neuronas.settings import REPORT
@@ -237,6 +250,11 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            json.dumps({"accuracy_mean": result.accuracy_mean, "accuracy_std": result.accuracy_std})
+            json.dumps(
+                {
+                    f"{result.metric}_mean": getattr(result, f"{result.metric}_mean"),
+                    f"{result.metric}_std": getattr(result, f"{result.metric}_std"),
+                }
+            )
         )
     return 0 if result.status != "diverged" else 1

@@ -67,6 +67,23 @@ def member_metrics(run: Any, t: Any) -> dict[str, Any]:
             "nir_ideal": None,  # model_ideal.nir's (exact sums; written when the two differ)
             "test_samples": None,  # how many test samples these accuracies count
         },
+        **(
+            {
+                "aee": {
+                    "mean": ua.get("aee"),
+                    "std": ua.get("aee_std"),
+                    "per_instance": train.get("aees"),
+                    "float": train.get("float_aee"),
+                    "events_mean": train.get("aee_events_mean"),
+                    "baseline_mean_flow": train.get("baseline_aee"),
+                    "baseline_mean_flow_events": train.get("baseline_aee_events"),
+                    "instances": run.config.eval_instances,
+                    "unit": "px",
+                }
+            }
+            if ua.get("aee") is not None
+            else {}
+        ),
         "activity": train.get("activity"),
         "cost": ua.get("cost"),
         "metrics": ua.get("metrics"),
@@ -140,8 +157,15 @@ def _test_split(run: Any, arch: ArchSpec, cache: dict[Any, Any] | None = None) -
             n = len(ds) if cfg.max_eval_samples is None else min(len(ds), cfg.max_eval_samples)
             items = [ds[i] for i in range(n)]
             x = torch.stack([torch.as_tensor(a, dtype=torch.float32) for a, _ in items])
-            y = torch.tensor([int(b) for _, b in items])
-        x, y = torch.as_tensor(x).float(), torch.as_tensor(y).long()
+            targets = [b for _, b in items]
+            y = (
+                torch.stack([torch.as_tensor(b) for b in targets])
+                if torch.is_tensor(targets[0])
+                else torch.tensor(targets)
+            )
+        y = torch.as_tensor(y)
+        # class indices as int64, flow fields as float32
+        x, y = torch.as_tensor(x).float(), (y.float() if y.is_floating_point() else y.long())
         if cfg.max_eval_samples is not None:
             x, y = x[: cfg.max_eval_samples], y[: cfg.max_eval_samples]
         cache[key] = (x, y)
@@ -186,8 +210,10 @@ def report_accuracy(
     *,
     instances: int,
     confidence: float,
+    task: Any = None,
 ) -> dict[str, Any]:
-    """The chosen member's chip accuracy on the validation and the test split over ``instances``
+    """The chosen member's chip accuracy (``task``: a :class:`neuronas.tasks.Task`; None: a
+    classifier's accuracy, the flow task: AEE in px) on the validation and the test split over ``instances``
     chip instances (instance k: :func:`neuronas.train.chip_instance_seed` of the run's seed and
     k, as in the search, so the first ``eval_instances`` validation figures repeat the search's),
     each with its mean, interval and per-instance values.  The only place the test split's
@@ -201,7 +227,7 @@ def report_accuracy(
         ("test", _test_split(run, arch, cache)),
     ):
         per, float_acc, _ = evaluate_on_chip(
-            model, x, y, eval_instances=instances, seed=seed, measure_activity=False
+            model, x, y, eval_instances=instances, seed=seed, measure_activity=False, task=task
         )
         mean, half = confidence_interval(per, confidence)
         out[split] = {
@@ -301,6 +327,23 @@ def write_member(
                 metrics["accuracy"]["not_measured"] = str(exc)
             else:
                 metrics["accuracy"]["test_samples"] = metrics["accuracy"]["test"]["samples"]
+        elif "aee" in metrics:  # a flow network: the same measurement of its AEE (px)
+            from neuronas.tasks import TASKS
+
+            try:
+                metrics["aee"].update(
+                    report_accuracy(
+                        run,
+                        arch,
+                        model,
+                        data_cache,
+                        instances=instances,
+                        confidence=confidence,
+                        task=TASKS["flow"],
+                    )
+                )
+            except NeuronasError as exc:
+                metrics["aee"]["not_measured"] = str(exc)
         if nir or chip_package:
             if chip_package:
                 from neuronas.export.chip import write_chip_package
@@ -367,6 +410,10 @@ def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
     """``pareto.csv``: one row per member (the search's accuracy and the split it is on, the
     export's validation and test accuracy with their interval bounds, cost metrics, margins)."""
     budgets = list(run.chip.budgets.items())
+    flow = any(m["trial"].user_attrs.get("aee") is not None for m in members)
+    quality = (
+        ("aee", "aee_std", "aee_events", "baseline_aee") if flow else ("accuracy", "accuracy_std")
+    )
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
@@ -375,8 +422,7 @@ def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
                 "trial",
                 "folder",
                 "arch",
-                "accuracy",
-                "accuracy_std",
+                *quality,
                 "accuracy_split",
                 "val_accuracy",
                 "val_accuracy_low",
@@ -401,8 +447,7 @@ def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
                     t.number,
                     m["dir"].name,
                     m["arch"].describe(),
-                    fmt_number(ua.get("accuracy")),
-                    fmt_number(ua.get("accuracy_std")),
+                    *[fmt_number(ua.get(q)) for q in quality],
                     acc.get("split", ""),
                     *[
                         fmt_number((acc.get(split) or {}).get(k))

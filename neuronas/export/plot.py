@@ -33,12 +33,13 @@ _GROUPS = (
 )
 
 
-def _group(t: Any, front_ids: set[int]) -> int | None:
+def _group(t: Any, front_ids: set[int], quality: str = "accuracy") -> int | None:
     ua = t.user_attrs
     st = ua.get("status")
     if st in ("infeasible", "incompatible"):
-        return 0
-    if ua.get("accuracy") is None:
+        # untrained: drawn at accuracy 0; an AEE has no such floor, so they are left out
+        return 0 if quality == "accuracy" else None
+    if ua.get(quality) is None:
         return None
     if t.number in front_ids:
         return 3
@@ -57,8 +58,12 @@ def plot_front(run: Any, trials: list[Any], front: list[Any], path: Path) -> lis
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from neuronas.tasks import METRICS, quality_metric
+
     cfg = run.config
-    costs = [o for o in cfg.objectives if o != "accuracy"] or ["energy_uj"]
+    quality = quality_metric(cfg.objectives) or "accuracy"
+    scale = 100.0 if quality == "accuracy" else 1.0
+    costs = [o for o in cfg.objectives if o not in METRICS] or ["energy_uj"]
     fig, axes = plt.subplots(1, len(costs), figsize=(5.4 * len(costs), 4.8), squeeze=False)
     front_ids = {t.number for t in front}
     budgets = run.chip.budgets.items()
@@ -66,13 +71,13 @@ def plot_front(run: Any, trials: list[Any], front: list[Any], path: Path) -> lis
     for ax, metric in zip(axes[0], costs, strict=False):
         points: list[list[tuple[float, float, float, int]]] = [[] for _ in _GROUPS]
         for t in trials:
-            g = _group(t, front_ids)
+            g = _group(t, front_ids, quality)
             met = t.user_attrs.get("metrics") or {}
             if g is None or metric not in met:
                 continue
             ua = t.user_attrs
-            acc = 0.0 if g == 0 else 100 * float(ua["accuracy"])
-            std = 0.0 if g == 0 else 100 * float(ua.get("accuracy_std") or 0.0)
+            acc = 0.0 if g == 0 else scale * float(ua[quality])
+            std = 0.0 if g == 0 else scale * float(ua.get(f"{quality}_std") or 0.0)
             points[g].append((float(met[metric]), acc, std, t.number))
         for g, (label, marker, colour, z) in enumerate(_GROUPS):
             pts = points[g]
@@ -111,9 +116,20 @@ def plot_front(run: Any, trials: list[Any], front: list[Any], path: Path) -> lis
                 fontsize=7,
             )
             handles.setdefault(f"{kind} budget ({metric})", h)
+        baselines = [
+            t.user_attrs["baseline_aee"] for t in trials if t.user_attrs.get("baseline_aee")
+        ]
+        if quality == "aee" and baselines:
+            # what a flow network must beat: the training split's mean flow field as prediction
+            h = ax.axhline(max(baselines), color="0.4", ls="-.", lw=1)
+            handles.setdefault("predicting the training split's mean flow", h)
         ax.set_xscale("log")
         ax.set_xlabel(AXIS_TITLES.get(metric, metric))
-        ax.set_ylabel(f"{cfg.accuracy_split} accuracy on the chip (%)")
+        ax.set_ylabel(
+            f"{cfg.accuracy_split} accuracy on the chip (%)"
+            if quality == "accuracy"
+            else f"AEE (px) on the chip ({cfg.accuracy_split} split)"
+        )
         ax.grid(alpha=0.3)
     fig.suptitle(
         f"{run.space.name} on {run.chip.name} ({cfg.dataset}, {cfg.sampler}, {len(trials)} trials); "

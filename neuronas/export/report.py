@@ -216,7 +216,7 @@ def _front(members: list[dict[str, Any]], png: Path | None) -> list[str]:
     if png is not None:
         lines.append(f"![Pareto front]({png.name})\n")
     lines += [
-        "| # | trial | architecture | search accuracy (selected by) | validation (interval) | "
+        "| # | trial | architecture | search accuracy or AEE (selected by) | validation (interval) | "
         "test (interval) | NIR graph | energy_uj | latency_us | area_mm2 | memory_kb | folder |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -224,10 +224,16 @@ def _front(members: list[dict[str, Any]], png: Path | None) -> list[str]:
         ua = mm["trial"].user_attrs
         met = ua.get("metrics") or {}
         macc = mm["metrics"].get("accuracy") or {}
-        acc = (
-            f"{100 * ua['accuracy']:.1f} +- {100 * (ua.get('accuracy_std') or 0):.1f}% "
-            f"({macc.get('split', '-')})"
-        )
+        if ua.get("aee") is not None:  # optical flow: AEE in pixels (lower is better)
+            acc = (
+                f"AEE {ua['aee']:.3f} +- {ua.get('aee_std') or 0:.3f} px "
+                f"({ua.get('aee_split') or macc.get('split', '-')})"
+            )
+        else:
+            acc = (
+                f"{100 * ua['accuracy']:.1f} +- {100 * (ua.get('accuracy_std') or 0):.1f}% "
+                f"({macc.get('split', '-')})"
+            )
         lines.append(
             f"| {mm['rank']} | {mm['trial'].number} | `{mm['arch'].describe()}` | {acc} | "
             f"{_interval(macc.get('validation'))} | {_interval(macc.get('test'))} | "
@@ -235,6 +241,15 @@ def _front(members: list[dict[str, Any]], png: Path | None) -> list[str]:
             f"{_fmt(met.get('energy_uj'))} | {_fmt(met.get('latency_us'))} | {_fmt(met.get('area_mm2'))} | "
             f"{_fmt(met.get('memory_kb'))} | `{mm['dir'].name}/` |"
         )
+    base = [mm["trial"].user_attrs.get("baseline_aee") for mm in members]
+    base = [b for b in base if b is not None]
+    if base:
+        lines += [
+            "",
+            f"AEE: average endpoint error (px, lower is better) over all test pixels. Predicting "
+            f"the training split's mean flow field on the same samples: AEE {max(base):.3f} px "
+            f"(best member: {min(mm['trial'].user_attrs['aee'] for mm in members) / max(base):.2f}x).",
+        ]
     lines += [
         "",
         "Architecture shorthand: layers (`mp2` max-pool 2, `fc64`, `c16k3` conv 16 channels 3x3), `T` timesteps, "

@@ -46,10 +46,11 @@ import numpy as np
 from optuna.samplers import BaseSampler, RandomSampler
 
 from neuronas.search.draw import draw_priced
-from neuronas.search.pareto import dominated_volume, front_trials, hypervolume, to_loss
+from neuronas.search.pareto import DIRECTIONS, dominated_volume, front_trials, hypervolume, to_loss
 
-#: objectives whose value is known only after training; everything else is priced before it
-UNCERTAIN = ("accuracy",)
+#: objectives whose value is known only after training (a classifier's accuracy, a flow
+#: network's AEE); everything else is priced before it
+UNCERTAIN = ("accuracy", "aee")
 
 _NEURON_MODELS = ("lif", "ld_lif", "if")
 _ADC_KINDS = ("sa", "sar", "flash", "digital")
@@ -240,13 +241,15 @@ def reference_point(objectives: Sequence[str], chip: Any, costs: np.ndarray) -> 
     budgets = chip.budgets.items()
     ref = []
     for j, o in enumerate(objectives):
-        if o in UNCERTAIN:
-            ref.append(0.0)
+        if o in UNCERTAIN and DIRECTIONS[o] == "maximize":
+            ref.append(0.0)  # accuracy: no better than nothing
         elif o in budgets:
             ref.append(float(budgets[o].limit))
         else:
             col = costs[:, j] if len(costs) else np.array([1.0])
             col = col[np.isfinite(col)]
+            if o in UNCERTAIN:  # AEE: 1.1x the worst on the front (the priced candidates carry 0)
+                col = col[col > 0]
             ref.append(1.1 * float(col.max()) if len(col) else 1.0)
     return np.asarray(ref)
 
@@ -372,13 +375,14 @@ class CostGuidedSampler(BaseSampler):
             return None
         trained: dict[str, tuple[list[float], float]] = {}
         ratios: list[list[float]] = []
+        quality = next((o for o in self.objectives if o in UNCERTAIN), "accuracy")
         for t in trials:
             u = t.user_attrs
-            if t.state.name != "COMPLETE" or u.get("accuracy") is None or "arch" not in u:
+            if t.state.name != "COMPLETE" or u.get(quality) is None or "arch" not in u:
                 continue
             key = u.get("arch_key") or ArchSpec.from_dict(u["arch"]).key
             if key not in trained:
-                trained[key] = (arch_features(ArchSpec.from_dict(u["arch"])), float(u["accuracy"]))
+                trained[key] = (arch_features(ArchSpec.from_dict(u["arch"])), float(u[quality]))
             prior, measured = u.get("prior_metrics") or {}, u.get("metrics") or {}
             ratios.append(
                 [
@@ -447,7 +451,7 @@ class CostGuidedSampler(BaseSampler):
             xc = np.asarray([arch_features(c["arch"]) for c in pool], dtype=float)
             model = AccuracyModel(seed=self.seed).fit(x, y, xc)
             mean, std = model.predict(xc)
-            mean = np.clip(mean, 0.0, 1.0)
+            mean = np.clip(mean, 0.0, 1.0 if quality == "accuracy" else None)
         loss_ref = to_loss(np.asarray([ref]), self.objectives)[0]
         loss_front = to_loss(front, self.objectives) if len(front) else np.zeros((0, len(ref)))
         score = expected_hvi(
@@ -455,7 +459,7 @@ class CostGuidedSampler(BaseSampler):
             loss_ref,
             to_loss(costs, self.objectives),
             uncertain,
-            -mean if mean is not None else None,
+            (-mean if DIRECTIONS[quality] == "maximize" else mean) if mean is not None else None,
             std,
         )
         best = int(np.argmax(score))
@@ -469,8 +473,8 @@ class CostGuidedSampler(BaseSampler):
         }
         values = [float(v) for v in costs[best]]
         if mean is not None and std is not None and uncertain is not None:
-            out["predicted_accuracy"] = float(mean[best])
-            out["predicted_accuracy_std"] = float(std[best])
+            out[f"predicted_{quality}"] = float(mean[best])
+            out[f"predicted_{quality}_std"] = float(std[best])
             values[uncertain] = float(mean[best])
         out["values"] = values
         return out

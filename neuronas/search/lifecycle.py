@@ -85,6 +85,8 @@ def failed_result(
         "train": None,
         "accuracy_mean": None,
         "accuracy_std": None,
+        "aee_mean": None,
+        "aee_std": None,
         "seconds": {} if seconds is None else {"total": seconds},
     }
     if traceback is not None:

@@ -107,9 +107,10 @@ def evaluate(
     proxy_rejected | infeasible_measured | ok``, ``trained`` (bool), ``reason``, ``prior`` (the
     first pricing: ``cost``, ``metrics``, ``margins``, ``violations``), ``measured`` (the same
     after training, or None), ``train`` (the trainer's result dict, or None),
-    ``accuracy_mean`` / ``accuracy_std`` (None when untrained: the chip accuracy on the
-    **validation** split held out of the training data, ``accuracy_split``; the test split is
-    never read here), and ``seconds`` spent pricing and training.
+    ``accuracy_mean`` / ``accuracy_std`` (a classifier's; None when untrained: the chip accuracy
+    on the **validation** split held out of the training data, ``accuracy_split``; the test
+    split is never read here), ``aee_mean`` / ``aee_std`` (an optical-flow network's, pixels, on
+    the same split; None otherwise), and ``seconds`` spent pricing and training.
     """
     s = settings if isinstance(settings, TrialSettings) else TrialSettings.from_dict(settings)
     t0 = time.perf_counter()
@@ -124,6 +125,8 @@ def evaluate(
         "train": None,
         "accuracy_mean": None,
         "accuracy_std": None,
+        "aee_mean": None,
+        "aee_std": None,
         "seconds": {"price": t_price, "train": 0.0, "total": t_price},
     }
     if not prior["compatible"]:
@@ -158,10 +161,15 @@ def evaluate(
             )
             out["seconds"]["total"] = time.perf_counter() - t0
             return out
-    threshold = s.min_accuracy_after_first_epoch
+    # a classifier's hopelessness test; a flow network (metric AEE) is never stopped by it
+    threshold = s.min_accuracy_after_first_epoch if arch.task == "classification" else None
+    # successive halving ranks by validation accuracy (neuronas.search.fidelity): classifiers
+    # only; a flow network (AEE, lower is better) trains its full epochs
     rung = (
         s.halving_epochs
-        if s.halving_epochs is not None and 0 < s.halving_epochs < s.epochs
+        if s.halving_epochs is not None
+        and 0 < s.halving_epochs < s.epochs
+        and arch.task == "classification"
         else None
     )
     # the successive-halving decision at the rung (neuronas.search.fidelity), once made
@@ -220,6 +228,11 @@ def evaluate(
     out["trained"] = True
     out["accuracy_split"] = train["config"]["eval_split"]
     out["seconds"]["train"] = time.perf_counter() - t1
+    metric = str(train.get("metric") or "accuracy")
+    scores = {
+        f"{metric}_mean": train.get(f"{metric}_mean"),
+        f"{metric}_std": train.get(f"{metric}_std"),
+    }
     if halving:
         out["fidelity"] = {
             **halving,
@@ -235,7 +248,7 @@ def evaluate(
         )
         if train["accuracies"]:  # evaluated anyway (--min-accuracy asks for it)
             out.update(accuracy_mean=train["accuracy_mean"], accuracy_std=train["accuracy_std"])
-    elif train["status"] == "diverged" or not _finite(train.get("accuracy_mean")):
+    elif train["status"] == "diverged" or not _finite(train.get(f"{metric}_mean")):
         out.update(
             status="failed",
             reason=train.get("reason") or "training diverged (non-finite loss or accuracy)",
@@ -245,17 +258,14 @@ def evaluate(
             status="stopped",
             reason=train.get("reason")
             or f"stopped early: validation accuracy below {threshold} after the first epoch",
-            accuracy_mean=train["accuracy_mean"],
-            accuracy_std=train["accuracy_std"],
+            **scores,
         )
     else:
         from neuronas.hardware import Activity
 
         measured = price(arch_dict, chip, Activity.from_dict(train["activity"]))
         out["measured"] = measured
-        out.update(
-            accuracy_mean=float(train["accuracy_mean"]), accuracy_std=float(train["accuracy_std"])
-        )
+        out.update({k: float(v) for k, v in scores.items() if v is not None})
         if measured["feasible"]:
             out["status"] = "ok"
         else:

@@ -1,7 +1,7 @@
 """Pareto fronts and hypervolume for mixed-direction objectives.
 
-Objectives are named (``accuracy``, ``energy_uj``, ``latency_us``, ``area_mm2``,
-``memory_kb``); :data:`DIRECTIONS` says which way each is better.  Points are turned into
+Objectives are named (``accuracy`` or, for optical flow, ``aee``; ``energy_uj``,
+``latency_us``, ``area_mm2``, ``memory_kb``); :data:`DIRECTIONS` says which way each is better.  Points are turned into
 "loss" form (every objective minimised) before any comparison, so callers never flip signs.
 """
 
@@ -27,6 +27,7 @@ __all__ = [
 #: objective name -> "maximize" | "minimize"
 DIRECTIONS: dict[str, str] = {
     "accuracy": "maximize",
+    "aee": "minimize",
     "energy_uj": "minimize",
     "latency_us": "minimize",
     "area_mm2": "minimize",
@@ -165,5 +166,5 @@ def front_trials(
     first = objectives[0]
     return sorted(
         (uniq[i] for i in idx),
-        key=lambda t: -t.values[0] if first == "accuracy" else t.values[0],
+        key=lambda t: -t.values[0] if DIRECTIONS[first] == "maximize" else t.values[0],
     )

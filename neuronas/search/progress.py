@@ -15,6 +15,8 @@ __all__ = ["Progress", "banner", "progress_line"]
 def _fmt_metric(name: str, v: float) -> str:
     if name == "accuracy":
         return f"{100 * v:.1f}%"
+    if name == "aee":
+        return f"AEE {v:.3f} px"
     unit = {"energy_uj": "uJ", "latency_us": "us", "area_mm2": "mm2", "memory_kb": "kB"}[name]
     return f"{v:.3g} {unit}"
 

@@ -325,6 +325,22 @@ def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
     return objs
 
 
+def objectives_for_task(objectives: Sequence[str], info: Any, *, given: bool) -> tuple[str, ...]:
+    """The objectives with the dataset task's quality metric: the default ``accuracy`` becomes
+    ``aee`` for an optical-flow dataset; a metric the task cannot measure, given explicitly, is
+    an error."""
+    from neuronas.tasks import METRICS, TASKS
+
+    metric = TASKS[info.task].metric
+    wrong = [o for o in objectives if o in METRICS and o != metric]
+    if wrong and given:
+        raise ConfigError(
+            f"--objectives: {wrong[0]} cannot be measured on dataset {info.name} (a {info.task} "
+            f"dataset, measured by {metric}); use {metric}"
+        )
+    return tuple(metric if o in METRICS else o for o in objectives)
+
+
 def _check_counts(trials: int, epochs: int, max_train_samples: int | None) -> None:
     if trials < 1:
         raise ConfigError(f"--trials: got {trials}, must be >= 1")
@@ -624,7 +640,11 @@ def _check_new_inputs(
     chip = load_chip(chip_ref)
     dataset = opts.get("dataset") or space.dataset
     info = dataset_info(dataset)
-    objectives = check_objectives(opts.get("objectives", SEARCH.objectives))
+    objectives = objectives_for_task(
+        check_objectives(opts.get("objectives", SEARCH.objectives)),
+        info,
+        given="objectives" in opts,
+    )
     _check_sampler(opts.get("sampler", SEARCH.sampler))
     _check_counts(
         int(opts.get("trials", SEARCH.trials)),

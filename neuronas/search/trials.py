@@ -415,6 +415,15 @@ def record_result(study: Any, trial: Any, result: dict[str, Any], objectives: Se
         attrs["accuracy"] = result["accuracy_mean"]
         attrs["accuracy_std"] = result["accuracy_std"]
         attrs["accuracy_split"] = result.get("accuracy_split") or SELECTION_SPLIT
+    if result.get("aee_mean") is not None:
+        # optical flow (neuronas.tasks): AEE in pixels, its mean over pixels with events, and the
+        # AEE of predicting the training split's mean flow on the same samples
+        attrs["aee"] = result["aee_mean"]
+        attrs["aee_std"] = result["aee_std"]
+        attrs["aee_split"] = result.get("accuracy_split") or SELECTION_SPLIT
+        train_d = result.get("train") or {}
+        attrs["aee_events"] = train_d.get("aee_events_mean")
+        attrs["baseline_aee"] = train_d.get("baseline_aee")
     train = result.get("train")
     if train:
         attrs["train"] = {k: v for k, v in train.items() if k != "history"}
@@ -492,12 +501,14 @@ def objective_values(result: dict[str, Any], objectives: Sequence[str]) -> list[
     final = result.get("measured") or result.get("prior") or {}
     metrics = final.get("metrics") or {}
     out = []
+    from neuronas.tasks import METRICS
+
     for o in objectives:
-        if o == "accuracy":
-            # untrained (rejected) candidates: accuracy 0, the pessimistic value; their costs
-            # are real (priced) so the dashboard's scatter still shows where they lie
-            acc = result.get("accuracy_mean")
-            out.append(float(acc) if acc is not None else 0.0)
+        if o in METRICS:
+            # untrained (rejected) candidates: the pessimistic value (accuracy 0, AEE 1e30);
+            # their costs are real (priced) so the dashboard's scatter still shows where they lie
+            v = result.get(f"{o}_mean")
+            out.append(float(v) if v is not None else METRICS[o].untrained)
         else:
             v = metrics.get(o)
             out.append(float(v) if v is not None and math.isfinite(v) else 1e30)
@@ -581,6 +592,8 @@ def result_from_trial(t: Any) -> dict[str, Any]:
         "accuracy_mean": ua.get("accuracy"),
         "accuracy_std": ua.get("accuracy_std"),
         "accuracy_split": ua.get("accuracy_split"),
+        "aee_mean": ua.get("aee"),
+        "aee_std": ua.get("aee_std"),
         "seconds": {"price": 0.0, "train": 0.0, "total": 0.0},
         "fidelity": ua.get("fidelity"),
         "cached_from": t.number,

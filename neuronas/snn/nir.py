@@ -249,6 +249,13 @@ def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
         raise SearchError(
             "NIR export: rate-encoded inputs (Bernoulli sampling) have no NIR primitive; export archs with events or direct encoding"
         )
+    deconv = [i for i, layer in enumerate(arch.layers) if layer.kind == "deconv"]
+    if deconv:
+        # NIR 1.0 has Conv1d/Conv2d but no transposed convolution primitive
+        raise SearchError(
+            f"NIR export: layers {deconv} are transposed convolutions (deconv), which NIR has no "
+            "primitive for; the weights are exported, the graph is not"
+        )
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.array(arch.input.shape)})}
     edges: list[tuple[str, str]] = []
     prev = "input"
