@@ -236,6 +236,15 @@ class CnnFamily(_Strict):
         return _within(_nonempty(v, "value"), info)
 
 
+def _odd_kernels(v: Any, why: str) -> Any:
+    """``v`` (a kernel dimension) when every kernel it offers is odd, else a ValueError saying
+    which is even and ``why`` odd ones are needed."""
+    even = [k for k in (v.values() if isinstance(v, IntRange) else _as_list(v)) if k % 2 == 0]
+    if even:
+        raise ValueError(f"{even[0]} is even: {why}")
+    return v
+
+
 class ResnetFamily(_Strict):
     """Residual spiking CNNs: a stem conv, then blocks whose skip the sampler picks
     (SNASNet / NeuroNAS-style cells), an optional fc hidden layer, then the readout.
@@ -267,13 +276,9 @@ class ResnetFamily(_Strict):
     @field_validator("kernel")
     @classmethod
     def _odd(cls, v: Any) -> Any:
-        even = [k for k in (v.values() if isinstance(v, IntRange) else _as_list(v)) if k % 2 == 0]
-        if even:
-            raise ValueError(
-                f"{even[0]} is even: a residual block keeps its map size, which needs odd kernels "
-                "with 'same' padding"
-            )
-        return v
+        return _odd_kernels(
+            v, "a residual block keeps its map size, which needs odd kernels with 'same' padding"
+        )
 
 
 class FlowFamily(_Strict):
@@ -299,14 +304,11 @@ class FlowFamily(_Strict):
     @field_validator("kernel")
     @classmethod
     def _odd(cls, v: Any) -> Any:
-        # "same" padding k // 2 with stride 2 halves an even side only for an odd kernel
-        even = [k for k in _values_of(v) if k % 2 == 0] if not isinstance(v, IntRange) else []
-        if even or (isinstance(v, IntRange) and (v.step % 2 or v.low % 2 == 0)):
-            raise ValueError(
-                f"the flow encoder's kernels must be odd (got {v}): a stride-2 conv with "
-                "'same' padding halves the resolution exactly only then"
-            )
-        return v
+        return _odd_kernels(
+            v,
+            "the flow encoder's kernels must be odd: a stride-2 conv with 'same' padding halves "
+            "the resolution exactly only then",
+        )
 
 
 #: families whose networks classify (an fc readout of one value per class) and those that
