@@ -178,7 +178,9 @@ POOL_MLP = {
     "neuron": {"model": "lif", "tau": 2.0, "threshold": 0.5},
 }
 NIR_CASES = [
-    *[c for c in CASES if "mlp" in c.id and "digital" not in c.id],
+    # the CNN cases: conv + max pool + fc, a sense amplifier and a 4-bit ADC; the conv's 18
+    # fan-in rows are two row groups of 16 rows, the second cutting channel 1's kernel
+    *[c for c in CASES if "digital" not in c.id],
     pytest.param(
         POOL_MLP, {"adc_kind": "sa", "adc_bits": 1}, "differential", 1, 4, id="pool-mlp-sa-diff"
     ),
@@ -192,7 +194,7 @@ NIR_CASES = [
 def test_the_nir_graph_runs_the_converters_as_chip_mode_does(
     tmp_path: Path, spec: dict, mapping: dict, scheme: str, bpc: int, wbits: int
 ) -> None:
-    """fc layers on crossbars: each row group a Linear node, each converter comparators
+    """fc and conv layers on crossbars: each row group a Linear (conv: Conv2d) node, each converter comparators
     (Threshold nodes), the periphery an Affine node; neuronas' reader and nirtorch (with NIR's
     Threshold, IF and LIF supplied, as nirtorch ships no neuron map) reproduce chip mode on an
     ideal device.  Tolerance as the package's check: spikes in, every partial sum an integer,
@@ -213,6 +215,13 @@ def test_the_nir_graph_runs_the_converters_as_chip_mode_does(
     theirs = run_graph(graph, x).reshape(ours.shape)  # fc after a map: [6, 1, 1]
     scale = float(ours.abs().max())
     assert float((theirs - ours).abs().max()) <= 1e-5 * scale
+    if spec is CNN:
+        # the conv's two row groups are Conv2d nodes, comparators per output position
+        assert isinstance(graph.nodes["conv0_g1"], nir.Conv2d)
+        assert "layers [0, 2]: per-row-group conversion represented" in graph.metadata["notes"]
+        # the exact-sum graph is a different network here: the comparison above can fail
+        exact = run_graph(to_nir(model, arch, converters=False), x).reshape(ours.shape)
+        assert float((exact - ours).abs().max()) > 1e-3 * scale
     from test_export import NIRTORCH_WITH_BIAS, run_nirtorch
 
     node_map = {**NIRTORCH_WITH_BIAS, nir.Threshold: _nirtorch_threshold}
@@ -224,7 +233,7 @@ def test_the_nir_graph_runs_the_converters_as_chip_mode_does(
     from snntorch.import_nir import import_from_nir
 
     # (snnTorch names the first comparator node it misses, Norse the node type)
-    missing = r"Threshold|'fc\d+_g\d+_(sa|driven|c\d+)'"
+    missing = r"Threshold|'(fc|conv)\d+_g\d+_(sa|driven|c\d+)'"
     with pytest.raises((ValueError, KeyError), match=missing):
         import_from_nir(graph)
     import norse
@@ -235,3 +244,47 @@ def test_the_nir_graph_runs_the_converters_as_chip_mode_does(
     ideal = to_nir(model, arch, converters=False)
     assert not any(isinstance(n, nir.Threshold) for n in ideal.nodes.values())
     assert norse.torch.from_nir(ideal, dt=1e-4) is not None
+
+
+def test_a_conv_over_the_graph_size_limit_keeps_exact_sums(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conv layer whose converted form would exceed the limits is exported with exact sums,
+    and the graph's metadata says so (the fc layer after it is still converted)."""
+    from neuronas.snn import nir as nir_mod
+
+    arch, model, _ = _trained_like(CNN, {"adc_kind": "sar", "adc_bits": 4}, "offset", 2, 4)
+    converted = nir_mod.to_nir(model, arch)
+    nodes = 1 + sum(name.startswith("conv0_") for name in converted.nodes)
+    assert nodes == 2 * (1 + 15) + 1  # 2 row groups: partial sums + 15 comparators each
+    monkeypatch.setattr(nir_mod, "MAX_CONVERTED_CONV_NODES", nodes - 1)
+    graph = nir_mod.to_nir(model, arch)
+    assert not any(name.startswith("conv0_") for name in graph.nodes)
+    assert "fc2_g0" in graph.nodes
+    assert "conv layers 0 (33 nodes" in graph.metadata["notes"]
+    assert "layers [2]: per-row-group" in graph.metadata["notes"]
+    assert "layers [0]: partial-sum conversion not in NIR" in nir_mod.nir_notes(arch)
+    ideal = nir_mod.to_nir(model, arch, converters=False)
+    np.testing.assert_array_equal(graph.nodes["conv0"].weight, ideal.nodes["conv0"].weight)
+
+
+def test_a_layer_reading_a_concatenation_keeps_exact_sums() -> None:
+    """A layer reading a ``concat`` skip reads two nodes' outputs, which its row groups cannot
+    (NIR has no concatenation node): exact sums, split by input channel as without converters;
+    the conv before it is converted."""
+    from neuronas.snn.nir import nir_notes, to_nir
+
+    spec = {
+        "input": {"shape": [2, 8, 8], "timesteps": T},
+        "layers": [
+            {"kind": "pool", "kernel": 2, "pool": "max", "name": "p0"},
+            {"kind": "conv", "out": 4, "kernel": 3, "padding": 1},
+            {"kind": "fc", "out": 5, "skip": {"from": "p0", "op": "concat"}},
+        ],
+        "neuron": {"model": "if", "threshold": 1.0},
+    }
+    arch, model, _ = _trained_like(spec, {"adc_kind": "sa", "adc_bits": 1}, "differential", 1, 4)
+    graph = to_nir(model, arch)
+    assert "conv1_g1_sa" in graph.nodes and "fc2_skip" in graph.nodes
+    assert not any(name.startswith("fc2_g") for name in graph.nodes)
+    assert "layers [1]: per-row-group" in graph.metadata["notes"]
+    assert "layers [2]: partial-sum conversion not represented" in graph.metadata["notes"]
+    assert "layers [2]: partial-sum conversion not in NIR" in nir_notes(arch)

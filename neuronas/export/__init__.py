@@ -17,7 +17,7 @@
         model.pt               the trained state_dict (``torch.load(..., weights_only=True)``)
         weights.safetensors    the same tensors as safetensors (no pickle)
         model.nir              a NIR graph with the weights as the chip holds them and the
-                               converters of fc layers (:mod:`neuronas.snn.nir`)
+                               converters of fc and conv layers (:mod:`neuronas.snn.nir`)
         model_ideal.nir        the same with exact sums (when they differ: loads in
                                snnTorch and Norse, which map no NIR Threshold)
         chip/                  the chip programming package (:mod:`neuronas.export.chip`)

@@ -299,7 +299,7 @@ def _accuracy(mm: dict[str, Any]) -> list[str]:
         f"Accuracy. Selected by: chip {_pct(acc['mean'])} +- {_pct(acc.get('std') or 0)} on the "
         f"{acc.get('split', 'test')} split over {n} chip instance(s) (the search's figure); "
         f"NIR graph {_pct(acc.get('nir'))} on the test split (what another framework computes "
-        "from `model.nir`: quantized weights, ideal cells, the converters of fc layers as "
+        "from `model.nir`: quantized weights, ideal cells, the converters of fc and conv layers as "
         f"Threshold nodes){nir_ideal}. Measured at export:\n"
     ]
     measured = [_split_line(s, acc.get(s)) for s in ("validation", "test")]

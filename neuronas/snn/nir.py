@@ -9,8 +9,10 @@ convention snnTorch's importer assumes):
   flattens the batch too.  conv -> ``Conv2d``.  The weights are the **quantized** weights the
   crossbar stores, de-quantized (integer level x the learned step), i.e. what a digital or
   ideal array computes.
-* per-row-group conversion (fc layers with an ADC or a sense amplifier): each
-  row group is a ``Linear`` node of its cell levels, each converter its comparators as NIR
+* per-row-group conversion (fc and conv layers with an ADC or a sense amplifier): each
+  row group is a ``Linear`` node of its cell levels (conv: a ``Conv2d`` whose weight is 0
+  outside the group's fan-in rows, :func:`_emit_converted_conv`; the comparators then act per
+  output position), each converter its comparators as NIR
   ``Threshold`` nodes (a b-bit ADC as its ladder of 2^b - 1 comparators, a sense amplifier as
   one, with the chip's skip of an idle row group composed from a driven-rows detector), and the
   digital periphery an ``Affine`` node (shift-and-add, steps, reference column, bias) into which
@@ -18,8 +20,10 @@ convention snnTorch's importer assumes):
   no quantiser node; a comparator ladder is the flash ADC itself, so no custom node is needed.
   snnTorch 1.0 and Norse 1.1 map no ``Threshold``: ``to_nir(..., converters=False)`` is the
   "ideal" graph (one node per layer, exact sums of the quantized weights; the export writes it
-  as ``model_ideal.nir``).  Convolutions keep exact sums (their converters are listed in the
-  metadata and are exact in the member's ``chip/`` package).
+  as ``model_ideal.nir``).  A conv layer whose converted form would exceed
+  ``MAX_CONVERTED_CONV_NODES`` nodes or ``MAX_CONVERTED_CONV_VALUES`` weight values keeps exact
+  sums (noted in the metadata; its converters are exact in the member's ``chip/`` package), as
+  does any layer reading a ``concat`` skip (its row groups would read two nodes' outputs).
 * ``lif`` (v <- v + (x - v) / tau, hard reset to 0) -> ``LIF(tau = tau * dt, r = 1,
   v_leak = 0, v_threshold)``: forward-Euler with step dt reproduces it exactly.
 * ``if`` -> ``IF(r = 1, v_threshold)``.
@@ -114,6 +118,116 @@ def _signed_cells(layer: Any) -> np.ndarray:
     return levels[:, :, 0]
 
 
+#: the most nodes / weight values one conv layer's converted form may add to the graph; a larger
+#: layer keeps exact sums (noted in the graph's metadata and the export's notes)
+MAX_CONVERTED_CONV_NODES = 2048
+MAX_CONVERTED_CONV_VALUES = 1 << 24
+
+
+def _conv_converted_size(r: Any) -> tuple[int, int]:
+    """(nodes, weight values) at most that :func:`_emit_converted_conv` adds for resolved conv
+    layer ``r``: per row group a Conv2d over all input channels (``S*Nc`` outputs; ``S`` at most
+    weight_bits / bits_per_cell slices, ``Nc`` = fan_out + a reference column) and its comparators."""
+    groups = -(-r.fan_in // r.rows)
+    per_group = (2**r.adc_bits - 1) if r.adc_kind in ("sar", "flash") else 4
+    slices = -(-r.weight_bits // r.bits_per_cell)
+    outs = slices * (r.fan_out + 1)
+    return groups * (1 + per_group) + 1, groups * (outs + 1) * r.fan_in + outs * r.fan_out
+
+
+def _converts(r: Any) -> bool:
+    """Whether :func:`to_nir` represents resolved layer ``r``'s converters (see the limits)."""
+    if r.adc_kind == "digital" or r.kind not in ("fc", "conv"):
+        return False
+    if r.skip_op == "concat":
+        # its row groups would read two nodes' outputs (NIR has no concatenation node)
+        return False
+    if r.kind == "fc":
+        return True
+    nodes, values = _conv_converted_size(r)
+    return nodes <= MAX_CONVERTED_CONV_NODES and values <= MAX_CONVERTED_CONV_VALUES
+
+
+def _emit_converters(
+    nodes: dict[str, Any],
+    edges: list[tuple[str, str]],
+    name: str,
+    layer: Any,
+    bias: np.ndarray,
+    read: Any,
+    point: Any,
+    vec: Any,
+) -> None:
+    """Row groups, converters and periphery of crossbar layer ``layer`` into final node ``name``
+    (shared by fc and conv; see :func:`_emit_converted_fc` for the nodes).  ``read(g, r0, r1,
+    cells, rows)`` adds row group g's node(s) from the layer's input: the partial sums
+    ``{name}_g{g}`` of the group's fan-in rows ``r0:r1`` (``cells [R_g, S*Nc]``), or (``rows``)
+    the driven-row count ``{name}_g{g}_rows``; ``point(weight [out, in], bias | None)`` a
+    position-wise node; ``vec(v)`` a per-channel constant shaped for it."""
+    cfg = layer.config
+    cells = _signed_cells(layer)  # [K, S, Nc]
+    k, n_slices, nc = cells.shape
+    n = layer.fan_out
+    conv = layer.converter_params()
+    step = conv["step"].cpu().numpy().astype(np.float64)  # [S, Nc]
+    _, w_step = layer.stored_weights()
+    rows, groups = cfg.rows, layer.row_groups
+    shift = 2.0 ** (np.arange(n_slices) * cfg.bits_per_cell)
+    sa = cfg.adc_kind == "sa"
+    bipolar = sa and cfg.differential
+    factor = 2.0 if bipolar else 1.0  # a bipolar comparator's code is 2 H - 1 (see below)
+    col = np.zeros((n, nc))
+    col[np.arange(n), np.arange(n)] = 1.0
+    if not cfg.differential:
+        col[:, n] = -1.0  # the reference column
+    # periphery weight [N, S*Nc]: (s, c) -> output n
+    scale = factor * float(w_step) * shift[:, None] * step  # [S, Nc]
+    periphery = (col[:, None, :] * scale[None]).reshape(n, n_slices * nc)
+    const = np.zeros(n_slices * nc)  # per (s, c), in the periphery's input units
+    for g in range(groups):
+        r0, r1 = g * rows, min(k, (g + 1) * rows)
+        psum = f"{name}_g{g}"
+        read(g, r0, r1, cells[r0:r1].reshape(r1 - r0, -1), False)
+        if not sa:
+            lo, hi = cfg.adc_range
+            for j in range(lo, hi):
+                cmp_ = f"{psum}_c{j - lo}"
+                nodes[cmp_] = nir.Threshold(threshold=vec((j + 0.5) * step))
+                edges.extend([(psum, cmp_), (cmp_, name)])
+            const += lo
+            continue
+        thr = conv["threshold"].cpu().numpy().astype(np.float64).reshape(-1)
+        cmp_ = f"{psum}_sa"
+        nodes[cmp_] = nir.Threshold(threshold=vec(thr))
+        edges.extend([(psum, cmp_), (cmp_, name)])
+        # an idle group reads p = 0, so its comparator gives c = [0 > threshold]; the chip
+        # skips it (code 0).  Code = 2H - 1 (bipolar) or H (unipolar) when driven, 0 when idle:
+        # bipolar 2 (H + (c - 1/2) driven - c), unipolar H + c driven - c
+        c = (thr < 0).astype(np.float64)
+        read(g, r0, r1, None, True)
+        nodes[f"{psum}_driven"] = nir.Threshold(threshold=vec(np.full(1, 0.5)))
+        idle = (c - 0.5) if bipolar else c
+        nodes[f"{psum}_idle"] = point(idle.reshape(-1, 1), None)
+        edges.extend(
+            [
+                (f"{psum}_rows", f"{psum}_driven"),
+                (f"{psum}_driven", f"{psum}_idle"),
+                (f"{psum}_idle", name),
+            ]
+        )
+        const -= c
+    b = bias.astype(np.float64) + periphery @ const
+    nodes[name] = point(periphery, b.astype(np.float32))
+    nodes[name].metadata.update(
+        {
+            "neuronas_role": "crossbar periphery",
+            "converter": cfg.adc_kind,
+            "row_groups": groups,
+            "slices": n_slices,
+        },
+    )
+
+
 def _emit_converted_fc(
     nodes: dict[str, Any],
     edges: list[tuple[str, str]],
@@ -166,83 +280,80 @@ def _emit_converted_fc(
         v = np.asarray(v, np.float32).reshape(-1)
         return v if in_map is None else v.reshape(-1, 1, 1)
 
-    cfg = layer.config
-    cells = _signed_cells(layer)  # [K, S, Nc]
-    k, n_slices, nc = cells.shape
-    n = layer.fan_out
-    conv = layer.converter_params()
-    step = conv["step"].cpu().numpy().astype(np.float64)  # [S, Nc]
-    _, w_step = layer.stored_weights()
-    rows, groups = cfg.rows, layer.row_groups
-    shift = 2.0 ** (np.arange(n_slices) * cfg.bits_per_cell)
-    sa = cfg.adc_kind == "sa"
-    bipolar = sa and cfg.differential
-    factor = 2.0 if bipolar else 1.0  # a bipolar comparator's code is 2 H - 1 (see below)
-    col = np.zeros((n, nc))
-    col[np.arange(n), np.arange(n)] = 1.0
-    if not cfg.differential:
-        col[:, n] = -1.0  # the reference column
-    # periphery weight [N, S*Nc]: (s, c) -> output n
-    scale = factor * float(w_step) * shift[:, None] * step  # [S, Nc]
-    periphery = (col[:, None, :] * scale[None]).reshape(n, n_slices * nc)
-    const = np.zeros(n_slices * nc)  # per (s, c), in the periphery's input units
-    for g in range(groups):
-        r0, r1 = g * rows, min(k, (g + 1) * rows)
+    k = layer.fan_in
+    groups = layer.row_groups
+
+    def read(g: int, r0: int, r1: int, cells: np.ndarray | None, rows: bool) -> None:
         psum = f"{name}_g{g}"
         group_in = src
         if groups > 1:
             # the group's rows of the input (NIR has no slice node: a 0/1 selection)
             group_in = f"{psum}_in"
-            pick = np.zeros((r1 - r0, k), np.float32)
-            pick[np.arange(r1 - r0), np.arange(r0, r1)] = 1.0
-            nodes[group_in] = dense(pick, True)
-            edges.append((src, group_in))
-        nodes[psum] = dense(cells[r0:r1].reshape(r1 - r0, -1).T, group_in == src)
-        edges.append((group_in, psum))
-        if not sa:
-            lo, hi = cfg.adc_range
-            for j in range(lo, hi):
-                cmp_ = f"{psum}_c{j - lo}"
-                nodes[cmp_] = nir.Threshold(threshold=vec((j + 0.5) * step))
-                edges += [(psum, cmp_), (cmp_, name)]
-            const += lo
-            continue
-        thr = conv["threshold"].cpu().numpy().astype(np.float64).reshape(-1)
-        cmp_ = f"{psum}_sa"
-        nodes[cmp_] = nir.Threshold(threshold=vec(thr))
-        edges += [(psum, cmp_), (cmp_, name)]
-        # an idle group reads p = 0, so its comparator gives c = [0 > threshold]; the chip
-        # skips it (code 0).  Code = 2H - 1 (bipolar) or H (unipolar) when driven, 0 when idle:
-        # bipolar 2 (H + (c - 1/2) driven - c), unipolar H + c driven - c
-        c = (thr < 0).astype(np.float64)
-        nodes[f"{psum}_rows"] = dense(np.ones((1, r1 - r0)), group_in == src)
-        nodes[f"{psum}_driven"] = nir.Threshold(threshold=vec(np.full(1, 0.5)))
-        idle = (c - 0.5) if bipolar else c
-        nodes[f"{psum}_idle"] = dense(idle.reshape(-1, 1), False)
-        edges += [
-            (group_in, f"{psum}_rows"),
-            (f"{psum}_rows", f"{psum}_driven"),
-            (f"{psum}_driven", f"{psum}_idle"),
-            (f"{psum}_idle", name),
-        ]
-        const -= c
-    b = bias.astype(np.float64) + periphery @ const
-    nodes[name] = dense(periphery, False, b.astype(np.float32))
-    nodes[name].metadata.update(
-        {
-            "neuronas_role": "crossbar periphery",
-            "converter": cfg.adc_kind,
-            "row_groups": groups,
-            "slices": n_slices,
-        },
-    )
+            if group_in not in nodes:
+                pick = np.zeros((r1 - r0, k), np.float32)
+                pick[np.arange(r1 - r0), np.arange(r0, r1)] = 1.0
+                nodes[group_in] = dense(pick, True)
+                edges.append((src, group_in))
+        if rows:
+            nodes[f"{psum}_rows"] = dense(np.ones((1, r1 - r0)), group_in == src)
+            edges.append((group_in, f"{psum}_rows"))
+        else:
+            assert cells is not None
+            nodes[psum] = dense(cells.T, group_in == src)
+            edges.append((group_in, psum))
+
+    _emit_converters(nodes, edges, name, layer, bias, read, lambda w, b: dense(w, False, b), vec)
+
+
+def _emit_converted_conv(
+    nodes: dict[str, Any],
+    edges: list[tuple[str, str]],
+    src: str,
+    name: str,
+    layer: Any,
+    bias: np.ndarray,
+    in_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> None:
+    """The crossbar convolution ``layer`` with its per-row-group converters at every output
+    position, from node ``src`` to ``name``: as :func:`_emit_converted_fc`, but row group g's
+    partial sums ``{name}_g{g}`` are a ``Conv2d [S*Nc, C, k, k]`` (the layer's stride and
+    padding) whose weight is the group's cell levels on its fan-in rows (input channel, kernel
+    row, kernel column, in im2col order, as :class:`neuronas.snn.crossbar.ConvRowGroups`
+    groups them) and 0 elsewhere; the driven-rows detector ``{name}_g{g}_rows`` the same
+    convolution with ones on the group's rows (padding drives no row, as on the chip); the
+    comparators act per output position, and the periphery is a 1 x 1 ``Conv2d``."""
+    c_in, kern = int(layer.in_channels), int(layer.kernel_size[0])
+    stride, pad = int(layer.stride[0]), int(layer.padding[0])
+    k = layer.fan_in
+
+    def read(g: int, r0: int, r1: int, cells: np.ndarray | None, rows: bool) -> None:
+        width = 1 if rows else (cells.shape[1] if cells is not None else 0)
+        full = np.zeros((k, width), np.float32)
+        full[r0:r1] = 1.0 if rows else cells
+        weight = full.T.reshape(width, c_in, kern, kern)
+        node = f"{name}_g{g}_rows" if rows else f"{name}_g{g}"
+        nodes[node] = _conv(weight, np.zeros(width, np.float32), in_hw, stride, pad)
+        edges.append((src, node))
+
+    def point(weight: np.ndarray, b: np.ndarray | None) -> Any:
+        w32 = np.asarray(weight, np.float32)
+        zeros = np.zeros(w32.shape[0], np.float32)
+        return _conv(w32.reshape(*w32.shape, 1, 1), zeros if b is None else b, out_hw, 1, 0)
+
+    def vec(v: np.ndarray) -> np.ndarray:
+        # per output position (NIR infers a Threshold's shape from its threshold's)
+        v = np.asarray(v, np.float32).reshape(-1, 1, 1)
+        return np.ascontiguousarray(np.broadcast_to(v, (v.shape[0], *out_hw)))
+
+    _emit_converters(nodes, edges, name, layer, bias, read, point, vec)
 
 
 def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
     """A ``nir.NIRGraph`` of ``model`` (a :class:`neuronas.snn.SpikingNetwork` of ``arch``).
 
-    ``converters``: represent the per-row-group converters of fc layers
-    (:func:`_emit_converted_fc`: what the chip computes; ``Threshold`` nodes, which snnTorch 1.0
+    ``converters``: represent the per-row-group converters of fc and conv layers
+    (:func:`_emit_converted_fc`, :func:`_emit_converted_conv`: what the chip computes; ``Threshold`` nodes, which snnTorch 1.0
     and Norse 1.1 do not map); False: the "ideal" graph, one node per layer with exact sums of
     the quantized weights (what a digital CIM macro computes; every stock importer loads it)."""
     if arch.input.encoding == "rate":
@@ -266,6 +377,7 @@ def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
     notes: list[str] = []
     converter_notes: list[str] = []
     converted: list[int] = []  # layers whose converters the graph represents
+    too_big: list[str] = []  # conv layers over the converted form's limits
     resolved = {r.index: r for r in arch.resolved()}
 
     # per arch layer: (the node its input enters, the node that gives its output), for skips
@@ -307,7 +419,7 @@ def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
         if not r.is_readout and neuron.model == "ld_lif":
             b = b - np.float32(neuron.decay_step)
         if layer.kind == "fc":
-            if converters and r.adc_kind != "digital":
+            if converters and _converts(r):
                 # the row groups, their converters and the digital periphery (see there)
                 in_map = tuple(shape) if len(shape) == 3 else None
                 _emit_converted_fc(nodes, edges, prev, f"fc{i}", mod, b, in_map)
@@ -326,8 +438,26 @@ def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
                 add(f"fc{i}", nir.Affine(weight=w.reshape(layer.out, -1), bias=b))
                 shape = (layer.out,)
         elif layer.kind == "conv":
-            add(f"conv{i}", _conv(w, b, (shape[1], shape[2]), layer.stride, layer.pad))
-            shape = tuple(shapes[i])
+            out3 = tuple(shapes[i])
+            if converters and _converts(r):
+                _emit_converted_conv(
+                    nodes,
+                    edges,
+                    prev,
+                    f"conv{i}",
+                    mod,
+                    b,
+                    (shape[1], shape[2]),
+                    (out3[1], out3[2]),
+                )
+                prev = f"conv{i}"
+                converted.append(i)
+            else:
+                if converters and r.adc_kind != "digital" and r.skip_op != "concat":
+                    n_nodes, n_values = _conv_converted_size(r)
+                    too_big.append(f"{i} ({n_nodes} nodes, {n_values} values)")
+                add(f"conv{i}", _conv(w, b, (shape[1], shape[2]), layer.stride, layer.pad))
+            shape = out3
         else:
             raise SearchError(
                 f"NIR export: layer {i} kind {layer.kind} has no NIR mapping in neuronas yet"
@@ -379,13 +509,20 @@ def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
     ]
     if converted:
         notes.append(
-            f"layers {converted}: per-row-group conversion represented (row-group Linear nodes, "
-            "comparator Threshold nodes, a periphery Affine); exact for non-negative inputs"
+            f"layers {converted}: per-row-group conversion represented (row-group Linear / Conv2d "
+            "nodes, comparator Threshold nodes, a periphery Affine / 1 x 1 Conv2d); exact for "
+            "non-negative inputs"
+        )
+    if too_big:
+        notes.append(
+            f"conv layers {', '.join(too_big)}: converted form over the limits "
+            f"({MAX_CONVERTED_CONV_NODES} nodes, {MAX_CONVERTED_CONV_VALUES} values per layer): "
+            "exact sums"
         )
     if unconverted:
         notes.append(
-            f"layers {unconverted}: partial-sum conversion not represented (convolutions are "
-            "exported with exact sums; the converters are in chip/)"
+            f"layers {unconverted}: partial-sum conversion not represented (exact sums; the "
+            "converters are in chip/)"
         )
     metadata = {
         "producer": "neuronas",
@@ -571,9 +708,9 @@ def _apply_node(
 
 
 def has_converters(arch: Any) -> bool:
-    """Whether :func:`to_nir` represents converters for ``arch`` (an fc layer with an ADC or a
-    sense amplifier): then the "ideal" graph differs from the chip's."""
-    return any(r.kind == "fc" and r.adc_kind != "digital" for r in arch.resolved())
+    """Whether :func:`to_nir` represents converters for ``arch`` (an fc or conv layer with an
+    ADC or a sense amplifier, within the size limits): then the "ideal" graph differs."""
+    return any(_converts(r) for r in arch.resolved())
 
 
 def nir_notes(arch: Any) -> str:
@@ -587,8 +724,12 @@ def nir_notes(arch: Any) -> str:
         notes.append("soft reset exported as reset to 0")
     if has_converters(arch):
         notes.append(
-            "fc converters as NIR Threshold nodes (snnTorch/Norse do not map them: model_ideal.nir has exact sums)"
+            "converters as NIR Threshold nodes (snnTorch/Norse do not map them: model_ideal.nir has exact sums)"
         )
-    if any(r.kind != "fc" for r in arch.resolved() if r.adc_kind != "digital"):
-        notes.append("conv-layer partial-sum conversion not in NIR (exact sums; see chip/)")
+    big = [r.index for r in arch.resolved() if r.adc_kind != "digital" and not _converts(r)]
+    if big:
+        notes.append(
+            f"layers {big}: partial-sum conversion not in NIR (reading a concatenation, or a "
+            "conv over the graph-size limits: exact sums; see chip/)"
+        )
     return "; ".join(notes) or "exact"
