@@ -107,12 +107,13 @@ def _worst_margin(t: Any) -> str:
 def trial_rows(
     trials: list[Any], objectives: list[str], split: str = "validation"
 ) -> tuple[list[list[str]], list[str]]:
+    where = "val" if split == "validation" else split
     header = [
         "#",
         "state",
         "status",
         "arch",
-        f"{'val' if split == 'validation' else split} acc|AEE",
+        f"{where} AEE px" if "aee" in objectives else f"{where} acc",
         "±",
         "energy_uj",
         "latency_us",
