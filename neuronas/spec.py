@@ -703,7 +703,8 @@ class ArchSpec(_Spec):
 
     def describe(self) -> str:
         """A compact one-line description for tables, e.g. ``mp2-c16k3-fc10 T8 lif w4 SA 128x128``:
-        layers (with per-layer overrides in brackets), timesteps, neuron, weight bits, converter
+        a 1-D input's width (``in175-fc32-fc20``), layers (with per-layer overrides in brackets
+        and skips in parentheses), timesteps, neuron, weight bits, converter
         (``SA`` sense amplifier, ``dig`` digital, ``sar4`` 4-bit SAR), crossbar, ``OS`` when
         output-stationary."""
         parts = []
@@ -727,6 +728,8 @@ class ArchSpec(_Spec):
                     + "]"
                 )
             parts.append(text)
+        if len(self.input.shape) == 1:
+            parts.insert(0, f"in{self.input.shape[0]}")  # a 1-D input's width (channel-binned)
         m = self.mapping
         adc = {"sa": "SA", "digital": "dig"}.get(m.adc_kind, f"{m.adc_kind}{m.adc_bits}")
         return (

@@ -56,44 +56,16 @@ def _num(v: Any, spec: str = ".3g") -> str:
 
 
 def describe_arch(arch: dict[str, Any] | None) -> str:
-    """A compact one-cell description: layers, T, neuron, bits, ADC, crossbar."""
+    """A compact one-cell description of a stored architecture (:meth:`ArchSpec.describe`)."""
     if not arch:
         return "-"
-    parts = []
-    for layer in arch["layers"]:
-        k = layer["kind"]
-        if k == "fc":
-            parts.append(f"fc{layer['out']}")
-        elif k == "conv":
-            parts.append(f"c{layer['out']}k{layer.get('kernel', 3)}")
-        elif k == "pool":
-            parts.append(f"{layer.get('pool', 'max')[0]}p{layer.get('kernel', 2)}")
-        else:
-            parts.append(f"{k}{layer.get('out', '')}")
-        skip = layer.get("skip")
-        if skip:  # as ArchSpec.describe writes it
-            parts[-1] += f"({'+' if skip.get('op') == 'add' else 'cat:'}{skip.get('from')})"
-        ov = layer.get("override")
-        if ov:
-            parts[-1] += (
-                "["
-                + ",".join(f"{'w' if a == 'weight_bits' else a[:1]}{b}" for a, b in ov.items())
-                + "]"
-            )
-    shape = (arch.get("input") or {}).get("shape") or []
-    if len(shape) == 1:
-        parts.insert(0, f"in{shape[0]}")  # a 1-D input's width (channel-binned when downsampled)
-    m = arch.get("mapping", {})
-    p = arch.get("precision", {})
-    n = arch.get("neuron", {})
-    adc = {"sa": "SA", "digital": "dig"}.get(
-        m.get("adc_kind", "sar"), f"{m.get('adc_kind')}{m.get('adc_bits')}"
-    )
-    return (
-        f"{'-'.join(parts)} T{arch['input']['timesteps']} {n.get('model', 'lif')} w{p.get('weight_bits', 4)} "
-        f"{adc} {m.get('rows', 128)}x{m.get('cols', 128)}"
-        + (" OS" if m.get("dataflow") == "output_stationary" else "")
-    )
+    from neuronas.errors import NeuronasError
+    from neuronas.spec import ArchSpec
+
+    try:
+        return str(ArchSpec.from_dict(arch).describe())
+    except NeuronasError:  # stored by another version and no longer valid: no description
+        return "-"
 
 
 def _worst_margin(t: Any) -> str:
