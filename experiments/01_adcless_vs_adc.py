@@ -2,13 +2,22 @@
 
 The ADC-less IMC paper reports 2-7x energy and 8.9-24.6x latency in favour of ADC-less for
 4-bit weights, arrays of 32-128 and T = 5-10.  This script prices the same comparison with the
-built-in cost model on the two shipped chips (rram-adcless-65nm vs rram-hpadc-65nm), on VGG9 /
-CIFAR-10 and the DVS-gesture CNN, and writes a table and a figure to experiments/results/.
+built-in cost model on the shipped chips, on VGG9 / CIFAR-10, the DVS-gesture CNN, the paper's
+own gesture network (``adcless-dvsnet``, from the authors' DNN+NeuroSim fork) and the
+Spike-FlowNet-like optical-flow network, and writes a table and a figure to experiments/results/.
 
 The whole network is mapped on chip (the paper's setting): both chips get enough arrays that no
-weight reloads from DRAM; nothing else is changed.  It reports the end-to-end latency ratio and
-the readout-path (crossbar + periphery) ratio, and the end-to-end ratio again with one neuron
-unit per neuron on both chips (the neuron pass never the bottleneck).  Run:
+weight reloads from DRAM; nothing else is changed.  Two accountings of the same silicon:
+
+* the default (rram-adcless-65nm vs rram-hpadc-65nm): the 8 columns sharing an ADC settle once
+  and convert one after another; 8 neurons share a digital LIF unit; layers pipeline across
+  timesteps;
+* the authors' DNN+NeuroSim accounting (rram-adcless-65nm-sync vs rram-hpadc-65nm-sync): a
+  read-and-sense cycle per muxed column, a LIF per output channel, layer by layer.
+
+Between the two it adds the three choices one at a time, and two more of NeuroSim V1.3's: all
+rows read at once (no row phases; the 5-bit ADC clips) and every read counted whatever the spikes
+(activity-independent).  Run:
 
     .venv/bin/python experiments/01_adcless_vs_adc.py
 """
@@ -18,6 +27,7 @@ from __future__ import annotations
 import csv
 import itertools
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -25,21 +35,48 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from neuronas.config import preset_dir  # noqa: E402
-from neuronas.hardware import Chip, estimate, load_chip  # noqa: E402
+from neuronas.hardware import Chip, CostReport, estimate, load_chip  # noqa: E402
 from neuronas.spec import ArchSpec, MappingSpec, PrecisionSpec  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
-WORKLOADS = ["vgg9-cifar10", "dvsgesture-cnn"]
+WORKLOADS = ["vgg9-cifar10", "dvsgesture-cnn", "adcless-dvsnet", "spike-flownet"]
 ARRAYS = [32, 64, 128]
 TIMESTEPS = [5, 10]
 RATE = 0.15  # the chips' literature prior
+PAPER = (8.9, 24.6)
+
+# the accounting steps from our default to the authors' DNN+NeuroSim fork, applied to both chips:
+# (label, chip overrides) -- mux_timing only matters where columns share an ADC
+STEPS: list[tuple[str, dict[str, Any]]] = [
+    ("default", {}),
+    ("+ synchronous mux", {"mux_timing": "synchronous"}),
+    ("+ a LIF per channel", {"mux_timing": "synchronous", "neurons_per_unit": 1}),
+    (
+        "+ layer by layer (the -sync presets)",
+        {"mux_timing": "synchronous", "neurons_per_unit": 1, "layer_by_layer": True},
+    ),
+]
 
 
-def whole_network_on_chip(chip: Chip, neurons_per_unit: int | None = None) -> Chip:
-    d = chip.model_dump()
+def chip_variant(
+    name: str,
+    *,
+    mux_timing: str | None = None,
+    neurons_per_unit: int | None = None,
+    layer_by_layer: bool = False,
+    all_rows: int | None = None,
+) -> Chip:
+    """A shipped chip with the whole network on chip and the given accounting choices."""
+    d = load_chip(name).model_dump()
     d["capacity"]["arrays"] = 1_000_000
+    if mux_timing is not None:
+        d["periphery"]["mux_timing"] = mux_timing
     if neurons_per_unit is not None:
         d["periphery"]["neuron_unit"]["neurons_per_unit"] = neurons_per_unit
+    if layer_by_layer:
+        d["schedule"] = {"pipeline": "layer", "start_fraction": 1.0}
+    if all_rows is not None:  # NeuroSim V1.3's parallel read: every row at once, the ADC clips
+        d["periphery"]["max_active_rows"] = all_rows
     return Chip.model_validate(d)
 
 
@@ -59,209 +96,292 @@ def variant(arch: ArchSpec, size: int, T: int, kind: str, bits: int) -> ArchSpec
     )
 
 
+def readout_ratio(adc: CostReport, sa: CostReport, skip_first: bool = False) -> float:
+    """Array phase (crossbar reads + conversions, before the neuron units) of one timestep, summed."""
+
+    def total(r: CostReport) -> float:
+        weighted = [layer for layer in r.layers if layer.arrays]
+        return sum(layer.array_ns for layer in weighted[1 if skip_first else 0 :])
+
+    return total(adc) / total(sa)
+
+
+def compare(name: str, size: int, T: int) -> dict[str, Any]:
+    """Every ratio of one (workload, array size, T) point; ratios are HP-ADC / ADC-less."""
+    base = ArchSpec.from_yaml(preset_dir("arch") / f"{name}.yaml")
+    a_sa, a_fl, a_sar = (
+        variant(base, size, T, "sa", 1),
+        variant(base, size, T, "flash", 5),
+        variant(base, size, T, "sar", 5),
+    )
+    sa = estimate(a_sa, chip_variant("rram-adcless-65nm"), RATE)
+    fl = estimate(a_fl, chip_variant("rram-hpadc-65nm"), RATE)
+    sar = estimate(a_sar, chip_variant("rram-hpadc-65nm"), RATE)
+    row: dict[str, Any] = {
+        "workload": name,
+        "array": size,
+        "T": T,
+        "row_phases_flash5": max(layer.row_phases for layer in fl.layers),
+        "energy_sa_uj": sa.energy_uj,
+        "energy_flash5_uj": fl.energy_uj,
+        "energy_ratio_flash5": fl.energy_uj / sa.energy_uj,
+        "energy_ratio_sar5": sar.energy_uj / sa.energy_uj,
+        "latency_sa_us": sa.latency_us,
+        "latency_flash5_us": fl.latency_us,
+        "latency_ratio_flash5": fl.latency_us / sa.latency_us,
+        "latency_ratio_sar5": sar.latency_us / sa.latency_us,
+        "readout_ratio_flash5": readout_ratio(fl, sa),
+        "readout_ratio_sar5": readout_ratio(sar, sa),
+        "hidden_readout_ratio_flash5": readout_ratio(fl, sa, skip_first=True),
+        "neuron_bound_stages_sa": sum(
+            1 for layer in sa.layers if layer.arrays and layer.neuron_ns > layer.array_ns
+        ),
+        "weighted_layers": sum(1 for layer in sa.layers if layer.arrays),
+        "conversion_share_flash5": fl.components["conversion"] / fl.energy_uj,
+        "area_ratio_flash5": fl.area_mm2 / sa.area_mm2,
+    }
+    # the accounting steps, end to end
+    for i, (_label, kw) in enumerate(STEPS):
+        s = estimate(a_sa, chip_variant("rram-adcless-65nm", **kw), RATE)
+        f = estimate(a_fl, chip_variant("rram-hpadc-65nm", **kw), RATE)
+        row[f"latency_ratio_step{i}"] = f.latency_us / s.latency_us
+    # the -sync preset pair itself (must equal the last step) and its readout path
+    s_sync = estimate(a_sa, chip_variant("rram-adcless-65nm-sync"), RATE)
+    f_sync = estimate(a_fl, chip_variant("rram-hpadc-65nm-sync"), RATE)
+    row["latency_ratio_sync"] = f_sync.latency_us / s_sync.latency_us
+    row["readout_ratio_sync"] = readout_ratio(f_sync, s_sync)
+    row["hidden_readout_ratio_sync"] = readout_ratio(f_sync, s_sync, skip_first=True)
+    # NeuroSim V1.3 reads every row at once (no row phases: the 5-bit ADC clips the sum)
+    f_clip = estimate(a_fl, chip_variant("rram-hpadc-65nm-sync", all_rows=size), RATE)
+    row["latency_ratio_sync_all_rows"] = f_clip.latency_us / s_sync.latency_us
+    # and counts every read whatever the spikes: every position and row phase read (rate -> 1)
+    s_d = estimate(a_sa, chip_variant("rram-adcless-65nm-sync"), 1.0)
+    f_d = estimate(a_fl, chip_variant("rram-hpadc-65nm-sync"), 1.0)
+    row["latency_ratio_sync_every_read"] = f_d.latency_us / s_d.latency_us
+    row["hidden_readout_ratio_sync_every_read"] = readout_ratio(f_d, s_d, skip_first=True)
+    return row
+
+
+def rng(rows: list[dict[str, Any]], key: str) -> str:
+    v = [r[key] for r in rows]
+    return f"{min(v):.2f}-{max(v):.2f}x"
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    sa_chip = whole_network_on_chip(load_chip("rram-adcless-65nm"))
-    adc_chip = whole_network_on_chip(load_chip("rram-hpadc-65nm"))
-    # sensitivity: one neuron unit per neuron on both chips, so the (identical) neuron pass
-    # is never the slowest part of a stage and the end-to-end latency follows the readout
-    sa_fast = whole_network_on_chip(load_chip("rram-adcless-65nm"), neurons_per_unit=1)
-    adc_fast = whole_network_on_chip(load_chip("rram-hpadc-65nm"), neurons_per_unit=1)
-    # DNN+NeuroSim's synchronous accounting: a read-and-sense cycle per muxed column and phase
-    sync_chip = whole_network_on_chip(load_chip("rram-hpadc-65nm-sync"))
-    sync_fast = whole_network_on_chip(load_chip("rram-hpadc-65nm-sync"), neurons_per_unit=1)
-    rows = []
-    for name, size, T in itertools.product(WORKLOADS, ARRAYS, TIMESTEPS):
-        base = ArchSpec.from_yaml(preset_dir("arch") / f"{name}.yaml")
-        a_sa, a_fl, a_sar = (
-            variant(base, size, T, "sa", 1),
-            variant(base, size, T, "flash", 5),
-            variant(base, size, T, "sar", 5),
-        )
-        sa = estimate(a_sa, sa_chip, RATE)
-        fl = estimate(a_fl, adc_chip, RATE)
-        sar = estimate(a_sar, adc_chip, RATE)
-        sa_f, fl_f = estimate(a_sa, sa_fast, RATE), estimate(a_fl, adc_fast, RATE)
-        sy, sy_f = estimate(a_fl, sync_chip, RATE), estimate(a_fl, sync_fast, RATE)
-        rows.append(
-            {
-                "workload": name,
-                "array": size,
-                "T": T,
-                "row_phases_flash5": max(layer.row_phases for layer in fl.layers),
-                "energy_sa_uj": sa.energy_uj,
-                "energy_flash5_uj": fl.energy_uj,
-                "energy_ratio_flash5": fl.energy_uj / sa.energy_uj,
-                "energy_ratio_sar5": sar.energy_uj / sa.energy_uj,
-                "latency_sa_us": sa.latency_us,
-                "latency_flash5_us": fl.latency_us,
-                "latency_ratio_flash5": fl.latency_us / sa.latency_us,
-                "latency_ratio_sar5": sar.latency_us / sa.latency_us,
-                "readout_time_ratio_flash5": _readout_ratio(fl, sa),
-                "readout_time_ratio_sar5": _readout_ratio(sar, sa),
-                "hidden_readout_ratio_flash5": _readout_ratio(fl, sa, skip_first=True),
-                "latency_ratio_flash5_fast_neurons": fl_f.latency_us / sa_f.latency_us,
-                "latency_ratio_sync": sy.latency_us / sa.latency_us,
-                "readout_time_ratio_sync": _readout_ratio(sy, sa),
-                "hidden_readout_ratio_sync": _readout_ratio(sy, sa, skip_first=True),
-                "latency_ratio_sync_fast_neurons": sy_f.latency_us / sa_f.latency_us,
-                "neuron_bound_stages_sa": sum(
-                    1 for layer in sa.layers if layer.arrays and layer.neuron_ns > layer.array_ns
-                ),
-                "weighted_layers": sum(1 for layer in sa.layers if layer.arrays),
-                "conversion_share_flash5": fl.components["conversion"] / fl.energy_uj,
-                "conversion_share_sa": sa.components["conversion"] / sa.energy_uj,
-                "area_ratio_flash5": fl.area_mm2 / sa.area_mm2,
-            }
-        )
+    rows = [compare(*p) for p in itertools.product(WORKLOADS, ARRAYS, TIMESTEPS)]
     with (OUT / "01_adcless_vs_adc.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    lines = report(rows)
+    (OUT / "01_adcless_vs_adc.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    _figure(rows)
+    print(f"wrote {OUT / '01_adcless_vs_adc.csv'}, .md and .png")
+
+
+def report(rows: list[dict[str, Any]]) -> list[str]:
+    sync_ok = all(abs(r["latency_ratio_sync"] / r["latency_ratio_step3"] - 1) < 1e-9 for r in rows)
     lines = [
         "# ADC-less (1-bit SA per column) vs 5-bit ADC shared 8:1 — 65 nm RRAM, 1 bit/cell, 4-bit weights",
         "",
-        f"Spike rate {RATE} (prior); whole network on chip; chips rram-adcless-65nm / rram-hpadc-65nm.",
-        "Paper: 2-7x energy, 8.9-24.6x latency in favour of ADC-less.",
+        f"Spike rate {RATE} (prior); whole network on chip.  Paper: 2-7x energy, 8.9-24.6x latency in favour",
+        "of ADC-less.  Every ratio is HP-ADC / ADC-less on the same silicon and the same accounting.",
         "",
         "Row phases: a 5-bit ADC resolves the partial sum of 2^5 - 1 = 31 rows of 1-bit cells, so a",
         "row group of 32 / 64 / 128 rows is read in 2 / 3 / 5 phases (a phase whose rows hold no spike",
         "is skipped); the SA reads every row in one.  *Readout path* = the array phase of a timestep",
         "summed over the layers: crossbar reads + conversions (+ mux), no neuron units.  *End to end* =",
-        "the pipelined inference latency, where a layer's stage is max(array phase, neuron phase): reads",
-        "of the next position overlap the neuron updates of the previous one.",
+        "the inference latency, where a layer's stage is max(array phase, neuron phase): reads of the",
+        "next position overlap the neuron updates of the previous one.",
         "",
-        "| workload | array | T | phases (flash5) | energy x (flash5) | energy x (SAR5) | end-to-end latency x (flash5 / SAR5) "
-        "| readout path x (flash5 / SAR5) | readout path x, hidden layers (flash5) | end-to-end x, neurons 1 per unit (flash5) "
+        "## Default accounting (rram-adcless-65nm vs rram-hpadc-65nm)",
+        "",
+        "| workload | array | T | phases (flash5) | energy x (flash5) | energy x (SAR5) | end-to-end x (flash5 / SAR5) "
+        "| readout path x (flash5 / SAR5) | readout path x, hidden layers (flash5) "
         "| neuron-bound layers (SA) | conversion share of energy, flash5 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['workload']} | {r['array']} | {r['T']} | {r['row_phases_flash5']} | {r['energy_ratio_flash5']:.2f} | "
             f"{r['energy_ratio_sar5']:.2f} | {r['latency_ratio_flash5']:.2f} / {r['latency_ratio_sar5']:.2f} | "
-            f"{r['readout_time_ratio_flash5']:.2f} / {r['readout_time_ratio_sar5']:.2f} | {r['hidden_readout_ratio_flash5']:.2f} | "
-            f"{r['latency_ratio_flash5_fast_neurons']:.2f} | {r['neuron_bound_stages_sa']} of {r['weighted_layers']} | "
-            f"{r['conversion_share_flash5']:.0%} |"
+            f"{r['readout_ratio_flash5']:.2f} / {r['readout_ratio_sar5']:.2f} | {r['hidden_readout_ratio_flash5']:.2f} | "
+            f"{r['neuron_bound_stages_sa']} of {r['weighted_layers']} | {r['conversion_share_flash5']:.0%} |"
         )
-
-    def rng(key: str) -> str:
-        v = [r[key] for r in rows]
-        return f"{min(v):.2f}-{max(v):.2f}x"
-
-    sync_lines = [
-        "",
-        "## The same comparison with DNN+NeuroSim's synchronous column-mux accounting (rram-hpadc-65nm-sync)",
-        "",
-        "Every one of the 8 columns sharing the flash ADC gets its own read-and-sense cycle, per row phase:",
-        "a phase costs 8 x (10 + 1) = 88 ns against the overlapped 18 ns (energy unchanged, leakage runs longer).",
-        "",
-        "| workload | array | T | end-to-end x | readout path x | readout path x, hidden layers | end-to-end x, neurons 1 per unit |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        sync_lines.append(
-            f"| {r['workload']} | {r['array']} | {r['T']} | {r['latency_ratio_sync']:.2f} | {r['readout_time_ratio_sync']:.2f} | "
-            f"{r['hidden_readout_ratio_sync']:.2f} | {r['latency_ratio_sync_fast_neurons']:.2f} |"
-        )
-    sync_lines += [
-        "",
-        f"Range (synchronous): end-to-end {rng('latency_ratio_sync')}, readout path {rng('readout_time_ratio_sync')} "
-        f"(hidden layers {rng('hidden_readout_ratio_sync')}), end-to-end with one neuron unit per neuron "
-        f"{rng('latency_ratio_sync_fast_neurons')}.  Paper: 8.9-24.6x.",
-    ]
-
     lines += [
         "",
-        f"Range over the sweep (flash5): energy {rng('energy_ratio_flash5')}, end-to-end latency {rng('latency_ratio_flash5')}, "
-        f"readout path {rng('readout_time_ratio_flash5')} (hidden layers {rng('hidden_readout_ratio_flash5')}), end-to-end with "
-        f"one neuron unit per neuron {rng('latency_ratio_flash5_fast_neurons')}.  SAR5: energy {rng('energy_ratio_sar5')}, "
-        f"end-to-end {rng('latency_ratio_sar5')}, readout path {rng('readout_time_ratio_sar5')}.",
+        f"Range (flash5): energy {rng(rows, 'energy_ratio_flash5')}, end to end {rng(rows, 'latency_ratio_flash5')}, "
+        f"readout path {rng(rows, 'readout_ratio_flash5')} (hidden layers {rng(rows, 'hidden_readout_ratio_flash5')}).  "
+        f"SAR5: energy {rng(rows, 'energy_ratio_sar5')}, end to end {rng(rows, 'latency_ratio_sar5')}, "
+        f"readout path {rng(rows, 'readout_ratio_sar5')}.",
         "",
-        "Which ratio the paper's figure is: the readout path.  Both designs have the same neuron units",
-        "(8 neurons time-multiplexed per digital LIF unit, ~5-7 ns per update), and with them most layers",
-        "are neuron-bound on both chips (column 'neuron-bound layers'), so the end-to-end ratio stays near 1-2x",
-        "whatever the readout does; an 8.9-24.6x latency gain can only be a gain of the crossbar + periphery.",
-        "With one neuron unit per neuron the end-to-end ratio becomes the readout ratio of the slowest stage,",
-        "which on both workloads is the first layer (the most positions): its fan-in (VGG9 3x3x3 = 27 rows, read",
-        "as 8 bit planes of the direct-encoded input; DVS 2x3x3 = 18 rows) fits one phase, so there the",
-        "ADC costs little more than its 8:1 mux.  The same first layer pulls the whole-network readout ratio",
-        "down, hence the hidden-layer column (3.7x at 64 rows, 7.3x at 128).",
+        "The default lets the 8 columns sharing an ADC settle once and then convert one after another",
+        "(sample-and-hold per column, as in ISAAC): a phase costs t_read + 8 t_conv = 18 ns against the",
+        "SA's 11 ns.  Both chips have the same neuron units (8 neurons time-multiplexed per digital LIF",
+        "unit, ~5-7 ns per update), and with them most layers are neuron-bound on both chips, so the",
+        "end-to-end ratio stays near 1-2x whatever the readout does.",
         "",
-        "The default accounting (rram-hpadc-65nm, `mux_timing: overlapped`) lets the 8 columns sharing an ADC",
-        "settle once and then convert one after another (sample-and-hold per column, as in ISAAC): a phase",
-        "costs t_read + 8 t_conv = 18 ns against the SA's 11 ns.",
-        *sync_lines,
+        "## From our accounting to the authors' DNN+NeuroSim accounting, one choice at a time",
         "",
-        "## Which accounting the paper used, and the evidence",
+        "End-to-end latency ratio.  Steps (each applied to both chips): synchronous mux = a read-and-sense",
+        "cycle per muxed column, 8 x (10 + 1) = 88 ns per phase (DNN_NeuroSim_V1.3 SubArray.cpp: "
+        "`readLatencyADC = numColMuxed`);",
+        "a LIF per channel = one digital LIF unit per output channel (the fork's "
+        "notebooks/area_latency_digital_LIF.ipynb);",
+        "layer by layer = each layer finishes all T timesteps before the next starts (the fork's",
+        "Results/Layer1_ADC*.txt: a layer-by-layer run) -- this column is the `rram-adcless-65nm-sync` / `rram-hpadc-65nm-sync`",
+        "preset pair"
+        + ("" if sync_ok else " (MISMATCH: the presets differ from the step)")
+        + ".  Then two",
+        "more of NeuroSim V1.3's choices on top of the presets: *all rows* = every row of an array driven at",
+        "once, the 5-bit ADC clipping the sum (V1.3's parallel read has no row phases); *every read* = every",
+        "position and phase read whatever the spikes (NeuroSim's counts do not depend on activity).",
         "",
-        "The ADC-less authors evaluated with their fork of DNN+NeuroSim V1.3 (github.com/mapolinario94/DNN_NeuroSim_V1.3).",
-        "Its Param.cpp sets `synchronous = true` (the clock is set by the sensing delay and every stage is counted",
-        "in cycles), `numColMuxed = 8`, `currentMode = true` and the MultilevelSenseAmp (flash-like) readout.",
-        "NeuroSim V1.3 SubArray.cpp (RRAM, parallel read) then counts `readLatencyADC = numColMuxed` cycles per",
-        "read, a cycle being row drive / mux + column settle (colDelay) + sensing (its CalculateclkFreq pass);",
-        "asynchronous it charges (sensing + colDelay) x numColMuxed: either way a column settle and a sensing per",
-        "muxed column -- the synchronous accounting above.  But the fork applies the",
-        "same 8:1 mux to the 1-bit design too: its ADC area is 1,731 um^2 for ADC 1 vs 56,794 um^2 for ADC 5",
-        "(Results/Layer1_ADC1.txt, Layer1_ADC5.txt: a ratio of 32.8, i.e. 31 comparators vs 1 behind each 8:1",
-        "mux), and its per-layer read latencies differ by only 1.08x (1.26e6 vs 1.36e6 ns of ADC time, 10.85 vs",
-        "11.82 ms per layer).  Its notebooks/latency.ipynb, which adds up the per-layer NeuroSim results of the",
-        "paper's 15-layer network, gives 5-bit / 1-bit = 1.13-1.28x per layer and 1.14x (6.46 vs 7.35 ms) for",
-        "the network, 1.53x under an area constraint.  So the fork's own NeuroSim numbers do not contain an",
-        "8.9-24.6x latency gap; that range needs an SA on every column against an 8:1-muxed ADC timed",
-        "synchronously (this model's rram-adcless-65nm vs rram-hpadc-65nm-sync), which we take to be the",
-        "paper's design point.  The default stays `overlapped`: it is what a design with per-column",
-        "sample-and-hold achieves, and nothing in the fork argues that a real 8:1 ADC must re-read the array",
-        "for every column; the synchronous preset is there to reproduce the paper's setting.",
+        "| workload | array | T | default | "
+        + " | ".join(s[0] for s in STEPS[1:])
+        + " | readout path | "
+        "readout, hidden layers | all rows (no phases) | every read | every read, hidden-layer readout |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    (OUT / "01_adcless_vs_adc.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    for r in rows:
+        steps = " | ".join(f"{r[f'latency_ratio_step{i}']:.2f}" for i in range(len(STEPS)))
+        lines.append(
+            f"| {r['workload']} | {r['array']} | {r['T']} | {steps} | {r['readout_ratio_sync']:.2f} | "
+            f"{r['hidden_readout_ratio_sync']:.2f} | {r['latency_ratio_sync_all_rows']:.2f} | "
+            f"{r['latency_ratio_sync_every_read']:.2f} | {r['hidden_readout_ratio_sync_every_read']:.2f} |"
+        )
+    inside = [r for r in rows if PAPER[0] <= r["latency_ratio_sync"] <= PAPER[1]]
+    lines += [
+        "",
+        f"Ranges: + synchronous mux {rng(rows, 'latency_ratio_step1')}, + a LIF per channel "
+        f"{rng(rows, 'latency_ratio_step2')}, + layer by layer (the -sync presets) {rng(rows, 'latency_ratio_sync')} "
+        f"end to end, readout path {rng(rows, 'readout_ratio_sync')} (hidden layers "
+        f"{rng(rows, 'hidden_readout_ratio_sync')}); all rows at once {rng(rows, 'latency_ratio_sync_all_rows')}; "
+        f"every read {rng(rows, 'latency_ratio_sync_every_read')} (hidden-layer readout "
+        f"{rng(rows, 'hidden_readout_ratio_sync_every_read')}).  Paper: {PAPER[0]}-{PAPER[1]}x.  "
+        f"{len(inside)} of {len(rows)} points of the -sync presets fall inside the paper's range end to end.",
+    ]
+    lines += _evidence(rows)
+    return lines
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, marker in zip(WORKLOADS, ["o", "s"], strict=True):
+
+def _evidence(rows: list[dict[str, Any]]) -> list[str]:
+    at64 = {
+        r["workload"]: r["latency_ratio_sync"] for r in rows if r["array"] == 64 and r["T"] == 5
+    }
+    dvsnet = [
+        r["latency_ratio_sync"] for r in rows if r["workload"] == "adcless-dvsnet" and r["T"] == 5
+    ]
+    return [
+        "",
+        "## What each choice contributes, and which accounting the paper used",
+        "",
+        "* **Synchronous mux** is the choice that moves the ratio from ~1-3x towards the paper's decade:",
+        "  with a read-and-sense cycle per muxed column, every read of the 8:1-muxed ADC costs 8 cycles where",
+        "  an SA on every column costs one, so a layer whose columns fill the mux has a readout ratio of",
+        "  8 x its row phases (a layer with fewer used columns than its ADCs' 8:1 share, such as",
+        "  Spike-FlowNet's 2-channel flow output, queues fewer).  In DNN+NeuroSim a cycle is the clock set",
+        "  by the slowest sensing path; the fork's own runs give 1.3197 ns (5-bit) vs 1.2216 ns (1-bit)",
+        "  (Results/Layer1_ADC5.txt, Layer1_ADC1.txt), so the per-read ratio there is 8 x 1.08 = 8.6x:",
+        "  the paper's 8.9x lower end.  Our cycle is t_read + t_conv = 11 ns on both chips.",
+        "* **Row phases** set the upper end: 8 x 3 phases = 24x for a 64-row layer whose fan-in fills the",
+        "  array (the paper's 24.6x; column *every read, hidden-layer readout*), 8 x 5 = 40x at 128 rows.",
+        "  NeuroSim V1.3 has no row phases (its parallel read drives every row and the ADC clips): with all",
+        f"  rows at once the ratio stays at {rng(rows, 'latency_ratio_sync_all_rows')} (column *all rows*), so the",
+        "  paper's upper end is not V1.3's arithmetic alone; it needs each partial sum resolved exactly",
+        "  (31 rows per read), as this model does.",
+        "* **Neuron units and schedule** decide how much of that reaches the end-to-end number.  With 8",
+        "  neurons per shared LIF unit the neuron pass bounds most stages on both chips; with a LIF per",
+        "  channel (the fork's) and layer by layer (the fork's) the end-to-end ratio is the readout ratio",
+        "  weighted by each layer's ADC-less time.",
+        "",
+        f"With all of the authors' choices (the -sync presets) the sweep spans {rng(rows, 'latency_ratio_sync')}",
+        "end to end, which brackets the paper's 8.9-24.6x.  At the fork's 64 x 64 subarrays: "
+        + ", ".join(f"{k} {v:.1f}x" for k, v in at64.items())
+        + "; the paper's own gesture network (adcless-dvsnet, the fork's NetWork_DVSNet.csv) gives "
+        + " / ".join(f"{v:.1f}x" for v in dvsnet)
+        + " at 32 / 64 / 128 rows.",
+        "",
+        "**What our model does not have.**  The whole-network ratio is held below the hidden-layer ratio",
+        "by the first layer, whose fan-in (VGG9 27 rows, read as 8 bit planes of the direct-encoded input;",
+        "the DVS nets 18 rows; Spike-FlowNet 36) needs one or two phases and which has the most positions.",
+        "DNN+NeuroSim's floorplanner duplicates such large-feature-map layers (Chip.cpp",
+        "ChipDesignInitialize: `pipelineSpeedUp`; the fork's area_latency_digital_LIF.ipynb lists speed-ups",
+        "of 64 / 16 / 4 for its first layers), which shrinks their share and pulls the network ratio",
+        "towards the hidden-layer one; this model maps each layer once.  NeuroSim's activity-free counting",
+        "(column *every read*) adds the phases that sparse spikes skip here.  And the 1.08x clock ratio of",
+        "the fork's runs (the 5-bit sensing path sets a slower clock for every stage) is not in our timing.",
+        "",
+        "The fork's own published NeuroSim numbers do not contain the paper's gap: they apply the same 8:1",
+        "mux to the 1-bit design (ADC area 1,731 um^2 for ADC 1 vs 56,794 um^2 for ADC 5, a ratio of 32.8:",
+        "31 comparators vs 1 behind each mux), their per-layer read latencies differ by 1.09x (10.85 vs",
+        "11.82 ms), and notebooks/latency.ipynb adds its 15-layer optical-flow network up to 1.14x (6.46 vs",
+        "7.35 ms), 1.27-1.53x under an area constraint.  In those runs buffer and interconnect time (6.99",
+        "and 0.86 of 10.85 ms) is the same on both designs and dilutes every gain.  The paper's 8.9-24.6x therefore",
+        "reads as an SA on every column (numColMuxed = 1) against the 8:1-muxed ADC, counted synchronously,",
+        "over the crossbar and its periphery: the -sync preset pair.",
+        "",
+        "**Which accounting is the default, and why.**  The default stays `mux_timing: overlapped` with",
+        "shared neuron units and the timestep pipeline (rram-hpadc-65nm vs rram-adcless-65nm).  A column",
+        "mux in front of an ADC does not need the array to be re-read for every column: the bitlines settle",
+        "once and each column's value is held (sample-and-hold, ISAAC) while the ADC converts them in turn,",
+        "so the physical cost of sharing is 8 conversions, not 8 reads; NeuroSim's synchronous count is a",
+        "simulator convention (every stage takes whole cycles of one clock), not a property of the circuit.",
+        "Likewise a LIF per output channel costs area that a budget-bound search should see, and pipelining",
+        "layers across timesteps is what a chip with every layer on its own arrays does.  The -sync pair",
+        "is there to reproduce and audit the paper's setting, not to search with.",
+    ]
+
+
+def _figure(rows: list[dict[str, Any]]) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    markers = dict(zip(WORKLOADS, ["o", "s", "^", "D"], strict=True))
+    colors = dict(zip(WORKLOADS, ["tab:blue", "tab:orange", "tab:red", "tab:purple"], strict=True))
+    T0 = TIMESTEPS[0]
+    for name in WORKLOADS:
         for T, ls in zip(TIMESTEPS, ["-", "--"], strict=True):
             sel = [r for r in rows if r["workload"] == name and r["T"] == T]
             axes[0].plot(
                 [r["array"] for r in sel],
                 [r["energy_ratio_flash5"] for r in sel],
-                marker=marker,
+                marker=markers[name],
+                color=colors[name],
                 ls=ls,
                 label=f"{name} T={T}",
             )
-        sel = [r for r in rows if r["workload"] == name and r["T"] == TIMESTEPS[0]]
+        sel = [r for r in rows if r["workload"] == name and r["T"] == T0]
         xs = [r["array"] for r in sel]
-        axes[1].plot(
-            xs,
-            [r["latency_ratio_flash5"] for r in sel],
-            marker=marker,
-            ls="-",
-            label=f"{name}: end to end",
-        )
-        axes[1].plot(
-            xs,
-            [r["readout_time_ratio_flash5"] for r in sel],
-            marker=marker,
-            ls="--",
-            label=f"{name}: readout path",
-        )
-        axes[1].plot(
-            xs,
-            [r["hidden_readout_ratio_flash5"] for r in sel],
-            marker=marker,
-            ls=":",
-            label=f"{name}: readout, hidden layers",
-        )
-        axes[1].plot(
-            xs,
-            [r["latency_ratio_flash5_fast_neurons"] for r in sel],
-            marker=marker,
-            ls="-.",
-            alpha=0.7,
-            label=f"{name}: end to end, 1 neuron/unit",
-        )
+        for key, ls, lab in (
+            ("latency_ratio_step0", "-", "default"),
+            ("latency_ratio_step1", "--", "+ sync mux"),
+            ("latency_ratio_sync", "-.", "-sync presets"),
+        ):
+            axes[1].plot(
+                xs,
+                [r[key] for r in sel],
+                marker=markers[name],
+                color=colors[name],
+                ls=ls,
+                label=f"{name}: {lab}",
+            )
+        for key, ls, lab in (
+            ("readout_ratio_sync", "-", "readout"),
+            ("hidden_readout_ratio_sync", ":", "readout, hidden layers"),
+        ):
+            axes[2].plot(
+                xs,
+                [r[key] for r in sel],
+                marker=markers[name],
+                color=colors[name],
+                ls=ls,
+                label=f"{name}: {lab}",
+            )
     for ax, (lo, hi), title in (
-        (axes[0], (2, 7), "energy: flash5 8:1 / SA"),
-        (axes[1], (8.9, 24.6), f"latency: flash5 8:1 / SA (T={TIMESTEPS[0]})"),
+        (axes[0], (2, 7), "energy: flash5 8:1 / SA (default)"),
+        (axes[1], PAPER, f"end-to-end latency: flash5 8:1 / SA (T={T0})"),
+        (axes[2], PAPER, f"readout path, -sync presets (T={T0})"),
     ):
         ax.axhspan(lo, hi, color="tab:green", alpha=0.12, label="paper's range")
         ax.set_xscale("log", base=2)
@@ -271,21 +391,9 @@ def main() -> None:
         ax.set_title(title)
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=6)
-    axes[0].legend(fontsize=7)
+        ax.legend(fontsize=5.5)
     fig.tight_layout()
     fig.savefig(OUT / "01_adcless_vs_adc.png", dpi=130)
-    print(f"wrote {OUT / '01_adcless_vs_adc.csv'}, .md and .png")
-
-
-def _readout_ratio(adc, sa, skip_first: bool = False) -> float:
-    """Array phase (crossbar reads + conversions, before the neuron units) of one timestep, summed."""
-
-    def total(r) -> float:
-        weighted = [layer for layer in r.layers if layer.arrays]
-        return sum(layer.array_ns for layer in weighted[1 if skip_first else 0 :])
-
-    return total(adc) / total(sa)
 
 
 if __name__ == "__main__":
