@@ -62,6 +62,30 @@ def test_01_the_authors_accounting_reproduces_the_papers_latency(
         # paper's upper end is 8 x 3 row phases of a 5-bit ADC on a 64-row layer, every phase read
         assert r["latency_ratio_sync_all_rows"] <= 8.0 + 1e-9
         assert r["hidden_readout_ratio_sync_every_read"] == pytest.approx(24.0, rel=1e-3)
+        # NeuroSim's copies of the large-map layers (what-if) keep it inside, and above the presets
+        assert lo <= r["latency_ratio_sync_duplicated"] <= hi
+        assert r["latency_ratio_sync_duplicated"] > r["latency_ratio_sync"]
+
+
+def test_01_neurosim_layer_copies_match_the_forks_numbers(e01: ModuleType) -> None:
+    # the fork's optical-flow encoder (NetWork_SFN.csv: input maps 256, 128, 64, 32, 16, 16): its
+    # area_latency_digital_LIF.ipynb lists 64 / 16 / 4 / 1 / 1 copies for these layers
+    from neuronas.spec import ArchSpec
+
+    arch = ArchSpec.from_dict(
+        {
+            "input": {"shape": [4, 256, 256], "timesteps": 1, "encoding": "events"},
+            "layers": [
+                {"kind": "conv", "out": 8, "stride": 2},
+                {"kind": "conv", "out": 8, "stride": 2},
+                {"kind": "conv", "out": 8, "stride": 2},
+                {"kind": "conv", "out": 8, "stride": 2},
+                {"kind": "conv", "out": 8},
+                {"kind": "fc", "out": 2},
+            ],
+        }
+    )
+    assert list(e01.neurosim_speedups(arch).values()) == [64, 16, 4, 1, 1, 1]
 
 
 def test_01_report_states_the_default_and_the_evidence(
