@@ -113,7 +113,15 @@ def test_bad_awareness_and_input_are_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["digits-mlp", "digits-cnn", "digits-resnet", "dvsgesture-cnn", "spike-flownet"]
+    "name",
+    [
+        "digits-mlp",
+        "digits-cnn",
+        "digits-resnet",
+        "dvsgesture-cnn",
+        "adcless-dvsnet",
+        "spike-flownet",
+    ],
 )
 def test_shipped_archs_build_and_run(repo_root, name: str) -> None:
     arch = ArchSpec.from_yaml(repo_root / "experiments" / "archs" / f"{name}.yaml")
