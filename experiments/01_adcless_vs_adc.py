@@ -287,8 +287,9 @@ def report(rows: list[dict[str, Any]]) -> list[str]:
         "| workload | array | T | default | "
         + " | ".join(s[0] for s in STEPS[1:])
         + " | readout path | "
-        "readout, hidden layers | all rows (no phases) | every read | every read, hidden-layer readout |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "readout, hidden layers | all rows (no phases) | every read | every read, hidden-layer readout "
+        "| NeuroSim's layer copies (what-if) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         steps = " | ".join(f"{r[f'latency_ratio_step{i}']:.2f}" for i in range(len(STEPS)))
