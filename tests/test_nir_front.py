@@ -3,8 +3,8 @@
 
 The search (grid sampler, a space written here) covers every neuron model (lif, ld_lif, if) in
 an MLP and a CNN with max pooling, on sense-amplifier arrays of 64 rows (every layer has
-several row groups), and ``neuronas export --trials`` exports all six trials, whether or not
-they are on the front.  Per member:
+several row groups), and ``neuronas export --trials`` exports one trial of each kind, whether
+or not it is on the front.  Per member:
 
 * ``model.nir`` (the converters as comparator banks into memoryless LIF nodes) reproduces
   neuronas' chip mode on an ideal device to float rounding, in neuronas' reader, Norse,
@@ -30,9 +30,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-
 from _search_helpers import FAST, cli, trials_of
 
 pytest.importorskip("snntorch")
@@ -42,10 +40,10 @@ pytest.importorskip("nirtorch")
 SPACE = """\
 name: nirfront
 dataset: digits-events
-input: {timesteps: 3, downsample: 4}
+input: {timesteps: [3, 4], downsample: 4}
 families:
   mlp: {depth: 1, width: 24}
-  cnn: {blocks: 1, channels: 4, kernel: 3, pool: max, hidden: 0}
+  cnn: {blocks: 1, channels: 4, kernel: 3, pool: [max], hidden: [0]}
 neuron: {model: [lif, ld_lif, if], threshold: 1.0}
 precision: {weight_bits: 4}
 mapping: {adc_kind: sa, crossbar: 64}
@@ -76,15 +74,20 @@ def test_every_member_of_a_tiny_search_runs_in_the_stock_importers(tmp_path: Pat
     from neuronas.spec import ArchSpec
 
     (tmp_path / "space.yaml").write_text(SPACE)
-    args = ["search", "--space", "space.yaml", "--sampler", "grid", "--trials", "6"]
+    # a grid of 12 (2 families x 3 neuron models x 2 timesteps), 11 trials: every kind twice
+    # but one (Optuna's GridSampler stops the study when its grid is exhausted, which an
+    # ask-and-tell search does not survive)
+    args = ["search", "--space", "space.yaml", "--sampler", "grid", "--trials", "11"]
     r = cli([*args, "--name", "nf", "--seed", "0", *FAST], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     trials = trials_of(tmp_path / "runs" / "nf")
-    ok = [t.number for t in trials if t.user_attrs.get("status") == "ok"]
-    assert len(ok) == 6, [(t.number, t.user_attrs.get("status")) for t in trials]
-    r = cli(
-        ["export", "nf", "--out", "exp", "--instances", "2", "--trials", *map(str, ok)], tmp_path
-    )
+    first: dict[tuple[str, str], int] = {}  # the first trained trial of each kind
+    for t in trials:
+        if t.user_attrs.get("status") == "ok":
+            first.setdefault((t.params["family"], t.params["neuron"]), t.number)
+    assert len(first) == 6, [(t.number, t.params, t.user_attrs.get("status")) for t in trials]
+    chosen = [str(n) for n in sorted(first.values())]
+    r = cli(["export", "nf", "--out", "exp", "--instances", "2", "--trials", *chosen], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "exported 6 chosen trial(s)" in r.stdout
     members = sorted(p for p in (tmp_path / "exp").iterdir() if p.is_dir())
