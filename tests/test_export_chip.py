@@ -228,7 +228,7 @@ def test_a_comparator_keeps_no_state_that_changes_its_output() -> None:
     """The memoryless comparators are exact at every timestep, in the importers' own forward
     Euler (``v + (x - v)``): a membrane far below zero from the last timestep does not swallow a
     small positive input.  Half-integer thresholds make every input a half-integer; a real
-    threshold (what a ``Threshold``-free export would need without them) would not be exact."""
+    comparator input (a real-valued partial sum less a real threshold) would not be exact."""
     from test_export import run_norse
 
     big, small = -1.0e6 + 0.5, 0.5  # one step far below threshold, then just above it

@@ -356,3 +356,28 @@ def test_out_holding_the_run_is_refused_even_with_overwrite(run_root: Path) -> N
         assert "holds the run" in str(exc.value) and "\n" not in str(exc.value)
     assert sorted(p.name for p in run_dir.iterdir()) == before
     _no_leftovers(run_root / "runs")
+
+
+def test_trials_exports_chosen_trials_and_names_one_it_cannot(run_root: Path) -> None:
+    """``--trials``: the chosen trials, marked on or off the front; a trial that does not exist
+    or was not trained within every budget is named in one line, and nothing is written."""
+    from neuronas.search.study import front_trials, open_run
+
+    run = open_run(run_root / "runs" / "safe")
+    trials = run.study.get_trials(deepcopy=False)
+    front = {t.number for t in front_trials(run.study, list(run.config.objectives))}
+    ok = [t.number for t in trials if t.user_attrs.get("status") == "ok"]
+    res = _export(run_root, run_root / "exp_chosen", plot=False, nir=False, trial_numbers=ok[:1])
+    assert [Path(d).name for d in res["members"]] == [f"01_trial{ok[0]:04d}"]
+    rows = (run_root / "exp_chosen" / "pareto.csv").read_text().splitlines()
+    assert rows[0].endswith(",on_front") and rows[1].endswith(f",{int(ok[0] in front)}")
+    out = run_root / "exp_missing"
+    r = cli(["export", "safe", "--out", str(out), "--trials", str(ok[0]), "999"], run_root)
+    line = _one_line_error(r)
+    assert "trial 999" in line and "does not exist" in line and str(ok[0]) in line
+    assert not out.exists()
+    _no_leftovers(run_root)
+    other = [t for t in trials if t.user_attrs.get("status") != "ok"]
+    if other:  # a rejected, stopped or failed trial is refused with its status
+        r = cli(["export", "safe", "--out", str(out), "--trials", str(other[0].number)], run_root)
+        assert f"has status {other[0].user_attrs.get('status')}" in _one_line_error(r)
