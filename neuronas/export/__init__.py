@@ -1,6 +1,7 @@
 """Export a run's feasible Pareto front as files a hardware team can use.
 
-``neuronas export RUN --out DIR`` writes::
+``neuronas export RUN --out DIR`` writes (``--trials N ...``: those trials instead of the
+front, each marked on or off it)::
 
     DIR/report.md              read this first: chip, space, budgets, the front, cost breakdowns
     DIR/pareto.csv             one row per front member (objectives, every cost metric, margins)
