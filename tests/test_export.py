@@ -4,7 +4,7 @@ own network on the same input.
 
 The comparison uses a digital (exact-sum) crossbar on an ideal device, where the chip computes
 exactly ``x @ W_q`` with the quantized weights that the NIR graph holds, so the graph is the
-network (the converters of analog arrays are not NIR primitives: see ``test_export_chip.py``).
+network (the converters of analog arrays are checked against chip mode in ``test_export_chip.py``).
 Tolerance: 1e-5 absolute on the readout currents: both sides run float32 and may sum in
 different orders (~1e-7 per operation); a single spike that differs would move an output by a
 whole weight (>= 1e-2 here), so the tolerance cannot hide a wrong spike.

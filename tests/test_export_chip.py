@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nir
 import numpy as np
 import pytest
 import torch
@@ -152,21 +153,6 @@ def test_stored_levels_are_the_quantized_weights(tmp_path: Path) -> None:
 
 # -- model.nir: the same converters as NIR nodes ---------------------------------------------
 
-
-def _nirtorch_threshold(node):
-    class _Threshold(torch.nn.Module):
-        """NIR's Threshold: 1 where the input exceeds the threshold."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.thr = torch.as_tensor(node.threshold, dtype=torch.float32)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return (x > self.thr).float()
-
-    return _Threshold()
-
-
 # fc layers on a feature map (after a max pooling): exported as Conv2d, no Flatten
 POOL_MLP = {
     "input": {"shape": [2, 8, 8], "timesteps": T},
@@ -194,12 +180,15 @@ NIR_CASES = [
 def test_the_nir_graph_runs_the_converters_as_chip_mode_does(
     tmp_path: Path, spec: dict, mapping: dict, scheme: str, bpc: int, wbits: int
 ) -> None:
-    """fc and conv layers on crossbars: each row group a Linear (conv: Conv2d) node, each converter comparators
-    (Threshold nodes), the periphery an Affine node; neuronas' reader and nirtorch (with NIR's
-    Threshold, IF and LIF supplied, as nirtorch ships no neuron map) reproduce chip mode on an
-    ideal device.  Tolerance as the package's check: spikes in, every partial sum an integer,
-    every code exact; only the periphery's float32 products may round differently."""
-    import nir
+    """fc and conv layers on crossbars: a comparator bank (Affine / Conv2d), memoryless LIF
+    comparators and a periphery Affine / 1 x 1 Conv2d per layer (no ``Threshold`` node, which
+    snnTorch and Norse do not map).  The *unpatched* importers of
+    snnTorch 1.0 (LIF networks: it runs no IF, see ``test_export.py``) and Norse 1.1, nirtorch
+    (with NIR's LIF and IF supplied, as nirtorch ships no neuron map) and neuronas' reader all
+    reproduce chip mode on an ideal device.  Tolerance as the package's check: spikes in,
+    every partial sum an integer, every code exact; only the periphery's float32 products may
+    round differently."""
+    from test_export import NIRTORCH_WITH_BIAS, run_nirtorch, run_norse, run_snntorch
 
     from neuronas.snn.nir import run_graph, to_nir
 
@@ -209,61 +198,152 @@ def test_the_nir_graph_runs_the_converters_as_chip_mode_does(
     path = tmp_path / "model.nir"
     nir.write(str(path), to_nir(model, arch))
     graph = nir.read(str(path))
-    kinds = [type(n).__name__ for n in graph.nodes.values()]
-    assert "Threshold" in kinds
+    kinds = {type(n).__name__ for n in graph.nodes.values()}
+    assert kinds <= {"Input", "Output", "Affine", "Conv2d", "LIF", "IF"}, kinds
     assert "per-row-group conversion represented" in graph.metadata["notes"]
-    theirs = run_graph(graph, x).reshape(ours.shape)  # fc after a map: [6, 1, 1]
     scale = float(ours.abs().max())
-    assert float((theirs - ours).abs().max()) <= 1e-5 * scale
+    runners = {
+        "neuronas": run_graph,
+        "nirtorch": lambda g, xs: run_nirtorch(g, xs, NIRTORCH_WITH_BIAS),
+        "norse": run_norse,
+    }
+    if spec["neuron"]["model"] == "lif":
+        runners["snntorch"] = run_snntorch
+    for name, run in runners.items():
+        theirs = run(graph, x).detach().reshape(ours.shape)  # fc after a map: [6, 1, 1]
+        assert float((theirs - ours).abs().max()) <= 1e-5 * scale, name
+    # the outputs vary enough that one wrong comparator would show
+    assert len(np.unique(np.round(ours.numpy() / (1e-3 * scale)))) > 3
     if spec is CNN:
-        # the conv's two row groups are Conv2d nodes, comparators per output position
-        assert isinstance(graph.nodes["conv0_g1"], nir.Conv2d)
+        # three nodes per converted layer, a chain (Norse's importer misorders fan-in)
+        assert isinstance(graph.nodes["conv0_bank"], nir.Conv2d)
+        assert isinstance(graph.nodes["conv0_cmp"], nir.LIF)
         assert "layers [0, 2]: per-row-group conversion represented" in graph.metadata["notes"]
         # the exact-sum graph is a different network here: the comparison above can fail
         exact = run_graph(to_nir(model, arch, converters=False), x).reshape(ours.shape)
         assert float((exact - ours).abs().max()) > 1e-3 * scale
-    from test_export import NIRTORCH_WITH_BIAS, run_nirtorch
-
-    node_map = {**NIRTORCH_WITH_BIAS, nir.Threshold: _nirtorch_threshold}
-    via_nirtorch = run_nirtorch(graph, x, node_map).detach().reshape(ours.shape)
-    assert float((via_nirtorch - ours).abs().max()) <= 1e-5 * scale
-    # documented difference: snnTorch 1.0 and Norse 1.1 map no nir.Threshold node (their node
-    # maps skip it, and nirtorch then misses the comparator's module), so they do not load a
-    # graph with converters
-    from snntorch.import_nir import import_from_nir
-
-    # (snnTorch names the first comparator node it misses, Norse the node type)
-    missing = r"Threshold|'(fc|conv)\d+_g\d+_(sa|driven|c\d+)'"
-    with pytest.raises((ValueError, KeyError), match=missing):
-        import_from_nir(graph)
-    import norse
-
-    with pytest.raises((ValueError, KeyError), match=missing):
-        norse.torch.from_nir(graph, dt=1e-4)
-    # the "ideal" graph (model_ideal.nir): one node per layer, exact sums; Norse runs it
-    ideal = to_nir(model, arch, converters=False)
-    assert not any(isinstance(n, nir.Threshold) for n in ideal.nodes.values())
-    assert norse.torch.from_nir(ideal, dt=1e-4) is not None
 
 
-def test_a_conv_over_the_graph_size_limit_keeps_exact_sums(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A conv layer whose converted form would exceed the limits is exported with exact sums,
-    and the graph's metadata says so (the fc layer after it is still converted)."""
+def test_a_comparator_keeps_no_state_that_changes_its_output() -> None:
+    """The memoryless comparators are exact at every timestep, in the importers' own forward
+    Euler (``v + (x - v)``): a membrane far below zero from the last timestep does not swallow a
+    small positive input.  Half-integer thresholds make every input a half-integer; a real
+    comparator input (a real-valued partial sum less a real threshold) would not be exact."""
+    from test_export import run_norse
+
+    big, small = -1.0e6 + 0.5, 0.5  # one step far below threshold, then just above it
+    ones = np.ones(1, np.float32)
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([1])}),
+            "cmp": nir.LIF(
+                tau=np.float32(1e-4) * ones, r=ones, v_leak=0 * ones, v_threshold=0 * ones
+            ),
+            "output": nir.Output(output_type={"output": np.array([1])}),
+        },
+        edges=[("input", "cmp"), ("cmp", "output")],
+    )
+    x = torch.tensor([[[big]], [[small]], [[big]], [[small]]])
+    assert run_norse(graph, x).flatten().tolist() == [0.0, 1.0, 0.0, 1.0]
+    # with a real-valued input the same node is not memoryless in float32 (why the thresholds
+    # are half-integers and the inputs must be integers)
+    x = torch.tensor([[[big]], [[1e-3]]])
+    assert run_norse(graph, x).flatten().tolist() == [0.0, 0.0]
+
+
+def test_a_layer_over_the_size_limit_keeps_exact_sums(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fc and conv layers share one limit, ``MAX_CONVERTED_VALUES``: a layer whose converted
+    form would write more values keeps exact sums, the graph's metadata says so, and the other
+    layers stay converted.  ``converted_size`` bounds what the graph holds."""
     from neuronas.snn import nir as nir_mod
 
     arch, model, _ = _trained_like(CNN, {"adc_kind": "sar", "adc_bits": 4}, "offset", 2, 4)
     converted = nir_mod.to_nir(model, arch)
-    nodes = 1 + sum(name.startswith("conv0_") for name in converted.nodes)
-    assert nodes == 2 * (1 + 15) + 1  # 2 row groups: partial sums + 15 comparators each
-    monkeypatch.setattr(nir_mod, "MAX_CONVERTED_CONV_NODES", nodes - 1)
+    sizes = {r.index: nir_mod.converted_size(r) for r in arch.resolved()}
+    for i, kind in ((0, "conv"), (2, "fc")):
+        held = sum(
+            np.asarray(v).size
+            for name, node in converted.nodes.items()
+            if name == f"{kind}{i}" or name.startswith(f"{kind}{i}_")
+            for v in (
+                getattr(node, a, None)
+                for a in ("weight", "bias", "tau", "r", "v_leak", "v_threshold")
+            )
+            if v is not None
+        )
+        assert 0.5 * sizes[i] < held <= sizes[i], (kind, held, sizes[i])
+    # the conv over the limit, the fc within it
+    monkeypatch.setattr(nir_mod, "MAX_CONVERTED_VALUES", sizes[0] - 1)
+    assert sizes[2] < sizes[0]
     graph = nir_mod.to_nir(model, arch)
-    assert not any(name.startswith("conv0_") for name in graph.nodes)
-    assert "fc2_g0" in graph.nodes
-    assert "conv layers 0 (33 nodes" in graph.metadata["notes"]
+    assert "conv0_bank" not in graph.nodes and "fc2_bank" in graph.nodes
+    assert f"layers 0 ({sizes[0]} values)" in graph.metadata["notes"]
     assert "layers [2]: per-row-group" in graph.metadata["notes"]
     assert "layers [0]: partial-sum conversion not in NIR" in nir_mod.nir_notes(arch)
     ideal = nir_mod.to_nir(model, arch, converters=False)
     np.testing.assert_array_equal(graph.nodes["conv0"].weight, ideal.nodes["conv0"].weight)
+    # an fc layer over the limit: exact sums, the next fc converted
+    arch_mlp, mlp, _ = _trained_like(MLP, {"adc_kind": "sa", "adc_bits": 1}, "differential", 1, 4)
+    fc_sizes = [nir_mod.converted_size(r) for r in arch_mlp.resolved()]
+    monkeypatch.setattr(nir_mod, "MAX_CONVERTED_VALUES", fc_sizes[0] - 1)
+    assert fc_sizes[1] < fc_sizes[0]
+    graph = nir_mod.to_nir(mlp, arch_mlp)
+    assert "fc0_bank" not in graph.nodes and "fc1_bank" in graph.nodes
+    assert isinstance(graph.nodes["fc0"], nir.Affine)
+    assert f"layers 0 ({fc_sizes[0]} values)" in graph.metadata["notes"]
+
+
+def test_the_fc_size_grows_with_the_square_of_the_fan_in() -> None:
+    """An fc layer's converted form grows ~ K^2 / rows (every row group's bank spans the whole
+    fan-in); a wide layer is over the limit and keeps exact sums, without building it."""
+    from neuronas.snn.nir import MAX_CONVERTED_VALUES, converted_size, has_converters
+
+    def fc(k: int) -> ArchSpec:
+        return ArchSpec.from_dict(
+            {
+                "input": {"shape": [k], "timesteps": 2},
+                "layers": [{"kind": "fc", "out": 64}, {"kind": "fc", "out": 10}],
+                "neuron": {"model": "if"},
+                "precision": {"weight_bits": 4},
+                "mapping": {"adc_kind": "sar", "adc_bits": 4, "rows": 64, "cols": 64},
+            }
+        )
+
+    small, big = (converted_size(fc(k).resolved()[0]) for k in (256, 1024))
+    assert 12 < big / small < 20  # 4x the fan-in: ~16x the values
+    assert small <= MAX_CONVERTED_VALUES < big
+    wide = fc(1024)
+    assert has_converters(wide)  # the readout (fan-in 64) is still converted
+    from neuronas.snn.nir import nir_notes
+
+    assert "layers [0]: partial-sum conversion not in NIR" in nir_notes(wide)
+
+
+def test_a_layer_reading_non_integers_keeps_exact_sums() -> None:
+    """The comparators are exact for integer inputs; a layer after an average pooling (or a
+    direct-encoded input) keeps exact sums, said in the metadata; layers reading spikes stay
+    converted."""
+    from neuronas.snn.nir import nir_notes, to_nir
+
+    spec = {
+        "input": {"shape": [2, 8, 8], "timesteps": T},
+        "layers": [
+            {"kind": "conv", "out": 4, "kernel": 3},
+            {"kind": "pool", "kernel": 2, "pool": "avg"},
+            {"kind": "fc", "out": 5},
+        ],
+        "neuron": {"model": "if", "threshold": 1.0},
+    }
+    arch, model, _ = _trained_like(spec, {"adc_kind": "sa", "adc_bits": 1}, "differential", 1, 4)
+    graph = to_nir(model, arch)
+    assert "conv0_bank" in graph.nodes and "fc2_bank" not in graph.nodes
+    assert "layers [2] read non-integers" in graph.metadata["notes"]
+    assert "layers [2]: partial-sum conversion not in NIR" in nir_notes(arch)
+    direct = {**spec, "input": {**spec["input"], "encoding": "direct"}}
+    arch, model, _ = _trained_like(direct, {"adc_kind": "sa", "adc_bits": 1}, "differential", 1, 4)
+    graph = to_nir(model, arch)
+    assert "conv0_bank" not in graph.nodes
+    assert "layers [0, 2] read non-integers" in graph.metadata["notes"]
 
 
 def test_a_layer_reading_a_concatenation_keeps_exact_sums() -> None:
@@ -283,8 +363,8 @@ def test_a_layer_reading_a_concatenation_keeps_exact_sums() -> None:
     }
     arch, model, _ = _trained_like(spec, {"adc_kind": "sa", "adc_bits": 1}, "differential", 1, 4)
     graph = to_nir(model, arch)
-    assert "conv1_g1_sa" in graph.nodes and "fc2_skip" in graph.nodes
-    assert not any(name.startswith("fc2_g") for name in graph.nodes)
+    assert "conv1_bank" in graph.nodes and "fc2_skip" in graph.nodes
+    assert not any(name.startswith("fc2_bank") for name in graph.nodes)
     assert "layers [1]: per-row-group" in graph.metadata["notes"]
     assert "layers [2]: partial-sum conversion not represented" in graph.metadata["notes"]
     assert "layers [2]: partial-sum conversion not in NIR" in nir_notes(arch)

@@ -217,22 +217,22 @@ def test_no_file_holds_an_absolute_path_and_a_moved_run_exports(
 def test_trained_members_load_and_run_in_the_stock_importers(run_root: Path) -> None:
     """Trained members (lif and if, sense-amplifier arrays, pooling + fc):
 
-    * ``model.nir`` (the converters as NIR ``Threshold`` nodes) reproduces the member's chip mode
-      on an ideal device to float rounding, through nirtorch (NIR's Threshold, LIF and IF
-      supplied: nirtorch maps no neurons) and neuronas' reader; snnTorch 1.0 and Norse 1.1 map
-      no ``Threshold`` and refuse it (the documented difference, asserted);
-    * ``model_ideal.nir`` (exact sums) runs a batch in Norse and nirtorch, and in snnTorch where
-      it can (LIF: see ``test_export.py``), and they agree."""
+    * ``model.nir`` (the converters as comparator banks into memoryless LIF nodes) reproduces
+      the member's chip mode on an ideal device to float rounding, through the unpatched
+      importers of Norse 1.1 and snnTorch 1.0 (LIF members: snnTorch runs no IF, see
+      ``test_export.py``), nirtorch (NIR's LIF and IF supplied: nirtorch maps no neurons) and
+      neuronas' reader;
+    * ``model_ideal.nir`` (exact sums) runs a batch in the same importers, and they agree."""
     import nir
-    import norse
     import torch
-    from snntorch.import_nir import import_from_nir
     from test_export import NIRTORCH_WITH_BIAS, run_nirtorch, run_norse, run_snntorch
-    from test_export_chip import _nirtorch_threshold
 
     from neuronas.snn import build
     from neuronas.snn.nir import run_graph
     from neuronas.spec import ArchSpec
+
+    def nirtorch_run(g: object, xs: torch.Tensor) -> torch.Tensor:
+        return run_nirtorch(g, xs, NIRTORCH_WITH_BIAS)
 
     out = run_root / "exp_importers"
     res = _export(run_root, out, plot=False)
@@ -249,6 +249,7 @@ def test_trained_members_load_and_run_in_the_stock_importers(run_root: Path) -> 
         shape = tuple(int(s) for s in graph.nodes["input"].input_type["input"])
         x = (torch.rand((3, 5, *shape), generator=torch.Generator().manual_seed(0)) < 0.3).float()
         n_out = int(np.prod(graph.nodes["output"].output_type["output"]))
+        runners = [run_graph, run_norse, nirtorch_run] + ([run_snntorch] if model == "lif" else [])
 
         # model.nir is the chip's network
         arch = ArchSpec.from_yaml(d / "arch.yaml")
@@ -259,23 +260,12 @@ def test_trained_members_load_and_run_in_the_stock_importers(run_root: Path) -> 
         with torch.no_grad():
             want = chip_mode(x).reshape(3, 5, -1)
         tol = 1e-5 * float(want.abs().max())
-        got = run_graph(graph, x).reshape(3, 5, -1)
-        assert float((got - want).abs().max()) <= tol
-        node_map = {**NIRTORCH_WITH_BIAS, nir.Threshold: _nirtorch_threshold}
-        got = run_nirtorch(graph, x, node_map).detach().reshape(3, 5, -1)
-        assert float((got - want).abs().max()) <= tol
-        missing = r"Threshold|'fc\d+_g\d+_(sa|driven|c\d+)'"
-        with pytest.raises((ValueError, KeyError), match=missing):
-            import_from_nir(graph)
-        with pytest.raises((ValueError, KeyError), match=missing):
-            norse.torch.from_nir(graph, dt=1e-4)
+        for run in runners:
+            got = run(graph, x).detach().reshape(3, 5, -1)
+            assert float((got - want).abs().max()) <= tol, run
 
         # model_ideal.nir loads in every stock importer
-        def nirtorch_run(g: object, xs: torch.Tensor) -> torch.Tensor:
-            return run_nirtorch(g, xs, NIRTORCH_WITH_BIAS)
-
-        runners = [run_norse, nirtorch_run] + ([run_snntorch] if model == "lif" else [])
-        results = [r(ideal, x).detach() for r in runners]
+        results = [r(ideal, x).detach().reshape(3, 5, -1) for r in runners]
         for y in results:
             assert y.shape == (3, 5, n_out) and torch.isfinite(y).all()
         for y in results[1:]:  # the importers agree with each other
@@ -366,3 +356,28 @@ def test_out_holding_the_run_is_refused_even_with_overwrite(run_root: Path) -> N
         assert "holds the run" in str(exc.value) and "\n" not in str(exc.value)
     assert sorted(p.name for p in run_dir.iterdir()) == before
     _no_leftovers(run_root / "runs")
+
+
+def test_trials_exports_chosen_trials_and_names_one_it_cannot(run_root: Path) -> None:
+    """``--trials``: the chosen trials, marked on or off the front; a trial that does not exist
+    or was not trained within every budget is named in one line, and nothing is written."""
+    from neuronas.search.study import front_trials, open_run
+
+    run = open_run(run_root / "runs" / "safe")
+    trials = run.study.get_trials(deepcopy=False)
+    front = {t.number for t in front_trials(run.study, list(run.config.objectives))}
+    ok = [t.number for t in trials if t.user_attrs.get("status") == "ok"]
+    res = _export(run_root, run_root / "exp_chosen", plot=False, nir=False, trial_numbers=ok[:1])
+    assert [Path(d).name for d in res["members"]] == [f"01_trial{ok[0]:04d}"]
+    rows = (run_root / "exp_chosen" / "pareto.csv").read_text().splitlines()
+    assert rows[0].endswith(",on_front") and rows[1].endswith(f",{int(ok[0] in front)}")
+    out = run_root / "exp_missing"
+    r = cli(["export", "safe", "--out", str(out), "--trials", str(ok[0]), "999"], run_root)
+    line = _one_line_error(r)
+    assert "trial 999" in line and "does not exist" in line and str(ok[0]) in line
+    assert not out.exists()
+    _no_leftovers(run_root)
+    other = [t for t in trials if t.user_attrs.get("status") != "ok"]
+    if other:  # a rejected, stopped or failed trial is refused with its status
+        r = cli(["export", "safe", "--out", str(out), "--trials", str(other[0].number)], run_root)
+        assert f"has status {other[0].user_attrs.get('status')}" in _one_line_error(r)

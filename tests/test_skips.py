@@ -225,10 +225,9 @@ def test_a_residual_space_search_of_two_trials_runs_and_exports(tmp_path: Path) 
     for d in members:
         arch = ArchSpec.from_yaml(d / "arch.yaml")
         assert any(layer.skip is not None for layer in arch.layers)
-        # a member whose fc converters model.nir represents (Threshold nodes, which snnTorch
-        # does not map) also gets model_ideal.nir: exact sums, the same skip edges
-        ideal = d / "model_ideal.nir"
-        graph = nir.read(str(ideal if ideal.exists() else d / "model.nir"))
+        # model.nir, with the converters where it represents them (comparator banks into
+        # memoryless LIF nodes, a chain per layer), loads in the unpatched snnTorch
+        graph = nir.read(str(d / "model.nir"))
         inputs = Counter(b for _, b in graph.edges)
         assert max(inputs.values()) == 2  # the skip edge meets the main path at one node
         x = (torch.rand(arch.input.timesteps, 2, *arch.input.shape) < 0.2).float()

@@ -42,6 +42,15 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help=f"confidence level of the accuracy intervals, Student-t over the instances "
         f"(default {REPORT.confidence:g})",
     )
+    parser.add_argument(
+        "--trials",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="export these trials instead of the Pareto front (each trained and within every "
+        "hard budget; the report and pareto.csv say which are on the front)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -62,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
         chip_package=not args.no_chip_package,
         instances=args.instances,
         confidence=args.confidence,
+        trial_numbers=args.trials,
     )
-    print(f"exported {len(res['members'])} front member(s) to {out}")
+    what = "chosen trial(s)" if args.trials else "front member(s)"
+    print(f"exported {len(res['members'])} {what} to {out}")
     print(f"report: {res['report']}")
     return 0

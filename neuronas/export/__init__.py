@@ -1,6 +1,7 @@
 """Export a run's feasible Pareto front as files a hardware team can use.
 
-``neuronas export RUN --out DIR`` writes::
+``neuronas export RUN --out DIR`` writes (``--trials N ...``: those trials instead of the
+front, each marked on or off it)::
 
     DIR/report.md              read this first: chip, space, budgets, the front, cost breakdowns
     DIR/pareto.csv             one row per front member (objectives, every cost metric, margins)
@@ -18,8 +19,8 @@
         weights.safetensors    the same tensors as safetensors (no pickle)
         model.nir              a NIR graph with the weights as the chip holds them and the
                                converters of fc and conv layers (:mod:`neuronas.snn.nir`)
-        model_ideal.nir        the same with exact sums (when they differ: loads in
-                               snnTorch and Norse, which map no NIR Threshold)
+        model_ideal.nir        the same with exact sums (when they differ: a digital CIM
+                               macro's network, smaller)
         chip/                  the chip programming package (:mod:`neuronas.export.chip`)
 
 Safety: ``DIR`` must be absent or empty unless ``overwrite`` (which replaces it whole: no stale
@@ -37,13 +38,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from neuronas.errors import ExportError, SearchError
 from neuronas.settings import REPORT
 
-__all__ = ["check_out", "check_report_options", "export_run"]
+__all__ = ["check_out", "check_report_options", "chosen_trials", "export_run"]
 
 
 def check_report_options(instances: int, confidence: float) -> None:
@@ -54,6 +56,36 @@ def check_report_options(instances: int, confidence: float) -> None:
         )
     if not 0.0 < confidence < 1.0:
         raise ExportError(f"--confidence: got {confidence!r}, must be in (0, 1), e.g. 0.95")
+
+
+def chosen_trials(run: Any, trials: list[Any], numbers: Sequence[int]) -> list[Any]:
+    """The trials numbered ``numbers`` (in that order, each once) of ``run``, for an export
+    of chosen trials: each must be trained and within every hard budget with its measured spike
+    rates (status ``ok``, what the front is chosen among); else a one-line
+    :class:`SearchError` naming the trial, its status and the trials that qualify."""
+    by_number = {t.number: t for t in trials}
+    ok = [
+        t.number
+        for t in trials
+        if t.user_attrs.get("status") == "ok"
+        and t.values is not None
+        and t.state.name == "COMPLETE"
+    ]
+    out: list[Any] = []
+    for n in dict.fromkeys(numbers):
+        t = by_number.get(n)
+        if t is None or n not in ok:
+            what = (
+                "does not exist"
+                if t is None
+                else f"has status {t.user_attrs.get('status') or t.state.name}"
+            )
+            raise SearchError(
+                f"--trials: trial {n} of run {Path(run.run_dir).name} {what}; only trained trials "
+                f"within every hard budget can be exported: {ok or 'none yet'}"
+            )
+        out.append(t)
+    return out
 
 
 def check_out(out: Path, overwrite: bool = False) -> None:
@@ -129,6 +161,7 @@ def _write_all(
     run: Any,
     trials: list[Any],
     front: list[Any],
+    chosen: list[Any],
     out: Path,
     *,
     nir: bool,
@@ -142,12 +175,14 @@ def _write_all(
 
     members = []
     data_cache: dict[Any, Any] = {}  # the test samples, loaded once for every member
-    for rank, t in enumerate(front, 1):
+    on_front = {t.number for t in front}
+    for rank, t in enumerate(chosen, 1):
         d = out / f"{rank:02d}_trial{t.number:04d}"
         d.mkdir()
         members.append(
             {
                 "rank": rank,
+                "on_front": t.number in on_front,
                 **write_member(
                     run,
                     t,
@@ -176,7 +211,9 @@ def _write_all(
         png = out / "pareto.png"
         plot_front(run, trials, front, png)
     (out / "report.md").write_text(
-        render_report(run, trials, members, png, instances=instances, confidence=confidence)
+        render_report(
+            run, trials, members, png, front=front, instances=instances, confidence=confidence
+        )
     )
     return {"members": [m["dir"].name for m in members], "png": png.name if png else None}
 
@@ -191,12 +228,15 @@ def export_run(
     chip_package: bool = True,
     instances: int = REPORT.instances,
     confidence: float = REPORT.confidence,
+    trial_numbers: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Write the front of ``run`` (an opened :class:`~neuronas.search.study.Run`) under ``out``.
 
     The front is chosen from the search's stored (validation-split) accuracies; only then is
     each member evaluated on the validation and the test split over ``instances`` chip
-    instances, with a ``confidence`` Student-t interval.
+    instances, with a ``confidence`` Student-t interval.  ``trial_numbers``: export these
+    trials instead (each trained and within every hard budget, :func:`chosen_trials`); the
+    report and ``pareto.csv`` say which of them are on the front.
     Returns ``{"out", "report", "members", "png"}`` (paths under ``out``).
     """
     from neuronas.search.study import count_trials, front_trials
@@ -208,7 +248,8 @@ def export_run(
     cfg = run.config
     trials = run.study.get_trials(deepcopy=False)
     front = front_trials(run.study, list(cfg.objectives), trials)
-    if not front:
+    chosen = front if trial_numbers is None else chosen_trials(run, trials, trial_numbers)
+    if not chosen:
         c = count_trials(run.study, trials)
         raise SearchError(
             f"run {run.run_dir} has no trained candidate within every hard budget yet ({c.finished} finished: "
@@ -223,6 +264,7 @@ def export_run(
             run,
             trials,
             front,
+            chosen,
             tmp,
             nir=nir,
             plot=plot,

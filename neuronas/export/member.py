@@ -367,8 +367,8 @@ def write_member(
                     files.append("model.nir")
                     ideal = None
                     if has_converters(arch):
-                        # the converters need NIR Threshold nodes, which snnTorch and Norse do
-                        # not map: the same network with exact sums loads in every importer
+                        # the same network with exact sums (a digital macro's): what the
+                        # converters cost in accuracy, and a smaller graph
                         ideal = to_nir(model, arch, converters=False)
                         nir_lib.write(str(d / "model_ideal.nir"), ideal)
                         files.append("model_ideal.nir")
@@ -408,7 +408,8 @@ def fmt_number(v: Any) -> str:
 
 def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
     """``pareto.csv``: one row per member (the search's accuracy and the split it is on, the
-    export's validation and test accuracy with their interval bounds, cost metrics, margins)."""
+    export's validation and test accuracy with their interval bounds, cost metrics, margins,
+    and whether it is on the Pareto front: 0 for a trial chosen with ``--trials`` off it)."""
     budgets = list(run.chip.budgets.items())
     flow = any(m["trial"].user_attrs.get("aee") is not None for m in members)
     quality = (
@@ -433,6 +434,7 @@ def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
                 *METRICS,
                 *[f"margin_{m}" for m in budgets],
                 "trained_seconds",
+                "on_front",
             ]
         )
         for m in members:
@@ -457,5 +459,6 @@ def write_csv(run: Any, members: list[dict[str, Any]], path: Path) -> None:
                     *[fmt_number(met.get(k)) for k in METRICS],
                     *[fmt_number(margins.get(b)) for b in budgets],
                     fmt_number((ua.get("train") or {}).get("train_seconds")),
+                    int(m.get("on_front", True)),
                 ]
             )

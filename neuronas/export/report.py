@@ -24,15 +24,18 @@ def render_report(
     members: list[dict[str, Any]],
     png: Path | None,
     *,
+    front: list[Any] | None = None,
     instances: int = REPORT.instances,
     confidence: float = REPORT.confidence,
 ) -> str:
-    """The whole ``report.md`` of an export."""
+    """The whole ``report.md`` of an export: of the feasible Pareto front ``front`` (None: the
+    members are the front), or of chosen trials (``members`` with ``on_front`` False)."""
     lines: list[str] = []
+    front = [mm["trial"] for mm in members] if front is None else front
     for section in (
-        _title(run, members),
+        _title(run, members, front),
         _chip(run),
-        _budgets(run, trials, members),
+        _budgets(run, trials, front),
         _search(run, trials),
         _honesty(run, instances, confidence),
         _front(members, png),
@@ -43,11 +46,20 @@ def render_report(
     return "\n".join(lines) + "\n"
 
 
-def _title(run: Any, members: list[dict[str, Any]]) -> list[str]:
+def _title(run: Any, members: list[dict[str, Any]], front: list[Any]) -> list[str]:
     cfg = run.config
+    numbers = {t.number for t in front}
+    what = "The feasible Pareto front"
+    if {mm["trial"].number for mm in members} != numbers:
+        on = [mm["trial"].number for mm in members if mm["trial"].number in numbers]
+        what = (
+            f"Trials chosen for export (`neuronas export --trials`; on the front: "
+            f"{', '.join(map(str, on)) or 'none'}; the front is trials "
+            f"{', '.join(str(t.number) for t in front)})"
+        )
     return [
         f"# neuronas search report: {run.run_dir.name}\n",
-        f"The feasible Pareto front of a search of **{run.space.name}** on chip **{run.chip.name}** for "
+        f"{what} of a search of **{run.space.name}** on chip **{run.chip.name}** for "
         f"**{cfg.dataset}**, objectives {', '.join(cfg.objectives)}. {len(members)} member(s); "
         "each folder holds `arch.yaml`, `metrics.json`, the weights, `model.nir` and the chip "
         "programming package `chip/`.\n",
@@ -96,7 +108,7 @@ def _verdict(rejected: int, best_margin: float | None) -> str:
     return "slack"
 
 
-def _budgets(run: Any, trials: list[Any], members: list[dict[str, Any]]) -> list[str]:
+def _budgets(run: Any, trials: list[Any], front: list[Any]) -> list[str]:
     budgets = run.chip.budgets.items()
     lines = ["### Budgets (per inference)\n"]
     if not budgets:
@@ -111,7 +123,7 @@ def _budgets(run: Any, trials: list[Any], members: list[dict[str, Any]]) -> list
     ]
     rejected = _rejections(trials)
     for m, b in budgets.items():
-        vals = [mm["trial"].user_attrs["metrics"][m] for mm in members]
+        vals = [t.user_attrs["metrics"][m] for t in front]
         best_margin = max(((v - b.limit) / b.limit for v in vals), default=None)
         closest = max(vals) if vals else None
         margin = "" if best_margin is None else f"{100 * best_margin:+.0f}%"
@@ -212,7 +224,10 @@ def _interval(acc: dict[str, Any] | None) -> str:
 
 
 def _front(members: list[dict[str, Any]], png: Path | None) -> list[str]:
-    lines = ["## Pareto front\n"]
+    off = [mm["trial"].number for mm in members if not mm.get("on_front", True)]
+    lines = ["## Pareto front\n" if not off else "## Exported trials\n"]
+    if off:
+        lines.append(f"Not on the Pareto front (chosen with `--trials`): trials {off}.\n")
     if png is not None:
         lines.append(f"![Pareto front]({png.name})\n")
     lines += [
@@ -291,7 +306,7 @@ def _accuracy(mm: dict[str, Any]) -> list[str]:
         return []
     n = acc.get("instances") or 1
     nir_ideal = (
-        f"; `model_ideal.nir` (exact sums, loads in snnTorch and Norse) {_pct(acc['nir_ideal'])}"
+        f"; `model_ideal.nir` (exact sums, a digital macro) {_pct(acc['nir_ideal'])}"
         if acc.get("nir_ideal") is not None
         else ""
     )
@@ -300,7 +315,7 @@ def _accuracy(mm: dict[str, Any]) -> list[str]:
         f"{acc.get('split', 'test')} split over {n} chip instance(s) (the search's figure); "
         f"NIR graph {_pct(acc.get('nir'))} on the test split (what another framework computes "
         "from `model.nir`: quantized weights, ideal cells, the converters of fc and conv layers as "
-        f"Threshold nodes){nir_ideal}. Measured at export:\n"
+        f"comparator nodes){nir_ideal}. Measured at export:\n"
     ]
     measured = [_split_line(s, acc.get(s)) for s in ("validation", "test")]
     if any(measured):

@@ -9,21 +9,24 @@ convention snnTorch's importer assumes):
   flattens the batch too.  conv -> ``Conv2d``.  The weights are the **quantized** weights the
   crossbar stores, de-quantized (integer level x the learned step), i.e. what a digital or
   ideal array computes.
-* per-row-group conversion (fc and conv layers with an ADC or a sense amplifier): each
-  row group is a ``Linear`` node of its cell levels (conv: a ``Conv2d`` whose weight is 0
-  outside the group's fan-in rows, :func:`_emit_converted_conv`; the comparators then act per
-  output position), each converter its comparators as NIR
-  ``Threshold`` nodes (a b-bit ADC as its ladder of 2^b - 1 comparators, a sense amplifier as
-  one, with the chip's skip of an idle row group composed from a driven-rows detector), and the
-  digital periphery an ``Affine`` node (shift-and-add, steps, reference column, bias) into which
-  NIR sums every comparator: chip mode on an ideal device (:func:`_emit_converted_fc`).  NIR has
-  no quantiser node; a comparator ladder is the flash ADC itself, so no custom node is needed.
-  snnTorch 1.0 and Norse 1.1 map no ``Threshold``: ``to_nir(..., converters=False)`` is the
-  "ideal" graph (one node per layer, exact sums of the quantized weights; the export writes it
-  as ``model_ideal.nir``).  A conv layer whose converted form would exceed
-  ``MAX_CONVERTED_CONV_NODES`` nodes or ``MAX_CONVERTED_CONV_VALUES`` weight values keeps exact
-  sums (noted in the metadata; its converters are exact in the member's ``chip/`` package), as
-  does any layer reading a ``concat`` skip (its row groups would read two nodes' outputs).
+* per-row-group conversion (fc and conv layers with an ADC or a sense amplifier), in
+  primitives every stock importer maps (:func:`_emit_converted`): a comparator bank
+  (``Affine`` / ``Conv2d``: every row group's partial sums in cell levels, once per comparator,
+  less the comparator's threshold), a memoryless ``LIF(tau = dt, v_threshold = 0)`` that is the
+  comparators (a b-bit ADC as its ladder of 2^b - 1, a sense amplifier as one, with the chip's
+  skip of an idle row group from the group's driven-row count), and the digital periphery
+  (``Affine`` / 1 x 1 ``Conv2d``: shift-and-add, steps, reference column, bias): chip mode on an
+  ideal device, exact at every timestep because the inputs are integers (spikes, event counts)
+  and the thresholds half-integers.  NIR has a ``Threshold`` node, but snnTorch 1.0 and Norse
+  1.1 map none and neither importer takes a user node map; NIR has no quantiser node.
+  ``to_nir(..., converters=False)`` is the "ideal" graph (one node per layer, exact sums of the
+  quantized weights, what a digital CIM macro computes; the export writes it as
+  ``model_ideal.nir``).  A layer keeps exact sums (noted in the metadata; its converters are
+  exact in the member's ``chip/`` package) when its converted form would write more than
+  ``MAX_CONVERTED_VALUES`` values (:func:`converted_size`), when it reads non-integers (a
+  direct-encoded input, an average pooling: the half-integer thresholds need integer partial
+  sums, and a real-valued comparator input is not exact in the importers' forward Euler, which
+  forms ``v + (x - v)``), or when it reads a ``concat`` skip (its rows would read two nodes).
 * ``lif`` (v <- v + (x - v) / tau, hard reset to 0) -> ``LIF(tau = tau * dt, r = 1,
   v_leak = 0, v_threshold)``: forward-Euler with step dt reproduces it exactly.
 * ``if`` -> ``IF(r = 1, v_threshold)``.
@@ -64,8 +67,10 @@ import torch.nn.functional as F
 from neuronas.errors import SearchError
 
 __all__ = [
+    "MAX_CONVERTED_VALUES",
     "NIR_DT_S",
     "chip_weights",
+    "converted_size",
     "has_converters",
     "nir_notes",
     "run_graph",
@@ -118,52 +123,105 @@ def _signed_cells(layer: Any) -> np.ndarray:
     return levels[:, :, 0]
 
 
-#: the most nodes / weight values one conv layer's converted form may add to the graph; a larger
-#: layer keeps exact sums (noted in the graph's metadata and the export's notes)
-MAX_CONVERTED_CONV_NODES = 2048
-MAX_CONVERTED_CONV_VALUES = 1 << 24
+#: the most float values (weights, biases, neuron parameters) one layer's converted form
+#: (:func:`_emit_converted`, fc and conv alike: see :func:`converted_size`) may write: 2^24
+#: float32 values are 64 MiB of HDF5.  A larger layer keeps exact sums, said in the graph's
+#: metadata and the export's notes (its converters are exact in the member's ``chip/`` package).
+MAX_CONVERTED_VALUES = 1 << 24
+
+#: comparator thresholds are half-integers within this magnitude: float32 holds every
+#: half-integer below 2^23 exactly, so every comparator input is exact (see _emit_converted)
+_MAX_HALF_INTEGER = float(1 << 22)
 
 
-def _conv_converted_size(r: Any) -> tuple[int, int]:
-    """(nodes, weight values) at most that :func:`_emit_converted_conv` adds for resolved conv
-    layer ``r``: per row group a Conv2d over all input channels (``S*Nc`` outputs; ``S`` at most
-    weight_bits / bits_per_cell slices, ``Nc`` = fan_out + a reference column) and its comparators."""
+def converted_size(r: Any) -> int:
+    """The float values :func:`_emit_converted` writes for resolved layer ``r`` (fc or conv), at
+    most: the comparator bank (``G n_g`` outputs x ``K`` weights + ``G n_g`` biases), its
+    memoryless ``LIF`` (4 parameters per output and position) and the periphery (``N x G n_g``
+    weights + ``N`` biases), for ``G`` row groups of ``n_g`` = comparators per slice and column
+    (``2^b - 1``, a sense amplifier 1) x slices x columns, + 1 driven-row count for a sense
+    amplifier.  Slices (``ceil(weight_bits / bits_per_cell)``) and columns (+ the offset
+    scheme's reference) are upper bounds.  It grows as ``G K`` ~ ``K^2 / rows`` in the fan-in."""
     groups = -(-r.fan_in // r.rows)
-    per_group = (2**r.adc_bits - 1) if r.adc_kind in ("sar", "flash") else 4
+    sa = r.adc_kind == "sa"
+    comparators = 1 if sa else 2**r.adc_bits - 1
     slices = -(-r.weight_bits // r.bits_per_cell)
-    outs = slices * (r.fan_out + 1)
-    return groups * (1 + per_group) + 1, groups * (outs + 1) * r.fan_in + outs * r.fan_out
+    columns = r.fan_out + (1 if r.signed_scheme == "offset" else 0)
+    outs = groups * (comparators * slices * columns + (1 if sa else 0))
+    return outs * (r.fan_in + 1 + 4 * r.positions + r.fan_out) + r.fan_out
 
 
-def _converts(r: Any) -> bool:
+def _integer_input(arch: Any, index: int) -> bool:
+    """Whether layer ``index`` of ``arch`` reads integers: spikes (a neuron layer's or a max
+    pooling's, which the graph exports as a spike OR) or event counts (``events`` input).  A
+    direct-encoded input and an average pooling's fractions are not."""
+    for j in range(index - 1, -1, -1):
+        prev = arch.layers[j]
+        if prev.kind != "pool":
+            return True  # a hidden layer's neurons: spikes
+        return prev.pool == "max"
+    return bool(arch.input.encoding == "events")
+
+
+def _converts(arch: Any, r: Any) -> bool:
     """Whether :func:`to_nir` represents resolved layer ``r``'s converters (see the limits)."""
     if r.adc_kind == "digital" or r.kind not in ("fc", "conv"):
         return False
     if r.skip_op == "concat":
         # its row groups would read two nodes' outputs (NIR has no concatenation node)
         return False
-    if r.kind == "fc":
-        return True
-    nodes, values = _conv_converted_size(r)
-    return nodes <= MAX_CONVERTED_CONV_NODES and values <= MAX_CONVERTED_CONV_VALUES
+    if not _integer_input(arch, r.index):
+        return False
+    return converted_size(r) <= MAX_CONVERTED_VALUES
 
 
-def _emit_converters(
+def _half_integer_above(t: np.ndarray) -> np.ndarray:
+    """``floor(t) + 1/2``: for an integer p, ``p > t`` exactly when ``p > floor(t) + 1/2``."""
+    return np.clip(np.floor(t) + 0.5, -_MAX_HALF_INTEGER - 0.5, _MAX_HALF_INTEGER + 0.5)
+
+
+def _emit_converted(
     nodes: dict[str, Any],
     edges: list[tuple[str, str]],
+    src: str,
     name: str,
     layer: Any,
     bias: np.ndarray,
-    read: Any,
+    bank: Any,
     point: Any,
-    vec: Any,
+    out_shape: tuple[int, ...],
 ) -> None:
-    """Row groups, converters and periphery of crossbar layer ``layer`` into final node ``name``
-    (shared by fc and conv; see :func:`_emit_converted_fc` for the nodes).  ``read(g, r0, r1,
-    cells, rows)`` adds row group g's node(s) from the layer's input: the partial sums
-    ``{name}_g{g}`` of the group's fan-in rows ``r0:r1`` (``cells [R_g, S*Nc]``), or (``rows``)
-    the driven-row count ``{name}_g{g}_rows``; ``point(weight [out, in], bias | None)`` a
-    position-wise node; ``vec(v)`` a per-channel constant shaped for it."""
+    """The crossbar layer ``layer`` (fc or conv) with its per-row-group converters, from node
+    ``src`` to a final node ``name``: a chain of three nodes (no node with two inputs, which
+    Norse's importer misorders) in primitives every stock importer maps:
+
+    * ``{name}_bank``, the comparator bank: ``bank(weight [G n_g, K], bias)``, an ``Affine`` (fc),
+      a ``Conv2d`` with an H x W kernel (fc on a feature map) or the layer's ``Conv2d`` (conv:
+      its stride and padding; the comparators act per output position).  Output ``(g, j, s,
+      c)`` is ``p - t``: the partial sum ``p`` of row group g, slice s, column c in cell levels
+      (its weight row is the cell levels on the group's fan-in rows, 0 elsewhere; conv rows in
+      im2col order, as :class:`neuronas.snn.crossbar.ConvRowGroups` groups them) less
+      comparator j's threshold ``t`` (the bias).  A b-bit ADC (``sar``/``flash``, code
+      ``rint(clip(p / step, lo, hi))``) is its ladder of 2^b - 1 comparators ``p > (j + 1/2)
+      step`` (j = lo .. hi-1; the code is lo + the number that fire), a sense amplifier one
+      comparator ``p > threshold`` and, last in each group, the group's driven-row count less
+      1/2 (the chip skips a group with no driven row: code 0);
+    * ``{name}_cmp``: ``LIF(tau = dt, r = 1, v_leak = 0, v_threshold = 0)``, one comparator per
+      output: with tau = dt, forward Euler sets ``v <- v + (0 - v + x) = x`` and the node fires
+      where ``x > 0``;
+    * ``{name}``: the digital periphery, ``point(weight [N, G n_g], bias [N])`` (``Affine`` / 1 x 1
+      ``Conv2d``): shift-and-add of the slices, converter step, weight step, the offset scheme's
+      reference column subtracted, the idle groups' correction, the bias and the codes'
+      constant parts.
+
+    Exact at every timestep in every importer: the inputs are integers (spikes, event counts;
+    :func:`_integer_input`), so every partial sum p is an integer, and ``p > t`` for a real t is
+    ``p > floor(t) + 1/2``: the thresholds are half-integers, and every comparator input,
+    membrane and difference an importer forms (``x``, ``x - v``, ``v + (x - v)``, snnTorch's
+    ``0 * v + x``) is an integer or a half-integer below 2^23, which float32 holds exactly.  The
+    state a comparator keeps between timesteps never changes its output, and ``x`` is never 0,
+    so ``>`` and ``>=`` agree.
+    """
     cfg = layer.config
     cells = _signed_cells(layer)  # [K, S, Nc]
     k, n_slices, nc = cells.shape
@@ -180,44 +238,44 @@ def _emit_converters(
     col[np.arange(n), np.arange(n)] = 1.0
     if not cfg.differential:
         col[:, n] = -1.0  # the reference column
-    # periphery weight [N, S*Nc]: (s, c) -> output n
+    # periphery weight per comparator [N, S*Nc]: (s, c) -> output n
     scale = factor * float(w_step) * shift[:, None] * step  # [S, Nc]
     periphery = (col[:, None, :] * scale[None]).reshape(n, n_slices * nc)
-    const = np.zeros(n_slices * nc)  # per (s, c), in the periphery's input units
+    if sa:
+        thresholds = conv["threshold"].cpu().numpy().astype(np.float64).reshape(1, -1)
+        # an idle group reads p = 0, so its comparator gives c = [0 > threshold]; the chip skips
+        # it (code 0).  Code = 2H - 1 (bipolar) or H (unipolar) when driven, 0 when idle:
+        # bipolar 2 (H + (c - 1/2) driven - c), unipolar H + c driven - c
+        c = (thresholds[0] < 0).astype(np.float64)
+        idle = (c - 0.5) if bipolar else c
+        const = -c  # per (s, c) in the periphery's input units
+        weight = np.concatenate([periphery, (periphery @ idle)[:, None]], axis=1)
+    else:
+        lo, hi = cfg.adc_range
+        j = np.arange(lo, hi, dtype=np.float64)[:, None]
+        thresholds = (j + 0.5) * step.reshape(1, -1)  # [2^b - 1, S*Nc]
+        const = np.full(n_slices * nc, float(lo))
+        weight = np.tile(periphery, (1, hi - lo))
+    cut = _half_integer_above(thresholds).reshape(-1)
+    n_g = cut.size + (1 if sa else 0)  # outputs per row group
+    flat_cells = cells.reshape(k, -1)  # [K, S*Nc]
+    w = np.zeros((groups, n_g, k), np.float32)
+    b = np.zeros((groups, n_g), np.float32)
     for g in range(groups):
         r0, r1 = g * rows, min(k, (g + 1) * rows)
-        psum = f"{name}_g{g}"
-        read(g, r0, r1, cells[r0:r1].reshape(r1 - r0, -1), False)
-        if not sa:
-            lo, hi = cfg.adc_range
-            for j in range(lo, hi):
-                cmp_ = f"{psum}_c{j - lo}"
-                nodes[cmp_] = nir.Threshold(threshold=vec((j + 0.5) * step))
-                edges.extend([(psum, cmp_), (cmp_, name)])
-            const += lo
-            continue
-        thr = conv["threshold"].cpu().numpy().astype(np.float64).reshape(-1)
-        cmp_ = f"{psum}_sa"
-        nodes[cmp_] = nir.Threshold(threshold=vec(thr))
-        edges.extend([(psum, cmp_), (cmp_, name)])
-        # an idle group reads p = 0, so its comparator gives c = [0 > threshold]; the chip
-        # skips it (code 0).  Code = 2H - 1 (bipolar) or H (unipolar) when driven, 0 when idle:
-        # bipolar 2 (H + (c - 1/2) driven - c), unipolar H + c driven - c
-        c = (thr < 0).astype(np.float64)
-        read(g, r0, r1, None, True)
-        nodes[f"{psum}_driven"] = nir.Threshold(threshold=vec(np.full(1, 0.5)))
-        idle = (c - 0.5) if bipolar else c
-        nodes[f"{psum}_idle"] = point(idle.reshape(-1, 1), None)
-        edges.extend(
-            [
-                (f"{psum}_rows", f"{psum}_driven"),
-                (f"{psum}_driven", f"{psum}_idle"),
-                (f"{psum}_idle", name),
-            ]
-        )
-        const -= c
-    b = bias.astype(np.float64) + periphery @ const
-    nodes[name] = point(periphery, b.astype(np.float32))
+        w[g, : cut.size, r0:r1] = np.tile(flat_cells[r0:r1].T, (len(thresholds), 1))
+        b[g, : cut.size] = -cut
+        if sa:
+            w[g, -1, r0:r1] = 1.0  # the driven-row count
+            b[g, -1] = -0.5
+    ones = np.ones((groups * n_g, *out_shape), np.float32)
+    nodes[f"{name}_bank"] = bank(w.reshape(groups * n_g, k), b.reshape(-1))
+    nodes[f"{name}_cmp"] = nir.LIF(
+        tau=np.float32(NIR_DT_S) * ones, r=ones, v_leak=0 * ones, v_threshold=0 * ones
+    )
+    edges.extend([(src, f"{name}_bank"), (f"{name}_bank", f"{name}_cmp"), (f"{name}_cmp", name)])
+    b_out = bias.astype(np.float64) + groups * (periphery @ const)  # every group's constants
+    nodes[name] = point(np.tile(weight, (1, groups)), b_out.astype(np.float32))
     nodes[name].metadata.update(
         {
             "neuronas_role": "crossbar periphery",
@@ -228,134 +286,43 @@ def _emit_converters(
     )
 
 
-def _emit_converted_fc(
-    nodes: dict[str, Any],
-    edges: list[tuple[str, str]],
-    src: str,
-    name: str,
-    layer: Any,
-    bias: np.ndarray,
-    in_map: tuple[int, ...] | None = None,
-) -> None:
-    """The crossbar layer ``layer`` (fc) with its per-row-group converters, from
-    node ``src`` to a final node ``name`` (NIR sums the edges into one node):
+def _converted_nodes(
+    kind: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...], layer: Any
+) -> tuple[Any, Any]:
+    """``(bank, point)`` for :func:`_emit_converted`: ``bank(weight [n, K], bias)`` reads the
+    layer's input (fc: ``Affine``; fc on a map [C, H, W]: ``Conv2d`` with an H x W kernel;
+    conv: the layer's ``Conv2d``), ``point(weight [n, m], bias)`` acts per output position
+    (``Affine`` / 1 x 1 ``Conv2d``)."""
 
-    * ``{name}_g{g}_in``: ``Linear [R_g, K]``, the 0/1 selection of row group g's inputs (NIR
-      has no slice node; absent when there is one group), then ``{name}_g{g}``: ``Linear
-      [S*Nc, R_g]``, the group's cell levels: the partial sum p of every slice and column of
-      that group's arrays, in cell levels (the graph holds ~K^2 + S*Nc*K values per layer);
-    * a b-bit ADC (``sar``/``flash``, code ``rint(clip(p / step, lo, hi))``) as its comparator
-      ladder, one ``Threshold`` per code boundary: ``{name}_g{g}_c{j}`` fires where
-      ``p > (j + 1/2) step`` (j = lo .. hi-1); the code is lo + the number that fire;
-    * a sense amplifier as ``Threshold`` ``{name}_g{g}_sa`` (p > threshold); the chip skips a
-      group with no driven row, which is ``{name}_g{g}_rows`` (``Linear [1, R_g]``, ones on the
-      group's inputs) -> ``{name}_g{g}_driven`` (``Threshold`` 0.5) -> ``{name}_g{g}_idle``
-      (``Linear [S*Nc, 1]``) correcting an idle group's code to 0 (inputs must be >= 0: spikes,
-      event counts);
-    * ``{name}``: ``Affine [N, S*Nc]``, the digital periphery: shift-and-add of the slices,
-      converter step, weight step, the offset scheme's reference column subtracted, the bias and
-      the codes' constant parts.
+    def affine(weight: np.ndarray, bias: np.ndarray) -> Any:
+        return nir.Affine(weight=weight.astype(np.float32), bias=bias.astype(np.float32))
 
-    ``in_map``: the layer reads a feature map ``[C, H, W]`` (rows in its flattened order): the
-    nodes reading it are ``Conv2d`` with an H x W kernel and the rest 1 x 1 ``Conv2d`` on
-    ``[X, 1, 1]`` (as :func:`to_nir` writes fc layers after a feature map: no ``Flatten``).
-    """
+    if len(out_shape) == 1:
+        return affine, affine
+    out_hw = (int(out_shape[1]), int(out_shape[2]))
+    in_hw = (int(in_shape[1]), int(in_shape[2]))
+    if kind == "conv":
+        kern, stride, pad = int(layer.kernel_size[0]), int(layer.stride[0]), int(layer.padding[0])
+    else:
+        kern, stride, pad = 0, 1, 0  # a kernel over the whole map
 
-    def dense(weight: np.ndarray, reads_input: bool, bias: np.ndarray | None = None) -> Any:
-        w32 = np.ascontiguousarray(weight, dtype=np.float32)
-        if in_map is None:
-            if bias is None:
-                return nir.Linear(weight=w32)
-            return nir.Affine(weight=w32, bias=bias.astype(np.float32))
-        c_in, hw = (in_map[0], in_map[1:]) if reads_input else (w32.shape[1], (1, 1))
-        return _conv(
-            w32.reshape(w32.shape[0], c_in, *hw),
-            np.zeros(w32.shape[0], np.float32) if bias is None else bias,
-            (int(hw[0]), int(hw[1])),
-            1,
-            0,
-        )
+    def bank(weight: np.ndarray, bias: np.ndarray) -> Any:
+        shape = (kern, kern) if kind == "conv" else in_hw
+        return _conv(weight.reshape(weight.shape[0], in_shape[0], *shape), bias, in_hw, stride, pad)
 
-    def vec(v: np.ndarray) -> np.ndarray:
-        v = np.asarray(v, np.float32).reshape(-1)
-        return v if in_map is None else v.reshape(-1, 1, 1)
+    def point(weight: np.ndarray, bias: np.ndarray) -> Any:
+        return _conv(weight.reshape(*weight.shape, 1, 1), bias, out_hw, 1, 0)
 
-    k = layer.fan_in
-    groups = layer.row_groups
-
-    def read(g: int, r0: int, r1: int, cells: np.ndarray | None, rows: bool) -> None:
-        psum = f"{name}_g{g}"
-        group_in = src
-        if groups > 1:
-            # the group's rows of the input (NIR has no slice node: a 0/1 selection)
-            group_in = f"{psum}_in"
-            if group_in not in nodes:
-                pick = np.zeros((r1 - r0, k), np.float32)
-                pick[np.arange(r1 - r0), np.arange(r0, r1)] = 1.0
-                nodes[group_in] = dense(pick, True)
-                edges.append((src, group_in))
-        if rows:
-            nodes[f"{psum}_rows"] = dense(np.ones((1, r1 - r0)), group_in == src)
-            edges.append((group_in, f"{psum}_rows"))
-        else:
-            assert cells is not None
-            nodes[psum] = dense(cells.T, group_in == src)
-            edges.append((group_in, psum))
-
-    _emit_converters(nodes, edges, name, layer, bias, read, lambda w, b: dense(w, False, b), vec)
-
-
-def _emit_converted_conv(
-    nodes: dict[str, Any],
-    edges: list[tuple[str, str]],
-    src: str,
-    name: str,
-    layer: Any,
-    bias: np.ndarray,
-    in_hw: tuple[int, int],
-    out_hw: tuple[int, int],
-) -> None:
-    """The crossbar convolution ``layer`` with its per-row-group converters at every output
-    position, from node ``src`` to ``name``: as :func:`_emit_converted_fc`, but row group g's
-    partial sums ``{name}_g{g}`` are a ``Conv2d [S*Nc, C, k, k]`` (the layer's stride and
-    padding) whose weight is the group's cell levels on its fan-in rows (input channel, kernel
-    row, kernel column, in im2col order, as :class:`neuronas.snn.crossbar.ConvRowGroups`
-    groups them) and 0 elsewhere; the driven-rows detector ``{name}_g{g}_rows`` the same
-    convolution with ones on the group's rows (padding drives no row, as on the chip); the
-    comparators act per output position, and the periphery is a 1 x 1 ``Conv2d``."""
-    c_in, kern = int(layer.in_channels), int(layer.kernel_size[0])
-    stride, pad = int(layer.stride[0]), int(layer.padding[0])
-    k = layer.fan_in
-
-    def read(g: int, r0: int, r1: int, cells: np.ndarray | None, rows: bool) -> None:
-        width = 1 if rows else (cells.shape[1] if cells is not None else 0)
-        full = np.zeros((k, width), np.float32)
-        full[r0:r1] = 1.0 if rows else cells
-        weight = full.T.reshape(width, c_in, kern, kern)
-        node = f"{name}_g{g}_rows" if rows else f"{name}_g{g}"
-        nodes[node] = _conv(weight, np.zeros(width, np.float32), in_hw, stride, pad)
-        edges.append((src, node))
-
-    def point(weight: np.ndarray, b: np.ndarray | None) -> Any:
-        w32 = np.asarray(weight, np.float32)
-        zeros = np.zeros(w32.shape[0], np.float32)
-        return _conv(w32.reshape(*w32.shape, 1, 1), zeros if b is None else b, out_hw, 1, 0)
-
-    def vec(v: np.ndarray) -> np.ndarray:
-        # per output position (NIR infers a Threshold's shape from its threshold's)
-        v = np.asarray(v, np.float32).reshape(-1, 1, 1)
-        return np.ascontiguousarray(np.broadcast_to(v, (v.shape[0], *out_hw)))
-
-    _emit_converters(nodes, edges, name, layer, bias, read, point, vec)
+    return bank, point
 
 
 def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
     """A ``nir.NIRGraph`` of ``model`` (a :class:`neuronas.snn.SpikingNetwork` of ``arch``).
 
     ``converters``: represent the per-row-group converters of fc and conv layers
-    (:func:`_emit_converted_fc`, :func:`_emit_converted_conv`: what the chip computes; ``Threshold`` nodes, which snnTorch 1.0
-    and Norse 1.1 do not map); False: the "ideal" graph, one node per layer with exact sums of
-    the quantized weights (what a digital CIM macro computes; every stock importer loads it)."""
+    (:func:`_emit_converted`: what the chip computes, in nodes every stock importer maps);
+    False: the "ideal" graph, one node per layer with exact sums of the quantized weights (what
+    a digital CIM macro computes)."""
     if arch.input.encoding == "rate":
         raise SearchError(
             "NIR export: rate-encoded inputs (Bernoulli sampling) have no NIR primitive; export archs with events or direct encoding"
@@ -377,7 +344,8 @@ def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
     notes: list[str] = []
     converter_notes: list[str] = []
     converted: list[int] = []  # layers whose converters the graph represents
-    too_big: list[str] = []  # conv layers over the converted form's limits
+    too_big: list[str] = []  # layers over the converted form's limits
+    not_integer: list[int] = []  # converter layers reading non-integers
     resolved = {r.index: r for r in arch.resolved()}
 
     # per arch layer: (the node its input enters, the node that gives its output), for skips
@@ -418,14 +386,29 @@ def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
         w, b = chip_weights(mod)
         if not r.is_readout and neuron.model == "ld_lif":
             b = b - np.float32(neuron.decay_step)
-        if layer.kind == "fc":
-            if converters and _converts(r):
-                # the row groups, their converters and the digital periphery (see there)
-                in_map = tuple(shape) if len(shape) == 3 else None
-                _emit_converted_fc(nodes, edges, prev, f"fc{i}", mod, b, in_map)
-                prev = f"fc{i}"
-                converted.append(i)
-                shape = (layer.out, 1, 1) if in_map is not None else (layer.out,)
+        if layer.kind not in ("fc", "conv"):
+            raise SearchError(
+                f"NIR export: layer {i} kind {layer.kind} has no NIR mapping in neuronas yet"
+            )
+        # fc layers after a feature map are convolutions over the whole map: [out, 1, 1]
+        out_shape = tuple(shapes[i]) if layer.kind == "conv" else (layer.out, 1, 1)[: len(shape)]
+        if converters and _converts(arch, r):
+            # the row groups, their comparators and the digital periphery (see there)
+            bank, point = _converted_nodes(layer.kind, tuple(shape), out_shape, mod)
+            _emit_converted(
+                nodes, edges, prev, f"{layer.kind}{i}", mod, b, bank, point, out_shape[1:]
+            )
+            prev = f"{layer.kind}{i}"
+            converted.append(i)
+            shape = out_shape
+        else:
+            if converters and r.adc_kind != "digital" and r.skip_op != "concat":
+                if not _integer_input(arch, i):
+                    not_integer.append(i)
+                else:
+                    too_big.append(f"{i} ({converted_size(r)} values)")
+            if layer.kind == "conv":
+                add(f"conv{i}", _conv(w, b, (shape[1], shape[2]), layer.stride, layer.pad))
             elif len(shape) == 3:
                 # a convolution over the whole map instead of Flatten + Affine: the stock
                 # importers turn NIR's batch-free Flatten(start_dim=0) into one that also
@@ -433,35 +416,9 @@ def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
                 # channels from r.in_shape: a concat skip's are after the main input's
                 kernel = w.reshape(layer.out, r.in_shape[0], *shape[1:])
                 add(f"fc{i}", _conv(kernel, b, (shape[1], shape[2]), 1, 0))
-                shape = (layer.out, 1, 1)
             else:
                 add(f"fc{i}", nir.Affine(weight=w.reshape(layer.out, -1), bias=b))
-                shape = (layer.out,)
-        elif layer.kind == "conv":
-            out3 = tuple(shapes[i])
-            if converters and _converts(r):
-                _emit_converted_conv(
-                    nodes,
-                    edges,
-                    prev,
-                    f"conv{i}",
-                    mod,
-                    b,
-                    (shape[1], shape[2]),
-                    (out3[1], out3[2]),
-                )
-                prev = f"conv{i}"
-                converted.append(i)
-            else:
-                if converters and r.adc_kind != "digital" and r.skip_op != "concat":
-                    n_nodes, n_values = _conv_converted_size(r)
-                    too_big.append(f"{i} ({n_nodes} nodes, {n_values} values)")
-                add(f"conv{i}", _conv(w, b, (shape[1], shape[2]), layer.stride, layer.pad))
-            shape = out3
-        else:
-            raise SearchError(
-                f"NIR export: layer {i} kind {layer.kind} has no NIR mapping in neuronas yet"
-            )
+            shape = out_shape
         if not r.is_readout:
             ones = np.ones(shape, dtype=np.float32)
             thr = float(neuron.threshold) * ones
@@ -509,15 +466,20 @@ def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
     ]
     if converted:
         notes.append(
-            f"layers {converted}: per-row-group conversion represented (row-group Linear / Conv2d "
-            "nodes, comparator Threshold nodes, a periphery Affine / 1 x 1 Conv2d); exact for "
-            "non-negative inputs"
+            f"layers {converted}: per-row-group conversion represented (per row group an "
+            "Affine / Conv2d comparator bank, partial sum minus each comparator's half-integer "
+            "threshold, into a memoryless LIF(tau = dt, threshold 0); a periphery Affine / 1 x 1 "
+            "Conv2d); exact for integer inputs (spikes, event counts)"
         )
     if too_big:
         notes.append(
-            f"conv layers {', '.join(too_big)}: converted form over the limits "
-            f"({MAX_CONVERTED_CONV_NODES} nodes, {MAX_CONVERTED_CONV_VALUES} values per layer): "
-            "exact sums"
+            f"layers {', '.join(too_big)}: converted form over the limits "
+            f"({MAX_CONVERTED_VALUES} values per layer): exact sums"
+        )
+    if not_integer:
+        notes.append(
+            f"layers {not_integer} read non-integers (a direct-encoded input, an average "
+            "pooling): their comparators have no exact stock form, exact sums"
         )
     if unconverted:
         notes.append(
@@ -710,7 +672,7 @@ def _apply_node(
 def has_converters(arch: Any) -> bool:
     """Whether :func:`to_nir` represents converters for ``arch`` (an fc or conv layer with an
     ADC or a sense amplifier, within the size limits): then the "ideal" graph differs."""
-    return any(_converts(r) for r in arch.resolved())
+    return any(_converts(arch, r) for r in arch.resolved())
 
 
 def nir_notes(arch: Any) -> str:
@@ -724,12 +686,12 @@ def nir_notes(arch: Any) -> str:
         notes.append("soft reset exported as reset to 0")
     if has_converters(arch):
         notes.append(
-            "converters as NIR Threshold nodes (snnTorch/Norse do not map them: model_ideal.nir has exact sums)"
+            "converters as comparator banks into memoryless LIF nodes (model_ideal.nir: exact sums)"
         )
-    big = [r.index for r in arch.resolved() if r.adc_kind != "digital" and not _converts(r)]
+    big = [r.index for r in arch.resolved() if r.adc_kind != "digital" and not _converts(arch, r)]
     if big:
         notes.append(
-            f"layers {big}: partial-sum conversion not in NIR (reading a concatenation, or a "
-            "conv over the graph-size limits: exact sums; see chip/)"
+            f"layers {big}: partial-sum conversion not in NIR (reading a concatenation or "
+            "non-integers, or over the graph-size limits: exact sums; see chip/)"
         )
     return "; ".join(notes) or "exact"
