@@ -480,11 +480,15 @@ def _conv_and_reference(
     return conv, lin
 
 
-def _conv_grads(layer: nn.Module, x: torch.Tensor, fwd: Any) -> list[torch.Tensor]:
+def _conv_grads(
+    layer: nn.Module, x: torch.Tensor, fwd: Any, gy_mask: torch.Tensor | None = None
+) -> list[torch.Tensor]:
     layer.zero_grad()
     x = x.clone().requires_grad_(True)
     y = fwd(x)
     gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(5))
+    if gy_mask is not None:
+        gy = gy * gy_mask
     (y * gy).sum().backward()
     names = ("weight", "bias", "w_step", "adc_step", "sa_ref")
     grads = [getattr(layer, n).grad for n in names if getattr(layer, n, None) is not None]
@@ -556,6 +560,57 @@ def test_grouped_conv_path_equals_the_im2col_reference(
     assert len(got) == len(want)
     for a, b in zip(got, want, strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)  # float sums in another order
+
+
+@pytest.mark.parametrize("kind,bits,scheme,bpc,rows", [CONV_CASES[i] for i in (0, 3, 4, 7)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_grouped_conv_sparse_output_gradient_equals_the_im2col_reference(
+    kind: str, bits: int, scheme: str, bpc: int, rows: int, threads: int
+) -> None:
+    """The backward kernel skips what receives no gradient (a whole item, output positions,
+    single columns, as behind a max-pool or a surrogate's window) and takes the input's gradient
+    over the non-zero partial-sum gradients only: the same gradients as the reference, on one
+    thread and on numba's parallel kernels."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here: the skips are the kernels'")
+    cfg = CrossbarConfig(
+        weight_bits=4,
+        adc_bits=bits,
+        adc_kind=kind,
+        rows=rows,
+        bits_per_cell=bpc,
+        signed_scheme=scheme,
+    )
+    conv, lin = _conv_and_reference(cfg, 1, 1)
+    x = _spikes(5, 3, 8, 8, p=0.25, seed=7)
+    x[3] *= 0.5
+    mask = (torch.rand(5, 5, 8, 8, generator=torch.Generator().manual_seed(8)) < 0.25).float()
+    mask[1] = 0.0  # an item with no gradient at all
+    mask[2, :, :3, :] = 0.0  # positions with none
+    mask[4] = 1.0  # one dense item
+
+    def reference(xx: torch.Tensor) -> torch.Tensor:
+        cols = F.unfold(xx, 3, padding=1)  # [B, 27, 64]
+        return (
+            lin(cols.transpose(1, 2).reshape(-1, 27))
+            .view(5, 64, 5)
+            .transpose(1, 2)
+            .reshape(5, 5, 8, 8)
+        )
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = _conv_grads(conv, x, conv, mask)
+    finally:
+        torch.set_num_threads(before)
+    want = _conv_grads(lin, x, reference, mask)
+    assert float(got[1][1].abs().sum()) == 0.0  # the item without gradient passes none
+    assert float(got[1].abs().sum()) > 0.0
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_grouped_conv_equals_reference_on_a_noisy_chip_instance() -> None:

@@ -25,7 +25,8 @@ Convolutions (``sparse_conv_*``) are read the same way without im2col: per batch
 group, every non-zero input of the channels-last input adds its cells into the partial sums of
 the output positions it reaches (an accumulator of positions x columns in cache), which are
 converted, summed over groups and shifted-and-added there; the backward scatters them again and
-writes only what the input's gradient (a grouped ``conv2d_input``) and the weights' gradient need.
+takes the input's gradient (over the non-zero partial-sum gradients only) and the weights'
+gradient in the same pass.
 
 Used for float32 CPU tensors; CUDA tensors (where bandwidth is plentiful) and other dtypes take
 the dense tensor-op twin in :mod:`neuronas.snn.crossbar`, which computes the same outputs (tested
@@ -296,28 +297,37 @@ def sparse_conv_backward(
     qp: int,
     grad: torch.Tensor,
     gscale: float,
-    want_gp: bool,
+    want_gx: bool,
     gw: torch.Tensor,
     gsum: torch.Tensor,
-    gp_out: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """The backward of :func:`sparse_conv_forward` for ``gscale * grad`` (``grad [B, Nc, P]``):
     adds the integer weights' gradient to ``gw [tasks, G, span, k, k, Nc]`` and the column sums
     of ``grad * code`` and ``grad * (ADC: inside * p / step; comparator: inside)`` to ``gsum
-    [tasks, 2, S, Nc]`` (both zeroed by the caller, ``tasks`` = :func:`backward_tasks`), returns ``gp [B, P, G*S*Nc]`` (channels-last: the
-    gradient reaching every partial sum, for the input's gradient) when ``want_gp``, in
-    ``gp_out`` when given (reused across chunks: fresh pages cost a page fault each, measured as
-    much as the kernel's own writes)."""
+    [tasks, 2, S, Nc]`` (both zeroed by the caller, ``tasks`` = :func:`backward_tasks`); returns
+    the input's gradient ``[B, H, W, G*span]`` (channels-last, as ``x``) when ``want_gx``.
+
+    The partial sums are scattered again (nothing of their size was kept by the forward), and
+    the input's gradient is taken in the same pass, as the transposed convolution of every
+    output position over its non-zero partial-sum gradients only: no ``[B, P, G*S*Nc]`` tensor
+    is written, and the zeros left by the straight-through windows, by idle sense amplifiers and
+    by a max-pool's or surrogate's zero gradients cost nothing.  Items with no gradient at all,
+    and positions with none, cost no converter work."""
     kernel, n = _tasks("sconv_bwd")
-    b = x.shape[0]
-    shape = (b, oh * ow, cells.shape[0] * cells.shape[-1])
-    if want_gp and gp_out is not None and tuple(gp_out.shape) == shape:
-        gp = gp_out
+    g, span, k = cells.shape[0], cells.shape[1], cells.shape[2]
+    gx = torch.empty(tuple(x.shape) if want_gx else (1, 1, 1, 1))
+    if want_gx:
+        # [G, K, T]: per partial sum, the cells it read in the input gradient's order [k, k, span],
+        # T padded with zeros to a multiple of 16 (whole vectors: ~20 % faster than a scalar tail)
+        t = k * k * span
+        wt = torch.zeros((g, cells.shape[-1], -(-t // 16) * 16))
+        wt[:, :, :t] = cells.permute(0, 4, 2, 3, 1).reshape(g, cells.shape[-1], t)
     else:
-        gp = torch.empty(shape if want_gp else (1, 1, 1))
+        wt = torch.zeros((1, 1, 1))
     kernel(
         _np(x),
         _np(cells),
+        wt.numpy(),
         _np(slots),
         int(stride),
         int(pad),
@@ -333,13 +343,13 @@ def sparse_conv_backward(
         float(qp),
         _np(grad),
         float(gscale),
-        bool(want_gp),
-        gp.numpy(),
+        bool(want_gx),
+        gx.numpy(),
         gw.numpy(),
         gsum.numpy(),
         n,
     )
-    return gp if want_gp else None
+    return gx if want_gx else None
 
 
 def backward_tasks() -> int:

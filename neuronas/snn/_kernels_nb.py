@@ -366,9 +366,45 @@ def sconv_fwd_parallel(
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
+def gather_slots(v, wt, g, idx, val, out):  # pragma: no cover
+    """out[:] = sum over the non-zero v[c] of v[c] * wt[g, c] (wt [G, K, T]): the gradient that
+    the partial sums' gradient v [K] of one output position sends to the weight slots of group
+    g, visiting only the non-zero entries (the straight-through windows and a max-pool's or
+    surrogate's zero gradients leave many of them 0).  Eight entries per pass over the slots:
+    one load and one store of ``out`` per eight multiply-adds (T padded to a multiple of 16 by
+    the caller: no scalar remainder); returns how many were non-zero."""
+    n = 0
+    for c in range(v.shape[0]):  # branch-free compaction
+        vc = v[c]
+        idx[n] = c
+        val[n] = vc
+        n += 1 if vc != 0.0 else 0
+    for t in range(out.shape[0]):
+        out[t] = 0.0
+    i = 0
+    while i + 8 <= n:
+        w0, w1, w2, w3 = wt[g, idx[i]], wt[g, idx[i + 1]], wt[g, idx[i + 2]], wt[g, idx[i + 3]]
+        w4, w5, w6, w7 = wt[g, idx[i + 4]], wt[g, idx[i + 5]], wt[g, idx[i + 6]], wt[g, idx[i + 7]]
+        v0, v1, v2, v3 = val[i], val[i + 1], val[i + 2], val[i + 3]
+        v4, v5, v6, v7 = val[i + 4], val[i + 5], val[i + 6], val[i + 7]
+        for t in range(out.shape[0]):
+            out[t] += (v0 * w0[t] + v1 * w1[t] + v2 * w2[t] + v3 * w3[t]) + (
+                v4 * w4[t] + v5 * w5[t] + v6 * w6[t] + v7 * w7[t]
+            )
+        i += 8
+    while i < n:
+        wr, vi = wt[g, idx[i]], val[i]
+        for t in range(out.shape[0]):
+            out[t] += vi * wr[t]
+        i += 1
+    return n
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
 def sconv_bwd_items(
     x,
     w,
+    wt,
     slot,
     stride,
     pad,
@@ -384,22 +420,28 @@ def sconv_bwd_items(
     qp,
     grad,
     gscale,
-    want_gp,
-    gp,
+    want_gx,
+    gx,
     gw,
     gsum,
     b0,
     b1,
 ):  # pragma: no cover
-    # grad [B, Nc, P] (times gscale); outputs gp [B, P, G*K] (when want_gp), gw [G, span, k, k, Nc]
-    # (+=: the integer weights' gradient, sum over inputs of x times the slices' combined window
-    # times grad), gsum [2, S, Nc] (+=: column sums of grad * code and grad * (ADC: inside * p /
-    # step; comparator: inside))
+    # grad [B, Nc, P] (times gscale); outputs gx [B, H, W, G*span] (when want_gx: the input's
+    # gradient, channels-last, every item written), gw [G, span, k, k, Nc] (+=: the integer
+    # weights' gradient, sum over inputs of x times the slices' combined window times grad),
+    # gsum [2, S, Nc] (+=: column sums of grad * code and grad * (ADC: inside * p / step;
+    # comparator: inside)).  wt [G, K, T]: the cells transposed, [k, k, span] in the first k*k*span
+    # of T (the rest 0), for the input's gradient.
+    # Exact skips: an item whose gradient is all 0 costs nothing, an output position whose
+    # gradient row is all 0 passes through no converter, and only non-zero partial-sum gradients
+    # reach the input's gradient.
     _, h_in, w_in, _ = x.shape
     n_groups, span, k, n_k = w.shape[0], w.shape[1], w.shape[2], w.shape[4]
     n_slices = thr.shape[0]
     nc = n_k // n_slices
     n_pos = oh * ow
+    n_t = wt.shape[2]
     lo, hi = np.float32(qn), np.float32(qp)
     centre = np.float32(0.5 * (qn + qp))
     half = np.float32(0.5 * (qp - qn))
@@ -408,22 +450,49 @@ def sconv_bwd_items(
     acc = np.empty((n_pos, n_k), np.float32)
     cnt = np.empty(n_pos, np.float32)
     hq = np.empty((n_pos, nc), np.float32)
-    gr = np.empty(nc, np.float32)
+    grt = np.empty((n_pos, nc), np.float32)  # the item's gradient, position-major, times gscale
+    live = np.empty(n_pos, np.bool_)  # positions with a non-zero gradient
+    hlive = np.empty(n_pos, np.bool_)  # positions whose combined window times grad is not all 0
     ins = np.empty(n_k, np.float32)
+    gq = np.empty(n_t, np.float32)
+    idx = np.empty(n_k, np.int64)
+    val = np.empty(n_k, np.float32)
     gt = np.zeros((n_slices, nc), np.float32)  # own arrays: LLVM vectorises what cannot alias
     gd = np.zeros((n_slices, nc), np.float32)
     gwl = np.zeros((n_groups, span, k, k, nc), np.float32)
     for b in range(b0, b1):
+        if want_gx:
+            gxb = gx[b]
+            for iy in range(h_in):
+                for ix in range(w_in):
+                    gxr = gxb[iy, ix]
+                    for c in range(gxr.shape[0]):
+                        gxr[c] = 0.0
+        for n in range(nc):  # the item's gradient, position-major (grad is read contiguously)
+            for q in range(n_pos):
+                grt[q, n] = grad[b, n, q] * gscale
+        any_live = False
+        for q in range(n_pos):
+            gr = grt[q]
+            nz = False
+            for n in range(nc):
+                nz = nz or gr[n] != 0.0
+            live[q] = nz
+            any_live = any_live or nz
+        if not any_live:
+            continue  # no gradient reaches this item: nothing to add anywhere
         for g in range(n_groups):
             scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt)
             # one loop nest per converter: with both bodies in one nest LLVM vectorised neither
-            if mode == 0:
-                for q in range(n_pos):
-                    for n in range(nc):
-                        gr[n] = grad[b, n, q] * gscale
-                    ar, hr = acc[q], hq[q]
-                    for n in range(nc):
-                        hr[n] = 0.0
+            for q in range(n_pos):
+                hlive[q] = False
+                if not live[q] or (mode != 0 and cnt[q] == 0.0):
+                    continue  # no gradient here, or skipped sense amplifiers (they pass none)
+                hlive[q] = True
+                gr, ar, hr = grt[q], acc[q], hq[q]
+                for n in range(nc):
+                    hr[n] = 0.0
+                if mode == 0:
                     for s in range(n_slices):
                         off, c_s, w_s = s * nc, coef[s], sw[s]
                         gts, gds, sc = gt[s], gd[s], scale[s]
@@ -434,26 +503,7 @@ def sconv_bwd_items(
                             gds[n] += inside * v * gr[n]
                             hr[n] += c_s * inside
                             ins[off + n] = inside * w_s * gr[n]
-                    for n in range(nc):
-                        hr[n] *= gr[n]
-                    if want_gp:
-                        gpr = gp[b, q]
-                        for c in range(n_k):
-                            gpr[g * n_k + c] = ins[c]
-            else:
-                for q in range(n_pos):
-                    hr = hq[q]
-                    for n in range(nc):
-                        hr[n] = 0.0
-                    if cnt[q] == 0.0:  # skipped sense amplifiers pass no gradient
-                        if want_gp:
-                            gpr = gp[b, q]
-                            for c in range(n_k):
-                                gpr[g * n_k + c] = 0.0
-                        continue
-                    for n in range(nc):
-                        gr[n] = grad[b, n, q] * gscale
-                    ar = acc[q]
+                else:
                     for s in range(n_slices):
                         off, c_s, w_s = s * nc, coef[s], sw[s]
                         gts, gds, th, wn = gt[s], gd[s], thr[s], win[s]
@@ -464,12 +514,24 @@ def sconv_bwd_items(
                             gds[n] += inside * gr[n]
                             hr[n] += c_s * inside
                             ins[off + n] = inside * w_s * gr[n]
-                    for n in range(nc):
-                        hr[n] *= gr[n]
-                    if want_gp:
-                        gpr = gp[b, q]
-                        for c in range(n_k):
-                            gpr[g * n_k + c] = ins[c]
+                for n in range(nc):
+                    hr[n] *= gr[n]
+                if want_gx and gather_slots(ins, wt, g, idx, val, gq) > 0:
+                    # the transposed convolution of this position: gq [k, k, span] into the
+                    # inputs it read (channels-last: span contiguous channels per tap)
+                    oy, ox = q // ow, q % ow
+                    for i in range(k):
+                        iy = oy * stride - pad + i
+                        if iy < 0 or iy >= h_in:
+                            continue
+                        for j in range(k):
+                            ix = ox * stride - pad + j
+                            if ix < 0 or ix >= w_in:
+                                continue
+                            gxr = gx[b, iy, ix]
+                            tb = (i * k + j) * span
+                            for s in range(span):
+                                gxr[g * span + s] += gq[tb + s]
             # the integer weights' gradient: every driven input times the windows it fed
             for iy in range(h_in):
                 for ix in range(w_in):
@@ -487,7 +549,10 @@ def sconv_bwd_items(
                                     continue
                                 if slot[g, s, i, j] == 0.0:
                                     continue
-                                hr = hq[(ny // stride) * ow + nx // stride]
+                                q = (ny // stride) * ow + nx // stride
+                                if not hlive[q]:
+                                    continue
+                                hr = hq[q]
                                 gwr = gwl[g, s, i, j]
                                 for n in range(nc):
                                     gwr[n] += v * hr[n]
@@ -508,6 +573,7 @@ def sconv_bwd_items(
 def sconv_bwd(
     x,
     w,
+    wt,
     slot,
     stride,
     pad,
@@ -523,8 +589,8 @@ def sconv_bwd(
     qp,
     grad,
     gscale,
-    want_gp,
-    gp,
+    want_gx,
+    gx,
     gw,
     gsum,
     n_tasks,
@@ -532,6 +598,7 @@ def sconv_bwd(
     sconv_bwd_items(
         x,
         w,
+        wt,
         slot,
         stride,
         pad,
@@ -547,8 +614,8 @@ def sconv_bwd(
         qp,
         grad,
         gscale,
-        want_gp,
-        gp,
+        want_gx,
+        gx,
         gw[0],
         gsum[0],
         0,
@@ -560,6 +627,7 @@ def sconv_bwd(
 def sconv_bwd_parallel(
     x,
     w,
+    wt,
     slot,
     stride,
     pad,
@@ -575,18 +643,20 @@ def sconv_bwd_parallel(
     qp,
     grad,
     gscale,
-    want_gp,
-    gp,
+    want_gx,
+    gx,
     gw,
     gsum,
     n_tasks,
 ):  # pragma: no cover
-    # gw [tasks, ...], gsum [tasks, 2, S, Nc]: one running sum per task, added up by the caller
+    # gw [tasks, ...], gsum [tasks, 2, S, Nc]: one running sum per task, added up by the caller;
+    # gx: every task writes its own items
     n = x.shape[0]
     for t in prange(n_tasks):
         sconv_bwd_items(
             x,
             w,
+            wt,
             slot,
             stride,
             pad,
@@ -602,8 +672,8 @@ def sconv_bwd_parallel(
             qp,
             grad,
             gscale,
-            want_gp,
-            gp,
+            want_gx,
+            gx,
             gw[t],
             gsum[t],
             t * n // n_tasks,

@@ -504,9 +504,10 @@ class _ConvConvertSum(torch.autograd.Function):
 
     On the CPU (numba): event-driven kernels (:func:`neuronas.snn._kernels.sparse_conv_forward`)
     scatter every non-zero input's cells into cached partial sums and convert them in the same
-    pass; the backward scatters them again, and only the gradient reaching the partial sums is
-    written out, for the input's gradient (one grouped ``conv2d_input``).  Elsewhere (CUDA, no
-    numba): one grouped channels-last ``conv2d`` per batch chunk gives every group's partial
+    pass; the backward scatters them again and takes the input's gradient in the same pass, per
+    output position over its non-zero partial-sum gradients only (items and positions that
+    receive no gradient cost nothing; nothing of the partial sums' size is written).
+    Elsewhere (CUDA, no numba): one grouped channels-last ``conv2d`` per batch chunk gives every group's partial
     sums (channels-last: oneDNN / cuDNN write them without a reorder), converted by tensor ops,
     computed again in the backward; chunks bound the memory whatever the batch x positions.
     Nothing of the partial sums' size is kept between forward and backward.  Gradients
@@ -618,59 +619,41 @@ class _ConvConvertSum(torch.autograd.Function):
         want_x, want_w = bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[2])
         grad = grad.contiguous()
         oh, ow = grad.shape[2], grad.shape[3]
-        grad_x = torch.empty_like(xg) if want_x else None
-        wconv = _grouped_weight(wcell) if (want_x or not fast) else None
-        per_item = g * n_slices * nc * oh * ow
-        size = max(1, _CHUNK_FLOATS.get(xg.device.type, 1 << 26) // per_item)
+        grad_x = None
         if fast:
             tasks = _kernels.backward_tasks()
             gw = torch.zeros((tasks, g, span, k, k, nc))
             gsum_t = torch.zeros((tasks, 2, n_slices, nc))
-            cells = wcell.reshape(g, span, k, k, -1)
-            # one buffer for every chunk's partial-sum gradients: fresh pages fault on first touch
-            gp_buf = (
-                torch.empty((min(size, xg.shape[0]), oh * ow, cells.shape[-1] * g))
-                if want_x
-                else None
+            # one pass, no chunks: the input's gradient is taken in the kernel over the non-zero
+            # partial-sum gradients only; nothing of the partial sums' size is written
+            gx = _kernels.sparse_conv_backward(
+                xg.detach().permute(0, 2, 3, 1),
+                wcell.reshape(g, span, k, k, -1),
+                act_w,
+                stride[0],
+                padding[0],
+                oh,
+                ow,
+                thr,
+                win,
+                scale,
+                coef,
+                slice_weight,
+                mode,
+                qn,
+                qp,
+                grad.view(grad.shape[0], nc, -1),
+                ws,
+                want_x,
+                gw,
+                gsum_t,
             )
-            for b0 in range(0, xg.shape[0], size):
-                b1 = min(xg.shape[0], b0 + size)
-                gp = _kernels.sparse_conv_backward(
-                    xg[b0:b1].detach().permute(0, 2, 3, 1),
-                    cells,
-                    act_w,
-                    stride[0],
-                    padding[0],
-                    oh,
-                    ow,
-                    thr,
-                    win,
-                    scale,
-                    coef,
-                    slice_weight,
-                    mode,
-                    qn,
-                    qp,
-                    grad[b0:b1].view(b1 - b0, nc, -1),
-                    ws,
-                    want_x,
-                    gw,
-                    gsum_t,
-                    None if gp_buf is None else gp_buf[: b1 - b0],
-                )
-                if grad_x is not None and gp is not None:
-                    grad_x[b0:b1] = conv2d_input(
-                        (b1 - b0, *xg.shape[1:]),
-                        wconv,
-                        _as_channels(gp.view(-1, gp.shape[-1]), b1 - b0, oh, ow),
-                        stride,
-                        padding,
-                        groups=g,
-                    )
+            grad_x = None if gx is None else gx.permute(0, 3, 1, 2)  # channels-last, as xg
             grad_wq = gw.sum(0) if want_w else None
             gsum = gsum_t.sum(0)
         else:
-            assert wconv is not None
+            wconv = _grouped_weight(wcell)
+            grad_x = torch.empty_like(xg) if want_x else None
             grad_wc = (
                 torch.zeros((g * nc, span, k, k), dtype=xg.dtype, device=xg.device)
                 if want_w
