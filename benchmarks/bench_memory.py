@@ -103,6 +103,11 @@ def main() -> int:
             if r is not None:
                 curve.append((n, r))
                 print(f"trial {n:4d}: RSS {r / 1024:7.1f} MiB  ({time.monotonic() - t0:6.0f} s)")
+                if args.out is not None:  # so far: a run stopped early keeps its curve
+                    partial = {"command": " ".join(cmd[1:]), "partial": True}
+                    partial.update(rss_kb_after_trial=dict(curve), cpu_s_after_trial=cpu)
+                    partial.update(load_avg_1min_at_start=load0, seconds=time.monotonic() - t0)
+                    args.out.write_text(json.dumps(partial, indent=1) + "\n")
             seen = n
         time.sleep(0.2)
     out, err = proc.communicate()
@@ -124,16 +129,17 @@ def main() -> int:
         "wall_s": round(time.monotonic() - t0, 1),
         "cpu_s_after_trial": cpu,
         "cpu_s_trials_10_to_last": round(cpu[max(cpu)] - cpu[min(k for k in cpu if k >= 10)], 1)
-        if cpu
+        if any(k >= 10 for k in cpu)
         else None,
         "load_avg_1min_at_start": load0,
         "median_trial_s": round(secs[len(secs) // 2], 3) if secs else None,
         "total_trial_s": round(sum(secs), 1),
         "load_avg_1min_at_end": os.getloadavg()[0],
     }
+    ref_n, ref_kb = next(((n, r) for n, r in curve if n >= 10), curve[0])
     print(
-        f"RSS after trial 10: {ref / 1024:.1f} MiB; after trial {last_n}: {last / 1024:.1f} MiB; "
-        f"ratio {summary['ratio_last_over_10']:.3f}; peak {summary['peak_kb'] / 1024:.1f} MiB; "
+        f"RSS after trial {ref_n}: {ref_kb / 1024:.1f} MiB; after trial {last_n}: {last / 1024:.1f} MiB; "
+        f"ratio {last / ref_kb:.3f}; peak {summary['peak_kb'] / 1024:.1f} MiB; "
         f"wall {summary['wall_s']} s, median trial {summary['median_trial_s']} s, "
         f"sum of trials {summary['total_trial_s']} s; CPU s trials 10..{last_n}: "
         f"{summary['cpu_s_trials_10_to_last']}"

@@ -167,3 +167,24 @@ def test_without_accuracy_every_objective_is_priced_and_the_improvement_is_exact
         trial.set_user_attr("status", "ok")
         study.tell(trial, values)
     assert proposal["ehvi"] >= 0.0
+
+
+def test_the_model_libraries_load_when_the_sampler_is_built_not_mid_search() -> None:
+    """scikit-learn / SciPy (~1 s, ~140 MiB) are imported when a sampler that will fit the
+    accuracy model is built, so the first fit (trial n_startup_trials + 1) neither pauses nor
+    steps up the search's memory; a sampler with only priced objectives never imports them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from neuronas.search.guided import CostGuidedSampler\n"
+        "CostGuidedSampler(None, None, objectives=('energy_uj', 'latency_us'))\n"
+        "print('sklearn.gaussian_process' in sys.modules)\n"
+        "CostGuidedSampler(None, None, objectives=('accuracy', 'energy_uj'))\n"
+        "print('sklearn.gaussian_process' in sys.modules, 'scipy.linalg' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert out.stdout.split() == ["False", "True", "True"], out.stderr

@@ -91,3 +91,42 @@ def test_search_filter_skips_training_below_the_quantile(tmp_path: Path) -> None
         assert rejected, (
             "with the 0.9-quantile most candidates after the first five trained are filtered"
         )
+
+
+def test_the_score_reads_only_its_batch(tmp_path: Path) -> None:
+    """A tonic (or folder) split frames on access: the score reads its first ``proxy_batch``
+    samples, not the whole split -- a corrupt fifth recording is never read."""
+    import numpy as np
+    from _tonic_files import shd_sample, write_shd_h5
+
+    from neuronas.search.objective import evaluate
+    from neuronas.settings import SCREENING
+
+    rng = np.random.default_rng(0)
+    samples = [shd_sample(rng, c) for c in range(20)]
+    times, units, label = samples[4]
+    samples[4] = (np.concatenate([[-1.0], times]), np.concatenate([[0], units]), label)
+    write_shd_h5(tmp_path / "SHD" / "shd_train.h5", samples)
+    write_shd_h5(tmp_path / "SHD" / "shd_test.h5", samples[:2])
+    arch = ArchSpec.from_dict(
+        {
+            "name": "tiny",
+            "task": "classification",
+            "input": {"shape": [700], "timesteps": 3, "encoding": "events"},
+            "layers": [{"kind": "fc", "out": 16}, {"kind": "fc", "out": 20}],
+            "neuron": {"model": "lif", "tau": 2.0, "threshold": 1.0, "reset": "hard"},
+            "precision": {"weight_bits": 4, "membrane_bits": 8},
+            "mapping": {"adc_bits": 1, "adc_kind": "sa", "rows": 64, "cols": 64},
+        }
+    ).to_dict()
+    settings = SCREENING.replace(
+        dataset="shd",
+        data_root=str(tmp_path),
+        proxy_quantile=0.5,
+        proxy_batch=4,
+        proxy_reference=(1e9,) * 6,  # every score is below: stopped before training
+        seed=0,
+    )
+    out = evaluate(arch, "rram-adcless-65nm", settings)
+    assert out["status"] == "proxy_rejected", out["reason"]
+    assert math.isfinite(out["proxy_score"]) and not out["trained"]

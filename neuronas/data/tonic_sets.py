@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from neuronas.data.framing import EventFramer, LazyFramedDataset
-from neuronas.data.info import DatasetInfo, not_there
-from neuronas.data.layouts import FETCH_NOTES, LAYOUTS, missing_files, where
+from neuronas.data.info import DatasetInfo
+from neuronas.data.layouts import LAYOUTS, check_files, missing_files, where
 from neuronas.errors import DataError
 
 __all__ = ["load_tonic_dataset"]
@@ -55,24 +55,16 @@ def load_tonic_dataset(
     import tonic.datasets
 
     name = info.name
-    fetch = FETCH_NOTES.get(name) or (
-        "or pass --download (download=True) to fetch it"
-        + (f" ({info.download_size})" if info.download_size else "")
-    )
-    if data_root is None:
-        expected = " and ".join(f"DIR/{f}" for f in info.files)
-        raise DataError(
-            f"dataset '{name}' is read from a local data root: pass --data-root DIR "
-            f"(data_root=DIR) with {expected}, {fetch}"
-        )
-    root = Path(data_root).expanduser()
-    expected = " and ".join(str(root / f) for f in info.files)
-    if root.exists() and not root.is_dir():
-        raise DataError(f"data root '{root}' is a file, must be a directory holding {expected}")
     cls = getattr(tonic.datasets, info.tonic_class or "")
+    root = None if data_root is None else Path(data_root).expanduser()
     # files already in place are used as they are, even with --download: tonic's own check
     # would fetch the archive again when only the extracted files were kept
-    if download and (not root.is_dir() or missing_files(name, split, root) is not None):
+    if (
+        download
+        and root is not None
+        and not root.is_file()
+        and missing_files(name, split, root) is not None
+    ):
         try:
             root.mkdir(parents=True, exist_ok=True)
             source = cls(save_to=str(root), train=split == "train")
@@ -84,18 +76,7 @@ def load_tonic_dataset(
                 f"{str(exc).splitlines()[0] if str(exc) else ''}"
             ) from exc
     else:
-        if not root.is_dir():
-            raise DataError(
-                f"data root '{root}' {not_there(root)}; dataset '{name}' expects {expected}; "
-                f"create it and put the files there, {fetch}"
-            )
-        missing = missing_files(name, split, root)
-        if missing is not None:
-            raise DataError(
-                f"dataset '{name}' ({split} split) not found under data root '{root}': "
-                f"expected {missing}, as tonic.datasets.{cls.__name__} reads it; put the "
-                f"files there, {fetch}"
-            )
+        root = check_files(info, split, data_root)
         try:
             source = _offline_class(cls, name)(save_to=str(root), train=split == "train")
         except DataError:

@@ -186,6 +186,14 @@ class AccuracyModel:
         self.seed = seed
         self._gp: Any = None
 
+    @staticmethod
+    def load_libraries() -> None:
+        """Import scikit-learn's Gaussian process and SciPy now (~1 s, ~140 MiB resident): the
+        sampler does it when it is built, so that neither time nor memory jumps in the middle
+        of a search at its first fit (``benchmarks/RESULTS.md``, "Memory")."""
+        import scipy.linalg  # noqa: F401
+        import sklearn.gaussian_process  # noqa: F401
+
     def fit(self, x: np.ndarray, y: np.ndarray, scale_from: np.ndarray) -> AccuracyModel:
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, DotProduct, Matern, WhiteKernel
@@ -296,6 +304,8 @@ class CostGuidedSampler(BaseSampler):
         self.seed = 0 if seed is None else int(seed)
         self._random = RandomSampler(seed=seed)
         self._plans: dict[int, dict[str, Any]] = {}
+        if any(o in UNCERTAIN for o in self.objectives):
+            AccuracyModel.load_libraries()  # the first fit comes n_startup_trials later
 
     # -- optuna's sampler interface ------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from neuronas.errors import SearchError
 from neuronas.search import fidelity, objective
+from neuronas.search.heap import release_freed_memory
 from neuronas.search.trials import (
     TrialStatus,
     ask_next,
@@ -195,7 +196,11 @@ def _refuse_foreign_files(run: Any, pending: Pending) -> None:
 
 
 def evaluate_here(run: Any, pending: Pending) -> dict[str, Any]:
-    """Evaluate ``pending`` in this process; a crash is a failed result, never an exception."""
+    """Evaluate ``pending`` in this process; a crash is a failed result, never an exception.
+
+    Afterwards the heap the training freed goes back to the OS
+    (:func:`~neuronas.search.heap.release_freed_memory`), so that a long search keeps a flat
+    resident set (a Ray worker does the same after its evaluation)."""
     try:
         return objective.evaluate(pending.arch_dict, run.config.chip_ref(), pending.settings)
     except Exception as exc:  # noqa: BLE001 - one candidate's crash must not end the search
@@ -205,6 +210,8 @@ def evaluate_here(run: Any, pending: Pending) -> dict[str, Any]:
             traceback=traceback.format_exc(limit=8),
             seconds=time.perf_counter() - pending.started,
         )
+    finally:
+        release_freed_memory()
 
 
 def finish(run: Any, pending: Pending, result: dict[str, Any]) -> Any:

@@ -292,9 +292,12 @@ def _proxy_score(arch: Any, chip: Any, settings: TrialSettings) -> float:
         data_root=settings.data_root,
         input_shape=arch.input.shape,  # a downsampled (or space-given) input, as trained
     )
-    x, _ = ds.tensors()
-    n = int(settings.proxy_batch)
-    return sahd_score(arch, x[:n].transpose(0, 1), chip=chip, seed=int(settings.seed))
+    # the first proxy_batch samples only: a tonic or folder split frames on access, and
+    # framing all of it (ds.tensors()) would cost more than the score saves
+    import torch
+
+    x = torch.stack([ds[i][0] for i in range(min(int(settings.proxy_batch), len(ds)))])
+    return sahd_score(arch, x.transpose(0, 1), chip=chip, seed=int(settings.seed))
 
 
 def _finite(x: Any) -> bool:

@@ -23,47 +23,15 @@ __all__ = ["preflight"]
 BATCH = 2
 
 
-def _fetch_hint(info: Any) -> str:
-    """What to do to get a tonic dataset's files (flags that exist: see ``neuronas datasets``)."""
-    from neuronas.data.layouts import FETCH_NOTES
-
-    note = FETCH_NOTES.get(info.name)
-    if note:
-        return note.removeprefix("or ")
-    size = f", {info.download_size}" if info.download_size else ""
-    return (
-        f"`neuronas datasets {info.name} --data-root DIR --download` fetches them once{size}; "
-        "the search itself never downloads"
-    )
-
-
 def _check_files(info: Any, data_root: str | None) -> None:
-    """A tonic dataset's files where tonic reads them, else one line saying where they go."""
-    from neuronas.data.info import not_there
-    from neuronas.data.layouts import missing_files
+    """Both splits of a tonic dataset where tonic reads them, else the loader's one line."""
+    from neuronas.data.layouts import check_files
 
-    name = info.name
-    if data_root is None:
-        expected = " and ".join(f"DIR/{f}" for f in info.files)
-        raise DataError(
-            f"dataset '{name}' is read from files under a data root and none was given: pass "
-            f"--data-root DIR with {expected} ({_fetch_hint(info)}); no trial was run"
-        )
-    root = Path(data_root).expanduser()
-    if not root.is_dir():
-        what = "is a file, not a folder" if root.exists() else not_there(root)
-        raise DataError(
-            f"dataset '{name}': data root '{root}' {what}; give --data-root the folder holding "
-            f"{' and '.join(info.files)} ({_fetch_hint(info)}); no trial was run"
-        )
     for split in ("train", "test"):
-        missing = missing_files(name, split, root)
-        if missing is not None:
-            raise DataError(
-                f"dataset '{name}' ({split} split) is not under data root '{root}': expected "
-                f"{missing}; put the files there or give --data-root the folder that holds them "
-                f"({_fetch_hint(info)}); no trial was run"
-            )
+        try:
+            check_files(info, split, data_root)
+        except DataError as exc:
+            raise DataError(f"{exc}; no trial was run") from None
 
 
 def _where(info: Any, data_root: str | None) -> str:

@@ -79,6 +79,7 @@ def evaluate_on_worker(
     """
     import torch
 
+    from neuronas.search.heap import release_freed_memory
     from neuronas.search.objective import evaluate
     from neuronas.settings import TrialSettings
 
@@ -93,6 +94,7 @@ def evaluate_on_worker(
         for path in sorted(Path(tmp).rglob("*")):
             if path.is_file():
                 files[path.relative_to(tmp).as_posix()] = path.read_bytes()
+    release_freed_memory()  # as lifecycle.evaluate_here does: this worker trains the next one
     return {
         "result": result,
         "files": files,
