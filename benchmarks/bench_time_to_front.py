@@ -223,8 +223,17 @@ def export_commit(commit: str, work: Path) -> Path:
     dest = work / f"before-{commit}"
     if not dest.is_dir():
         dest.mkdir(parents=True)
+        here = Path(__file__).resolve().parent
+        root = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=here,
+        ).stdout.strip()
+        # from the repository's root: run in a subfolder, git archive exports only that folder
         archive = subprocess.run(
-            ["git", "archive", commit], check=True, capture_output=True, cwd=Path(__file__).parent
+            ["git", "archive", commit], check=True, capture_output=True, cwd=root
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest
