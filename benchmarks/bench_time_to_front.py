@@ -21,11 +21,21 @@ From each run's study (read after it finished) the benchmark reports:
   and the same for the before arm (where it first reached its own final value).
 
 Hypervolume reference point: accuracy 0 and each cost objective at the chip's budget for it (as
-``benchmarks/bench_search.py``).  Usage (the figures in RESULTS.md, "Time to a front")::
+``benchmarks/bench_search.py``); each arm's front is of the values its own study was told (the
+quantity that code optimises: test-split accuracy before issue 13's validation split, validation
+accuracy after it; the arm's ``selection_split`` says which).  Per arm it also reports the median
+trained trial of the convolutional and of the fully connected candidates apart, and the median
+time of a trained trial outside ``evaluate()`` (the proposal and the storage: Optuna's duration
+minus the trial's ``seconds.wall``).
 
-    git worktree add --detach /tmp/base 1e9c3cd
-    OMP_NUM_THREADS=1 python benchmarks/bench_time_to_front.py --before /tmp/base --after . \\
-        --seeds 0 1 --before-trials 30 --after-trials 60 --json benchmarks/results/time_to_front.json
+Usage (the figures in RESULTS.md, "Time to a front"; ``--before-commit`` exports that commit's
+tree with ``git archive`` into the work folder and uses it as ``--before``)::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_time_to_front.py --before-commit 59858b5 --after . \\
+        --seeds 0 1 --before-trials 30 --after-trials 40 --json benchmarks/results/time_to_front.json
+
+``--reanalyse JSON``: recompute the figures of an earlier run from its work folder's studies and
+that run's JSON (each arm's start time is recovered from its first trial), running nothing.
 """
 
 from __future__ import annotations
@@ -66,6 +76,15 @@ def launch(code: Path, workdir: Path, name: str, seed: int, trials: int, extra: 
     return proc, log, started, cmd
 
 
+def _family(arch: dict[str, Any]) -> str:
+    kinds = {str(layer.get("kind")) for layer in arch.get("layers", [])}
+    return "conv" if kinds & {"conv", "deconv"} else "fc"
+
+
+def _median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
 def analyse(
     run_dir: Path, started: dt.datetime, wall_s: float, target_trials: int
 ) -> dict[str, Any]:
@@ -82,7 +101,9 @@ def analyse(
     ref = [0.0 if o == "accuracy" else budgets[o].limit for o in objectives]
     done = [t for t in run.study.get_trials(deepcopy=False) if t.datetime_complete is not None]
     done.sort(key=lambda t: t.datetime_complete)
-    curve, secs, secs_full = [], [], []
+    curve, secs, secs_full, outside = [], [], [], []
+    by_family: dict[str, list[float]] = {"conv": [], "fc": []}
+    splits = set()
     for i, t in enumerate(done):
         front = front_trials(run.study, objectives, done[: i + 1])
         hv = hypervolume([f.values for f in front], ref, objectives)
@@ -97,6 +118,12 @@ def analyse(
         if t.user_attrs.get("trained") and "cached_from" not in t.user_attrs:
             s = (t.datetime_complete - t.datetime_start).total_seconds()
             secs.append(s)
+            by_family[_family(t.user_attrs.get("arch") or {})].append(s)
+            wall = (t.user_attrs.get("seconds") or {}).get("wall")
+            if wall is not None:
+                outside.append(s - float(wall))
+            # before the validation split existed, the study was told the test accuracy
+            splits.add(str(t.user_attrs.get("accuracy_split", "test")))
             if (t.user_attrs.get("fidelity") or {}).get("full", True):
                 secs_full.append(s)
     at_target = curve[min(target_trials, len(curve)) - 1]["hypervolume"] if curve else 0.0
@@ -107,6 +134,12 @@ def analyse(
         "median_trained_trial_s": statistics.median(secs) if secs else None,
         "median_full_trial_s": statistics.median(secs_full) if secs_full else None,
         "sum_trained_trial_s": sum(secs),
+        "median_trained_trial_s_by_family": {k: _median(v) for k, v in by_family.items()},
+        "trained_by_family": {k: len(v) for k, v in by_family.items()},
+        "median_outside_evaluate_s": _median(outside),
+        "sum_outside_evaluate_s": sum(outside),
+        "selection_split": sorted(splits),
+        "started": started.isoformat(),
         "wall_s": wall_s,
         "hv_final": curve[-1]["hypervolume"] if curve else 0.0,
         f"hv_after_{target_trials}": at_target,
@@ -121,9 +154,97 @@ def first_time(curve: list[dict[str, Any]], level: float) -> float | None:
     return None
 
 
+def compare(res: dict[str, Any], target_trials: int) -> str:
+    """Fill ``res`` (one seed: its ``before`` and ``after`` analyses) with the ratios; a line."""
+    target = res["before"][f"hv_after_{target_trials}"]
+    res["target_hv"] = target
+    tb = first_time(res["before"]["curve"], target)
+    ta = first_time(res["after"]["curve"], target)
+    res["time_to_front_s"] = {"before": tb, "after": ta}
+    res["time_to_front_ratio"] = (tb / ta) if (tb and ta) else None
+    mb, ma = res["before"]["median_trained_trial_s"], res["after"]["median_trained_trial_s"]
+    res["median_trained_trial_ratio"] = mb / ma if mb and ma else None
+    fam = {
+        f: (
+            res["before"]["median_trained_trial_s_by_family"][f],
+            res["after"]["median_trained_trial_s_by_family"][f],
+        )
+        for f in ("conv", "fc")
+    }
+    fams = "; ".join(
+        f"{f} {b:.2f} -> {a:.2f} s ({res['before']['trained_by_family'][f]} / {res['after']['trained_by_family'][f]} trials)"
+        for f, (b, a) in fam.items()
+        if b is not None and a is not None
+    )
+    ob, oa = res["before"]["median_outside_evaluate_s"], res["after"]["median_outside_evaluate_s"]
+    return (
+        f"median trained trial {mb:.2f} s -> {ma:.2f} s ({res['median_trained_trial_ratio']:.2f}x; "
+        f"{fams}; outside evaluate() {ob:.2f} -> {oa:.2f} s); target HV {target:.3f} "
+        f"(selection split {res['before']['selection_split']} -> {res['after']['selection_split']}); "
+        f"time to it {tb} s -> {ta} s; final HV before {res['before']['hv_final']:.3f} "
+        f"({res['before']['trials']} trials, {res['before']['wall_s']:.0f} s), after "
+        f"{res['after']['hv_final']:.3f} ({res['after']['trials']} trials, "
+        f"{res['after']['full_fidelity']} full, {res['after']['wall_s']:.0f} s)"
+    )
+
+
+def reanalyse(path: Path, work: Path, target_trials: int) -> dict[str, Any]:
+    """An earlier run's JSON recomputed from the studies in ``work`` (nothing is run)."""
+    old = json.loads(path.read_text())
+    for seed, res in old["seeds"].items():
+        for arm in ("before", "after"):
+            import optuna
+
+            from neuronas.search.run import open_run
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            first = min(
+                (
+                    t.datetime_complete
+                    for t in open_run(work / "runs" / f"{arm}-s{seed}").study.get_trials(
+                        deepcopy=False
+                    )
+                    if t.datetime_complete
+                ),
+            )
+            started = first - dt.timedelta(seconds=res[arm]["curve"][0]["wall_s"])
+            command = res[arm].get("command")
+            res[arm] = analyse(
+                work / "runs" / f"{arm}-s{seed}", started, res[arm]["wall_s"], target_trials
+            )
+            res[arm]["command"] = command
+        print(f"seed {seed}: {compare(res, target_trials)}", flush=True)
+    old["reanalysed_utc"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return old
+
+
+def export_commit(commit: str, work: Path) -> Path:
+    """``commit``'s tree (``git archive``) in ``work/before-COMMIT``: the code before."""
+    dest = work / f"before-{commit}"
+    if not dest.is_dir():
+        dest.mkdir(parents=True)
+        here = Path(__file__).resolve().parent
+        root = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=here,
+        ).stdout.strip()
+        # from the repository's root: run in a subfolder, git archive exports only that folder
+        archive = subprocess.run(
+            ["git", "archive", commit], check=True, capture_output=True, cwd=root
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--before", type=Path, required=True, help="checkout of the code before")
+    p.add_argument("--before", type=Path, default=None, help="checkout of the code before")
+    p.add_argument(
+        "--before-commit", default=None, help="or: a commit of this repository, exported"
+    )
     p.add_argument("--after", type=Path, default=Path("."), help="checkout of the code after")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--before-trials", type=int, default=30)
@@ -133,54 +254,53 @@ def main() -> int:
     p.add_argument("--after-args", default="")
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--reanalyse", type=Path, default=None, help="an earlier run's JSON")
     args = p.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ttf_"))
     work.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Any] = {
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "load_before": os.getloadavg(),
-        "argv": sys.argv,
-        "seeds": {},
-    }
-    for seed in args.seeds:
-        arms = {
-            "before": (args.before, args.before_trials, shlex.split(args.before_args)),
-            "after": (args.after, args.after_trials, shlex.split(args.after_args)),
+    if args.reanalyse is not None:
+        out = reanalyse(args.reanalyse, work, args.target_trials)
+    else:
+        if (args.before is None) == (args.before_commit is None):
+            p.error("give one of --before PATH and --before-commit COMMIT")
+        before = args.before or export_commit(args.before_commit, work)
+        out = {
+            "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "load_before": os.getloadavg(),
+            "argv": sys.argv,
+            "seeds": {},
         }
-        procs = {}
-        for arm, (code, trials, extra) in arms.items():
-            procs[arm] = (*launch(code, work, f"{arm}-s{seed}", seed, trials, extra), time.time())
-        res: dict[str, Any] = {"load_start": os.getloadavg()}
-        for arm, (proc, log, started, cmd, t0) in procs.items():
-            rc = proc.wait()
-            log.close()
-            if rc != 0:
-                raise SystemExit(f"{arm} seed {seed}: exit {rc}; see {work / f'{arm}-s{seed}.log'}")
-            res[arm] = analyse(
-                work / "runs" / f"{arm}-s{seed}", started, time.time() - t0, args.target_trials
+        for seed in args.seeds:
+            arms = {
+                "before": (before, args.before_trials, shlex.split(args.before_args)),
+                "after": (args.after, args.after_trials, shlex.split(args.after_args)),
+            }
+            procs = {}
+            for arm, (code, trials, extra) in arms.items():
+                procs[arm] = (
+                    *launch(code, work, f"{arm}-s{seed}", seed, trials, extra),
+                    time.time(),
+                )
+            res: dict[str, Any] = {"load_start": os.getloadavg()}
+            for arm, (proc, log, started, cmd, t0) in procs.items():
+                rc = proc.wait()
+                log.close()
+                if rc != 0:
+                    raise SystemExit(
+                        f"{arm} seed {seed}: exit {rc}; see {work / f'{arm}-s{seed}.log'}"
+                    )
+                res[arm] = analyse(
+                    work / "runs" / f"{arm}-s{seed}", started, time.time() - t0, args.target_trials
+                )
+                res[arm]["command"] = " ".join(cmd)
+            res["load_end"] = os.getloadavg()
+            line = compare(res, args.target_trials)
+            out["seeds"][str(seed)] = res
+            print(
+                f"seed {seed}: {line}; load {res['load_start'][0]:.1f} -> {res['load_end'][0]:.1f}",
+                flush=True,
             )
-            res[arm]["command"] = " ".join(cmd)
-        res["load_end"] = os.getloadavg()
-        target = res["before"][f"hv_after_{args.target_trials}"]
-        res["target_hv"] = target
-        tb = first_time(res["before"]["curve"], target)
-        ta = first_time(res["after"]["curve"], target)
-        res["time_to_front_s"] = {"before": tb, "after": ta}
-        res["time_to_front_ratio"] = (tb / ta) if (tb and ta) else None
-        mb, ma = res["before"]["median_trained_trial_s"], res["after"]["median_trained_trial_s"]
-        res["median_trained_trial_ratio"] = mb / ma if mb and ma else None
-        out["seeds"][str(seed)] = res
-        print(
-            f"seed {seed}: median trained trial {mb:.2f} s -> {ma:.2f} s "
-            f"(full-fidelity {res['after']['median_full_trial_s']:.2f} s); target HV {target:.3f}; "
-            f"time to it {tb} s -> {ta} s; final HV before {res['before']['hv_final']:.3f} "
-            f"({res['before']['trials']} trials, {res['before']['wall_s']:.0f} s), after "
-            f"{res['after']['hv_final']:.3f} ({res['after']['trials']} trials, "
-            f"{res['after']['full_fidelity']} full, {res['after']['wall_s']:.0f} s); "
-            f"load {res['load_start'][0]:.1f} -> {res['load_end'][0]:.1f}",
-            flush=True,
-        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1) + "\n")

@@ -31,6 +31,7 @@ from typing import Any
 from neuronas.errors import SearchError
 from neuronas.search import fidelity, objective
 from neuronas.search.heap import release_freed_memory
+from neuronas.search.storage import deferred_writes
 from neuronas.search.trials import (
     TrialStatus,
     ask_next,
@@ -120,47 +121,68 @@ def begin(
         trial = ask_next(run.study, run.run_dir, run.target)
         if trial is None:
             return None
-        trial.set_user_attr("backend", backend)
-        t0 = time.perf_counter()
-        try:
-            arch = run.space.sample(
-                trial, run.chip, input_shape=cfg.input_shape, num_outputs=cfg.num_outputs
-            )
-        except SpecError as exc:
-            trial.set_user_attr("status", TrialStatus.INVALID.value)
-            trial.set_user_attr("reason", f"the space produced an invalid architecture: {exc}")
+        # the trial's parameters and attributes, set while sampling and pricing it, are written
+        # in one transaction when this block ends (storage.deferred_writes): before it is
+        # trained, told or handed on
+        with deferred_writes(run.study, trial):
+            trial.set_user_attr("backend", backend)
+            t0 = time.perf_counter()
+            try:
+                arch = run.space.sample(
+                    trial, run.chip, input_shape=cfg.input_shape, num_outputs=cfg.num_outputs
+                )
+            except SpecError as exc:
+                trial.set_user_attr("status", TrialStatus.INVALID.value)
+                trial.set_user_attr("reason", f"the space produced an invalid architecture: {exc}")
+                arch = None
+            if arch is not None:
+                pending, result = _settle(run, trial, arch, t0, device)
+        if arch is None:
             run.study.tell(trial, state=TrialState.FAIL)
             if on_recorded is not None:
                 on_recorded()
             continue
-        arch_dict = arch.to_dict()
-        trial.set_user_attr("arch", arch_dict)
-        trial.set_user_attr("arch_key", arch.key)
-        out_dir = trial_dir(run, trial.number)
-        pending = Pending(trial, arch_dict, cfg.trial_settings(), t0, out_dir)
-        # a re-proposal is still evaluated and told (the sampler learns from it) but, while the
-        # allowance lasts, does not use up a trial of the budget: ask_next draws another one
-        result = reuse_duplicate(run.study, trial, arch.key, run.target)
         if result is None:
-            prior = objective.price(arch_dict, cfg.chip_ref(), cfg.activity_prior)
-            if prior["compatible"] and prior["feasible"]:
-                _refuse_foreign_files(run, pending)
-                extra: dict[str, Any] = {"out_dir": str(out_dir), "device": device}
-                if cfg.proxy_quantile is not None:
-                    extra["proxy_reference"] = tuple(proxy_reference(run.study))
-                extra.update(_halving(run, pending.settings, prior))
-                pending.settings = pending.settings.replace(**extra)
-                return pending
-            # over a hard budget or not buildable: evaluate() returns at its pricing step,
-            # untrained, in microseconds
-            result = objective.evaluate(arch_dict, cfg.chip_ref(), pending.settings)
-            if result["trained"]:
-                raise SearchError(
-                    f"trial {trial.number}: a candidate over a hard budget was trained (a bug)"
-                )
+            return pending
         finish(run, pending, result)
         if on_recorded is not None:
             on_recorded()
+
+
+def _settle(
+    run: Any, trial: Any, arch: Any, t0: float, device: str
+) -> tuple[Pending, dict[str, Any] | None]:
+    """``trial``'s candidate as a :class:`Pending` with its training settings, and the result
+    to record at once when it needs no training (a re-proposal of a trained one, over a hard
+    budget, not buildable), else None."""
+    cfg = run.config
+    arch_dict = arch.to_dict()
+    trial.set_user_attr("arch", arch_dict)
+    trial.set_user_attr("arch_key", arch.key)
+    out_dir = trial_dir(run, trial.number)
+    pending = Pending(trial, arch_dict, cfg.trial_settings(), t0, out_dir)
+    # a re-proposal is still evaluated and told (the sampler learns from it) but, while the
+    # allowance lasts, does not use up a trial of the budget: ask_next draws another one
+    result = reuse_duplicate(run.study, trial, arch.key, run.target)
+    if result is not None:
+        return pending, result
+    prior = objective.price(arch_dict, cfg.chip_ref(), cfg.activity_prior)
+    if prior["compatible"] and prior["feasible"]:
+        _refuse_foreign_files(run, pending)
+        extra: dict[str, Any] = {"out_dir": str(out_dir), "device": device}
+        if cfg.proxy_quantile is not None:
+            extra["proxy_reference"] = tuple(proxy_reference(run.study))
+        extra.update(_halving(run, pending.settings, prior))
+        pending.settings = pending.settings.replace(**extra)
+        return pending, None
+    # over a hard budget or not buildable: evaluate() returns at its pricing step, untrained,
+    # in microseconds
+    result = objective.evaluate(arch_dict, cfg.chip_ref(), pending.settings)
+    if result["trained"]:
+        raise SearchError(
+            f"trial {trial.number}: a candidate over a hard budget was trained (a bug)"
+        )
+    return pending, result
 
 
 def _halving(run: Any, settings: TrialSettings, prior: dict[str, Any]) -> dict[str, Any]:
@@ -216,14 +238,14 @@ def evaluate_here(run: Any, pending: Pending) -> dict[str, Any]:
 
 def finish(run: Any, pending: Pending, result: dict[str, Any]) -> Any:
     """Record ``result`` as ``pending``'s outcome; returns the trial's final Optuna state."""
-    trial = pending.trial
+    extra: dict[str, Any] = {}
     if result.get("traceback"):
-        trial.set_user_attr("traceback", result["traceback"])
+        extra["traceback"] = result["traceback"]
     if result.get("trained") and result.get("cached_from") is None and pending.out_dir.is_dir():
-        trial.set_user_attr("trial_dir", str(pending.out_dir.relative_to(run.run_dir)))
+        extra["trial_dir"] = str(pending.out_dir.relative_to(run.run_dir))
     # wall: from sampling to the result recorded (queueing and retries on Ray included)
     result.setdefault("seconds", {})["wall"] = time.perf_counter() - pending.started
-    return record_result(run.study, trial, result, run.config.objectives)
+    return record_result(run.study, pending.trial, result, run.config.objectives, extra)
 
 
 def abandon(pending: Pending, study: Any, reason: str) -> None:

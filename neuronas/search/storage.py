@@ -7,6 +7,8 @@ printed only through :func:`mask_url` (no password in a message).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from neuronas.errors import StorageError
 
 __all__ = [
     "check_search_storage",
+    "deferred_writes",
     "is_memory_url",
     "readonly_cause",
     "detect_storage",
@@ -107,7 +110,6 @@ def open_storage(run_dir: Path, storage: str) -> Any:
 
     Any failure to reach or open it is a one-line :class:`StorageError`.
     """
-    import optuna
 
     quiet_optuna()
 
@@ -126,7 +128,7 @@ def open_storage(run_dir: Path, storage: str) -> Any:
             run_dir.mkdir(parents=True, exist_ok=True)
             url = f"sqlite:///{run_dir / 'study.db'}"
             # several local workers may write at once: wait for SQLite's lock rather than fail
-            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+            return _rdb_class()(url, engine_kwargs={"connect_args": {"timeout": 60}})
         if "://" not in storage:
             raise StorageError(
                 f"--storage: got {storage!r}; use sqlite (runs/NAME/study.db), journal "
@@ -177,12 +179,11 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], attempts: int = 8) -> Any
     """
     import time
 
-    import optuna
     import sqlalchemy.exc
 
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            return _rdb_class()(url, engine_kwargs=engine_kwargs)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             text = str(exc)
             racing = (
@@ -192,6 +193,33 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], attempts: int = 8) -> Any
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _rdb_class() -> Any:
+    """The RDB storage every run opens: Optuna's, writing a trial's phases in one transaction
+    each (:mod:`neuronas.search.rdb`; imported here, on first use, with optuna)."""
+    from neuronas.search.rdb import BatchedRDBStorage
+
+    return BatchedRDBStorage
+
+
+@contextlib.contextmanager
+def deferred_writes(study: Any, trial: Any) -> Iterator[None]:
+    """Write ``trial``'s parameters and attributes set inside the block in one transaction when
+    it ends (:meth:`neuronas.search.rdb.BatchedRDBStorage.deferring`), instead of one commit
+    each; on any other storage (a journal, one opened by another program) the block changes
+    nothing.  Tell the trial after the block: Optuna's ``tell`` reads the trial back from the
+    storage (its samplers' ``after_trial`` sees the attributes)."""
+    from neuronas.search.rdb import BatchedRDBStorage
+
+    storage = study._storage  # noqa: SLF001 - optuna offers no public storage accessor
+    # optuna wraps an RDB storage in its in-process cache, which forwards every write to it
+    backend = getattr(storage, "_backend", storage)
+    if not isinstance(backend, BatchedRDBStorage):
+        yield
+        return
+    with backend.deferring(trial._trial_id):  # noqa: SLF001 - the storage addresses trials by id
+        yield
 
 
 def load_study(storage: Any, name: str) -> Any | None:

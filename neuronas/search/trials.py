@@ -63,12 +63,13 @@ import json
 import math
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from neuronas.search.storage import deferred_writes
 from neuronas.settings import SELECTION_SPLIT
 
 __all__ = [
@@ -387,15 +388,23 @@ def _nan_to_none(v: Any) -> Any:
     return v
 
 
-def record_result(study: Any, trial: Any, result: dict[str, Any], objectives: Sequence[str]) -> Any:
+def record_result(
+    study: Any,
+    trial: Any,
+    result: dict[str, Any],
+    objectives: Sequence[str],
+    extra_attrs: Mapping[str, Any] | None = None,
+) -> Any:
     """Write what :func:`~neuronas.search.objective.evaluate` returned into ``trial`` and
-    finish it (the one place a neuronas trial is told).  Returns the trial's final
+    finish it (the one place a neuronas trial is told); ``extra_attrs``: further user
+    attributes written with it (the trial's folder, a traceback).  Returns the trial's final
     :class:`optuna.trial.TrialState`."""
     from optuna.trial import TrialState
 
     status = result["status"]
     final = result.get("measured") or result.get("prior") or {}
     attrs: dict[str, Any] = {
+        **(extra_attrs or {}),
         "status": status,
         "reason": result.get("reason", ""),
         "trained": bool(result.get("trained")),
@@ -434,26 +443,29 @@ def record_result(study: Any, trial: Any, result: dict[str, Any], objectives: Se
         attrs["fidelity"] = result["fidelity"]
     if result.get("cached_from") is not None:
         attrs["cached_from"] = result["cached_from"]
-    for k, v in attrs.items():
-        trial.set_user_attr(k, jsonable(v))
-
+    # every attribute and the constraints in one transaction (storage.deferred_writes), then
+    # the tell (which reads them back for the sampler's after_trial)
+    with deferred_writes(study, trial):
+        for k, v in attrs.items():
+            trial.set_user_attr(k, jsonable(v))
+        if status not in _FAIL:
+            if status == TrialStatus.INCOMPATIBLE:
+                # cannot be built at all: every budget violated, so samplers steer away
+                set_constraints(study, trial, dict.fromkeys(constraint_names(study), 1.0))
+            if final.get("compatible"):
+                margins = {
+                    metric: float(margin) if math.isfinite(margin) else 1e9
+                    for metric, margin in final["margins"].items()
+                }
+                set_constraints(study, trial, margins)
+            if result.get("proxy_score") is not None:
+                trial.set_user_attr(
+                    "proxy_score",
+                    float(result["proxy_score"]) if math.isfinite(result["proxy_score"]) else None,
+                )
     if status in _FAIL:
         study.tell(trial, state=TrialState.FAIL)
         return TrialState.FAIL
-    if status == TrialStatus.INCOMPATIBLE:
-        # cannot be built at all: every budget violated, so samplers steer away
-        set_constraints(study, trial, dict.fromkeys(constraint_names(study), 1.0))
-    if final.get("compatible"):
-        margins = {
-            metric: float(margin) if math.isfinite(margin) else 1e9
-            for metric, margin in final["margins"].items()
-        }
-        set_constraints(study, trial, margins)
-    if result.get("proxy_score") is not None:
-        trial.set_user_attr(
-            "proxy_score",
-            float(result["proxy_score"]) if math.isfinite(result["proxy_score"]) else None,
-        )
     if status in _PRUNED:
         study.tell(trial, state=TrialState.PRUNED)
         return TrialState.PRUNED
