@@ -215,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     from neuronas.search.run import create_or_resume, run_dir_for
     from neuronas.search.storage import readonly_cause
     from neuronas.search.study import run_search
-    from neuronas.search.trials import count_trials
+    from neuronas.search.trials import count_trials, sampler_exhausted
 
     check_search_flags(args)
     options = {
@@ -276,7 +276,9 @@ def run(args: argparse.Namespace) -> int:
     print_summary(run_, stream=sys.stdout)
     counts = count_trials(run_.study)
     done = counts.finished
-    if done < run_.target:
+    if done < run_.target and sampler_exhausted(run_.study):
+        print(f"\nthe grid is exhausted: its {done} points are all evaluated")
+    elif done < run_.target:
         if args.timeout is not None:
             why = "stopped at --timeout"
         elif counts.running:

@@ -7,6 +7,7 @@ tests all read the names from :data:`SAMPLERS`; :func:`register_sampler` adds on
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -82,11 +83,25 @@ def _random(run: Any, seed: int, workers: int) -> Any:
 
 
 def _grid(run: Any, seed: int, workers: int) -> Any:
-    import optuna
-
     cfg = run.config
     grid = run.space.grid(run.chip, input_shape=cfg.input_shape, num_outputs=cfg.num_outputs)
-    return optuna.samplers.GridSampler(grid, seed=seed)
+    return grid_sampler_class()(grid, seed=seed)
+
+
+@functools.cache
+def grid_sampler_class() -> type:
+    """Optuna's :class:`~optuna.samplers.GridSampler` without the ``study.stop()`` it calls
+    after the last grid point's trial: ``stop`` works only inside ``study.optimize`` and raised
+    a ``RuntimeError`` in neuronas' ask-and-tell loop once the grid ran out.  The loop asks
+    :meth:`is_exhausted` instead (:func:`neuronas.search.trials.ask_next`) and ends the run.
+    """
+    import optuna
+
+    class GridSamplerUntilExhausted(optuna.samplers.GridSampler):
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return GridSamplerUntilExhausted
 
 
 def _qmc(run: Any, seed: int, workers: int) -> Any:

@@ -79,6 +79,7 @@ __all__ = [
     "Counts",
     "TrialStatus",
     "ask_next",
+    "sampler_exhausted",
     "constraint_names",
     "count_trials",
     "interrupt",
@@ -300,7 +301,8 @@ def _ask_lock(run_dir: Path) -> Iterator[None]:
 
 
 def ask_next(study: Any, run_dir: Path, target: int) -> Any | None:
-    """The next trial to run, or None when the study has its ``target`` finished trials.
+    """The next trial to run, or None when the study has its ``target`` finished trials or its
+    sampler has nothing left to propose (a grid search whose every point is evaluated).
 
     Under a file lock: reap stale trials, count finished + running, take a trial only if below
     the target (:func:`take_trial`: owned by this process from its creation on).
@@ -308,9 +310,16 @@ def ask_next(study: Any, run_dir: Path, target: int) -> Any | None:
     with _ask_lock(run_dir):
         reap_stale_trials(study)
         c = count_trials(study)
-        if c.finished + c.running >= target:
+        if c.finished + c.running >= target or sampler_exhausted(study):
             return None
         return take_trial(study)
+
+
+def sampler_exhausted(study: Any) -> bool:
+    """Whether the study's sampler has no new point to propose (Optuna's grid sampler once
+    every grid point has a finished trial); other samplers never run out."""
+    is_exhausted = getattr(study.sampler, "is_exhausted", None)
+    return bool(is_exhausted(study)) if callable(is_exhausted) else False
 
 
 def take_trial(study: Any) -> Any:
