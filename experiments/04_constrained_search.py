@@ -22,7 +22,8 @@ budget, per budget how many break it, the most accurate network of each search a
 before training (over a hard budget at the prior spike rate, priced in about a millisecond).
 The accuracies the searches select by are on the validation split; each front is then exported
 (``neuronas export``, 10 chip instances), the only place the test split is read.
-Run (about 20 minutes at one thread on the shared 2-core VM):
+Run (about 20 minutes at one thread on the shared 2-core VM when it is quiet; 59 minutes at a
+load average of 11-16, 2026-12-01):
 
     PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python experiments/04_constrained_search.py [--trials 16 --seeds 0 1 2]
 """

@@ -25,8 +25,9 @@ the paired difference LD-LIF - LIF per seed, then its mean and 95 % Student-t in
 seeds, validation and test separately.  Runs are appended to
 ``experiments/results/06_ldlif_accuracy.csv`` as they finish (a rerun skips those done), then
 the table ``06_ldlif_accuracy.md`` and the figure ``06_ldlif_accuracy.png`` are rebuilt.
-Run (on the shared 2-core VM at one thread: digits-mlp ~1 min, digits-cnn ~2 min, flow ~1.5 min
-per run under light load; 9 runs per configuration):
+Run (one thread on the shared 2-core VM at a load average of 5-16, 2026-12-01: training
+digits-mlp 57-123 s, digits-cnn 219-331 s, flow 168-254 s per run, plus evaluation; 9 runs per
+configuration, 27 in all, about 1.5 hours in one process; the table lists each run's seconds):
 
     PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python experiments/06_ldlif_accuracy.py \\
         [--configs digits-mlp digits-cnn flow] [--seeds 0 1 2] [--report-only]
@@ -288,7 +289,15 @@ def write_table(
         "| config | LD-LIF - LIF, validation | LD-LIF - LIF, test | IF - LIF, validation | IF - LIF, test |",
         "|---|---|---|---|---|",
     ]
-    after = []
+    after = [
+        "Training seconds per run (one thread, shared machine): "
+        + ", ".join(
+            f"{c} {min(float(r['train_s']) for r in rows if r['config'] == c):.0f}-"
+            f"{max(float(r['train_s']) for r in rows if r['config'] == c):.0f} s"
+            for c in configs
+        )
+        + "."
+    ]
     if flow_baseline_aee is not None and "flow" in configs:
         after.append(
             f"Flow: predicting the training split's mean flow field gives {flow_baseline_aee:.3f} px on the test split "
