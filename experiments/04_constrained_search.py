@@ -452,7 +452,7 @@ def plot(searches: list[tuple[Search, Search]], chip: Chip, path: Path) -> None:
         ax.axvline(lim[metric], color="k", ls="--", lw=1, label="budget")
         ax.set_xscale("log")
         ax.set_xlabel(unit)
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel("validation accuracy (%), as the search selected")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"trained networks on {chip.name}: o meets all four budgets, x breaks one or more")
