@@ -253,7 +253,10 @@ def flow_test_baseline_aee() -> float:
 
 
 def write_table(
-    rows: list[dict[str, Any]], path: Path, flow_baseline_aee: float | None = None
+    rows: list[dict[str, Any]],
+    path: Path,
+    flow_baseline_aee: float | None = None,
+    command: str = "experiments/06_ldlif_accuracy.py",
 ) -> str:
     configs = [c for c in CONFIGS if any(r["config"] == c for r in rows)]
     lines = [
@@ -263,7 +266,7 @@ def write_table(
         "neuron; a seed fixes the data split, initialisation, batch order and chip instances, so a seed's runs",
         "differ only in the neuron.  Validation: held out of the training data; test: read only for this report;",
         f"each the mean over {INSTANCES} chip instances.  Accuracy in %, flow in AEE px (lower is better).",
-        "Command: `PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python experiments/06_ldlif_accuracy.py`.",
+        f"Command: `PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python {command}`.",
         "",
         "| config | dataset | epochs | neuron | seeds | validation, per seed | mean | test, per seed | mean |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -346,7 +349,8 @@ def plot(rows: list[dict[str, Any]], path: Path, flow_baseline_aee: float | None
         ax.set_ylabel(
             "accuracy (%)" if CONFIGS[c].metric == "accuracy" else "AEE (px, lower is better)"
         )
-        ax.set_title(f"{c} ({CONFIGS[c].epochs} epochs)")
+        eps = sorted({r["epochs"] for r in rows if r["config"] == c})
+        ax.set_title(f"{c} ({'/'.join(map(str, eps))} epochs)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(
@@ -362,11 +366,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--neurons", nargs="+", default=list(NEURONS), choices=list(NEURONS))
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="train every configuration this long instead of its own epochs; results go to "
+        "06_ldlif_accuracy_<configs>_<N>ep.* (a separate table: runs of different lengths never pair)",
+    )
     ap.add_argument("--report-only", action="store_true", help="rebuild the table and figure")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    csv_path = args.out / "06_ldlif_accuracy.csv"
+    stem = "06_ldlif_accuracy"
+    if args.epochs is not None:
+        stem += f"_{'-'.join(args.configs)}_{args.epochs}ep"
+    csv_path = args.out / f"{stem}.csv"
     if not args.report_only:
         for name in args.configs:
             cfg = CONFIGS[name]
@@ -376,10 +390,10 @@ def main(argv: list[str] | None = None) -> None:
                         (r["config"], r["neuron"], r["seed"], r["epochs"])
                         for r in read_rows(csv_path)
                     }
-                    if (name, neuron, seed, cfg.epochs) in done:
+                    if (name, neuron, seed, args.epochs or cfg.epochs) in done:
                         continue
                     t0 = time.perf_counter()
-                    row = run_one(cfg, neuron, seed)
+                    row = run_one(cfg, neuron, seed, epochs=args.epochs)
                     append_row(csv_path, row)
                     print(
                         f"{name} {neuron} seed {seed}: val {row['val']:.2f} test {row['test']:.2f} "
@@ -388,8 +402,14 @@ def main(argv: list[str] | None = None) -> None:
                     )
     rows = read_rows(csv_path)
     base = flow_test_baseline_aee() if any(r["config"] == "flow" for r in rows) else None
-    print(write_table(rows, args.out / "06_ldlif_accuracy.md", base))
-    plot(rows, args.out / "06_ldlif_accuracy.png", base)
+    command = "experiments/06_ldlif_accuracy.py"
+    if args.epochs is not None:
+        command += (
+            f" --configs {' '.join(args.configs)} --seeds {' '.join(map(str, args.seeds))}"
+            f" --neurons {' '.join(args.neurons)} --epochs {args.epochs}"
+        )
+    print(write_table(rows, args.out / f"{stem}.md", base, command))
+    plot(rows, args.out / f"{stem}.png", base)
 
 
 if __name__ == "__main__":
