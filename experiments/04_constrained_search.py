@@ -20,7 +20,10 @@ budget, per budget how many break it, the most accurate network of each search a
 (the area / energy savings), and the time saved: the training seconds (the trials' stored
 ``seconds`` attribute) of the accuracy-only search's trials that a budgets-first search rejects
 before training (over a hard budget at the prior spike rate, priced in about a millisecond).
-Run (about 20 minutes at one thread on the shared 2-core VM):
+The accuracies the searches select by are on the validation split; each front is then exported
+(``neuronas export``, 10 chip instances), the only place the test split is read.
+Run (about 20 minutes at one thread on the shared 2-core VM when it is quiet; 59 minutes at a
+load average of 11-16, 2026-12-01):
 
     PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python experiments/04_constrained_search.py [--trials 16 --seeds 0 1 2]
 """
@@ -28,6 +31,7 @@ Run (about 20 minutes at one thread on the shared 2-core VM):
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import shutil
 import subprocess
@@ -87,6 +91,8 @@ class Search:
     seed: int
     trials: list[Trial] = field(default_factory=list)
     prescreen: dict[str, Any] = field(default_factory=dict)
+    #: ``neuronas export``'s re-measurement of the front's members, by trial number (see export_front)
+    exported: dict[int, dict[str, float]] = field(default_factory=dict)
 
     @property
     def trained(self) -> list[Trial]:
@@ -152,6 +158,48 @@ def run_search(
             f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
         )
     return run_dir / "study.db"
+
+
+def export_front(run_dir: Path, instances: int = 10) -> dict[int, dict[str, float]]:
+    """``neuronas export`` of the run in ``run_dir`` (its front, chosen on the validation split):
+    every member's validation and test accuracy over ``instances`` chip instances with 95 %
+    Student-t bounds, read back from ``pareto.csv`` and keyed by trial number.  The test split is
+    read here for the first time, after the searches chose everything."""
+    out_dir = run_dir / "export"
+    cmd = [
+        sys.executable,
+        "-m",
+        "neuronas",
+        "export",
+        str(run_dir),
+        "--out",
+        str(out_dir),
+        "--overwrite",
+        "--no-nir",
+        "--no-chip-package",
+        "--instances",
+        str(instances),
+    ]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    proc = subprocess.run(cmd, cwd=run_dir.parent, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return read_export(out_dir / "pareto.csv")
+
+
+def read_export(path: Path) -> dict[int, dict[str, float]]:
+    """``pareto.csv`` of an export: trial number -> validation / test accuracy mean, low, high."""
+    out: dict[int, dict[str, float]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            keys = [f"{s}_accuracy{k}" for s in ("val", "test") for k in ("", "_low", "_high")]
+            if all(row.get(k) for k in keys):
+                out[int(row["trial"])] = {k: float(row[k]) for k in keys}
+    return out
 
 
 def hard_broken(values: dict[str, float], chip: Chip) -> tuple[str, ...]:
@@ -242,6 +290,8 @@ def summarise(hw: Search, acc: Search, chip: Chip) -> dict[str, Any]:
         "saved_s": sum(t.train_s for t in skipped),
         "hw_train_s": sum(t.train_s for t in hw.trained),
         "prescreen": hw.prescreen,
+        "hw_best_export": hw.exported.get(hw_best.number) if hw_best else None,
+        "acc_best_export": acc.exported.get(acc_best.number) if acc_best else None,
     }
     if hw_best and acc_best:
         s["energy_saving"] = acc_best.measured["energy_uj"] / hw_best.measured["energy_uj"]
@@ -266,6 +316,15 @@ def _costs(t: Trial | None) -> str:
     )
 
 
+def _fmt_export(e: dict[str, float] | None) -> str:
+    if not e:
+        return "-"
+    return (
+        f"{e['val_accuracy']:.1%} [{e['val_accuracy_low']:.1%}, {e['val_accuracy_high']:.1%}] / "
+        f"{e['test_accuracy']:.1%} [{e['test_accuracy_low']:.1%}, {e['test_accuracy_high']:.1%}]"
+    )
+
+
 def write_table(
     summaries: list[dict[str, Any]],
     chip: Chip,
@@ -282,27 +341,33 @@ def write_table(
         f"Both searches: default (cost-guided) sampler, {trials} trials, fidelity `{' '.join(fidelity)}`.",
         "Hardware-aware: `--objectives accuracy energy_uj latency_us` on the budgeted chip; accuracy-only:",
         "`--objectives accuracy` on the same chip without budgets, its networks then priced against the budgets",
-        "with their measured spike rates (`neuronas.hardware.estimate`).  Accuracy: as the search stores it",
-        "(one chip instance, 3 epochs of screening: a ranking signal, not a final accuracy).",
+        "with their measured spike rates (`neuronas.hardware.estimate`).  Selection accuracy: as the search",
+        "stores it and chooses by, on the validation split (10 % held out of the training data, 144 samples),",
+        "one chip instance, 3 epochs of screening: a ranking signal, not a final accuracy.  Then `neuronas export`",
+        "re-measures each search's front on 10 chip instances, on the validation and, for the first time, the",
+        "test split (360 samples): mean [95 % Student-t interval over the instances; chip-to-chip only, the",
+        "validation split's own sampling error is about ±7 points].",
         "",
-        "| seed | search | trained | meet all 4 budgets | most accurate network (acc — arch) | its memory kB / area mm² / latency µs / energy µJ | meets all? |",
-        "|---|---|---|---|---|---|---|",
+        "| seed | search | trained | meet all 4 budgets | most accurate network (val acc, search — arch) | its memory kB / area mm² / latency µs / energy µJ | meets all? | export, 10 instances: val / test |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         hb, ab = s["hw_best"], s["acc_best"]
         lines.append(
             f"| {s['seed']} | hardware-aware | {s['hw_trained']} of {s['hw_trials']} | {s['hw_trained_feasible']} of "
-            f"{s['hw_trained']} | {_fmt_best(hb)} | {_costs(hb)} | {'yes' if hb and hb.feasible else 'no'} |"
+            f"{s['hw_trained']} | {_fmt_best(hb)} | {_costs(hb)} | {'yes' if hb and hb.feasible else 'no'} | "
+            f"{_fmt_export(s.get('hw_best_export'))} |"
         )
         lines.append(
             f"| {s['seed']} | accuracy-only | {s['acc_trained']} of {s['acc_trials']} | {s['acc_trained_feasible']} of "
-            f"{s['acc_trained']} | {_fmt_best(ab)} | {_costs(ab)} | {'yes' if ab and ab.feasible else 'no'} |"
+            f"{s['acc_trained']} | {_fmt_best(ab)} | {_costs(ab)} | {'yes' if ab and ab.feasible else 'no'} | "
+            f"{_fmt_export(s.get('acc_best_export'))} |"
         )
     lines += [
         "",
         "Budgets the accuracy-only search's trained networks break (count per budget), the savings of the",
         "hardware-aware search's most accurate feasible network over the accuracy-only search's most accurate",
-        "network (ratio accuracy-only / hardware-aware), and the search time a budgets-first search saves:",
+        "network (ratio accuracy-only / hardware-aware; the gap in the search's validation accuracy), and the search time a budgets-first search saves:",
         "training seconds of the accuracy-only trials that are over a hard budget at the prior spike rate",
         "(rejected in about a millisecond by a budgets-first search, never trained).",
         "",
@@ -387,7 +452,7 @@ def plot(searches: list[tuple[Search, Search]], chip: Chip, path: Path) -> None:
         ax.axvline(lim[metric], color="k", ls="--", lw=1, label="budget")
         ax.set_xscale("log")
         ax.set_xlabel(unit)
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel("validation accuracy (%), as the search selected")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"trained networks on {chip.name}: o meets all four budgets, x breaks one or more")
@@ -400,6 +465,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument(
+        "--export-instances",
+        type=int,
+        default=10,
+        help="chip instances of the export's validation / test re-measurement of each front",
+    )
     ap.add_argument(
         "--report-only",
         action="store_true",
@@ -420,6 +491,13 @@ def main(argv: list[str] | None = None) -> None:
             db_acc = run_search(f"acc-s{seed}", free, ["accuracy"], args.trials, seed)
         hw = read_search(db_hw, chip, "hardware-aware", seed)
         acc = read_search(db_acc, chip, "accuracy-only", seed)
+        for srch, db in ((hw, db_hw), (acc, db_acc)):
+            pareto = db.parent / "export" / "pareto.csv"
+            srch.exported = (
+                read_export(pareto)
+                if args.report_only and pareto.exists()
+                else export_front(db.parent, args.export_instances)
+            )
         pairs.append((hw, acc))
         summaries.append(summarise(hw, acc, chip))
         print(f"seed {seed}: done", flush=True)

@@ -1,4 +1,4 @@
-"""The experiments' claims, checked in direction on reduced settings (experiments/04 and 05)."""
+"""The experiments' claims, checked in direction on reduced settings (experiments/04, 05 and 06)."""
 
 from __future__ import annotations
 
@@ -181,8 +181,90 @@ def test_04_budgeted_search_meets_every_budget_where_accuracy_only_does_not(
     assert hw.trained and all(t.feasible for t in hw.trained)
     assert len(acc.trained) == 4  # nothing stops an accuracy-only search from training anything
     assert any(not t.feasible for t in acc.trained)
+    # the fronts re-measured by the export on both splits; the most accurate member is on the front
+    acc.exported = e04.export_front(db_acc.parent, instances=2)
     s = e04.summarise(hw, acc, chip)
     assert s["hw_best"] is not None and s["hw_best"].feasible
     assert s["skipped"] >= 1 and s["saved_s"] > 0
+    e = s["acc_best_export"]
+    assert e is not None
+    for split in ("val", "test"):
+        lo, mean, hi = (e[f"{split}_accuracy{k}"] for k in ("_low", "", "_high"))
+        assert lo <= mean <= hi and 0.0 <= mean <= 1.0  # a 2-instance t-interval may leave [0, 1]
     text = e04.write_table([s], chip, 4, tmp_path / "t.md", fid)
     assert "accuracy-only" in text and (tmp_path / "t.md").exists()
+    assert f"{e['test_accuracy']:.1%} [" in text
+
+
+# ---- 06: LD-LIF's accuracy cost against LIF ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def e06() -> ModuleType:
+    return _load("06_ldlif_accuracy.py")
+
+
+def test_06_configs_differ_only_in_the_neuron(e06: ModuleType) -> None:
+    for cfg in e06.CONFIGS.values():
+        lif, ld = cfg.arch("lif"), cfg.arch("ld_lif")
+        assert lif.neuron.model == "lif" and ld.neuron.model == "ld_lif"
+        assert ld.with_(neuron=lif.neuron) == lif
+        assert ld.neuron.reset == lif.neuron.reset and ld.neuron.threshold == lif.neuron.threshold
+
+
+def test_06_paired_difference_and_interval_over_seeds(e06: ModuleType) -> None:
+    rows = []
+    for seed, (lif, ld) in enumerate(((90.0, 89.0), (80.0, 78.0), (85.0, 82.0))):
+        for neuron, v in (("lif", lif), ("ld_lif", ld)):
+            rows.append(
+                {
+                    "config": "digits-mlp",
+                    "neuron": neuron,
+                    "seed": seed,
+                    "status": "ok",
+                    "val": v,
+                    "test": v - 1,
+                }
+            )
+    for neuron, status in (("ld_lif", "ok"), ("lif", "diverged")):  # a diverged partner: no pair
+        rows.append(
+            {
+                "config": "digits-mlp",
+                "neuron": neuron,
+                "seed": 7,
+                "status": status,
+                "val": 0.0,
+                "test": 0.0,
+            }
+        )
+    d = e06.paired(rows, "digits-mlp", "ld_lif", "val")
+    assert d["seeds"] == [0, 1, 2] and d["diffs"] == [-1.0, -2.0, -3.0]
+    # mean -2, sample sd 1, t(0.975, 2 dof) = 4.303: half-width 4.303 / sqrt(3)
+    assert d["mean"] == pytest.approx(-2.0) and d["half"] == pytest.approx(
+        4.3027 / 3**0.5, rel=1e-3
+    )
+    assert e06.paired(rows, "digits-mlp", "if", "val") is None
+    assert e06.paired(rows, "flow", "ld_lif", "test") is None
+
+
+@pytest.mark.slow
+def test_06_one_tiny_run_per_neuron_gives_both_splits_and_the_table(
+    e06: ModuleType, tmp_path: Path
+) -> None:
+    cfg = e06.CONFIGS["digits-mlp"]
+    path = tmp_path / "r.csv"
+    for neuron in ("lif", "ld_lif"):
+        row = e06.run_one(
+            cfg, neuron, 0, epochs=1, instances=2, max_train_samples=64, max_eval_samples=32
+        )
+        assert row["status"] == "ok" and row["neuron"] == neuron
+        assert len(row["test_per_instance"].split()) == 2
+        assert 0.0 <= row["val"] <= 100.0 and 0.0 <= row["test"] <= 100.0
+        e06.append_row(path, row)
+    rows = e06.read_rows(path)
+    assert [r["neuron"] for r in rows] == ["lif", "ld_lif"]
+    text = e06.write_table(rows, tmp_path / "t.md")
+    d = e06.paired(rows, "digits-mlp", "ld_lif", "test")
+    assert d is not None and f"{d['mean']:+.2f} points [±n/a]" in text  # one seed: no interval
+    e06.plot(rows, tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 0
