@@ -13,7 +13,6 @@ import pytest
 
 from neuronas.data import dataset_info, load_dataset
 from neuronas.data import flow as flow_mod
-from neuronas.data.framing import EventFramer
 from neuronas.data.flow import (
     FLOW_PARAMS,
     build_flow_events,
@@ -22,6 +21,7 @@ from neuronas.data.flow import (
     make_textures,
     motion_renderer,
 )
+from neuronas.data.framing import EventFramer
 
 SMALL = dataclasses.replace(FLOW_PARAMS, n_samples=12, n_train=8)
 TRANSLATION = dataclasses.replace(SMALL, max_rotation_rad=0.0, max_scale=0.0)

@@ -1018,7 +1018,9 @@ def flow_layers(
         elif op == "add" and i > 0:
             skip = SkipSpec(source=f"e{i - 1}", op="add")
         layers.append(
-            LayerSpec(kind="deconv", out=out, kernel=4, stride=2, padding=1, name=f"d{i}", skip=skip)
+            LayerSpec(
+                kind="deconv", out=out, kernel=4, stride=2, padding=1, name=f"d{i}", skip=skip
+            )
         )
     return layers
 
