@@ -30,10 +30,12 @@ __all__ = [
     "SCREENING",
     "SEARCH",
     "SELECTION_SPLIT",
+    "TASK_SCREENING",
     "ReportSettings",
     "SearchSettings",
     "TrialSettings",
     "identity_fields",
+    "screening_for",
 ]
 
 
@@ -155,6 +157,20 @@ class TrialSettings:
 
 #: the search's screening fidelity (``neuronas search``)
 SCREENING = TrialSettings()
+
+#: screening settings that depend on the dataset's task (:mod:`neuronas.tasks`' names), in place
+#: of :data:`SCREENING`'s where the command line gives none (:func:`screening_for`).
+#: ``flow``: batch 16, twice the optimisation steps of batch 32 in the same samples seen: at 3
+#: epochs of flow-events a spiking encoder-decoder with skips on the 1-bit sense-amplifier chip
+#: reached 0.66x the mean-flow AEE at batch 16 and 0.83x at batch 32, same samples and time
+#: (benchmarks/RESULTS.md, "Issue 12: flow at screening fidelity")
+TASK_SCREENING: dict[str, dict[str, Any]] = {"flow": {"batch_size": 16}}
+
+
+def screening_for(task: str) -> TrialSettings:
+    """:data:`SCREENING` with the task's own defaults (:data:`TASK_SCREENING`) applied."""
+    return SCREENING.replace(**TASK_SCREENING.get(task, {}))
+
 
 #: one full training (``neuronas train``, :func:`neuronas.train.train_candidate`'s defaults)
 FULL_TRAINING = TrialSettings(epochs=20, batch_size=64, lr=1e-2, eval_instances=5)

@@ -21,6 +21,7 @@ from neuronas.data.flow import (
     make_textures,
     motion_renderer,
 )
+from neuronas.data.framing import EventFramer
 
 SMALL = dataclasses.replace(FLOW_PARAMS, n_samples=12, n_train=8)
 TRANSLATION = dataclasses.replace(SMALL, max_rotation_rad=0.0, max_scale=0.0)
@@ -28,7 +29,7 @@ TRANSLATION = dataclasses.replace(SMALL, max_rotation_rad=0.0, max_scale=0.0)
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One private cache for this module: the full set is built once (~4 s)."""
+    """One private cache for this module: the full set is built once (~20 s)."""
     tmp_path = tmp_path_factory.mktemp("flow-cache")
     old = os.environ.get("NEURONAS_CACHE_DIR")
     os.environ["NEURONAS_CACHE_DIR"] = str(tmp_path / "cache")
@@ -130,18 +131,24 @@ def test_events_move_the_way_of_the_translation() -> None:
 
 def test_load_dataset_gives_frames_and_flow_and_caches(cache: Path) -> None:
     info = dataset_info("flow-events")
-    assert info.task == "flow" and info.num_classes == 0 and info.input_shape == (2, 32, 32)
+    assert info.task == "flow" and info.num_classes == 0 and info.input_shape == (4, 32, 32)
     train = load_dataset("flow-events", "train", 4)
     test = load_dataset("flow-events", "test", 4)
-    assert (len(train), len(test)) == (256, 64) and train.info.task == "flow"
+    n = FLOW_PARAMS.n_train
+    assert (len(train), len(test)) == (n, FLOW_PARAMS.n_samples - n) and train.info.task == "flow"
     x, y = train.tensors()
-    assert x.shape == (256, 4, 2, 32, 32) and y.shape == (256, 2, 32, 32)
+    assert x.shape == (n, 4, 4, 32, 32) and y.shape == (n, 2, 32, 32)
     assert set(np.unique(x.numpy())) == {0.0, 1.0}
     data = flow_events(0)
-    assert np.array_equal(y.numpy(), data.flows()[:256])
+    assert np.array_equal(y.numpy(), data.flows()[:n])
     frames, flow = test[5]
-    assert np.array_equal(flow.numpy(), data.flows()[261])
-    assert np.array_equal(test.events(5), data.sample(261))
+    assert np.array_equal(flow.numpy(), data.flows()[n + 5])
+    assert np.array_equal(test.events(5), data.sample(n + 5))
+    # Spike-FlowNet's split coding: timestep t is bin t's ON/OFF, then bin t + 4's of 8 bins
+    bins = EventFramer(info.sensor_size, 8, (2, 32, 32))(data.sample(n + 5))
+    for t in range(4):
+        assert np.array_equal(frames[t, :2].numpy(), bins[t])
+        assert np.array_equal(frames[t, 2:].numpy(), bins[t + 4])
     cached = list(cache.glob("flow-events-*.npz"))
     assert [p.name for p in cached] == [f"flow-events-{data.key}.npz"]
     # a fresh process reads the cache: the same samples, not rebuilt
@@ -157,9 +164,9 @@ def test_load_dataset_gives_frames_and_flow_and_caches(cache: Path) -> None:
 
 def test_downsampled_flow_is_scaled_with_the_input(cache: Path) -> None:
     full = load_dataset("flow-events", "test", 2)
-    half = load_dataset("flow-events", "test", 2, input_shape=(2, 16, 16))
+    half = load_dataset("flow-events", "test", 2, input_shape=(4, 16, 16))
     frames, flow = half[0]
-    assert frames.shape == (2, 2, 16, 16) and flow.shape == (2, 16, 16)
+    assert frames.shape == (2, 4, 16, 16) and flow.shape == (2, 16, 16)
     # 2 x 2 blocks averaged, and displacements in half-size pixels
     ref = full[0][1].numpy().reshape(2, 16, 2, 16, 2).mean(axis=(2, 4)) / 2
     assert np.allclose(flow.numpy(), ref, atol=1e-5)

@@ -18,7 +18,7 @@ from neuronas.errors import DataError
         ("digits-events", [2, 32, 32]),
         ("digits-events", [2, 16, 8]),
         ("dvsgesture", (2, 32, 32)),
-        ("flow-events", [2, 16, 16]),
+        ("flow-events", [4, 16, 16]),
     ],
 )
 def test_native_or_smaller_shapes_are_served(dataset: str, shape: list[int]) -> None:

@@ -1,6 +1,7 @@
 """Optical flow as a task: the AEE metric against hand-computed values, the mean-flow baseline,
-the task checks, a flow network trained with the crossbar in the loop, and a tiny flow search
-whose export carries AEE."""
+the task checks, the flow family's encoder-decoder skips (sampled, priced, built), a flow network
+with a concatenation skip trained with the crossbar in the loop, and a tiny flow search whose
+export carries AEE and uses the flow task's screening batch size."""
 
 from __future__ import annotations
 
@@ -15,15 +16,19 @@ import torch
 from _search_helpers import cli
 
 from neuronas.errors import NeuronasError
+from neuronas.hardware import load_chip
+from neuronas.hardware.cost import estimate
 from neuronas.search.pareto import DIRECTIONS, pareto_front
+from neuronas.search.space import load_space, space_from_dict
 from neuronas.search.trials import objective_values
+from neuronas.settings import SCREENING, screening_for
 from neuronas.spec import ArchSpec
 from neuronas.tasks import TASKS, aee, batch_sums, check_task, mean_flow_baseline
 
 FLOW_NET = {
     "name": "tiny-flow",
     "task": "dense",
-    "input": {"shape": [2, 16, 16], "timesteps": 3},
+    "input": {"shape": [4, 16, 16], "timesteps": 3},
     "layers": [
         {"kind": "conv", "out": 4, "kernel": 3, "stride": 2},
         {"kind": "deconv", "out": 2, "kernel": 4, "stride": 2, "padding": 1},
@@ -100,11 +105,127 @@ def test_aee_is_minimised_and_untrained_candidates_are_worst() -> None:
     assert objective_values({**untrained, "aee_mean": 0.5}, objs) == [0.5, 1.0]
 
 
+class _Draw:
+    """A trial stand-in: uniform draws from a seeded generator; ``fixed`` pins parameters."""
+
+    def __init__(self, seed: int, **fixed: object) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.fixed = {k.replace("__", "."): v for k, v in fixed.items()}
+        self.params: dict[str, object] = {}
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        v = self.fixed.get(name, low + step * int(self.rng.integers(0, (high - low) // step + 1)))
+        self.params[name] = v
+        return int(v)  # type: ignore[call-overload]
+
+    def suggest_categorical(self, name: str, choices: list) -> object:
+        v = self.fixed.get(name, choices[int(self.rng.integers(0, len(choices)))])
+        self.params[name] = v
+        return v
+
+
+def _flow_space(blocks: int = 3, skip: list[str] | None = None):  # type: ignore[no-untyped-def]
+    fam: dict[str, object] = {"blocks": blocks, "channels": [4, 8], "kernel": 3}
+    if skip is not None:
+        fam["skip"] = skip
+    return space_from_dict(
+        {
+            "name": "f",
+            "dataset": "flow-events",
+            "input": {"timesteps": 2},
+            "families": {"flow": fam},
+            "mapping": {"adc_kind": ["sar"], "crossbar": 64},
+        }
+    )
+
+
+def test_flow_skips_join_each_encoder_stage_to_the_decoder_at_its_resolution() -> None:
+    space = _flow_space()
+    assert list(space.families.flow.skip) == ["concat", "add", "none"]  # the family's default
+    seen = set()
+    for seed in range(30):
+        trial = _Draw(seed)
+        arch = space.sample(trial)
+        op = trial.params["flow.skip"]
+        seen.add(op)
+        skips = {
+            layer.name: (layer.skip.source, layer.skip.op) for layer in arch.layers if layer.skip
+        }
+        # three stages e0 e1 e2, then d2 d1 d0 (d0: the readout); d<i> reads e<i>'s resolution
+        if op == "concat":
+            assert skips == {"d1": ("e1", "concat"), "d0": ("e0", "concat")}
+        elif op == "add":
+            assert skips == {"d2": ("e1", "add"), "d1": ("e0", "add")}
+        else:
+            assert skips == {}
+        widths = [trial.params[f"flow.channels_{i}"] for i in range(3)]
+        for r in arch.resolved():
+            if r.skip_op == "concat":  # the decoder's channels and the encoder stage's
+                stage = int(arch.layers[r.index].name[1:])
+                assert r.in_shape[0] == 2 * widths[stage] and r.fan_in == 2 * widths[stage] * 16
+            if r.skip_op == "add":
+                assert r.skip_shape == r.out_shape
+        assert arch.output_shape == (2, 32, 32)
+    assert seen == {"concat", "add", "none"}
+    # one stage has no decoder stage below the first: no skip, and no skip parameter
+    trial = _Draw(0)
+    arch = _flow_space(blocks=1).sample(trial)
+    assert "flow.skip" not in trial.params and not any(layer.skip for layer in arch.layers)
+    assert _flow_space(skip=["none"]).sample(_Draw(0)).skip_sources == frozenset()
+
+
+def test_a_concat_skip_widens_the_readout_and_costs_more() -> None:
+    chip = load_chip("rram-sar-32nm")
+    space = _flow_space(blocks=2)
+    pinned = {"flow__channels_0": 8, "flow__channels_1": 8}
+    plain = space.sample(_Draw(1, flow__skip="none", **pinned), chip)
+    joined = space.sample(_Draw(1, flow__skip="concat", **pinned), chip)
+    r_plain, r_joined = plain.resolved()[-1], joined.resolved()[-1]
+    # the readout deconv reads d1's 8 channels and e0's 8: twice the rows of its crossbars
+    assert (r_plain.fan_in, r_joined.fan_in) == (8 * 16, 16 * 16)
+    at = 0.1
+    e_plain = estimate(plain, chip, at).metric("energy_uj")
+    e_joined = estimate(joined, chip, at).metric("energy_uj")
+    assert e_joined > e_plain > 0
+    assert estimate(joined, chip, at).metric("area_mm2") > estimate(plain, chip, at).metric(
+        "area_mm2"
+    )
+
+
+def test_the_flow_task_screens_with_batch_16() -> None:
+    assert screening_for("flow").batch_size == 16
+    assert screening_for("flow").replace(batch_size=SCREENING.batch_size) == SCREENING
+    assert screening_for("classification") == SCREENING
+
+
+def test_flow_events_is_split_coded_for_the_shipped_space() -> None:
+    space = load_space("flow")
+    arch = space.sample(_Draw(0))
+    assert arch.input.shape == (4, 32, 32)  # ON/OFF of the sample's first and second half
+    assert set(space.families.flow.skip) == {"concat", "none"}
+
+
 def test_a_flow_network_trains_on_the_chip_and_reports_aee_and_the_baseline() -> None:
     from neuronas.train import train_candidate
 
+    net = {
+        **FLOW_NET,
+        "layers": [
+            {"kind": "conv", "out": 4, "kernel": 3, "stride": 2, "name": "e0"},
+            {"kind": "conv", "out": 4, "kernel": 3, "stride": 2},
+            {"kind": "deconv", "out": 4, "kernel": 4, "stride": 2, "padding": 1},
+            {
+                "kind": "deconv",
+                "out": 2,
+                "kernel": 4,
+                "stride": 2,
+                "padding": 1,
+                "skip": {"from": "e0", "op": "concat"},
+            },
+        ],
+    }
     r = train_candidate(
-        ArchSpec.from_dict(FLOW_NET),
+        ArchSpec.from_dict(net),
         "rram-adcless-65nm",
         "flow-events",
         epochs=1,
@@ -123,7 +244,7 @@ def test_a_flow_network_trains_on_the_chip_and_reports_aee_and_the_baseline() ->
 def test_a_tiny_flow_search_exports_a_front_over_aee(tmp_path: Path) -> None:
     space = tmp_path / "flow-tiny.yaml"
     space.write_text(
-        "name: flow-tiny\ndataset: flow-events\ninput: {timesteps: 2, shape: [2, 16, 16]}\n"
+        "name: flow-tiny\ndataset: flow-events\ninput: {timesteps: 2, shape: [4, 16, 16]}\n"
         "families:\n  flow: {blocks: 1, channels: [4, 8], kernel: 3}\n"
         "neuron: {model: lif}\nprecision: {weight_bits: [4, 6]}\n"
         "mapping: {adc_kind: [sa], crossbar: 64}\n"
@@ -150,6 +271,7 @@ def test_a_tiny_flow_search_exports_a_front_over_aee(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     run = json.loads((tmp_path / "runs" / "f" / "run.json").read_text())
     assert run["objectives"] == ["aee", "energy_uj", "latency_us"]
+    assert run["batch_size"] == 16  # the flow task's screening default
     import optuna
 
     url = f"sqlite:///{tmp_path / 'runs' / 'f' / 'study.db'}"

@@ -84,7 +84,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help=f"training batch size (default {t.batch_size})",
+        help=f"training batch size (default {t.batch_size}; flow datasets 16: settings.TASK_SCREENING)",
     )
     a(
         "--eval-instances",

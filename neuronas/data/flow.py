@@ -10,6 +10,15 @@ ground truth is analytic: the flow at pixel p is ``M_1(p) - p``, the displacemen
 the whole sample of the point seen at p when the sample starts, as ``[2, H, W]`` float32 (x then
 y; x along columns, y along rows, the frames' layout).
 
+Input representation: Spike-FlowNet's split coding (Lee et al., ECCV 2020, and its code's
+``former_inputs_on/off``, ``latter_inputs_on/off``): a sample framed at T timesteps is cut into 2T
+temporal bins, and timestep t carries 4 channels, the ON and OFF events of bin t (the "former"
+half of the sample) and of bin t + T (the "latter" half).  Each timestep thus shows the scene at
+two moments half a sample apart, which is what a feed-forward spiking encoder needs to see
+motion: with 2 channels (one bin per timestep) the direction of motion is only in the order of
+the timesteps, and spiking encoder-decoders of the flow space stayed at the mean-flow baseline
+(benchmarks/RESULTS.md, "Issue 12: flow at screening fidelity").
+
 Deterministic for a seed; the motions and events are cached under
 :func:`~neuronas.data.info.cache_dir`, keyed by a hash of every parameter.
 """
@@ -41,6 +50,7 @@ __all__ = [
     "load_flow_events",
     "make_textures",
     "motion_renderer",
+    "split_coding",
 ]
 
 #: bump when the recipe changes in a way the parameters below do not capture
@@ -51,8 +61,10 @@ _RECIPE_VERSION = 1
 class FlowParams:
     """Everything that shapes ``flow-events`` (all of it goes into the cache key)."""
 
-    n_samples: int = 320
-    n_train: int = 256
+    #: 1,280 training samples: a 3-epoch screening sees ~3,500 of them, what a spiking
+    #: encoder-decoder needs to move away from the mean flow (it did not in 3 epochs of 256)
+    n_samples: int = 1536
+    n_train: int = 1280
     duration_us: int = 100_000
     #: largest shift per axis over the sample, pixels (uniform in [-max, max])
     max_shift_px: float = 4.0
@@ -298,6 +310,16 @@ def clear_memory_cache() -> None:
     _FRAMES_MEMO.clear()
 
 
+def split_coding(frames: np.ndarray) -> np.ndarray:
+    """Frames of 2T bins ``[N, 2T, P, h, w]`` -> ``[N, T, 2P, h, w]``: timestep t holds bin t's
+    channels, then bin t + T's (Spike-FlowNet's former and latter events)."""
+    t2 = frames.shape[1]
+    if t2 % 2:
+        raise ValueError(f"split coding needs an even number of bins, got {t2}")
+    t = t2 // 2
+    return np.concatenate([frames[:, :t], frames[:, t:]], axis=2)
+
+
 def load_flow_events(
     split: str,
     timesteps: int,
@@ -307,7 +329,9 @@ def load_flow_events(
     binarize: bool = True,
     params: FlowParams = FLOW_PARAMS,
 ):
-    """The ``flow-events`` split: frames ``[T, 2, h, w]`` and flow targets ``[2, h, w]``."""
+    """The ``flow-events`` split: frames ``[T, 4, h, w]`` (Spike-FlowNet's split coding, see the
+    module docstring: ON, OFF of bin t, then ON, OFF of bin t + T of 2T bins) and flow targets
+    ``[2, h, w]``."""
     import torch
 
     from neuronas.data.framing import EventFramer, FramedDataset
@@ -318,8 +342,10 @@ def load_flow_events(
     memo_key = (data.key, timesteps, shape, binarize)
     cached = _FRAMES_MEMO.get(memo_key)
     if cached is None:
-        framer = EventFramer(info.sensor_size, timesteps, shape, binarize=binarize)
-        frames = np.stack([framer(data.sample(i)) for i in range(len(data))])
+        # 2T bins of the sensor's polarities, paired into T timesteps of 2P channels
+        bins = (info.sensor_size[2], *shape[1:])
+        framer = EventFramer(info.sensor_size, 2 * timesteps, bins, binarize=binarize)
+        frames = split_coding(np.stack([framer(data.sample(i)) for i in range(len(data))]))
         flows = np.stack([framer.flow(f) for f in data.flows()])
         cached = (torch.from_numpy(frames), torch.from_numpy(flows))
         _FRAMES_MEMO.clear()  # one framing at a time, as for digits-events

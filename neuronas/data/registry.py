@@ -49,13 +49,14 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
         DatasetInfo(
             name="flow-events",
-            input_shape=(2, 32, 32),
+            input_shape=(4, 32, 32),
             num_classes=0,
             sensor_size=(32, 32, 2),
             description=(
-                "optical flow: 320 smooth random textures under random affine motion (shift, "
+                "optical flow: 1,536 smooth random textures under random affine motion (shift, "
                 "rotation, scale) before a simulated 32x32 DVS, with analytic [2, 32, 32] flow; "
-                "built offline, cached; 256/64 split"
+                "Spike-FlowNet's split coding (each timestep: ON/OFF of a bin of the sample's "
+                "first half and of its second half); built offline, cached; 1280/256 split"
             ),
             source="built-in",
             task="flow",

@@ -35,7 +35,14 @@ from neuronas.search.storage import (
     open_storage,
     storage_location,
 )
-from neuronas.settings import SCREENING, SEARCH, SELECTION_SPLIT, TrialSettings, identity_fields
+from neuronas.settings import (
+    SCREENING,
+    SEARCH,
+    SELECTION_SPLIT,
+    TrialSettings,
+    identity_fields,
+    screening_for,
+)
 
 __all__ = [
     "IDENTITY",
@@ -691,7 +698,7 @@ def create_run(
     from neuronas.search.trials import jsonable, name_constraints
     from neuronas.version import __version__
 
-    d = SCREENING
+    d = screening_for(new.info.task)  # the screening defaults of the dataset's task
     cfg = RunConfig(
         name=run_dir.name,
         run_dir=str(run_dir),

@@ -287,16 +287,26 @@ class FlowFamily(_Strict):
     bottleneck conv, then one transposed conv (kernel 4, stride 2, padding 1: doubling the
     resolution) per stage back to the input's resolution, the last of them the 2-channel flow
     readout (no neuron).  Every hidden layer is followed by the spiking neuron; the decoder
-    stages mirror the encoder's channels.  Spike-FlowNet's skip connections are not part of the
-    family yet (the spec has skips now: a next step)."""
+    stages mirror the encoder's channels.
+
+    ``skip`` (one choice per candidate, for every scale; only sampled with two or more stages):
+    the encoder-decoder skips of Spike-FlowNet and U-Net, from encoder stage ``e<i>`` to the
+    decoder at the same resolution.  ``concat``: the deconv that reads ``e<i>``'s resolution
+    reads ``e<i>``'s spikes beside the decoder's (Spike-FlowNet's ``concat``; more crossbar
+    rows, and the readout sees the finest encoder features); ``add``: ``e<i>``'s spikes join the
+    output current of the deconv that returns to ``e<i>``'s resolution (same channels: the
+    decoder mirrors the encoder); ``none``: a plain encoder-decoder."""
 
     blocks: IntDim = Field(default_factory=lambda: IntRange(low=1, high=2))
     channels: IntDim = Field(default_factory=lambda: [8, 16])
     kernel: IntDim = Field(default_factory=lambda: [3])
     #: channels of a stride-1 conv between encoder and decoder (0: none)
     bottleneck: IntDim = Field(default_factory=lambda: [0])
+    skip: list[Literal["concat", "add", "none"]] = Field(
+        default_factory=lambda: ["concat", "add", "none"]  # type: ignore[arg-type]
+    )
 
-    @field_validator("blocks", "channels", "kernel", "bottleneck")
+    @field_validator("blocks", "channels", "kernel", "bottleneck", "skip")
     @classmethod
     def _lists(cls, v: Any, info: ValidationInfo) -> Any:
         return _within(_nonempty(v, "value"), info)
@@ -992,14 +1002,26 @@ def flow_layers(
         out = s.int(f"flow.channels_{i}", fam.channels)
         k = s.int(f"flow.kernel_{i}", fam.kernel)
         # "same" padding k // 2 with stride 2 halves an even side for any odd kernel
-        layers.append(LayerSpec(kind="conv", out=out, kernel=k, stride=2))
+        layers.append(LayerSpec(kind="conv", out=out, kernel=k, stride=2, name=f"e{i}"))
         widths.append(out)
     mid = s.int("flow.bottleneck", fam.bottleneck)
     if mid > 0:
         layers.append(LayerSpec(kind="conv", out=mid, kernel=3))
+    # a skip needs a decoder stage below the first: one stage has none
+    op = s.cat("flow.skip", list(fam.skip)) if blocks > 1 else "none"
     for i in reversed(range(blocks)):
+        # deconv i reads e<i>'s resolution and returns to e<i-1>'s (the input's for i = 0)
         out = widths[i - 1] if i > 0 else 2
-        layers.append(LayerSpec(kind="deconv", out=out, kernel=4, stride=2, padding=1))
+        skip = None
+        if op == "concat" and i < blocks - 1:
+            skip = SkipSpec(source=f"e{i}", op="concat")
+        elif op == "add" and i > 0:
+            skip = SkipSpec(source=f"e{i - 1}", op="add")
+        layers.append(
+            LayerSpec(
+                kind="deconv", out=out, kernel=4, stride=2, padding=1, name=f"d{i}", skip=skip
+            )
+        )
     return layers
 
 
