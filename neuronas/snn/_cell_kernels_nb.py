@@ -17,7 +17,7 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def noisy_cells(
-    q,
+    qt,
     n_slices,
     bits,
     differential,
@@ -36,7 +36,7 @@ def noisy_cells(
     use_r,
     out,
 ):  # pragma: no cover
-    """q ``[N, K]`` integer weights (floats); out ``[K, S, Nc]`` the signed per-slice cells.
+    """qt ``[K, N]`` integer weights (floats); out ``[K, S, Nc]`` the signed per-slice cells.
 
     Per cell (k, s, p, j) of the ``[K, S, P, Nc]`` layout (P = 2 cells per differential pair, else
     1 with Nc = N + 1, the last column the offset reference): its level d (the s-th base-2^bits
@@ -44,7 +44,7 @@ def noisy_cells(
     ``g = (d + g_off) * (1 + psig * eps)``, stuck-off (``u < off_thr``) -> ``g_off``, stuck-on
     (``off_thr <= u < on_thr``) -> ``g_on``, ``g *= 1 + rsig * r``; a pair's two cells are
     subtracted.  All scalars arrive as float32, the draws flat in the cells' layout."""
-    n_out, n_in = q.shape
+    n_in, n_out = qt.shape
     nc = out.shape[2]
     n_pairs = 2 if differential else 1
     lowmask = (1 << bits) - 1
@@ -52,28 +52,22 @@ def noisy_cells(
     for k in range(n_in):
         for s in range(n_slices):
             sh = s * bits
-            for j in range(nc):
-                acc = np.float32(0.0)
-                for p in range(n_pairs):
+            o = out[k, s]
+            for p in range(n_pairs):
+                base = ((k * n_slices + s) * n_pairs + p) * nc
+                # branch-free (selects) so that LLVM can vectorise the loop over the columns
+                for j in range(nc):
                     if differential:
-                        v = np.int32(q[j, k])
-                        mag = v if p == 0 else -v
-                        if mag < 0:
-                            mag = 0
-                    elif j < n_out:
-                        mag = np.int32(q[j, k] + offset)
+                        v = np.int32(qt[k, j])
+                        mag = max(v if p == 0 else -v, 0)
                     else:
-                        mag = np.int32(offset)
+                        mag = np.int32(qt[k, j] + offset) if j < n_out else np.int32(offset)
                     g = np.float32((mag >> sh) & lowmask) + g_off
-                    i = ((k * n_slices + s) * n_pairs + p) * nc + j
                     if use_eps:
-                        g = g * (one + psig * eps[i])
+                        g = g * (one + psig * eps[base + j])
                     if use_u:
-                        if u[i] < off_thr:
-                            g = g_off
-                        elif u[i] < on_thr:
-                            g = g_on
+                        uj = u[base + j]
+                        g = g_off if uj < off_thr else (g_on if uj < on_thr else g)
                     if use_r:
-                        g = g * (one + rsig * r[i])
-                    acc = g if p == 0 else acc - g
-                out[k, s, j] = acc
+                        g = g * (one + rsig * r[base + j])
+                    o[j] = g if p == 0 else o[j] - g

@@ -389,7 +389,7 @@ def noisy_cells(
     none = np.zeros(1, dtype=np.float32)
     out = torch.empty((q.shape[1], n_slices, n_cols))
     _cell_kernels_nb.noisy_cells(
-        _np(q),
+        _np(q.t()),
         int(n_slices),
         int(bits),
         bool(differential),
