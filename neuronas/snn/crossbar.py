@@ -913,13 +913,13 @@ class CrossbarLayer(nn.Module):
         # the draws depend on the cells' shape only: taken first, in the order programming,
         # stuck cells, read noise (training: one stream from torch's global generator)
         eps = u = r = None
+        dv, dt = q.device, q.dtype  # the draws of randn_like(levels) etc. before
         if dev.program_sigma > 0:
-            eps = torch.randn(shape, device=q.device) if self.training else self._prog_eps
-        stuck = dev.stuck_off_rate > 0 or dev.stuck_on_rate > 0
-        if stuck:
-            u = torch.rand(shape, device=q.device) if self.training else self._fault_u
+            eps = torch.randn(shape, device=dv, dtype=dt) if self.training else self._prog_eps
+        if dev.stuck_off_rate > 0 or dev.stuck_on_rate > 0:
+            u = torch.rand(shape, device=dv, dtype=dt) if self.training else self._fault_u
         if dev.read_noise_sigma > 0:
-            r = self._read_noise(torch.empty(shape, device=q.device))
+            r = self._read_noise(torch.empty(shape, device=dv, dtype=dt))
         on_below = dev.stuck_off_rate + dev.stuck_on_rate
         if q.device.type == "cpu" and q.dtype == torch.float32 and _kernels.available():
             # one pass over the cells instead of ~10 tensor passes (same numbers, tested)
