@@ -674,3 +674,133 @@ def test_crossbar_conv_on_cuda_matches_cpu(kind: str, bits: int) -> None:
     got = _conv_grads(conv, x.cuda(), conv)
     for a, b in zip(got, want, strict=True):
         assert torch.allclose(a.cpu(), b, rtol=1e-4, atol=1e-4)
+
+
+# -- the fused noisy-cell kernel gives the numbers of the tensor ops -----------------------------
+
+
+def _cell_levels_before(layer: Any, q: torch.Tensor, noise: bool) -> torch.Tensor:
+    """``CrossbarLayer._cell_levels`` as written before the fused kernel (tensor ops, noisy
+    branch verbatim): the reference the fast path must reproduce bit for bit."""
+    cfg, dev = layer.config, layer.device_model
+    levels = layer._levels(q)
+    lmax = 2**cfg.bits_per_cell - 1
+    g_off = lmax / dev.on_off_ratio if math.isfinite(dev.on_off_ratio) else 0.0
+    g = levels + g_off
+    if not layer.training and layer._prog_eps.shape != g.shape:
+        layer.resample_chip_instance(
+            0 if layer.instance_seed is None else layer.instance_seed, fixed_reads=False
+        )
+    if dev.program_sigma > 0:
+        eps = torch.randn_like(g) if layer.training else layer._prog_eps
+        g = g * (1.0 + dev.program_sigma * eps)
+    if dev.stuck_off_rate > 0 or dev.stuck_on_rate > 0:
+        u = torch.rand_like(g) if layer.training else layer._fault_u
+        g = torch.where(u < dev.stuck_off_rate, torch.full_like(g, g_off), g)
+        stuck_on = (u >= dev.stuck_off_rate) & (u < dev.stuck_off_rate + dev.stuck_on_rate)
+        g = torch.where(stuck_on, torch.full_like(g, lmax + g_off), g)
+    if dev.read_noise_sigma > 0:
+        g = g * (1.0 + dev.read_noise_sigma * layer._read_noise(g))
+    return g[:, :, 0] - g[:, :, 1] if cfg.differential else g[:, :, 0]
+
+
+# stuck rates high enough that a few hundred cells of every test layer are stuck
+_FAULTY = DeviceModel(
+    program_sigma=0.1,
+    read_noise_sigma=0.02,
+    stuck_off_rate=0.03,
+    stuck_on_rate=0.02,
+    on_off_ratio=10,
+)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "bpc", "device"),
+    [
+        ("differential", 1, _FAULTY),
+        ("differential", 2, _FAULTY),
+        ("offset", 1, _FAULTY),
+        ("offset", 2, _FAULTY),
+        ("differential", 2, DeviceModel(read_noise_sigma=0.05, on_off_ratio=10)),
+        ("offset", 1, DeviceModel(stuck_off_rate=0.05)),
+        ("differential", 1, DeviceModel(on_off_ratio=20)),
+    ],
+)
+def test_noisy_cells_match_the_tensor_ops_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch, scheme: str, bpc: int, device: DeviceModel
+) -> None:
+    """The fused kernel (numba), the tensor-op path (CUDA, no numba) and the code both replaced
+    draw the same noise from the same generator and give the same cells, to the bit, in
+    training (global generator) and on a chip instance (its own draws and read stream)."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here: only the tensor-op path runs")
+    cfg = CrossbarConfig(
+        weight_bits=6, adc_bits=1, adc_kind="sa", rows=32, bits_per_cell=bpc, signed_scheme=scheme
+    )
+    torch.manual_seed(3)
+    layer = CrossbarLinear(70, 12, cfg, device)
+    q = torch.randint(-31, 32, (12, 70)).float()  # every slice of the 6-bit weights in use
+    for training in (True, False):
+        layer.train(training)
+        if not training:
+            layer.resample_chip_instance(11)
+        outs = []
+        for path in ("kernel", "tensor", "before"):
+            if not training:
+                layer.resample_chip_instance(11)  # the instance's read stream from its start
+            torch.manual_seed(5)
+            if path == "tensor":
+                monkeypatch.setenv("NEURONAS_NO_NUMBA", "1")
+            fn = _cell_levels_before if path == "before" else type(layer)._cell_levels
+            outs.append([fn(layer, q, True) for _ in range(3)])
+            monkeypatch.delenv("NEURONAS_NO_NUMBA", raising=False)
+            outs[-1].append(torch.rand(()))  # the generator ends in the same state
+        for got in outs[:2]:
+            for a, b in zip(got, outs[2], strict=True):
+                assert torch.equal(a, b)
+        fresh = device.read_noise_sigma > 0 or (training and device.noisy)
+        assert torch.equal(outs[0][0], outs[0][1]) != fresh  # the draws are used
+
+
+def test_training_on_a_noisy_chip_is_bit_identical_to_the_tensor_op_cells(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Several training steps of a layer on a noisy device (programming noise, stuck cells, read
+    noise, several bits per cell), differential and offset columns: the outputs, all gradients
+    and the updated parameters are the same to the bit whether the cells come from the fused
+    kernel or from the tensor ops they replace (the rest of the layer unchanged)."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here: only the tensor-op path runs")
+    for scheme in ("differential", "offset"):
+        cfg = CrossbarConfig(
+            weight_bits=4, adc_bits=1, adc_kind="sa", rows=32, bits_per_cell=2, signed_scheme=scheme
+        )
+        runs = []
+        for before in (False, True):
+            if before:
+                monkeypatch.setattr(CrossbarLinear, "_cell_levels", _cell_levels_before)
+            torch.manual_seed(0)
+            layer = CrossbarLinear(70, 12, cfg, _FAULTY)
+            with torch.no_grad():  # integer weights over the whole 4-bit range
+                layer.weight.copy_(torch.randint(-7, 8, (12, 70)).float() * 0.1)
+                layer.w_step.fill_(0.1)
+            layer.hardware_awareness = 1.0
+            opt = torch.optim.SGD(layer.parameters(), lr=1e-3)
+            seen = []
+            for step in range(4):
+                x = _spikes(16, 70, p=0.2, seed=10 + step)
+                y = layer(x)
+                opt.zero_grad()
+                (y * torch.linspace(-1, 1, 12)).sum().backward()
+                seen += [y.detach().clone()]
+                seen += [p.grad.clone() for p in layer.parameters() if p.grad is not None]
+                opt.step()
+            runs.append(seen + [p.detach().clone() for p in layer.parameters()])
+            monkeypatch.undo()
+        assert len(runs[0]) == len(runs[1]) and runs[0][1].abs().sum() > 0
+        for a, b in zip(*runs, strict=True):
+            assert torch.isfinite(a).all() and torch.equal(a, b)

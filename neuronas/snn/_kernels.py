@@ -48,6 +48,7 @@ __all__ = [
     "column_dots",
     "convert_sum_forward",
     "digits",
+    "noisy_cells",
     "quantize_backward",
     "quantize_forward",
     "sparse_conv_backward",
@@ -355,3 +356,56 @@ def sparse_conv_backward(
 def backward_tasks() -> int:
     """How many running sums :func:`sparse_conv_backward` needs (one per parallel task)."""
     return _tasks("sconv_bwd")[1]
+
+
+def noisy_cells(
+    q: torch.Tensor,
+    n_slices: int,
+    bits: int,
+    differential: bool,
+    offset: int,
+    g_off: float,
+    g_on: float,
+    program_sigma: float,
+    eps: torch.Tensor | None,
+    stuck_off_below: float,
+    stuck_on_below: float,
+    u: torch.Tensor | None,
+    read_sigma: float,
+    r: torch.Tensor | None,
+    n_cols: int,
+) -> torch.Tensor:
+    """A chip's signed per-slice cells ``[K, S, Nc]`` from the integer weights ``q [N, K]`` and
+    the draws ``eps`` (programming), ``u`` (stuck cells), ``r`` (read), each ``[K, S, P, Nc]`` or
+    ``None`` (that non-ideality is off) in one pass: the cells' levels, ``+ g_off``, ``* (1 +
+    program_sigma * eps)``, stuck-off (``u < stuck_off_below``) -> ``g_off``, stuck-on (below
+    ``stuck_on_below``) -> ``g_on``, ``* (1 + read_sigma * r)``, a differential pair's cells
+    subtracted.  Bit-identical to the tensor ops of ``CrossbarLayer._cell_levels`` (float32
+    scalars, same operation order; :mod:`neuronas.snn._cell_kernels_nb`)."""
+    _load()  # numba's CPU tuning first
+    from neuronas.snn import _cell_kernels_nb
+
+    f32 = np.float32
+    none = np.zeros(1, dtype=np.float32)
+    out = torch.empty((q.shape[1], n_slices, n_cols))
+    _cell_kernels_nb.noisy_cells(
+        _np(q.t()),
+        int(n_slices),
+        int(bits),
+        bool(differential),
+        f32(offset),
+        f32(g_off),
+        f32(g_on),
+        f32(program_sigma),
+        none if eps is None else _np(eps).reshape(-1),
+        eps is not None,
+        f32(stuck_off_below),
+        f32(stuck_on_below),
+        none if u is None else _np(u).reshape(-1),
+        u is not None,
+        f32(read_sigma),
+        none if r is None else _np(r).reshape(-1),
+        r is not None,
+        out.numpy(),
+    )
+    return out
