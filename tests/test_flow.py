@@ -288,7 +288,12 @@ def test_a_tiny_flow_search_exports_a_front_over_aee(tmp_path: Path) -> None:
     member = json.loads(next(out.glob("01_*/metrics.json")).read_text())
     assert member["aee"]["mean"] == pytest.approx(float(rows[0]["aee"]), rel=1e-5)
     assert member["objectives"]["aee"] == pytest.approx(member["aee"]["mean"])
-    assert "AEE" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "AEE" in report
+    # the front table's validation and test cells hold the export's AEE measurement in pixels
+    test_aee = member["aee"]["test"]
+    assert f"{test_aee['mean']:.3f} [{test_aee['low']:.3f}, {test_aee['high']:.3f}] px" in report
+    assert f"{member['aee']['validation']['mean']:.3f} [" in report
     # a classification objective on a flow dataset is refused in one line
     res = cli(
         [

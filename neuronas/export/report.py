@@ -217,9 +217,12 @@ def _honesty(run: Any, instances: int, confidence: float) -> list[str]:
     ]
 
 
-def _interval(acc: dict[str, Any] | None) -> str:
+def _interval(acc: dict[str, Any] | None, px: bool = False) -> str:
+    """A measured split's mean [interval]: accuracy in %, or AEE in pixels (``px``)."""
     if not acc or acc.get("mean") is None:
         return "-"
+    if px:
+        return f"{acc['mean']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] px"
     return f"{_pct(acc['mean'])} [{_pct(acc['low'])}, {_pct(acc['high'])}]"
 
 
@@ -239,7 +242,9 @@ def _front(members: list[dict[str, Any]], png: Path | None) -> list[str]:
         ua = mm["trial"].user_attrs
         met = ua.get("metrics") or {}
         macc = mm["metrics"].get("accuracy") or {}
-        if ua.get("aee") is not None:  # optical flow: AEE in pixels (lower is better)
+        flow = ua.get("aee") is not None
+        measured = (mm["metrics"].get("aee") or {}) if flow else macc
+        if flow:  # optical flow: AEE in pixels (lower is better)
             acc = (
                 f"AEE {ua['aee']:.3f} +- {ua.get('aee_std') or 0:.3f} px "
                 f"({ua.get('aee_split') or macc.get('split', '-')})"
@@ -251,7 +256,8 @@ def _front(members: list[dict[str, Any]], png: Path | None) -> list[str]:
             )
         lines.append(
             f"| {mm['rank']} | {mm['trial'].number} | `{mm['arch'].describe()}` | {acc} | "
-            f"{_interval(macc.get('validation'))} | {_interval(macc.get('test'))} | "
+            f"{_interval(measured.get('validation'), flow)} | "
+            f"{_interval(measured.get('test'), flow)} | "
             f"{_pct((mm['metrics'].get('accuracy') or {}).get('nir'))} | "
             f"{_fmt(met.get('energy_uj'))} | {_fmt(met.get('latency_us'))} | {_fmt(met.get('area_mm2'))} | "
             f"{_fmt(met.get('memory_kb'))} | `{mm['dir'].name}/` |"
@@ -261,8 +267,8 @@ def _front(members: list[dict[str, Any]], png: Path | None) -> list[str]:
     if base:
         lines += [
             "",
-            f"AEE: average endpoint error (px, lower is better) over all test pixels. Predicting "
-            f"the training split's mean flow field on the same samples: AEE {max(base):.3f} px "
+            f"AEE: average endpoint error (px, lower is better) over all pixels of a split. "
+            f"Predicting the training split's mean flow field on the search's split: AEE {max(base):.3f} px "
             f"(best member: {min(mm['trial'].user_attrs['aee'] for mm in members) / max(base):.2f}x).",
         ]
     lines += [
