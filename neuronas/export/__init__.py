@@ -63,14 +63,10 @@ def chosen_trials(run: Any, trials: list[Any], numbers: Sequence[int]) -> list[A
     of chosen trials: each must be trained and within every hard budget with its measured spike
     rates (status ``ok``, what the front is chosen among); else a one-line
     :class:`SearchError` naming the trial, its status and the trials that qualify."""
+    from neuronas.search.pareto import eligible_for_front
+
     by_number = {t.number: t for t in trials}
-    ok = [
-        t.number
-        for t in trials
-        if t.user_attrs.get("status") == "ok"
-        and t.values is not None
-        and t.state.name == "COMPLETE"
-    ]
+    ok = [t.number for t in trials if eligible_for_front(t)]
     out: list[Any] = []
     for n in dict.fromkeys(numbers):
         t = by_number.get(n)

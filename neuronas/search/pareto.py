@@ -17,6 +17,7 @@ __all__ = [
     "OBJECTIVES",
     "dominated_volume",
     "dominates",
+    "eligible_for_front",
     "front_trials",
     "hypervolume",
     "nondominated_mask",
@@ -133,6 +134,18 @@ def dominated_volume(pts: np.ndarray, ref: np.ndarray) -> float:
     return vol
 
 
+def eligible_for_front(trial: Any) -> bool:
+    """Whether a trial can be on the front (or exported): COMPLETE, trained and within every
+    hard budget with its measured spike rates (status ``ok``)."""
+    from optuna.trial import TrialState
+
+    return (
+        trial.state == TrialState.COMPLETE
+        and trial.user_attrs.get("status") == "ok"
+        and trial.values is not None
+    )
+
+
 def front_trials(
     study: Any, objectives: Sequence[str] | None = None, trials: Sequence[Any] | None = None
 ) -> list[Any]:
@@ -142,18 +155,10 @@ def front_trials(
 
     ``objectives`` None: the run's (stored in the study); ``trials`` None: the study's.
     """
-    from optuna.trial import TrialState
-
     if objectives is None:
         objectives = study.user_attrs["neuronas"]["objectives"]
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    ok = [
-        t
-        for t in trials
-        if t.state == TrialState.COMPLETE
-        and t.user_attrs.get("status") == "ok"
-        and t.values is not None
-    ]
+    ok = [t for t in trials if eligible_for_front(t)]
     seen: set[str] = set()
     uniq = []
     for t in ok:
