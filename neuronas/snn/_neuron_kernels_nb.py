@@ -8,7 +8,13 @@ Every value is float32 and every operation is the one SpikingJelly's torch path 
 same order (no ``fastmath``: no contraction into FMAs, no reassociation), so that the spikes and
 membranes are bit-identical to it.  The neurons of a layer are independent: the scans run over
 blocks of ``BLOCK`` neurons (their membranes stay in L1 while the block steps through T), and
-the inner loops run over the neurons of a block, where LLVM vectorises them.
+the inner loops run over the neurons of a block, on 1-D row views, where LLVM vectorises them.
+The loops are branch-free: every kind's charge (and every reset's gradient) is computed and the
+layer's is selected, so one compiled loop serves all variants and vectorises (a branch in the
+loop cost 2-5x, 2-D indexing ~10x, and a variant per compiled copy minutes of compile time,
+measured; the arithmetic is cheap next to the memory traffic).  ``error_model="numpy"``: a
+division is IEEE (as in torch), without Python's zero check, which kept the backward's loops
+scalar (~10x).
 
 ``kind``: 0 LIF with ``decay_input`` (``h = v + (x - (v - v_reset)) / tau``), 1 LIF without it
 (``h = v - (v - v_reset) / tau + x``), 2 IF (``h = v + x``), 3 LD-LIF
@@ -28,55 +34,41 @@ BLOCK = 1024  # neurons per block: membrane, carry and one step's rows of x, h, 
 LIF_DECAY_INPUT, LIF, IF, LD_LIF = 0, 1, 2, 3
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _charge(kind, x, v, h, t, m0, m1, tau, decay, v_charge):  # pragma: no cover
-    """h[t, m] for m in [m0, m1) from the membranes v[m] (one loop per kind: each vectorises)."""
-    if kind == 0:
-        for m in range(m0, m1):
-            h[t, m] = v[m] + (x[t, m] - (v[m] - v_charge)) / tau
-    elif kind == 1:
-        for m in range(m0, m1):
-            h[t, m] = v[m] - (v[m] - v_charge) / tau + x[t, m]
-    elif kind == 2:
-        for m in range(m0, m1):
-            h[t, m] = v[m] + x[t, m]
-    else:
-        for m in range(m0, m1):
-            u = v[m] - decay
-            # torch.clamp(u, min=rest): NaN stays NaN
-            h[t, m] = (v_charge if u < v_charge else u) + x[t, m]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _fire_reset(h, s, v, t, m0, m1, thr, v_reset, hard):  # pragma: no cover
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _fwd_block(
+    x, v0, kind, hard, tau, decay, v_charge, thr, v_reset, s, h, v, m0, m1
+):  # pragma: no cover
     one = np.float32(1.0)
     zero = np.float32(0.0)
-    if hard:
-        for m in range(m0, m1):
-            hv = h[t, m]
-            sp = one if hv - thr >= zero else zero
-            s[t, m] = sp
-            v[m] = sp * v_reset + (one - sp) * hv
-    else:
-        for m in range(m0, m1):
-            hv = h[t, m]
-            sp = one if hv - thr >= zero else zero
-            s[t, m] = sp
-            v[m] = hv - sp * thr
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _forward_block(
-    x, v0, kind, tau, decay, v_charge, thr, v_reset, hard, s, h, v, m0, m1
-):  # pragma: no cover
-    for m in range(m0, m1):
-        v[m] = v0[m]
+    k0, k1, k2 = kind == 0, kind == 1, kind == 2
+    vb = v[m0:m1]
+    v0b = v0[m0:m1]
+    n = m1 - m0
+    for i in range(n):
+        vb[i] = v0b[i]
     for t in range(x.shape[0]):
-        _charge(kind, x, v, h, t, m0, m1, tau, decay, v_charge)
-        _fire_reset(h, s, v, t, m0, m1, thr, v_reset, hard)
+        xr = x[t, m0:m1]
+        hr = h[t, m0:m1]
+        sr = s[t, m0:m1]
+        for i in range(n):
+            vv = vb[i]
+            xv = xr[i]
+            d = vv - v_charge
+            h0 = vv + (xv - d) / tau
+            h1 = vv - d / tau + xv
+            h2 = vv + xv
+            u = vv - decay
+            h3 = (v_charge if u < v_charge else u) + xv  # torch.clamp(min): NaN stays NaN
+            hv = h0 if k0 else (h1 if k1 else (h2 if k2 else h3))
+            hr[i] = hv
+            sp = one if hv - thr >= zero else zero
+            sr[i] = sp
+            vh = sp * v_reset + (one - sp) * hv
+            vs = hv - sp * thr
+            vb[i] = vh if hard else vs
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def forward(x, v0, kind, tau, decay, v_charge, thr, v_reset, hard, s, h, v):  # pragma: no cover
     """Spikes ``s[T, M]``, charged membranes ``h[T, M]`` (what the backward needs) and the last
     membrane ``v[M]`` from the inputs ``x[T, M]`` and the initial membrane ``v0[M]``."""
@@ -84,12 +76,11 @@ def forward(x, v0, kind, tau, decay, v_charge, thr, v_reset, hard, s, h, v):  # 
     thr, v_reset = np.float32(thr), np.float32(v_reset)
     n = x.shape[1]
     for m0 in range(0, n, BLOCK):
-        _forward_block(
-            x, v0, kind, tau, decay, v_charge, thr, v_reset, hard, s, h, v, m0, min(n, m0 + BLOCK)
-        )
+        m1 = min(n, m0 + BLOCK)
+        _fwd_block(x, v0, kind, hard, tau, decay, v_charge, thr, v_reset, s, h, v, m0, m1)
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def forward_parallel(
     x, v0, kind, tau, decay, v_charge, thr, v_reset, hard, s, h, v
 ):  # pragma: no cover
@@ -97,95 +88,81 @@ def forward_parallel(
     tau, decay, v_charge = np.float32(tau), np.float32(decay), np.float32(v_charge)
     thr, v_reset = np.float32(thr), np.float32(v_reset)
     n = x.shape[1]
-    n_blocks = (n + BLOCK - 1) // BLOCK
-    for b in prange(n_blocks):
+    for b in prange((n + BLOCK - 1) // BLOCK):
         m0 = b * BLOCK
-        _forward_block(
-            x, v0, kind, tau, decay, v_charge, thr, v_reset, hard, s, h, v, m0, min(n, m0 + BLOCK)
-        )
+        m1 = min(n, m0 + BLOCK)
+        _fwd_block(x, v0, kind, hard, tau, decay, v_charge, thr, v_reset, s, h, v, m0, m1)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _surrogate(hv, thr, sg_scale, sg_height):  # pragma: no cover
-    """SpikingJelly's ATan surrogate gradient at h: alpha/2 / (1 + (pi/2 alpha (h - thr))^2)."""
-    one = np.float32(1.0)
-    z = (hv - thr) * sg_scale
-    return (one / (one + z * z)) * sg_height
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _grad_h(
-    gs, h, carry, gh, t, m0, m1, thr, v_reset, hard, detach, sg_scale, sg_height
-):  # pragma: no cover
-    """gh[t, m] = the gradient reaching h[t, m]: through the spike (surrogate) and through the
-    reset into the next membrane (``carry``).  One loop per reset variant: each vectorises."""
-    one = np.float32(1.0)
-    zero = np.float32(0.0)
-    if hard and not detach:
-        for m in range(m0, m1):
-            hv = h[t, m]
-            sg = _surrogate(hv, thr, sg_scale, sg_height)
-            rg = (one - (one if hv - thr >= zero else zero)) + (v_reset - hv) * sg
-            gh[t, m] = gs[t, m] * sg + carry[m] * rg
-    elif hard:
-        for m in range(m0, m1):
-            hv = h[t, m]
-            sg = _surrogate(hv, thr, sg_scale, sg_height)
-            rg = one - (one if hv - thr >= zero else zero)
-            gh[t, m] = gs[t, m] * sg + carry[m] * rg
-    elif not detach:
-        for m in range(m0, m1):
-            hv = h[t, m]
-            sg = _surrogate(hv, thr, sg_scale, sg_height)
-            gh[t, m] = gs[t, m] * sg + carry[m] * (one - thr * sg)
-    else:
-        for m in range(m0, m1):
-            sg = _surrogate(h[t, m], thr, sg_scale, sg_height)
-            gh[t, m] = gs[t, m] * sg + carry[m]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _grad_charge(
-    kind, h, v0, gx, carry, t, m0, m1, tau, decay, v_charge, thr, v_reset, hard
-):  # pragma: no cover
-    """From gh (in ``gx[t]``) through the charge: ``gx[t] = gh dh/dx``, ``carry = gh dh/dv[t-1]``."""
-    one = np.float32(1.0)
-    zero = np.float32(0.0)
-    if kind == 0:
-        for m in range(m0, m1):
-            gh = gx[t, m]
-            gx[t, m] = gh / tau
-            carry[m] = gh - gh / tau
-    elif kind == 1:
-        for m in range(m0, m1):
-            carry[m] = gx[t, m] - gx[t, m] / tau
-    elif kind == 2:
-        for m in range(m0, m1):
-            carry[m] = gx[t, m]
-    elif t == 0:  # LD-LIF: torch.clamp's gradient passes where its input v - decay >= rest
-        for m in range(m0, m1):
-            carry[m] = gx[t, m] if v0[m] - decay >= v_charge else zero
-    else:  # the membrane before step t, recomputed from h[t - 1] as the forward reset it
-        for m in range(m0, m1):
-            hp = h[t - 1, m]
-            spp = one if hp - thr >= zero else zero
-            vp = spp * v_reset + (one - spp) * hp if hard else hp - spp * thr
-            carry[m] = gx[t, m] if vp - decay >= v_charge else zero
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _backward_block(
-    gs,
-    h,
-    v0,
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _bwd_row(
+    gsr,
+    hr,
+    hp,
+    v0b,
+    gxr,
+    cb,
+    n,
+    first,
     kind,
+    hard,
+    detach,
     tau,
     decay,
     v_charge,
     thr,
     v_reset,
+    sg_scale,
+    sg_height,
+):  # pragma: no cover
+    """One timestep of the reverse scan for a block's row: ``gxr`` gets the input's gradient and
+    ``cb`` (the next membrane's gradient on entry) the previous membrane's.  ``hp``: the previous
+    step's charged membranes (LD-LIF recomputes its membrane from them; ``v0b`` when ``first``)."""
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    # two loops of few arrays each: with more, LLVM's runtime alias checks can exceed its limit
+    # and leave the loop scalar
+    for i in range(n):  # the gradient reaching h: through the spike and the reset
+        hv = hr[i]
+        u = hv - thr
+        z = u * sg_scale
+        sg = (one / (one + z * z)) * sg_height  # SpikingJelly's ATan: alpha/2 / (1 + z^2)
+        rh = one - (one if u >= zero else zero)
+        rh_sg = rh + (v_reset - hv) * sg
+        rs_sg = one - thr * sg
+        rg = (rh if detach else rh_sg) if hard else (one if detach else rs_sg)
+        gxr[i] = gsr[i] * sg + cb[i] * rg
+    # through the charge: dh/dx and dh/dv[t-1]
+    k0, k3 = kind == 0, kind == 3
+    leak = kind == 0 or kind == 1
+    for i in range(n):
+        gh = gxr[i]
+        g_tau = gh / tau
+        gxr[i] = g_tau if k0 else gh
+        # LD-LIF: torch.clamp's gradient passes where its input v - decay >= min; v: the
+        # membrane before this step (v0, or reset from hp as the forward reset it)
+        hpv = hp[i]
+        spp = one if hpv - thr >= zero else zero
+        vp_h = spp * v_reset + (one - spp) * hpv
+        vp_s = hpv - spp * thr
+        vp = v0b[i] if first else (vp_h if hard else vp_s)
+        g_ld = gh if vp - decay >= v_charge else zero
+        cb[i] = (gh - g_tau) if leak else (g_ld if k3 else gh)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _bwd_block(
+    gs,
+    h,
+    v0,
+    kind,
     hard,
     detach,
+    tau,
+    decay,
+    v_charge,
+    thr,
+    v_reset,
     sg_scale,
     sg_height,
     gx,
@@ -193,14 +170,21 @@ def _backward_block(
     m0,
     m1,
 ):  # pragma: no cover
-    """Reverse scan over T for the neurons [m0, m1); ``carry[m]`` enters as the gradient of the
-    last membrane and leaves as the gradient of the initial one."""
-    for t in range(h.shape[0] - 1, -1, -1):
-        _grad_h(gs, h, carry, gx, t, m0, m1, thr, v_reset, hard, detach, sg_scale, sg_height)
-        _grad_charge(kind, h, v0, gx, carry, t, m0, m1, tau, decay, v_charge, thr, v_reset, hard)
+    cb = carry[m0:m1]
+    v0b = v0[m0:m1]
+    n = m1 - m0
+    for t in range(h.shape[0] - 1, 0, -1):
+        _bwd_row(
+            gs[t, m0:m1], h[t, m0:m1], h[t - 1, m0:m1], v0b, gx[t, m0:m1], cb, n, False,
+            kind, hard, detach, tau, decay, v_charge, thr, v_reset, sg_scale, sg_height,
+        )  # fmt: skip
+    _bwd_row(
+        gs[0, m0:m1], h[0, m0:m1], h[0, m0:m1], v0b, gx[0, m0:m1], cb, n, True,
+        kind, hard, detach, tau, decay, v_charge, thr, v_reset, sg_scale, sg_height,
+    )  # fmt: skip
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def backward(
     gs, h, v0, kind, tau, decay, v_charge, thr, v_reset, hard, detach, alpha, gx, carry
 ):  # pragma: no cover
@@ -212,13 +196,29 @@ def backward(
     sg_height = np.float32(alpha / 2)
     n = h.shape[1]
     for m0 in range(0, n, BLOCK):
-        _backward_block(
-            gs, h, v0, kind, tau, decay, v_charge, thr, v_reset, hard, detach, sg_scale, sg_height,
-            gx, carry, m0, min(n, m0 + BLOCK),
-        )  # fmt: skip
+        m1 = min(n, m0 + BLOCK)
+        _bwd_block(
+            gs,
+            h,
+            v0,
+            kind,
+            hard,
+            detach,
+            tau,
+            decay,
+            v_charge,
+            thr,
+            v_reset,
+            sg_scale,
+            sg_height,
+            gx,
+            carry,
+            m0,
+            m1,
+        )
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
 def backward_parallel(
     gs, h, v0, kind, tau, decay, v_charge, thr, v_reset, hard, detach, alpha, gx, carry
 ):  # pragma: no cover
@@ -228,10 +228,25 @@ def backward_parallel(
     sg_scale = np.float32(np.pi / 2 * alpha)
     sg_height = np.float32(alpha / 2)
     n = h.shape[1]
-    n_blocks = (n + BLOCK - 1) // BLOCK
-    for b in prange(n_blocks):
+    for b in prange((n + BLOCK - 1) // BLOCK):
         m0 = b * BLOCK
-        _backward_block(
-            gs, h, v0, kind, tau, decay, v_charge, thr, v_reset, hard, detach, sg_scale, sg_height,
-            gx, carry, m0, min(n, m0 + BLOCK),
-        )  # fmt: skip
+        m1 = min(n, m0 + BLOCK)
+        _bwd_block(
+            gs,
+            h,
+            v0,
+            kind,
+            hard,
+            detach,
+            tau,
+            decay,
+            v_charge,
+            thr,
+            v_reset,
+            sg_scale,
+            sg_height,
+            gx,
+            carry,
+            m0,
+            m1,
+        )
