@@ -187,3 +187,21 @@ def test_short_training_gives_the_same_result(model: str, monkeypatch: pytest.Mo
     assert fused.activity["output_rates"] == pytest.approx(ref.activity["output_rates"], abs=1e-3)
     for a, b in zip(ref.history, fused.history, strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+
+
+def test_parallel_kernels_equal_the_serial_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With more than one torch thread the blocks are spread over numba's threads: same
+    results (every neuron is computed by the same loop either way)."""
+    x = _inputs((5, 3, 2500), seed=9)  # several blocks of neurons
+    node = make_neuron(NeuronSpec(model="ld_lif", reset="soft"))
+    serial = _run(node, x, False, monkeypatch)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        parallel = _run(node, x, False, monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+    assert (
+        parallel[3] and torch.equal(parallel[0], serial[0]) and torch.equal(parallel[1], serial[1])
+    )
+    assert torch.equal(parallel[2], serial[2])
