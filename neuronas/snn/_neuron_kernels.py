@@ -11,8 +11,9 @@ backward is one reverse scan with the same surrogate gradient (SpikingJelly's ``
 
 Used for float32 tensors on the CPU when numba is available (:func:`available`); CUDA, other
 dtypes or surrogates, ``store_v_seq`` and ``NEURONAS_REFERENCE_NEURONS=1`` take SpikingJelly's
-path, which stays the reference (``tests/test_neuron_kernels.py`` checks bit-identical spikes
-and membranes and equal gradients against it).
+path, which stays the reference (``tests/test_neuron_kernels.py`` checks bit-identical spikes,
+membranes and gradients against it: the backward sums in the order autograd sums
+SpikingJelly's graph, which is what its CPU path runs for these nodes).
 """
 
 from __future__ import annotations

@@ -123,15 +123,20 @@ def _bwd_row(
     # two loops of few arrays each: with more, LLVM's runtime alias checks can exceed its limit
     # and leave the loop scalar
     for i in range(n):  # the gradient reaching h: through the spike and the reset
+        # in the order autograd sums SpikingJelly's graph (bit-identical gradients): the spike's
+        # gradient is its output's plus the reset's, then through the surrogate, then h's
+        # direct share of the reset
         hv = hr[i]
         u = hv - thr
         z = u * sg_scale
-        sg = (one / (one + z * z)) * sg_height  # SpikingJelly's ATan: alpha/2 / (1 + z^2)
-        rh = one - (one if u >= zero else zero)
-        rh_sg = rh + (v_reset - hv) * sg
-        rs_sg = one - thr * sg
-        rg = (rh if detach else rh_sg) if hard else (one if detach else rs_sg)
-        gxr[i] = gsr[i] * sg + cb[i] * rg
+        sg = (one / (one + z * z)) * sg_height  # ATan: alpha/2 / (1 + z^2)
+        cv = cb[i]
+        gsv = gsr[i]
+        g_hard = (gsv + -(cv * hv)) + cv * v_reset  # v = s v_reset + (1 - s) h
+        g_soft = gsv + (-cv) * thr  # v = h - s thr
+        g_spike = gsv if detach else (g_hard if hard else g_soft)
+        direct = cv * (one - (one if u >= zero else zero)) if hard else cv
+        gxr[i] = direct + g_spike * sg
     # through the charge: dh/dx and dh/dv[t-1]
     k0, k3 = kind == 0, kind == 3
     leak = kind == 0 or kind == 1

@@ -22,7 +22,7 @@ state handling (``reset_net``, multi-step mode) of the other neurons.
 
 On the CPU in float32 every neuron layer runs its whole time scan as one fused numba kernel
 (forward and backward, :mod:`neuronas.snn._neuron_kernels`) instead of SpikingJelly's per-step
-tensor ops: same spikes and membranes bit for bit, same surrogate gradient.  Elsewhere (CUDA,
+tensor ops: same spikes, membranes and gradients bit for bit.  Elsewhere (CUDA,
 other dtypes or surrogates, ``store_v_seq``, no numba, ``NEURONAS_REFERENCE_NEURONS=1``) the
 SpikingJelly path runs; it is the reference the kernels are tested against.
 """
