@@ -19,7 +19,7 @@ repeated so that the machine's noise hits all three alike:
   epochs on the benchmark's samples with the trainer's default progressive schedule (awareness
   rising from 0 to 1 over the first 60 % of the steps, then held at 1) at the search's screening
   learning rate; its weights are then copied into all three forms.  A fresh network with 1-bit
-  sense amplifiers is silent in its deeper layers: every row group of the readout is idle, idle
+  sense amplifiers can be silent in its deeper layers (digits-cnn's and the gesture CNN's are): every row group of the readout is idle, idle
   sense amplifiers pass no gradient, and the convolutions' backward gets an all-zero gradient
   for the whole epoch, which the kernels skip -- so ``fresh`` times a network that does not learn.
 - ``fresh``: the freshly built network, no data initialisation, no warm-up (the benchmark as it
