@@ -105,9 +105,11 @@ def test_two_search_processes_share_one_study(pg: PostgresServer, tmp_path: Path
 def test_kill_9_then_same_command_resumes(pg: PostgresServer, tmp_path: Path) -> None:
     url = pg.create_database("killed")
     space = write_space(tmp_path)
-    # longer training than FAST, so that the kill lands inside a trial
+    # longer training than FAST, so that the kill lands inside a trial (with the fused neuron
+    # and cell kernels a tiny candidate trains 640 samples x 3 epochs in a fraction of a second,
+    # shorter than a poll of the database under load: the search could finish unseen)
     fast = [a if a != "64" else "640" for a in FAST]
-    fast[fast.index("--epochs") + 1] = "3"
+    fast[fast.index("--epochs") + 1] = "10"
     args = ["search", "--space", str(space), "--trials", str(N), "--name", "killed", "--seed", "3"]
     args += ["--storage", url, *fast]
     proc = popen(args, tmp_path)

@@ -45,7 +45,7 @@ def test_kill_9_then_same_command_resumes_exactly(tmp_path: Path, storage: str) 
     # more training than the other tests so that a trial is long enough to be killed in (the
     # event-driven kernels train a tiny candidate on 256 samples in well under a second)
     fast = [a if a != "64" else "640" for a in FAST]
-    fast[fast.index("--epochs") + 1] = "2"
+    fast[fast.index("--epochs") + 1] = "6"
     args = [
         "search",
         "--space",
