@@ -442,3 +442,45 @@ def test_trained_cnn_member_runs_in_every_importer(tmp_path: Path, neuron: str) 
                 run.__name__,
                 (theirs - ours).abs().max(),
             )
+
+
+def test_neuronas_reader_runs_nir_if_and_a_general_cubalif_by_nir_definitions() -> None:
+    """Graphs neuronas did not write: ``nir.IF`` (older exports) runs as IF, and a ``CubaLIF``
+    without ``neuronas_model`` metadata by NIR's forward Euler, as Norse and nirtorch run it."""
+    ones = np.ones(3, np.float32)
+    w = np.array([[1.0, 0.5, 0.0], [0.0, 1.0, -0.5], [0.25, 0.0, 1.0]], np.float32)
+
+    def graph(neuron: Any) -> Any:
+        return nir.NIRGraph(
+            nodes={
+                "input": nir.Input({"input": np.array([3])}),
+                "fc0": nir.Affine(weight=w, bias=0.1 * ones),
+                "n0": neuron,
+                "fc1": nir.Affine(weight=np.eye(3, dtype=np.float32), bias=0 * ones),
+                "output": nir.Output({"output": np.array([3])}),
+            },
+            edges=[("input", "fc0"), ("fc0", "n0"), ("n0", "fc1"), ("fc1", "output")],
+        )
+
+    x = (torch.rand(8, 4, 3, generator=torch.Generator().manual_seed(0)) < 0.6).float()
+    g_if = graph(nir.IF(r=ones, v_threshold=ones))
+    v, want = torch.zeros(4, 3), []
+    for t in range(8):
+        v = v + x[t] @ torch.from_numpy(w).T + 0.1
+        want.append((v > 1).float())
+        v = v * (1 - want[-1])
+    assert torch.equal(run_neuronas(g_if, x), torch.stack(want))
+    dt = np.float32(NIR_DT_S)
+    cuba = nir.CubaLIF(
+        tau_syn=2 * dt * ones,
+        tau_mem=4 * dt * ones,
+        r=2 * ones,
+        v_leak=0 * ones,
+        v_threshold=0.3 * ones,
+        w_in=1.5 * ones,
+    )
+    g = graph(cuba)
+    ours = run_neuronas(g, x)
+    assert 0 < float(ours.mean()) < 1
+    for theirs in (run_norse(g, x), run_nirtorch(g, x, NIRTORCH_WITH_BIAS)):
+        assert torch.allclose(theirs.detach(), ours, atol=1e-5), (theirs - ours).abs().max()
