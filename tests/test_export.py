@@ -12,8 +12,10 @@ whole weight (>= 1e-2 here), so the tolerance cannot hide a wrong spike.
 Documented differences (asserted, not patched):
 
 * snnTorch 1.0 imports ``nir.IF`` as ``Leaky(beta=0.9, init_hidden=False)``: a leaky neuron whose
-  (spike, membrane) tuple the next layer cannot take, so IF (and LD-LIF, exported as IF) graphs
-  load but do not run in snnTorch.  They run in Norse and nirtorch.
+  (spike, membrane) tuple the next layer cannot take.  IF (and LD-LIF) neurons are therefore
+  exported as an integrating ``CubaLIF`` (decay 1.0 in float, unit gain), which snnTorch maps to
+  ``Synaptic(alpha=0, beta=1.0)`` and runs, as do Norse and nirtorch; the plain ``nir.IF``
+  failure is asserted in ``test_snntorch_cannot_run_nir_if``.
 * neuronas' own reader (:func:`neuronas.snn.nir.run_graph`, which measures a graph's accuracy
   at export) runs every graph.
 * nirtorch 2.6 ships no neuron mapping (the user supplies one: here NIR's own definitions of LIF
@@ -156,6 +158,26 @@ class _NirIF(torch.nn.Module):
         return z, v * (1 - z)
 
 
+class _NirCubaLIF(torch.nn.Module):
+    """NIR's CubaLIF, ``tau_syn di/dt = -i + w_in S``, ``tau_mem dv/dt = (v_leak - v) + r i``,
+    forward Euler with step dt, reset to 0."""
+
+    def __init__(self, node: Any) -> None:
+        super().__init__()
+        self.k_syn = torch.as_tensor(NIR_DT_S / node.tau_syn, dtype=torch.float32)
+        self.k_mem = torch.as_tensor(NIR_DT_S / node.tau_mem, dtype=torch.float32)
+        self.r = torch.as_tensor(node.r, dtype=torch.float32)
+        self.w_in = torch.as_tensor(node.w_in, dtype=torch.float32)
+        self.thr = torch.as_tensor(node.v_threshold, dtype=torch.float32)
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> Any:
+        i, v = (torch.zeros_like(x), torch.zeros_like(x)) if state is None else state
+        i = i + self.k_syn * (self.w_in * x - i)
+        v = v + self.k_mem * (self.r * i - v)
+        z = (v > self.thr).float()
+        return z, (i, v * (1 - z))
+
+
 def _affine_with_bias(node: Any) -> torch.nn.Linear:
     m = torch.nn.Linear(node.weight.shape[1], node.weight.shape[0])
     m.weight.data = torch.from_numpy(node.weight)
@@ -165,7 +187,7 @@ def _affine_with_bias(node: Any) -> torch.nn.Linear:
 
 #: what a nirtorch user supplies: the neurons (nirtorch maps none), and for graphs with Affine
 #: nodes a mapping that loads the bias (nirtorch 2.6's default does not)
-NIRTORCH_NEURONS: dict[Any, Any] = {nir.LIF: _NirLIF, nir.IF: _NirIF}
+NIRTORCH_NEURONS: dict[Any, Any] = {nir.LIF: _NirLIF, nir.IF: _NirIF, nir.CubaLIF: _NirCubaLIF}
 NIRTORCH_WITH_BIAS: dict[Any, Any] = {**NIRTORCH_NEURONS, nir.Affine: _affine_with_bias}
 
 
@@ -209,21 +231,6 @@ def test_stock_importers_run_the_exported_graph(tmp_path: Path, net: str, import
     x = _inputs(arch)
     ours = _ours(arch, model, x)
     graph = _graph(arch, model, tmp_path)
-    if importer == "snntorch" and neuron["model"] != "lif":
-        # documented difference: snnTorch 1.0 maps nir.IF to a leaky neuron returning a tuple
-        from snntorch.import_nir import import_from_nir
-
-        loaded = import_from_nir(graph)
-        betas = [
-            torch.as_tensor(m.beta).flatten()[0].item()
-            for m in loaded.modules()
-            if isinstance(m, snntorch.Leaky)
-        ]
-        n_if = sum(isinstance(n, nir.IF) for n in graph.nodes.values())
-        assert n_if and sum(abs(b - 0.9) < 1e-6 for b in betas) == n_if
-        with pytest.raises(TypeError, match="tuple"):
-            run_snntorch(graph, x)
-        return
     has_affine = any(isinstance(n, nir.Affine) for n in graph.nodes.values())
     if importer == "nirtorch" and has_affine:
         # documented difference: nirtorch's default Affine map leaves the bias unloaded
@@ -284,8 +291,63 @@ def test_ld_lif_decay_is_folded_into_the_bias() -> None:
     np.testing.assert_allclose(g.nodes["fc0"].bias, b0 - 0.25, atol=1e-7)
     _, b_out = chip_weights(layers[-1])
     np.testing.assert_allclose(g.nodes["fc2"].bias, b_out, atol=1e-7)  # the readout has no neuron
-    assert isinstance(g.nodes["if0"], nir.IF)
+    assert isinstance(g.nodes["if0"], nir.CubaLIF)
+    assert g.nodes["if0"].metadata["neuronas_model"] == "ld_lif"
     assert "ld_lif exported as IF" in g.metadata["notes"]
+
+
+@pytest.mark.parametrize("model", ["if", "ld_lif"])
+def test_if_is_an_integrating_cubalif_that_snntorch_runs_exactly(model: str) -> None:
+    """IF as ``CubaLIF(tau_syn = dt, tau_mem = 2^60 dt, r = 2^60, w_in = 1)``: snnTorch 1.0 maps
+    it to ``Synaptic`` with alpha exactly 0 and beta exactly 1.0 (``mem <- mem + x``), every
+    importer's decay ``1 - dt / tau_mem`` is 1.0 in float32 and float64, the gain exactly 1."""
+    from snntorch.import_nir import import_from_nir
+
+    arch, model_ = _model(MLP, {"model": model, "threshold": 1.0}, seed=4)
+    g = to_nir(model_, arch)
+    cuba = [n for n in g.nodes.values() if isinstance(n, nir.CubaLIF)]
+    assert len(cuba) == 2 and not any(isinstance(n, nir.IF) for n in g.nodes.values())
+    for n in cuba:
+        assert n.metadata["neuronas_model"] == model
+        # float32 (what every importer runs): decay exactly 1, gain exactly 1
+        k_mem = np.float32(NIR_DT_S) / n.tau_mem
+        assert np.all(np.float32(1) - k_mem == 1) and np.all(n.r * k_mem == 1)
+        # float64 (snnTorch's dt is a Python float): decay exactly 1; the gain is off by
+        # 1e-4 / float32(1e-4), one float32 rounding
+        k_mem64 = NIR_DT_S / n.tau_mem.astype(np.float64)
+        assert np.all(1.0 - k_mem64 == 1.0)
+        assert np.all(np.abs(n.r.astype(np.float64) * k_mem64 - 1) < 2.0**-24)
+        assert np.all(np.float32(NIR_DT_S) / n.tau_syn == 1) and np.all(n.w_in == 1)
+    syn = [m for m in import_from_nir(g).modules() if isinstance(m, snntorch.Synaptic)]
+    assert len(syn) == 2
+    for m in syn:
+        assert torch.all(torch.as_tensor(m.beta) == 1.0) and torch.all(
+            torch.as_tensor(m.alpha) == 0
+        )
+    assert "not nir.IF" in g.metadata["notes"]
+
+
+def test_snntorch_cannot_run_nir_if() -> None:
+    """Why IF is not exported as ``nir.IF``: snnTorch 1.0 maps it to ``Leaky(beta=0.9,
+    init_hidden=False)`` (leaky, and its ``(spk, mem)`` tuple reaches the next layer)."""
+    from snntorch.import_nir import import_from_nir
+
+    w = np.eye(3, dtype=np.float32)
+    ones = np.ones(3, np.float32)
+    g = nir.NIRGraph(
+        nodes={
+            "input": nir.Input({"input": np.array([3])}),
+            "fc0": nir.Affine(weight=w, bias=0 * ones),
+            "if0": nir.IF(r=ones, v_threshold=ones),
+            "fc1": nir.Affine(weight=w, bias=0 * ones),
+            "output": nir.Output({"output": np.array([3])}),
+        },
+        edges=[("input", "fc0"), ("fc0", "if0"), ("if0", "fc1"), ("fc1", "output")],
+    )
+    leaky = [m for m in import_from_nir(g).modules() if isinstance(m, snntorch.Leaky)]
+    assert len(leaky) == 1 and abs(float(leaky[0].beta) - 0.9) < 1e-6
+    with pytest.raises(TypeError, match="tuple"):
+        run_snntorch(g, torch.ones(2, 1, 3))
 
 
 def test_nir_holds_the_quantized_weights() -> None:
@@ -380,3 +442,45 @@ def test_trained_cnn_member_runs_in_every_importer(tmp_path: Path, neuron: str) 
                 run.__name__,
                 (theirs - ours).abs().max(),
             )
+
+
+def test_neuronas_reader_runs_nir_if_and_a_general_cubalif_by_nir_definitions() -> None:
+    """Graphs neuronas did not write: ``nir.IF`` (older exports) runs as IF, and a ``CubaLIF``
+    without ``neuronas_model`` metadata by NIR's forward Euler, as Norse and nirtorch run it."""
+    ones = np.ones(3, np.float32)
+    w = np.array([[1.0, 0.5, 0.0], [0.0, 1.0, -0.5], [0.25, 0.0, 1.0]], np.float32)
+
+    def graph(neuron: Any) -> Any:
+        return nir.NIRGraph(
+            nodes={
+                "input": nir.Input({"input": np.array([3])}),
+                "fc0": nir.Affine(weight=w, bias=0.1 * ones),
+                "n0": neuron,
+                "fc1": nir.Affine(weight=np.eye(3, dtype=np.float32), bias=0 * ones),
+                "output": nir.Output({"output": np.array([3])}),
+            },
+            edges=[("input", "fc0"), ("fc0", "n0"), ("n0", "fc1"), ("fc1", "output")],
+        )
+
+    x = (torch.rand(8, 4, 3, generator=torch.Generator().manual_seed(0)) < 0.6).float()
+    g_if = graph(nir.IF(r=ones, v_threshold=ones))
+    v, want = torch.zeros(4, 3), []
+    for t in range(8):
+        v = v + x[t] @ torch.from_numpy(w).T + 0.1
+        want.append((v > 1).float())
+        v = v * (1 - want[-1])
+    assert torch.equal(run_neuronas(g_if, x), torch.stack(want))
+    dt = np.float32(NIR_DT_S)
+    cuba = nir.CubaLIF(
+        tau_syn=2 * dt * ones,
+        tau_mem=4 * dt * ones,
+        r=2 * ones,
+        v_leak=0 * ones,
+        v_threshold=0.3 * ones,
+        w_in=1.5 * ones,
+    )
+    g = graph(cuba)
+    ours = run_neuronas(g, x)
+    assert 0 < float(ours.mean()) < 1
+    for theirs in (run_norse(g, x), run_nirtorch(g, x, NIRTORCH_WITH_BIAS)):
+        assert torch.allclose(theirs.detach(), ours, atol=1e-5), (theirs - ours).abs().max()

@@ -183,8 +183,9 @@ def test_the_nir_graph_runs_the_converters_as_chip_mode_does(
     """fc and conv layers on crossbars: a comparator bank (Affine / Conv2d), memoryless LIF
     comparators and a periphery Affine / 1 x 1 Conv2d per layer (no ``Threshold`` node, which
     snnTorch and Norse do not map).  The *unpatched* importers of
-    snnTorch 1.0 (LIF networks: it runs no IF, see ``test_export.py``) and Norse 1.1, nirtorch
-    (with NIR's LIF and IF supplied, as nirtorch ships no neuron map) and neuronas' reader all
+    snnTorch 1.0 and Norse 1.1 (IF neurons as an integrating ``CubaLIF``, see ``test_export.py``),
+    nirtorch (with NIR's LIF, IF and CubaLIF supplied, as nirtorch ships no neuron map) and
+    neuronas' reader all
     reproduce chip mode on an ideal device.  Tolerance as the package's check: spikes in,
     every partial sum an integer, every code exact; only the periphery's float32 products may
     round differently."""
@@ -199,16 +200,15 @@ def test_the_nir_graph_runs_the_converters_as_chip_mode_does(
     nir.write(str(path), to_nir(model, arch))
     graph = nir.read(str(path))
     kinds = {type(n).__name__ for n in graph.nodes.values()}
-    assert kinds <= {"Input", "Output", "Affine", "Conv2d", "LIF", "IF"}, kinds
+    assert kinds <= {"Input", "Output", "Affine", "Conv2d", "LIF", "CubaLIF"}, kinds
     assert "per-row-group conversion represented" in graph.metadata["notes"]
     scale = float(ours.abs().max())
     runners = {
         "neuronas": run_graph,
         "nirtorch": lambda g, xs: run_nirtorch(g, xs, NIRTORCH_WITH_BIAS),
         "norse": run_norse,
+        "snntorch": run_snntorch,
     }
-    if spec["neuron"]["model"] == "lif":
-        runners["snntorch"] = run_snntorch
     for name, run in runners.items():
         theirs = run(graph, x).detach().reshape(ours.shape)  # fc after a map: [6, 1, 1]
         assert float((theirs - ours).abs().max()) <= 1e-5 * scale, name

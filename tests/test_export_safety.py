@@ -219,9 +219,9 @@ def test_trained_members_load_and_run_in_the_stock_importers(run_root: Path) -> 
 
     * ``model.nir`` (the converters as comparator banks into memoryless LIF nodes) reproduces
       the member's chip mode on an ideal device to float rounding, through the unpatched
-      importers of Norse 1.1 and snnTorch 1.0 (LIF members: snnTorch runs no IF, see
-      ``test_export.py``), nirtorch (NIR's LIF and IF supplied: nirtorch maps no neurons) and
-      neuronas' reader;
+      importers of Norse 1.1 and snnTorch 1.0 (IF neurons as an integrating ``CubaLIF``, see
+      ``test_export.py``), nirtorch (NIR's LIF, IF and CubaLIF supplied: nirtorch maps no
+      neurons) and neuronas' reader;
     * ``model_ideal.nir`` (exact sums) runs a batch in the same importers, and they agree."""
     import nir
     import torch
@@ -249,7 +249,7 @@ def test_trained_members_load_and_run_in_the_stock_importers(run_root: Path) -> 
         shape = tuple(int(s) for s in graph.nodes["input"].input_type["input"])
         x = (torch.rand((3, 5, *shape), generator=torch.Generator().manual_seed(0)) < 0.3).float()
         n_out = int(np.prod(graph.nodes["output"].output_type["output"]))
-        runners = [run_graph, run_norse, nirtorch_run] + ([run_snntorch] if model == "lif" else [])
+        runners = [run_graph, run_norse, nirtorch_run, run_snntorch]
 
         # model.nir is the chip's network
         arch = ArchSpec.from_yaml(d / "arch.yaml")

@@ -8,12 +8,13 @@ or not it is on the front.  Per member:
 
 * ``model.nir`` (the converters as comparator banks into memoryless LIF nodes) reproduces
   neuronas' chip mode on an ideal device to float rounding, in neuronas' reader, Norse,
-  nirtorch (NIR's LIF and IF supplied: nirtorch maps no neurons) and snnTorch;
-* documented differences, asserted rather than skipped: snnTorch 1.0 imports ``nir.IF`` as a
-  leaky neuron returning a tuple, so IF and LD-LIF members load but raise ``TypeError`` when
-  run; LD-LIF is exported as IF with its decay in the bias, which stock importers run without
-  LD-LIF's clamp at rest: there they equal the graph run as plain IF (not chip mode), while
-  neuronas' reader runs LD-LIF exactly;
+  nirtorch (NIR's LIF and CubaLIF supplied: nirtorch maps no neurons) and snnTorch;
+* IF and LD-LIF neurons are integrating ``CubaLIF`` nodes (not ``nir.IF``, which snnTorch 1.0
+  imports as a leaky neuron returning a tuple): snnTorch runs them as ``Synaptic(alpha=0,
+  beta=1.0)``, so every member runs in every importer;
+* documented difference, asserted rather than skipped: LD-LIF is exported as IF with its decay
+  in the bias, which stock importers run without LD-LIF's clamp at rest: there they equal the
+  graph run as plain IF (not chip mode), while neuronas' reader runs LD-LIF exactly;
 * ``model_ideal.nir`` (exact sums) runs in the same importers, which agree with each other;
 * ``metrics.json`` records the chip, NIR and NIR-ideal accuracies, and the NIR accuracy is the
   ideal-device chip-mode accuracy on the same test samples.
@@ -33,7 +34,7 @@ from typing import Any
 import pytest
 from _search_helpers import FAST, cli, trials_of
 
-pytest.importorskip("snntorch")
+snntorch = pytest.importorskip("snntorch")
 pytest.importorskip("norse")
 pytest.importorskip("nirtorch")
 
@@ -136,13 +137,11 @@ def test_every_member_of_a_tiny_search_runs_in_the_stock_importers(tmp_path: Pat
         # model.nir is the chip's network: neuronas' reader runs every neuron model exactly
         got = run_graph(graph, x).reshape(want.shape)
         assert float((got - want).abs().max()) <= tol, d.name
+        assert not any(isinstance(n, nir.IF) for n in graph.nodes.values())
+        if model_kind != "lif":
+            syn = [m for m in import_from_nir(graph).modules() if isinstance(m, snntorch.Synaptic)]
+            assert syn and all(torch.all(torch.as_tensor(m.beta) == 1.0) for m in syn)
         for name, run in stock.items():
-            if name == "snntorch" and model_kind != "lif":
-                # documented: snnTorch 1.0 maps nir.IF to Leaky(beta=0.9) returning a tuple
-                assert import_from_nir(graph) is not None
-                with pytest.raises(TypeError, match="tuple"):
-                    run(graph, x)
-                continue
             theirs = run(graph, x).detach().reshape(want.shape)
             if model_kind == "ld_lif":
                 # documented: stock importers run the IF + bias export, without the clamp
@@ -155,10 +154,6 @@ def test_every_member_of_a_tiny_search_runs_in_the_stock_importers(tmp_path: Pat
         ref = run_graph(_if_semantics(ideal) if model_kind == "ld_lif" else ideal, x)
         ref = ref.reshape(want.shape)
         for name, run in stock.items():
-            if name == "snntorch" and model_kind != "lif":
-                with pytest.raises(TypeError, match="tuple"):
-                    run(ideal, x)
-                continue
             theirs = run(ideal, x).detach().reshape(want.shape)
             assert float((theirs - ref).abs().max()) <= 1e-5 * float(ref.abs().max()), name
 

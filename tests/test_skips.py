@@ -26,6 +26,7 @@ import nir
 import pytest
 import torch
 from test_export import (
+    IF,
     LIF,
     _graph,
     _inputs,
@@ -106,15 +107,19 @@ def test_add_joins_the_current_and_concat_the_input() -> None:
     assert torch.equal(inp5[:, :4], spikes[3][1].flatten(0, 1)) and torch.equal(inp5[:, 4:], p0)
 
 
+@pytest.mark.parametrize("neuron", [LIF, IF], ids=["lif", "if"])
 @pytest.mark.parametrize("spec", [RES, RES_ADD_OUT], ids=["concat-readout", "add-readout"])
-def test_skip_graph_runs_in_snntorch_nirtorch_and_neuronas(tmp_path: Path, spec: dict) -> None:
-    arch, model = _model(spec, LIF, seed=0, gain=4.0)
+def test_skip_graph_runs_in_snntorch_nirtorch_and_neuronas(
+    tmp_path: Path, spec: dict, neuron: dict
+) -> None:
+    arch, model = _model(spec, neuron, seed=0, gain=4.0)
     x = _inputs(arch)
     ours = _ours(arch, model, x)
     graph = _graph(arch, model, tmp_path)
     edges = set(graph.edges)
-    assert ("lif0", "lif2") in edges and ("pool3_or", "lif4") in edges  # adds: into the neuron
-    assert ("pool3_or", "conv5_skip") in edges and ("conv5_skip", "lif5") in edges  # concat
+    n = neuron["model"]  # the neuron nodes' prefix: lif<i> (nir.LIF), if<i> (integrating CubaLIF)
+    assert (f"{n}0", f"{n}2") in edges and ("pool3_or", f"{n}4") in edges  # adds: into the neuron
+    assert ("pool3_or", "conv5_skip") in edges and ("conv5_skip", f"{n}5") in edges  # concat
     assert (
         graph.nodes["conv5"].weight.shape[1] == 4 and graph.nodes["conv5_skip"].weight.shape[1] == 4
     )

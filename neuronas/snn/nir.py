@@ -29,12 +29,25 @@ convention snnTorch's importer assumes):
   forms ``v + (x - v)``), or when it reads a ``concat`` skip (its rows would read two nodes).
 * ``lif`` (v <- v + (x - v) / tau, hard reset to 0) -> ``LIF(tau = tau * dt, r = 1,
   v_leak = 0, v_threshold)``: forward-Euler with step dt reproduces it exactly.
-* ``if`` -> ``IF(r = 1, v_threshold)``.
-* ``ld_lif`` (v <- max(v - d, 0) + x) has no NIR primitive: it is exported as ``IF`` with the
-  linear decay ``d`` folded into the preceding layer's bias (v <- v - d + x), which is what stock
-  importers run: exact while the membrane stays >= d before the decay, below rest otherwise (the
-  clamp is lost).  The node's metadata (``neuronas_model: ld_lif``, ``decay_step``) lets
-  neuronas' own reader, :func:`run_graph`, run the exact LD-LIF.
+* ``if`` (v <- v + x, hard reset to 0) -> ``CubaLIF`` written as an integrator
+  (:func:`_integrator`; metadata ``neuronas_model: if``), **not** NIR's ``IF``: snnTorch 1.0's
+  importer maps ``nir.IF`` to ``snn.Leaky(beta=0.9, init_hidden=False)`` (snntorch/import_nir.py,
+  ``_nir_to_snntorch_module``), a *leaky* neuron that returns ``(spk, mem)``, which the next
+  layer of its nirtorch graph receives as a tuple (``TypeError``); it cannot run an IF network.
+  The ``CubaLIF`` has a memoryless synapse (``tau_syn = dt``, ``w_in = 1``) and a membrane with
+  ``tau_mem = 2^60 dt`` and ``r = 2^60``: forward Euler gives ``i = x`` and
+  ``v <- v + 2^-60 (2^60 x - v)``, whose decay factor ``1 - 2^-60`` is exactly 1.0 in float32 and
+  float64 (the float below 1 is ``1 - 2^-53`` / ``1 - 2^-24``) and whose input gain
+  ``r dt / tau_mem`` is exactly 1 in float32 (powers of two; in float64 within one float32
+  rounding of 1e-4): integrate-and-fire to float rounding.
+  snnTorch maps it to ``snn.Synaptic(alpha = 0, beta = 1.0)`` (``mem <- mem + x``, exact), Norse
+  to its ``CubaLIF`` (``LIBox`` synapse, ``r`` x, ``LIFBox`` membrane: within one rounding of the
+  input per step), and :func:`run_graph` reads the metadata and runs IF exactly.
+* ``ld_lif`` (v <- max(v - d, 0) + x) has no NIR primitive: it is exported as that integrator
+  with the linear decay ``d`` folded into the preceding layer's bias (v <- v - d + x), which is
+  what stock importers run: exact while the membrane stays >= d before the decay, below rest
+  otherwise (the clamp is lost).  The node's metadata (``neuronas_model: ld_lif``,
+  ``decay_step``) lets neuronas' own reader, :func:`run_graph`, run the exact LD-LIF.
 * soft reset (subtract the threshold) has no NIR primitive either; such networks are exported
   with NIR's reset-to-``v_reset`` and flagged in the metadata.
 * pooling is a ``Conv2d`` whose output channel c sums (max) or averages (avg) the window of
@@ -81,6 +94,30 @@ __all__ = [
 
 #: seconds per network timestep in exported NIR graphs (snnTorch's importer assumes 1e-4)
 NIR_DT_S = 1e-4
+
+#: ``tau_mem / dt`` and ``r`` of the ``CubaLIF`` that carries an IF neuron (:func:`_integrator`):
+#: a power of two with ``dt / tau_mem = 2^-60`` below half the spacing of floats under 1.0 in
+#: float64 (2^-54), so ``1 - dt / tau_mem`` rounds to exactly 1.0 in every importer's arithmetic
+IF_AS_CUBALIF_SCALE = 2.0**60
+
+
+def _integrator(thr: np.ndarray, metadata: dict[str, Any]) -> Any:
+    """An integrate-and-fire neuron as NIR's ``CubaLIF`` (see the module docstring): memoryless
+    synapse, membrane decay ``1 - 2^-60`` (1.0 in float32 / float64), unit input gain."""
+    ones = np.ones_like(thr, dtype=np.float32)
+    scale = np.float32(IF_AS_CUBALIF_SCALE)
+    return nir.CubaLIF(
+        tau_syn=np.float32(NIR_DT_S) * ones,
+        tau_mem=np.float32(NIR_DT_S) * scale * ones,
+        r=scale * ones,
+        v_leak=0 * ones,
+        v_threshold=thr.astype(np.float32),
+        w_in=ones,
+        metadata={
+            "integrate_and_fire": "CubaLIF with tau_syn = dt, tau_mem = 2^60 dt, r = 2^60, w_in = 1: forward Euler is v <- v + x (decay 1 - 2^-60 = 1.0 in float)",
+            **metadata,
+        },
+    )
 
 
 def chip_weights(layer: Any) -> tuple[Any, Any]:
@@ -434,9 +471,9 @@ def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
                 # neuronas' own reader (run_graph) add the clamp at rest back: exact LD-LIF
                 decay = float(neuron.decay_step)
                 meta = {"neuronas_model": "ld_lif", "decay_step": decay, "folded_into_bias": decay}
-                add(f"if{i}", nir.IF(r=ones, v_threshold=thr, metadata=meta))
+                add(f"if{i}", _integrator(thr, meta))
             else:
-                add(f"if{i}", nir.IF(r=ones, v_threshold=thr))
+                add(f"if{i}", _integrator(thr, {"neuronas_model": "if"}))
         layer_nodes.append((first, prev))
     nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
     edges.append((prev, "output"))
@@ -445,6 +482,12 @@ def to_nir(model: Any, arch: Any, converters: bool = True) -> Any:
         notes.append(
             "skips are edges: add into the consumer's neuron (into the readout: an identity node), "
             "concat as the consumer's weights split by input channel into <layer> and <layer>_skip"
+        )
+    if neuron.model in ("if", "ld_lif"):
+        notes.append(
+            "IF neurons are CubaLIF nodes that integrate exactly (tau_syn = dt, tau_mem = 2^60 dt, r = 2^60, w_in = 1: "
+            "decay 1 - 2^-60 = 1.0 in float, unit gain), not nir.IF, which snnTorch 1.0 imports as a leaky neuron "
+            "returning a tuple; the nodes' metadata says neuronas_model"
         )
     if neuron.model == "ld_lif":
         notes.append(
@@ -589,9 +632,10 @@ def run_graph(graph: Any, x: torch.Tensor, dt: float = NIR_DT_S) -> torch.Tensor
     """Run a feed-forward NIR graph (as :func:`to_nir` writes: a chain with skip edges) on ``x [T, B, *input]`` by NIR's
     own definitions (forward Euler with step ``dt``; a neuron fires when v > v_threshold and
     resets to v_reset): outputs ``[T, B, *output]``.  What a faithful importer computes: the
-    graph's accuracy beside the chip's.  An ``IF`` node whose metadata says ``neuronas_model:
-    ld_lif`` runs as LD-LIF, ``v <- max(v - d, 0) + x`` (the decay folded into the preceding bias
-    is added back), which stock importers cannot express."""
+    graph's accuracy beside the chip's.  A neuron node (``CubaLIF`` as :func:`to_nir` writes IF,
+    or ``IF``) whose metadata says ``neuronas_model: if`` runs as exact IF, ``v <- v + x``, and
+    one that says ``ld_lif`` as LD-LIF, ``v <- max(v - d, 0) + x`` (the decay folded into the
+    preceding bias is added back), which stock importers cannot express."""
     t_steps, batch = x.shape[:2]
     outs = {"input": x.reshape(t_steps * batch, *x.shape[2:]).float()}
     preds: dict[str, list[str]] = {}
@@ -638,26 +682,37 @@ def _apply_node(
             tuple(node.stride.tolist()),
             tuple(node.padding.tolist()),
         )
-    elif isinstance(node, (nir.LIF, nir.IF)):
+    elif isinstance(node, (nir.LIF, nir.IF, nir.CubaLIF)):
         cur = h.view(t_steps, batch, *h.shape[1:])
-        r = torch.as_tensor(node.r, dtype=torch.float32)
         thr = torch.as_tensor(node.v_threshold, dtype=torch.float32)
         v_reset = torch.as_tensor(node.v_reset, dtype=torch.float32)
         v = torch.zeros_like(cur[0])
         meta = getattr(node, "metadata", None) or {}
-        ld_lif = None
-        if isinstance(node, nir.IF) and str(meta.get("neuronas_model", "")) == "ld_lif":
-            ld_lif = (float(meta["decay_step"]), float(meta.get("folded_into_bias", 0.0)))
+        kind = str(meta.get("neuronas_model", ""))
+        if isinstance(node, nir.LIF) or kind not in ("if", "ld_lif"):
+            kind = type(node).__name__
+        decay, folded = 0.0, 0.0
+        if kind == "ld_lif":
+            decay, folded = float(meta["decay_step"]), float(meta.get("folded_into_bias", 0.0))
+        r = torch.as_tensor(node.r, dtype=torch.float32)
+        i_syn = torch.zeros_like(cur[0])
         spikes = []
         for t in range(t_steps):
-            if isinstance(node, nir.LIF):
+            if kind == "LIF":
                 k = torch.as_tensor(dt / node.tau, dtype=torch.float32)
                 v = v + k * (torch.as_tensor(node.v_leak, dtype=torch.float32) - v + r * cur[t])
-            elif ld_lif is not None:
-                decay, folded = ld_lif
-                v = torch.clamp(v - decay, min=0.0) + (r * cur[t] + folded)
-            else:
+            elif kind == "CubaLIF":
+                k_syn = torch.as_tensor(dt / node.tau_syn, dtype=torch.float32)
+                k_mem = torch.as_tensor(dt / node.tau_mem, dtype=torch.float32)
+                w_in = torch.as_tensor(node.w_in, dtype=torch.float32)
+                i_syn = i_syn + k_syn * (w_in * cur[t] - i_syn)
+                v = v + k_mem * (torch.as_tensor(node.v_leak, dtype=torch.float32) - v + r * i_syn)
+            elif kind == "ld_lif":
+                v = torch.clamp(v - decay, min=0.0) + (cur[t] + folded)
+            elif isinstance(node, nir.IF):
                 v = v + r * cur[t]
+            else:  # an integrator CubaLIF (to_nir's IF): unit gain, decay 1.0 in float
+                v = v + cur[t]
             z = (v > thr).float()
             v = torch.where(z > 0, v_reset, v)
             spikes.append(z)
