@@ -196,12 +196,16 @@ def _tensors(
             else torch.tensor(targets)
         )
     entry = (torch.as_tensor(x).float(), _targets(y))
+    _store(key, entry)
+    return entry
+
+
+def _store(key: tuple[Any, ...], entry: tuple[torch.Tensor, torch.Tensor]) -> None:
     _TENSOR_CACHE[key] = entry
     budget = _cache_budget_bytes()
-    # the newest entry stays even over budget (and its other split, just used, with it)
+    # the newest entry stays even over budget (and the one just used before it)
     while len(_TENSOR_CACHE) > 2 and sum(_entry_bytes(e) for e in _TENSOR_CACHE.values()) > budget:
         _TENSOR_CACHE.popitem(last=False)
-    return entry
 
 
 def _targets(y: Any) -> torch.Tensor:
@@ -283,19 +287,31 @@ def _prefix_enabled() -> bool:
     return os.environ.get("NEURONAS_PER_BATCH_INPUT_PREFIX", "") in ("", "0")
 
 
-def _prefixed_frames(
-    model: Any, x: torch.Tensor, idx: torch.Tensor, device: torch.device, chunk: int = 512
+def _prefixed_split(
+    model: Any,
+    dataset: str,
+    split: str,
+    timesteps: int,
+    data_root: Any,
+    shape: tuple[int, ...],
+    chunk: int = 512,
 ) -> torch.Tensor:
-    """``[len(idx), T, ...]``: the input prefix's output for the frames ``x[idx]`` (``x``
-    ``[N, T, *input.shape]``), on ``device``, gathered and run ``chunk`` samples at a time (the
-    raw split is never copied whole)."""
+    """``[N, T, ...]``: ``model``'s input-prefix output over a whole split's frames, on the CPU,
+    run ``chunk`` samples at a time and cached beside the frames (same key plus the prefix's
+    :attr:`SpikingNetwork.input_prefix_key`, same byte budget): every trial of a process whose
+    leading pools are the same shares it."""
+    key = (dataset, split, timesteps, str(data_root), tuple(shape), model.input_prefix_key)
+    if key in _TENSOR_CACHE:
+        _TENSOR_CACHE.move_to_end(key)
+        return _TENSOR_CACHE[key][0]
+    x_all, y_all = _tensors(dataset, split, timesteps, data_root, shape)
     parts = [
-        model.apply_input_prefix(x[c].to(device).transpose(0, 1)).transpose(0, 1)
-        for c in idx.split(chunk)
+        model.apply_input_prefix(x_all[i : i + chunk].transpose(0, 1)).transpose(0, 1)
+        for i in range(0, len(x_all), chunk)
     ]
-    if not parts:  # no samples: the prefix's empty output, shaped
-        return model.apply_input_prefix(x[idx].to(device).transpose(0, 1)).transpose(0, 1)
-    return torch.cat(parts)
+    entry = (torch.cat(parts), y_all)
+    _store(key, entry)
+    return entry[0]
 
 
 @torch.no_grad()
@@ -430,8 +446,11 @@ def train_candidate(
     t_phase = time.perf_counter()
     # the parameter-free input pools run once per split, not in every batch of every epoch
     prefixed = model.input_prefix_length > 0 and task.name == "classification" and _prefix_enabled()
-    x_train_in = _prefixed_frames(model, x_all, train_idx, dev) if prefixed else None
-    x_val_in = _prefixed_frames(model, x_all, val_idx, dev) if prefixed else x_val
+    x_train_in: torch.Tensor | None = None
+    x_val_in = x_val
+    if prefixed:
+        x_pre = _prefixed_split(model, dataset, "train", t_steps, data_root, shape)
+        x_train_in, x_val_in = x_pre[train_idx].to(dev), x_pre[val_idx].to(dev)
     x_eval_in = cap_samples(x_val_in, y_val, max_eval_samples)[0]
     phase["data"] += time.perf_counter() - t_phase
     opt = torch.optim.Adam(model.parameters(), lr=lr)

@@ -146,6 +146,12 @@ class SpikingNetwork(nn.Module):
             return (torch.rand_like(x) < x.clamp(0, 1)).to(x.dtype)
         return x
 
+    @property
+    def input_prefix_key(self) -> tuple[str, ...]:
+        """What the input prefix computes (its pools' reprs: kind, kernel, stride, padding):
+        networks with equal keys give equal prefix outputs, so a trainer can share them."""
+        return tuple(repr(self.layers[li]) for _k, li, _n in self._plan[: self.input_prefix_length])
+
     @torch.no_grad()
     def apply_input_prefix(self, x: torch.Tensor) -> torch.Tensor:
         """The input prefix's output ``[T, B, ...]`` for raw frames ``x`` ``[T, B, *input.shape]``
