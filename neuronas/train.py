@@ -196,12 +196,16 @@ def _tensors(
             else torch.tensor(targets)
         )
     entry = (torch.as_tensor(x).float(), _targets(y))
+    _store(key, entry)
+    return entry
+
+
+def _store(key: tuple[Any, ...], entry: tuple[torch.Tensor, torch.Tensor]) -> None:
     _TENSOR_CACHE[key] = entry
     budget = _cache_budget_bytes()
-    # the newest entry stays even over budget (and its other split, just used, with it)
+    # the newest entry stays even over budget (and the one just used before it)
     while len(_TENSOR_CACHE) > 2 and sum(_entry_bytes(e) for e in _TENSOR_CACHE.values()) > budget:
         _TENSOR_CACHE.popitem(last=False)
-    return entry
 
 
 def _targets(y: Any) -> torch.Tensor:
@@ -276,6 +280,40 @@ def _batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[torch
     return list(order.split(batch_size))
 
 
+def _prefix_enabled() -> bool:
+    """Whether the trainer runs a network's input prefix once per split
+    (:meth:`SpikingNetwork.apply_input_prefix`) instead of in every batch's forward;
+    ``$NEURONAS_PER_BATCH_INPUT_PREFIX=1`` turns it off (the reference path: same numbers)."""
+    return os.environ.get("NEURONAS_PER_BATCH_INPUT_PREFIX", "") in ("", "0")
+
+
+def _prefixed_split(
+    model: Any,
+    dataset: str,
+    split: str,
+    timesteps: int,
+    data_root: Any,
+    shape: tuple[int, ...],
+    chunk: int = 512,
+) -> torch.Tensor:
+    """``[N, T, ...]``: ``model``'s input-prefix output over a whole split's frames, on the CPU,
+    run ``chunk`` samples at a time and cached beside the frames (same key plus the prefix's
+    :attr:`SpikingNetwork.input_prefix_key`, same byte budget): every trial of a process whose
+    leading pools are the same shares it."""
+    key = (dataset, split, timesteps, str(data_root), tuple(shape), model.input_prefix_key)
+    if key in _TENSOR_CACHE:
+        _TENSOR_CACHE.move_to_end(key)
+        return _TENSOR_CACHE[key][0]
+    x_all, y_all = _tensors(dataset, split, timesteps, data_root, shape)
+    parts = [
+        model.apply_input_prefix(x_all[i : i + chunk].transpose(0, 1)).transpose(0, 1)
+        for i in range(0, len(x_all), chunk)
+    ]
+    entry = (torch.cat(parts), y_all)
+    _store(key, entry)
+    return entry[0]
+
+
 @torch.no_grad()
 def _measure(
     model: Any,
@@ -284,14 +322,17 @@ def _measure(
     device: torch.device,
     task: Task,
     batch_size: int = 256,
+    prefixed: bool = False,
 ) -> dict[str, float]:
     """The task's measures on ``x, y`` (accuracy; or aee and aee_events), NaN where nothing
-    was counted."""
+    was counted.  ``prefixed``: ``x`` holds the model's input-prefix outputs (classification
+    only: the flow measures read the raw frames' event mask)."""
     model.eval()
     sums: dict[str, list[float]] = {}
     for idx in _batches(len(y), batch_size, None):
+        # contiguous [T, B, ...] as the prefix's own output is, so sums see the same layout
         xb = x[idx].to(device).transpose(0, 1)
-        pred = readout(model(xb)).cpu()
+        pred = readout(model(xb.contiguous(), prefixed=True) if prefixed else model(xb)).cpu()
         for k, (total, count) in batch_sums(task, pred, y[idx], xb.cpu()).items():
             acc = sums.setdefault(k, [0.0, 0.0])
             acc[0] += total
@@ -401,6 +442,17 @@ def train_candidate(
     model = build(arch, chip).to(dev)
     if init_from_data:
         model.init_from_data(x_first.to(dev).transpose(0, 1))
+    phase["build"] = time.perf_counter() - t_phase
+    t_phase = time.perf_counter()
+    # the parameter-free input pools run once per split, not in every batch of every epoch
+    prefixed = model.input_prefix_length > 0 and task.name == "classification" and _prefix_enabled()
+    x_train_in: torch.Tensor | None = None
+    x_val_in = x_val
+    if prefixed:
+        x_pre = _prefixed_split(model, dataset, "train", t_steps, data_root, shape)
+        x_train_in, x_val_in = x_pre[train_idx].to(dev), x_pre[val_idx].to(dev)
+    x_eval_in = cap_samples(x_val_in, y_val, max_eval_samples)[0]
+    phase["data"] += time.perf_counter() - t_phase
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = math.ceil(len(y_tr) / batch_size)
     total_steps = epochs * steps_per_epoch
@@ -409,7 +461,6 @@ def train_candidate(
     history: list[dict[str, Any]] = []
     status, reason = "ok", ""
     step = 0
-    phase["build"] = time.perf_counter() - t_phase
     phase["validation"] = 0.0
     t0 = time.perf_counter()
     bar = None
@@ -426,9 +477,13 @@ def train_candidate(
         for idx in _batches(len(y_tr), batch_size, gen):
             level = awareness_at(schedule, step, total_steps, ramp_fraction)
             model.set_hardware_awareness(level)
-            xb = x_all[train_idx[idx]].to(dev).transpose(0, 1)
             yb = y_tr[idx].to(dev)
-            pred = readout(model(xb))
+            if x_train_in is not None:
+                xb = x_train_in[idx].transpose(0, 1).contiguous()
+                pred = readout(model(xb, prefixed=True))
+            else:
+                xb = x_all[train_idx[idx]].to(dev).transpose(0, 1)
+                pred = readout(model(xb))
             loss = task_loss(task, pred, yb)
             if not torch.isfinite(loss):
                 status, reason = (
@@ -454,7 +509,9 @@ def train_candidate(
             break
         t_val = time.perf_counter()
         val_acc = (
-            _measure(model, x_val, y_val, dev, task)[task.metric] if len(y_val) else float("nan")
+            _measure(model, x_val_in, y_val, dev, task, prefixed=prefixed)[task.metric]
+            if len(y_val)
+            else float("nan")
         )
         phase["validation"] += time.perf_counter() - t_val
         rec = {
@@ -489,7 +546,7 @@ def train_candidate(
     if status == "ok" or (status == "stopped" and evaluate_stopped):
         accuracies, float_acc, activity = evaluate_on_chip(
             model,
-            x_eval,
+            x_eval_in,
             y_eval,
             eval_instances=eval_instances,
             seed=seed,
@@ -497,6 +554,7 @@ def train_candidate(
             device=dev,
             task=task,
             details=details,
+            prefixed=prefixed,
         )
         if not all(math.isfinite(a) for a in accuracies):
             status, reason = "diverged", "evaluation produced non-finite outputs"
@@ -663,6 +721,7 @@ def evaluate_on_chip(
     measure_activity: bool = True,
     task: Task | None = None,
     details: dict[str, list[float]] | None = None,
+    prefixed: bool = False,
 ) -> tuple[list[float], float, dict[str, Any]]:
     """(the task's metric per chip instance, its float value, measured activity dict) on
     ``x, y``: accuracy for a classifier (``task`` None), AEE (px) for flow.  ``details``, when
@@ -672,7 +731,9 @@ def evaluate_on_chip(
     samples again gives the same per-instance accuracies (read noise included).  The activity
     (spike rates and row-group occupancy per weighted layer) is measured during the first chip
     instance's pass, the only one with the probes on (``measure_activity=False``: no probes, an
-    empty dict)."""
+    empty dict).  ``prefixed``: ``x`` holds the model's input-prefix outputs
+    (:meth:`SpikingNetwork.apply_input_prefix`, classification only); ``calibration`` stays the
+    raw frames."""
     dev = torch.device(device)
     task = task or TASKS["classification"]
     details = {} if details is None else details
@@ -680,7 +741,7 @@ def evaluate_on_chip(
         model.calibrate(calibration.to(dev).transpose(0, 1))
     model.set_hardware_awareness(0.0)
     with _seeded_pass(chip_instance_seed(seed, 0), dev):
-        float_acc = _measure(model, x, y, dev, task)[task.metric]
+        float_acc = _measure(model, x, y, dev, task, prefixed=prefixed)[task.metric]
     model.set_hardware_awareness(1.0)
     measured: list[dict[str, float]] = []
     noisy = model.device_model.noisy
@@ -693,7 +754,7 @@ def evaluate_on_chip(
             measured.append(measured[0])  # an ideal device: every instance is the same chip
             continue
         with _seeded_pass(chip_instance_seed(seed, k), dev):
-            measured.append(_measure(model, x, y, dev, task))
+            measured.append(_measure(model, x, y, dev, task, prefixed=prefixed))
         model.probing = False
     for name in measured[0]:
         details[name] = [m[name] for m in measured]

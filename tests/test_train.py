@@ -335,3 +335,81 @@ def test_data_cache_is_bounded_and_shared(monkeypatch: pytest.MonkeyPatch) -> No
     assert info["bytes"] <= max(info["budget_bytes"], 2 * 6 * one)
     clear_data_cache()
     assert data_cache_info()["entries"] == 0
+
+
+def _prefix_arch(pool: str, kernel: int, encoding: str = "events") -> ArchSpec:
+    return ArchSpec.from_dict(
+        {
+            **TINY,
+            "input": {"shape": [2, 32, 32], "timesteps": 4, "encoding": encoding},
+            "layers": [
+                {"kind": "pool", "kernel": kernel, "pool": pool},
+                {"kind": "fc", "out": 32},
+                {"kind": "fc", "out": 10},
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize(("pool", "kernel"), [("avg", 2), ("max", 4)])
+def test_input_prefix_once_per_split_is_bit_identical(
+    pool: str, kernel: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The leading pools run once over each split give the per-batch path's numbers exactly:
+    losses, accuracies (float and per chip instance), activity, occupancy and saved weights."""
+    from neuronas.snn import build
+
+    arch = _prefix_arch(pool, kernel)
+    assert build(arch).input_prefix_length == 1
+    runs = {}
+    for name, env in (("once", "0"), ("per_batch", "1")):
+        monkeypatch.setenv("NEURONAS_PER_BATCH_INPUT_PREFIX", env)
+        runs[name] = train_candidate(
+            arch, "rram-adcless-65nm", "digits-events", seed=2, out_dir=tmp_path / name, **QUICK
+        )
+    a, b = runs["once"], runs["per_batch"]
+    assert a.status == b.status == "ok"
+    assert [(h["train_loss"], h["train_accuracy"], h["val_accuracy"]) for h in a.history] == [
+        (h["train_loss"], h["train_accuracy"], h["val_accuracy"]) for h in b.history
+    ]
+    assert a.accuracies == b.accuracies and a.float_accuracy == b.float_accuracy
+    assert a.activity == b.activity and a.activity["row_group_occupancy"]
+    sa = torch.load(tmp_path / "once" / "model.pt", weights_only=True)
+    sb = torch.load(tmp_path / "per_batch" / "model.pt", weights_only=True)
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_input_prefix_stops_at_rate_encoding_and_skip_sources() -> None:
+    """Rate encoding draws its spikes before the pools (nothing to precompute); a pool that a
+    skip reads stays in the forward; prefixed and full forwards agree on events input."""
+    from neuronas.snn import build
+
+    rate = build(_prefix_arch("max", 2, encoding="rate"))
+    assert rate.input_prefix_length == 0
+    x = torch.rand(4, 3, 2, 32, 32)
+    assert rate.apply_input_prefix(x) is x  # no draws taken outside the forward
+    net = build(_prefix_arch("avg", 2)).eval()
+    ev = (torch.rand(4, 3, 2, 32, 32) < 0.2).float()
+    pooled = net.apply_input_prefix(ev)
+    assert pooled.shape == (4, 3, 2, 16, 16)
+    assert torch.equal(net(pooled, prefixed=True), net(ev))
+    skip = build(
+        ArchSpec.from_dict(
+            {
+                **TINY,
+                "layers": [
+                    {"kind": "pool", "kernel": 2, "pool": "max", "name": "p"},
+                    {"kind": "conv", "out": 2, "kernel": 3, "padding": 1},
+                    {
+                        "kind": "conv",
+                        "out": 2,
+                        "kernel": 3,
+                        "padding": 1,
+                        "skip": {"from": "p", "op": "concat"},
+                    },
+                    {"kind": "fc", "out": 10},
+                ],
+            }
+        )
+    )
+    assert skip.input_prefix_length == 0

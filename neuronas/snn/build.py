@@ -19,6 +19,13 @@ consumer's output current before its neuron (the tdBN Spiking ResNet's ``SN(conv
 the crossbars only ever see binary spikes); ``concat`` joins them to the consumer's input along
 channels, so the consumer's crossbar has the extra rows and its row groups (and per-group
 conversion) span the joined input as the chip's mapping lays it out.
+
+Input prefix: the parameter-free pools in front of the first weighted layer (read by no skip)
+give the same output on every pass when the encoding is deterministic (``events``, ``direct``;
+``rate`` draws fresh spikes before them), so a trainer can run them once over a dataset split
+(:meth:`SpikingNetwork.apply_input_prefix`) and feed the result with ``forward(x,
+prefixed=True)``: bit-identical to the full forward on the raw frames, probes included (they sit
+on the weighted layers' inputs, after the pools).
 """
 
 from __future__ import annotations
@@ -115,6 +122,13 @@ class SpikingNetwork(nn.Module):
             self._plan.append((kind, len(self.layers) - 1, neuron_idx))
             self._weighted_index.append(len(self.layers) - 1)
         n = len(self._weighted_index)
+        #: how many leading plan entries form the input prefix (see the module docstring)
+        self.input_prefix_length = 0
+        if arch.input.encoding != "rate":
+            for i, (kind, _li, _ni) in enumerate(self._plan):
+                if kind != "pool" or i in self._keep:
+                    break
+                self.input_prefix_length = i + 1
         self.probing = False
         self.register_buffer("_in_sum", torch.zeros(n, dtype=torch.float64), persistent=False)
         self.register_buffer("_in_count", torch.zeros(n, dtype=torch.float64), persistent=False)
@@ -132,18 +146,48 @@ class SpikingNetwork(nn.Module):
             return (torch.rand_like(x) < x.clamp(0, 1)).to(x.dtype)
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def input_prefix_key(self) -> tuple[str, ...]:
+        """What the input prefix computes (its pools' reprs: kind, kernel, stride, padding):
+        networks with equal keys give equal prefix outputs, so a trainer can share them."""
+        return tuple(repr(self.layers[li]) for _k, li, _n in self._plan[: self.input_prefix_length])
+
+    @torch.no_grad()
+    def apply_input_prefix(self, x: torch.Tensor) -> torch.Tensor:
+        """The input prefix's output ``[T, B, ...]`` for raw frames ``x`` ``[T, B, *input.shape]``
+        (``x`` itself when there is no prefix, e.g. under rate encoding, whose draws stay in the
+        forward): what ``forward(..., prefixed=True)`` takes."""
+        self._check_input(x)
+        if self.input_prefix_length == 0:
+            return x
+        t, b = x.shape[:2]
+        h = self.encode(x)
+        for _kind, li, _ni in self._plan[: self.input_prefix_length]:
+            y = self.layers[li](h.flatten(0, 1))
+            h = y.view(t, b, *y.shape[1:])
+        return h
+
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != len(self.arch.input.shape) + 2:
             raise ValueError(
                 f"expected input [T, B, {', '.join(map(str, self.arch.input.shape))}], got {list(x.shape)}"
             )
+
+    def forward(self, x: torch.Tensor, prefixed: bool = False) -> torch.Tensor:
+        """``x``: the raw frames ``[T, B, *input.shape]``, or with ``prefixed`` the output of
+        :meth:`apply_input_prefix` on them (the run starts after the prefix)."""
+        start = self.input_prefix_length if prefixed else 0
+        if start == 0:
+            self._check_input(x)
         functional.reset_net(self)
         t, b = x.shape[:2]
-        h = self.encode(x)
+        h = x if start > 0 else self.encode(x)
         w = 0
         keep = self._keep
         saved: dict[int, torch.Tensor] = {}  # outputs that a later layer's skip reads
         for i, (kind, li, ni) in enumerate(self._plan):
+            if i < start:
+                continue
             mod = self.layers[li]
             if kind == "pool":
                 y = mod(h.flatten(0, 1))
