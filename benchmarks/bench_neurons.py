@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_train import epoch_seconds, plain_copy  # noqa: E402
+from bench_train import bench_network, epoch_seconds, plain_copy  # noqa: E402
 
 PATHS = ("before", "after")  # SpikingJelly's neurons, the fused scans
 NEURON_EVENTS = (
@@ -90,28 +90,18 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    from neuronas.config import resolve_preset
-    from neuronas.data import check_input_shape
     from neuronas.snn import build
-    from neuronas.spec import ArchSpec
-    from neuronas.train import dataset_tensors
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    base = ArchSpec.from_yaml(resolve_preset(args.arch, "arch"))
-    mapping = dict(base.mapping.to_dict(), rows=args.rows, adc_bits=1, adc_kind="sa")
-    d = dict(base.to_dict(), mapping=mapping)
-    if args.neuron:
-        d["neuron"] = dict(d["neuron"], model=args.neuron)
-    if args.input_shape:
-        d["input"] = dict(d["input"], shape=list(args.input_shape))
-    if args.drop_input_pool and d["layers"][0]["kind"] == "pool":
-        d["layers"] = d["layers"][1:]
-    arch = ArchSpec.from_dict(d)
-    shape = check_input_shape("digits-events", arch.input.shape)
-    x, y = dataset_tensors("digits-events", "train", arch.input.timesteps, shape=shape)
-    if args.samples:
-        x, y = x[: args.samples], y[: args.samples]
+    arch, x, y = bench_network(
+        args.arch,
+        rows=args.rows,
+        input_shape=args.input_shape,
+        drop_input_pool=args.drop_input_pool,
+        neuron=args.neuron,
+        samples=args.samples,
+    )
 
     aware = build(arch)
     aware1 = build(arch)

@@ -48,10 +48,50 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def bench_network(
+    name: str,
+    *,
+    rows: int,
+    adc_bits: int = 1,
+    bits_per_cell: int | None = None,
+    input_shape: list[int] | None = None,
+    drop_input_pool: bool = False,
+    neuron: str | None = None,
+    samples: int | None = None,
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """The shipped architecture ``name`` with the benchmark's mapping (``rows``-row arrays, a
+    1-bit sense amplifier or a ``adc_bits`` SAR ADC), input shape and neuron, and its digits-events
+    training frames (the first ``samples``)."""
+    from neuronas.config import resolve_preset
+    from neuronas.data import check_input_shape
+    from neuronas.spec import ArchSpec
+    from neuronas.train import dataset_tensors
+
+    base = ArchSpec.from_yaml(resolve_preset(name, "arch"))
+    kind = "sa" if adc_bits == 1 else "sar"
+    mapping = dict(base.mapping.to_dict(), rows=rows, adc_bits=adc_bits, adc_kind=kind)
+    if bits_per_cell:
+        mapping["bits_per_cell"] = bits_per_cell
+    d = dict(base.to_dict(), mapping=mapping)
+    if neuron:
+        d["neuron"] = dict(d["neuron"], model=neuron)
+    if input_shape:
+        d["input"] = dict(d["input"], shape=list(input_shape))
+    if drop_input_pool and d["layers"][0]["kind"] == "pool":
+        d["layers"] = d["layers"][1:]
+    arch = ArchSpec.from_dict(d)
+    shape = check_input_shape("digits-events", arch.input.shape)
+    x, y = dataset_tensors("digits-events", "train", arch.input.timesteps, shape=shape)
+    if samples:
+        x, y = x[:samples], y[:samples]
+    return arch, x, y
 
 
 def plain_copy(net: nn.Module) -> nn.Module:
@@ -228,30 +268,20 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from neuronas.config import resolve_preset
-    from neuronas.data import check_input_shape
     from neuronas.settings import SCREENING
     from neuronas.snn import build
-    from neuronas.spec import ArchSpec
-    from neuronas.train import dataset_tensors
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    base = ArchSpec.from_yaml(resolve_preset(args.arch, "arch"))
-    kind = "sa" if args.adc_bits == 1 else "sar"
-    mapping = dict(base.mapping.to_dict(), rows=args.rows, adc_bits=args.adc_bits, adc_kind=kind)
-    if args.bits_per_cell:
-        mapping["bits_per_cell"] = args.bits_per_cell
-    d = dict(base.to_dict(), mapping=mapping)
-    if args.input_shape:
-        d["input"] = dict(d["input"], shape=list(args.input_shape))
-    if args.drop_input_pool and d["layers"][0]["kind"] == "pool":
-        d["layers"] = d["layers"][1:]
-    arch = ArchSpec.from_dict(d)
-    shape = check_input_shape("digits-events", arch.input.shape)
-    x, y = dataset_tensors("digits-events", "train", arch.input.timesteps, shape=shape)
-    if args.samples:
-        x, y = x[: args.samples], y[: args.samples]
+    arch, x, y = bench_network(
+        args.arch,
+        rows=args.rows,
+        adc_bits=args.adc_bits,
+        bits_per_cell=args.bits_per_cell,
+        input_shape=args.input_shape,
+        drop_input_pool=args.drop_input_pool,
+        samples=args.samples,
+    )
 
     aware = build(arch)
     levels: list[float] = []
@@ -305,7 +335,7 @@ def main() -> None:
     groups = [m.row_groups for m in aware.modules() if hasattr(m, "row_groups")]
     print(
         f"{arch.name}: {len(y)} samples/epoch, T={arch.input.timesteps}, batch {args.batch_size}, "
-        f"rows {args.rows}, {kind} {args.adc_bits} b, weight {arch.precision.weight_bits} b / "
+        f"rows {args.rows}, {arch.mapping.adc_kind} {args.adc_bits} b, weight {arch.precision.weight_bits} b / "
         f"{arch.mapping.bits_per_cell} b per cell, row groups per layer {groups}, threads {args.threads}, "
         f"load average {load_before:.2f} -> {load_after:.2f}"
     )

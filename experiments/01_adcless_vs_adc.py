@@ -410,24 +410,14 @@ def _figure(rows: list[dict[str, Any]]) -> None:
             )
         sel = [r for r in rows if r["workload"] == name and r["T"] == T0]
         xs = [r["array"] for r in sel]
-        for key, ls, lab in (
-            ("latency_ratio_step0", "-", "default"),
-            ("latency_ratio_step1", "--", "+ sync mux"),
-            ("latency_ratio_sync", "-.", "-sync presets"),
+        for ax, key, ls, lab in (
+            (axes[1], "latency_ratio_step0", "-", "default"),
+            (axes[1], "latency_ratio_step1", "--", "+ sync mux"),
+            (axes[1], "latency_ratio_sync", "-.", "-sync presets"),
+            (axes[2], "readout_ratio_sync", "-", "readout"),
+            (axes[2], "hidden_readout_ratio_sync", ":", "readout, hidden layers"),
         ):
-            axes[1].plot(
-                xs,
-                [r[key] for r in sel],
-                marker=markers[name],
-                color=colors[name],
-                ls=ls,
-                label=f"{name}: {lab}",
-            )
-        for key, ls, lab in (
-            ("readout_ratio_sync", "-", "readout"),
-            ("hidden_readout_ratio_sync", ":", "readout, hidden layers"),
-        ):
-            axes[2].plot(
+            ax.plot(
                 xs,
                 [r[key] for r in sel],
                 marker=markers[name],
