@@ -6,8 +6,8 @@ the top of the heap, and raises its mmap threshold to the size of every large bl
 later large tensors come from the heap too); the holes that candidates of other sizes leave
 stay in the process's resident set and it grows from trial to trial.  ``malloc_trim(0)``
 (glibc >= 2.8) walks every arena and returns the whole free pages inside the heap as well as
-its top (``madvise(MADV_DONTNEED)``).  The cost is a walk over the free lists: well under a
-millisecond per trial here (``benchmarks/RESULTS.md``, "Memory").
+its top (``madvise(MADV_DONTNEED)``).  The cost is a walk over the free lists: 4-8 ms of CPU
+after a training here, against trials of seconds (``benchmarks/RESULTS.md``, "Memory").
 
 Elsewhere (macOS, musl, Windows) there is no such call and :func:`release_freed_memory` does
 nothing.
