@@ -10,6 +10,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -413,3 +414,51 @@ def test_input_prefix_stops_at_rate_encoding_and_skip_sources() -> None:
         )
     )
     assert skip.input_prefix_length == 0
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        [
+            {"kind": "pool", "kernel": 2, "pool": "max"},
+            {"kind": "fc", "out": 24},
+            {"kind": "fc", "out": 10},
+        ],
+        [
+            {"kind": "conv", "out": 4, "kernel": 3, "stride": 2},
+            {"kind": "pool", "kernel": 2},
+            {"kind": "fc", "out": 10},
+        ],
+    ],
+    ids=["mlp", "cnn"],
+)
+def test_kernel_draws_train_bit_identical_to_torch_draws(
+    layers: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The crossbar's per-batch noise drawn by the numba kernels (``_kernels.rand`` / ``randn``)
+    is torch's own stream: a training on the default (noisy) chip gives the same losses,
+    accuracies, chip accuracy per instance, activity and saved weights as with torch's draws
+    (``NEURONAS_TORCH_DRAWS=1``), and leaves torch's global generator in the same state."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.fast_draws():
+        pytest.skip("the numba draws are not used here (no numba, or another torch build)")
+    arch = ArchSpec.from_dict({**TINY, "layers": layers})
+    runs, states = {}, {}
+    for name, env in (("kernels", "0"), ("torch", "1")):
+        monkeypatch.setenv("NEURONAS_TORCH_DRAWS", env)
+        runs[name] = train_candidate(
+            arch, "rram-adcless-65nm", "digits-events", seed=3, out_dir=tmp_path / name, **QUICK
+        )
+        states[name] = torch.get_rng_state()
+    a, b = runs["kernels"], runs["torch"]
+    assert a.status == b.status == "ok"
+    assert [(h["train_loss"], h["train_accuracy"], h["val_accuracy"]) for h in a.history] == [
+        (h["train_loss"], h["train_accuracy"], h["val_accuracy"]) for h in b.history
+    ]
+    assert a.accuracies == b.accuracies and a.float_accuracy == b.float_accuracy
+    assert a.activity == b.activity
+    assert torch.equal(states["kernels"], states["torch"])
+    sa = torch.load(tmp_path / "kernels" / "model.pt", weights_only=True)
+    sb = torch.load(tmp_path / "torch" / "model.pt", weights_only=True)
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

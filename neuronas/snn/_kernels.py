@@ -36,6 +36,7 @@ code next to this file (or in ``NUMBA_CACHE_DIR``), so later processes load them
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -51,6 +52,8 @@ __all__ = [
     "noisy_cells",
     "quantize_backward",
     "quantize_forward",
+    "rand",
+    "randn",
     "sparse_conv_backward",
     "sparse_conv_forward",
 ]
@@ -409,3 +412,95 @@ def noisy_cells(
         out.numpy(),
     )
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# torch's CPU draws, bit for bit (neuronas.snn._rng_nb)
+
+_STATE_BYTES = 5056  # torch's CPU generator state: the MT19937 words at byte 24, 8 bytes each
+_DRAWS_OK: bool | None = None  # whether the kernels reproduce torch's draws here (checked once)
+
+
+def _mt_state(gen: torch.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(raw state bytes, MT words uint32[624], [left, next])`` of a CPU generator."""
+    raw = gen.get_state().numpy().copy()
+    words = raw[24 : 24 + 624 * 8].view(np.uint64).astype(np.uint32)
+    pos = np.array([raw[8:12].view(np.int32)[0], raw[16:24].view(np.uint64)[0]], dtype=np.int64)
+    return raw, words, pos
+
+
+def _set_mt_state(
+    gen: torch.Generator, raw: np.ndarray, words: np.ndarray, pos: np.ndarray
+) -> None:
+    raw[8:12] = np.array([pos[0]], dtype=np.int32).view(np.uint8)
+    raw[16:24] = np.array([pos[1]], dtype=np.uint64).view(np.uint8)
+    raw[24 : 24 + 624 * 8] = words.astype(np.uint64).view(np.uint8)
+    gen.set_state(torch.from_numpy(raw))
+
+
+def _draw(n: int, normal: bool, generator: torch.Generator | None) -> torch.Tensor:
+    from neuronas.snn import _rng_nb
+
+    gen = generator if generator is not None else torch.default_generator
+    raw, words, pos = _mt_state(gen)
+    out = np.empty(n, dtype=np.float32)
+    (_rng_nb.normals if normal else _rng_nb.uniforms)(words, pos, out)
+    _set_mt_state(gen, raw, words, pos)
+    return torch.from_numpy(out)
+
+
+def _draws_match_torch() -> bool:
+    """Whether :func:`_draw` gives torch's own numbers and leaves its generator where torch
+    does, on this machine and torch build (uniforms, normals of whole and partial blocks of 16,
+    across the twist; a generator each side, same seed)."""
+    sizes = [(False, 1000), (True, 16), (True, 1000), (True, 16 * 80 + 7), (False, 3), (True, 33)]
+    for seed in (0, 20261201):
+        ours, theirs = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        for normal, n in sizes:
+            a = _draw(n, normal, ours)
+            b = (torch.randn if normal else torch.rand)(n, generator=theirs)
+            if not torch.equal(a.view(torch.int32), b.view(torch.int32)):
+                return False
+        if not torch.equal(ours.get_state(), theirs.get_state()):
+            return False
+    return True
+
+
+def fast_draws() -> bool:
+    """Whether :func:`rand` / :func:`randn` draw with the kernels (numba here, torch's generator
+    state in the layout they read, and the kernels checked once against torch itself); else
+    they are torch's own calls.  ``NEURONAS_TORCH_DRAWS=1``: torch's own calls (the reference
+    path: the same numbers, slower)."""
+    global _DRAWS_OK
+    if os.environ.get("NEURONAS_TORCH_DRAWS", "") not in ("", "0"):
+        return False
+    if _DRAWS_OK is None:
+        try:
+            _DRAWS_OK = (
+                available()
+                and torch.default_generator.get_state().numel() == _STATE_BYTES
+                and _draws_match_torch()
+            )
+        except Exception:  # an unexpected generator layout or torch build: torch's own draws
+            _DRAWS_OK = False
+    return _DRAWS_OK
+
+
+def rand(shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
+    """``torch.rand(shape, generator=generator)`` (float32, CPU; torch's global generator when
+    None): the same numbers and the generator left in the same state, ~3x faster (MT19937 in
+    numba, :mod:`neuronas.snn._rng_nb`)."""
+    n = math.prod(shape)
+    if not fast_draws() or n == 0:
+        return torch.rand(shape, generator=generator)
+    return _draw(n, False, generator).view(shape)
+
+
+def randn(shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
+    """``torch.randn(shape, generator=generator)`` (float32, CPU): the same numbers and the
+    generator left in the same state (torch's Box-Muller over blocks of 16 in numba, see
+    :mod:`neuronas.snn._rng_nb`); fewer than 16 values are torch's own (another path)."""
+    n = math.prod(shape)
+    if n < 16 or not fast_draws():
+        return torch.randn(shape, generator=generator)
+    return _draw(n, True, generator).view(shape)

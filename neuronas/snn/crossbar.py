@@ -112,6 +112,12 @@ class _QuantizeWeight(torch.autograd.Function):
         return grad_w, grad_step, None, None
 
 
+def _fast_draws(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the noise of cells on ``device`` in ``dtype`` is drawn by the kernels
+    (:func:`neuronas.snn._kernels.randn` / ``rand``: torch's own numbers, faster)."""
+    return device.type == "cpu" and dtype == torch.float32 and _kernels.fast_draws()
+
+
 def quantize_weight(w: torch.Tensor, step: torch.Tensor, qn: int, qp: int) -> torch.Tensor:
     """Integer weight levels ``round(clamp(w / step, qn, qp))`` (LSQ: straight through the
     rounding inside the range, zero where clamped; the step learns through ``w / step``)."""
@@ -851,13 +857,19 @@ class CrossbarLayer(nn.Module):
         self._read_gen = None  # created on the weights' device at the first read
         self.instance_seed = int(seed)
 
-    def _read_noise(self, g: torch.Tensor) -> torch.Tensor:
-        """Standard normal noise of ``g``'s shape for one read of the cells ``g``."""
-        if self.training or self._read_seed is None:
-            return torch.randn_like(g)
-        if self._read_gen is None or self._read_gen.device != g.device:
-            self._read_gen = torch.Generator(device=g.device).manual_seed(self._read_seed)
-        return torch.randn(g.shape, generator=self._read_gen, device=g.device, dtype=g.dtype)
+    def _read_noise(
+        self, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """Standard normal noise of ``shape`` for one read of the cells (what
+        ``torch.randn_like`` of the cells drew before: the same numbers)."""
+        gen = None
+        if not (self.training or self._read_seed is None):
+            if self._read_gen is None or self._read_gen.device != device:
+                self._read_gen = torch.Generator(device=device).manual_seed(self._read_seed)
+            gen = self._read_gen
+        if _fast_draws(device, dtype):
+            return _kernels.randn(shape, generator=gen)
+        return torch.randn(shape, generator=gen, device=device, dtype=dtype)
 
     # -- weights on cells --------------------------------------------------------------------
 
@@ -914,12 +926,20 @@ class CrossbarLayer(nn.Module):
         # stuck cells, read noise (training: one stream from torch's global generator)
         eps = u = r = None
         dv, dt = q.device, q.dtype  # the draws of randn_like(levels) etc. before
+        # (on the CPU in float32 the kernels draw torch's very numbers from its generator, faster)
+        fast = _fast_draws(dv, dt)
         if dev.program_sigma > 0:
-            eps = torch.randn(shape, device=dv, dtype=dt) if self.training else self._prog_eps
+            if not self.training:
+                eps = self._prog_eps
+            else:
+                eps = _kernels.randn(shape) if fast else torch.randn(shape, device=dv, dtype=dt)
         if dev.stuck_off_rate > 0 or dev.stuck_on_rate > 0:
-            u = torch.rand(shape, device=dv, dtype=dt) if self.training else self._fault_u
+            if not self.training:
+                u = self._fault_u
+            else:
+                u = _kernels.rand(shape) if fast else torch.rand(shape, device=dv, dtype=dt)
         if dev.read_noise_sigma > 0:
-            r = self._read_noise(torch.empty(shape, device=dv, dtype=dt))
+            r = self._read_noise(shape, dv, dt)
         on_below = dev.stuck_off_rate + dev.stuck_on_rate
         if q.device.type == "cpu" and q.dtype == torch.float32 and _kernels.available():
             # one pass over the cells instead of ~10 tensor passes (same numbers, tested)
