@@ -105,13 +105,14 @@ def uniforms(st, pos, out):  # pragma: no cover
             _twist(st)
             left, nxt = _N, 0
         run = min(left, n - i)  # words left in this state, taken in one loop
+        src, dst = st[nxt : nxt + run], out[i : i + run]  # (views: a loop LLVM vectorises)
         for j in range(run):
-            y = st[nxt + j]
+            y = src[j]
             y ^= y >> np.uint32(11)
             y ^= (y << np.uint32(7)) & np.uint32(0x9D2C5680)
             y ^= (y << np.uint32(15)) & np.uint32(0xEFC60000)
             y ^= y >> np.uint32(18)
-            out[i + j] = np.float32(y & np.uint32(0xFFFFFF)) * scale
+            dst[j] = np.float32(y & np.uint32(0xFFFFFF)) * scale
         nxt += run
         left -= run - 1
         i += run
