@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,7 @@ __all__ = [
     "column_dots",
     "convert_sum_forward",
     "digits",
+    "drawn_noisy_cells",
     "noisy_cells",
     "quantize_backward",
     "quantize_forward",
@@ -444,7 +446,11 @@ def _draw(n: int, normal: bool, generator: torch.Generator | None) -> torch.Tens
     gen = generator if generator is not None else torch.default_generator
     raw, words, pos = _mt_state(gen)
     out = np.empty(n, dtype=np.float32)
-    (_rng_nb.normals if normal else _rng_nb.uniforms)(words, pos, out)
+    if normal:
+        half = np.empty(n // 2 + 8, dtype=np.float32), np.empty(n // 2 + 8, dtype=np.float32)
+        _rng_nb.normals(words, pos, out, *half)
+    else:
+        _rng_nb.uniforms(words, pos, out)
     _set_mt_state(gen, raw, words, pos)
     return torch.from_numpy(out)
 
@@ -472,14 +478,12 @@ def fast_draws() -> bool:
     they are torch's own calls.  ``NEURONAS_TORCH_DRAWS=1``: torch's own calls (the reference
     path: the same numbers, slower)."""
     global _DRAWS_OK
-    if os.environ.get("NEURONAS_TORCH_DRAWS", "") not in ("", "0"):
+    if os.environ.get("NEURONAS_TORCH_DRAWS", "") not in ("", "0") or not available():
         return False
     if _DRAWS_OK is None:
         try:
             _DRAWS_OK = (
-                available()
-                and torch.default_generator.get_state().numel() == _STATE_BYTES
-                and _draws_match_torch()
+                torch.default_generator.get_state().numel() == _STATE_BYTES and _draws_match_torch()
             )
         except Exception:  # an unexpected generator layout or torch build: torch's own draws
             _DRAWS_OK = False
@@ -504,3 +508,73 @@ def randn(shape: tuple[int, ...], generator: torch.Generator | None = None) -> t
     if n < 16 or not fast_draws():
         return torch.randn(shape, generator=generator)
     return _draw(n, True, generator).view(shape)
+
+
+# draw buffers of the training cells, reused batch after batch (fresh ones cost page faults):
+# cells count -> (eps, u, r, scratch a, scratch b); the last few sizes (the layers of a network)
+_CELL_DRAWS: OrderedDict[int, tuple[np.ndarray, ...]] = OrderedDict()
+_CELL_DRAWS_KEEP = 8
+
+
+def _cell_draw_buffers(n: int) -> tuple[np.ndarray, ...]:
+    bufs = _CELL_DRAWS.get(n)
+    if bufs is None:
+        bufs = tuple(np.empty(m, dtype=np.float32) for m in (n, n, n, n // 2 + 8, n // 2 + 8))
+        _CELL_DRAWS[n] = bufs
+        while len(_CELL_DRAWS) > _CELL_DRAWS_KEEP:
+            _CELL_DRAWS.popitem(last=False)
+    _CELL_DRAWS.move_to_end(n)
+    return bufs
+
+
+def drawn_noisy_cells(
+    q: torch.Tensor,
+    cell_shape: tuple[int, ...],
+    n_slices: int,
+    bits: int,
+    differential: bool,
+    offset: int,
+    g_off: float,
+    g_on: float,
+    program_sigma: float,
+    stuck_off_below: float,
+    stuck_on_below: float,
+    read_sigma: float,
+    n_cols: int,
+) -> torch.Tensor:
+    """:func:`noisy_cells` of a training read, its draws taken here from torch's global
+    generator: ``torch.randn(cell_shape)`` (programming, when ``program_sigma`` > 0), then
+    ``torch.rand(cell_shape)`` (stuck cells, when ``stuck_on_below`` > 0), then
+    ``torch.randn(cell_shape)`` (read, when ``read_sigma`` > 0) -- the same numbers, the generator
+    left where those calls leave it -- into buffers reused from batch to batch (the draws never
+    leave this function).  Needs :func:`fast_draws` and at least 16 cells."""
+    from neuronas.snn import _rng_nb
+
+    n = math.prod(cell_shape)
+    want_eps, want_u, want_r = program_sigma > 0, stuck_on_below > 0, read_sigma > 0
+    eps, u, r, a, b = _cell_draw_buffers(n)
+    gen = torch.default_generator
+    raw, words, pos = _mt_state(gen)
+    _rng_nb.cell_draws(words, pos, n, want_eps, want_u, want_r, eps, u, r, a, b)
+    _set_mt_state(gen, raw, words, pos)
+
+    def view(buf: np.ndarray, wanted: bool) -> torch.Tensor | None:
+        return torch.from_numpy(buf[:n]).view(cell_shape) if wanted else None
+
+    return noisy_cells(
+        q,
+        n_slices,
+        bits,
+        differential,
+        offset,
+        g_off,
+        g_on,
+        program_sigma,
+        view(eps, want_eps),
+        stuck_off_below,
+        stuck_on_below,
+        view(u, want_u),
+        read_sigma,
+        view(r, want_r),
+        n_cols,
+    )

@@ -857,19 +857,18 @@ class CrossbarLayer(nn.Module):
         self._read_gen = None  # created on the weights' device at the first read
         self.instance_seed = int(seed)
 
-    def _read_noise(
-        self, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype
-    ) -> torch.Tensor:
-        """Standard normal noise of ``shape`` for one read of the cells (what
-        ``torch.randn_like`` of the cells drew before: the same numbers)."""
+    def _read_noise(self, g: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise of ``g``'s shape for one read of the cells ``g``."""
         gen = None
         if not (self.training or self._read_seed is None):
-            if self._read_gen is None or self._read_gen.device != device:
-                self._read_gen = torch.Generator(device=device).manual_seed(self._read_seed)
+            if self._read_gen is None or self._read_gen.device != g.device:
+                self._read_gen = torch.Generator(device=g.device).manual_seed(self._read_seed)
             gen = self._read_gen
-        if _fast_draws(device, dtype):
-            return _kernels.randn(shape, generator=gen)
-        return torch.randn(shape, generator=gen, device=device, dtype=dtype)
+        if _fast_draws(g.device, g.dtype):  # torch's numbers from the kernels, faster
+            return _kernels.randn(tuple(g.shape), generator=gen)
+        if gen is None:
+            return torch.randn_like(g)
+        return torch.randn(g.shape, generator=gen, device=g.device, dtype=g.dtype)
 
     # -- weights on cells --------------------------------------------------------------------
 
@@ -926,8 +925,27 @@ class CrossbarLayer(nn.Module):
         # stuck cells, read noise (training: one stream from torch's global generator)
         eps = u = r = None
         dv, dt = q.device, q.dtype  # the draws of randn_like(levels) etc. before
+        on_below = dev.stuck_off_rate + dev.stuck_on_rate
+        offset = 0 if cfg.differential else 2 ** (cfg.weight_bits - 1)
         # (on the CPU in float32 the kernels draw torch's very numbers from its generator, faster)
         fast = _fast_draws(dv, dt)
+        if fast and self.training and math.prod(shape) >= 16:
+            # training: the three draws and the cells in one call, the draws in reused buffers
+            return _kernels.drawn_noisy_cells(
+                q.detach(),
+                shape,
+                cfg.slices,
+                cfg.bits_per_cell,
+                cfg.differential,
+                offset,
+                g_off,
+                lmax + g_off,
+                dev.program_sigma,
+                dev.stuck_off_rate,
+                on_below,
+                dev.read_noise_sigma,
+                self.n_cols,
+            )
         if dev.program_sigma > 0:
             if not self.training:
                 eps = self._prog_eps
@@ -939,11 +957,9 @@ class CrossbarLayer(nn.Module):
             else:
                 u = _kernels.rand(shape) if fast else torch.rand(shape, device=dv, dtype=dt)
         if dev.read_noise_sigma > 0:
-            r = self._read_noise(shape, dv, dt)
-        on_below = dev.stuck_off_rate + dev.stuck_on_rate
+            r = self._read_noise(torch.empty(shape, device=dv, dtype=dt))
         if q.device.type == "cpu" and q.dtype == torch.float32 and _kernels.available():
             # one pass over the cells instead of ~10 tensor passes (same numbers, tested)
-            offset = 0 if cfg.differential else 2 ** (cfg.weight_bits - 1)
             return _kernels.noisy_cells(
                 q.detach(),
                 cfg.slices,
