@@ -446,11 +446,7 @@ def _draw(n: int, normal: bool, generator: torch.Generator | None) -> torch.Tens
     gen = generator if generator is not None else torch.default_generator
     raw, words, pos = _mt_state(gen)
     out = np.empty(n, dtype=np.float32)
-    if normal:
-        half = np.empty(n // 2 + 8, dtype=np.float32), np.empty(n // 2 + 8, dtype=np.float32)
-        _rng_nb.normals(words, pos, out, *half)
-    else:
-        _rng_nb.uniforms(words, pos, out)
+    (_rng_nb.normals if normal else _rng_nb.uniforms)(words, pos, out)
     _set_mt_state(gen, raw, words, pos)
     return torch.from_numpy(out)
 
@@ -511,7 +507,7 @@ def randn(shape: tuple[int, ...], generator: torch.Generator | None = None) -> t
 
 
 # draw buffers of the training cells, reused batch after batch (fresh ones cost page faults):
-# cells count -> (eps, u, r, scratch a, scratch b); the last few sizes (the layers of a network)
+# cells count -> (eps, u, r); the last few sizes (the layers of a network)
 _CELL_DRAWS: OrderedDict[int, tuple[np.ndarray, ...]] = OrderedDict()
 _CELL_DRAWS_KEEP = 8
 
@@ -519,7 +515,7 @@ _CELL_DRAWS_KEEP = 8
 def _cell_draw_buffers(n: int) -> tuple[np.ndarray, ...]:
     bufs = _CELL_DRAWS.get(n)
     if bufs is None:
-        bufs = tuple(np.empty(m, dtype=np.float32) for m in (n, n, n, n // 2 + 8, n // 2 + 8))
+        bufs = tuple(np.empty(n, dtype=np.float32) for _ in range(3))
         _CELL_DRAWS[n] = bufs
         while len(_CELL_DRAWS) > _CELL_DRAWS_KEEP:
             _CELL_DRAWS.popitem(last=False)
@@ -552,14 +548,14 @@ def drawn_noisy_cells(
 
     n = math.prod(cell_shape)
     want_eps, want_u, want_r = program_sigma > 0, stuck_on_below > 0, read_sigma > 0
-    eps, u, r, a, b = _cell_draw_buffers(n)
+    eps, u, r = _cell_draw_buffers(n)
     gen = torch.default_generator
     raw, words, pos = _mt_state(gen)
-    _rng_nb.cell_draws(words, pos, n, want_eps, want_u, want_r, eps, u, r, a, b)
+    _rng_nb.cell_draws(words, pos, want_eps, want_u, want_r, eps, u, r)
     _set_mt_state(gen, raw, words, pos)
 
     def view(buf: np.ndarray, wanted: bool) -> torch.Tensor | None:
-        return torch.from_numpy(buf[:n]).view(cell_shape) if wanted else None
+        return torch.from_numpy(buf).view(cell_shape) if wanted else None
 
     return noisy_cells(
         q,
