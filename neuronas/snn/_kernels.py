@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -421,6 +422,9 @@ def noisy_cells(
 
 _STATE_BYTES = 5056  # torch's CPU generator state: the MT19937 words at byte 24, 8 bytes each
 _DRAWS_OK: bool | None = None  # whether the kernels reproduce torch's draws here (checked once)
+# a draw reads the generator's state, advances it here and writes it back (and the training draws
+# fill shared buffers): one thread at a time, as torch's own draws hold the generator's mutex
+_DRAW_LOCK = threading.Lock()
 
 
 def _mt_state(gen: torch.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -444,10 +448,11 @@ def _draw(n: int, normal: bool, generator: torch.Generator | None) -> torch.Tens
     from neuronas.snn import _rng_nb
 
     gen = generator if generator is not None else torch.default_generator
-    raw, words, pos = _mt_state(gen)
     out = np.empty(n, dtype=np.float32)
-    (_rng_nb.normals if normal else _rng_nb.uniforms)(words, pos, out)
-    _set_mt_state(gen, raw, words, pos)
+    with _DRAW_LOCK:
+        raw, words, pos = _mt_state(gen)
+        (_rng_nb.normals if normal else _rng_nb.uniforms)(words, pos, out)
+        _set_mt_state(gen, raw, words, pos)
     return torch.from_numpy(out)
 
 
@@ -548,29 +553,30 @@ def drawn_noisy_cells(
 
     n = math.prod(cell_shape)
     want_eps, want_u, want_r = program_sigma > 0, stuck_on_below > 0, read_sigma > 0
-    eps, u, r = _cell_draw_buffers(n)
-    gen = torch.default_generator
-    raw, words, pos = _mt_state(gen)
-    _rng_nb.cell_draws(words, pos, want_eps, want_u, want_r, eps, u, r)
-    _set_mt_state(gen, raw, words, pos)
 
     def view(buf: np.ndarray, wanted: bool) -> torch.Tensor | None:
         return torch.from_numpy(buf).view(cell_shape) if wanted else None
 
-    return noisy_cells(
-        q,
-        n_slices,
-        bits,
-        differential,
-        offset,
-        g_off,
-        g_on,
-        program_sigma,
-        view(eps, want_eps),
-        stuck_off_below,
-        stuck_on_below,
-        view(u, want_u),
-        read_sigma,
-        view(r, want_r),
-        n_cols,
-    )
+    gen = torch.default_generator
+    with _DRAW_LOCK:
+        eps, u, r = _cell_draw_buffers(n)
+        raw, words, pos = _mt_state(gen)
+        _rng_nb.cell_draws(words, pos, want_eps, want_u, want_r, eps, u, r)
+        _set_mt_state(gen, raw, words, pos)
+        return noisy_cells(
+            q,
+            n_slices,
+            bits,
+            differential,
+            offset,
+            g_off,
+            g_on,
+            program_sigma,
+            view(eps, want_eps),
+            stuck_off_below,
+            stuck_on_below,
+            view(u, want_u),
+            read_sigma,
+            view(r, want_r),
+            n_cols,
+        )
