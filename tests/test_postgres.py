@@ -106,10 +106,11 @@ def test_kill_9_then_same_command_resumes(pg: PostgresServer, tmp_path: Path) ->
     url = pg.create_database("killed")
     space = write_space(tmp_path)
     # longer training than FAST, so that the kill lands inside a trial (with the fused neuron
-    # and cell kernels a tiny candidate trains 640 samples x 3 epochs in a fraction of a second,
-    # shorter than a poll of the database under load: the search could finish unseen)
+    # and cell kernels and the numba noise draws a tiny candidate trains 640 samples x 10 epochs
+    # in a fraction of a second, shorter than a poll of the database under load: the search
+    # finished unseen once at 10 epochs)
     fast = [a if a != "64" else "640" for a in FAST]
-    fast[fast.index("--epochs") + 1] = "10"
+    fast[fast.index("--epochs") + 1] = "30"
     args = ["search", "--space", str(space), "--trials", str(N), "--name", "killed", "--seed", "3"]
     args += ["--storage", url, *fast]
     proc = popen(args, tmp_path)
