@@ -46,6 +46,7 @@ __all__ = [
     "available",
     "backward_tasks",
     "column_dots",
+    "conv_codes_bytes",
     "convert_sum_forward",
     "digits",
     "noisy_cells",
@@ -246,6 +247,7 @@ def sparse_conv_forward(
     oh: int,
     ow: int,
     thr: torch.Tensor,
+    win: torch.Tensor,
     scale: torch.Tensor,
     yscale: torch.Tensor,
     bias: torch.Tensor,
@@ -253,13 +255,28 @@ def sparse_conv_forward(
     qn: int,
     qp: int,
     out: torch.Tensor,
-) -> None:
+    keep_codes: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Event-driven convolution on crossbars into ``out [B, Nc, OH*OW]``: for every batch item and
     row group the non-zero inputs of ``x [B, H, W, G*span]`` (channels-last) add their cells
     ``cells [G, span, k, k, S*Nc]`` into the partial sums of the positions they reach, which go
     through the converters (codes summed over groups, slices shifted and added, bias added); no
-    partial sum leaves the cache."""
+    partial sum leaves the cache.
+
+    ``keep_codes`` (comparators, ``mode`` 1 / 2, only): also returns what the backward needs of
+    the partial sums, a byte each (:func:`conv_codes_bytes`): ``[B, G, OH*OW, S*Nc]`` with bit 0
+    the comparator's code and bit 1 its straight-through window (``|p - thr| <= win``), and
+    ``[B, G, OH*OW]`` 1 where the group's sense amplifiers were read; passed to
+    :func:`sparse_conv_backward`, they spare it scattering the partial sums again."""
     kernel, n = _tasks("sconv_fwd")
+    g = cells.shape[0]
+    if keep_codes:
+        assert mode != 0, "codes are kept for comparators only"
+        codes = torch.empty((x.shape[0], g, oh * ow, cells.shape[-1]), dtype=torch.uint8)
+        act = torch.empty((x.shape[0], g, oh * ow), dtype=torch.uint8)
+    else:
+        codes = torch.empty((1, 1, 1, 1), dtype=torch.uint8)
+        act = torch.empty((1, 1, 1), dtype=torch.uint8)
     kernel(
         _np(x),
         _np(cells),
@@ -269,6 +286,7 @@ def sparse_conv_forward(
         int(oh),
         int(ow),
         _np(thr),
+        _np(win),
         _np(scale),
         _np(yscale),
         _np(bias),
@@ -276,8 +294,17 @@ def sparse_conv_forward(
         float(qn),
         float(qp),
         out.numpy(),
+        bool(keep_codes),
+        codes.numpy(),
+        act.numpy(),
         n,
     )
+    return (codes, act) if keep_codes else None
+
+
+def conv_codes_bytes(batch: int, groups: int, positions: int, columns: int) -> int:
+    """Bytes :func:`sparse_conv_forward` keeps with ``keep_codes`` (``columns`` = S*Nc)."""
+    return batch * groups * positions * (columns + 1)
 
 
 def sparse_conv_backward(
@@ -301,6 +328,7 @@ def sparse_conv_backward(
     want_gx: bool,
     gw: torch.Tensor,
     gsum: torch.Tensor,
+    codes: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor | None:
     """The backward of :func:`sparse_conv_forward` for ``gscale * grad`` (``grad [B, Nc, P]``):
     adds the integer weights' gradient to ``gw [tasks, G, span, k, k, Nc]`` and the column sums
@@ -313,7 +341,9 @@ def sparse_conv_backward(
     output position over its non-zero partial-sum gradients only: no ``[B, P, G*S*Nc]`` tensor
     is written, and the zeros left by the straight-through windows, by idle sense amplifiers and
     by a max-pool's or surrogate's zero gradients cost nothing.  Items with no gradient at all,
-    and positions with none, cost no converter work."""
+    and positions with none, cost no converter work.  ``codes``: what :func:`sparse_conv_forward`
+    kept with ``keep_codes`` for these inputs and constants; the partial sums are then not
+    scattered again (the same gradients)."""
     kernel, n = _tasks("sconv_bwd")
     g, span, k = cells.shape[0], cells.shape[1], cells.shape[2]
     gx = torch.empty(tuple(x.shape) if want_gx else (1, 1, 1, 1))
@@ -348,6 +378,12 @@ def sparse_conv_backward(
         gx.numpy(),
         gw.numpy(),
         gsum.numpy(),
+        codes is not None,
+        *(
+            (codes[0].numpy(), codes[1].numpy())
+            if codes is not None
+            else (np.empty((1, 1, 1, 1), np.uint8), np.empty((1, 1, 1), np.uint8))
+        ),
         n,
     )
     return gx if want_gx else None

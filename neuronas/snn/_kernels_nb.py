@@ -247,8 +247,23 @@ def column_dots(sums, grad, out):  # pragma: no cover
 # positions x rows x K.
 
 
+@njit(cache=True, nogil=True)
+def tap_table(n_in, n_out, k, stride, pad):  # pragma: no cover
+    """``t [n_in, k]``: the output coordinate that input coordinate i reaches through kernel tap
+    j (``(i + pad - j) / stride`` when that is a whole number inside ``[0, n_out)``), else -1.
+    Looked up instead of computed per tap: the integer divisions by a run-time stride were most
+    of the scatter's time (~3x measured)."""
+    t = np.full((n_in, k), -1, np.int64)
+    for i in range(n_in):
+        for j in range(k):
+            n = i + pad - j
+            if n >= 0 and n % stride == 0 and n // stride < n_out:
+                t[i, j] = n // stride
+    return t
+
+
 @njit(cache=True, fastmath=FM, nogil=True)
-def scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt):  # pragma: no cover
+def scatter_group(x, w, slot, b, g, ty, tx, ow, acc, cnt):  # pragma: no cover
     _, h_in, w_in, _ = x.shape
     span, k = w.shape[1], w.shape[2]
     n_k = w.shape[4]
@@ -263,16 +278,16 @@ def scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt):  # pragma: n
                 if v == 0.0:
                     continue
                 for i in range(k):
-                    ny = iy + pad - i
-                    if ny < 0 or ny % stride != 0 or ny // stride >= oh:
+                    oy = ty[iy, i]
+                    if oy < 0:
                         continue
                     for j in range(k):
-                        nx = ix + pad - j
-                        if nx < 0 or nx % stride != 0 or nx // stride >= ow:
+                        ox = tx[ix, j]
+                        if ox < 0:
                             continue
                         if slot[g, s, i, j] == 0.0:
                             continue
-                        q = (ny // stride) * ow + nx // stride
+                        q = oy * ow + ox
                         cnt[q] += 1.0
                         wr, ar = w[g, s, i, j], acc[q]
                         for c in range(n_k):
@@ -281,8 +296,32 @@ def scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt):  # pragma: n
 
 @njit(cache=True, fastmath=FM, nogil=True)
 def sconv_fwd_items(
-    x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, b0, b1
+    x,
+    w,
+    slot,
+    stride,
+    pad,
+    oh,
+    ow,
+    thr,
+    win,
+    scale,
+    yscale,
+    bias,
+    mode,
+    qn,
+    qp,
+    y,
+    want_codes,
+    codes,
+    act,
+    b0,
+    b1,
 ):  # pragma: no cover
+    # want_codes (comparators only): also keep, per partial sum, one byte codes [B, G, P, K]:
+    # bit 0 the comparator's code (u >= 0), bit 1 its straight-through window (|u| <= win), and
+    # act [B, G, P] 1 where the group's sense amplifiers were read: all the backward needs of the
+    # partial sums, so it need not scatter them again
     n_groups, n_k = w.shape[0], w.shape[4]
     n_slices = thr.shape[0]
     nc = n_k // n_slices
@@ -290,16 +329,19 @@ def sconv_fwd_items(
     lo, hi = np.float32(qn), np.float32(qp)
     neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
     one = np.float32(1.0)
+    ty = tap_table(x.shape[1], oh, w.shape[2], stride, pad)
+    tx = tap_table(x.shape[2], ow, w.shape[2], stride, pad)
     acc = np.empty((n_pos, n_k), np.float32)
     cnt = np.empty(n_pos, np.float32)
     tot = np.empty((n_pos, n_k), np.float32)
     yl = np.empty(nc, np.float32)
+    thrf, winf = thr.reshape(n_k), win.reshape(n_k)
     for b in range(b0, b1):
         for q in range(n_pos):
             for c in range(n_k):
                 tot[q, c] = 0.0
         for g in range(n_groups):
-            scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt)
+            scatter_group(x, w, slot, b, g, ty, tx, ow, acc, cnt)
             if mode == 0:  # one loop nest per converter (see sconv_bwd_items)
                 for q in range(n_pos):
                     ar, tr = acc[q], tot[q]
@@ -310,12 +352,21 @@ def sconv_fwd_items(
             else:
                 for q in range(n_pos):
                     if cnt[q] == 0.0:
+                        if want_codes:
+                            act[b, g, q] = 0
                         continue  # an idle group's sense amplifiers are skipped
                     ar, tr = acc[q], tot[q]
-                    for s in range(n_slices):
-                        off, th = s * nc, thr[s]
-                        for n in range(nc):
-                            tr[off + n] += one if ar[off + n] - th[n] >= 0.0 else neg
+                    # over all S*Nc partial sums at once (thr, win flat): longer vector loops
+                    if want_codes:  # the same u as the backward's (sconv_bwd_items)
+                        act[b, g, q] = 1
+                        cd = codes[b, g, q]
+                        for c in range(n_k):
+                            u = ar[c] - thrf[c]
+                            tr[c] += one if u >= 0.0 else neg
+                            cd[c] = (1 if u >= 0.0 else 0) + (2 if abs(u) <= winf[c] else 0)
+                    else:
+                        for c in range(n_k):
+                            tr[c] += one if ar[c] - thrf[c] >= 0.0 else neg
         for q in range(n_pos):
             tr = tot[q]
             for n in range(nc):
@@ -331,16 +382,74 @@ def sconv_fwd_items(
 
 @njit(cache=True, fastmath=FM, nogil=True)
 def sconv_fwd(
-    x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, n_tasks
+    x,
+    w,
+    slot,
+    stride,
+    pad,
+    oh,
+    ow,
+    thr,
+    win,
+    scale,
+    yscale,
+    bias,
+    mode,
+    qn,
+    qp,
+    y,
+    want_codes,
+    codes,
+    act,
+    n_tasks,
 ):  # pragma: no cover
     sconv_fwd_items(
-        x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, 0, x.shape[0]
+        x,
+        w,
+        slot,
+        stride,
+        pad,
+        oh,
+        ow,
+        thr,
+        win,
+        scale,
+        yscale,
+        bias,
+        mode,
+        qn,
+        qp,
+        y,
+        want_codes,
+        codes,
+        act,
+        0,
+        x.shape[0],
     )
 
 
 @njit(parallel=True, cache=True, fastmath=FM, nogil=True)
 def sconv_fwd_parallel(
-    x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, n_tasks
+    x,
+    w,
+    slot,
+    stride,
+    pad,
+    oh,
+    ow,
+    thr,
+    win,
+    scale,
+    yscale,
+    bias,
+    mode,
+    qn,
+    qp,
+    y,
+    want_codes,
+    codes,
+    act,
+    n_tasks,
 ):  # pragma: no cover
     n = x.shape[0]
     for t in prange(n_tasks):
@@ -353,6 +462,7 @@ def sconv_fwd_parallel(
             oh,
             ow,
             thr,
+            win,
             scale,
             yscale,
             bias,
@@ -360,6 +470,9 @@ def sconv_fwd_parallel(
             qn,
             qp,
             y,
+            want_codes,
+            codes,
+            act,
             t * n // n_tasks,
             (t + 1) * n // n_tasks,
         )
@@ -424,6 +537,9 @@ def sconv_bwd_items(
     gx,
     gw,
     gsum,
+    have_codes,
+    codes,
+    act,
     b0,
     b1,
 ):  # pragma: no cover
@@ -433,6 +549,8 @@ def sconv_bwd_items(
     # gsum [2, S, Nc] (+=: column sums of grad * code and grad * (ADC: inside * p / step;
     # comparator: inside)).  wt [G, K, T]: the cells transposed, [k, k, span] in the first k*k*span
     # of T (the rest 0), for the input's gradient.
+    # have_codes (comparators only): the forward's codes, windows and read groups (codes, act;
+    # sconv_fwd_items) stand in for the partial sums, which are then not scattered again.
     # Exact skips: an item whose gradient is all 0 costs nothing, an output position whose
     # gradient row is all 0 passes through no converter, and only non-zero partial-sum gradients
     # reach the input's gradient.
@@ -447,12 +565,19 @@ def sconv_bwd_items(
     half = np.float32(0.5 * (qp - qn))
     neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
     one, zero = np.float32(1.0), np.float32(0.0)
+    ty = tap_table(h_in, oh, k, stride, pad)
+    tx = tap_table(w_in, ow, k, stride, pad)
     acc = np.empty((n_pos, n_k), np.float32)
     cnt = np.empty(n_pos, np.float32)
-    hq = np.empty((n_pos, nc), np.float32)
+    hr = np.empty(nc, np.float32)
     grt = np.empty((n_pos, nc), np.float32)  # the item's gradient, position-major, times gscale
     live = np.empty(n_pos, np.bool_)  # positions with a non-zero gradient
-    hlive = np.empty(n_pos, np.bool_)  # positions whose combined window times grad is not all 0
+    nzq = np.empty(n_pos, np.int32)  # how many non-zero gradients each position gets
+    # one group's non-zero inputs per input pixel (compressed rows): the weights' gradient
+    # visits, per live position, the inputs its taps read
+    start = np.empty(h_in * w_in + 1, np.int64)
+    e_ch = np.empty(h_in * w_in * span, np.int64)
+    e_val = np.empty(h_in * w_in * span, np.float32)
     ins = np.empty(n_k, np.float32)
     gq = np.empty(n_t, np.float32)
     idx = np.empty(n_k, np.int64)
@@ -460,36 +585,60 @@ def sconv_bwd_items(
     gt = np.zeros((n_slices, nc), np.float32)  # own arrays: LLVM vectorises what cannot alias
     gd = np.zeros((n_slices, nc), np.float32)
     gwl = np.zeros((n_groups, span, k, k, nc), np.float32)
+    gtf, gdf = gt.reshape(n_k), gd.reshape(n_k)  # flat views (have_codes)
+    grk = np.empty(n_k, np.float32)
+    ink = np.empty(n_k, np.float32)
+    swk = np.empty(n_k, np.float32)
+    for s in range(n_slices):
+        for n in range(nc):
+            swk[s * nc + n] = sw[s]
     for b in range(b0, b1):
-        if want_gx:
-            gxb = gx[b]
-            for iy in range(h_in):
-                for ix in range(w_in):
-                    gxr = gxb[iy, ix]
-                    for c in range(gxr.shape[0]):
-                        gxr[c] = 0.0
-        for n in range(nc):  # the item's gradient, position-major (grad is read contiguously)
+        # which positions receive a gradient, counted over grad's contiguous rows (vectorised)
+        for q in range(n_pos):
+            nzq[q] = 0
+        for n in range(nc):
+            gn = grad[b, n]
             for q in range(n_pos):
-                grt[q, n] = grad[b, n, q] * gscale
+                nzq[q] += 1 if gn[q] * gscale != 0.0 else 0
         any_live = False
         for q in range(n_pos):
-            gr = grt[q]
-            nz = False
-            for n in range(nc):
-                nz = nz or gr[n] != 0.0
-            live[q] = nz
-            any_live = any_live or nz
+            live[q] = nzq[q] > 0
+            any_live = any_live or nzq[q] > 0
+        if want_gx:
+            gxb = gx[b].reshape(gx.shape[1] * gx.shape[2] * gx.shape[3])
+            for c in range(gxb.shape[0]):
+                gxb[c] = 0.0
         if not any_live:
             continue  # no gradient reaches this item: nothing to add anywhere
+        for q in range(n_pos):  # the live positions' gradients, position-major
+            if live[q]:
+                gr = grt[q]
+                for n in range(nc):
+                    gr[n] = grad[b, n, q] * gscale
         for g in range(n_groups):
-            scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt)
+            if not have_codes:
+                scatter_group(x, w, slot, b, g, ty, tx, ow, acc, cnt)
+            ne = 0
+            for iy in range(h_in):
+                for ix in range(w_in):
+                    start[iy * w_in + ix] = ne
+                    for s in range(span):  # branch-free compaction
+                        v = x[b, iy, ix, g * span + s]
+                        e_ch[ne] = s
+                        e_val[ne] = v
+                        ne += 1 if v != 0.0 else 0
+            start[h_in * w_in] = ne
             # one loop nest per converter: with both bodies in one nest LLVM vectorised neither
+            oy, ox = 0, -1  # the position's row and column, counted (no integer division)
             for q in range(n_pos):
-                hlive[q] = False
-                if not live[q] or (mode != 0 and cnt[q] == 0.0):
-                    continue  # no gradient here, or skipped sense amplifiers (they pass none)
-                hlive[q] = True
-                gr, ar, hr = grt[q], acc[q], hq[q]
+                ox += 1
+                if ox == ow:
+                    oy, ox = oy + 1, 0
+                if not live[q]:
+                    continue  # no gradient here
+                if mode != 0 and (act[b, g, q] == 0 if have_codes else cnt[q] == 0.0):
+                    continue  # skipped sense amplifiers pass none
+                gr, ar = grt[q], acc[q]
                 for n in range(nc):
                     hr[n] = 0.0
                 if mode == 0:
@@ -503,6 +652,23 @@ def sconv_bwd_items(
                             gds[n] += inside * v * gr[n]
                             hr[n] += c_s * inside
                             ins[off + n] = inside * w_s * gr[n]
+                elif have_codes:
+                    # over all S*Nc partial sums at once (gr tiled per slice, sw per partial sum)
+                    cd = codes[b, g, q]
+                    for s in range(n_slices):
+                        for n in range(nc):
+                            grk[s * nc + n] = gr[n]
+                    for c in range(n_k):
+                        cc = cd[c]
+                        inside = one if cc & 2 else zero
+                        gtf[c] += (one if cc & 1 else neg) * grk[c]
+                        gdf[c] += inside * grk[c]
+                        ink[c] = inside
+                        ins[c] = inside * swk[c] * grk[c]
+                    for s in range(n_slices):
+                        off, c_s = s * nc, coef[s]
+                        for n in range(nc):
+                            hr[n] += c_s * ink[off + n]
                 else:
                     for s in range(n_slices):
                         off, c_s, w_s = s * nc, coef[s], sw[s]
@@ -516,10 +682,28 @@ def sconv_bwd_items(
                             ins[off + n] = inside * w_s * gr[n]
                 for n in range(nc):
                     hr[n] *= gr[n]
+                # the integer weights' gradient: every driven input of this position times the
+                # windows it fed (each weight slot's sum runs over the positions in order, as
+                # the forward scattered them)
+                for i in range(k):
+                    iy = oy * stride - pad + i
+                    if iy < 0 or iy >= h_in:
+                        continue
+                    for j in range(k):
+                        ix = ox * stride - pad + j
+                        if ix < 0 or ix >= w_in:
+                            continue
+                        pix = iy * w_in + ix
+                        for e in range(start[pix], start[pix + 1]):
+                            s = e_ch[e]
+                            if slot[g, s, i, j] == 0.0:
+                                continue
+                            gwr, v = gwl[g, s, i, j], e_val[e]
+                            for n in range(nc):
+                                gwr[n] += v * hr[n]
                 if want_gx and gather_slots(ins, wt, g, idx, val, gq) > 0:
                     # the transposed convolution of this position: gq [k, k, span] into the
                     # inputs it read (channels-last: span contiguous channels per tap)
-                    oy, ox = q // ow, q % ow
                     for i in range(k):
                         iy = oy * stride - pad + i
                         if iy < 0 or iy >= h_in:
@@ -532,30 +716,6 @@ def sconv_bwd_items(
                             tb = (i * k + j) * span
                             for s in range(span):
                                 gxr[g * span + s] += gq[tb + s]
-            # the integer weights' gradient: every driven input times the windows it fed
-            for iy in range(h_in):
-                for ix in range(w_in):
-                    for s in range(span):
-                        v = x[b, iy, ix, g * span + s]
-                        if v == 0.0:
-                            continue
-                        for i in range(k):
-                            ny = iy + pad - i
-                            if ny < 0 or ny % stride != 0 or ny // stride >= oh:
-                                continue
-                            for j in range(k):
-                                nx = ix + pad - j
-                                if nx < 0 or nx % stride != 0 or nx // stride >= ow:
-                                    continue
-                                if slot[g, s, i, j] == 0.0:
-                                    continue
-                                q = (ny // stride) * ow + nx // stride
-                                if not hlive[q]:
-                                    continue
-                                hr = hq[q]
-                                gwr = gwl[g, s, i, j]
-                                for n in range(nc):
-                                    gwr[n] += v * hr[n]
     for s in range(n_slices):
         for n in range(nc):
             gsum[0, s, n] += gt[s, n]
@@ -593,6 +753,9 @@ def sconv_bwd(
     gx,
     gw,
     gsum,
+    have_codes,
+    codes,
+    act,
     n_tasks,
 ):  # pragma: no cover
     sconv_bwd_items(
@@ -618,6 +781,9 @@ def sconv_bwd(
         gx,
         gw[0],
         gsum[0],
+        have_codes,
+        codes,
+        act,
         0,
         x.shape[0],
     )
@@ -647,6 +813,9 @@ def sconv_bwd_parallel(
     gx,
     gw,
     gsum,
+    have_codes,
+    codes,
+    act,
     n_tasks,
 ):  # pragma: no cover
     # gw [tasks, ...], gsum [tasks, 2, S, Nc]: one running sum per task, added up by the caller;
@@ -676,6 +845,9 @@ def sconv_bwd_parallel(
             gx,
             gw[t],
             gsum[t],
+            have_codes,
+            codes,
+            act,
             t * n // n_tasks,
             (t + 1) * n // n_tasks,
         )

@@ -479,6 +479,9 @@ def _conv_convert_dense_backward(
 # partial sums per batch chunk: within L2 on the CPU (the converter pass reads them while cached),
 # bounded on a GPU so that they never grow with batch x positions
 _CHUNK_FLOATS = {"cpu": 1 << 20, "cuda": 1 << 26}
+# the most bytes a conv layer's forward keeps of its comparators' codes and windows (a byte per
+# partial sum) for the backward; above it the backward scatters the partial sums again
+_CODES_BYTES = 1 << 26
 
 
 def _rows_of(t: torch.Tensor) -> torch.Tensor:
@@ -533,10 +536,11 @@ class _ConvConvertSum(torch.autograd.Function):
         qp: int,
         stride: tuple[int, ...],
         padding: tuple[int, ...],
+        grad_enabled: bool = True,
     ) -> torch.Tensor:
         g, span, k = wcell.shape[:3]
         n_slices, nc = wcell.shape[4], wcell.shape[5]
-        thr, _, scale, yscale = _conv_constants(step, ref, slice_weight, mode)
+        thr, win, scale, yscale = _conv_constants(step, ref, slice_weight, mode)
         ws = float(w_step)
         bias_c = bias.detach() if bias is not None else xg.new_zeros(nc)
         if bias_c.shape[0] < nc:  # the offset reference column carries no bias
@@ -552,9 +556,19 @@ class _ConvConvertSum(torch.autograd.Function):
             and padding[0] == padding[1]
         )
         act = None
+        ctx.codes = None
         if fast:
-            # event-driven: the partial sums never leave the cache, idle inputs cost nothing
-            _kernels.sparse_conv_forward(
+            # event-driven: the partial sums never leave the cache, idle inputs cost nothing;
+            # comparators' codes and windows kept for the backward (a byte per partial sum)
+            # when a backward may follow and they fit _CODES_BYTES
+            keep = (
+                mode != 0
+                and grad_enabled
+                and any(ctx.needs_input_grad)
+                and _kernels.conv_codes_bytes(xg.shape[0], g, oh * ow, n_slices * nc)
+                <= _CODES_BYTES
+            )
+            ctx.codes = _kernels.sparse_conv_forward(
                 xg.detach().permute(0, 2, 3, 1),
                 wcell.reshape(g, span, k, k, -1),
                 act_w,
@@ -563,6 +577,7 @@ class _ConvConvertSum(torch.autograd.Function):
                 oh,
                 ow,
                 thr,
+                win,
                 scale,
                 yscale * ws,
                 bias_c,
@@ -570,6 +585,7 @@ class _ConvConvertSum(torch.autograd.Function):
                 qn,
                 qp,
                 y.view(y.shape[0], nc, -1),
+                keep,
             )
         else:
             wconv = _grouped_weight(wcell)
@@ -647,7 +663,9 @@ class _ConvConvertSum(torch.autograd.Function):
                 want_x,
                 gw,
                 gsum_t,
+                ctx.codes,
             )
+            ctx.codes = None
             grad_x = None if gx is None else gx.permute(0, 3, 1, 2)  # channels-last, as xg
             grad_wq = gw.sum(0) if want_w else None
             gsum = gsum_t.sum(0)
@@ -717,6 +735,7 @@ class _ConvConvertSum(torch.autograd.Function):
             grad_ref,
             grad_w,
             grad_bias,
+            None,
             None,
             None,
             None,
@@ -1230,6 +1249,7 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
                 qp,
                 stride,
                 padding,
+                torch.is_grad_enabled(),
             )
         if not cfg.differential:
             y = y[:, : self.fan_out] - y[:, self.fan_out :]
