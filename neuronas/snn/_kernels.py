@@ -240,6 +240,7 @@ def _tasks(name: str) -> tuple[Any, int]:
 
 def sparse_conv_forward(
     x: torch.Tensor,
+    chan: torch.Tensor | None,
     cells: torch.Tensor,
     slots: torch.Tensor,
     stride: int,
@@ -258,7 +259,9 @@ def sparse_conv_forward(
     keep_codes: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Event-driven convolution on crossbars into ``out [B, Nc, OH*OW]``: for every batch item and
-    row group the non-zero inputs of ``x [B, H, W, G*span]`` (channels-last) add their cells
+    row group the non-zero inputs of ``x [B, H, W, C]`` (channels-last; the groups' ``G*span``
+    slots read channels ``chan``, :class:`~neuronas.snn.crossbar.ConvRowGroups`; ``None``: the
+    identity) add their cells
     ``cells [G, span, k, k, S*Nc]`` into the partial sums of the positions they reach, which go
     through the converters (codes summed over groups, slices shifted and added, bias added); no
     partial sum leaves the cache.
@@ -279,6 +282,7 @@ def sparse_conv_forward(
         act = torch.empty((1, 1, 1), dtype=torch.uint8)
     kernel(
         _np(x),
+        _channel_map(chan, x.shape[3]),
         _np(cells),
         _np(slots),
         int(stride),
@@ -309,6 +313,7 @@ def conv_codes_bytes(batch: int, groups: int, positions: int, columns: int) -> i
 
 def sparse_conv_backward(
     x: torch.Tensor,
+    chan: torch.Tensor | None,
     cells: torch.Tensor,
     slots: torch.Tensor,
     stride: int,
@@ -334,7 +339,9 @@ def sparse_conv_backward(
     adds the integer weights' gradient to ``gw [tasks, G, span, k, k, Nc]`` and the column sums
     of ``grad * code`` and ``grad * (ADC: inside * p / step; comparator: inside)`` to ``gsum
     [tasks, 2, S, Nc]`` (both zeroed by the caller, ``tasks`` = :func:`backward_tasks`); returns
-    the input's gradient ``[B, H, W, G*span]`` (channels-last, as ``x``) when ``want_gx``.
+    the input's gradient ``[B, C, H, W]`` when ``want_gx``: with a channel map ``chan``
+    contiguous, the gathered slots' gradients summed per input channel in slot order (as the
+    backward of ``index_select`` sums them); without, channels-last (as ``x``).
 
     The partial sums are scattered again (nothing of their size was kept by the forward), and
     the input's gradient is taken in the same pass, as the transposed convolution of every
@@ -346,7 +353,8 @@ def sparse_conv_backward(
     scattered again (the same gradients)."""
     kernel, n = _tasks("sconv_bwd")
     g, span, k = cells.shape[0], cells.shape[1], cells.shape[2]
-    gx = torch.empty(tuple(x.shape) if want_gx else (1, 1, 1, 1))
+    n_b, h_in, w_in = x.shape[0], x.shape[1], x.shape[2]
+    gx = torch.empty((n_b, h_in, w_in, g * span) if want_gx else (1, 1, 1, 1))
     if want_gx:
         # [G, K, T]: per partial sum, the cells it read in the input gradient's order [k, k, span],
         # T padded with zeros to a multiple of 16 (whole vectors: ~20 % faster than a scalar tail)
@@ -357,6 +365,7 @@ def sparse_conv_backward(
         wt = torch.zeros((1, 1, 1))
     kernel(
         _np(x),
+        _channel_map(chan, x.shape[3]),
         _np(cells),
         wt.numpy(),
         _np(slots),
@@ -386,7 +395,17 @@ def sparse_conv_backward(
         ),
         n,
     )
-    return gx if want_gx else None
+    if not want_gx:
+        return None
+    if chan is None:
+        return gx.permute(0, 3, 1, 2)
+    out = torch.empty((n_b, x.shape[3], h_in, w_in))
+    _load().fold_channels(gx.numpy(), _channel_map(chan, x.shape[3]), out.numpy())
+    return out
+
+
+def _channel_map(chan: torch.Tensor | None, n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.int64) if chan is None else _np(chan.to(torch.int64))
 
 
 def backward_tasks() -> int:

@@ -239,7 +239,8 @@ def column_dots(sums, grad, out):  # pragma: no cover
 
 # -- convolutions, event-driven: partial sums straight from the (sparse) input, no conv2d ---------
 #
-# x [B, H, W, Cg] channels-last input gathered per group (Cg = G*span); w [G, span, k, k, K] the
+# x [B, H, W, C] channels-last input, read per group through chan [G*span] (slot j of the groups'
+# gathered channels reads input channel chan[j]: ConvRowGroups); w [G, span, k, k, K] the
 # cells of every weight slot (K = S*Nc; slots outside their group's rows hold 0); slot [G, span,
 # k, k] 1 where a slot holds a row.  For one batch item and one group, every non-zero input adds
 # its conductance rows into the accumulators of the output positions it reaches (acc [P, K], in
@@ -263,7 +264,7 @@ def tap_table(n_in, n_out, k, stride, pad):  # pragma: no cover
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def scatter_group(x, w, slot, b, g, ty, tx, ow, acc, cnt):  # pragma: no cover
+def scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt):  # pragma: no cover
     _, h_in, w_in, _ = x.shape
     span, k = w.shape[1], w.shape[2]
     n_k = w.shape[4]
@@ -274,7 +275,7 @@ def scatter_group(x, w, slot, b, g, ty, tx, ow, acc, cnt):  # pragma: no cover
     for iy in range(h_in):
         for ix in range(w_in):
             for s in range(span):
-                v = x[b, iy, ix, g * span + s]
+                v = x[b, iy, ix, chan[g * span + s]]
                 if v == 0.0:
                     continue
                 for i in range(k):
@@ -297,6 +298,7 @@ def scatter_group(x, w, slot, b, g, ty, tx, ow, acc, cnt):  # pragma: no cover
 @njit(cache=True, fastmath=FM, nogil=True)
 def sconv_fwd_items(
     x,
+    chan,
     w,
     slot,
     stride,
@@ -334,14 +336,14 @@ def sconv_fwd_items(
     acc = np.empty((n_pos, n_k), np.float32)
     cnt = np.empty(n_pos, np.float32)
     tot = np.empty((n_pos, n_k), np.float32)
-    yl = np.empty(nc, np.float32)
+    yq = np.empty((n_pos, nc), np.float32)
     thrf, winf = thr.reshape(n_k), win.reshape(n_k)
     for b in range(b0, b1):
         for q in range(n_pos):
             for c in range(n_k):
                 tot[q, c] = 0.0
         for g in range(n_groups):
-            scatter_group(x, w, slot, b, g, ty, tx, ow, acc, cnt)
+            scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt)
             if mode == 0:  # one loop nest per converter (see sconv_bwd_items)
                 for q in range(n_pos):
                     ar, tr = acc[q], tot[q]
@@ -368,7 +370,7 @@ def sconv_fwd_items(
                         for c in range(n_k):
                             tr[c] += one if ar[c] - thrf[c] >= 0.0 else neg
         for q in range(n_pos):
-            tr = tot[q]
+            tr, yl = tot[q], yq[q]
             for n in range(nc):
                 yl[n] = 0.0
             for s in range(n_slices):
@@ -376,13 +378,16 @@ def sconv_fwd_items(
                 off = s * nc
                 for n in range(nc):
                     yl[n] += ys[n] * tr[off + n]
-            for n in range(nc):
-                y[b, n, q] = yl[n] + bias[n]
+        for n in range(nc):  # written channel by channel: contiguous stores
+            yr, bn = y[b, n], bias[n]
+            for q in range(n_pos):
+                yr[q] = yq[q, n] + bn
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
 def sconv_fwd(
     x,
+    chan,
     w,
     slot,
     stride,
@@ -405,6 +410,7 @@ def sconv_fwd(
 ):  # pragma: no cover
     sconv_fwd_items(
         x,
+        chan,
         w,
         slot,
         stride,
@@ -431,6 +437,7 @@ def sconv_fwd(
 @njit(parallel=True, cache=True, fastmath=FM, nogil=True)
 def sconv_fwd_parallel(
     x,
+    chan,
     w,
     slot,
     stride,
@@ -455,6 +462,7 @@ def sconv_fwd_parallel(
     for t in prange(n_tasks):
         sconv_fwd_items(
             x,
+            chan,
             w,
             slot,
             stride,
@@ -476,6 +484,25 @@ def sconv_fwd_parallel(
             t * n // n_tasks,
             (t + 1) * n // n_tasks,
         )
+
+
+@njit(cache=True, nogil=True)
+def fold_channels(gxg, chan, out):  # pragma: no cover
+    """out [B, C, H, W] = the gradient of the gathered input gxg [B, H, W, G*span] (slot j read
+    input channel chan[j]) summed per input channel, slots in order from 0: what
+    ``zeros.index_add_(1, chan, gxg)`` (the backward of ``index_select``) computes."""
+    n_b, h_in, w_in, n_j = gxg.shape
+    for b in range(n_b):
+        ob = out[b]
+        for c in range(ob.shape[0]):
+            for iy in range(h_in):
+                for ix in range(w_in):
+                    ob[c, iy, ix] = 0.0
+        for iy in range(h_in):
+            for ix in range(w_in):
+                gr = gxg[b, iy, ix]
+                for j in range(n_j):
+                    ob[chan[j], iy, ix] += gr[j]
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
@@ -516,6 +543,7 @@ def gather_slots(v, wt, g, idx, val, out):  # pragma: no cover
 @njit(cache=True, fastmath=FM, nogil=True)
 def sconv_bwd_items(
     x,
+    chan,
     w,
     wt,
     slot,
@@ -543,8 +571,8 @@ def sconv_bwd_items(
     b0,
     b1,
 ):  # pragma: no cover
-    # grad [B, Nc, P] (times gscale); outputs gx [B, H, W, G*span] (when want_gx: the input's
-    # gradient, channels-last, every item written), gw [G, span, k, k, Nc] (+=: the integer
+    # grad [B, Nc, P] (times gscale); outputs gx [B, H, W, G*span] (when want_gx: the gradient of
+    # the gathered input, channels-last, every item written; fold_channels sums it per channel), gw [G, span, k, k, Nc] (+=: the integer
     # weights' gradient, sum over inputs of x times the slices' combined window times grad),
     # gsum [2, S, Nc] (+=: column sums of grad * code and grad * (ADC: inside * p / step;
     # comparator: inside)).  wt [G, K, T]: the cells transposed, [k, k, span] in the first k*k*span
@@ -617,13 +645,13 @@ def sconv_bwd_items(
                     gr[n] = grad[b, n, q] * gscale
         for g in range(n_groups):
             if not have_codes:
-                scatter_group(x, w, slot, b, g, ty, tx, ow, acc, cnt)
+                scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt)
             ne = 0
             for iy in range(h_in):
                 for ix in range(w_in):
                     start[iy * w_in + ix] = ne
                     for s in range(span):  # branch-free compaction
-                        v = x[b, iy, ix, g * span + s]
+                        v = x[b, iy, ix, chan[g * span + s]]
                         e_ch[ne] = s
                         e_val[ne] = v
                         ne += 1 if v != 0.0 else 0
@@ -732,6 +760,7 @@ def sconv_bwd_items(
 @njit(cache=True, fastmath=FM, nogil=True)
 def sconv_bwd(
     x,
+    chan,
     w,
     wt,
     slot,
@@ -760,6 +789,7 @@ def sconv_bwd(
 ):  # pragma: no cover
     sconv_bwd_items(
         x,
+        chan,
         w,
         wt,
         slot,
@@ -792,6 +822,7 @@ def sconv_bwd(
 @njit(parallel=True, cache=True, fastmath=FM, nogil=True)
 def sconv_bwd_parallel(
     x,
+    chan,
     w,
     wt,
     slot,
@@ -824,6 +855,7 @@ def sconv_bwd_parallel(
     for t in prange(n_tasks):
         sconv_bwd_items(
             x,
+            chan,
             w,
             wt,
             slot,
