@@ -506,19 +506,11 @@ def fold_channels(gxg, chan, out):  # pragma: no cover
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
-def gather_slots(v, wt, g, idx, val, out):  # pragma: no cover
-    """out[:] = sum over the non-zero v[c] of v[c] * wt[g, c] (wt [G, K, T]): the gradient that
-    the partial sums' gradient v [K] of one output position sends to the weight slots of group
-    g, visiting only the non-zero entries (the straight-through windows and a max-pool's or
-    surrogate's zero gradients leave many of them 0).  Eight entries per pass over the slots:
-    one load and one store of ``out`` per eight multiply-adds (T padded to a multiple of 16 by
-    the caller: no scalar remainder); returns how many were non-zero."""
-    n = 0
-    for c in range(v.shape[0]):  # branch-free compaction
-        vc = v[c]
-        idx[n] = c
-        val[n] = vc
-        n += 1 if vc != 0.0 else 0
+def gather_rows(wt, g, idx, val, n, out):  # pragma: no cover
+    """out[:] = sum over i < n of val[i] * wt[g, idx[i]] (wt [G, K, T]): the gradient that the
+    non-zero partial-sum gradients (val, at idx) of one output position send to the weight slots
+    of group g.  Eight entries per pass over the slots: one load and one store of ``out`` per
+    eight multiply-adds (T padded to a multiple of 16 by the caller: no scalar remainder)."""
     for t in range(out.shape[0]):
         out[t] = 0.0
     i = 0
@@ -537,7 +529,6 @@ def gather_slots(v, wt, g, idx, val, out):  # pragma: no cover
         for t in range(out.shape[0]):
             out[t] += vi * wr[t]
         i += 1
-    return n
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
@@ -601,6 +592,7 @@ def sconv_bwd_items(
     grt = np.empty((n_pos, nc), np.float32)  # the item's gradient, position-major, times gscale
     live = np.empty(n_pos, np.bool_)  # positions with a non-zero gradient
     nzq = np.empty(n_pos, np.int32)  # how many non-zero gradients each position gets
+    nzc = np.empty((n_pos, nc), np.int64)  # and in which columns
     # one group's non-zero inputs per input pixel (compressed rows): the weights' gradient
     # visits, per live position, the inputs its taps read
     start = np.empty(h_in * w_in + 1, np.int64)
@@ -640,9 +632,14 @@ def sconv_bwd_items(
             continue  # no gradient reaches this item: nothing to add anywhere
         for q in range(n_pos):  # the live positions' gradients, position-major
             if live[q]:
-                gr = grt[q]
+                gr, nz = grt[q], nzc[q]
+                m = 0
                 for n in range(nc):
-                    gr[n] = grad[b, n, q] * gscale
+                    v = grad[b, n, q] * gscale
+                    gr[n] = v
+                    nz[m] = n  # its non-zero columns (branch-free compaction)
+                    m += 1 if v != 0.0 else 0
+                nzq[q] = m
         for g in range(n_groups):
             if not have_codes:
                 scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt)
@@ -729,7 +726,21 @@ def sconv_bwd_items(
                             gwr, v = gwl[g, s, i, j], e_val[e]
                             for n in range(nc):
                                 gwr[n] += v * hr[n]
-                if want_gx and gather_slots(ins, wt, g, idx, val, gq) > 0:
+                # the non-zero partial-sum gradients, in order (slice-major, as ins), looked for
+                # in the columns with a gradient only
+                m = 0
+                if want_gx:
+                    nz = nzc[q]
+                    for s in range(n_slices):
+                        off = s * nc
+                        for t in range(nzq[q]):
+                            c = off + nz[t]
+                            vc = ins[c]
+                            idx[m] = c
+                            val[m] = vc
+                            m += 1 if vc != 0.0 else 0
+                if m > 0:
+                    gather_rows(wt, g, idx, val, m, gq)
                     # the transposed convolution of this position: gq [k, k, span] into the
                     # inputs it read (channels-last: span contiguous channels per tap)
                     for i in range(k):
