@@ -24,9 +24,11 @@ memory, and the backward is two dense tensor products on these outputs.
 Convolutions (``sparse_conv_*``) are read the same way without im2col: per batch item and row
 group, every non-zero input of the channels-last input adds its cells into the partial sums of
 the output positions it reaches (an accumulator of positions x columns in cache), which are
-converted, summed over groups and shifted-and-added there; the backward scatters them again and
-takes the input's gradient (over the non-zero partial-sum gradients only) and the weights'
-gradient in the same pass.
+converted, summed over groups and shifted-and-added there.  For sense amplifiers the forward
+keeps a byte per partial sum (its code and straight-through window) when that fits a budget, so
+the backward need not scatter them again (ADCs, or over the budget: it does); the backward takes
+the input's gradient (over the non-zero partial-sum gradients only) and the weights' gradient
+per output position that receives a gradient.
 
 Used for float32 CPU tensors; CUDA tensors (where bandwidth is plentiful) and other dtypes take
 the dense tensor-op twin in :mod:`neuronas.snn.crossbar`, which computes the same outputs (tested
@@ -343,8 +345,8 @@ def sparse_conv_backward(
     contiguous, the gathered slots' gradients summed per input channel in slot order (as the
     backward of ``index_select`` sums them); without, channels-last (as ``x``).
 
-    The partial sums are scattered again (nothing of their size was kept by the forward), and
-    the input's gradient is taken in the same pass, as the transposed convolution of every
+    The partial sums are scattered again unless ``codes`` is given, and the input's gradient is
+    taken in the same pass, as the transposed convolution of every
     output position over its non-zero partial-sum gradients only: no ``[B, P, G*S*Nc]`` tensor
     is written, and the zeros left by the straight-through windows, by idle sense amplifiers and
     by a max-pool's or surrogate's zero gradients cost nothing.  Items with no gradient at all,

@@ -508,13 +508,17 @@ class _ConvConvertSum(torch.autograd.Function):
 
     On the CPU (numba): event-driven kernels (:func:`neuronas.snn._kernels.sparse_conv_forward`)
     scatter every non-zero input's cells into cached partial sums and convert them in the same
-    pass; the backward scatters them again and takes the input's gradient in the same pass, per
-    output position over its non-zero partial-sum gradients only (items and positions that
-    receive no gradient cost nothing; nothing of the partial sums' size is written).
+    pass, reading the groups' channels through ``chan`` (no gathered copy of the input); for
+    sense amplifiers they keep a byte per partial sum (code and straight-through window, at most
+    ``_CODES_BYTES`` per call) so that the backward need not scatter the partial sums again (it
+    does for ADCs and over the budget).  The backward takes the input's gradient in the same
+    pass, per output position over its non-zero partial-sum gradients only (items and positions
+    that receive no gradient cost nothing), and sums it per input channel as the backward of
+    ``index_select`` would.
     Elsewhere (CUDA, no numba): one grouped channels-last ``conv2d`` per batch chunk gives every group's partial
     sums (channels-last: oneDNN / cuDNN write them without a reorder), converted by tensor ops,
     computed again in the backward; chunks bound the memory whatever the batch x positions.
-    Nothing of the partial sums' size is kept between forward and backward.  Gradients
+    Nothing of the partial sums' size is kept between forward and backward there.  Gradients
     as :class:`_ConvertSum`; the weight step's is ``sum(grad * chip(x))``, from the same column
     sums as the converters' steps.
     """
