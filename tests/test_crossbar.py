@@ -642,6 +642,103 @@ def test_grouped_conv_chunks_do_not_change_the_result(monkeypatch: pytest.Monkey
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().contiguous().view(torch.int32)
+
+
+@pytest.mark.parametrize("scheme,rows", [("differential", 16), ("offset", 7), ("differential", 27)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_backward_from_the_forwards_codes_is_bit_identical_to_scattering_again(
+    monkeypatch: pytest.MonkeyPatch, scheme: str, rows: int, threads: int
+) -> None:
+    """The sense amplifiers' codes and windows the forward keeps (a byte per partial sum) give
+    the backward the same bits as scattering the partial sums again (codes over the budget):
+    outputs and every gradient, with idle groups, an item without gradient and sparse
+    gradients, over three training steps (the weights move)."""
+    from neuronas.snn import _kernels, crossbar
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here: the codes are the kernels'")
+    cfg = CrossbarConfig(
+        weight_bits=4, adc_bits=1, adc_kind="sa", rows=rows, bits_per_cell=1, signed_scheme=scheme
+    )
+    runs = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for budget in (crossbar._CODES_BYTES, 0):
+            monkeypatch.setattr(crossbar, "_CODES_BYTES", budget)
+            conv, _ = _conv_and_reference(cfg, 1, 1, c_in=4, c_out=6)
+            opt = torch.optim.SGD(conv.parameters(), lr=1e-2)
+            seen = []
+            for step in range(3):
+                x = _spikes(5, 4, 8, 8, p=0.25, seed=20 + step)
+                x[0, :, :4, :4] = 0.0  # idle row groups
+                x[2] *= 0.5
+                mask = torch.rand(5, 6, 8, 8, generator=torch.Generator().manual_seed(step)) < 0.3
+                mask[1] = False  # an item without gradient
+                got = _conv_grads(conv, x, conv, mask.float())
+                seen += got
+                opt.step()
+            runs.append(seen)
+    finally:
+        torch.set_num_threads(before)
+    assert float(runs[0][1].abs().sum()) > 0.0
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(_bits(a), _bits(b))
+
+
+def test_conv_keeps_no_codes_without_autograd() -> None:
+    """Under ``torch.no_grad`` (evaluation) the forward keeps nothing for a backward, and its
+    outputs are the same bits as with autograd on."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here")
+    conv, _ = _conv_and_reference(SA64, 1, 1, c_in=8, c_out=4)
+    x = _spikes(3, 8, 6, 6, p=0.3, seed=1)
+    with torch.no_grad():
+        y0 = conv(x)
+    y1 = conv(x.requires_grad_(True))
+    assert y1.grad_fn is not None and torch.equal(_bits(y0), _bits(y1))
+
+
+@pytest.mark.parametrize(
+    "n_in,n_out,k,stride,pad", [(8, 8, 3, 1, 1), (9, 4, 3, 2, 0), (10, 5, 5, 2, 2), (7, 3, 3, 3, 1)]
+)
+def test_conv_tap_table_matches_the_division(
+    n_in: int, n_out: int, k: int, stride: int, pad: int
+) -> None:
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here")
+    t = _kernels._load().tap_table(n_in, n_out, k, stride, pad)
+    for i in range(n_in):
+        for j in range(k):
+            n = i + pad - j
+            want = n // stride if n >= 0 and n % stride == 0 and n // stride < n_out else -1
+            assert t[i, j] == want
+
+
+def test_conv_channel_fold_equals_index_add_bit_for_bit() -> None:
+    """The kernels sum the gathered slots' input gradient per channel as the backward of
+    ``index_select`` does (``zeros.index_add_``, slots in order), signed zeros included; here with
+    three slots on one channel, where the order of the sums shows."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here")
+    gen = torch.Generator().manual_seed(3)
+    chan = torch.tensor([0, 1, 1, 1, 2, 3, 3, 0])
+    gxg = torch.randn(4, 5, 6, 8, generator=gen) * torch.logspace(-6, 6, 8)
+    gxg[0, 0, 0] = -0.0
+    out = torch.empty(4, 4, 5, 6)
+    _kernels._load().fold_channels(gxg.numpy(), chan.numpy(), out.numpy())
+    want = torch.zeros(4, 4, 5, 6).index_add_(1, chan, gxg.permute(0, 3, 1, 2))
+    assert torch.equal(_bits(out), _bits(want))
+
+
 @pytest.mark.parametrize(
     "c_in,k,rows", [(3, 3, 16), (4, 3, 9), (5, 3, 7), (2, 5, 64), (16, 3, 64), (7, 1, 3)]
 )

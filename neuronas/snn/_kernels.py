@@ -24,9 +24,11 @@ memory, and the backward is two dense tensor products on these outputs.
 Convolutions (``sparse_conv_*``) are read the same way without im2col: per batch item and row
 group, every non-zero input of the channels-last input adds its cells into the partial sums of
 the output positions it reaches (an accumulator of positions x columns in cache), which are
-converted, summed over groups and shifted-and-added there; the backward scatters them again and
-takes the input's gradient (over the non-zero partial-sum gradients only) and the weights'
-gradient in the same pass.
+converted, summed over groups and shifted-and-added there.  For sense amplifiers the forward
+keeps a byte per partial sum (its code and straight-through window) when that fits a budget, so
+the backward need not scatter them again (ADCs, or over the budget: it does); the backward takes
+the input's gradient (over the non-zero partial-sum gradients only) and the weights' gradient
+per output position that receives a gradient.
 
 Used for float32 CPU tensors; CUDA tensors (where bandwidth is plentiful) and other dtypes take
 the dense tensor-op twin in :mod:`neuronas.snn.crossbar`, which computes the same outputs (tested
@@ -49,6 +51,7 @@ __all__ = [
     "available",
     "backward_tasks",
     "column_dots",
+    "conv_codes_bytes",
     "convert_sum_forward",
     "digits",
     "drawn_noisy_cells",
@@ -245,6 +248,7 @@ def _tasks(name: str) -> tuple[Any, int]:
 
 def sparse_conv_forward(
     x: torch.Tensor,
+    chan: torch.Tensor | None,
     cells: torch.Tensor,
     slots: torch.Tensor,
     stride: int,
@@ -252,6 +256,7 @@ def sparse_conv_forward(
     oh: int,
     ow: int,
     thr: torch.Tensor,
+    win: torch.Tensor,
     scale: torch.Tensor,
     yscale: torch.Tensor,
     bias: torch.Tensor,
@@ -259,15 +264,33 @@ def sparse_conv_forward(
     qn: int,
     qp: int,
     out: torch.Tensor,
-) -> None:
+    keep_codes: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Event-driven convolution on crossbars into ``out [B, Nc, OH*OW]``: for every batch item and
-    row group the non-zero inputs of ``x [B, H, W, G*span]`` (channels-last) add their cells
+    row group the non-zero inputs of ``x [B, H, W, C]`` (channels-last; the groups' ``G*span``
+    slots read channels ``chan``, :class:`~neuronas.snn.crossbar.ConvRowGroups`; ``None``: the
+    identity) add their cells
     ``cells [G, span, k, k, S*Nc]`` into the partial sums of the positions they reach, which go
     through the converters (codes summed over groups, slices shifted and added, bias added); no
-    partial sum leaves the cache."""
+    partial sum leaves the cache.
+
+    ``keep_codes`` (comparators, ``mode`` 1 / 2, only): also returns what the backward needs of
+    the partial sums, a byte each (:func:`conv_codes_bytes`): ``[B, G, OH*OW, S*Nc]`` with bit 0
+    the comparator's code and bit 1 its straight-through window (``|p - thr| <= win``), and
+    ``[B, G, OH*OW]`` 1 where the group's sense amplifiers were read; passed to
+    :func:`sparse_conv_backward`, they spare it scattering the partial sums again."""
     kernel, n = _tasks("sconv_fwd")
+    g = cells.shape[0]
+    if keep_codes:
+        assert mode != 0, "codes are kept for comparators only"
+        codes = torch.empty((x.shape[0], g, oh * ow, cells.shape[-1]), dtype=torch.uint8)
+        act = torch.empty((x.shape[0], g, oh * ow), dtype=torch.uint8)
+    else:
+        codes = torch.empty((1, 1, 1, 1), dtype=torch.uint8)
+        act = torch.empty((1, 1, 1), dtype=torch.uint8)
     kernel(
         _np(x),
+        _channel_map(chan, x.shape[3]),
         _np(cells),
         _np(slots),
         int(stride),
@@ -275,6 +298,7 @@ def sparse_conv_forward(
         int(oh),
         int(ow),
         _np(thr),
+        _np(win),
         _np(scale),
         _np(yscale),
         _np(bias),
@@ -282,12 +306,22 @@ def sparse_conv_forward(
         float(qn),
         float(qp),
         out.numpy(),
+        bool(keep_codes),
+        codes.numpy(),
+        act.numpy(),
         n,
     )
+    return (codes, act) if keep_codes else None
+
+
+def conv_codes_bytes(batch: int, groups: int, positions: int, columns: int) -> int:
+    """Bytes :func:`sparse_conv_forward` keeps with ``keep_codes`` (``columns`` = S*Nc)."""
+    return batch * groups * positions * (columns + 1)
 
 
 def sparse_conv_backward(
     x: torch.Tensor,
+    chan: torch.Tensor | None,
     cells: torch.Tensor,
     slots: torch.Tensor,
     stride: int,
@@ -307,22 +341,28 @@ def sparse_conv_backward(
     want_gx: bool,
     gw: torch.Tensor,
     gsum: torch.Tensor,
+    codes: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor | None:
     """The backward of :func:`sparse_conv_forward` for ``gscale * grad`` (``grad [B, Nc, P]``):
     adds the integer weights' gradient to ``gw [tasks, G, span, k, k, Nc]`` and the column sums
     of ``grad * code`` and ``grad * (ADC: inside * p / step; comparator: inside)`` to ``gsum
     [tasks, 2, S, Nc]`` (both zeroed by the caller, ``tasks`` = :func:`backward_tasks`); returns
-    the input's gradient ``[B, H, W, G*span]`` (channels-last, as ``x``) when ``want_gx``.
+    the input's gradient ``[B, C, H, W]`` when ``want_gx``: with a channel map ``chan``
+    contiguous, the gathered slots' gradients summed per input channel in slot order (as the
+    backward of ``index_select`` sums them); without, channels-last (as ``x``).
 
-    The partial sums are scattered again (nothing of their size was kept by the forward), and
-    the input's gradient is taken in the same pass, as the transposed convolution of every
+    The partial sums are scattered again unless ``codes`` is given, and the input's gradient is
+    taken in the same pass, as the transposed convolution of every
     output position over its non-zero partial-sum gradients only: no ``[B, P, G*S*Nc]`` tensor
     is written, and the zeros left by the straight-through windows, by idle sense amplifiers and
     by a max-pool's or surrogate's zero gradients cost nothing.  Items with no gradient at all,
-    and positions with none, cost no converter work."""
+    and positions with none, cost no converter work.  ``codes``: what :func:`sparse_conv_forward`
+    kept with ``keep_codes`` for these inputs and constants; the partial sums are then not
+    scattered again (the same gradients)."""
     kernel, n = _tasks("sconv_bwd")
     g, span, k = cells.shape[0], cells.shape[1], cells.shape[2]
-    gx = torch.empty(tuple(x.shape) if want_gx else (1, 1, 1, 1))
+    n_b, h_in, w_in = x.shape[0], x.shape[1], x.shape[2]
+    gx = torch.empty((n_b, h_in, w_in, g * span) if want_gx else (1, 1, 1, 1))
     if want_gx:
         # [G, K, T]: per partial sum, the cells it read in the input gradient's order [k, k, span],
         # T padded with zeros to a multiple of 16 (whole vectors: ~20 % faster than a scalar tail)
@@ -333,6 +373,7 @@ def sparse_conv_backward(
         wt = torch.zeros((1, 1, 1))
     kernel(
         _np(x),
+        _channel_map(chan, x.shape[3]),
         _np(cells),
         wt.numpy(),
         _np(slots),
@@ -354,9 +395,25 @@ def sparse_conv_backward(
         gx.numpy(),
         gw.numpy(),
         gsum.numpy(),
+        codes is not None,
+        *(
+            (codes[0].numpy(), codes[1].numpy())
+            if codes is not None
+            else (np.empty((1, 1, 1, 1), np.uint8), np.empty((1, 1, 1), np.uint8))
+        ),
         n,
     )
-    return gx if want_gx else None
+    if not want_gx:
+        return None
+    if chan is None:
+        return gx.permute(0, 3, 1, 2)
+    out = torch.empty((n_b, x.shape[3], h_in, w_in))
+    _load().fold_channels(gx.numpy(), _channel_map(chan, x.shape[3]), out.numpy())
+    return out
+
+
+def _channel_map(chan: torch.Tensor | None, n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.int64) if chan is None else _np(chan.to(torch.int64))
 
 
 def backward_tasks() -> int:

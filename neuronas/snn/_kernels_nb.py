@@ -239,7 +239,8 @@ def column_dots(sums, grad, out):  # pragma: no cover
 
 # -- convolutions, event-driven: partial sums straight from the (sparse) input, no conv2d ---------
 #
-# x [B, H, W, Cg] channels-last input gathered per group (Cg = G*span); w [G, span, k, k, K] the
+# x [B, H, W, C] channels-last input, read per group through chan [G*span] (slot j of the groups'
+# gathered channels reads input channel chan[j]: ConvRowGroups); w [G, span, k, k, K] the
 # cells of every weight slot (K = S*Nc; slots outside their group's rows hold 0); slot [G, span,
 # k, k] 1 where a slot holds a row.  For one batch item and one group, every non-zero input adds
 # its conductance rows into the accumulators of the output positions it reaches (acc [P, K], in
@@ -247,8 +248,23 @@ def column_dots(sums, grad, out):  # pragma: no cover
 # positions x rows x K.
 
 
+@njit(cache=True, nogil=True)
+def tap_table(n_in, n_out, k, stride, pad):  # pragma: no cover
+    """``t [n_in, k]``: the output coordinate that input coordinate i reaches through kernel tap
+    j (``(i + pad - j) / stride`` when that is a whole number inside ``[0, n_out)``), else -1.
+    Looked up instead of computed per tap: the integer divisions by a run-time stride were most
+    of the scatter's time (~3x measured)."""
+    t = np.full((n_in, k), -1, np.int64)
+    for i in range(n_in):
+        for j in range(k):
+            n = i + pad - j
+            if n >= 0 and n % stride == 0 and n // stride < n_out:
+                t[i, j] = n // stride
+    return t
+
+
 @njit(cache=True, fastmath=FM, nogil=True)
-def scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt):  # pragma: no cover
+def scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt):  # pragma: no cover
     _, h_in, w_in, _ = x.shape
     span, k = w.shape[1], w.shape[2]
     n_k = w.shape[4]
@@ -259,20 +275,20 @@ def scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt):  # pragma: n
     for iy in range(h_in):
         for ix in range(w_in):
             for s in range(span):
-                v = x[b, iy, ix, g * span + s]
+                v = x[b, iy, ix, chan[g * span + s]]
                 if v == 0.0:
                     continue
                 for i in range(k):
-                    ny = iy + pad - i
-                    if ny < 0 or ny % stride != 0 or ny // stride >= oh:
+                    oy = ty[iy, i]
+                    if oy < 0:
                         continue
                     for j in range(k):
-                        nx = ix + pad - j
-                        if nx < 0 or nx % stride != 0 or nx // stride >= ow:
+                        ox = tx[ix, j]
+                        if ox < 0:
                             continue
                         if slot[g, s, i, j] == 0.0:
                             continue
-                        q = (ny // stride) * ow + nx // stride
+                        q = oy * ow + ox
                         cnt[q] += 1.0
                         wr, ar = w[g, s, i, j], acc[q]
                         for c in range(n_k):
@@ -281,8 +297,33 @@ def scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt):  # pragma: n
 
 @njit(cache=True, fastmath=FM, nogil=True)
 def sconv_fwd_items(
-    x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, b0, b1
+    x,
+    chan,
+    w,
+    slot,
+    stride,
+    pad,
+    oh,
+    ow,
+    thr,
+    win,
+    scale,
+    yscale,
+    bias,
+    mode,
+    qn,
+    qp,
+    y,
+    want_codes,
+    codes,
+    act,
+    b0,
+    b1,
 ):  # pragma: no cover
+    # want_codes (comparators only): also keep, per partial sum, one byte codes [B, G, P, K]:
+    # bit 0 the comparator's code (u >= 0), bit 1 its straight-through window (|u| <= win), and
+    # act [B, G, P] 1 where the group's sense amplifiers were read: all the backward needs of the
+    # partial sums, so it need not scatter them again
     n_groups, n_k = w.shape[0], w.shape[4]
     n_slices = thr.shape[0]
     nc = n_k // n_slices
@@ -290,16 +331,19 @@ def sconv_fwd_items(
     lo, hi = np.float32(qn), np.float32(qp)
     neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
     one = np.float32(1.0)
+    ty = tap_table(x.shape[1], oh, w.shape[2], stride, pad)
+    tx = tap_table(x.shape[2], ow, w.shape[2], stride, pad)
     acc = np.empty((n_pos, n_k), np.float32)
     cnt = np.empty(n_pos, np.float32)
     tot = np.empty((n_pos, n_k), np.float32)
-    yl = np.empty(nc, np.float32)
+    yq = np.empty((n_pos, nc), np.float32)
+    thrf, winf = thr.reshape(n_k), win.reshape(n_k)
     for b in range(b0, b1):
         for q in range(n_pos):
             for c in range(n_k):
                 tot[q, c] = 0.0
         for g in range(n_groups):
-            scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt)
+            scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt)
             if mode == 0:  # one loop nest per converter (see sconv_bwd_items)
                 for q in range(n_pos):
                     ar, tr = acc[q], tot[q]
@@ -310,14 +354,23 @@ def sconv_fwd_items(
             else:
                 for q in range(n_pos):
                     if cnt[q] == 0.0:
+                        if want_codes:
+                            act[b, g, q] = 0
                         continue  # an idle group's sense amplifiers are skipped
                     ar, tr = acc[q], tot[q]
-                    for s in range(n_slices):
-                        off, th = s * nc, thr[s]
-                        for n in range(nc):
-                            tr[off + n] += one if ar[off + n] - th[n] >= 0.0 else neg
+                    # over all S*Nc partial sums at once (thr, win flat): longer vector loops
+                    if want_codes:  # the same u as the backward's (sconv_bwd_items)
+                        act[b, g, q] = 1
+                        cd = codes[b, g, q]
+                        for c in range(n_k):
+                            u = ar[c] - thrf[c]
+                            tr[c] += one if u >= 0.0 else neg
+                            cd[c] = (1 if u >= 0.0 else 0) + (2 if abs(u) <= winf[c] else 0)
+                    else:
+                        for c in range(n_k):
+                            tr[c] += one if ar[c] - thrf[c] >= 0.0 else neg
         for q in range(n_pos):
-            tr = tot[q]
+            tr, yl = tot[q], yq[q]
             for n in range(nc):
                 yl[n] = 0.0
             for s in range(n_slices):
@@ -325,27 +378,91 @@ def sconv_fwd_items(
                 off = s * nc
                 for n in range(nc):
                     yl[n] += ys[n] * tr[off + n]
-            for n in range(nc):
-                y[b, n, q] = yl[n] + bias[n]
+        for n in range(nc):  # written channel by channel: contiguous stores
+            yr, bn = y[b, n], bias[n]
+            for q in range(n_pos):
+                yr[q] = yq[q, n] + bn
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
 def sconv_fwd(
-    x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, n_tasks
+    x,
+    chan,
+    w,
+    slot,
+    stride,
+    pad,
+    oh,
+    ow,
+    thr,
+    win,
+    scale,
+    yscale,
+    bias,
+    mode,
+    qn,
+    qp,
+    y,
+    want_codes,
+    codes,
+    act,
+    n_tasks,
 ):  # pragma: no cover
     sconv_fwd_items(
-        x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, 0, x.shape[0]
+        x,
+        chan,
+        w,
+        slot,
+        stride,
+        pad,
+        oh,
+        ow,
+        thr,
+        win,
+        scale,
+        yscale,
+        bias,
+        mode,
+        qn,
+        qp,
+        y,
+        want_codes,
+        codes,
+        act,
+        0,
+        x.shape[0],
     )
 
 
 @njit(parallel=True, cache=True, fastmath=FM, nogil=True)
 def sconv_fwd_parallel(
-    x, w, slot, stride, pad, oh, ow, thr, scale, yscale, bias, mode, qn, qp, y, n_tasks
+    x,
+    chan,
+    w,
+    slot,
+    stride,
+    pad,
+    oh,
+    ow,
+    thr,
+    win,
+    scale,
+    yscale,
+    bias,
+    mode,
+    qn,
+    qp,
+    y,
+    want_codes,
+    codes,
+    act,
+    n_tasks,
 ):  # pragma: no cover
     n = x.shape[0]
     for t in prange(n_tasks):
         sconv_fwd_items(
             x,
+            chan,
             w,
             slot,
             stride,
@@ -353,6 +470,7 @@ def sconv_fwd_parallel(
             oh,
             ow,
             thr,
+            win,
             scale,
             yscale,
             bias,
@@ -360,25 +478,39 @@ def sconv_fwd_parallel(
             qn,
             qp,
             y,
+            want_codes,
+            codes,
+            act,
             t * n // n_tasks,
             (t + 1) * n // n_tasks,
         )
 
 
+@njit(cache=True, nogil=True)
+def fold_channels(gxg, chan, out):  # pragma: no cover
+    """out [B, C, H, W] = the gradient of the gathered input gxg [B, H, W, G*span] (slot j read
+    input channel chan[j]) summed per input channel, slots in order from 0: what
+    ``zeros.index_add_(1, chan, gxg)`` (the backward of ``index_select``) computes."""
+    n_b, h_in, w_in, n_j = gxg.shape
+    for b in range(n_b):
+        ob = out[b]
+        for c in range(ob.shape[0]):
+            for iy in range(h_in):
+                for ix in range(w_in):
+                    ob[c, iy, ix] = 0.0
+        for iy in range(h_in):
+            for ix in range(w_in):
+                gr = gxg[b, iy, ix]
+                for j in range(n_j):
+                    ob[chan[j], iy, ix] += gr[j]
+
+
 @njit(cache=True, fastmath=FM, nogil=True)
-def gather_slots(v, wt, g, idx, val, out):  # pragma: no cover
-    """out[:] = sum over the non-zero v[c] of v[c] * wt[g, c] (wt [G, K, T]): the gradient that
-    the partial sums' gradient v [K] of one output position sends to the weight slots of group
-    g, visiting only the non-zero entries (the straight-through windows and a max-pool's or
-    surrogate's zero gradients leave many of them 0).  Eight entries per pass over the slots:
-    one load and one store of ``out`` per eight multiply-adds (T padded to a multiple of 16 by
-    the caller: no scalar remainder); returns how many were non-zero."""
-    n = 0
-    for c in range(v.shape[0]):  # branch-free compaction
-        vc = v[c]
-        idx[n] = c
-        val[n] = vc
-        n += 1 if vc != 0.0 else 0
+def gather_rows(wt, g, idx, val, n, out):  # pragma: no cover
+    """out[:] = sum over i < n of val[i] * wt[g, idx[i]] (wt [G, K, T]): the gradient that the
+    non-zero partial-sum gradients (val, at idx) of one output position send to the weight slots
+    of group g.  Eight entries per pass over the slots: one load and one store of ``out`` per
+    eight multiply-adds (T padded to a multiple of 16 by the caller: no scalar remainder)."""
     for t in range(out.shape[0]):
         out[t] = 0.0
     i = 0
@@ -397,12 +529,12 @@ def gather_slots(v, wt, g, idx, val, out):  # pragma: no cover
         for t in range(out.shape[0]):
             out[t] += vi * wr[t]
         i += 1
-    return n
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
 def sconv_bwd_items(
     x,
+    chan,
     w,
     wt,
     slot,
@@ -424,15 +556,20 @@ def sconv_bwd_items(
     gx,
     gw,
     gsum,
+    have_codes,
+    codes,
+    act,
     b0,
     b1,
 ):  # pragma: no cover
-    # grad [B, Nc, P] (times gscale); outputs gx [B, H, W, G*span] (when want_gx: the input's
-    # gradient, channels-last, every item written), gw [G, span, k, k, Nc] (+=: the integer
+    # grad [B, Nc, P] (times gscale); outputs gx [B, H, W, G*span] (when want_gx: the gradient of
+    # the gathered input, channels-last, every item written; fold_channels sums it per channel), gw [G, span, k, k, Nc] (+=: the integer
     # weights' gradient, sum over inputs of x times the slices' combined window times grad),
     # gsum [2, S, Nc] (+=: column sums of grad * code and grad * (ADC: inside * p / step;
     # comparator: inside)).  wt [G, K, T]: the cells transposed, [k, k, span] in the first k*k*span
     # of T (the rest 0), for the input's gradient.
+    # have_codes (comparators only): the forward's codes, windows and read groups (codes, act;
+    # sconv_fwd_items) stand in for the partial sums, which are then not scattered again.
     # Exact skips: an item whose gradient is all 0 costs nothing, an output position whose
     # gradient row is all 0 passes through no converter, and only non-zero partial-sum gradients
     # reach the input's gradient.
@@ -447,12 +584,20 @@ def sconv_bwd_items(
     half = np.float32(0.5 * (qp - qn))
     neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
     one, zero = np.float32(1.0), np.float32(0.0)
+    ty = tap_table(h_in, oh, k, stride, pad)
+    tx = tap_table(w_in, ow, k, stride, pad)
     acc = np.empty((n_pos, n_k), np.float32)
     cnt = np.empty(n_pos, np.float32)
-    hq = np.empty((n_pos, nc), np.float32)
+    hr = np.empty(nc, np.float32)
     grt = np.empty((n_pos, nc), np.float32)  # the item's gradient, position-major, times gscale
     live = np.empty(n_pos, np.bool_)  # positions with a non-zero gradient
-    hlive = np.empty(n_pos, np.bool_)  # positions whose combined window times grad is not all 0
+    nzq = np.empty(n_pos, np.int32)  # how many non-zero gradients each position gets
+    nzc = np.empty((n_pos, nc), np.int64)  # and in which columns
+    # one group's non-zero inputs per input pixel (compressed rows): the weights' gradient
+    # visits, per live position, the inputs its taps read
+    start = np.empty(h_in * w_in + 1, np.int64)
+    e_ch = np.empty(h_in * w_in * span, np.int64)
+    e_val = np.empty(h_in * w_in * span, np.float32)
     ins = np.empty(n_k, np.float32)
     gq = np.empty(n_t, np.float32)
     idx = np.empty(n_k, np.int64)
@@ -460,36 +605,65 @@ def sconv_bwd_items(
     gt = np.zeros((n_slices, nc), np.float32)  # own arrays: LLVM vectorises what cannot alias
     gd = np.zeros((n_slices, nc), np.float32)
     gwl = np.zeros((n_groups, span, k, k, nc), np.float32)
+    gtf, gdf = gt.reshape(n_k), gd.reshape(n_k)  # flat views (have_codes)
+    grk = np.empty(n_k, np.float32)
+    ink = np.empty(n_k, np.float32)
+    swk = np.empty(n_k, np.float32)
+    for s in range(n_slices):
+        for n in range(nc):
+            swk[s * nc + n] = sw[s]
     for b in range(b0, b1):
-        if want_gx:
-            gxb = gx[b]
-            for iy in range(h_in):
-                for ix in range(w_in):
-                    gxr = gxb[iy, ix]
-                    for c in range(gxr.shape[0]):
-                        gxr[c] = 0.0
-        for n in range(nc):  # the item's gradient, position-major (grad is read contiguously)
+        # which positions receive a gradient, counted over grad's contiguous rows (vectorised)
+        for q in range(n_pos):
+            nzq[q] = 0
+        for n in range(nc):
+            gn = grad[b, n]
             for q in range(n_pos):
-                grt[q, n] = grad[b, n, q] * gscale
+                nzq[q] += 1 if gn[q] * gscale != 0.0 else 0
         any_live = False
         for q in range(n_pos):
-            gr = grt[q]
-            nz = False
-            for n in range(nc):
-                nz = nz or gr[n] != 0.0
-            live[q] = nz
-            any_live = any_live or nz
+            live[q] = nzq[q] > 0
+            any_live = any_live or nzq[q] > 0
+        if want_gx:
+            gxb = gx[b].reshape(gx.shape[1] * gx.shape[2] * gx.shape[3])
+            for c in range(gxb.shape[0]):
+                gxb[c] = 0.0
         if not any_live:
             continue  # no gradient reaches this item: nothing to add anywhere
+        for q in range(n_pos):  # the live positions' gradients, position-major
+            if live[q]:
+                gr, nz = grt[q], nzc[q]
+                m = 0
+                for n in range(nc):
+                    v = grad[b, n, q] * gscale
+                    gr[n] = v
+                    nz[m] = n  # its non-zero columns (branch-free compaction)
+                    m += 1 if v != 0.0 else 0
+                nzq[q] = m
         for g in range(n_groups):
-            scatter_group(x, w, slot, b, g, stride, pad, oh, ow, acc, cnt)
+            if not have_codes:
+                scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt)
+            ne = 0
+            for iy in range(h_in):
+                for ix in range(w_in):
+                    start[iy * w_in + ix] = ne
+                    for s in range(span):  # branch-free compaction
+                        v = x[b, iy, ix, chan[g * span + s]]
+                        e_ch[ne] = s
+                        e_val[ne] = v
+                        ne += 1 if v != 0.0 else 0
+            start[h_in * w_in] = ne
             # one loop nest per converter: with both bodies in one nest LLVM vectorised neither
+            oy, ox = 0, -1  # the position's row and column, counted (no integer division)
             for q in range(n_pos):
-                hlive[q] = False
-                if not live[q] or (mode != 0 and cnt[q] == 0.0):
-                    continue  # no gradient here, or skipped sense amplifiers (they pass none)
-                hlive[q] = True
-                gr, ar, hr = grt[q], acc[q], hq[q]
+                ox += 1
+                if ox == ow:
+                    oy, ox = oy + 1, 0
+                if not live[q]:
+                    continue  # no gradient here
+                if mode != 0 and (act[b, g, q] == 0 if have_codes else cnt[q] == 0.0):
+                    continue  # skipped sense amplifiers pass none
+                gr, ar = grt[q], acc[q]
                 for n in range(nc):
                     hr[n] = 0.0
                 if mode == 0:
@@ -503,6 +677,23 @@ def sconv_bwd_items(
                             gds[n] += inside * v * gr[n]
                             hr[n] += c_s * inside
                             ins[off + n] = inside * w_s * gr[n]
+                elif have_codes:
+                    # over all S*Nc partial sums at once (gr tiled per slice, sw per partial sum)
+                    cd = codes[b, g, q]
+                    for s in range(n_slices):
+                        for n in range(nc):
+                            grk[s * nc + n] = gr[n]
+                    for c in range(n_k):
+                        cc = cd[c]
+                        inside = one if cc & 2 else zero
+                        gtf[c] += (one if cc & 1 else neg) * grk[c]
+                        gdf[c] += inside * grk[c]
+                        ink[c] = inside
+                        ins[c] = inside * swk[c] * grk[c]
+                    for s in range(n_slices):
+                        off, c_s = s * nc, coef[s]
+                        for n in range(nc):
+                            hr[n] += c_s * ink[off + n]
                 else:
                     for s in range(n_slices):
                         off, c_s, w_s = s * nc, coef[s], sw[s]
@@ -516,10 +707,42 @@ def sconv_bwd_items(
                             ins[off + n] = inside * w_s * gr[n]
                 for n in range(nc):
                     hr[n] *= gr[n]
-                if want_gx and gather_slots(ins, wt, g, idx, val, gq) > 0:
+                # the integer weights' gradient: every driven input of this position times the
+                # windows it fed (each weight slot's sum runs over the positions in order, as
+                # the forward scattered them)
+                for i in range(k):
+                    iy = oy * stride - pad + i
+                    if iy < 0 or iy >= h_in:
+                        continue
+                    for j in range(k):
+                        ix = ox * stride - pad + j
+                        if ix < 0 or ix >= w_in:
+                            continue
+                        pix = iy * w_in + ix
+                        for e in range(start[pix], start[pix + 1]):
+                            s = e_ch[e]
+                            if slot[g, s, i, j] == 0.0:
+                                continue
+                            gwr, v = gwl[g, s, i, j], e_val[e]
+                            for n in range(nc):
+                                gwr[n] += v * hr[n]
+                # the non-zero partial-sum gradients, in order (slice-major, as ins), looked for
+                # in the columns with a gradient only
+                m = 0
+                if want_gx:
+                    nz = nzc[q]
+                    for s in range(n_slices):
+                        off = s * nc
+                        for t in range(nzq[q]):
+                            c = off + nz[t]
+                            vc = ins[c]
+                            idx[m] = c
+                            val[m] = vc
+                            m += 1 if vc != 0.0 else 0
+                if m > 0:
+                    gather_rows(wt, g, idx, val, m, gq)
                     # the transposed convolution of this position: gq [k, k, span] into the
                     # inputs it read (channels-last: span contiguous channels per tap)
-                    oy, ox = q // ow, q % ow
                     for i in range(k):
                         iy = oy * stride - pad + i
                         if iy < 0 or iy >= h_in:
@@ -532,30 +755,6 @@ def sconv_bwd_items(
                             tb = (i * k + j) * span
                             for s in range(span):
                                 gxr[g * span + s] += gq[tb + s]
-            # the integer weights' gradient: every driven input times the windows it fed
-            for iy in range(h_in):
-                for ix in range(w_in):
-                    for s in range(span):
-                        v = x[b, iy, ix, g * span + s]
-                        if v == 0.0:
-                            continue
-                        for i in range(k):
-                            ny = iy + pad - i
-                            if ny < 0 or ny % stride != 0 or ny // stride >= oh:
-                                continue
-                            for j in range(k):
-                                nx = ix + pad - j
-                                if nx < 0 or nx % stride != 0 or nx // stride >= ow:
-                                    continue
-                                if slot[g, s, i, j] == 0.0:
-                                    continue
-                                q = (ny // stride) * ow + nx // stride
-                                if not hlive[q]:
-                                    continue
-                                hr = hq[q]
-                                gwr = gwl[g, s, i, j]
-                                for n in range(nc):
-                                    gwr[n] += v * hr[n]
     for s in range(n_slices):
         for n in range(nc):
             gsum[0, s, n] += gt[s, n]
@@ -572,6 +771,7 @@ def sconv_bwd_items(
 @njit(cache=True, fastmath=FM, nogil=True)
 def sconv_bwd(
     x,
+    chan,
     w,
     wt,
     slot,
@@ -593,10 +793,14 @@ def sconv_bwd(
     gx,
     gw,
     gsum,
+    have_codes,
+    codes,
+    act,
     n_tasks,
 ):  # pragma: no cover
     sconv_bwd_items(
         x,
+        chan,
         w,
         wt,
         slot,
@@ -618,6 +822,9 @@ def sconv_bwd(
         gx,
         gw[0],
         gsum[0],
+        have_codes,
+        codes,
+        act,
         0,
         x.shape[0],
     )
@@ -626,6 +833,7 @@ def sconv_bwd(
 @njit(parallel=True, cache=True, fastmath=FM, nogil=True)
 def sconv_bwd_parallel(
     x,
+    chan,
     w,
     wt,
     slot,
@@ -647,6 +855,9 @@ def sconv_bwd_parallel(
     gx,
     gw,
     gsum,
+    have_codes,
+    codes,
+    act,
     n_tasks,
 ):  # pragma: no cover
     # gw [tasks, ...], gsum [tasks, 2, S, Nc]: one running sum per task, added up by the caller;
@@ -655,6 +866,7 @@ def sconv_bwd_parallel(
     for t in prange(n_tasks):
         sconv_bwd_items(
             x,
+            chan,
             w,
             wt,
             slot,
@@ -676,6 +888,9 @@ def sconv_bwd_parallel(
             gx,
             gw[t],
             gsum[t],
+            have_codes,
+            codes,
+            act,
             t * n // n_tasks,
             (t + 1) * n // n_tasks,
         )

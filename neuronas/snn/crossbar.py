@@ -485,6 +485,9 @@ def _conv_convert_dense_backward(
 # partial sums per batch chunk: within L2 on the CPU (the converter pass reads them while cached),
 # bounded on a GPU so that they never grow with batch x positions
 _CHUNK_FLOATS = {"cpu": 1 << 20, "cuda": 1 << 26}
+# the most bytes a conv layer's forward keeps of its comparators' codes and windows (a byte per
+# partial sum) for the backward; above it the backward scatters the partial sums again
+_CODES_BYTES = 1 << 26
 
 
 def _rows_of(t: torch.Tensor) -> torch.Tensor:
@@ -501,7 +504,8 @@ class _ConvConvertSum(torch.autograd.Function):
     """:class:`_ConvertSum` for a convolution, without im2col, with the layer's weight step and
     bias folded in: ``y [B, Nc, OH, OW] = w_step * chip(x) + bias``.
 
-    Inputs: the gathered input ``xg [B, G*span, H, W]`` (channels-last), the cells of every
+    Inputs: the input ``x [B, C, H, W]`` (channels-last) and ``chan`` (:class:`ConvRowGroups`'
+    channels behind the groups' ``G*span`` slots, or ``None``: the identity), the cells of every
     weight slot ``wcell [G, span, k, k, S, Nc]`` (:class:`ConvRowGroups`; detached), ``wq [G,
     span, k, k, Nc]`` which carries the integer weights' gradient (the cells are a fixed function
     of them, the slices combined by ``slice_grad`` first), ``act_w [G, span, k, k]`` 1 where a
@@ -510,13 +514,17 @@ class _ConvConvertSum(torch.autograd.Function):
 
     On the CPU (numba): event-driven kernels (:func:`neuronas.snn._kernels.sparse_conv_forward`)
     scatter every non-zero input's cells into cached partial sums and convert them in the same
-    pass; the backward scatters them again and takes the input's gradient in the same pass, per
-    output position over its non-zero partial-sum gradients only (items and positions that
-    receive no gradient cost nothing; nothing of the partial sums' size is written).
+    pass, reading the groups' channels through ``chan`` (no gathered copy of the input); for
+    sense amplifiers they keep a byte per partial sum (code and straight-through window, at most
+    ``_CODES_BYTES`` per call) so that the backward need not scatter the partial sums again (it
+    does for ADCs and over the budget).  The backward takes the input's gradient in the same
+    pass, per output position over its non-zero partial-sum gradients only (items and positions
+    that receive no gradient cost nothing), and sums it per input channel as the backward of
+    ``index_select`` would.
     Elsewhere (CUDA, no numba): one grouped channels-last ``conv2d`` per batch chunk gives every group's partial
     sums (channels-last: oneDNN / cuDNN write them without a reorder), converted by tensor ops,
     computed again in the backward; chunks bound the memory whatever the batch x positions.
-    Nothing of the partial sums' size is kept between forward and backward.  Gradients
+    Nothing of the partial sums' size is kept between forward and backward there.  Gradients
     as :class:`_ConvertSum`; the weight step's is ``sum(grad * chip(x))``, from the same column
     sums as the converters' steps.
     """
@@ -524,7 +532,8 @@ class _ConvConvertSum(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
-        xg: torch.Tensor,
+        x: torch.Tensor,
+        chan: torch.Tensor | None,
         wcell: torch.Tensor,
         wq: torch.Tensor,
         act_w: torch.Tensor,
@@ -539,29 +548,41 @@ class _ConvConvertSum(torch.autograd.Function):
         qp: int,
         stride: tuple[int, ...],
         padding: tuple[int, ...],
+        grad_enabled: bool = True,
     ) -> torch.Tensor:
         g, span, k = wcell.shape[:3]
         n_slices, nc = wcell.shape[4], wcell.shape[5]
-        thr, _, scale, yscale = _conv_constants(step, ref, slice_weight, mode)
+        thr, win, scale, yscale = _conv_constants(step, ref, slice_weight, mode)
         ws = float(w_step)
-        bias_c = bias.detach() if bias is not None else xg.new_zeros(nc)
+        bias_c = bias.detach() if bias is not None else x.new_zeros(nc)
         if bias_c.shape[0] < nc:  # the offset reference column carries no bias
             bias_c = torch.cat([bias_c, bias_c.new_zeros(nc - bias_c.shape[0])])
-        oh = (xg.shape[2] + 2 * padding[0] - k) // stride[0] + 1
-        ow = (xg.shape[3] + 2 * padding[1] - k) // stride[1] + 1
-        y = torch.empty((xg.shape[0], nc, oh, ow), dtype=xg.dtype, device=xg.device)
+        oh = (x.shape[2] + 2 * padding[0] - k) // stride[0] + 1
+        ow = (x.shape[3] + 2 * padding[1] - k) // stride[1] + 1
+        y = torch.empty((x.shape[0], nc, oh, ow), dtype=x.dtype, device=x.device)
         fast = (
-            xg.device.type == "cpu"
-            and xg.dtype == torch.float32
+            x.device.type == "cpu"
+            and x.dtype == torch.float32
             and _kernels.available()
             and stride[0] == stride[1]
             and padding[0] == padding[1]
         )
         act = None
+        ctx.codes = None
         if fast:
-            # event-driven: the partial sums never leave the cache, idle inputs cost nothing
-            _kernels.sparse_conv_forward(
-                xg.detach().permute(0, 2, 3, 1),
+            # event-driven: the partial sums never leave the cache, idle inputs cost nothing;
+            # comparators' codes and windows kept for the backward (a byte per partial sum)
+            # when a backward may follow and they fit _CODES_BYTES
+            keep = (
+                mode != 0
+                and grad_enabled
+                and any(ctx.needs_input_grad)
+                and _kernels.conv_codes_bytes(x.shape[0], g, oh * ow, n_slices * nc) <= _CODES_BYTES
+            )
+            # the kernel reads the groups' channels through chan: no gathered copy of x
+            ctx.codes = _kernels.sparse_conv_forward(
+                x.detach().permute(0, 2, 3, 1),
+                chan,
                 wcell.reshape(g, span, k, k, -1),
                 act_w,
                 stride[0],
@@ -569,6 +590,7 @@ class _ConvConvertSum(torch.autograd.Function):
                 oh,
                 ow,
                 thr,
+                win,
                 scale,
                 yscale * ws,
                 bias_c,
@@ -576,8 +598,10 @@ class _ConvConvertSum(torch.autograd.Function):
                 qn,
                 qp,
                 y.view(y.shape[0], nc, -1),
+                keep,
             )
         else:
+            xg = _gather_channels(x, chan)
             wconv = _grouped_weight(wcell)
             act = _conv_active(xg, act_w, stride, padding) if mode else None
             for b0, b1, psum in _conv_partial_sums(xg, wconv, g, stride, padding):
@@ -595,10 +619,11 @@ class _ConvConvertSum(torch.autograd.Function):
                     qp,
                     y[b0:b1].view(b1 - b0, nc, oh * ow),
                 )
-        saved = (xg, wcell, act_w, step, slice_weight, slice_grad, w_step)
+        saved = (x, wcell, act_w, step, slice_weight, slice_grad, w_step)
         ctx.save_for_backward(
             *saved, *(() if act is None else (act,)), *(() if ref is None else (ref,))
         )
+        ctx.chan = chan
         ctx.args = (
             mode,
             qn,
@@ -613,7 +638,8 @@ class _ConvConvertSum(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        xg, wcell, act_w, step, slice_weight, slice_grad, w_step, *rest = ctx.saved_tensors
+        x, wcell, act_w, step, slice_weight, slice_grad, w_step, *rest = ctx.saved_tensors
+        chan = ctx.chan
         mode, qn, qp, stride, padding, fast, n_bias, has_act = ctx.args
         act = rest.pop(0) if has_act else None
         ref = rest[0] if rest else None
@@ -622,7 +648,7 @@ class _ConvConvertSum(torch.autograd.Function):
         thr, win, scale, _ = _conv_constants(step, ref, slice_weight, mode)
         coef = slice_grad * slice_weight
         ws = float(w_step)
-        want_x, want_w = bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[2])
+        want_x, want_w = bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[3])
         grad = grad.contiguous()
         oh, ow = grad.shape[2], grad.shape[3]
         grad_x = None
@@ -632,8 +658,9 @@ class _ConvConvertSum(torch.autograd.Function):
             gsum_t = torch.zeros((tasks, 2, n_slices, nc))
             # one pass, no chunks: the input's gradient is taken in the kernel over the non-zero
             # partial-sum gradients only; nothing of the partial sums' size is written
-            gx = _kernels.sparse_conv_backward(
-                xg.detach().permute(0, 2, 3, 1),
+            grad_x = _kernels.sparse_conv_backward(
+                x.detach().permute(0, 2, 3, 1),
+                chan,
                 wcell.reshape(g, span, k, k, -1),
                 act_w,
                 stride[0],
@@ -653,11 +680,13 @@ class _ConvConvertSum(torch.autograd.Function):
                 want_x,
                 gw,
                 gsum_t,
+                ctx.codes,
             )
-            grad_x = None if gx is None else gx.permute(0, 3, 1, 2)  # channels-last, as xg
+            ctx.codes = None
             grad_wq = gw.sum(0) if want_w else None
             gsum = gsum_t.sum(0)
         else:
+            xg = _gather_channels(x, chan)
             wconv = _grouped_weight(wcell)
             grad_x = torch.empty_like(xg) if want_x else None
             grad_wc = (
@@ -693,6 +722,10 @@ class _ConvConvertSum(torch.autograd.Function):
                         padding,
                         groups=g,
                     )
+            if grad_x is not None and chan is not None:  # as the backward of index_select
+                grad_x = torch.zeros(x.shape, dtype=x.dtype, device=x.device).index_add_(
+                    1, chan, grad_x
+                )
             # [G*Nc, span, k, k] -> the slots' layout [G, span, k, k, Nc]
             grad_wq = (
                 None if grad_wc is None else grad_wc.view(g, nc, span, k, k).permute(0, 2, 3, 4, 1)
@@ -706,14 +739,15 @@ class _ConvConvertSum(torch.autograd.Function):
         # d y / d w_step = chip(x) = sum_s sw[s] step[s] * codes: the same column sums, over w_step
         grad_w = (
             ((sw * step.detach() * g_total).sum() / ws).reshape(w_step.shape)
-            if ctx.needs_input_grad[8]
+            if ctx.needs_input_grad[9]
             else None
         )
         grad_bias = None
-        if n_bias and ctx.needs_input_grad[9]:
+        if n_bias and ctx.needs_input_grad[10]:
             grad_bias = grad.sum((0, 2, 3))[:n_bias]
         return (
             grad_x,
+            None,
             None,
             grad_wq,
             None,
@@ -728,7 +762,14 @@ class _ConvConvertSum(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
+
+
+def _gather_channels(x: torch.Tensor, chan: torch.Tensor | None) -> torch.Tensor:
+    """The groups' ``G*span`` channels of ``x`` (:class:`ConvRowGroups`), channels-last."""
+    xg = x if chan is None else x.index_select(1, chan)
+    return xg.contiguous(memory_format=torch.channels_last)
 
 
 def _grouped_weight(wcell: torch.Tensor) -> torch.Tensor:
@@ -1237,11 +1278,16 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
             ]  # [G, span, k, k, S, Nc]
             wq = self._column_weights(q).t()  # [K, Nc]: what the gradient reaches
             wqs = torch.cat([wq, wq.new_zeros(1, nc)])[rows]  # [G, span, k, k, Nc]
-            xg = x if self.group_channels is None else x.index_select(1, self.group_channels)
-            xg = xg.contiguous(memory_format=torch.channels_last)
+            xc = x.contiguous(memory_format=torch.channels_last)
             act_w = self.group_slots.to(x.dtype).contiguous(memory_format=torch.channels_last)
             if not bool(self.calibrated):
-                self._calibrate_conv(xg, _grouped_weight(wcell), act_w, stride, padding)
+                self._calibrate_conv(
+                    _gather_channels(xc.detach(), self.group_channels),
+                    _grouped_weight(wcell),
+                    act_w,
+                    stride,
+                    padding,
+                )
             step = (self.adc_step.abs() + 1e-8).reshape(-1)
             if cfg.adc_kind == "sa":
                 mode = 1 if cfg.differential else 2
@@ -1251,7 +1297,8 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
                 mode, ref = 0, None
                 qn, qp = cfg.adc_range
             y = _ConvConvertSum.apply(
-                xg,
+                xc,
+                self.group_channels,
                 wcell,
                 wqs,
                 act_w,
@@ -1266,6 +1313,7 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
                 qp,
                 stride,
                 padding,
+                torch.is_grad_enabled(),
             )
         if not cfg.differential:
             y = y[:, : self.fan_out] - y[:, self.fan_out :]
