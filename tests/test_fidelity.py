@@ -160,6 +160,11 @@ def test_without_halving_every_candidate_trains_fully(tmp_path: Path, flag: list
 
 def test_a_search_killed_mid_rung_resumes_with_the_same_rule(tmp_path: Path) -> None:
     space = write_space(tmp_path)
+    # longer trials than HALVING (the rung at epoch 1 of 8), so that the kill lands inside a
+    # trial: with today's kernels a tiny candidate's 2 epochs take less than a poll of the
+    # database on a loaded machine, and the search once finished unseen
+    longer = list(HALVING)
+    longer[longer.index("--epochs") + 1] = "8"
     args = [
         "search",
         "--space",
@@ -178,12 +183,12 @@ def test_a_search_killed_mid_rung_resumes_with_the_same_rule(tmp_path: Path) -> 
         "1",
         "--halving-eta",
         "2",
-        *HALVING,
+        *longer,
     ]
     proc = popen(args, tmp_path)
     run_dir = tmp_path / "runs" / "killed"
     try:
-        # kill it in the first epoch (the rung) of a trial begun after some were recorded
+        # kill it inside a trial begun after some were recorded
         end = time.monotonic() + 300
         while time.monotonic() < end:
             assert proc.poll() is None, proc.stderr.read()
@@ -219,7 +224,7 @@ def test_a_search_killed_mid_rung_resumes_with_the_same_rule(tmp_path: Path) -> 
         if t.number in before:
             assert t.user_attrs.get("fidelity") == before[t.number]
     assert any(t.user_attrs.get("status") == "interrupted" for t in after)
-    _check_decisions(after, epochs=2, eta=2, min_trials=SCREENING.halving_min_trials)
+    _check_decisions(after, epochs=8, eta=2, min_trials=SCREENING.halving_min_trials)
     # the rung reference as the search rebuilds it from storage: one point per trained trial
     points = rung_reference(after, 1, [])
     assert len(points) == sum(1 for t in after if t.user_attrs.get("trained"))
