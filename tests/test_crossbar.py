@@ -652,9 +652,11 @@ def test_conv_backward_from_the_forwards_codes_is_bit_identical_to_scattering_ag
     monkeypatch: pytest.MonkeyPatch, scheme: str, rows: int, threads: int
 ) -> None:
     """The sense amplifiers' codes and windows the forward keeps (a byte per partial sum) give
-    the backward the same bits as scattering the partial sums again (codes over the budget):
-    outputs and every gradient, with idle groups, an item without gradient and sparse
-    gradients, over three training steps (the weights move)."""
+    the backward the same bits as scattering the partial sums again: outputs and every
+    gradient with the codes of every item kept, of the first 3 of 5 only (the budget between 3
+    and 4 items': on two threads one task holds an item with codes and two without) and of none
+    (a budget of 0), with idle groups, an item without gradient and sparse gradients, over
+    three training steps (the weights move)."""
     from neuronas.snn import _kernels, crossbar
 
     if not _kernels.available():
@@ -662,12 +664,30 @@ def test_conv_backward_from_the_forwards_codes_is_bit_identical_to_scattering_ag
     cfg = CrossbarConfig(
         weight_bits=4, adc_bits=1, adc_kind="sa", rows=rows, bits_per_cell=1, signed_scheme=scheme
     )
-    runs = []
+    forward = _kernels.sparse_conv_forward
+    kept: list[int] = []  # items whose codes each forward kept (the real kernel runs)
+    item_bytes: list[int] = []
+
+    def counting_forward(*args: Any, **kwargs: Any) -> Any:
+        codes = forward(*args, **kwargs)
+        kept.append(0 if codes is None else codes[0].shape[0])
+        if codes is not None:
+            item_bytes.append((codes[0][0].numel() + codes[1][0].numel()) * codes[0].element_size())
+        return codes
+
+    monkeypatch.setattr(_kernels, "sparse_conv_forward", counting_forward)
+    runs, kept_per_run = [], []
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for budget in (crossbar._CODES_BYTES, 0):
-            monkeypatch.setattr(crossbar, "_CODES_BYTES", budget)
+        for budget in ("all", "3.5 items", 0):
+            if budget == "all":
+                monkeypatch.setattr(crossbar, "_CODES_BYTES", 1 << 26)
+            elif budget == "3.5 items":
+                monkeypatch.setattr(crossbar, "_CODES_BYTES", item_bytes[0] * 7 // 2)
+            else:
+                monkeypatch.setattr(crossbar, "_CODES_BYTES", budget)
+            kept.clear()
             conv, _ = _conv_and_reference(cfg, 1, 1, c_in=4, c_out=6)
             opt = torch.optim.SGD(conv.parameters(), lr=1e-2)
             seen = []
@@ -677,15 +697,19 @@ def test_conv_backward_from_the_forwards_codes_is_bit_identical_to_scattering_ag
                 x[2] *= 0.5
                 mask = torch.rand(5, 6, 8, 8, generator=torch.Generator().manual_seed(step)) < 0.3
                 mask[1] = False  # an item without gradient
+                mask[3] = False  # and one among those whose partial sums are scattered again
                 got = _conv_grads(conv, x, conv, mask.float())
                 seen += got
                 opt.step()
             runs.append(seen)
+            kept_per_run.append(list(kept))
     finally:
         torch.set_num_threads(before)
+    assert kept_per_run == [[5, 5, 5], [3, 3, 3], [0, 0, 0]]
     assert float(runs[0][1].abs().sum()) > 0.0
-    for a, b in zip(*runs, strict=True):
-        assert torch.equal(_bits(a), _bits(b))
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other, strict=True):
+            assert torch.equal(_bits(a), _bits(b))
 
 
 def test_conv_keeps_no_codes_without_autograd() -> None:

@@ -264,7 +264,7 @@ def sparse_conv_forward(
     qn: int,
     qp: int,
     out: torch.Tensor,
-    keep_codes: bool = False,
+    keep_codes: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Event-driven convolution on crossbars into ``out [B, Nc, OH*OW]``: for every batch item and
     row group the non-zero inputs of ``x [B, H, W, C]`` (channels-last; the groups' ``G*span``
@@ -274,17 +274,20 @@ def sparse_conv_forward(
     through the converters (codes summed over groups, slices shifted and added, bias added); no
     partial sum leaves the cache.
 
-    ``keep_codes`` (comparators, ``mode`` 1 / 2, only): also returns what the backward needs of
-    the partial sums, a byte each (:func:`conv_codes_bytes`): ``[B, G, OH*OW, S*Nc]`` with bit 0
-    the comparator's code and bit 1 its straight-through window (``|p - thr| <= win``), and
-    ``[B, G, OH*OW]`` 1 where the group's sense amplifiers were read; passed to
-    :func:`sparse_conv_backward`, they spare it scattering the partial sums again."""
+    ``keep_codes`` (comparators, ``mode`` 1 / 2, only; ``0 <= keep_codes <= B``): also returns
+    what the backward needs of the first ``keep_codes`` items' partial sums, a byte each
+    (:func:`conv_codes_bytes`): ``[keep_codes, G, OH*OW, S*Nc]`` with bit 0 the comparator's
+    code and bit 1 its straight-through window (``|p - thr| <= win``), and ``[keep_codes, G,
+    OH*OW]`` 1 where the group's sense amplifiers were read; passed to
+    :func:`sparse_conv_backward`, they spare it scattering those items' partial sums again."""
     kernel, n = _tasks("sconv_fwd")
     g = cells.shape[0]
+    keep_codes = int(keep_codes)
     if keep_codes:
         assert mode != 0, "codes are kept for comparators only"
-        codes = torch.empty((x.shape[0], g, oh * ow, cells.shape[-1]), dtype=torch.uint8)
-        act = torch.empty((x.shape[0], g, oh * ow), dtype=torch.uint8)
+        assert 0 < keep_codes <= x.shape[0], "codes are kept for leading batch items"
+        codes = torch.empty((keep_codes, g, oh * ow, cells.shape[-1]), dtype=torch.uint8)
+        act = torch.empty((keep_codes, g, oh * ow), dtype=torch.uint8)
     else:
         codes = torch.empty((1, 1, 1, 1), dtype=torch.uint8)
         act = torch.empty((1, 1, 1), dtype=torch.uint8)
@@ -306,7 +309,7 @@ def sparse_conv_forward(
         float(qn),
         float(qp),
         out.numpy(),
-        bool(keep_codes),
+        keep_codes,
         codes.numpy(),
         act.numpy(),
         n,
@@ -315,7 +318,8 @@ def sparse_conv_forward(
 
 
 def conv_codes_bytes(batch: int, groups: int, positions: int, columns: int) -> int:
-    """Bytes :func:`sparse_conv_forward` keeps with ``keep_codes`` (``columns`` = S*Nc)."""
+    """Bytes :func:`sparse_conv_forward` keeps with ``keep_codes = batch`` (``columns`` =
+    S*Nc)."""
     return batch * groups * positions * (columns + 1)
 
 
@@ -357,8 +361,9 @@ def sparse_conv_backward(
     is written, and the zeros left by the straight-through windows, by idle sense amplifiers and
     by a max-pool's or surrogate's zero gradients cost nothing.  Items with no gradient at all,
     and positions with none, cost no converter work.  ``codes``: what :func:`sparse_conv_forward`
-    kept with ``keep_codes`` for these inputs and constants; the partial sums are then not
-    scattered again (the same gradients)."""
+    kept with ``keep_codes`` for these inputs and constants; the partial sums of the items they
+    cover (the leading ``codes[0].shape[0]``) are then not scattered again, the other items' are
+    (the same gradients)."""
     kernel, n = _tasks("sconv_bwd")
     g, span, k = cells.shape[0], cells.shape[1], cells.shape[2]
     n_b, h_in, w_in = x.shape[0], x.shape[1], x.shape[2]
@@ -395,7 +400,7 @@ def sparse_conv_backward(
         gx.numpy(),
         gw.numpy(),
         gsum.numpy(),
-        codes is not None,
+        0 if codes is None else codes[0].shape[0],
         *(
             (codes[0].numpy(), codes[1].numpy())
             if codes is not None

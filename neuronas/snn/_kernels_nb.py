@@ -314,16 +314,16 @@ def sconv_fwd_items(
     qn,
     qp,
     y,
-    want_codes,
+    n_codes,
     codes,
     act,
     b0,
     b1,
 ):  # pragma: no cover
-    # want_codes (comparators only): also keep, per partial sum, one byte codes [B, G, P, K]:
-    # bit 0 the comparator's code (u >= 0), bit 1 its straight-through window (|u| <= win), and
-    # act [B, G, P] 1 where the group's sense amplifiers were read: all the backward needs of the
-    # partial sums, so it need not scatter them again
+    # n_codes (comparators only): for the items b < n_codes also keep, per partial sum, one byte
+    # codes [n_codes, G, P, K]: bit 0 the comparator's code (u >= 0), bit 1 its straight-through
+    # window (|u| <= win), and act [n_codes, G, P] 1 where the group's sense amplifiers were read:
+    # all the backward needs of those items' partial sums, so it need not scatter them again
     n_groups, n_k = w.shape[0], w.shape[4]
     n_slices = thr.shape[0]
     nc = n_k // n_slices
@@ -339,6 +339,7 @@ def sconv_fwd_items(
     yq = np.empty((n_pos, nc), np.float32)
     thrf, winf = thr.reshape(n_k), win.reshape(n_k)
     for b in range(b0, b1):
+        want_codes = b < n_codes
         for q in range(n_pos):
             for c in range(n_k):
                 tot[q, c] = 0.0
@@ -403,7 +404,7 @@ def sconv_fwd(
     qn,
     qp,
     y,
-    want_codes,
+    n_codes,
     codes,
     act,
     n_tasks,
@@ -426,7 +427,7 @@ def sconv_fwd(
         qn,
         qp,
         y,
-        want_codes,
+        n_codes,
         codes,
         act,
         0,
@@ -453,7 +454,7 @@ def sconv_fwd_parallel(
     qn,
     qp,
     y,
-    want_codes,
+    n_codes,
     codes,
     act,
     n_tasks,
@@ -478,7 +479,7 @@ def sconv_fwd_parallel(
             qn,
             qp,
             y,
-            want_codes,
+            n_codes,
             codes,
             act,
             t * n // n_tasks,
@@ -556,7 +557,7 @@ def sconv_bwd_items(
     gx,
     gw,
     gsum,
-    have_codes,
+    n_codes,
     codes,
     act,
     b0,
@@ -568,8 +569,9 @@ def sconv_bwd_items(
     # gsum [2, S, Nc] (+=: column sums of grad * code and grad * (ADC: inside * p / step;
     # comparator: inside)).  wt [G, K, T]: the cells transposed, [k, k, span] in the first k*k*span
     # of T (the rest 0), for the input's gradient.
-    # have_codes (comparators only): the forward's codes, windows and read groups (codes, act;
-    # sconv_fwd_items) stand in for the partial sums, which are then not scattered again.
+    # n_codes (comparators only): for the items b < n_codes the forward's codes, windows and read
+    # groups (codes, act; sconv_fwd_items) stand in for the partial sums, which are then not
+    # scattered again; the other items' are.
     # Exact skips: an item whose gradient is all 0 costs nothing, an output position whose
     # gradient row is all 0 passes through no converter, and only non-zero partial-sum gradients
     # reach the input's gradient.
@@ -613,6 +615,7 @@ def sconv_bwd_items(
         for n in range(nc):
             swk[s * nc + n] = sw[s]
     for b in range(b0, b1):
+        have_codes = b < n_codes
         # which positions receive a gradient, counted over grad's contiguous rows (vectorised)
         for q in range(n_pos):
             nzq[q] = 0
@@ -793,7 +796,7 @@ def sconv_bwd(
     gx,
     gw,
     gsum,
-    have_codes,
+    n_codes,
     codes,
     act,
     n_tasks,
@@ -822,7 +825,7 @@ def sconv_bwd(
         gx,
         gw[0],
         gsum[0],
-        have_codes,
+        n_codes,
         codes,
         act,
         0,
@@ -855,7 +858,7 @@ def sconv_bwd_parallel(
     gx,
     gw,
     gsum,
-    have_codes,
+    n_codes,
     codes,
     act,
     n_tasks,
@@ -888,7 +891,7 @@ def sconv_bwd_parallel(
             gx,
             gw[t],
             gsum[t],
-            have_codes,
+            n_codes,
             codes,
             act,
             t * n // n_tasks,

@@ -485,9 +485,10 @@ def _conv_convert_dense_backward(
 # partial sums per batch chunk: within L2 on the CPU (the converter pass reads them while cached),
 # bounded on a GPU so that they never grow with batch x positions
 _CHUNK_FLOATS = {"cpu": 1 << 20, "cuda": 1 << 26}
-# the most bytes a conv layer's forward keeps of its comparators' codes and windows (a byte per
-# partial sum) for the backward; above it the backward scatters the partial sums again
-_CODES_BYTES = 1 << 26
+# the most bytes a conv layer's forward keeps per call of its comparators' codes and windows (a
+# byte per partial sum) for the backward: for as many leading batch items as fit; the backward
+# scatters the other items' partial sums again
+_CODES_BYTES = 1 << 28  # 256 MiB
 
 
 def _rows_of(t: torch.Tensor) -> torch.Tensor:
@@ -515,9 +516,9 @@ class _ConvConvertSum(torch.autograd.Function):
     On the CPU (numba): event-driven kernels (:func:`neuronas.snn._kernels.sparse_conv_forward`)
     scatter every non-zero input's cells into cached partial sums and convert them in the same
     pass, reading the groups' channels through ``chan`` (no gathered copy of the input); for
-    sense amplifiers they keep a byte per partial sum (code and straight-through window, at most
-    ``_CODES_BYTES`` per call) so that the backward need not scatter the partial sums again (it
-    does for ADCs and over the budget).  The backward takes the input's gradient in the same
+    sense amplifiers they keep a byte per partial sum (code and straight-through window) for as
+    many leading batch items as fit ``_CODES_BYTES`` per call, so that the backward need not
+    scatter those items' partial sums again (it does for ADCs and the items over the budget).  The backward takes the input's gradient in the same
     pass, per output position over its non-zero partial-sum gradients only (items and positions
     that receive no gradient cost nothing), and sums it per input channel as the backward of
     ``index_select`` would.
@@ -572,12 +573,14 @@ class _ConvConvertSum(torch.autograd.Function):
         if fast:
             # event-driven: the partial sums never leave the cache, idle inputs cost nothing;
             # comparators' codes and windows kept for the backward (a byte per partial sum)
-            # when a backward may follow and they fit _CODES_BYTES
+            # when a backward may follow: for the leading items that fit _CODES_BYTES
             keep = (
-                mode != 0
-                and grad_enabled
-                and any(ctx.needs_input_grad)
-                and _kernels.conv_codes_bytes(x.shape[0], g, oh * ow, n_slices * nc) <= _CODES_BYTES
+                min(
+                    x.shape[0],
+                    _CODES_BYTES // _kernels.conv_codes_bytes(1, g, oh * ow, n_slices * nc),
+                )
+                if mode != 0 and grad_enabled and any(ctx.needs_input_grad)
+                else 0
             )
             # the kernel reads the groups' channels through chan: no gathered copy of x
             ctx.codes = _kernels.sparse_conv_forward(
