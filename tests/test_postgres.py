@@ -116,7 +116,11 @@ def _killed_inside_a_trial(args: list[str], url: str, tmp_path: Path) -> bool:
             try:
                 trials = _trials(url)
             except Exception:  # noqa: BLE001 - the study is still being created
-                _STORAGES.pop(url, None)
+                # close the pool's connections: a new storage on every failed poll otherwise
+                # leaves them open until the server refuses clients and every poll fails
+                stale = _STORAGES.pop(url, None)
+                if stale is not None:
+                    stale.engine.dispose()
                 trials = []
             done = [t for t in trials if t.state.name == "COMPLETE"]
             running = [t for t in trials if t.state.name == "RUNNING" and "arch" in t.user_attrs]
