@@ -290,10 +290,12 @@ class _ConvertSum(torch.autograd.Function):
     ADC's step; a comparator's decision does not depend on its output level, so its step (a pure
     output scale) gets its exact gradient, and its reference the straight-through one.
 
-    ``x2d [M, G*R]`` inputs; ``wg [G, R, S*Nc]`` the (detached) cells; ``wq [G, R, Nc]`` carries
-    the gradient to the integer weights: the cells are a fixed function of q (straight-through,
+    ``x2d [M, G*R]`` inputs; ``wg [G, R, S*Nc]`` the (detached) cells; ``q [N, K]`` the integer
+    weights, which the gradient reaches: the cells are a fixed function of q (straight-through,
     slice s scaled by ``slice_grad[s]``), so the per-slice gradients are combined before the outer
-    product with the inputs.
+    product with the inputs (``[G, R, Nc]``, then q's layout: padding rows and the offset
+    reference column dropped).  ``adc_step``, ``sa_ref`` ``[S, Nc]``: the layer's parameters
+    (step ``|adc_step| + 1e-8``).
     """
 
     @staticmethod
@@ -301,15 +303,20 @@ class _ConvertSum(torch.autograd.Function):
         ctx: Any,
         x2d: torch.Tensor,
         wg: torch.Tensor,
-        wq: torch.Tensor,
+        q: torch.Tensor,
         slice_weight: torch.Tensor,
         slice_grad: torch.Tensor,
-        step: torch.Tensor,
-        ref: torch.Tensor | None,
+        adc_step: torch.Tensor,
+        sa_ref: torch.Tensor | None,
         mode: int,
         qn: int,
         qp: int,
     ) -> torch.Tensor:
+        # the converter step and reference as the layer holds them ([S, Nc]): |adc_step| + 1e-8
+        # flattened is computed here, its gradient (that of abs) in backward; one autograd node
+        # instead of five small ones per layer and step (same numbers)
+        step = (adc_step.abs() + 1e-8).reshape(-1)
+        ref = None if sa_ref is None else sa_ref.reshape(-1)
         # a tie (p == ref) reads as 1, as in sense_amp: shift by a hair so that integer partial
         # sums meeting an integer reference do not sit exactly on the comparator's edge
         tie = None if mode == 0 else 1e-4 * step
@@ -322,12 +329,14 @@ class _ConvertSum(torch.autograd.Function):
         )
         conv = _kernels.convert_sum_forward if fast else _convert_sum_dense
         want_mask = bool(ctx.needs_input_grad[0])
-        yscale = slice_weight.repeat_interleave(wq.shape[-1]) * step  # [K]: shift-and-add, step
+        nc = wg.shape[-1] // slice_weight.shape[0]
+        yscale = slice_weight.repeat_interleave(nc) * step  # [K]: shift-and-add, step
         y, sums, h, mask = conv(
             x2d, wg, step, ref, tie, coef, yscale, mode, qn, qp, want_mask
         )  # sums: total, dsum
-        ctx.save_for_backward(x2d, wg, step, sums, h, mask, slice_weight)
+        ctx.save_for_backward(x2d, wg, adc_step, sums, h, mask, slice_weight)
         ctx.mode, ctx.used, ctx.fast = mode, False, fast
+        ctx.q_shape = tuple(q.shape)
         return y
 
     @staticmethod
@@ -337,7 +346,7 @@ class _ConvertSum(torch.autograd.Function):
                 "a crossbar layer's backward runs once per forward (its buffers are reused in place)"
             )
         ctx.used = True
-        x2d, wg, step, sums, h, mask, slice_weight = ctx.saved_tensors
+        x2d, wg, adc_step, sums, h, mask, slice_weight = ctx.saved_tensors
         g_groups, r, _ = wg.shape
         m, nc = grad.shape
         n_slices = slice_weight.shape[0]
@@ -355,15 +364,20 @@ class _ConvertSum(torch.autograd.Function):
             grad_ref = None
         else:
             grad_step = sw * g_total  # the decision itself: exact
-            grad_ref = -sw * g_dsum  # straight-through: the comparator's input moves by -1 per unit
-        grad_x = grad_wq = None
+            grad_ref = (-sw * g_dsum).view(adc_step.shape)  # straight-through: moves by -1 per unit
+        # through step = |adc_step| + 1e-8 (torch's abs backward: grad * sgn)
+        grad_adc = grad_step.view(adc_step.shape) * adc_step.sgn()
+        grad_x = grad_q = None
         if ctx.needs_input_grad[2]:
             xg = x2d.reshape(m, g_groups, r).transpose(0, 1)  # [G, M, R]
             grad_wq = torch.matmul(xg.transpose(1, 2), h.mul_(grad))  # [G, R, Nc]
+            # back to q's [N, K]: the padding rows and the offset reference column dropped
+            n_out, k_in = ctx.q_shape
+            grad_q = grad_wq.view(g_groups * r, nc)[:k_in, :n_out].t()
         if ctx.needs_input_grad[0]:
             gp = torch.mul(mask, grad.repeat(1, n_slices) * sw)  # [G, M, K]
             grad_x = torch.matmul(gp, wg.transpose(1, 2)).transpose(0, 1).reshape(x2d.shape)
-        return grad_x, None, grad_wq, None, None, grad_step, grad_ref, None, None, None
+        return grad_x, None, grad_q, None, None, grad_adc, grad_ref, None, None, None
 
 
 # --------------------------------------------------------------------------------------------
@@ -1057,11 +1071,17 @@ class CrossbarLayer(nn.Module):
         extra = self.row_groups * self.config.rows - self.fan_in
         return F.pad(x2d, (0, extra)) if extra else x2d
 
-    def _crossbar_mm(self, x2d: torch.Tensor, noise: bool = True) -> torch.Tensor:
+    def _crossbar_mm(
+        self, x2d: torch.Tensor, noise: bool = True, w_step: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Inputs ``[M, G*R]`` (row group g = columns ``g*R:(g+1)*R``) -> integer-unit outputs
-        ``[M, N]`` (before ``w_step``)."""
+        ``[M, N]`` (before ``w_step``).  ``w_step``: :meth:`_w_step`, when the caller has it."""
         cfg = self.config
-        q = self._quantized()
+        if w_step is None:
+            w_step = self._w_step()
+        qn, qp = cfg.weight_range
+        w = self.weight
+        q = quantize_weight(w if w.dim() == 2 else w.reshape(self.fan_out, -1), w_step, qn, qp)
         g, r = self.row_groups, cfg.rows
         if cfg.adc_kind == "digital":
             cells = self._cell_weights(q, noise)  # [K, S, Nc]
@@ -1073,26 +1093,24 @@ class CrossbarLayer(nn.Module):
         else:
             cells = self._cell_levels(q, noise)  # [K, S, Nc], detached
             s, nc = cells.shape[1], cells.shape[2]
-            wq = self._column_weights(q).t()  # [K, Nc]: what the gradient reaches
             if g * r != self.fan_in:
                 cells = F.pad(cells, (0, 0, 0, 0, 0, g * r - self.fan_in))
-                wq = F.pad(wq, (0, 0, 0, g * r - self.fan_in))
             wg = cells.reshape(g, r, s * nc)  # [G, R, S*Nc]: a view, the rows come first
-            wq = wq.reshape(g, r, nc)  # [G, R, Nc]
             if not bool(self.calibrated):
                 with torch.no_grad():
                     xg = x2d.reshape(-1, g, r).transpose(0, 1)
                     self._calibrate(torch.matmul(xg, wg).view(g, x2d.shape[0], s, nc), xg)
-            step = (self.adc_step.abs() + 1e-8).reshape(-1)
             if cfg.adc_kind == "sa":
                 mode = 1 if cfg.differential else 2
-                ref = self.sa_ref.reshape(-1) if self.sa_ref is not None else None
+                ref = self.sa_ref
                 qn, qp = 0, 0
             else:
                 mode, ref = 0, None
                 qn, qp = cfg.adc_range
+            # q itself carries the gradient (the cells are detached): _ConvertSum returns it in
+            # q's layout, and takes the converter's step and reference as the parameters
             y = _ConvertSum.apply(
-                x2d, wg, wq, self.slice_weight, self.slice_grad, step, ref, mode, qn, qp
+                x2d, wg, q, self.slice_weight, self.slice_grad, self.adc_step, ref, mode, qn, qp
             )
         if not cfg.differential:
             y = y[:, : self.fan_out] - y[:, self.fan_out :]
@@ -1196,7 +1214,8 @@ class CrossbarLinear(CrossbarLayer, nn.Linear):
         self._ensure_weight_step()
         lead = x.shape[:-1]
         x2d = x.reshape(-1, self.fan_in)
-        y = self._crossbar_mm(self._pad_rows(x2d)) * self._w_step()
+        w_step = self._w_step()  # one node for both uses (the same gradient: abs' is +-1)
+        y = self._crossbar_mm(self._pad_rows(x2d), w_step=w_step) * w_step
         if self.bias is not None:
             y = y + self.bias
         y = y.view(*lead, self.fan_out)
