@@ -86,7 +86,7 @@ class _ConvertSumBefore(torch.autograd.Function):
         return grad_x, None, grad_wq, None, None, grad_step, grad_ref, None, None, None
 
 
-def _crossbar_mm_before(self: Any, x2d: torch.Tensor, noise: bool = True) -> torch.Tensor:
+def crossbar_mm_before(self: Any, x2d: torch.Tensor, noise: bool = True) -> torch.Tensor:
     cfg = self.config
     qn, qp = cfg.weight_range
     q = quantize_weight(self.weight.reshape(self.fan_out, -1), self.w_step.abs() + 1e-12, qn, qp)
@@ -119,14 +119,14 @@ def _crossbar_mm_before(self: Any, x2d: torch.Tensor, noise: bool = True) -> tor
     return y
 
 
-def _forward_before(self: Any, x: torch.Tensor) -> torch.Tensor:
+def forward_before(self: Any, x: torch.Tensor) -> torch.Tensor:
     a = float(self.hardware_awareness)
     if a <= 0.0:
         return F.linear(x, self.weight, self.bias)
     self._ensure_weight_step()
     lead = x.shape[:-1]
     x2d = x.reshape(-1, self.fan_in)
-    y = _crossbar_mm_before(self, self._pad_rows(x2d)) * (self.w_step.abs() + 1e-12)
+    y = crossbar_mm_before(self, self._pad_rows(x2d)) * (self.w_step.abs() + 1e-12)
     if self.bias is not None:
         y = y + self.bias
     y = y.view(*lead, self.fan_out)
@@ -201,7 +201,7 @@ def test_linear_layer_trains_bit_identical_to_the_graph_before(
     )
     now = _train_two_layers(cfg, fan_in, 40, steps=6, awareness=0.5)
     with monkeypatch.context() as m:
-        m.setattr(CrossbarLinear, "forward", _forward_before)
+        m.setattr(CrossbarLinear, "forward", forward_before)
         before = _train_two_layers(cfg, fan_in, 40, steps=6, awareness=0.5)
     assert len(now) == len(before) and len(now) > 6 * 9
     for a, b in zip(now, before, strict=True):
