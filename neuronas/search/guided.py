@@ -194,9 +194,13 @@ class AccuracyModel:
         import scipy.linalg  # noqa: F401
         import sklearn.gaussian_process  # noqa: F401
 
+        import neuronas.search.gp_kernels  # noqa: F401
+
     def fit(self, x: np.ndarray, y: np.ndarray, scale_from: np.ndarray) -> AccuracyModel:
         from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import ConstantKernel, DotProduct, Matern, WhiteKernel
+
+        # scikit-learn's kernels, introspected once per class (the same fit, bit for bit)
+        from neuronas.search.gp_kernels import ConstantKernel, DotProduct, Matern, WhiteKernel
 
         both = np.vstack([scale_from, x])
         self._mu = both.mean(axis=0)
