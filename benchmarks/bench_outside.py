@@ -26,9 +26,14 @@ import time
 from typing import Any
 
 DETAIL = {
-    "neuronas.search.guided": ["CostGuidedSampler.propose", "CostGuidedSampler.candidates",
-                               "AccuracyModel.fit", "AccuracyModel.predict", "expected_hvi",
-                               "arch_features"],
+    "neuronas.search.guided": [
+        "CostGuidedSampler.propose",
+        "CostGuidedSampler.candidates",
+        "AccuracyModel.fit",
+        "AccuracyModel.predict",
+        "expected_hvi",
+        "arch_features",
+    ],
     "neuronas.search.trials": ["ask_next", "record_result", "reuse_duplicate"],
     "neuronas.search.progress": ["progress_line"],
     "neuronas.search.lifecycle": ["begin", "finish"],

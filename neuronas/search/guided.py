@@ -308,6 +308,7 @@ class CostGuidedSampler(BaseSampler):
         self.seed = 0 if seed is None else int(seed)
         self._random = RandomSampler(seed=seed)
         self._plans: dict[int, dict[str, Any]] = {}
+        self._features: dict[str, list[float]] = {}  # arch key -> arch_features (trained ones)
         if any(o in UNCERTAIN for o in self.objectives):
             AccuracyModel.load_libraries()  # the first fit comes n_startup_trials later
 
@@ -375,6 +376,16 @@ class CostGuidedSampler(BaseSampler):
             out.append({"params": d.params, "arch": d.arch, "key": d.arch.key, "costs": costs})
         return out
 
+    def _trained_features(self, key: str, arch_dict: dict[str, Any]) -> list[float]:
+        """:func:`arch_features` of a trial's architecture (``arch_key`` ``key``), computed once
+        per architecture and sampler: every proposal reads all the trained trials again."""
+        got = self._features.get(key)
+        if got is None:
+            from neuronas.spec import ArchSpec
+
+            got = self._features[key] = arch_features(ArchSpec.from_dict(arch_dict))
+        return got
+
     def propose(self, trials: Sequence[Any], number: int) -> dict[str, Any] | None:
         """The next trial's parameters and what was predicted for it (None: nothing to propose)."""
         from neuronas.spec import ArchSpec
@@ -396,7 +407,7 @@ class CostGuidedSampler(BaseSampler):
                 continue
             key = u.get("arch_key") or ArchSpec.from_dict(u["arch"]).key
             if key not in trained:
-                trained[key] = (arch_features(ArchSpec.from_dict(u["arch"])), float(u[quality]))
+                trained[key] = (self._trained_features(key, u["arch"]), float(u[quality]))
             prior, measured = u.get("prior_metrics") or {}, u.get("metrics") or {}
             ratios.append(
                 [
@@ -426,7 +437,7 @@ class CostGuidedSampler(BaseSampler):
             key = u.get("arch_key") or ArchSpec.from_dict(u["arch"]).key
             if key not in trained:
                 estimate = min(1.0, max(0.0, float(mark["rung_accuracy"]) + gain))
-                trained[key] = (arch_features(ArchSpec.from_dict(u["arch"])), estimate)
+                trained[key] = (self._trained_features(key, u["arch"]), estimate)
         info = {
             "key": pool[0]["key"],
             "drawn": self.n_candidates,
