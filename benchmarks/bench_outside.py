@@ -34,9 +34,11 @@ DETAIL = {
         "expected_hvi",
         "arch_features",
     ],
-    "neuronas.search.trials": ["ask_next", "record_result", "reuse_duplicate"],
+    "neuronas.search.trials": ["ask_next", "record_result", "reuse_duplicate", "take_trial"],
+    "neuronas.search.objective": ["price"],
+    "optuna.study.study": ["Study.tell", "Study.get_trials"],
     "neuronas.search.progress": ["progress_line"],
-    "neuronas.search.lifecycle": ["begin", "finish"],
+    "neuronas.search.lifecycle": ["begin", "finish", "_settle"],
 }
 
 

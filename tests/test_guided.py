@@ -231,3 +231,32 @@ def test_the_kernels_introspected_once_fit_what_scikit_learns_kernels_fit(
         ref = getattr(kernels, name)()
         assert [h.name for h in k.hyperparameters] == [h.name for h in ref.hyperparameters]
         assert k.get_params() == ref.get_params()
+
+
+@pytest.mark.parametrize("space_name", ["digits-small", "digits-residual"])
+def test_arch_features_are_numpys_values(space_name: str) -> None:
+    """arch_features in plain Python gives what the NumPy formulas give, float for float, on
+    random candidates of a space (MLPs, CNNs, skips, per-layer precision where the space has
+    it): the accuracy model sees the same numbers."""
+    import math as m
+
+    from neuronas.search.draw import RandomTrial
+
+    space, chip = load_space(space_name), load_chip("rram-adcless-65nm")
+    rng = np.random.default_rng(0)
+    seen = 0
+    for _ in range(300):
+        try:
+            arch = space.sample(RandomTrial(rng), chip)
+        except Exception:  # noqa: BLE001 - a candidate the space cannot make: not a test case
+            continue
+        w = arch.resolved()
+        bits = [float(x.weight_bits) for x in w] or [float(arch.precision.weight_bits)]
+        adc = [16.0 if x.adc_kind == "digital" else float(x.adc_bits) for x in w] or [1.0]
+        got = arch_features(arch)
+        assert got[1] == m.log2(max(sum(int(np.prod(x.out_shape)) for x in w), 1))
+        assert got[5] == m.log2(max(int(np.prod(w[0].in_shape)) if w else 1, 1))
+        assert got[6] == float(np.mean(bits)) and got[8] == float(np.mean(adc))
+        assert all(type(v) is float for v in got)
+        seen += 1
+    assert seen > 100
