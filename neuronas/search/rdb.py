@@ -38,13 +38,13 @@ def _upsert_insert(dialect: str) -> Any:
     """The ``insert`` construct whose statements take ``on_conflict_do_update`` (and several
     rows at once) on ``dialect``, as RDBStorage upserts attributes there; None elsewhere."""
     if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects import sqlite
 
-        return insert
+        return sqlite.insert
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects import postgresql
 
-        return insert
+        return postgresql.insert
     return None
 
 
@@ -103,7 +103,7 @@ class BatchedRDBStorage(optuna.storages.RDBStorage):
         one upsert statement (rows in the order of their first write, each with its last
         value: what the writes one after the other leave).  A database without a multi-row
         upsert here (MySQL, others) takes the writes one by one, as before."""
-        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        trial: Any = models.TrialModel.find_or_raise_by_id(trial_id, session)
         self.check_trial_is_updatable(trial_id, trial.state)
         attrs: dict[str, dict[str, Any]] = {"user": {}, "system": {}}
         for kind, args in writes:
