@@ -145,9 +145,8 @@ class _Spec:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for f in fields(self):  # type: ignore[arg-type]
-            v = getattr(self, f.name)
-            out[f.name] = _to_plain(v)
+        for name in _fields_of(type(self)):  # the dataclass fields, in order (cached per class)
+            out[name] = _to_plain(getattr(self, name))
         return out
 
     @classmethod

@@ -5,6 +5,7 @@ of the architecture (no training) it finds a larger front than random search."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import optuna
@@ -188,3 +189,74 @@ def test_the_model_libraries_load_when_the_sampler_is_built_not_mid_search() -> 
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
     )
     assert out.stdout.split() == ["False", "True", "True"], out.stderr
+
+
+@pytest.mark.parametrize("n", [3, 8, 25])
+def test_the_kernels_introspected_once_fit_what_scikit_learns_kernels_fit(
+    n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The accuracy model's kernels (neuronas.search.gp_kernels: scikit-learn's, with their
+    hyperparameter and argument lists made once per class) give the fit scikit-learn's own
+    kernels give, bit for bit: hyperparameters, Cholesky factor, weights, predictions, the
+    widened deviation -- so the search proposes the same candidates."""
+    from sklearn.gaussian_process import kernels
+
+    from neuronas.search import gp_kernels
+    from neuronas.search.guided import AccuracyModel
+
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(n, 7))
+    x[:, 3] = 1.0  # a constant feature (dropped by the standardisation)
+    y = np.clip(0.5 + 0.2 * x[:, 0] - 0.1 * x[:, 1] + 0.05 * rng.normal(size=n), 0.0, 1.0)
+    pool = rng.normal(size=(40, 7))
+
+    def fitted() -> tuple[Any, ...]:
+        model = AccuracyModel(seed=5).fit(x, y, pool)
+        mean, std = model.predict(pool)
+        gp = model._gp  # noqa: SLF001 - white-box: the fitted process itself
+        return repr(gp.kernel_), gp.kernel_.theta, gp.L_, gp.alpha_, mean, std, model.std_scale
+
+    ours = fitted()
+    assert type(ours[0]) is str and "Matern" in ours[0]
+    for name in ("ConstantKernel", "DotProduct", "Matern", "WhiteKernel"):
+        monkeypatch.setattr(gp_kernels, name, getattr(kernels, name))
+    theirs = fitted()
+    assert ours[0] == theirs[0]
+    for a, b in zip(ours[1:-1], theirs[1:-1], strict=True):
+        assert np.array_equal(a, b)
+    assert ours[-1] == theirs[-1]
+    # the lists made once are scikit-learn's own (same names, same order)
+    for name in ("ConstantKernel", "DotProduct", "Matern", "WhiteKernel"):
+        k = getattr(gp_kernels, name)()
+        ref = getattr(kernels, name)()
+        assert [h.name for h in k.hyperparameters] == [h.name for h in ref.hyperparameters]
+        assert k.get_params() == ref.get_params()
+
+
+@pytest.mark.parametrize("space_name", ["digits-small", "digits-residual"])
+def test_arch_features_are_numpys_values(space_name: str) -> None:
+    """arch_features in plain Python gives what the NumPy formulas give, float for float, on
+    random candidates of a space (MLPs, CNNs, skips, per-layer precision where the space has
+    it): the accuracy model sees the same numbers."""
+    import math as m
+
+    from neuronas.search.draw import RandomTrial
+
+    space, chip = load_space(space_name), load_chip("rram-adcless-65nm")
+    rng = np.random.default_rng(0)
+    seen = 0
+    for _ in range(300):
+        try:
+            arch = space.sample(RandomTrial(rng), chip)
+        except Exception:  # noqa: BLE001 - a candidate the space cannot make: not a test case
+            continue
+        w = arch.resolved()
+        bits = [float(x.weight_bits) for x in w] or [float(arch.precision.weight_bits)]
+        adc = [16.0 if x.adc_kind == "digital" else float(x.adc_bits) for x in w] or [1.0]
+        got = arch_features(arch)
+        assert got[1] == m.log2(max(sum(int(np.prod(x.out_shape)) for x in w), 1))
+        assert got[5] == m.log2(max(int(np.prod(w[0].in_shape)) if w else 1, 1))
+        assert got[6] == float(np.mean(bits)) and got[8] == float(np.mean(adc))
+        assert all(type(v) is float for v in got)
+        seen += 1
+    assert seen > 100

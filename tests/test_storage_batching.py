@@ -180,3 +180,49 @@ def test_a_journal_storage_is_written_as_before(tmp_path: Path) -> None:
         assert study.get_trials(deepcopy=False)[0].user_attrs["x"] == 1
     record_result(study, trial, _result(), ["accuracy", "energy_uj"])
     assert study.get_trials(deepcopy=False)[0].state == TrialState.COMPLETE
+
+
+def _rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """The attribute and parameter tables as stored: row ids, trials, keys, JSON text."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    try:
+        return {
+            table: con.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608
+            for table in ("trial_user_attributes", "trial_system_attributes", "trial_params")
+        }
+    finally:
+        con.close()
+
+
+def test_held_writes_store_the_rows_one_commit_per_value_stores(tmp_path: Path) -> None:
+    """Row for row (ids, order, JSON text): the held writes of a phase -- parameters, new
+    attributes, an attribute written twice in the block, one that existed before it (the
+    owner, written when the trial was created) -- are stored as RDBStorage's writes one by one
+    store them, also with a second trial and an enqueued retry in between."""
+    plain_db, batched_dir = tmp_path / "plain.db", tmp_path / "batched"
+    plain = optuna.create_study(
+        storage=optuna.storages.RDBStorage(f"sqlite:///{plain_db}"),
+        study_name="s",
+        directions=["maximize", "minimize"],
+        sampler=optuna.samplers.RandomSampler(seed=3),
+    )
+    name_constraints(plain, ["energy_uj", "latency_us"])
+    batched = _study(batched_dir)
+    for study in (plain, batched):
+        first = take_trial(study)
+        with deferred_writes(study, first):
+            _fill(first)
+            first.set_user_attr("owner", {"host": "elsewhere", "pid": 1, "start": ""})
+            study._storage.set_trial_system_attr(first._trial_id, "mark", [1, 2])
+            study._storage.set_trial_system_attr(first._trial_id, "mark", {"again": True})
+        second = take_trial(study)
+        with deferred_writes(study, second):
+            _fill(second)
+            interrupt(study, second, "stopped", requeue=True)
+        record_result(study, first, _result(), ["accuracy", "energy_uj"], {"trial_dir": "t/0"})
+    got, want = _rows(batched_dir / "study.db"), _rows(plain_db)
+    assert got == want
+    assert len(got["trial_params"]) == 2 * len(DISTS)
+    assert any(r[2] == "mark" and r[3] == '{"again": true}' for r in got["trial_system_attributes"])

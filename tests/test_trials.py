@@ -132,3 +132,21 @@ def test_the_crash_guard_stops_after_consecutive_crashes_only() -> None:
     guard.check(crash)
     with pytest.raises(SearchError, match="3 trials in a row crashed .*RuntimeError: boom"):
         guard.check(crash)
+
+
+def test_constraint_names_are_read_until_recorded_then_kept_per_study(tmp_path: Path) -> None:
+    """constraint_names reads the study's attributes until the names are recorded (an empty
+    answer is not kept), then answers from memory for that study object; another object on
+    the same storage reads them itself."""
+    from neuronas.search.trials import constraint_names, name_constraints
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    study = optuna.create_study(storage=url, study_name="c")
+    assert constraint_names(study) == []
+    name_constraints(study, ["latency_us", "energy_uj"])
+    assert constraint_names(study) == ["energy_uj", "latency_us"]
+    names = constraint_names(study)
+    names.append("changed by the caller")  # a copy: the kept list is not the caller's
+    assert constraint_names(study) == ["energy_uj", "latency_us"]
+    other = optuna.load_study(study_name="c", storage=url)
+    assert constraint_names(other) == ["energy_uj", "latency_us"]

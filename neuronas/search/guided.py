@@ -65,10 +65,13 @@ def arch_features(arch: Any) -> list[float]:
     """
     weighted = arch.resolved()  # the weighted layers, with per-layer precision made concrete
     weights = sum(lay.weights for lay in weighted)
-    neurons = sum(int(np.prod(lay.out_shape)) for lay in weighted)
+    # plain Python, not NumPy: this runs for every candidate of every proposal (~300); the
+    # values are NumPy's (integer products; the bit widths are whole numbers, so their sums
+    # are exact in any order and the means the same division: tests/test_guided.py)
+    neurons = sum(int(math.prod(lay.out_shape)) for lay in weighted)
     convs = sum(1 for lay in weighted if lay.kind != "fc")
     # input elements reaching the first weighted layer (pooling in front lowers the resolution)
-    first_in = int(np.prod(weighted[0].in_shape)) if weighted else 1
+    first_in = int(math.prod(weighted[0].in_shape)) if weighted else 1
     bits = [float(lay.weight_bits) for lay in weighted] or [float(arch.precision.weight_bits)]
     adc_bits = [16.0 if lay.adc_kind == "digital" else float(lay.adc_bits) for lay in weighted] or [
         1.0
@@ -82,9 +85,9 @@ def arch_features(arch: Any) -> list[float]:
         convs / max(len(weighted), 1),
         float(arch.input.timesteps),
         math.log2(max(first_in, 1)),
-        float(np.mean(bits)),
+        sum(bits) / len(bits),
         float(min(bits)),
-        float(np.mean(adc_bits)),
+        sum(adc_bits) / len(adc_bits),
         float(m.bits_per_cell),
         math.log2(m.rows),
         float(m.signed_scheme == "differential"),
@@ -194,9 +197,13 @@ class AccuracyModel:
         import scipy.linalg  # noqa: F401
         import sklearn.gaussian_process  # noqa: F401
 
+        import neuronas.search.gp_kernels  # noqa: F401
+
     def fit(self, x: np.ndarray, y: np.ndarray, scale_from: np.ndarray) -> AccuracyModel:
         from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import ConstantKernel, DotProduct, Matern, WhiteKernel
+
+        # scikit-learn's kernels, introspected once per class (the same fit, bit for bit)
+        from neuronas.search.gp_kernels import ConstantKernel, DotProduct, Matern, WhiteKernel
 
         both = np.vstack([scale_from, x])
         self._mu = both.mean(axis=0)
@@ -304,6 +311,7 @@ class CostGuidedSampler(BaseSampler):
         self.seed = 0 if seed is None else int(seed)
         self._random = RandomSampler(seed=seed)
         self._plans: dict[int, dict[str, Any]] = {}
+        self._features: dict[str, list[float]] = {}  # arch key -> arch_features (trained ones)
         if any(o in UNCERTAIN for o in self.objectives):
             AccuracyModel.load_libraries()  # the first fit comes n_startup_trials later
 
@@ -371,6 +379,16 @@ class CostGuidedSampler(BaseSampler):
             out.append({"params": d.params, "arch": d.arch, "key": d.arch.key, "costs": costs})
         return out
 
+    def _trained_features(self, key: str, arch_dict: dict[str, Any]) -> list[float]:
+        """:func:`arch_features` of a trial's architecture (``arch_key`` ``key``), computed once
+        per architecture and sampler: every proposal reads all the trained trials again."""
+        got = self._features.get(key)
+        if got is None:
+            from neuronas.spec import ArchSpec
+
+            got = self._features[key] = arch_features(ArchSpec.from_dict(arch_dict))
+        return got
+
     def propose(self, trials: Sequence[Any], number: int) -> dict[str, Any] | None:
         """The next trial's parameters and what was predicted for it (None: nothing to propose)."""
         from neuronas.spec import ArchSpec
@@ -392,7 +410,7 @@ class CostGuidedSampler(BaseSampler):
                 continue
             key = u.get("arch_key") or ArchSpec.from_dict(u["arch"]).key
             if key not in trained:
-                trained[key] = (arch_features(ArchSpec.from_dict(u["arch"])), float(u[quality]))
+                trained[key] = (self._trained_features(key, u["arch"]), float(u[quality]))
             prior, measured = u.get("prior_metrics") or {}, u.get("metrics") or {}
             ratios.append(
                 [
@@ -422,7 +440,7 @@ class CostGuidedSampler(BaseSampler):
             key = u.get("arch_key") or ArchSpec.from_dict(u["arch"]).key
             if key not in trained:
                 estimate = min(1.0, max(0.0, float(mark["rung_accuracy"]) + gain))
-                trained[key] = (arch_features(ArchSpec.from_dict(u["arch"])), estimate)
+                trained[key] = (self._trained_features(key, u["arch"]), estimate)
         info = {
             "key": pool[0]["key"],
             "drawn": self.n_candidates,

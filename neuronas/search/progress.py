@@ -85,7 +85,10 @@ class Progress:
         self.stream.flush()
 
     def show(self, run: Any) -> None:
-        """Update the line from ``run``'s study."""
+        """Update the line from ``run``'s study (nothing is read when the line is off: it would
+        cost a read of every trial after each one)."""
+        if not self.enabled:
+            return
         self.update(progress_line(run.study, run.target, run.config.objectives))
 
     def close(self) -> None:

@@ -20,15 +20,32 @@ is trained or told (:mod:`neuronas.search.lifecycle`).
 from __future__ import annotations
 
 import contextlib
+import json
+import sqlite3
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import optuna
+from optuna import distributions
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 
 __all__ = ["BatchedRDBStorage"]
+
+
+def _upsert_insert(dialect: str) -> Any:
+    """The ``insert`` construct whose statements take ``on_conflict_do_update`` (and several
+    rows at once) on ``dialect``, as RDBStorage upserts attributes there; None elsewhere."""
+    if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    return None
 
 
 class BatchedRDBStorage(optuna.storages.RDBStorage):
@@ -72,19 +89,85 @@ class BatchedRDBStorage(optuna.storages.RDBStorage):
         trial_id = key[1]
         try:
             with _create_scoped_session(self.scoped_session) as session:
-                for kind, args in writes:
-                    if kind == "param":
-                        self._set_trial_param_without_commit(session, trial_id, *args)
-                    else:
-                        model = (
-                            models.TrialUserAttributeModel
-                            if kind == "user"
-                            else models.TrialSystemAttributeModel
-                        )
-                        self._set_trial_attr_without_commit(session, model, trial_id, *args)
+                self._write_held(session, trial_id, writes)
         finally:
             if keep:
                 writes.clear()
+
+    def _write_held(
+        self, session: Any, trial_id: int, writes: list[tuple[str, tuple[Any, ...]]]
+    ) -> None:
+        """Write ``writes`` (held for ``trial_id``) in ``session``: what RDBStorage's
+        ``_set_trial_param_without_commit`` / ``_set_trial_attr_without_commit`` write one by
+        one, with the trial looked up and checked once, and each attribute table's values in
+        one upsert statement (rows in the order of their first write, each with its last
+        value: what the writes one after the other leave).  A database without a multi-row
+        upsert here (MySQL, others) takes the writes one by one, as before."""
+        trial: Any = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        self.check_trial_is_updatable(trial_id, trial.state)
+        attrs: dict[str, dict[str, Any]] = {"user": {}, "system": {}}
+        for kind, args in writes:
+            if kind == "param":
+                self._add_param(session, trial, *args)
+            else:
+                attrs[kind][args[0]] = args[1]
+        for kind, values in attrs.items():
+            if not values:
+                continue
+            model = (
+                models.TrialUserAttributeModel
+                if kind == "user"
+                else models.TrialSystemAttributeModel
+            )
+            insert = _upsert_insert(self.engine.name)
+            if insert is None:
+                for k, v in values.items():
+                    self._set_trial_attr_without_commit(session, model, trial_id, k, v)
+                continue
+            rows = [
+                {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                for k, v in values.items()
+            ]
+            stmt = insert(model).values(rows)
+            session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[model.trial_id, model.key],
+                    set_={"value_json": stmt.excluded.value_json},
+                )
+            )
+
+    def _add_param(
+        self,
+        session: Any,
+        trial: Any,
+        param_name: str,
+        param_value_internal: float,
+        distribution: Any,
+        previous_distribution: Any,
+    ) -> None:
+        # RDBStorage._set_trial_param_without_commit, the trial already looked up and checked
+        if previous_distribution is None:
+            previous_record = (
+                session.query(models.TrialParamModel)
+                .join(models.TrialModel)
+                .filter(models.TrialModel.study_id == trial.study_id)
+                .filter(models.TrialParamModel.param_name == param_name)
+                .first()
+            )
+            if previous_record is not None:
+                previous_distribution = distributions.json_to_distribution(
+                    previous_record.distribution_json
+                )
+        if previous_distribution is not None:
+            distributions.check_distribution_compatibility(previous_distribution, distribution)
+        session.add(
+            models.TrialParamModel(
+                trial_id=trial.trial_id,
+                param_name=param_name,
+                param_value=param_value_internal,
+                distribution_json=distributions.distribution_to_json(distribution),
+            )
+        )
 
     # -- the writes that may be held -----------------------------------------------------------
 

@@ -63,6 +63,7 @@ import json
 import math
 import os
 import socket
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -260,18 +261,28 @@ def _ownerless_too_long(t: Any, grace_s: float) -> bool:
 
 
 def reap_stale_trials(
-    study: Any, *, requeue: bool = True, grace_s: float = OWNERLESS_GRACE_S
+    study: Any,
+    *,
+    requeue: bool = True,
+    grace_s: float = OWNERLESS_GRACE_S,
+    trials: Sequence[Any] | None = None,
 ) -> list[int]:
     """Fail the RUNNING trials whose owner process on this host is gone, and those left without
     an owner record for more than ``grace_s`` seconds (the proposal window); re-enqueue their
     parameters so the candidate is still evaluated.  Returns the reaped trial numbers.
+    ``trials``: the study's trials as just read (default: read them).
 
     Trials owned by live processes or by other hosts are left alone (a Ray driver or a remote
     worker reaps its own)."""
     from optuna.trial import TrialState
 
     reaped = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    running = (
+        study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if trials is None
+        else [t for t in trials if t.state == TrialState.RUNNING]
+    )
+    for t in running:
         if _owner_alive(t.user_attrs.get("owner")) is False:
             reason = "its process died while the trial ran (killed or crashed); re-enqueued"
         elif _ownerless_too_long(t, grace_s):
@@ -308,8 +319,9 @@ def ask_next(study: Any, run_dir: Path, target: int) -> Any | None:
     the target (:func:`take_trial`: owned by this process from its creation on).
     """
     with _ask_lock(run_dir):
-        reap_stale_trials(study)
-        c = count_trials(study)
+        # one read of the trials for both, unless a trial was reaped (then count afresh)
+        trials = study.get_trials(deepcopy=False)
+        c = count_trials(study, None if reap_stale_trials(study, trials=trials) else trials)
         if c.finished + c.running >= target or sampler_exhausted(study):
             return None
         return take_trial(study)
@@ -486,10 +498,24 @@ def record_result(
 CONSTRAINT_NAMES_ATTR = "constraint_names"
 
 
+#: constraint names already read, per study object (they never change once recorded)
+_CONSTRAINT_NAMES: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+
+
 def constraint_names(study: Any) -> list[str]:
     """The names of the trials' constraints, in the order of their values (the hard and soft
-    budgets of the run's chip; recorded on the study by :func:`name_constraints`)."""
-    return list(study.user_attrs.get(CONSTRAINT_NAMES_ATTR) or [])
+    budgets of the run's chip; recorded on the study by :func:`name_constraints`).  Read from
+    the storage until they are found, then remembered for ``study`` (recorded once, never
+    changed: a read of the study's attributes less per trial)."""
+    with contextlib.suppress(TypeError):  # a study object without weak references
+        names = _CONSTRAINT_NAMES.get(study)
+        if names is not None:
+            return list(names)
+    names = list(study.user_attrs.get(CONSTRAINT_NAMES_ATTR) or [])
+    if names:
+        with contextlib.suppress(TypeError):
+            _CONSTRAINT_NAMES[study] = names
+    return list(names)
 
 
 def name_constraints(study: Any, names: Sequence[str]) -> None:
