@@ -265,6 +265,7 @@ def sparse_conv_forward(
     qp: int,
     out: torch.Tensor,
     keep_codes: int = 0,
+    into: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Event-driven convolution on crossbars into ``out [B, Nc, OH*OW]``: for every batch item and
     row group the non-zero inputs of ``x [B, H, W, C]`` (channels-last; the groups' ``G*span``
@@ -279,15 +280,25 @@ def sparse_conv_forward(
     (:func:`conv_codes_bytes`): ``[keep_codes, G, OH*OW, S*Nc]`` with bit 0 the comparator's
     code and bit 1 its straight-through window (``|p - thr| <= win``), and ``[keep_codes, G,
     OH*OW]`` 1 where the group's sense amplifiers were read; passed to
-    :func:`sparse_conv_backward`, they spare it scattering those items' partial sums again."""
+    :func:`sparse_conv_backward`, they spare it scattering those items' partial sums again.
+    ``into``: two contiguous ``uint8`` tensors of those shapes to write them to (returned; their
+    bytes need not be set: every item's read flags are written, and a code wherever its group
+    was read, which is all the backward reads), else new ones."""
     kernel, n = _tasks("sconv_fwd")
     g = cells.shape[0]
     keep_codes = int(keep_codes)
     if keep_codes:
         assert mode != 0, "codes are kept for comparators only"
         assert 0 < keep_codes <= x.shape[0], "codes are kept for leading batch items"
-        codes = torch.empty((keep_codes, g, oh * ow, cells.shape[-1]), dtype=torch.uint8)
-        act = torch.empty((keep_codes, g, oh * ow), dtype=torch.uint8)
+        if into is None:
+            codes = torch.empty((keep_codes, g, oh * ow, cells.shape[-1]), dtype=torch.uint8)
+            act = torch.empty((keep_codes, g, oh * ow), dtype=torch.uint8)
+        else:
+            codes, act = into
+            assert codes.shape == (keep_codes, g, oh * ow, cells.shape[-1]), "codes' shape"
+            assert act.shape == (keep_codes, g, oh * ow), "read flags' shape"
+            assert codes.dtype == act.dtype == torch.uint8, "codes are bytes"
+            assert codes.is_contiguous() and act.is_contiguous(), "codes are contiguous"
     else:
         codes = torch.empty((1, 1, 1, 1), dtype=torch.uint8)
         act = torch.empty((1, 1, 1), dtype=torch.uint8)

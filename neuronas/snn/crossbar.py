@@ -491,6 +491,43 @@ _CHUNK_FLOATS = {"cpu": 1 << 20, "cuda": 1 << 26}
 _CODES_BYTES = 1 << 28  # 256 MiB
 
 
+class _CodesSpare:
+    """A conv layer's spare buffers for its sense amplifiers' codes (:class:`_ConvConvertSum`):
+    the backward hands back those it read, and the layer's next forward writes into them (views
+    of their leading items) instead of new tensors, whose first touch costs a page fault per
+    page every call (~0.6 ms per MB measured, as much as the kernel's work on digits-cnn's conv
+    1).  A buffer is only here while no graph holds it: a forward takes it (a second forward
+    before the backward gets new ones), a backward puts its own back; a forward that keeps no
+    codes (evaluation, no grad) lets go of it.  Copies and pickles of the layer start empty."""
+
+    __slots__ = ("bufs",)
+
+    def __init__(self) -> None:
+        self.bufs: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def take(
+        self, n: int, g: int, p: int, k: int
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """Buffers for ``n`` items' codes ``[n, g, p, k]`` and read flags ``[n, g, p]``: (the
+        views to write, the whole buffers to give back)."""
+        bufs, self.bufs = self.bufs, None
+        if bufs is None or bufs[0].shape[1:] != (g, p, k) or bufs[0].shape[0] < n:
+            bufs = (
+                torch.empty((n, g, p, k), dtype=torch.uint8),
+                torch.empty((n, g, p), dtype=torch.uint8),
+            )
+        return (bufs[0][:n], bufs[1][:n]), bufs
+
+    def give(self, bufs: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        self.bufs = bufs
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _CodesSpare:
+        return _CodesSpare()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_CodesSpare, ())
+
+
 def _rows_of(t: torch.Tensor) -> torch.Tensor:
     """A channels-last ``[b, C, OH, OW]`` tensor as its ``[b*OH*OW, C]`` rows (a view)."""
     return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
@@ -550,6 +587,7 @@ class _ConvConvertSum(torch.autograd.Function):
         stride: tuple[int, ...],
         padding: tuple[int, ...],
         grad_enabled: bool = True,
+        spare: _CodesSpare | None = None,
     ) -> torch.Tensor:
         g, span, k = wcell.shape[:3]
         n_slices, nc = wcell.shape[4], wcell.shape[5]
@@ -570,6 +608,7 @@ class _ConvConvertSum(torch.autograd.Function):
         )
         act = None
         ctx.codes = None
+        ctx.spare = None
         if fast:
             # event-driven: the partial sums never leave the cache, idle inputs cost nothing;
             # comparators' codes and windows kept for the backward (a byte per partial sum)
@@ -582,6 +621,13 @@ class _ConvConvertSum(torch.autograd.Function):
                 if mode != 0 and grad_enabled and any(ctx.needs_input_grad)
                 else 0
             )
+            into = None
+            if spare is not None:
+                if keep:  # the buffers the last backward read, if they fit
+                    into, bufs = spare.take(keep, g, oh * ow, n_slices * nc)
+                    ctx.spare = (spare, bufs)
+                else:
+                    spare.give(None)
             # the kernel reads the groups' channels through chan: no gathered copy of x
             ctx.codes = _kernels.sparse_conv_forward(
                 x.detach().permute(0, 2, 3, 1),
@@ -602,6 +648,7 @@ class _ConvConvertSum(torch.autograd.Function):
                 qp,
                 y.view(y.shape[0], nc, -1),
                 keep,
+                into,
             )
         else:
             xg = _gather_channels(x, chan)
@@ -686,6 +733,9 @@ class _ConvConvertSum(torch.autograd.Function):
                 ctx.codes,
             )
             ctx.codes = None
+            if ctx.spare is not None:  # read: the layer's next forward may write them
+                ctx.spare[0].give(ctx.spare[1])
+                ctx.spare = None
             grad_wq = gw.sum(0) if want_w else None
             gsum = gsum_t.sum(0)
         else:
@@ -760,6 +810,7 @@ class _ConvConvertSum(torch.autograd.Function):
             grad_ref,
             grad_w,
             grad_bias,
+            None,
             None,
             None,
             None,
@@ -1236,6 +1287,8 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
         self.register_buffer("group_channels", geo.channels, persistent=False)
         # 1 where a weight slot holds one of its group's rows: counts a group's driven rows
         self.register_buffer("group_slots", (geo.rows < k).to(torch.float32), persistent=False)
+        # the sense amplifiers' codes' buffers, reused from batch to batch (_CodesSpare)
+        self._codes_spare = _CodesSpare()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = float(self.hardware_awareness)
@@ -1317,6 +1370,7 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
                 stride,
                 padding,
                 torch.is_grad_enabled(),
+                self._codes_spare,
             )
         if not cfg.differential:
             y = y[:, : self.fan_out] - y[:, self.fan_out :]
