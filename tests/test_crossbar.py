@@ -800,10 +800,10 @@ def test_conv_codes_buffers_are_reused_only_once_read_and_give_the_same_bits(
 
 
 def test_conv_outputs_of_positions_no_group_reads_are_the_bias() -> None:
-    """The comparators' forward skips the shift-and-add of positions whose row groups are all
-    idle: their outputs are the bias, the same bits as the tensor-op path's (which adds codes
-    of 0 there), with a bias of -0 and +0 too, and close to it elsewhere; with a weight step
-    that is not finite they are NaN as there (0 times it), not the bias."""
+    """The comparators' kernels skip the sense amplifiers of idle row groups: at positions whose
+    groups are all idle the outputs are the bias, the same bits as the tensor-op path's (which
+    adds codes of 0 there), with a bias of -0 and +0 too, and close to it elsewhere; with a
+    weight step that is not finite they are NaN as there (0 times it), not the bias."""
     from neuronas.snn import _kernels
 
     if not _kernels.available():

@@ -338,15 +338,9 @@ def sconv_fwd_items(
     tot = np.empty((n_pos, n_k), np.float32)
     yq = np.empty((n_pos, nc), np.float32)
     thrf, winf = thr.reshape(n_k), win.reshape(n_k)
-    # comparators: a position whose groups were all idle adds nothing to its sums of codes, so
-    # its output is 0 + bias, not shifted and added (unless a slice's scale is not finite: 0
-    # times it is NaN, which must surface)
-    live = np.empty(n_pos, np.bool_)
-    dense = mode == 0 or not np.all(np.isfinite(yscale))
     for b in range(b0, b1):
         want_codes = b < n_codes
         for q in range(n_pos):
-            live[q] = dense
             for c in range(n_k):
                 tot[q, c] = 0.0
         for g in range(n_groups):
@@ -364,7 +358,6 @@ def sconv_fwd_items(
                         if want_codes:
                             act[b, g, q] = 0
                         continue  # an idle group's sense amplifiers are skipped
-                    live[q] = True
                     ar, tr = acc[q], tot[q]
                     # over all S*Nc partial sums at once (thr, win flat): longer vector loops
                     if want_codes:  # the same u as the backward's (sconv_bwd_items)
@@ -381,8 +374,6 @@ def sconv_fwd_items(
             tr, yl = tot[q], yq[q]
             for n in range(nc):
                 yl[n] = 0.0
-            if not live[q]:
-                continue
             for s in range(n_slices):
                 ys = yscale[s]
                 off = s * nc
