@@ -609,6 +609,8 @@ class _ConvConvertSum(torch.autograd.Function):
         act = None
         ctx.codes = None
         ctx.spare = None
+        if spare is not None and not fast:
+            spare.give(None)  # kept no codes: nothing to reuse them for
         if fast:
             # event-driven: the partial sums never leave the cache, idle inputs cost nothing;
             # comparators' codes and windows kept for the backward (a byte per partial sum)
@@ -626,7 +628,7 @@ class _ConvConvertSum(torch.autograd.Function):
                 if keep:  # the buffers the last backward read, if they fit
                     into, bufs = spare.take(keep, g, oh * ow, n_slices * nc)
                     ctx.spare = (spare, bufs)
-                else:
+                else:  # evaluation: let go of them
                     spare.give(None)
             # the kernel reads the groups' channels through chan: no gathered copy of x
             ctx.codes = _kernels.sparse_conv_forward(
