@@ -858,6 +858,25 @@ def test_conv_tap_table_matches_the_division(
             assert t[i, j] == want
 
 
+@pytest.mark.parametrize(
+    "g,span,k,n_k", [(1, 2, 3, 64), (3, 8, 3, 128), (2, 5, 5, 12), (1, 1, 1, 3)]
+)
+def test_conv_cells_by_column_equal_the_permuted_cells(g: int, span: int, k: int, n_k: int) -> None:
+    """The backward's per-column cell table (the input gradient's order [k, k, span], padded
+    with zeros to whole vectors) is the permuted cells, bit for bit, whatever the buffer held."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here")
+    cells = torch.randn(g, span, k, k, n_k, generator=torch.Generator().manual_seed(g + k))
+    t = k * k * span
+    ref = torch.zeros((g, n_k, -(-t // 16) * 16))
+    ref[:, :, :t] = cells.permute(0, 4, 2, 3, 1).reshape(g, n_k, t)
+    got = torch.full(ref.shape, math.nan)
+    _kernels._load().cells_by_column(cells.numpy(), got.numpy())
+    assert torch.equal(_bits(got), _bits(ref))
+
+
 def test_conv_channel_fold_equals_index_add_bit_for_bit() -> None:
     """The kernels sum the gathered slots' input gradient per channel as the backward of
     ``index_select`` does (``zeros.index_add_``, slots in order), signed zeros included; here with

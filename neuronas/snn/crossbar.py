@@ -542,7 +542,7 @@ class _ConvConvertSum(torch.autograd.Function):
     """:class:`_ConvertSum` for a convolution, without im2col, with the layer's weight step and
     bias folded in: ``y [B, Nc, OH, OW] = w_step * chip(x) + bias``.
 
-    Inputs: the input ``x [B, C, H, W]`` (channels-last) and ``chan`` (:class:`ConvRowGroups`'
+    Inputs: the input ``x [B, C, H, W]`` (contiguous: the kernels read it in place) and ``chan`` (:class:`ConvRowGroups`'
     channels behind the groups' ``G*span`` slots, or ``None``: the identity), the cells of every
     weight slot ``wcell [G, span, k, k, S, Nc]`` (:class:`ConvRowGroups`; detached), ``wq [G,
     span, k, k, Nc]`` which carries the integer weights' gradient (the cells are a fixed function
@@ -632,7 +632,7 @@ class _ConvConvertSum(torch.autograd.Function):
                     spare.give(None)
             # the kernel reads the groups' channels through chan: no gathered copy of x
             ctx.codes = _kernels.sparse_conv_forward(
-                x.detach().permute(0, 2, 3, 1),
+                x.detach(),
                 chan,
                 wcell.reshape(g, span, k, k, -1),
                 act_w,
@@ -711,7 +711,7 @@ class _ConvConvertSum(torch.autograd.Function):
             # one pass, no chunks: the input's gradient is taken in the kernel over the non-zero
             # partial-sum gradients only; nothing of the partial sums' size is written
             grad_x = _kernels.sparse_conv_backward(
-                x.detach().permute(0, 2, 3, 1),
+                x.detach(),
                 chan,
                 wcell.reshape(g, span, k, k, -1),
                 act_w,
@@ -1336,7 +1336,8 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
             ]  # [G, span, k, k, S, Nc]
             wq = self._column_weights(q).t()  # [K, Nc]: what the gradient reaches
             wqs = torch.cat([wq, wq.new_zeros(1, nc)])[rows]  # [G, span, k, k, Nc]
-            xc = x.contiguous(memory_format=torch.channels_last)
+            # contiguous: the kernels read it in place (the tensor-op path gathers channels-last)
+            xc = x.contiguous()
             act_w = self.group_slots.to(x.dtype).contiguous(memory_format=torch.channels_last)
             if not bool(self.calibrated):
                 self._calibrate_conv(
