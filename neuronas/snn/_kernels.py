@@ -269,8 +269,8 @@ def sparse_conv_forward(
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Event-driven convolution on crossbars into ``out [B, Nc, OH*OW]``: for every batch item and
     row group the non-zero inputs of ``x [B, C, H, W]`` (read in place when contiguous: no
-    channels-last copy; the groups' ``G*span`` slots read channels ``chan``, :class:`~neuronas.snn.crossbar.ConvRowGroups`; ``None``: the
-    identity) add their cells
+    channels-last copy; the groups' ``G*span`` slots read channels ``chan``,
+    :class:`~neuronas.snn.crossbar.ConvRowGroups`; ``None``: the identity) add their cells
     ``cells [G, span, k, k, S*Nc]`` into the partial sums of the positions they reach, which go
     through the converters (codes summed over groups, slices shifted and added, bias added); no
     partial sum leaves the cache.

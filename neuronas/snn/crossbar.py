@@ -542,13 +542,13 @@ class _ConvConvertSum(torch.autograd.Function):
     """:class:`_ConvertSum` for a convolution, without im2col, with the layer's weight step and
     bias folded in: ``y [B, Nc, OH, OW] = w_step * chip(x) + bias``.
 
-    Inputs: the input ``x [B, C, H, W]`` (contiguous: the kernels read it in place) and ``chan`` (:class:`ConvRowGroups`'
-    channels behind the groups' ``G*span`` slots, or ``None``: the identity), the cells of every
-    weight slot ``wcell [G, span, k, k, S, Nc]`` (:class:`ConvRowGroups`; detached), ``wq [G,
-    span, k, k, Nc]`` which carries the integer weights' gradient (the cells are a fixed function
-    of them, the slices combined by ``slice_grad`` first), ``act_w [G, span, k, k]`` 1 where a
-    slot holds a row (a group's driven rows are counted through it: an idle group's sense
-    amplifiers are skipped).
+    Inputs: the input ``x [B, C, H, W]`` (contiguous: the kernels read it in place) and ``chan``
+    (:class:`ConvRowGroups`' channels behind the groups' ``G*span`` slots, or ``None``: the
+    identity), the cells of every weight slot ``wcell [G, span, k, k, S, Nc]``
+    (:class:`ConvRowGroups`; detached), ``wq [G, span, k, k, Nc]`` which carries the integer
+    weights' gradient (the cells are a fixed function of them, the slices combined by
+    ``slice_grad`` first), ``act_w [G, span, k, k]`` 1 where a slot holds a row (a group's driven
+    rows are counted through it: an idle group's sense amplifiers are skipped).
 
     On the CPU (numba): event-driven kernels (:func:`neuronas.snn._kernels.sparse_conv_forward`)
     scatter every non-zero input's cells into cached partial sums and convert them in the same
