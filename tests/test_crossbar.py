@@ -727,6 +727,119 @@ def test_conv_keeps_no_codes_without_autograd() -> None:
     assert y1.grad_fn is not None and torch.equal(_bits(y0), _bits(y1))
 
 
+def test_conv_codes_buffers_are_reused_only_once_read_and_give_the_same_bits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A conv layer's forward writes its codes into the buffers its last backward read
+    (``_CodesSpare``), and that changes no bit: outputs and every gradient equal a twin layer's
+    that gets new buffers every call, over batches of 5, 5, 3 (the leading items of the same
+    buffers), 7 (new, larger ones), an evaluation forward (lets go of them), and two forwards
+    before their backwards (the second writes new buffers: the first's are held by its graph),
+    taken in either order."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here: the codes are the kernels'")
+    forward = _kernels.sparse_conv_forward
+    ptrs: list[int] = []
+
+    def recording_forward(*args: Any, **kwargs: Any) -> Any:
+        codes = forward(*args, **kwargs)
+        ptrs.append(-1 if codes is None else codes[0].data_ptr())
+        return codes
+
+    monkeypatch.setattr(_kernels, "sparse_conv_forward", recording_forward)
+    conv, _ = _conv_and_reference(SA64, 1, 1, c_in=4, c_out=6)
+    twin, _ = _conv_and_reference(SA64, 1, 1, c_in=4, c_out=6)
+    twin._codes_spare = None  # new buffers every call (what the layer did before)
+
+    def x_of(n: int, seed: int) -> torch.Tensor:
+        x = _spikes(n, 4, 8, 8, p=0.25, seed=seed)
+        x[0, :, :4, :4] = 0.0  # idle row groups
+        return x
+
+    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
+        assert len(a) == len(b)
+        for u, v in zip(a, b, strict=True):
+            assert torch.equal(_bits(u), _bits(v))
+
+    first_ptr = None
+    for i, n in enumerate((5, 5, 3, 7)):
+        x = x_of(n, 40 + i)
+        ptrs.clear()
+        got = _conv_grads(conv, x, conv)
+        ptr = ptrs[0]
+        same(got, _conv_grads(twin, x, twin))
+        if i == 0:
+            first_ptr = ptr
+        elif n <= 5:
+            assert ptr == first_ptr  # written into the buffers the last backward read
+        else:
+            assert ptr != first_ptr  # 7 items do not fit them
+    assert conv._codes_spare.bufs is not None
+    with torch.no_grad():
+        same([conv(x_of(7, 50))], [twin(x_of(7, 50))])
+    assert conv._codes_spare.bufs is None  # evaluation lets go of them
+    # two forwards, then their backwards in either order: each reads its own batch's codes
+    for order in ((0, 1), (1, 0)):
+        results = []
+        for layer in (conv, twin):
+            layer.zero_grad()
+            xs = [x_of(5, 60 + j).requires_grad_(True) for j in range(2)]
+            ptrs.clear()
+            ys = [layer(xj) for xj in xs]
+            if layer is conv:
+                assert ptrs[0] != ptrs[1] and -1 not in ptrs
+            out: list[torch.Tensor] = []
+            for j in order:
+                gy = torch.randn(ys[j].shape, generator=torch.Generator().manual_seed(j))
+                (ys[j] * gy).sum().backward()
+                out += [ys[j].detach(), xs[j].grad.clone(), layer.weight.grad.clone()]
+            results.append(out)
+        same(*results)
+
+
+def test_conv_outputs_of_positions_no_group_reads_are_the_bias() -> None:
+    """The comparators' kernels skip the sense amplifiers of idle row groups: at positions whose
+    groups are all idle the outputs are the bias, the same bits as the tensor-op path's (which
+    adds codes of 0 there), with a bias of -0 and +0 too, and close to it elsewhere; with a
+    weight step that is not finite they are NaN as there (0 times it), not the bias."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here")
+    x = _spikes(3, 4, 8, 8, p=0.2, seed=3)
+    x[0] = 0.0  # an item without input
+    x[1, :, :5, :5] = 0.0  # positions every group of which is idle
+    x[2, :2] = 0.0  # positions only some groups read
+    # no input in a position's 3 x 3 window (padding 1): no group is read there
+    dead = F.conv2d(x.sum(1, keepdim=True), torch.ones(1, 1, 3, 3), padding=1)[:, 0] == 0
+    assert 0 < int(dead.sum()) < dead.numel()
+    for scheme in ("differential", "offset"):
+        cfg = CrossbarConfig(
+            weight_bits=4, adc_bits=1, adc_kind="sa", rows=16, bits_per_cell=1, signed_scheme=scheme
+        )
+        conv, _ = _conv_and_reference(cfg, 1, 1, c_in=4, c_out=6)
+        with torch.no_grad():
+            conv.bias[0] = -0.0
+            conv.bias[1] = 0.0
+        for w_step in (0.07, math.inf):
+            with torch.no_grad():
+                conv.w_step.fill_(w_step)
+                got = conv(x)
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setenv("NEURONAS_NO_NUMBA", "1")
+                    ref = conv(x)
+            d = dead.unsqueeze(1).expand_as(got)
+            if w_step == math.inf:
+                assert bool(got[d].isnan().all()) and bool(ref[d].isnan().all())
+                continue
+            assert torch.equal(_bits(got[d]), _bits(ref[d]))
+            bias = conv.bias.detach().view(1, -1, 1, 1).expand_as(got)
+            assert torch.equal(got[d], bias[d])
+            assert torch.allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "n_in,n_out,k,stride,pad", [(8, 8, 3, 1, 1), (9, 4, 3, 2, 0), (10, 5, 5, 2, 2), (7, 3, 3, 3, 1)]
 )
@@ -743,6 +856,25 @@ def test_conv_tap_table_matches_the_division(
             n = i + pad - j
             want = n // stride if n >= 0 and n % stride == 0 and n // stride < n_out else -1
             assert t[i, j] == want
+
+
+@pytest.mark.parametrize(
+    "g,span,k,n_k", [(1, 2, 3, 64), (3, 8, 3, 128), (2, 5, 5, 12), (1, 1, 1, 3)]
+)
+def test_conv_cells_by_column_equal_the_permuted_cells(g: int, span: int, k: int, n_k: int) -> None:
+    """The backward's per-column cell table (the input gradient's order [k, k, span], padded
+    with zeros to whole vectors) is the permuted cells, bit for bit, whatever the buffer held."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here")
+    cells = torch.randn(g, span, k, k, n_k, generator=torch.Generator().manual_seed(g + k))
+    t = k * k * span
+    ref = torch.zeros((g, n_k, -(-t // 16) * 16))
+    ref[:, :, :t] = cells.permute(0, 4, 2, 3, 1).reshape(g, n_k, t)
+    got = torch.full(ref.shape, math.nan)
+    _kernels._load().cells_by_column(cells.numpy(), got.numpy())
+    assert torch.equal(_bits(got), _bits(ref))
 
 
 def test_conv_channel_fold_equals_index_add_bit_for_bit() -> None:

@@ -265,11 +265,12 @@ def sparse_conv_forward(
     qp: int,
     out: torch.Tensor,
     keep_codes: int = 0,
+    into: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Event-driven convolution on crossbars into ``out [B, Nc, OH*OW]``: for every batch item and
-    row group the non-zero inputs of ``x [B, H, W, C]`` (channels-last; the groups' ``G*span``
-    slots read channels ``chan``, :class:`~neuronas.snn.crossbar.ConvRowGroups`; ``None``: the
-    identity) add their cells
+    row group the non-zero inputs of ``x [B, C, H, W]`` (read in place when contiguous: no
+    channels-last copy; the groups' ``G*span`` slots read channels ``chan``,
+    :class:`~neuronas.snn.crossbar.ConvRowGroups`; ``None``: the identity) add their cells
     ``cells [G, span, k, k, S*Nc]`` into the partial sums of the positions they reach, which go
     through the converters (codes summed over groups, slices shifted and added, bias added); no
     partial sum leaves the cache.
@@ -279,21 +280,31 @@ def sparse_conv_forward(
     (:func:`conv_codes_bytes`): ``[keep_codes, G, OH*OW, S*Nc]`` with bit 0 the comparator's
     code and bit 1 its straight-through window (``|p - thr| <= win``), and ``[keep_codes, G,
     OH*OW]`` 1 where the group's sense amplifiers were read; passed to
-    :func:`sparse_conv_backward`, they spare it scattering those items' partial sums again."""
+    :func:`sparse_conv_backward`, they spare it scattering those items' partial sums again.
+    ``into``: two contiguous ``uint8`` tensors of those shapes to write them to (returned; their
+    bytes need not be set: every item's read flags are written, and a code wherever its group
+    was read, which is all the backward reads), else new ones."""
     kernel, n = _tasks("sconv_fwd")
     g = cells.shape[0]
     keep_codes = int(keep_codes)
     if keep_codes:
         assert mode != 0, "codes are kept for comparators only"
         assert 0 < keep_codes <= x.shape[0], "codes are kept for leading batch items"
-        codes = torch.empty((keep_codes, g, oh * ow, cells.shape[-1]), dtype=torch.uint8)
-        act = torch.empty((keep_codes, g, oh * ow), dtype=torch.uint8)
+        if into is None:
+            codes = torch.empty((keep_codes, g, oh * ow, cells.shape[-1]), dtype=torch.uint8)
+            act = torch.empty((keep_codes, g, oh * ow), dtype=torch.uint8)
+        else:
+            codes, act = into
+            assert codes.shape == (keep_codes, g, oh * ow, cells.shape[-1]), "codes' shape"
+            assert act.shape == (keep_codes, g, oh * ow), "read flags' shape"
+            assert codes.dtype == act.dtype == torch.uint8, "codes are bytes"
+            assert codes.is_contiguous() and act.is_contiguous(), "codes are contiguous"
     else:
         codes = torch.empty((1, 1, 1, 1), dtype=torch.uint8)
         act = torch.empty((1, 1, 1), dtype=torch.uint8)
     kernel(
         _np(x),
-        _channel_map(chan, x.shape[3]),
+        _channel_map(chan, x.shape[1]),
         _np(cells),
         _np(slots),
         int(stride),
@@ -353,7 +364,7 @@ def sparse_conv_backward(
     [tasks, 2, S, Nc]`` (both zeroed by the caller, ``tasks`` = :func:`backward_tasks`); returns
     the input's gradient ``[B, C, H, W]`` when ``want_gx``: with a channel map ``chan``
     contiguous, the gathered slots' gradients summed per input channel in slot order (as the
-    backward of ``index_select`` sums them); without, channels-last (as ``x``).
+    backward of ``index_select`` sums them); without, a channels-last view.
 
     The partial sums are scattered again unless ``codes`` is given, and the input's gradient is
     taken in the same pass, as the transposed convolution of every
@@ -366,19 +377,19 @@ def sparse_conv_backward(
     (the same gradients)."""
     kernel, n = _tasks("sconv_bwd")
     g, span, k = cells.shape[0], cells.shape[1], cells.shape[2]
-    n_b, h_in, w_in = x.shape[0], x.shape[1], x.shape[2]
+    n_b, h_in, w_in = x.shape[0], x.shape[2], x.shape[3]
     gx = torch.empty((n_b, h_in, w_in, g * span) if want_gx else (1, 1, 1, 1))
     if want_gx:
         # [G, K, T]: per partial sum, the cells it read in the input gradient's order [k, k, span],
         # T padded with zeros to a multiple of 16 (whole vectors: ~20 % faster than a scalar tail)
         t = k * k * span
-        wt = torch.zeros((g, cells.shape[-1], -(-t // 16) * 16))
-        wt[:, :, :t] = cells.permute(0, 4, 2, 3, 1).reshape(g, cells.shape[-1], t)
+        wt = torch.empty((g, cells.shape[-1], -(-t // 16) * 16))
+        _load().cells_by_column(_np(cells), wt.numpy())
     else:
         wt = torch.zeros((1, 1, 1))
     kernel(
         _np(x),
-        _channel_map(chan, x.shape[3]),
+        _channel_map(chan, x.shape[1]),
         _np(cells),
         wt.numpy(),
         _np(slots),
@@ -412,8 +423,8 @@ def sparse_conv_backward(
         return None
     if chan is None:
         return gx.permute(0, 3, 1, 2)
-    out = torch.empty((n_b, x.shape[3], h_in, w_in))
-    _load().fold_channels(gx.numpy(), _channel_map(chan, x.shape[3]), out.numpy())
+    out = torch.empty((n_b, x.shape[1], h_in, w_in))
+    _load().fold_channels(gx.numpy(), _channel_map(chan, x.shape[1]), out.numpy())
     return out
 
 

@@ -265,7 +265,7 @@ def tap_table(n_in, n_out, k, stride, pad):  # pragma: no cover
 
 @njit(cache=True, fastmath=FM, nogil=True)
 def scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt):  # pragma: no cover
-    _, h_in, w_in, _ = x.shape
+    h_in, w_in = x.shape[2], x.shape[3]
     span, k = w.shape[1], w.shape[2]
     n_k = w.shape[4]
     for q in range(acc.shape[0]):
@@ -275,7 +275,7 @@ def scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt):  # pragma: no c
     for iy in range(h_in):
         for ix in range(w_in):
             for s in range(span):
-                v = x[b, iy, ix, chan[g * span + s]]
+                v = x[b, chan[g * span + s], iy, ix]
                 if v == 0.0:
                     continue
                 for i in range(k):
@@ -331,8 +331,8 @@ def sconv_fwd_items(
     lo, hi = np.float32(qn), np.float32(qp)
     neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
     one = np.float32(1.0)
-    ty = tap_table(x.shape[1], oh, w.shape[2], stride, pad)
-    tx = tap_table(x.shape[2], ow, w.shape[2], stride, pad)
+    ty = tap_table(x.shape[2], oh, w.shape[2], stride, pad)
+    tx = tap_table(x.shape[3], ow, w.shape[2], stride, pad)
     acc = np.empty((n_pos, n_k), np.float32)
     cnt = np.empty(n_pos, np.float32)
     tot = np.empty((n_pos, n_k), np.float32)
@@ -488,6 +488,25 @@ def sconv_fwd_parallel(
 
 
 @njit(cache=True, nogil=True)
+def cells_by_column(w, out):  # pragma: no cover
+    """out [G, K, T'] = the cells w [G, span, k, k, K] per partial sum (column) in the order the
+    input gradient reads them ([k, k, span]), T' >= k*k*span, the rest zero: one pass (a strided
+    torch copy of the permuted cells and a second into the padded buffer cost ~1 ms per batch)."""
+    n_g, span, k, n_k = w.shape[0], w.shape[1], w.shape[2], w.shape[4]
+    for g in range(n_g):
+        for c in range(n_k):
+            o = out[g, c]
+            t = 0
+            for i in range(k):
+                for j in range(k):
+                    for s in range(span):
+                        o[t] = w[g, s, i, j, c]
+                        t += 1
+            for u in range(t, o.shape[0]):
+                o[u] = 0.0
+
+
+@njit(cache=True, nogil=True)
 def fold_channels(gxg, chan, out):  # pragma: no cover
     """out [B, C, H, W] = the gradient of the gathered input gxg [B, H, W, G*span] (slot j read
     input channel chan[j]) summed per input channel, slots in order from 0: what
@@ -575,7 +594,7 @@ def sconv_bwd_items(
     # Exact skips: an item whose gradient is all 0 costs nothing, an output position whose
     # gradient row is all 0 passes through no converter, and only non-zero partial-sum gradients
     # reach the input's gradient.
-    _, h_in, w_in, _ = x.shape
+    h_in, w_in = x.shape[2], x.shape[3]
     n_groups, span, k, n_k = w.shape[0], w.shape[1], w.shape[2], w.shape[4]
     n_slices = thr.shape[0]
     nc = n_k // n_slices
@@ -651,7 +670,7 @@ def sconv_bwd_items(
                 for ix in range(w_in):
                     start[iy * w_in + ix] = ne
                     for s in range(span):  # branch-free compaction
-                        v = x[b, iy, ix, chan[g * span + s]]
+                        v = x[b, chan[g * span + s], iy, ix]
                         e_ch[ne] = s
                         e_val[ne] = v
                         ne += 1 if v != 0.0 else 0

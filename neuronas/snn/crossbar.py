@@ -505,6 +505,43 @@ _CHUNK_FLOATS = {"cpu": 1 << 20, "cuda": 1 << 26}
 _CODES_BYTES = 1 << 28  # 256 MiB
 
 
+class _CodesSpare:
+    """A conv layer's spare buffers for its sense amplifiers' codes (:class:`_ConvConvertSum`):
+    the backward hands back those it read, and the layer's next forward writes into them (views
+    of their leading items) instead of new tensors, whose first touch costs a page fault per
+    page every call (~0.6 ms per MB measured, as much as the kernel's work on digits-cnn's conv
+    1).  A buffer is only here while no graph holds it: a forward takes it (a second forward
+    before the backward gets new ones), a backward puts its own back; a forward that keeps no
+    codes (evaluation, no grad) lets go of it.  Copies and pickles of the layer start empty."""
+
+    __slots__ = ("bufs",)
+
+    def __init__(self) -> None:
+        self.bufs: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def take(
+        self, n: int, g: int, p: int, k: int
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """Buffers for ``n`` items' codes ``[n, g, p, k]`` and read flags ``[n, g, p]``: (the
+        views to write, the whole buffers to give back)."""
+        bufs, self.bufs = self.bufs, None
+        if bufs is None or bufs[0].shape[1:] != (g, p, k) or bufs[0].shape[0] < n:
+            bufs = (
+                torch.empty((n, g, p, k), dtype=torch.uint8),
+                torch.empty((n, g, p), dtype=torch.uint8),
+            )
+        return (bufs[0][:n], bufs[1][:n]), bufs
+
+    def give(self, bufs: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        self.bufs = bufs
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _CodesSpare:
+        return _CodesSpare()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_CodesSpare, ())
+
+
 def _rows_of(t: torch.Tensor) -> torch.Tensor:
     """A channels-last ``[b, C, OH, OW]`` tensor as its ``[b*OH*OW, C]`` rows (a view)."""
     return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
@@ -519,13 +556,13 @@ class _ConvConvertSum(torch.autograd.Function):
     """:class:`_ConvertSum` for a convolution, without im2col, with the layer's weight step and
     bias folded in: ``y [B, Nc, OH, OW] = w_step * chip(x) + bias``.
 
-    Inputs: the input ``x [B, C, H, W]`` (channels-last) and ``chan`` (:class:`ConvRowGroups`'
-    channels behind the groups' ``G*span`` slots, or ``None``: the identity), the cells of every
-    weight slot ``wcell [G, span, k, k, S, Nc]`` (:class:`ConvRowGroups`; detached), ``wq [G,
-    span, k, k, Nc]`` which carries the integer weights' gradient (the cells are a fixed function
-    of them, the slices combined by ``slice_grad`` first), ``act_w [G, span, k, k]`` 1 where a
-    slot holds a row (a group's driven rows are counted through it: an idle group's sense
-    amplifiers are skipped).
+    Inputs: the input ``x [B, C, H, W]`` (contiguous: the kernels read it in place) and ``chan``
+    (:class:`ConvRowGroups`' channels behind the groups' ``G*span`` slots, or ``None``: the
+    identity), the cells of every weight slot ``wcell [G, span, k, k, S, Nc]``
+    (:class:`ConvRowGroups`; detached), ``wq [G, span, k, k, Nc]`` which carries the integer
+    weights' gradient (the cells are a fixed function of them, the slices combined by
+    ``slice_grad`` first), ``act_w [G, span, k, k]`` 1 where a slot holds a row (a group's driven
+    rows are counted through it: an idle group's sense amplifiers are skipped).
 
     On the CPU (numba): event-driven kernels (:func:`neuronas.snn._kernels.sparse_conv_forward`)
     scatter every non-zero input's cells into cached partial sums and convert them in the same
@@ -564,6 +601,7 @@ class _ConvConvertSum(torch.autograd.Function):
         stride: tuple[int, ...],
         padding: tuple[int, ...],
         grad_enabled: bool = True,
+        spare: _CodesSpare | None = None,
     ) -> torch.Tensor:
         g, span, k = wcell.shape[:3]
         n_slices, nc = wcell.shape[4], wcell.shape[5]
@@ -584,6 +622,9 @@ class _ConvConvertSum(torch.autograd.Function):
         )
         act = None
         ctx.codes = None
+        ctx.spare = None
+        if spare is not None and not fast:
+            spare.give(None)  # kept no codes: nothing to reuse them for
         if fast:
             # event-driven: the partial sums never leave the cache, idle inputs cost nothing;
             # comparators' codes and windows kept for the backward (a byte per partial sum)
@@ -596,9 +637,16 @@ class _ConvConvertSum(torch.autograd.Function):
                 if mode != 0 and grad_enabled and any(ctx.needs_input_grad)
                 else 0
             )
+            into = None
+            if spare is not None:
+                if keep:  # the buffers the last backward read, if they fit
+                    into, bufs = spare.take(keep, g, oh * ow, n_slices * nc)
+                    ctx.spare = (spare, bufs)
+                else:  # evaluation: let go of them
+                    spare.give(None)
             # the kernel reads the groups' channels through chan: no gathered copy of x
             ctx.codes = _kernels.sparse_conv_forward(
-                x.detach().permute(0, 2, 3, 1),
+                x.detach(),
                 chan,
                 wcell.reshape(g, span, k, k, -1),
                 act_w,
@@ -616,6 +664,7 @@ class _ConvConvertSum(torch.autograd.Function):
                 qp,
                 y.view(y.shape[0], nc, -1),
                 keep,
+                into,
             )
         else:
             xg = _gather_channels(x, chan)
@@ -676,7 +725,7 @@ class _ConvConvertSum(torch.autograd.Function):
             # one pass, no chunks: the input's gradient is taken in the kernel over the non-zero
             # partial-sum gradients only; nothing of the partial sums' size is written
             grad_x = _kernels.sparse_conv_backward(
-                x.detach().permute(0, 2, 3, 1),
+                x.detach(),
                 chan,
                 wcell.reshape(g, span, k, k, -1),
                 act_w,
@@ -700,6 +749,9 @@ class _ConvConvertSum(torch.autograd.Function):
                 ctx.codes,
             )
             ctx.codes = None
+            if ctx.spare is not None:  # read: the layer's next forward may write them
+                ctx.spare[0].give(ctx.spare[1])
+                ctx.spare = None
             grad_wq = gw.sum(0) if want_w else None
             gsum = gsum_t.sum(0)
         else:
@@ -774,6 +826,7 @@ class _ConvConvertSum(torch.autograd.Function):
             grad_ref,
             grad_w,
             grad_bias,
+            None,
             None,
             None,
             None,
@@ -1255,6 +1308,8 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
         self.register_buffer("group_channels", geo.channels, persistent=False)
         # 1 where a weight slot holds one of its group's rows: counts a group's driven rows
         self.register_buffer("group_slots", (geo.rows < k).to(torch.float32), persistent=False)
+        # the sense amplifiers' codes' buffers, reused from batch to batch (_CodesSpare)
+        self._codes_spare = _CodesSpare()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = float(self.hardware_awareness)
@@ -1300,7 +1355,8 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
             ]  # [G, span, k, k, S, Nc]
             wq = self._column_weights(q).t()  # [K, Nc]: what the gradient reaches
             wqs = torch.cat([wq, wq.new_zeros(1, nc)])[rows]  # [G, span, k, k, Nc]
-            xc = x.contiguous(memory_format=torch.channels_last)
+            # contiguous: the kernels read it in place (the tensor-op path gathers channels-last)
+            xc = x.contiguous()
             act_w = self.group_slots.to(x.dtype).contiguous(memory_format=torch.channels_last)
             if not bool(self.calibrated):
                 self._calibrate_conv(
@@ -1336,6 +1392,7 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
                 stride,
                 padding,
                 torch.is_grad_enabled(),
+                self._codes_spare,
             )
         if not cfg.differential:
             y = y[:, : self.fan_out] - y[:, self.fan_out :]
