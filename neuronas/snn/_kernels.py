@@ -42,12 +42,14 @@ import math
 import os
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 __all__ = [
+    "CellParams",
     "available",
     "backward_tasks",
     "column_dots",
@@ -437,22 +439,33 @@ def backward_tasks() -> int:
     return _tasks("sconv_bwd")[1]
 
 
+@dataclass(frozen=True)
+class CellParams:
+    """What a layer's noisy cells depend on besides the weights and the draws: ``n_slices``
+    weight slices of ``bits``-bit cells, ``differential`` pairs or an ``offset`` reference
+    column, the off / on conductances ``g_off`` / ``g_on`` (level units), the programming and
+    read noise's relative sigmas, the stuck-off / stuck-on thresholds of the uniform draw, and
+    ``n_cols`` columns per slice."""
+
+    n_slices: int
+    bits: int
+    differential: bool
+    offset: int
+    g_off: float
+    g_on: float
+    program_sigma: float
+    stuck_off_below: float
+    stuck_on_below: float
+    read_sigma: float
+    n_cols: int
+
+
 def noisy_cells(
     q: torch.Tensor,
-    n_slices: int,
-    bits: int,
-    differential: bool,
-    offset: int,
-    g_off: float,
-    g_on: float,
-    program_sigma: float,
+    p: CellParams,
     eps: torch.Tensor | None,
-    stuck_off_below: float,
-    stuck_on_below: float,
     u: torch.Tensor | None,
-    read_sigma: float,
     r: torch.Tensor | None,
-    n_cols: int,
 ) -> torch.Tensor:
     """A chip's signed per-slice cells ``[K, S, Nc]`` from the integer weights ``q [N, K]`` and
     the draws ``eps`` (programming), ``u`` (stuck cells), ``r`` (read), each ``[K, S, P, Nc]`` or
@@ -466,23 +479,23 @@ def noisy_cells(
 
     f32 = np.float32
     none = np.zeros(1, dtype=np.float32)
-    out = torch.empty((q.shape[1], n_slices, n_cols))
+    out = torch.empty((q.shape[1], p.n_slices, p.n_cols))
     _cell_kernels_nb.noisy_cells(
         _np(q.t()),
-        int(n_slices),
-        int(bits),
-        bool(differential),
-        f32(offset),
-        f32(g_off),
-        f32(g_on),
-        f32(program_sigma),
+        int(p.n_slices),
+        int(p.bits),
+        bool(p.differential),
+        f32(p.offset),
+        f32(p.g_off),
+        f32(p.g_on),
+        f32(p.program_sigma),
         none if eps is None else _np(eps).reshape(-1),
         eps is not None,
-        f32(stuck_off_below),
-        f32(stuck_on_below),
+        f32(p.stuck_off_below),
+        f32(p.stuck_on_below),
         none if u is None else _np(u).reshape(-1),
         u is not None,
-        f32(read_sigma),
+        f32(p.read_sigma),
         none if r is None else _np(r).reshape(-1),
         r is not None,
         out.numpy(),
@@ -601,21 +614,7 @@ def _cell_draw_buffers(n: int) -> tuple[np.ndarray, ...]:
     return bufs
 
 
-def drawn_noisy_cells(
-    q: torch.Tensor,
-    cell_shape: tuple[int, ...],
-    n_slices: int,
-    bits: int,
-    differential: bool,
-    offset: int,
-    g_off: float,
-    g_on: float,
-    program_sigma: float,
-    stuck_off_below: float,
-    stuck_on_below: float,
-    read_sigma: float,
-    n_cols: int,
-) -> torch.Tensor:
+def drawn_noisy_cells(q: torch.Tensor, cell_shape: tuple[int, ...], p: CellParams) -> torch.Tensor:
     """:func:`noisy_cells` of a training read, its draws taken here from torch's global
     generator: ``torch.randn(cell_shape)`` (programming, when ``program_sigma`` > 0), then
     ``torch.rand(cell_shape)`` (stuck cells, when ``stuck_on_below`` > 0), then
@@ -625,7 +624,7 @@ def drawn_noisy_cells(
     from neuronas.snn import _rng_nb
 
     n = math.prod(cell_shape)
-    want_eps, want_u, want_r = program_sigma > 0, stuck_on_below > 0, read_sigma > 0
+    want_eps, want_u, want_r = p.program_sigma > 0, p.stuck_on_below > 0, p.read_sigma > 0
 
     def view(buf: np.ndarray, wanted: bool) -> torch.Tensor | None:
         return torch.from_numpy(buf).view(cell_shape) if wanted else None
@@ -636,20 +635,4 @@ def drawn_noisy_cells(
         raw, words, pos = _mt_state(gen)
         _rng_nb.cell_draws(words, pos, want_eps, want_u, want_r, eps, u, r)
         _set_mt_state(gen, raw, words, pos)
-        return noisy_cells(
-            q,
-            n_slices,
-            bits,
-            differential,
-            offset,
-            g_off,
-            g_on,
-            program_sigma,
-            view(eps, want_eps),
-            stuck_off_below,
-            stuck_on_below,
-            view(u, want_u),
-            read_sigma,
-            view(r, want_r),
-            n_cols,
-        )
+        return noisy_cells(q, p, view(eps, want_eps), view(u, want_u), view(r, want_r))

@@ -1040,23 +1040,22 @@ class CrossbarLayer(nn.Module):
         offset = 0 if cfg.differential else 2 ** (cfg.weight_bits - 1)
         # (on the CPU in float32 the kernels draw torch's very numbers from its generator, faster)
         fast = _fast_draws(dv, dt)
+        params = _kernels.CellParams(
+            n_slices=cfg.slices,
+            bits=cfg.bits_per_cell,
+            differential=cfg.differential,
+            offset=offset,
+            g_off=g_off,
+            g_on=lmax + g_off,
+            program_sigma=dev.program_sigma,
+            stuck_off_below=dev.stuck_off_rate,
+            stuck_on_below=on_below,
+            read_sigma=dev.read_noise_sigma,
+            n_cols=self.n_cols,
+        )
         if fast and self.training and math.prod(shape) >= 16:
             # training: the three draws and the cells in one call, the draws in reused buffers
-            return _kernels.drawn_noisy_cells(
-                q.detach(),
-                shape,
-                cfg.slices,
-                cfg.bits_per_cell,
-                cfg.differential,
-                offset,
-                g_off,
-                lmax + g_off,
-                dev.program_sigma,
-                dev.stuck_off_rate,
-                on_below,
-                dev.read_noise_sigma,
-                self.n_cols,
-            )
+            return _kernels.drawn_noisy_cells(q.detach(), shape, params)
         if dev.program_sigma > 0:
             if not self.training:
                 eps = self._prog_eps
@@ -1071,23 +1070,7 @@ class CrossbarLayer(nn.Module):
             r = self._read_noise(torch.empty(shape, device=dv, dtype=dt))
         if q.device.type == "cpu" and q.dtype == torch.float32 and _kernels.available():
             # one pass over the cells instead of ~10 tensor passes (same numbers, tested)
-            return _kernels.noisy_cells(
-                q.detach(),
-                cfg.slices,
-                cfg.bits_per_cell,
-                cfg.differential,
-                offset,
-                g_off,
-                lmax + g_off,
-                dev.program_sigma,
-                eps,
-                dev.stuck_off_rate,
-                on_below,
-                u,
-                dev.read_noise_sigma,
-                r,
-                self.n_cols,
-            )
+            return _kernels.noisy_cells(q.detach(), params, eps, u, r)
         g = self._levels(q) + g_off
         if eps is not None:
             g.mul_(1.0 + dev.program_sigma * eps)
