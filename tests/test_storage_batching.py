@@ -33,15 +33,24 @@ DISTS = {
 }
 
 
-def _study(run_dir: Path, storage: str = "sqlite") -> Any:
+def _study_on(storage: Any) -> Any:
     study = optuna.create_study(
-        storage=open_storage(run_dir, storage),
+        storage=storage,
         study_name="s",
         directions=["maximize", "minimize"],
         sampler=optuna.samplers.RandomSampler(seed=3),
     )
     name_constraints(study, ["energy_uj", "latency_us"])
     return study
+
+
+def _study(run_dir: Path, storage: str = "sqlite") -> Any:
+    return _study_on(open_storage(run_dir, storage))
+
+
+def _plain_study(db: Path) -> Any:
+    """The same study on Optuna's own RDBStorage (one commit per value): the reference."""
+    return _study_on(optuna.storages.RDBStorage(f"sqlite:///{db}"))
 
 
 def _commits(study: Any) -> list[int]:
@@ -95,13 +104,7 @@ def test_a_phase_is_one_commit_and_stores_what_one_commit_per_value_stored(
     tmp_path: Path,
 ) -> None:
     plain_dir, batched_dir = tmp_path / "plain", tmp_path / "batched"
-    plain = optuna.create_study(
-        storage=optuna.storages.RDBStorage(f"sqlite:///{plain_dir}.db"),
-        study_name="s",
-        directions=["maximize", "minimize"],
-        sampler=optuna.samplers.RandomSampler(seed=3),
-    )
-    name_constraints(plain, ["energy_uj", "latency_us"])
+    plain = _plain_study(Path(f"{plain_dir}.db"))
     batched = _study(batched_dir)
     assert isinstance(batched._storage._backend, BatchedRDBStorage)
     commits = _commits(batched)
@@ -202,13 +205,7 @@ def test_held_writes_store_the_rows_one_commit_per_value_stores(tmp_path: Path) 
     owner, written when the trial was created) -- are stored as RDBStorage's writes one by one
     store them, also with a second trial and an enqueued retry in between."""
     plain_db, batched_dir = tmp_path / "plain.db", tmp_path / "batched"
-    plain = optuna.create_study(
-        storage=optuna.storages.RDBStorage(f"sqlite:///{plain_db}"),
-        study_name="s",
-        directions=["maximize", "minimize"],
-        sampler=optuna.samplers.RandomSampler(seed=3),
-    )
-    name_constraints(plain, ["energy_uj", "latency_us"])
+    plain = _plain_study(plain_db)
     batched = _study(batched_dir)
     for study in (plain, batched):
         first = take_trial(study)
