@@ -150,3 +150,61 @@ def test_constraint_names_are_read_until_recorded_then_kept_per_study(tmp_path: 
     assert constraint_names(study) == ["energy_uj", "latency_us"]
     other = optuna.load_study(study_name="c", storage=url)
     assert constraint_names(other) == ["energy_uj", "latency_us"]
+
+
+_STOPPED_WHILE_TAKING = """
+import os, signal, sys
+import optuna
+from neuronas.search.trials import take_trial
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+study = optuna.load_study(study_name="s", storage=sys.argv[1])
+storage = study._storage
+taken = storage.set_trial_state_values
+
+
+def taken_then_stopped(*args, **kwargs):
+    out = taken(*args, **kwargs)  # WAITING -> RUNNING, in the database
+    os.kill(os.getpid(), signal.SIGTERM)  # the supervisor stops this worker right then
+    return out
+
+
+storage.set_trial_state_values = taken_then_stopped
+
+
+def stop(signum, frame):  # a local worker's handler (neuronas.search.local.worker_main)
+    raise SystemExit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, stop)
+take_trial(study)
+print("not stopped")
+"""
+
+
+def test_a_worker_stopped_while_taking_a_queued_trial_writes_its_owner_first(
+    tmp_path: Path,
+) -> None:
+    """A real SIGTERM between the two storage calls that take an enqueued retry (RUNNING, then
+    the owner) waits until the owner is written; the trial is then an ordinary dead-owner trial,
+    reaped at once, not an ownerless one every worker sees as in flight for a minute (CI saw a
+    supervisor give up on that: "workers keep exiting with 1 trials left")."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=url, directions=["maximize"])
+    study.enqueue_trial({"w": 3}, user_attrs={"retry_of": 0})
+    r = subprocess.run(
+        [sys.executable, "-c", _STOPPED_WHILE_TAKING, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert r.returncode == 128 + 15, r.stderr  # stopped by the signal, once the owner was written
+    assert "not stopped" not in r.stdout
+    (t,) = study.get_trials(deepcopy=False)
+    assert t.state.name == "RUNNING"
+    assert t.user_attrs["owner"]["host"] == socket.gethostname()
+    assert reap_stale_trials(study) == [t.number]  # its owner is gone: reaped without a wait

@@ -21,7 +21,7 @@ from typing import Any
 from neuronas.errors import NeuronasError, SearchError
 from neuronas.search import lifecycle, samplers
 from neuronas.search.progress import Progress
-from neuronas.search.trials import count_trials, reap_stale_trials
+from neuronas.search.trials import awaiting_owner, count_trials, reap_stale_trials
 
 __all__ = ["search_here", "supervise_workers", "worker_command", "worker_main"]
 
@@ -180,10 +180,17 @@ def supervise_workers(
     attempts = 0
     while True:
         reap_stale_trials(run.study)
-        c = count_trials(run.study)
+        trials = run.study.get_trials(deepcopy=False)
+        c = count_trials(run.study, trials)
         remaining = run.target - c.finished
         if remaining <= 0 or (deadline is not None and time.time() >= deadline):
             return
+        if c.running >= remaining and any(awaiting_owner(t) for t in trials):
+            # a trial taken from the queue by a process killed before it wrote its owner: the
+            # study looks full to every worker until it is reaped (OWNERLESS_GRACE_S)
+            time.sleep(1.0)
+            bar.show(run)
+            continue
         attempts += 1
         if attempts > 3:
             raise SearchError(

@@ -46,11 +46,14 @@ Who owns a RUNNING trial, and when another process may take it over:
 * The proposal window: Optuna's own ``study.ask()`` creates the RUNNING trial and then runs the
   sampler's proposal (about a second for the default sampler); an owner written after ``ask()``
   returned would leave a process killed meanwhile with a RUNNING trial *without* an owner, which
-  only its age could tell from one still being proposed.  :func:`take_trial` closes that window for new trials (created owned); an enqueued
-  retry is owned from the storage call after the one that takes it.  A RUNNING trial without an
-  owner record (a kill between those two calls, or a study written by another program) is reaped
-  once it has been ownerless for :data:`OWNERLESS_GRACE_S` seconds, counted from its
-  ``datetime_start`` (the moment the storage made it RUNNING).
+  only its age could tell from one still being proposed.  :func:`take_trial` closes that
+  window for new trials (created owned); an enqueued retry is owned from the storage call after
+  the one that takes it, and a SIGTERM or Ctrl-C waits until both are made
+  (:func:`signals_held`).  A RUNNING trial without an owner record (a kill -9 or a crash between
+  those two calls, or a study written by another program) is reaped once it has been ownerless
+  for :data:`OWNERLESS_GRACE_S` seconds, counted from its ``datetime_start`` (the moment the
+  storage made it RUNNING); a supervisor of local workers waits for that rather than restarting
+  workers that would find the study full.
 * Reaping happens under the ask lock (in :func:`ask_next`) or in the supervising process before
   it starts workers, so a trial is never reaped twice; an enqueued retry is an ordinary WAITING
   trial that the next ask takes.
@@ -62,7 +65,9 @@ import contextlib
 import json
 import math
 import os
+import signal
 import socket
+import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -80,6 +85,7 @@ __all__ = [
     "Counts",
     "TrialStatus",
     "ask_next",
+    "awaiting_owner",
     "sampler_exhausted",
     "constraint_names",
     "count_trials",
@@ -91,6 +97,7 @@ __all__ = [
     "proxy_reference",
     "reap_stale_trials",
     "set_constraints",
+    "signals_held",
     "record_result",
     "result_from_trial",
     "reuse_duplicate",
@@ -218,6 +225,48 @@ def owner_record() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": pid, "start": _proc_start(pid) or ""}
 
 
+@contextlib.contextmanager
+def signals_held(signums: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Hold ``signums`` until the block ends, then deliver them: a change of a trial that takes
+    several storage calls (WAITING -> RUNNING, then its owner; interrupted, FAIL, re-enqueued)
+    is never cut between them by a Ctrl-C or by a supervisor stopping its workers.
+
+    A local worker stopped between taking an enqueued trial and writing its owner used to leave
+    the trial RUNNING without one; every worker then saw the study full (finished + running)
+    until :data:`OWNERLESS_GRACE_S` passed, and the supervisor gave up before.  Only the main
+    thread can install handlers; elsewhere (and for handlers not installed from Python, which
+    could not be put back) the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        arrived.append(signum)
+
+    previous = {}
+    for s in signums:
+        handler = signal.getsignal(s)
+        if handler is not None:
+            previous[s] = signal.signal(s, hold)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(arrived):
+            signal.raise_signal(s)
+
+
+def awaiting_owner(t: Any) -> bool:
+    """A RUNNING trial without an owner record yet (taken from the queue by a process that was
+    killed before it wrote its owner, or one still writing it); reaped after
+    :data:`OWNERLESS_GRACE_S`."""
+    from optuna.trial import TrialState
+
+    return t.state == TrialState.RUNNING and "owner" not in t.user_attrs
+
+
 def _owner_alive(owner: Any) -> bool | None:
     """True/False for an owner on this host; None when it cannot be told (another host)."""
     if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
@@ -243,11 +292,12 @@ def interrupt(study: Any, trial: Any, reason: str, *, requeue: bool = True) -> N
 
     storage = study._storage  # noqa: SLF001 - optuna offers no public per-trial writes by id
     tid = _trial_id(trial)
-    storage.set_trial_user_attr(tid, "status", TrialStatus.INTERRUPTED.value)
-    storage.set_trial_user_attr(tid, "reason", reason)
-    storage.set_trial_state_values(tid, state=TrialState.FAIL)
-    if requeue and trial.params:
-        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+    with signals_held():
+        storage.set_trial_user_attr(tid, "status", TrialStatus.INTERRUPTED.value)
+        storage.set_trial_user_attr(tid, "reason", reason)
+        storage.set_trial_state_values(tid, state=TrialState.FAIL)
+        if requeue and trial.params:
+            study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
 
 
 def _ownerless_too_long(t: Any, grace_s: float) -> bool:
@@ -344,8 +394,9 @@ def take_trial(study: Any) -> Any:
       in a journal), so no new trial is ever RUNNING without an owner;
     * an enqueued (WAITING) trial -- a retry of an interrupted one -- is taken as ``ask`` takes
       it (WAITING -> RUNNING, which only one process can win) and its owner written by the very
-      next storage call, before the sampler runs; only a kill between those two calls leaves it
-      ownerless, and :func:`reap_stale_trials` reaps it after :data:`OWNERLESS_GRACE_S`.
+      next storage call, before the sampler runs (SIGINT / SIGTERM held in between); only a
+      kill -9 or a crash between those two calls leaves it ownerless, and
+      :func:`reap_stale_trials` reaps it after :data:`OWNERLESS_GRACE_S`.
 
     Then the :class:`optuna.trial.Trial` is built, which runs the sampler's ``before_trial``.
     """
@@ -364,9 +415,10 @@ def take_trial(study: Any) -> Any:
     for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
         tid = _trial_id(waiting)
         try:
-            if not storage.set_trial_state_values(tid, state=TrialState.RUNNING):
-                continue  # another process took it
-            storage.set_trial_user_attr(tid, "owner", owner)
+            with signals_held():  # a SIGTERM / Ctrl-C waits until the owner is written
+                if not storage.set_trial_state_values(tid, state=TrialState.RUNNING):
+                    continue  # another process took it
+                storage.set_trial_user_attr(tid, "owner", owner)
         except UpdateFinishedTrialError:
             continue  # finished (or reaped) by another process meanwhile
         return optuna.Trial(study, tid)
@@ -465,33 +517,37 @@ def record_result(
     if result.get("cached_from") is not None:
         attrs["cached_from"] = result["cached_from"]
     # every attribute and the constraints in one transaction (storage.deferred_writes), then
-    # the tell (which reads them back for the sampler's after_trial)
-    with deferred_writes(study, trial):
-        for k, v in attrs.items():
-            trial.set_user_attr(k, jsonable(v))
-        if status not in _FAIL:
-            if status == TrialStatus.INCOMPATIBLE:
-                # cannot be built at all: every budget violated, so samplers steer away
-                set_constraints(study, trial, dict.fromkeys(constraint_names(study), 1.0))
-            if final.get("compatible"):
-                margins = {
-                    metric: float(margin) if math.isfinite(margin) else 1e9
-                    for metric, margin in final["margins"].items()
-                }
-                set_constraints(study, trial, margins)
-            if result.get("proxy_score") is not None:
-                trial.set_user_attr(
-                    "proxy_score",
-                    float(result["proxy_score"]) if math.isfinite(result["proxy_score"]) else None,
-                )
-    if status in _FAIL:
-        study.tell(trial, state=TrialState.FAIL)
-        return TrialState.FAIL
-    if status in _PRUNED:
-        study.tell(trial, state=TrialState.PRUNED)
-        return TrialState.PRUNED
-    study.tell(trial, objective_values(result, objectives))
-    return TrialState.COMPLETE
+    # the tell (which reads them back for the sampler's after_trial); a SIGTERM or Ctrl-C waits
+    # until the trial is told (its training is never lost between the two)
+    with signals_held():
+        with deferred_writes(study, trial):
+            for k, v in attrs.items():
+                trial.set_user_attr(k, jsonable(v))
+            if status not in _FAIL:
+                if status == TrialStatus.INCOMPATIBLE:
+                    # cannot be built at all: every budget violated, so samplers steer away
+                    set_constraints(study, trial, dict.fromkeys(constraint_names(study), 1.0))
+                if final.get("compatible"):
+                    margins = {
+                        metric: float(margin) if math.isfinite(margin) else 1e9
+                        for metric, margin in final["margins"].items()
+                    }
+                    set_constraints(study, trial, margins)
+                if result.get("proxy_score") is not None:
+                    trial.set_user_attr(
+                        "proxy_score",
+                        float(result["proxy_score"])
+                        if math.isfinite(result["proxy_score"])
+                        else None,
+                    )
+        if status in _FAIL:
+            study.tell(trial, state=TrialState.FAIL)
+            return TrialState.FAIL
+        if status in _PRUNED:
+            study.tell(trial, state=TrialState.PRUNED)
+            return TrialState.PRUNED
+        study.tell(trial, objective_values(result, objectives))
+        return TrialState.COMPLETE
 
 
 #: the study attribute naming the trials' constraints, in order (:func:`set_constraints`)
