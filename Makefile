@@ -11,7 +11,7 @@ TORCH := torch==2.13.0
 SPIKINGJELLY := spikingjelly==2.0.0
 NORSE := norse==1.1.0
 
-.PHONY: run test venv lint clean
+.PHONY: run test test-slow venv lint clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,8 +33,13 @@ run: $(STAMP)
 	$(BIN)/neuronas search --name default --timeout 420
 	$(BIN)/neuronas export default --out runs/default/export --overwrite
 
+# make test: every test but those marked slow (real multi-process searches, kills and resumes,
+# PostgreSQL and Ray runtimes: ~7 minutes more); make test-slow runs those; CI runs both.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check neuronas tests benchmarks experiments

@@ -822,7 +822,7 @@ class SearchSpace(_Strict):
             # a branch that cannot be built adds no parameters
             with contextlib.suppress(Exception):
                 self.sample(rec, chip, input_shape=shape, num_outputs=outputs)
-        return {k: v for k, v in rec.choices.items()}
+        return {k: list(v) for k, v in rec.choices.items()}
 
     def _io(
         self, input_shape: Sequence[int] | None, num_outputs: int | None
@@ -943,14 +943,16 @@ class _Recorder:
     """A stand-in trial that records every parameter's possible values (for :meth:`grid`)."""
 
     def __init__(self) -> None:
-        self.choices: dict[str, list[Any]] = {}
+        # each parameter's values in the order first seen (a dict as an ordered set: a wide
+        # integer range has tens of thousands of values, and a list's `in` made this quadratic:
+        # 29 s for 1..65536)
+        self.choices: dict[str, dict[Any, None]] = {}
         self.fixed: dict[str, Any] = {}
 
     def _add(self, name: str, values: list[Any]) -> Any:
-        cur = self.choices.setdefault(name, [])
+        cur = self.choices.setdefault(name, {})
         for v in values:
-            if v not in cur:
-                cur.append(v)
+            cur.setdefault(v, None)
         if name in self.fixed:
             return self.fixed[name]
         # the largest value opens every conditional branch (deepest network, all widths)
