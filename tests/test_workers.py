@@ -99,3 +99,51 @@ def test_a_refusal_inside_a_worker_is_its_own_line_and_loses_nothing(tmp_path: P
     after = trials_of(run_dir)
     assert {t.number: t.values for t in after if t.number in completed} == completed
     assert not [t for t in after if t.state.name in ("RUNNING", "WAITING")]
+
+
+def test_a_trial_left_without_an_owner_is_waited_for_not_given_up_on(tmp_path: Path) -> None:
+    """A worker killed (-9) between taking a queued retry (RUNNING) and writing its owner leaves a
+    RUNNING trial without one, counted as in flight by every worker until it is reaped
+    (OWNERLESS_GRACE_S after it started). The supervisor waits for that instead of restarting
+    workers that find the study full and giving up ("workers keep exiting with 1 trials left")."""
+    import datetime
+
+    import optuna
+    from optuna.trial import FrozenTrial, TrialState
+
+    from neuronas.search.trials import OWNERLESS_GRACE_S, count_trials
+
+    space = write_space(tmp_path)
+    args = ["search", "--space", str(space), "--name", "w", "--seed", "4", *FAST]
+    r = cli([*args, "--trials", "2"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    run_dir = tmp_path / "runs" / "w"
+    study = optuna.load_study(study_name="w", storage=f"sqlite:///{run_dir / 'study.db'}")
+    first = study.get_trials(deepcopy=False)[0]
+    # what such a kill leaves: RUNNING, the retried candidate's parameters, no owner; 30 s of
+    # the grace left (three restarts of a worker that finds nothing to ask take less)
+    started = datetime.datetime.now() - datetime.timedelta(seconds=OWNERLESS_GRACE_S - 30)
+    template = FrozenTrial(
+        number=-1,
+        state=TrialState.RUNNING,
+        value=None,
+        datetime_start=started,
+        datetime_complete=None,
+        params=first.params,
+        distributions=first.distributions,
+        user_attrs={"retry_of": first.number},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=-1,
+    )
+    tid = study._storage.create_new_trial(study._study_id, template_trial=template)
+    ownerless = study._storage.get_trial(tid).number
+
+    r = cli([*args, "--trials", "3", "--workers", "2"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    after = trials_of(run_dir)
+    t = after[ownerless]
+    assert t.state.name == "FAIL" and t.user_attrs["status"] == "interrupted"
+    assert "no owner" in t.user_attrs["reason"]
+    assert count_trials(study, after).finished == 3
+    assert not [t for t in after if t.state.name in ("RUNNING", "WAITING")]
