@@ -8,18 +8,10 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from test_crossbar import NOISY  # the noisy device every crossbar test uses
 
 from neuronas.snn import _kernels
-from neuronas.snn.crossbar import CrossbarConfig, CrossbarLinear, DeviceModel, quantize_weight
-
-NOISY = DeviceModel(
-    program_sigma=0.1,
-    read_noise_sigma=0.02,
-    stuck_off_rate=0.01,
-    stuck_on_rate=0.005,
-    on_off_ratio=50,
-)
-
+from neuronas.snn.crossbar import CrossbarConfig, CrossbarLinear, quantize_weight
 
 # -- the code before (crossbar.py at b23621b), verbatim but for the names ------------------------
 
