@@ -5,7 +5,10 @@ sampler and screening training; nothing else set) run as its own process with it
 ``PYTHONPATH``: the code under test.  ``--before PATH`` is a checkout of the code before
 (e.g. a ``git worktree add --detach`` of the older commit), ``--after PATH`` this one.  For each
 seed the two arms run **at the same time**, one process each (one torch thread each on the
-2-core machine), so both see the same load.  Extra arguments for one arm only:
+2-core machine), so both see the same load; or, with ``--sequential``, one after the other (the
+order alternating by seed), each with ``--threads`` torch threads and the machine to itself
+(``--threads 2 --sequential`` on the 2-core machine is the default search as ``make run`` runs
+it: torch's default is one thread per core).  Extra arguments for one arm only:
 ``--after-args "--halving-epochs 0"``.
 
 From each run's study (read after it finished) the benchmark reports:
@@ -54,8 +57,10 @@ from pathlib import Path
 from typing import Any
 
 
-def launch(code: Path, workdir: Path, name: str, seed: int, trials: int, extra: list[str]) -> Any:
-    env = dict(os.environ, PYTHONPATH=str(code.resolve()), OMP_NUM_THREADS="1")
+def launch(
+    code: Path, workdir: Path, name: str, seed: int, trials: int, extra: list[str], threads: int
+) -> Any:
+    env = dict(os.environ, PYTHONPATH=str(code.resolve()), OMP_NUM_THREADS=str(threads))
     cmd = [
         sys.executable,
         "-m",
@@ -239,6 +244,19 @@ def export_commit(commit: str, work: Path) -> Path:
     return dest
 
 
+def finish(work: Path, seed: int, arm: str, launched: Any, target_trials: int) -> dict[str, Any]:
+    """Wait for an arm's search (``launch``'s result and its start time) and analyse its run."""
+    proc, log, started, cmd, t0 = launched
+    rc = proc.wait()
+    log.close()
+    if rc != 0:
+        raise SystemExit(f"{arm} seed {seed}: exit {rc}; see {work / f'{arm}-s{seed}.log'}")
+    out = analyse(work / "runs" / f"{arm}-s{seed}", started, time.time() - t0, target_trials)
+    out["command"] = " ".join(cmd)
+    out["load_end"] = os.getloadavg()
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--before", type=Path, default=None, help="checkout of the code before")
@@ -255,6 +273,16 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--reanalyse", type=Path, default=None, help="an earlier run's JSON")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads per arm (OMP_NUM_THREADS; default 1)"
+    )
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run the two arms one after the other (the order alternating by seed) instead of "
+        "at the same time: each arm then has the machine to itself (with --threads 2 on the "
+        "2-core machine: the default search as `make run` runs it)",
+    )
     args = p.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ttf_"))
@@ -269,31 +297,31 @@ def main() -> int:
             "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "load_before": os.getloadavg(),
             "argv": sys.argv,
+            "threads": args.threads,
+            "sequential": args.sequential,
             "seeds": {},
         }
-        for seed in args.seeds:
+        for k, seed in enumerate(args.seeds):
             arms = {
                 "before": (before, args.before_trials, shlex.split(args.before_args)),
                 "after": (args.after, args.after_trials, shlex.split(args.after_args)),
             }
+            order = list(arms)
+            if args.sequential and k % 2:
+                order.reverse()
+            res: dict[str, Any] = {"load_start": os.getloadavg(), "order": order}
             procs = {}
-            for arm, (code, trials, extra) in arms.items():
+            for arm in order:
+                code, trials, extra = arms[arm]
                 procs[arm] = (
-                    *launch(code, work, f"{arm}-s{seed}", seed, trials, extra),
+                    *launch(code, work, f"{arm}-s{seed}", seed, trials, extra, args.threads),
                     time.time(),
                 )
-            res: dict[str, Any] = {"load_start": os.getloadavg()}
-            for arm, (proc, log, started, cmd, t0) in procs.items():
-                rc = proc.wait()
-                log.close()
-                if rc != 0:
-                    raise SystemExit(
-                        f"{arm} seed {seed}: exit {rc}; see {work / f'{arm}-s{seed}.log'}"
-                    )
-                res[arm] = analyse(
-                    work / "runs" / f"{arm}-s{seed}", started, time.time() - t0, args.target_trials
-                )
-                res[arm]["command"] = " ".join(cmd)
+                if args.sequential:
+                    res[arm] = finish(work, seed, arm, procs[arm], args.target_trials)
+            if not args.sequential:
+                for arm, launched in procs.items():
+                    res[arm] = finish(work, seed, arm, launched, args.target_trials)
             res["load_end"] = os.getloadavg()
             line = compare(res, args.target_trials)
             out["seeds"][str(seed)] = res

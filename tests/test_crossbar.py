@@ -565,7 +565,13 @@ def test_grouped_conv_path_equals_the_im2col_reference(
 @pytest.mark.parametrize("kind,bits,scheme,bpc,rows", [CONV_CASES[i] for i in (0, 3, 4, 7)])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_grouped_conv_sparse_output_gradient_equals_the_im2col_reference(
-    kind: str, bits: int, scheme: str, bpc: int, rows: int, threads: int
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    bits: int,
+    scheme: str,
+    bpc: int,
+    rows: int,
+    threads: int,
 ) -> None:
     """The backward kernel skips what receives no gradient (a whole item, output positions,
     single columns, as behind a max-pool or a surrogate's window) and takes the input's gradient
@@ -600,6 +606,9 @@ def test_grouped_conv_sparse_output_gradient_equals_the_im2col_reference(
             .reshape(5, 5, 8, 8)
         )
 
+    # every call on the parallel twins when on two threads (these layers are under the sizes
+    # from which they are used: _kernels.PARALLEL_MIN_WORK)
+    monkeypatch.setattr(_kernels, "PARALLEL_MIN_WORK", dict.fromkeys(_kernels.PARALLEL_MIN_WORK, 0))
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -676,6 +685,7 @@ def test_conv_backward_from_the_forwards_codes_is_bit_identical_to_scattering_ag
         return codes
 
     monkeypatch.setattr(_kernels, "sparse_conv_forward", counting_forward)
+    monkeypatch.setattr(_kernels, "PARALLEL_MIN_WORK", dict.fromkeys(_kernels.PARALLEL_MIN_WORK, 0))
     runs, kept_per_run = [], []
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -710,6 +720,62 @@ def test_conv_backward_from_the_forwards_codes_is_bit_identical_to_scattering_ag
     for other in runs[1:]:
         for a, b in zip(runs[0], other, strict=True):
             assert torch.equal(_bits(a), _bits(b))
+
+
+@pytest.mark.parametrize("kind,bits,scheme,bpc,rows", [CONV_CASES[i] for i in (0, 4)])
+def test_small_kernel_calls_run_serially_with_the_parallel_twins_bits(
+    monkeypatch: pytest.MonkeyPatch, kind: str, bits: int, scheme: str, bpc: int, rows: int
+) -> None:
+    """On two threads a kernel call under ``_kernels.PARALLEL_MIN_WORK`` runs the serial kernel
+    (the parallel twins lose on small calls): a linear and a conv layer trained three SGD steps
+    give the same bits (outputs and every gradient) whether their calls are served by the
+    serial kernels (the tiny test layers, by the thresholds) or all by the parallel twins
+    (thresholds 0).  The conv backward's choice stays with the threads alone: its running sums
+    per task make its numbers depend on the number of tasks."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here: the choice is the kernels'")
+    nb = _kernels._load()
+    cfg = CrossbarConfig(
+        weight_bits=4,
+        adc_bits=bits,
+        adc_kind=kind,
+        rows=rows,
+        bits_per_cell=bpc,
+        signed_scheme=scheme,
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        # the choice: by the work under two threads, always serial on one
+        limit = _kernels.PARALLEL_MIN_WORK["fwd"]
+        assert _kernels._fwd_kernel("fwd", limit - 1) is nb.fwd
+        assert _kernels._fwd_kernel("fwd", limit) is nb.fwd_parallel
+        assert _kernels._fwd_kernel("sconv_bwd") is nb.sconv_bwd_parallel
+        torch.set_num_threads(1)
+        assert _kernels._fwd_kernel("fwd", limit) is nb.fwd
+        torch.set_num_threads(2)
+        runs = []
+        for thresholds in ("measured", "all parallel"):
+            if thresholds == "all parallel":
+                monkeypatch.setattr(
+                    _kernels, "PARALLEL_MIN_WORK", dict.fromkeys(_kernels.PARALLEL_MIN_WORK, 0)
+                )
+            conv, lin = _conv_and_reference(cfg, 1, 1, c_in=4, c_out=6)
+            opt = torch.optim.SGD([*conv.parameters(), *lin.parameters()], lr=1e-2)
+            seen = []
+            for step in range(3):
+                x = _spikes(5, 4, 8, 8, p=0.25, seed=30 + step)
+                seen += _conv_grads(conv, x, conv)
+                seen += _fwd_bwd(lin, _spikes(7, 36, p=0.3, seed=40 + step))
+                opt.step()
+            runs.append(seen)
+    finally:
+        torch.set_num_threads(before)
+    assert float(runs[0][1].abs().sum()) > 0.0
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(_bits(a), _bits(b))
 
 
 def test_conv_keeps_no_codes_without_autograd() -> None:

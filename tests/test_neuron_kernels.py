@@ -189,14 +189,24 @@ def test_short_training_gives_the_same_result(model: str, monkeypatch: pytest.Mo
 
 
 def test_parallel_kernels_equal_the_serial_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With more than one torch thread the blocks are spread over numba's threads: same
-    results (every neuron is computed by the same loop either way)."""
+    """With more than one torch thread a large scan's blocks are spread over numba's threads
+    (here every scan's: the size thresholds set to 0): same results (every neuron is computed
+    by the same loop either way).  A scan under the threshold runs the serial kernel."""
+    from neuronas.snn import _kernels
+
     x = _inputs((5, 3, 2500), seed=9)  # several blocks of neurons
     node = make_neuron(NeuronSpec(model="ld_lif", reset="soft"))
     serial = _run(node, x, False, monkeypatch)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
+        if nk.available():
+            limit = _kernels.PARALLEL_MIN_WORK["forward"]
+            assert nk._kernel("forward", limit - 1) is nk._load().forward
+            assert nk._kernel("forward", limit) is nk._load().forward_parallel
+        monkeypatch.setattr(
+            _kernels, "PARALLEL_MIN_WORK", dict.fromkeys(_kernels.PARALLEL_MIN_WORK, 0)
+        )
         parallel = _run(node, x, False, monkeypatch)
     finally:
         torch.set_num_threads(threads)

@@ -124,14 +124,39 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
-def _fwd_kernel(name: str = "fwd") -> Any:
-    """The serial kernel ``name`` when torch runs on one thread, else its parallel twin
-    (``name_parallel``) on as many."""
+#: The least work (the kernel's own measure, see :func:`_fwd_kernel`'s callers) for which a call
+#: runs the kernel's parallel twin when torch has several threads; smaller calls run the serial
+#: kernel, which computes the same bits.  Measured inside 2-thread training epochs on the 2-core
+#: machine (benchmarks/RESULTS.md, "Threads inside a trial"): below these the parallel twins
+#: were 1.1-3.4x slower per call (their dispatch, and numba's second thread waiting for the core
+#: torch's OpenMP thread spins on after each of its own parallel regions), above them 0.6-0.8x.
+PARALLEL_MIN_WORK = {
+    # rows x dense multiply-adds per row (M * G * R * S * Nc): digits-mlp's 2.6M and 134M calls
+    # 1.05-1.44x, the gesture CNN's fc 537M 0.81x
+    "fwd": 1 << 28,
+    # items x input elements x taps x columns (B * C * H * W * k * k * S * Nc): digits-cnn's 75M
+    # and 302M calls 1.06-1.10x, the gesture CNN's 1.2G-19G 0.58-0.60x
+    "sconv_fwd": 1 << 30,
+    # neuron scans, timesteps x neurons: forward 0.5M-2M 1.4-3.4x, 8M-16M 0.71-0.77x; backward
+    # 0.5M-1M 1.3-2.2x, 2M-16M 0.63-0.71x
+    "forward": 1 << 22,
+    "backward": 1 << 21,
+}
+
+
+def _fwd_kernel(name: str = "fwd", work: int | None = None) -> Any:
+    """The serial kernel ``name`` when torch runs on one thread or the call's ``work`` is under
+    :data:`PARALLEL_MIN_WORK` for it, else its parallel twin (``name_parallel``) on as many
+    threads as torch has.  ``work`` None: by the threads alone (``sconv_bwd``, whose running
+    sums per task make its numbers depend on the number of tasks: chosen by the threads only,
+    so that a thread count gives the same numbers for every size)."""
     import numba
 
     nb = _load()
     config: Any = numba.config
     n = max(1, min(torch.get_num_threads(), config.NUMBA_NUM_THREADS))
+    if n > 1 and work is not None and work < PARALLEL_MIN_WORK[name]:
+        n = 1
     if n == 1:
         return getattr(
             nb, name
@@ -176,7 +201,7 @@ def convert_sum_forward(
     else:
         assert ref is not None and tie is not None
         thr, win = ref - tie, (step if mode == 1 else 0.5 * step)
-    _fwd_kernel()(
+    _fwd_kernel("fwd", m * x2d.shape[1] * k)(
         _np(x2d),
         _np(wg),
         _np(step),
@@ -242,9 +267,9 @@ def column_dots(sums: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _tasks(name: str) -> tuple[Any, int]:
+def _tasks(name: str, work: int | None = None) -> tuple[Any, int]:
     """The kernel ``name`` (serial or parallel, as :func:`_fwd_kernel`) and its number of tasks."""
-    kernel = _fwd_kernel(name)
+    kernel = _fwd_kernel(name, work)
     return kernel, (1 if kernel is getattr(_load(), name) else torch.get_num_threads())
 
 
@@ -286,7 +311,7 @@ def sparse_conv_forward(
     ``into``: two contiguous ``uint8`` tensors of those shapes to write them to (returned; their
     bytes need not be set: every item's read flags are written, and a code wherever its group
     was read, which is all the backward reads), else new ones."""
-    kernel, n = _tasks("sconv_fwd")
+    kernel, n = _tasks("sconv_fwd", x.numel() * cells.shape[2] * cells.shape[3] * cells.shape[-1])
     g = cells.shape[0]
     keep_codes = int(keep_codes)
     if keep_codes:

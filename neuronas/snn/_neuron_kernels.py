@@ -76,13 +76,17 @@ class ScanParams:
     v_charge: float = 0.0
 
 
-def _kernel(name: str) -> Any:
-    """The serial kernel on one torch thread, else its parallel twin on as many threads."""
+def _kernel(name: str, work: int) -> Any:
+    """The serial kernel on one torch thread or for a scan of fewer than
+    ``_kernels.PARALLEL_MIN_WORK[name]`` timesteps x neurons (``work``), else its parallel twin
+    on as many threads as torch has (the same numbers either way)."""
     import numba
 
     nb = _load()
     config: Any = numba.config
     n = max(1, min(torch.get_num_threads(), config.NUMBA_NUM_THREADS))
+    if work < _kernels.PARALLEL_MIN_WORK[name]:
+        n = 1
     if n == 1:
         return getattr(nb, name)
     if numba.get_num_threads() != n:
@@ -101,7 +105,7 @@ def _forward(
     h = torch.empty_like(x2)
     v = torch.empty_like(v0)
     with torch.profiler.record_function("neuronas::neuron_scan"):
-        _kernel("forward")(
+        _kernel("forward", x2.numel())(
             _np(x2),
             _np(v0),
             p.kind,
@@ -139,7 +143,7 @@ class _Scan(torch.autograd.Function):
         carry = torch.zeros_like(v0) if gv is None else gv.to(torch.float32).contiguous().clone()
         gx = torch.empty_like(h)
         with torch.profiler.record_function("neuronas::neuron_scan_backward"):
-            _kernel("backward")(
+            _kernel("backward", h.numel())(
                 gs.numpy(),
                 _np(h),
                 _np(v0),
