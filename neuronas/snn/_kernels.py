@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "PARALLEL_MIN_WORK",
     "CellParams",
     "available",
     "backward_tasks",
@@ -62,6 +63,7 @@ __all__ = [
     "quantize_forward",
     "rand",
     "randn",
+    "serial_or_parallel",
     "sparse_conv_backward",
     "sparse_conv_forward",
 ]
@@ -124,11 +126,11 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
-#: The least work (the kernel's own measure, see :func:`_fwd_kernel`'s callers) for which a call
+#: The least work (the kernel's own measure, see :func:`serial_or_parallel`'s callers) for which a call
 #: runs the kernel's parallel twin when torch has several threads; smaller calls run the serial
 #: kernel, which computes the same bits.  Measured inside 2-thread training epochs on the 2-core
 #: machine (benchmarks/RESULTS.md, "Threads inside a trial"): below these the parallel twins
-#: were 1.1-3.4x slower per call (their dispatch, and numba's second thread waiting for the core
+#: were 1.05-17x slower per call (their dispatch, and numba's second thread waiting for the core
 #: torch's OpenMP thread spins on after each of its own parallel regions), above them 0.6-0.8x.
 PARALLEL_MIN_WORK = {
     # rows x dense multiply-adds per row (M * G * R * S * Nc): digits-mlp's 2.6M and 134M calls
@@ -144,26 +146,30 @@ PARALLEL_MIN_WORK = {
 }
 
 
-def _fwd_kernel(name: str = "fwd", work: int | None = None) -> Any:
-    """The serial kernel ``name`` when torch runs on one thread or the call's ``work`` is under
-    :data:`PARALLEL_MIN_WORK` for it, else its parallel twin (``name_parallel``) on as many
-    threads as torch has.  ``work`` None: by the threads alone (``sconv_bwd``, whose running
-    sums per task make its numbers depend on the number of tasks: chosen by the threads only,
-    so that a thread count gives the same numbers for every size)."""
+def serial_or_parallel(nb: Any, name: str, work: int | None) -> Any:
+    """Of the numba module ``nb``'s kernel ``name`` and its parallel twin ``name_parallel``: the
+    serial one when torch runs on one thread or the call's ``work`` is under
+    :data:`PARALLEL_MIN_WORK` for it, else the twin on as many threads as torch has.  ``work``
+    None: by the threads alone (``sconv_bwd``, whose running sums per task make its numbers
+    depend on the number of tasks: chosen by the threads only, so that a thread count gives the
+    same numbers for every size)."""
     import numba
 
-    nb = _load()
     config: Any = numba.config
     n = max(1, min(torch.get_num_threads(), config.NUMBA_NUM_THREADS))
     if n > 1 and work is not None and work < PARALLEL_MIN_WORK[name]:
         n = 1
     if n == 1:
-        return getattr(
-            nb, name
-        )  # the parallel runtime's dispatch costs ~1/3 of the kernel on one thread
+        # (on one thread the parallel runtime's dispatch costs ~1/3 of the kernel)
+        return getattr(nb, name)
     if numba.get_num_threads() != n:
         numba.set_num_threads(n)
     return getattr(nb, name + "_parallel")
+
+
+def _fwd_kernel(name: str = "fwd", work: int | None = None) -> Any:
+    """:func:`serial_or_parallel` of this module's kernels."""
+    return serial_or_parallel(_load(), name, work)
 
 
 def convert_sum_forward(

@@ -77,21 +77,10 @@ class ScanParams:
 
 
 def _kernel(name: str, work: int) -> Any:
-    """The serial kernel on one torch thread or for a scan of fewer than
-    ``_kernels.PARALLEL_MIN_WORK[name]`` timesteps x neurons (``work``), else its parallel twin
-    on as many threads as torch has (the same numbers either way)."""
-    import numba
-
-    nb = _load()
-    config: Any = numba.config
-    n = max(1, min(torch.get_num_threads(), config.NUMBA_NUM_THREADS))
-    if work < _kernels.PARALLEL_MIN_WORK[name]:
-        n = 1
-    if n == 1:
-        return getattr(nb, name)
-    if numba.get_num_threads() != n:
-        numba.set_num_threads(n)
-    return getattr(nb, name + "_parallel")
+    """The serial scan, or its parallel twin for a scan of at least
+    ``_kernels.PARALLEL_MIN_WORK[name]`` timesteps x neurons (``work``) on several torch threads
+    (:func:`neuronas.snn._kernels.serial_or_parallel`; the same numbers either way)."""
+    return _kernels.serial_or_parallel(_load(), name, work)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
