@@ -368,6 +368,26 @@ def test_crossbar_on_cuda_matches_cpu() -> None:
 # -- the event-driven CPU kernels against the tensor-op twin ----------------------------------------
 
 
+def _case_config(kind: str, bits: int, scheme: str, bpc: int, rows: int) -> CrossbarConfig:
+    """4-bit weights with a parametrised converter, scheme, cells and rows (the cases' tuple)."""
+    return CrossbarConfig(
+        weight_bits=4,
+        adc_bits=bits,
+        adc_kind=kind,
+        rows=rows,
+        bits_per_cell=bpc,
+        signed_scheme=scheme,
+    )
+
+
+def all_calls_on_parallel_twins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every numba kernel call on its parallel twin when torch has several threads, whatever its
+    size (the test layers are under ``_kernels.PARALLEL_MIN_WORK``)."""
+    from neuronas.snn import _kernels
+
+    monkeypatch.setattr(_kernels, "PARALLEL_MIN_WORK", dict.fromkeys(_kernels.PARALLEL_MIN_WORK, 0))
+
+
 def _fwd_bwd(layer: nn.Module, x: torch.Tensor, gy_seed: int = 3) -> list[torch.Tensor]:
     layer.zero_grad()
     x = x.clone().requires_grad_(True)
@@ -406,14 +426,7 @@ def test_event_driven_kernels_match_the_tensor_op_path(
     if not _kernels.available():
         pytest.skip("numba is not importable here: only the tensor-op path runs")
     torch.manual_seed(0)
-    cfg = CrossbarConfig(
-        weight_bits=4,
-        adc_bits=bits,
-        adc_kind=kind,
-        rows=rows,
-        bits_per_cell=bpc,
-        signed_scheme=scheme,
-    )
+    cfg = _case_config(kind, bits, scheme, bpc, rows)
     layers = [CrossbarLinear(70, 12, cfg), CrossbarConv2d(3, 5, 3, padding=1, config=cfg)]
     inputs = [_spikes(33, 70, p=0.1, seed=1), _spikes(4, 3, 6, 6, p=0.2, seed=2)]
     for layer, x in zip(layers, inputs, strict=True):
@@ -532,14 +545,7 @@ def test_grouped_conv_path_equals_the_im2col_reference(
         pytest.skip("numba is not importable here: only the tensor-op path runs")
     if not numba:
         monkeypatch.setenv("NEURONAS_NO_NUMBA", "1")
-    cfg = CrossbarConfig(
-        weight_bits=4,
-        adc_bits=bits,
-        adc_kind=kind,
-        rows=rows,
-        bits_per_cell=bpc,
-        signed_scheme=scheme,
-    )
+    cfg = _case_config(kind, bits, scheme, bpc, rows)
     conv, lin = _conv_and_reference(cfg, stride, padding)
     x = _spikes(4, 3, 7, 7, p=0.25, seed=2)
     x[0, :, :4, :4] = 0.0  # idle row groups at some positions
@@ -581,14 +587,7 @@ def test_grouped_conv_sparse_output_gradient_equals_the_im2col_reference(
 
     if not _kernels.available():
         pytest.skip("numba is not importable here: the skips are the kernels'")
-    cfg = CrossbarConfig(
-        weight_bits=4,
-        adc_bits=bits,
-        adc_kind=kind,
-        rows=rows,
-        bits_per_cell=bpc,
-        signed_scheme=scheme,
-    )
+    cfg = _case_config(kind, bits, scheme, bpc, rows)
     conv, lin = _conv_and_reference(cfg, 1, 1)
     x = _spikes(5, 3, 8, 8, p=0.25, seed=7)
     x[3] *= 0.5
@@ -606,9 +605,7 @@ def test_grouped_conv_sparse_output_gradient_equals_the_im2col_reference(
             .reshape(5, 5, 8, 8)
         )
 
-    # every call on the parallel twins when on two threads (these layers are under the sizes
-    # from which they are used: _kernels.PARALLEL_MIN_WORK)
-    monkeypatch.setattr(_kernels, "PARALLEL_MIN_WORK", dict.fromkeys(_kernels.PARALLEL_MIN_WORK, 0))
+    all_calls_on_parallel_twins(monkeypatch)  # on two threads
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -685,7 +682,7 @@ def test_conv_backward_from_the_forwards_codes_is_bit_identical_to_scattering_ag
         return codes
 
     monkeypatch.setattr(_kernels, "sparse_conv_forward", counting_forward)
-    monkeypatch.setattr(_kernels, "PARALLEL_MIN_WORK", dict.fromkeys(_kernels.PARALLEL_MIN_WORK, 0))
+    all_calls_on_parallel_twins(monkeypatch)
     runs, kept_per_run = [], []
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -737,14 +734,7 @@ def test_small_kernel_calls_run_serially_with_the_parallel_twins_bits(
     if not _kernels.available():
         pytest.skip("numba is not importable here: the choice is the kernels'")
     nb = _kernels._load()
-    cfg = CrossbarConfig(
-        weight_bits=4,
-        adc_bits=bits,
-        adc_kind=kind,
-        rows=rows,
-        bits_per_cell=bpc,
-        signed_scheme=scheme,
-    )
+    cfg = _case_config(kind, bits, scheme, bpc, rows)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -759,9 +749,7 @@ def test_small_kernel_calls_run_serially_with_the_parallel_twins_bits(
         runs = []
         for thresholds in ("measured", "all parallel"):
             if thresholds == "all parallel":
-                monkeypatch.setattr(
-                    _kernels, "PARALLEL_MIN_WORK", dict.fromkeys(_kernels.PARALLEL_MIN_WORK, 0)
-                )
+                all_calls_on_parallel_twins(monkeypatch)
             conv, lin = _conv_and_reference(cfg, 1, 1, c_in=4, c_out=6)
             opt = torch.optim.SGD([*conv.parameters(), *lin.parameters()], lr=1e-2)
             seen = []

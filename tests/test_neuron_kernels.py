@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from spikingjelly.activation_based import surrogate
+from test_crossbar import all_calls_on_parallel_twins
 
 from neuronas.snn import _neuron_kernels as nk
 from neuronas.snn.neurons import (
@@ -204,9 +205,7 @@ def test_parallel_kernels_equal_the_serial_ones(monkeypatch: pytest.MonkeyPatch)
             limit = _kernels.PARALLEL_MIN_WORK["forward"]
             assert nk._kernel("forward", limit - 1) is nk._load().forward
             assert nk._kernel("forward", limit) is nk._load().forward_parallel
-        monkeypatch.setattr(
-            _kernels, "PARALLEL_MIN_WORK", dict.fromkeys(_kernels.PARALLEL_MIN_WORK, 0)
-        )
+        all_calls_on_parallel_twins(monkeypatch)
         parallel = _run(node, x, False, monkeypatch)
     finally:
         torch.set_num_threads(threads)
