@@ -55,6 +55,7 @@ __all__ = [
     "chip_instance_seed",
     "clear_data_cache",
     "confidence_interval",
+    "draw_share",
     "data_cache_info",
     "dataset_tensors",
     "evaluate_on_chip",
@@ -63,6 +64,7 @@ __all__ = [
     "set_threads",
     "split_train_validation",
     "train_candidate",
+    "training_threads",
     "validation_tensors",
 ]
 
@@ -133,6 +135,63 @@ def set_threads(num_threads: int | None = None) -> int:
     if n is not None and n > 0:
         torch.set_num_threads(n)
     return torch.get_num_threads()
+
+
+#: The estimated share of a training step spent drawing the crossbars' noise (see
+#: :func:`draw_share`) from which a training on two or more threads gives one of them to the
+#: draws (taken one batch ahead there, :func:`neuronas.snn.set_draws_ahead`: the same numbers)
+#: and trains on the others.  On the 2-core CI machine (benchmarks/RESULTS.md, "Draws ahead on a
+#: spare core") one thread + the draws' thread against two threads, draws in place: digits-mlp
+#: (estimated share 0.36) 1.23x faster, the default space's max-pool MLP (0.36) 1.20x, its conv
+#: in front of an fc (0.30) 1.10x, an SHD MLP at T = 10 (0.31) 1.05x; the same SHD MLP at T = 40
+#: (0.10) 1.09x slower, digits-cnn (0.015) and the gesture CNN slower (torch's second thread is
+#: worth more there than the draws).
+DRAWS_AHEAD_MIN_SHARE = 0.25
+#: Dense multiply-accumulates of a training step that take about as long as one training draw
+#: with its part of the noisy-cell pass (one thread, measured 4.3-8.0 on digits-mlp, the max-pool
+#: MLP, the SHD MLPs and digits-cnn: the draws' seconds against the rest of the training step).
+MACS_PER_DRAW = 6.0
+
+
+def draw_share(model: Any, batch_size: int) -> float:
+    """Estimated share of a training step of ``model`` (a built network) spent drawing its
+    crossbars' noise: ``D c / (D c + B T M)`` for D draws per batch, B the batch, T timesteps,
+    M dense multiply-accumulates per timestep and c :data:`MACS_PER_DRAW`."""
+    draws = model.training_draws() * MACS_PER_DRAW
+    if draws == 0:
+        return 0.0
+    return draws / (draws + batch_size * model.arch.input.timesteps * model.macs_per_timestep())
+
+
+@contextmanager
+def training_threads(
+    model: Any, batch_size: int, device: torch.device
+) -> Iterator[tuple[int, bool]]:
+    """Torch's threads for one training (and its evaluation) of ``model``, restored after:
+    with two or more and a :func:`draw_share` of at least :data:`DRAWS_AHEAD_MIN_SHARE` on the
+    CPU, one fewer, and the crossbars' draws taken ahead on the one left over (where the numba
+    kernels draw); else as they are.  Yields ``(threads, draws taken ahead)``.  The threads are
+    a function of the network, the batch and the threads given only (a run's numbers depend on
+    torch's thread count; this keeps them reproducible).  ``NEURONAS_DRAWS_AHEAD=0``: always
+    as they are, the draws in place."""
+    from neuronas.snn import set_draws_ahead
+
+    cores = torch.get_num_threads()
+    spare = (
+        device.type == "cpu"
+        and cores >= 2
+        and os.environ.get("NEURONAS_DRAWS_AHEAD", "") != "0"
+        and draw_share(model, batch_size) >= DRAWS_AHEAD_MIN_SHARE
+    )
+    if not spare:
+        yield cores, False
+        return
+    torch.set_num_threads(cores - 1)
+    try:
+        yield cores - 1, set_draws_ahead(True)
+    finally:
+        set_draws_ahead(False)
+        torch.set_num_threads(cores)
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,143 +499,146 @@ def train_candidate(
     phase["data"] = time.perf_counter() - t_phase
     t_phase = time.perf_counter()
     model = build(arch, chip).to(dev)
-    if init_from_data:
-        model.init_from_data(x_first.to(dev).transpose(0, 1))
-    phase["build"] = time.perf_counter() - t_phase
-    t_phase = time.perf_counter()
-    # the parameter-free input pools run once per split, not in every batch of every epoch
-    prefixed = model.input_prefix_length > 0 and task.name == "classification" and _prefix_enabled()
-    x_train_in: torch.Tensor | None = None
-    x_val_in = x_val
-    if prefixed:
-        x_pre = _prefixed_split(model, dataset, "train", t_steps, data_root, shape)
-        x_train_in, x_val_in = x_pre[train_idx].to(dev), x_pre[val_idx].to(dev)
-    x_eval_in = cap_samples(x_val_in, y_val, max_eval_samples)[0]
-    phase["data"] += time.perf_counter() - t_phase
-    # foreach: the same updates as the per-tensor loop, op for op (tested bit for bit), in fewer
-    # Python steps (the CPU default is the per-tensor loop)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
-    steps_per_epoch = math.ceil(len(y_tr) / batch_size)
-    total_steps = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+    with training_threads(model, batch_size, dev) as (threads, draws_ahead):
+        if init_from_data:
+            model.init_from_data(x_first.to(dev).transpose(0, 1))
+        phase["build"] = time.perf_counter() - t_phase
+        t_phase = time.perf_counter()
+        # the parameter-free input pools run once per split, not in every batch of every epoch
+        prefixed = (
+            model.input_prefix_length > 0 and task.name == "classification" and _prefix_enabled()
+        )
+        x_train_in: torch.Tensor | None = None
+        x_val_in = x_val
+        if prefixed:
+            x_pre = _prefixed_split(model, dataset, "train", t_steps, data_root, shape)
+            x_train_in, x_val_in = x_pre[train_idx].to(dev), x_pre[val_idx].to(dev)
+        x_eval_in = cap_samples(x_val_in, y_val, max_eval_samples)[0]
+        phase["data"] += time.perf_counter() - t_phase
+        # foreach: the same updates as the per-tensor loop, op for op (tested bit for bit), in fewer
+        # Python steps (the CPU default is the per-tensor loop)
+        opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+        steps_per_epoch = math.ceil(len(y_tr) / batch_size)
+        total_steps = epochs * steps_per_epoch
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
 
-    history: list[dict[str, Any]] = []
-    status, reason = "ok", ""
-    step = 0
-    phase["validation"] = 0.0
-    t0 = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm import tqdm
+        history: list[dict[str, Any]] = []
+        status, reason = "ok", ""
+        step = 0
+        phase["validation"] = 0.0
+        t0 = time.perf_counter()
+        bar = None
+        if progress:
+            from tqdm import tqdm
 
-        bar = tqdm(total=epochs, desc=f"train {arch.name or arch.key}", unit="epoch")
-    epochs_run = 0
-    for epoch in range(epochs):
-        model.train()
-        t_ep = time.perf_counter()
-        loss_sum, seen = 0.0, 0
-        train_sums: dict[str, list[float]] = {}
-        for idx in _batches(len(y_tr), batch_size, gen):
-            level = awareness_at(schedule, step, total_steps, ramp_fraction)
-            model.set_hardware_awareness(level)
-            yb = y_tr[idx].to(dev)
-            if x_train_in is not None:
-                xb = x_train_in[idx].transpose(0, 1).contiguous()
-                pred = readout(model(xb, prefixed=True))
-            else:
-                xb = x_all[train_idx[idx]].to(dev).transpose(0, 1)
-                pred = readout(model(xb))
-            loss = task_loss(task, pred, yb)
-            if not torch.isfinite(loss):
-                status, reason = (
-                    "diverged",
-                    f"loss became {loss.item()} at epoch {epoch}, step {step}",
-                )
+            bar = tqdm(total=epochs, desc=f"train {arch.name or arch.key}", unit="epoch")
+        epochs_run = 0
+        for epoch in range(epochs):
+            model.train()
+            t_ep = time.perf_counter()
+            loss_sum, seen = 0.0, 0
+            train_sums: dict[str, list[float]] = {}
+            for idx in _batches(len(y_tr), batch_size, gen):
+                level = awareness_at(schedule, step, total_steps, ramp_fraction)
+                model.set_hardware_awareness(level)
+                yb = y_tr[idx].to(dev)
+                if x_train_in is not None:
+                    xb = x_train_in[idx].transpose(0, 1).contiguous()
+                    pred = readout(model(xb, prefixed=True))
+                else:
+                    xb = x_all[train_idx[idx]].to(dev).transpose(0, 1)
+                    pred = readout(model(xb))
+                loss = task_loss(task, pred, yb)
+                if not torch.isfinite(loss):
+                    status, reason = (
+                        "diverged",
+                        f"loss became {loss.item()} at epoch {epoch}, step {step}",
+                    )
+                    break
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                loss_sum += float(loss.detach()) * len(idx)
+                for k, (total, count) in batch_sums(task, pred.detach(), yb, xb).items():
+                    acc = train_sums.setdefault(k, [0.0, 0.0])
+                    acc[0] += total
+                    acc[1] += count
+                seen += len(idx)
+            if status == "ok" and not all(torch.isfinite(p).all() for p in model.parameters()):
+                status, reason = "diverged", f"weights became non-finite at epoch {epoch}"
+            epochs_run = epoch + 1
+            if status != "ok":
                 break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            loss_sum += float(loss.detach()) * len(idx)
-            for k, (total, count) in batch_sums(task, pred.detach(), yb, xb).items():
-                acc = train_sums.setdefault(k, [0.0, 0.0])
-                acc[0] += total
-                acc[1] += count
-            seen += len(idx)
-        if status == "ok" and not all(torch.isfinite(p).all() for p in model.parameters()):
-            status, reason = "diverged", f"weights became non-finite at epoch {epoch}"
-        epochs_run = epoch + 1
-        if status != "ok":
-            break
-        t_val = time.perf_counter()
-        val_acc = (
-            _measure(model, x_val_in, y_val, dev, task, prefixed=prefixed)[task.metric]
-            if len(y_val)
-            else float("nan")
-        )
-        phase["validation"] += time.perf_counter() - t_val
-        rec = {
-            "epoch": epoch,
-            "hardware_awareness": round(model.hardware_awareness, 4),
-            "train_loss": loss_sum / max(1, seen),
-            f"train_{task.metric}": _ratio(train_sums.get(task.metric)),
-            f"val_{task.metric}": val_acc,
-            "seconds": time.perf_counter() - t_ep,
-        }
-        history.append(rec)
-        if bar is not None:
-            bar.set_postfix(
-                loss=f"{rec['train_loss']:.3f}",
-                val=f"{val_acc:.3f}",
-                hw=f"{rec['hardware_awareness']:.2f}",
+            t_val = time.perf_counter()
+            val_acc = (
+                _measure(model, x_val_in, y_val, dev, task, prefixed=prefixed)[task.metric]
+                if len(y_val)
+                else float("nan")
             )
-            bar.update(1)
-        if on_epoch is not None and on_epoch(epoch, val_acc):
-            status, reason = "stopped", f"stopped by on_epoch after epoch {epoch}"
-            break
-    if bar is not None:
-        bar.close()
-    train_seconds = time.perf_counter() - t0
-    phase["train"] = train_seconds - phase["validation"]
-    t_phase = time.perf_counter()
+            phase["validation"] += time.perf_counter() - t_val
+            rec = {
+                "epoch": epoch,
+                "hardware_awareness": round(model.hardware_awareness, 4),
+                "train_loss": loss_sum / max(1, seen),
+                f"train_{task.metric}": _ratio(train_sums.get(task.metric)),
+                f"val_{task.metric}": val_acc,
+                "seconds": time.perf_counter() - t_ep,
+            }
+            history.append(rec)
+            if bar is not None:
+                bar.set_postfix(
+                    loss=f"{rec['train_loss']:.3f}",
+                    val=f"{val_acc:.3f}",
+                    hw=f"{rec['hardware_awareness']:.2f}",
+                )
+                bar.update(1)
+            if on_epoch is not None and on_epoch(epoch, val_acc):
+                status, reason = "stopped", f"stopped by on_epoch after epoch {epoch}"
+                break
+        if bar is not None:
+            bar.close()
+        train_seconds = time.perf_counter() - t0
+        phase["train"] = train_seconds - phase["validation"]
+        t_phase = time.perf_counter()
 
-    accuracies: list[float] = []
-    float_acc = 0.0
-    activity: dict[str, Any] = {}
-    details: dict[str, list[float]] = {}
-    if status == "ok" or (status == "stopped" and evaluate_stopped):
-        accuracies, float_acc, activity = evaluate_on_chip(
-            model,
-            x_eval_in,
-            y_eval,
-            eval_instances=eval_instances,
-            seed=seed,
-            calibration=x_first,
-            device=dev,
-            task=task,
-            details=details,
-            prefixed=prefixed,
-        )
-        if not all(math.isfinite(a) for a in accuracies):
-            status, reason = "diverged", "evaluation produced non-finite outputs"
-    test_accuracies: list[float] = []
-    test_float: float | None = None
-    if status != "diverged" and test_instances > 0:
-        x_test, y_test = cap_samples(
-            *_tensors(dataset, "test", t_steps, data_root, shape), max_eval_samples
-        )
-        test_accuracies, test_float, _ = evaluate_on_chip(
-            model,
-            x_test,
-            y_test,
-            eval_instances=test_instances,
-            seed=seed,
-            device=dev,
-            measure_activity=False,
-            task=task,
-        )
-    phase["evaluate"] = time.perf_counter() - t_phase
+        accuracies: list[float] = []
+        float_acc = 0.0
+        activity: dict[str, Any] = {}
+        details: dict[str, list[float]] = {}
+        if status == "ok" or (status == "stopped" and evaluate_stopped):
+            accuracies, float_acc, activity = evaluate_on_chip(
+                model,
+                x_eval_in,
+                y_eval,
+                eval_instances=eval_instances,
+                seed=seed,
+                calibration=x_first,
+                device=dev,
+                task=task,
+                details=details,
+                prefixed=prefixed,
+            )
+            if not all(math.isfinite(a) for a in accuracies):
+                status, reason = "diverged", "evaluation produced non-finite outputs"
+        test_accuracies: list[float] = []
+        test_float: float | None = None
+        if status != "diverged" and test_instances > 0:
+            x_test, y_test = cap_samples(
+                *_tensors(dataset, "test", t_steps, data_root, shape), max_eval_samples
+            )
+            test_accuracies, test_float, _ = evaluate_on_chip(
+                model,
+                x_test,
+                y_test,
+                eval_instances=test_instances,
+                seed=seed,
+                device=dev,
+                measure_activity=False,
+                task=task,
+            )
+        phase["evaluate"] = time.perf_counter() - t_phase
     mean = sum(accuracies) / len(accuracies) if accuracies else 0.0
     std = (
         math.sqrt(sum((a - mean) ** 2 for a in accuracies) / len(accuracies))
@@ -600,7 +662,8 @@ def train_candidate(
         "eval_split": SELECTION_SPLIT,
         "eval_samples": int(len(y_eval)),
         "device": str(dev),
-        "threads": torch.get_num_threads(),
+        "threads": threads,
+        "draws_ahead": draws_ahead,
         "phase_seconds": phase,
     }
     t_phase = time.perf_counter()

@@ -6,6 +6,7 @@ import logging
 # nothing here uses Triton, and the line would break the search's live progress display.
 logging.getLogger("torch._library.triton").setLevel(logging.ERROR)
 
+from neuronas.snn._kernels import set_draws_ahead  # noqa: E402
 from neuronas.snn.build import SpikingNetwork, build, crossbar_layers  # noqa: E402
 from neuronas.snn.crossbar import (  # noqa: E402
     CrossbarConfig,
@@ -34,4 +35,5 @@ __all__ = [
     "make_neuron",
     "quantize_weight",
     "sense_amp",
+    "set_draws_ahead",
 ]

@@ -41,7 +41,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,12 +57,14 @@ __all__ = [
     "convert_sum_forward",
     "digits",
     "drawn_noisy_cells",
+    "draws_ahead_on",
     "noisy_cells",
     "quantize_backward",
     "quantize_forward",
     "rand",
     "randn",
     "serial_or_parallel",
+    "set_draws_ahead",
     "sparse_conv_backward",
     "sparse_conv_forward",
 ]
@@ -628,21 +629,24 @@ def randn(shape: tuple[int, ...], generator: torch.Generator | None = None) -> t
     return _draw(n, True, generator).view(shape)
 
 
-# draw buffers of the training cells, reused batch after batch (fresh ones cost page faults):
-# cells count -> (eps, u, r); the last few sizes (the layers of a network)
-_CELL_DRAWS: OrderedDict[int, tuple[np.ndarray, ...]] = OrderedDict()
-_CELL_DRAWS_KEEP = 8
+_AHEAD: Any = None  # the process's _draws_ahead.DrawsAhead, made at the first training draw
+_AHEAD_ON = False  # set by the trainer (set_draws_ahead) for the trainings it gives a spare core
 
 
-def _cell_draw_buffers(n: int) -> tuple[np.ndarray, ...]:
-    bufs = _CELL_DRAWS.get(n)
-    if bufs is None:
-        bufs = tuple(np.empty(n, dtype=np.float32) for _ in range(3))
-        _CELL_DRAWS[n] = bufs
-        while len(_CELL_DRAWS) > _CELL_DRAWS_KEEP:
-            _CELL_DRAWS.popitem(last=False)
-    _CELL_DRAWS.move_to_end(n)
-    return bufs
+def set_draws_ahead(on: bool) -> bool:
+    """Take the training draws one request ahead on a background thread
+    (:mod:`neuronas.snn._draws_ahead`) from now on (``True``) or in place (``False``, the
+    default).  The numbers are the same either way; the background thread wants a core of its
+    own.  Returns whether they are now taken ahead: never where the kernels do not draw
+    (:func:`fast_draws`)."""
+    global _AHEAD_ON
+    _AHEAD_ON = bool(on)
+    return draws_ahead_on()
+
+
+def draws_ahead_on() -> bool:
+    """Whether the training draws are taken ahead (:func:`set_draws_ahead`)."""
+    return _AHEAD_ON and fast_draws()
 
 
 def drawn_noisy_cells(q: torch.Tensor, cell_shape: tuple[int, ...], p: CellParams) -> torch.Tensor:
@@ -651,7 +655,8 @@ def drawn_noisy_cells(q: torch.Tensor, cell_shape: tuple[int, ...], p: CellParam
     ``torch.rand(cell_shape)`` (stuck cells, when ``stuck_on_below`` > 0), then
     ``torch.randn(cell_shape)`` (read, when ``read_sigma`` > 0) -- the same numbers, the generator
     left where those calls leave it -- into buffers reused from batch to batch (the draws never
-    leave this function).  Needs :func:`fast_draws` and at least 16 cells."""
+    leave this function); taken one request ahead on a background thread when
+    :func:`draws_ahead_on` (the same numbers).  Needs :func:`fast_draws` and at least 16 cells."""
     from neuronas.snn import _rng_nb
 
     n = math.prod(cell_shape)
@@ -660,10 +665,24 @@ def drawn_noisy_cells(q: torch.Tensor, cell_shape: tuple[int, ...], p: CellParam
     def view(buf: np.ndarray, wanted: bool) -> torch.Tensor | None:
         return torch.from_numpy(buf).view(cell_shape) if wanted else None
 
+    global _AHEAD
     gen = torch.default_generator
+    request = (n, want_eps, want_u, want_r)
     with _DRAW_LOCK:
-        eps, u, r = _cell_draw_buffers(n)
+        if _AHEAD is None:
+            from neuronas.snn._draws_ahead import DrawsAhead
+
+            _AHEAD = DrawsAhead()
+        ahead = draws_ahead_on()
         raw, words, pos = _mt_state(gen)
-        _rng_nb.cell_draws(words, pos, want_eps, want_u, want_r, eps, u, r)
+        bufs = _AHEAD.take(request, words, pos) if ahead else None
+        if bufs is None:
+            bufs = _AHEAD.buffers(n)
+            _rng_nb.cell_draws(words, pos, want_eps, want_u, want_r, *bufs)
         _set_mt_state(gen, raw, words, pos)
-        return noisy_cells(q, p, view(eps, want_eps), view(u, want_u), view(r, want_r))
+        if ahead:
+            _AHEAD.start(request, words, pos)
+        eps, u, r = bufs
+        cells = noisy_cells(q, p, view(eps, want_eps), view(u, want_u), view(r, want_r))
+        _AHEAD.release(bufs)
+        return cells

@@ -234,6 +234,17 @@ class SpikingNetwork(nn.Module):
         layers = crossbar_layers(self)
         return layers[0].hardware_awareness if layers else 0.0
 
+    def training_draws(self) -> int:
+        """Random numbers one training batch draws for the crossbars' noise (every crossbar
+        layer's :meth:`~neuronas.snn.crossbar.CrossbarLayer.training_draws`; a batch reads each
+        layer's cells once, whatever its size)."""
+        return sum(m.training_draws() for m in crossbar_layers(self))
+
+    def macs_per_timestep(self) -> int:
+        """Multiply-accumulates of one sample's timestep through the weighted layers, dense
+        (fan-in x fan-out x output positions, as the cost model counts them)."""
+        return sum(lay.fan_in * lay.fan_out * lay.positions for lay in self.arch.resolved())
+
     def resample_chip_instance(self, seed: int) -> None:
         """One manufactured chip: fixed programming variation and stuck cells in every array,
         and every array's own read-noise stream (evaluation reads reproducible per instance)."""

@@ -949,6 +949,18 @@ class CrossbarLayer(nn.Module):
         pairs = 2 if self.config.differential else 1
         return (self.fan_in, self.config.slices, pairs, self.n_cols)
 
+    def training_draws(self) -> int:
+        """Random numbers a training read of the cells draws from torch's global generator (a
+        normal per cell for programming noise, a uniform per cell for stuck cells, a normal per
+        cell for read noise, each when the device has it; 0 on a noiseless device)."""
+        dev = self.device_model
+        kinds = (
+            int(dev.program_sigma > 0)
+            + int(dev.stuck_off_rate > 0 or dev.stuck_on_rate > 0)
+            + int(dev.read_noise_sigma > 0)
+        )
+        return kinds * math.prod(self._cell_shape())
+
     def resample_chip_instance(self, seed: int, *, fixed_reads: bool = True) -> None:
         """Draw one chip instance from ``seed``: programming variation and stuck cells, fixed
         until resampled, and (``fixed_reads``) the instance's own read-noise stream, so that the
