@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from test_train import TINY
 
 from neuronas.hardware import load_chip
 from neuronas.snn import _kernels, build, set_draws_ahead
@@ -21,26 +22,16 @@ from neuronas.train import (
     training_threads,
 )
 
-MLP = {
-    "name": "ahead-mlp",
-    "input": {"shape": [2, 32, 32], "timesteps": 4},
-    "layers": [
-        {"kind": "pool", "kernel": 4, "pool": "avg"},
-        {"kind": "fc", "out": 32},
-        {"kind": "fc", "out": 10},
-    ],
-    "mapping": {"adc_bits": 1, "adc_kind": "sa", "rows": 64},
-}
-CNN = {
-    "name": "ahead-cnn",
-    "input": {"shape": [2, 32, 32], "timesteps": 4},
-    "layers": [
+MLP = dict(TINY, name="ahead-mlp")  # 128 -> 32 -> 10 on 64-row arrays, T 4
+CNN = dict(
+    TINY,
+    name="ahead-cnn",
+    layers=[
         {"kind": "conv", "out": 8, "kernel": 3},
         {"kind": "pool", "kernel": 4},
         {"kind": "fc", "out": 10},
     ],
-    "mapping": {"adc_bits": 1, "adc_kind": "sa", "rows": 64},
-}
+)
 CHIP = "rram-adcless-65nm"  # programming, stuck-cell and read noise: three draws per read
 
 needs_fast_draws = pytest.mark.skipif(
