@@ -74,6 +74,7 @@ def main() -> None:
     from neuronas.spec import ArchSpec
     from neuronas.train import draw_share
 
+    ahead = _kernels._AHEAD  # noqa: SLF001 (its hit / miss counters, for the report)
     tmp_root = tempfile.TemporaryDirectory()
     data_root = args.data_root
     if data_root is None and any(a.endswith("@shd") for a in args.archs):
@@ -101,8 +102,7 @@ def main() -> None:
                 threads, env = arms[arm]
                 torch.set_num_threads(threads)
                 os.environ["NEURONAS_DRAWS_AHEAD"] = env
-                ahead = _kernels._AHEAD  # noqa: SLF001 (its counters, for the report)
-                h0, m0 = (ahead.hits, ahead.misses) if ahead is not None else (0, 0)
+                h0, m0 = ahead.hits, ahead.misses
                 t0 = time.perf_counter()
                 with tempfile.TemporaryDirectory() as tmp:
                     out = evaluate(arch.to_dict(), args.chip, dict(settings, out_dir=tmp))
@@ -116,9 +116,7 @@ def main() -> None:
                 )
                 if arm == "choice":
                     config = {k: train["config"][k] for k in ("threads", "draws_ahead")}
-                    ahead = _kernels._AHEAD  # noqa: SLF001
-                    if ahead is not None:
-                        hits, misses = ahead.hits - h0, ahead.misses - m0
+                    hits, misses = ahead.hits - h0, ahead.misses - m0
                 if rep > 0:
                     times[arm].append(wall)
                 print(f"{spec} {arm}: {wall:.2f} s, load {os.getloadavg()[0]:.2f}", flush=True)

@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from neuronas.snn._draws_ahead import DrawsAhead
+
 __all__ = [
     "PARALLEL_MIN_WORK",
     "CellParams",
@@ -629,7 +631,7 @@ def randn(shape: tuple[int, ...], generator: torch.Generator | None = None) -> t
     return _draw(n, True, generator).view(shape)
 
 
-_AHEAD: Any = None  # the process's _draws_ahead.DrawsAhead, made at the first training draw
+_AHEAD = DrawsAhead()  # the process's training-draw buffers and speculative draws
 _AHEAD_ON = False  # set by the trainer (set_draws_ahead) for the trainings it gives a spare core
 
 
@@ -665,14 +667,9 @@ def drawn_noisy_cells(q: torch.Tensor, cell_shape: tuple[int, ...], p: CellParam
     def view(buf: np.ndarray, wanted: bool) -> torch.Tensor | None:
         return torch.from_numpy(buf).view(cell_shape) if wanted else None
 
-    global _AHEAD
     gen = torch.default_generator
     request = (n, want_eps, want_u, want_r)
     with _DRAW_LOCK:
-        if _AHEAD is None:
-            from neuronas.snn._draws_ahead import DrawsAhead
-
-            _AHEAD = DrawsAhead()
         ahead = draws_ahead_on()
         raw, words, pos = _mt_state(gen)
         bufs = _AHEAD.take(request, words, pos) if ahead else None

@@ -243,7 +243,7 @@ class SpikingNetwork(nn.Module):
     def macs_per_timestep(self) -> int:
         """Multiply-accumulates of one sample's timestep through the weighted layers, dense
         (fan-in x fan-out x output positions, as the cost model counts them)."""
-        return sum(lay.fan_in * lay.fan_out * lay.positions for lay in self.arch.resolved())
+        return sum(lay.weights * lay.positions for lay in self.arch.resolved())
 
     def resample_chip_instance(self, seed: int) -> None:
         """One manufactured chip: fixed programming variation and stuck cells in every array,
