@@ -62,6 +62,7 @@ __all__ = [
     "load_model",
     "resolve_device",
     "set_threads",
+    "spare_core_pays",
     "split_train_validation",
     "train_candidate",
     "training_threads",
@@ -138,14 +139,16 @@ def set_threads(num_threads: int | None = None) -> int:
 
 
 #: The estimated share of a training step spent drawing the crossbars' noise (see
-#: :func:`draw_share`) from which a training on two or more threads gives one of them to the
-#: draws (taken one batch ahead there, :func:`neuronas.snn.set_draws_ahead`: the same numbers)
-#: and trains on the others.  On the 2-core CI machine (benchmarks/RESULTS.md, "Draws ahead on a
-#: spare core") one thread + the draws' thread against two threads, draws in place: digits-mlp
-#: (estimated share 0.36) 1.23x faster, the default space's max-pool MLP (0.36) 1.20x, its conv
-#: in front of an fc (0.30) 1.10x, an SHD MLP at T = 10 (0.31) 1.05x; the same SHD MLP at T = 40
-#: (0.10) 1.09x slower, digits-cnn (0.015) and the gesture CNN slower (torch's second thread is
-#: worth more there than the draws).
+#: :func:`draw_share`) from which a training of a network with crossbar convolutions, on two or
+#: more threads, gives one of them to the draws (taken one batch ahead there,
+#: :func:`neuronas.snn.set_draws_ahead`: the same numbers) and trains on the others; a network
+#: of linear layers only does so at any share above 0 (:func:`spare_core_pays`).  On the 2-core CI
+#: machine (benchmarks/RESULTS.md, "Draws ahead on a spare core" and "The spare core takes rows
+#: too"), one thread + the spare one against two threads, draws in place: the default space's conv
+#: in front of an fc (share 0.30) 1.10x faster, one at 0.248 1.19x; a conv candidate at 0.13 1.08x
+#: slower, digits-cnn (0.015) and the gesture CNN slower (torch's and numba's second thread is
+#: worth more to the convolution kernels than the draws).  MLPs, whose convert-sum forward and
+#: noisy cells the spare core shares: 1.06-1.16x faster at every share measured (0.04-0.43).
 DRAWS_AHEAD_MIN_SHARE = 0.25
 #: Dense multiply-accumulates of a training step that take about as long as one training draw
 #: with its part of the noisy-cell pass (one thread, measured 4.3-8.0 on digits-mlp, the max-pool
@@ -163,14 +166,25 @@ def draw_share(model: Any, batch_size: int) -> float:
     return draws / (draws + batch_size * model.arch.input.timesteps * model.macs_per_timestep())
 
 
+def spare_core_pays(model: Any, batch_size: int) -> bool:
+    """Whether a training of ``model`` (a built network) on two or more CPU threads goes faster on
+    one thread fewer with the spare one drawing its crossbars' noise ahead and sharing the
+    linear layers' convert-sum forward and noisy cells: it draws (a noisy device) and it has no
+    convolution (every weighted layer ``fc``) or its :func:`draw_share` is at least
+    :data:`DRAWS_AHEAD_MIN_SHARE`."""
+    share = draw_share(model, batch_size)
+    linear = all(lay.kind == "fc" for lay in model.arch.resolved())
+    return share > 0 and (linear or share >= DRAWS_AHEAD_MIN_SHARE)
+
+
 @contextmanager
 def training_threads(
     model: Any, batch_size: int, device: torch.device
 ) -> Iterator[tuple[int, bool]]:
     """Torch's threads for one training (and its evaluation) of ``model``, restored after:
-    with two or more and a :func:`draw_share` of at least :data:`DRAWS_AHEAD_MIN_SHARE` on the
-    CPU, one fewer, and the crossbars' draws taken ahead on the one left over (where the numba
-    kernels draw); else as they are.  Yields ``(threads, draws taken ahead)``.  The threads are
+    with two or more on the CPU and :func:`spare_core_pays`, one fewer, and the crossbars' draws
+    taken ahead on the one left over (where the numba kernels draw), which also takes parts of
+    the linear layers' convert-sum forward and noisy cells; else as they are.  Yields ``(threads, draws taken ahead)``.  The threads are
     a function of the network, the batch and the threads given only (a run's numbers depend on
     torch's thread count; this keeps them reproducible).  ``NEURONAS_DRAWS_AHEAD=0``: always
     as they are, the draws in place."""
@@ -181,7 +195,7 @@ def training_threads(
         device.type == "cpu"
         and cores >= 2
         and os.environ.get("NEURONAS_DRAWS_AHEAD", "") != "0"
-        and draw_share(model, batch_size) >= DRAWS_AHEAD_MIN_SHARE
+        and spare_core_pays(model, batch_size)
     )
     if not spare:
         yield cores, False

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from neuronas.spec import ArchSpec
 from neuronas.train import (
     DRAWS_AHEAD_MIN_SHARE,
     draw_share,
+    spare_core_pays,
     train_candidate,
     training_threads,
 )
@@ -32,6 +34,7 @@ CNN = dict(
         {"kind": "fc", "out": 10},
     ],
 )
+LONG_MLP = dict(MLP, name="ahead-mlp-t64", input={"shape": [2, 32, 32], "timesteps": 64})
 CHIP = "rram-adcless-65nm"  # programming, stuck-cell and read noise: three draws per read
 
 needs_fast_draws = pytest.mark.skipif(
@@ -93,19 +96,28 @@ def test_draws_ahead_give_the_numbers_drawn_in_place() -> None:
     assert torch.equal(state_ah, state_in)
 
 
-def test_the_draws_get_a_core_when_they_are_a_large_share_of_a_step(
+def test_the_draws_get_a_core_for_linear_layers_or_a_large_share_of_a_step(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     chip = load_chip(CHIP)
     mlp, cnn = build(ArchSpec.from_dict(MLP), chip), build(ArchSpec.from_dict(CNN), chip)
     cpu = torch.device("cpu")
+    long_mlp = build(ArchSpec.from_dict(LONG_MLP), chip)
     assert draw_share(mlp, 32) >= DRAWS_AHEAD_MIN_SHARE > draw_share(cnn, 32) > 0
-    assert draw_share(build(ArchSpec.from_dict(MLP)), 32) == 0.0  # a noiseless device draws none
+    assert DRAWS_AHEAD_MIN_SHARE > draw_share(long_mlp, 32) > 0
+    # linear layers only: the spare core shares their forward, whatever the draws' share
+    assert spare_core_pays(mlp, 32) and spare_core_pays(long_mlp, 32)
+    assert not spare_core_pays(cnn, 32)
+    noiseless = build(ArchSpec.from_dict(MLP))
+    assert draw_share(noiseless, 32) == 0.0 and not spare_core_pays(noiseless, 32)
     torch.set_num_threads(2)
-    with training_threads(mlp, 32, cpu) as (threads, ahead):
-        assert threads == torch.get_num_threads() == 1
-        assert ahead == _kernels.fast_draws() == _kernels.draws_ahead_on()
-    assert torch.get_num_threads() == 2 and not _kernels.draws_ahead_on()
+    for net in (mlp, long_mlp):
+        with training_threads(net, 32, cpu) as (threads, ahead):
+            assert threads == torch.get_num_threads() == 1
+            assert ahead == _kernels.fast_draws() == _kernels.draws_ahead_on()
+        assert torch.get_num_threads() == 2 and not _kernels.draws_ahead_on()
+    with training_threads(noiseless, 32, cpu) as (threads, ahead):
+        assert (threads, ahead) == (2, False)
     with training_threads(cnn, 32, cpu) as (threads, ahead):
         assert (threads, ahead) == (2, False) and not _kernels.draws_ahead_on()
     with pytest.raises(RuntimeError), training_threads(mlp, 32, cpu):
@@ -143,3 +155,125 @@ def test_a_training_on_two_threads_is_the_one_on_one_with_the_draws_ahead(tmp_pa
     sa = torch.load(tmp_path / "1" / "model.pt", weights_only=True)
     sb = torch.load(tmp_path / "2" / "model.pt", weights_only=True)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# --------------------------------------------------------------------------------------------
+# the spare core takes rows of the convert-sum forward and of the noisy-cell pass
+
+
+def test_shared_parts_each_run_once_on_both_threads() -> None:
+    """Every part runs once; the caller and the background thread both take parts (the first
+    two parts wait for each other: only two threads at once get past them)."""
+    ahead = _kernels._AHEAD  # noqa: SLF001 (the process's one spare thread)
+    meet = threading.Barrier(2, timeout=30)
+    done: list[tuple[int, str]] = []
+
+    def part(i: int) -> None:
+        if i < 2:
+            meet.wait()
+        done.append((i, threading.current_thread().name))
+
+    ahead.share(part, 12)
+    assert sorted(i for i, _ in done) == list(range(12))
+    assert len({name for i, name in done if i < 2}) == 2
+
+
+def test_a_busy_spare_thread_leaves_the_parts_to_the_caller() -> None:
+    """While the background thread is still drawing, the caller does every part and returns
+    without waiting for those draws; an error in a part reaches the caller."""
+    ahead = _kernels._AHEAD  # noqa: SLF001
+    release = threading.Event()
+    busy = ahead._spare().submit(release.wait, 30)  # noqa: SLF001 (a long draw, in effect)
+    caller = threading.current_thread().name
+    done: list[str] = []
+    try:
+        ahead.share(lambda i: done.append(threading.current_thread().name), 6)
+        assert done == [caller] * 6 and not busy.done()
+
+        def fails(i: int) -> None:
+            raise ValueError(f"part {i}")
+
+        with pytest.raises(ValueError, match="part 0"):
+            ahead.share(fails, 3)
+    finally:
+        release.set()
+    assert busy.result() is True
+
+
+def _split_in_any_order(part: Any, n: int) -> None:
+    """Parts in reverse order, every other one on a thread of its own: what any split must
+    survive (each part writes only its own rows)."""
+    others = [threading.Thread(target=part, args=(i,)) for i in range(n - 1, -1, -2)]
+    for t in others:
+        t.start()
+    for i in range(n - 2, -1, -2):
+        part(i)
+    for t in others:
+        t.join()
+
+
+@needs_fast_draws
+@pytest.mark.parametrize("split", ["spare", "any order"])
+def test_the_spare_core_takes_rows_to_the_bit(monkeypatch: pytest.MonkeyPatch, split: str) -> None:
+    """With the draws taken ahead, the convert-sum forward (every converter mode, with and
+    without the straight-through masks) and the noisy cells (differential and offset columns,
+    some draws off) are split in parts (checked) and give the single pass's bits."""
+    torch.set_num_threads(1)
+    ahead = _kernels._AHEAD  # noqa: SLF001
+    real_share = ahead.share
+    calls: list[int] = []
+
+    def share(part: Any, n: int) -> None:
+        calls.append(n)
+        (real_share if split == "spare" else _split_in_any_order)(part, n)
+
+    monkeypatch.setattr(ahead, "share", share)
+    gen = torch.Generator().manual_seed(2)
+    m, g, r, n_slices, nc = 1024, 8, 64, 4, 64  # 8 blocks of 128 rows: 8 parts
+    k = n_slices * nc
+    x = (torch.rand(m, g * r, generator=gen) < 0.15).float()
+    wg = torch.randn(g, r, k, generator=gen)
+    step = torch.rand(k, generator=gen) + 0.5
+    ref = torch.randn(k, generator=gen)
+    coef, yscale = torch.rand(n_slices, generator=gen), torch.rand(k, generator=gen)
+    for mode in (0, 1, 2):
+        for mask in (False, True):
+            args = (x, wg, step, ref, 1e-4 * step, coef, yscale, mode, -8, 7, mask)
+            set_draws_ahead(False)
+            whole = _kernels.convert_sum_forward(*args)
+            set_draws_ahead(True)
+            n_calls = len(calls)
+            parts = _kernels.convert_sum_forward(*args)
+            assert calls[n_calls:] == [8]
+            for a, b in zip(whole, parts, strict=True):
+                assert (a is None and b is None) or torch.equal(a, b)
+    for differential, draws in ((True, (1, 1, 1)), (False, (1, 0, 1)), (True, (0, 1, 0))):
+        n_in, n_out = 512, 128
+        p = _kernels.CellParams(
+            n_slices=2,
+            bits=2,
+            differential=differential,
+            offset=0 if differential else 8,
+            g_off=0.1,
+            g_on=3.0,
+            program_sigma=0.1,
+            stuck_off_below=0.03,
+            stuck_on_below=0.05,
+            read_sigma=0.02,
+            n_cols=n_out if differential else n_out + 1,
+        )
+        shape = (n_in, 2, 2 if differential else 1, p.n_cols)
+        eps, u, r_ = (
+            (torch.rand(shape, generator=gen) if i == 1 else torch.randn(shape, generator=gen))
+            if on
+            else None
+            for i, on in enumerate(draws)
+        )
+        q = torch.randint(-8, 8, (n_out, n_in), generator=gen).float()
+        set_draws_ahead(False)
+        whole_cells = _kernels.noisy_cells(q, p, eps, u, r_)
+        set_draws_ahead(True)
+        n_calls = len(calls)
+        part_cells = _kernels.noisy_cells(q, p, eps, u, r_)
+        assert calls[n_calls:] == [2]  # 131k cells: two parts of 65k
+        assert torch.equal(whole_cells, part_cells)

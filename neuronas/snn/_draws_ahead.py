@@ -13,6 +13,10 @@ drawing there would give, and the generator is set where drawing would leave it.
 -- another draw in between (validation's reads, a shuffle), a request not seen before -- and the
 speculative draws are dropped and the request is drawn in place, as without this module.
 
+While its thread is not drawing it takes parts of other row-wise work (:meth:`DrawsAhead.share`:
+the linear layers' convert-sum forward and the noisy-cell pass), each part computed as it
+would be in one pass, so the numbers stay the same.
+
 Used only when torch has at least two threads (a core to spare for the background thread; one
 thread per process, as search workers run, keeps the draws in place) and
 ``NEURONAS_DRAWS_AHEAD`` is not ``0``.  The kernels are numba's ``nogil`` ones: the background
@@ -20,8 +24,10 @@ thread draws while the training thread computes."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -102,8 +108,6 @@ class DrawsAhead:
             return
         from neuronas.snn import _rng_nb
 
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="neuronas-draws")
         bufs = self.buffers(nxt[0])
         w, p = words.copy(), pos.copy()
 
@@ -111,4 +115,37 @@ class DrawsAhead:
             _rng_nb.cell_draws(w, p, nxt[1], nxt[2], nxt[3], *bufs)
             return bufs, w, p
 
-        self._pending = (nxt, words.copy(), pos.copy(), self._pool.submit(draw))
+        self._pending = (nxt, words.copy(), pos.copy(), self._spare().submit(draw))
+
+    def _spare(self) -> ThreadPoolExecutor:
+        """The background thread (made on first use, one per process)."""
+        if os.getpid() != self._pid:
+            self._reset()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="neuronas-draws")
+        return self._pool
+
+    def share(self, part: Callable[[int], None], n_parts: int) -> None:
+        """Run ``part(0)`` .. ``part(n_parts - 1)``, each once, on the calling thread and the
+        background one together; returns when all are done.  Each takes the next part not yet
+        taken, so a background thread still busy with its draws leaves (nearly) all of them to
+        the caller, which then does not wait for those draws.  ``part`` must release the GIL
+        for its work (a numba ``nogil`` kernel) and write only what its index owns."""
+        if n_parts < 2:
+            for i in range(n_parts):
+                part(i)
+            return
+        order = itertools.count()  # next() on it is atomic: each index goes to one thread
+
+        def run() -> None:
+            while (i := next(order)) < n_parts:
+                part(i)
+
+        helper = self._spare().submit(run)
+        try:
+            run()
+        finally:
+            # not started yet (still drawing): nothing left for it, so it never runs; else it
+            # is on its last part (or an error), which must end before the outputs are read
+            if not helper.cancel():
+                helper.result()

@@ -130,7 +130,54 @@ def fwd(
     # Blocks of `block` input rows, groups outermost inside a block: one group's conductances
     # (R x K) are read from L2 by every row of the block.
     n_blocks = (x.shape[0] + block - 1) // block
-    for b in range(n_blocks):
+    fwd_blocks(
+        x,
+        w,
+        scale,
+        thr,
+        win,
+        coef,
+        mode,
+        qn,
+        qp,
+        want_mask,
+        total,
+        dsum,
+        h,
+        mask,
+        y,
+        yscale,
+        block,
+        0,
+        n_blocks,
+    )
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def fwd_blocks(
+    x,
+    w,
+    scale,
+    thr,
+    win,
+    coef,
+    mode,
+    qn,
+    qp,
+    want_mask,
+    total,
+    dsum,
+    h,
+    mask,
+    y,
+    yscale,
+    block,
+    b0,
+    b1,
+):  # pragma: no cover
+    # fwd's blocks b0 .. b1 - 1 only (rows b0 * block .. b1 * block - 1): the rows are
+    # independent, so any split of the blocks between callers writes the same bits
+    for b in range(b0, b1):
         m0 = b * block
         m1 = min(x.shape[0], m0 + block)
         fwd_block(
