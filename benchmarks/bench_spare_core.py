@@ -11,11 +11,13 @@ Two parts, each interleaving its arms in ONE process (the order reversed every r
   the CLI's screening settings, 3 epochs, lr 3e-2, 3 chip instances, the default noisy chip), torch
   given ``--threads`` threads, in three arms: ``in place`` (``NEURONAS_DRAWS_AHEAD=0``: all
   threads, draws in place), ``ahead`` (one thread fewer, the draws ahead, nothing else shared:
-  the trainer before this change, forced for every candidate) and ``ahead + rows`` (the same
-  with the rows shared: what the trainer does now where it takes the draws ahead).  Prints each
-  arm's median wall seconds, what the trainer's choice (``neuronas.train.spare_core_pays``) is,
-  and checks that ``ahead`` and ``ahead + rows`` give the same numbers (losses, accuracies per
-  instance).  SHD candidates (``NAME@shd``) read a generated SHD file in its real layout.
+  the trainer before this change, forced for every candidate; the conv backward in one task)
+  and ``ahead + rows`` (the same with the rows, items and the conv backward's two tasks shared:
+  what the trainer does now where it takes the draws ahead).  Prints each arm's median wall
+  seconds and what the trainer's choice (``neuronas.train.spare_core_pays``) is, and checks for
+  networks of linear layers that ``ahead`` and ``ahead + rows`` give the same numbers (losses,
+  accuracies per instance; a conv backward in one task and in two sums in other orders: "-").
+  SHD candidates (``NAME@shd``) read a generated SHD file in its real layout.
 
     python benchmarks/bench_spare_core.py --calls
     python benchmarks/bench_spare_core.py --repeats 3 digits-mlp \\
@@ -133,6 +135,7 @@ def time_trials(args: argparse.Namespace) -> list[dict[str, Any]]:
     from bench_draws_ahead import shd_files
 
     shipped, min_share = _kernels.SPARE_PARTS, train.DRAWS_AHEAD_MIN_SHARE
+    conv_tasks = _kernels.SPARE_CONV_TASKS
     tmp_root = tempfile.TemporaryDirectory()
     data_root = args.data_root
     if data_root is None and any(a.endswith("@shd") for a in args.archs):
@@ -149,7 +152,7 @@ def time_trials(args: argparse.Namespace) -> list[dict[str, Any]]:
         arch = ArchSpec.from_yaml(resolve_preset(name, "arch"))
         net = build(arch, load_chip(args.chip))
         share = train.draw_share(net, SCREENING.batch_size)
-        choice = train.spare_core_pays(net, SCREENING.batch_size)
+        choice = train.spare_core_pays(net, SCREENING.batch_size, args.threads)
         settings = {
             "dataset": dataset,
             "epochs": 3,
@@ -167,6 +170,7 @@ def time_trials(args: argparse.Namespace) -> list[dict[str, Any]]:
                 os.environ["NEURONAS_DRAWS_AHEAD"] = env
                 train.DRAWS_AHEAD_MIN_SHARE = 0.0 if forced else min_share
                 _kernels.SPARE_PARTS = parts
+                _kernels.SPARE_CONV_TASKS = conv_tasks if parts > 1 else 1
                 t0 = time.perf_counter()
                 with tempfile.TemporaryDirectory() as tmp:
                     out = evaluate(arch.to_dict(), args.chip, dict(settings, out_dir=tmp))
@@ -185,6 +189,8 @@ def time_trials(args: argparse.Namespace) -> list[dict[str, Any]]:
                 )
         os.environ.pop("NEURONAS_DRAWS_AHEAD", None)
         train.DRAWS_AHEAD_MIN_SHARE, _kernels.SPARE_PARTS = min_share, shipped
+        _kernels.SPARE_CONV_TASKS = conv_tasks
+        linear = all(lay.kind == "fc" for lay in arch.resolved())
         med = {a: statistics.median(v) for a, v in times.items()}
         rows.append(
             {
@@ -193,7 +199,7 @@ def time_trials(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "choice_ahead": choice,
                 "seconds": times,
                 "median_s": med,
-                "same_numbers": results["ahead"] == results["ahead + rows"],
+                "same_numbers": (results["ahead"] == results["ahead + rows"]) if linear else None,
             }
         )
     print(
@@ -212,7 +218,7 @@ def time_trials(args: argparse.Namespace) -> list[dict[str, Any]]:
             f"{'ahead + rows' if r['choice_ahead'] else 'in place'} | {m['in place']:.2f} | "
             f"{m['ahead']:.2f} | {m['ahead + rows']:.2f} | "
             f"{m['in place'] / m['ahead + rows']:.3f} | {m['ahead'] / m['ahead + rows']:.3f} | "
-            f"{'yes' if r['same_numbers'] else 'NO'} |"
+            f"{ {True: 'yes', False: 'NO', None: '-'}[r['same_numbers']] } |"
         )
     return rows
 

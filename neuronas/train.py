@@ -139,16 +139,13 @@ def set_threads(num_threads: int | None = None) -> int:
 
 
 #: The estimated share of a training step spent drawing the crossbars' noise (see
-#: :func:`draw_share`) from which a training of a network with crossbar convolutions, on two or
-#: more threads, gives one of them to the draws (taken one batch ahead there,
-#: :func:`neuronas.snn.set_draws_ahead`: the same numbers) and trains on the others; a network
-#: of linear layers only does so at any share above 0 (:func:`spare_core_pays`).  On the 2-core CI
-#: machine (benchmarks/RESULTS.md, "Draws ahead on a spare core" and "The spare core takes rows
-#: too"), one thread + the spare one against two threads, draws in place: the default space's conv
-#: in front of an fc (share 0.30) 1.10x faster, one at 0.248 1.19x; a conv candidate at 0.13 1.08x
-#: slower, digits-cnn (0.015) and the gesture CNN slower (torch's and numba's second thread is
-#: worth more to the convolution kernels than the draws).  MLPs, whose convert-sum forward and
-#: noisy cells the spare core shares: 1.06-1.16x faster at every share measured (0.04-0.43).
+#: :func:`draw_share`) from which a training of a convolutional network on more than two threads
+#: gives one of them to the draws (taken one batch ahead there,
+#: :func:`neuronas.snn.set_draws_ahead`: the same numbers) and trains on the others
+#: (:func:`spare_core_pays`).  Measured on the 2-core CI machine before the spare core also took
+#: kernel work (benchmarks/RESULTS.md, "Draws ahead on a spare core"): one thread + the draws'
+#: thread against two threads, draws in place: a conv in front of an fc (share 0.30) 1.10x
+#: faster, digits-cnn (0.015) and the gesture CNN slower; not measured on more cores.
 DRAWS_AHEAD_MIN_SHARE = 0.25
 #: Dense multiply-accumulates of a training step that take about as long as one training draw
 #: with its part of the noisy-cell pass (one thread, measured 4.3-8.0 on digits-mlp, the max-pool
@@ -166,15 +163,22 @@ def draw_share(model: Any, batch_size: int) -> float:
     return draws / (draws + batch_size * model.arch.input.timesteps * model.macs_per_timestep())
 
 
-def spare_core_pays(model: Any, batch_size: int) -> bool:
-    """Whether a training of ``model`` (a built network) on two or more CPU threads goes faster on
-    one thread fewer with the spare one drawing its crossbars' noise ahead and sharing the
-    linear layers' convert-sum forward and noisy cells: it draws (a noisy device) and it has no
-    convolution (every weighted layer ``fc``) or its :func:`draw_share` is at least
+def spare_core_pays(model: Any, batch_size: int, threads: int) -> bool:
+    """Whether a training of ``model`` (a built network) given ``threads`` (>= 2) CPU threads
+    goes faster on one thread fewer, the spare one drawing its crossbars' noise ahead and taking
+    parts of the numba kernels that would otherwise run on one thread (the linear and conv
+    forwards, the conv backward's tasks, the noisy cells; :mod:`neuronas.snn._kernels`).  It
+    must draw (a noisy device); then on two threads always (measured on the 2-core machine,
+    benchmarks/RESULTS.md, "The spare core takes kernel work too": MLPs 1.06-1.32x, the default
+    space's convolutional candidates and digits-cnn 1.02-1.25x faster than two threads with the
+    draws in place); on more threads (where torch's and the kernels' parallel twins have more
+    cores) for networks of linear layers only or a :func:`draw_share` of at least
     :data:`DRAWS_AHEAD_MIN_SHARE`."""
     share = draw_share(model, batch_size)
+    if share == 0 or threads < 2:
+        return False
     linear = all(lay.kind == "fc" for lay in model.arch.resolved())
-    return share > 0 and (linear or share >= DRAWS_AHEAD_MIN_SHARE)
+    return threads == 2 or linear or share >= DRAWS_AHEAD_MIN_SHARE
 
 
 @contextmanager
@@ -184,9 +188,9 @@ def training_threads(
     """Torch's threads for one training (and its evaluation) of ``model``, restored after:
     with two or more on the CPU and :func:`spare_core_pays`, one fewer, and the crossbars' draws
     taken ahead on the one left over (where the numba kernels draw), which also takes parts of
-    the linear layers' convert-sum forward and noisy cells; else as they are.  Yields ``(threads, draws taken ahead)``.  The threads are
-    a function of the network, the batch and the threads given only (a run's numbers depend on
-    torch's thread count; this keeps them reproducible).  ``NEURONAS_DRAWS_AHEAD=0``: always
+    the kernels' work; else as they are.  Yields ``(threads, draws taken ahead)``.  The threads
+    are a function of the network, the batch and the threads given only (a run's numbers depend
+    on torch's thread count; this keeps them reproducible).  ``NEURONAS_DRAWS_AHEAD=0``: always
     as they are, the draws in place."""
     from neuronas.snn import set_draws_ahead
 
@@ -195,7 +199,7 @@ def training_threads(
         device.type == "cpu"
         and cores >= 2
         and os.environ.get("NEURONAS_DRAWS_AHEAD", "") != "0"
-        and spare_core_pays(model, batch_size)
+        and spare_core_pays(model, batch_size, cores)
     )
     if not spare:
         yield cores, False

@@ -766,6 +766,59 @@ def test_small_kernel_calls_run_serially_with_the_parallel_twins_bits(
         assert torch.equal(_bits(a), _bits(b))
 
 
+@pytest.mark.parametrize("kind,bits,scheme,bpc,rows", [CONV_CASES[i] for i in (0, 3, 4)])
+def test_the_spare_core_gives_the_two_thread_bits(
+    monkeypatch: pytest.MonkeyPatch, kind: str, bits: int, scheme: str, bpc: int, rows: int
+) -> None:
+    """With the draws taken ahead (torch on one thread, the spare core taking batch items of the
+    conv forward, rows of the linear forward and the conv backward's two tasks), a conv and a
+    linear layer on a noisy device trained three SGD steps give the bits of two torch threads with
+    every call on the parallel twins (the same tasks): outputs and every gradient."""
+    from neuronas.snn import _kernels, set_draws_ahead
+
+    if not _kernels.fast_draws():
+        pytest.skip("numba's draws are not used here: nothing is taken ahead")
+    cfg = _case_config(kind, bits, scheme, bpc, rows)
+    before = torch.get_num_threads()
+    shared: list[int] = []
+    real_share = _kernels._AHEAD.share
+
+    def counted_share(part: Any, n: int) -> None:
+        shared.append(n)
+        real_share(part, n)
+
+    runs = []
+    try:
+        for arm in ("two threads", "spare core"):
+            if arm == "two threads":
+                torch.set_num_threads(2)
+                all_calls_on_parallel_twins(monkeypatch)
+            else:
+                torch.set_num_threads(1)
+                set_draws_ahead(True)
+                # every call split, however small (the test layers are under the sizes)
+                monkeypatch.setattr(_kernels, "SPARE_PART_WORK", 1)
+                monkeypatch.setattr(_kernels, "SPARE_PART_CELLS", 1)
+                monkeypatch.setattr(_kernels._AHEAD, "share", counted_share)
+            torch.manual_seed(4)
+            conv, lin = _conv_and_reference(cfg, 1, 1, device=NOISY, c_in=4, c_out=6)
+            opt = torch.optim.SGD([*conv.parameters(), *lin.parameters()], lr=1e-2)
+            seen = []
+            for step in range(3):
+                x = _spikes(5, 4, 8, 8, p=0.25, seed=30 + step)
+                seen += _conv_grads(conv, x, conv)
+                seen += _fwd_bwd(lin, _spikes(40, 36, p=0.3, seed=40 + step))
+                opt.step()
+            runs.append(seen)
+    finally:
+        set_draws_ahead(False)
+        torch.set_num_threads(before)
+    assert len(shared) >= 9 and 2 in shared and max(shared) > 2  # forwards, cells, backwards
+    assert float(runs[0][1].abs().sum()) > 0.0
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(_bits(a), _bits(b))
+
+
 def test_conv_keeps_no_codes_without_autograd() -> None:
     """Under ``torch.no_grad`` (evaluation) the forward keeps nothing for a backward, and its
     outputs are the same bits as with autograd on."""

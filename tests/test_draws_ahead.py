@@ -96,7 +96,7 @@ def test_draws_ahead_give_the_numbers_drawn_in_place() -> None:
     assert torch.equal(state_ah, state_in)
 
 
-def test_the_draws_get_a_core_for_linear_layers_or_a_large_share_of_a_step(
+def test_the_draws_and_kernel_parts_get_a_spare_core_where_it_pays(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     chip = load_chip(CHIP)
@@ -105,21 +105,24 @@ def test_the_draws_get_a_core_for_linear_layers_or_a_large_share_of_a_step(
     long_mlp = build(ArchSpec.from_dict(LONG_MLP), chip)
     assert draw_share(mlp, 32) >= DRAWS_AHEAD_MIN_SHARE > draw_share(cnn, 32) > 0
     assert DRAWS_AHEAD_MIN_SHARE > draw_share(long_mlp, 32) > 0
-    # linear layers only: the spare core shares their forward, whatever the draws' share
-    assert spare_core_pays(mlp, 32) and spare_core_pays(long_mlp, 32)
-    assert not spare_core_pays(cnn, 32)
+    # two threads: every network that draws; more: linear layers only or a large share
+    assert all(spare_core_pays(net, 32, 2) for net in (mlp, long_mlp, cnn))
+    assert spare_core_pays(mlp, 32, 8) and spare_core_pays(long_mlp, 32, 8)
+    assert not spare_core_pays(cnn, 32, 8) and not spare_core_pays(mlp, 32, 1)
     noiseless = build(ArchSpec.from_dict(MLP))
-    assert draw_share(noiseless, 32) == 0.0 and not spare_core_pays(noiseless, 32)
+    assert draw_share(noiseless, 32) == 0.0 and not spare_core_pays(noiseless, 32, 2)
+    for given in (2, 3):
+        torch.set_num_threads(given)
+        for net in (mlp, long_mlp, cnn) if given == 2 else (mlp, long_mlp):
+            with training_threads(net, 32, cpu) as (threads, ahead):
+                assert threads == torch.get_num_threads() == given - 1
+                assert ahead == _kernels.fast_draws() == _kernels.draws_ahead_on()
+            assert torch.get_num_threads() == given and not _kernels.draws_ahead_on()
+    with training_threads(cnn, 32, cpu) as (threads, ahead):
+        assert (threads, ahead) == (3, False) and not _kernels.draws_ahead_on()
     torch.set_num_threads(2)
-    for net in (mlp, long_mlp):
-        with training_threads(net, 32, cpu) as (threads, ahead):
-            assert threads == torch.get_num_threads() == 1
-            assert ahead == _kernels.fast_draws() == _kernels.draws_ahead_on()
-        assert torch.get_num_threads() == 2 and not _kernels.draws_ahead_on()
     with training_threads(noiseless, 32, cpu) as (threads, ahead):
         assert (threads, ahead) == (2, False)
-    with training_threads(cnn, 32, cpu) as (threads, ahead):
-        assert (threads, ahead) == (2, False) and not _kernels.draws_ahead_on()
     with pytest.raises(RuntimeError), training_threads(mlp, 32, cpu):
         raise RuntimeError("a training that fails")
     assert torch.get_num_threads() == 2 and not _kernels.draws_ahead_on()
@@ -248,7 +251,7 @@ def test_the_spare_core_takes_rows_to_the_bit(monkeypatch: pytest.MonkeyPatch, s
             for a, b in zip(whole, parts, strict=True):
                 assert (a is None and b is None) or torch.equal(a, b)
     for differential, draws in ((True, (1, 1, 1)), (False, (1, 0, 1)), (True, (0, 1, 0))):
-        n_in, n_out = 512, 128
+        n_in, n_out = 1024, 128
         p = _kernels.CellParams(
             n_slices=2,
             bits=2,
@@ -275,5 +278,5 @@ def test_the_spare_core_takes_rows_to_the_bit(monkeypatch: pytest.MonkeyPatch, s
         set_draws_ahead(True)
         n_calls = len(calls)
         part_cells = _kernels.noisy_cells(q, p, eps, u, r_)
-        assert calls[n_calls:] == [2]  # 131k cells: two parts of 65k
+        assert calls[n_calls:] == [2]  # 262k signed cells: two parts
         assert torch.equal(whole_cells, part_cells)

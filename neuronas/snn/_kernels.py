@@ -233,9 +233,11 @@ def convert_sum_forward(
     )
     n_blocks = (m + block - 1) // block
     parts = min(n_blocks, SPARE_PARTS, work // SPARE_PART_WORK)
-    if parts > 1 and draws_ahead_on():
+    kernel = _fwd_kernel("fwd", work)
+    if parts > 1 and kernel is _load().fwd and draws_ahead_on():
         # torch is on one thread fewer and the spare core only draws part of the time: it
-        # takes blocks of rows too (the same bits: rows are independent)
+        # takes blocks of rows too (the same bits: rows are independent), where the call
+        # would otherwise run on one thread
         fwd_blocks = _load().fwd_blocks
         per = -(-n_blocks // parts)
 
@@ -244,7 +246,7 @@ def convert_sum_forward(
 
         _AHEAD.share(part, -(-n_blocks // per))
     else:
-        _fwd_kernel("fwd", work)(*args)
+        kernel(*args)
     return y_t, sums_t, h_t, (mask_t if want_mask else None)
 
 
@@ -336,7 +338,8 @@ def sparse_conv_forward(
     ``into``: two contiguous ``uint8`` tensors of those shapes to write them to (returned; their
     bytes need not be set: every item's read flags are written, and a code wherever its group
     was read, which is all the backward reads), else new ones."""
-    kernel, n = _tasks("sconv_fwd", x.numel() * cells.shape[2] * cells.shape[3] * cells.shape[-1])
+    work = x.numel() * cells.shape[2] * cells.shape[3] * cells.shape[-1]
+    kernel, n = _tasks("sconv_fwd", work)
     g = cells.shape[0]
     keep_codes = int(keep_codes)
     if keep_codes:
@@ -354,7 +357,7 @@ def sparse_conv_forward(
     else:
         codes = torch.empty((1, 1, 1, 1), dtype=torch.uint8)
         act = torch.empty((1, 1, 1), dtype=torch.uint8)
-    kernel(
+    args = (
         _np(x),
         _channel_map(chan, x.shape[1]),
         _np(cells),
@@ -375,8 +378,21 @@ def sparse_conv_forward(
         keep_codes,
         codes.numpy(),
         act.numpy(),
-        n,
     )
+    n_items = x.shape[0]
+    parts = min(n_items, SPARE_PARTS, work // SPARE_PART_WORK)
+    if parts > 1 and n == 1 and draws_ahead_on():
+        # the spare core (see convert_sum_forward) takes batch items: each item's outputs and
+        # codes are its own, the same bits
+        items = _load().sconv_fwd_items
+        per = -(-n_items // parts)
+
+        def part(i: int) -> None:
+            items(*args, i * per, min(n_items, (i + 1) * per))
+
+        _AHEAD.share(part, -(-n_items // per))
+    else:
+        kernel(*args, n)
     return (codes, act) if keep_codes else None
 
 
@@ -439,7 +455,7 @@ def sparse_conv_backward(
         _load().cells_by_column(_np(cells), wt.numpy())
     else:
         wt = torch.zeros((1, 1, 1))
-    kernel(
+    head = (
         _np(x),
         _channel_map(chan, x.shape[1]),
         _np(cells),
@@ -461,16 +477,29 @@ def sparse_conv_backward(
         float(gscale),
         bool(want_gx),
         gx.numpy(),
-        gw.numpy(),
-        gsum.numpy(),
+    )
+    tail = (
         0 if codes is None else codes[0].shape[0],
         *(
             (codes[0].numpy(), codes[1].numpy())
             if codes is not None
             else (np.empty((1, 1, 1, 1), np.uint8), np.empty((1, 1, 1), np.uint8))
         ),
-        n,
     )
+    gw_np, gsum_np = gw.numpy(), gsum.numpy()
+    if n == 1 and gw.shape[0] > 1 and draws_ahead_on():
+        # the spare core runs the parallel twin's tasks with the calling thread (the same
+        # items per task and running sums: that twin's bits), as many as gw has room for
+        # (backward_tasks)
+        n = gw.shape[0]
+        items = _load().sconv_bwd_items
+
+        def part(t: int) -> None:
+            items(*head, gw_np[t], gsum_np[t], *tail, t * n_b // n, (t + 1) * n_b // n)
+
+        _AHEAD.share(part, n)
+    else:
+        kernel(*head, gw_np, gsum_np, *tail, n)
     if not want_gx:
         return None
     if chan is None:
@@ -485,8 +514,11 @@ def _channel_map(chan: torch.Tensor | None, n: int) -> np.ndarray:
 
 
 def backward_tasks() -> int:
-    """How many running sums :func:`sparse_conv_backward` needs (one per parallel task)."""
-    return _tasks("sconv_bwd")[1]
+    """How many running sums :func:`sparse_conv_backward` needs (one per parallel task): one per
+    torch thread when its parallel twin runs; on one torch thread with the draws taken ahead,
+    :data:`SPARE_CONV_TASKS` (the calling thread and the spare one); else one."""
+    n = _tasks("sconv_bwd")[1]
+    return SPARE_CONV_TASKS if n == 1 and draws_ahead_on() else n
 
 
 @dataclass(frozen=True)
@@ -667,17 +699,22 @@ def randn(shape: tuple[int, ...], generator: torch.Generator | None = None) -> t
 
 
 _AHEAD = DrawsAhead()  # the process's training-draw buffers and speculative draws
-#: While the draws are taken ahead (a core kept free of torch for them), the forward's
-#: convert-sum kernel and the noisy-cell pass give parts of their rows to that core too: at most
+#: While the draws are taken ahead (a core kept free of torch for them), the noisy-cell pass and
+#: the kernels that would run on one thread (the linear and conv forwards, the conv backward) give
+#: parts of their rows / batch items / tasks to that core too: at most
 #: SPARE_PARTS parts, each at least SPARE_PART_WORK of the kernel's work (rows x inputs x
-#: columns; its blocks of rows, :func:`_block_rows`, are the unit) or SPARE_PART_CELLS cells;
-#: smaller calls stay on the calling thread.  Measured one call at a time on the 2-core machine
-#: (benchmarks/RESULTS.md, "The spare core takes rows too"): forward 1.1-1.9x faster from 10M of
-#: work, noisy cells 1.3-1.7x from 262k cells; with parts of 8k-65k cells (16 parts) the cells of
-#: 5k-131k-cell layers were 1.8-2.4x slower (a part's call costs ~15 us).
+#: columns; its blocks of rows, :func:`_block_rows`, are the unit) or SPARE_PART_CELLS signed
+#: cells; smaller calls stay on the calling thread.  Measured one call at a time on the 2-core
+#: machine (benchmarks/RESULTS.md, "The spare core takes rows too"): the forward 1.12-1.61x
+#: faster from 10M of work to 302M, the noisy cells 1.2-1.6x from 262k cells; 131k cells in two
+#: parts were 0.90-0.98x (a part's call costs ~15 us; 16 parts of 8k cells 2.4x slower).
 SPARE_PARTS = 8
 SPARE_PART_WORK = 1 << 22
-SPARE_PART_CELLS = 1 << 16
+SPARE_PART_CELLS = 1 << 17
+#: The convolutions' backward, while the draws are taken ahead: this many tasks (running sums),
+#: shared by the calling thread and the spare one; the same tasks and bits as its parallel twin
+#: on this many torch threads (the draws are taken ahead from two threads given)
+SPARE_CONV_TASKS = 2
 _AHEAD_ON = False  # set by the trainer (set_draws_ahead) for the trainings it gives a spare core
 
 
