@@ -7,14 +7,17 @@ interleaved (the order reversed every repeat, after one warm-up round):
 
 * ``in place``: ``NEURONAS_DRAWS_AHEAD=0``, torch on ``--threads`` threads, the draws in place
   (the trainer before this choice);
-* ``choice``: the trainer's default: for a candidate whose estimated draw share
-  (``neuronas.train.draw_share``) is at least ``DRAWS_AHEAD_MIN_SHARE``, one thread fewer and the
-  draws taken ahead on the spare one; else the same as ``in place``;
+* ``choice``: the trainer's default (``neuronas.train.spare_core_pays``; when this benchmark was
+  first run, a draw share of at least ``DRAWS_AHEAD_MIN_SHARE``): one thread fewer and the draws
+  taken ahead on the spare one (which now also takes kernel work, ``bench_spare_core.py``); else
+  the same as ``in place``;
 * ``one thread``: torch on one thread, draws in place (the choice's numbers, for the check).
 
 Prints per candidate the estimated share, what the choice did, the draws' hit / miss counts,
 each arm's median wall seconds and the ratio in place / choice, and checks that the choice's
-results equal the arm on the same threads (losses, accuracies per instance).  SHD candidates
+results equal the arm on the same threads (losses, accuracies per instance; a convolutional
+candidate the choice sends ahead now sums its conv backward in the two tasks of two threads on
+one torch thread, so neither arm has its numbers and the check reads NO).  SHD candidates
 (``NAME@shd``) read a generated SHD file in its real layout (``tests/_tonic_files.py``: 64
 samples per class of 4,000 spikes) unless ``--data-root`` holds one.
 
