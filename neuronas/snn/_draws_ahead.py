@@ -13,9 +13,10 @@ drawing there would give, and the generator is set where drawing would leave it.
 -- another draw in between (validation's reads, a shuffle), a request not seen before -- and the
 speculative draws are dropped and the request is drawn in place, as without this module.
 
-While its thread is not drawing it takes parts of other row-wise work (:meth:`DrawsAhead.share`:
-the linear layers' convert-sum forward and the noisy-cell pass), each part computed as it
-would be in one pass, so the numbers stay the same.
+While its thread is not drawing it takes parts of the kernels' work (:meth:`DrawsAhead.share`:
+rows of the linear layers' convert-sum forward and of the noisy-cell pass, batch items of the
+conv forward, the conv backward's tasks), each part computed as it would be in one pass (the
+conv backward's as in its parallel twin's tasks), so the numbers stay the same.
 
 Used only when torch has at least two threads (a core to spare for the background thread; one
 thread per process, as search workers run, keeps the draws in place) and

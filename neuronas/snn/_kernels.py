@@ -705,8 +705,8 @@ _AHEAD = DrawsAhead()  # the process's training-draw buffers and speculative dra
 #: SPARE_PARTS parts, each at least SPARE_PART_WORK of the kernel's work (rows x inputs x
 #: columns; its blocks of rows, :func:`_block_rows`, are the unit) or SPARE_PART_CELLS signed
 #: cells; smaller calls stay on the calling thread.  Measured one call at a time on the 2-core
-#: machine (benchmarks/RESULTS.md, "The spare core takes rows too"): the forward 1.12-1.61x
-#: faster from 10M of work to 302M, the noisy cells 1.2-1.6x from 262k cells; 131k cells in two
+#: machine (benchmarks/RESULTS.md, "The spare core takes kernel work too"): the forward 1.04-1.64x
+#: faster from 10M of work to 302M, the noisy cells 1.2-1.5x from 524k cells; 131k cells in two
 #: parts were 0.90-0.98x (a part's call costs ~15 us; 16 parts of 8k cells 2.4x slower).
 SPARE_PARTS = 8
 SPARE_PART_WORK = 1 << 22
