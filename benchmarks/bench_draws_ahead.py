@@ -55,6 +55,37 @@ def shd_files(root: Path) -> Path:
     return root
 
 
+def trial_settings(dataset: str, data_root: str | None) -> dict[str, Any]:
+    """The trial this benchmark and ``bench_spare_core.py`` time: the CLI's screening settings
+    with 3 epochs, lr 3e-2, 3 chip instances, seed 1."""
+    return {
+        "dataset": dataset,
+        "epochs": 3,
+        "seed": 1,
+        "lr": 3e-2,
+        "eval_instances": 3,
+        "data_root": data_root,
+    }
+
+
+def timed_trial(
+    arch: Any, chip: str, settings: dict[str, Any]
+) -> tuple[float, dict[str, Any], str]:
+    """One trial (``objective.evaluate``, every backend's) in a temporary folder: its wall
+    seconds, its ``train`` record and its numbers as one string (losses and accuracies per
+    epoch, accuracies per chip instance), for comparing arms."""
+    from neuronas.search.objective import evaluate
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = evaluate(arch.to_dict(), chip, dict(settings, out_dir=tmp))
+    wall = time.perf_counter() - t0
+    train = out["train"]
+    keys = ("train_loss", "train_accuracy", "val_accuracy")
+    numbers = [[h[k] for k in keys] for h in train["history"]] + [train["accuracies"]]
+    return wall, train, json.dumps(numbers)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -71,7 +102,6 @@ def main() -> None:
 
     from neuronas.config import resolve_preset
     from neuronas.hardware import load_chip
-    from neuronas.search.objective import evaluate
     from neuronas.settings import SCREENING
     from neuronas.snn import _kernels, build
     from neuronas.spec import ArchSpec
@@ -88,14 +118,7 @@ def main() -> None:
         name, dataset = spec.split("@") if "@" in spec else (spec, "digits-events")
         arch = ArchSpec.from_yaml(resolve_preset(name, "arch"))
         share = draw_share(build(arch, load_chip(args.chip)), SCREENING.batch_size)
-        settings = {
-            "dataset": dataset,
-            "epochs": 3,
-            "seed": 1,
-            "lr": 3e-2,
-            "eval_instances": 3,
-            "data_root": data_root,
-        }
+        settings = trial_settings(dataset, data_root)
         times: dict[str, list[float]] = {a: [] for a in arms}
         results: dict[str, set[str]] = {a: set() for a in arms}
         config: dict[str, Any] = {}
@@ -106,17 +129,8 @@ def main() -> None:
                 torch.set_num_threads(threads)
                 os.environ["NEURONAS_DRAWS_AHEAD"] = env
                 h0, m0 = ahead.hits, ahead.misses
-                t0 = time.perf_counter()
-                with tempfile.TemporaryDirectory() as tmp:
-                    out = evaluate(arch.to_dict(), args.chip, dict(settings, out_dir=tmp))
-                wall = time.perf_counter() - t0
-                train = out["train"]
-                keys = ("train_loss", "train_accuracy", "val_accuracy")
-                results[arm].add(
-                    json.dumps(
-                        [[h[k] for k in keys] for h in train["history"]] + [train["accuracies"]]
-                    )
-                )
+                wall, train, numbers = timed_trial(arch, args.chip, settings)
+                results[arm].add(numbers)
                 if arm == "choice":
                     config = {k: train["config"][k] for k in ("threads", "draws_ahead")}
                     hits, misses = ahead.hits - h0, ahead.misses - m0

@@ -126,13 +126,12 @@ def time_trials(args: argparse.Namespace) -> list[dict[str, Any]]:
     import neuronas.train as train
     from neuronas.config import resolve_preset
     from neuronas.hardware import load_chip
-    from neuronas.search.objective import evaluate
     from neuronas.settings import SCREENING
     from neuronas.snn import _kernels, build
     from neuronas.spec import ArchSpec
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_draws_ahead import shd_files
+    from bench_draws_ahead import shd_files, timed_trial, trial_settings
 
     shipped, min_share = _kernels.SPARE_PARTS, train.DRAWS_AHEAD_MIN_SHARE
     conv_tasks = _kernels.SPARE_CONV_TASKS
@@ -153,14 +152,7 @@ def time_trials(args: argparse.Namespace) -> list[dict[str, Any]]:
         net = build(arch, load_chip(args.chip))
         share = train.draw_share(net, SCREENING.batch_size)
         choice = train.spare_core_pays(net, SCREENING.batch_size, args.threads)
-        settings = {
-            "dataset": dataset,
-            "epochs": 3,
-            "seed": 1,
-            "lr": 3e-2,
-            "eval_instances": 3,
-            "data_root": data_root,
-        }
+        settings = trial_settings(dataset, data_root)
         times: dict[str, list[float]] = {a: [] for a in arms}
         results: dict[str, set[str]] = {a: set() for a in arms}
         for rep in range(args.repeats + 1):
@@ -171,15 +163,8 @@ def time_trials(args: argparse.Namespace) -> list[dict[str, Any]]:
                 train.DRAWS_AHEAD_MIN_SHARE = 0.0 if forced else min_share
                 _kernels.SPARE_PARTS = parts
                 _kernels.SPARE_CONV_TASKS = conv_tasks if parts > 1 else 1
-                t0 = time.perf_counter()
-                with tempfile.TemporaryDirectory() as tmp:
-                    out = evaluate(arch.to_dict(), args.chip, dict(settings, out_dir=tmp))
-                wall = time.perf_counter() - t0
-                tr = out["train"]
-                keys = ("train_loss", "train_accuracy", "val_accuracy")
-                results[arm].add(
-                    json.dumps([[h[k] for k in keys] for h in tr["history"]] + [tr["accuracies"]])
-                )
+                wall, tr, numbers = timed_trial(arch, args.chip, settings)
+                results[arm].add(numbers)
                 if rep > 0:
                     times[arm].append(wall)
                 print(
