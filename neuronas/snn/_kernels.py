@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,12 +240,7 @@ def convert_sum_forward(
         # takes blocks of rows too (the same bits: rows are independent), where the call
         # would otherwise run on one thread
         fwd_blocks = _load().fwd_blocks
-        per = -(-n_blocks // parts)
-
-        def part(i: int) -> None:
-            fwd_blocks(*args, i * per, min(n_blocks, (i + 1) * per))
-
-        _AHEAD.share(part, -(-n_blocks // per))
+        _share_range(lambda b0, b1: fwd_blocks(*args, b0, b1), n_blocks, parts)
     else:
         kernel(*args)
     return y_t, sums_t, h_t, (mask_t if want_mask else None)
@@ -385,12 +381,7 @@ def sparse_conv_forward(
         # the spare core (see convert_sum_forward) takes batch items: each item's outputs and
         # codes are its own, the same bits
         items = _load().sconv_fwd_items
-        per = -(-n_items // parts)
-
-        def part(i: int) -> None:
-            items(*args, i * per, min(n_items, (i + 1) * per))
-
-        _AHEAD.share(part, -(-n_items // per))
+        _share_range(lambda b0, b1: items(*args, b0, b1), n_items, parts)
     else:
         kernel(*args, n)
     return (codes, act) if keep_codes else None
@@ -595,10 +586,7 @@ def noisy_cells(
     if parts > 1 and draws_ahead_on():
         # the spare core (see convert_sum_forward) takes input rows too: each row's cells are
         # its own, the same bits
-        per_part = -(-n_in // parts)
-        _AHEAD.share(
-            lambda i: rows(i * per_part, min(n_in, (i + 1) * per_part)), -(-n_in // per_part)
-        )
+        _share_range(rows, n_in, parts)
     else:
         rows(0, n_in)
     return out
@@ -715,6 +703,15 @@ SPARE_PART_CELLS = 1 << 17
 #: shared by the calling thread and the spare one; the same tasks and bits as its parallel twin
 #: on this many torch threads (the draws are taken ahead from two threads given)
 SPARE_CONV_TASKS = 2
+
+
+def _share_range(run: Callable[[int, int], None], n: int, parts: int) -> None:
+    """``run(lo, hi)`` over ``0 .. n`` in at most ``parts`` contiguous runs of equal length (the
+    last shorter), shared by the calling thread and the spare core (:meth:`DrawsAhead.share`)."""
+    per = -(-n // parts)
+    _AHEAD.share(lambda i: run(i * per, min(n, (i + 1) * per)), -(-n // per))
+
+
 _AHEAD_ON = False  # set by the trainer (set_draws_ahead) for the trainings it gives a spare core
 
 
