@@ -154,6 +154,10 @@ def expected_hvi(
     ref_u = float(ref[uncertain])
     # the steps of A: [-inf, levels[0]), [levels[0], levels[1]), ... [levels[-1], ref_u)
     bounds = [-math.inf, *(min(float(v), ref_u) for v in levels), ref_u]
+    # the clipped front lies below ref_k (the front below ref, the candidate too), so in one or
+    # two known objectives its first k points go straight to the sweep (_dominated's filter
+    # would keep them all)
+    sweep = dominated_volume if len(known) in (1, 2) else _dominated
     for i, c in enumerate(candidates):
         ck = c[known]
         if np.any(ck >= ref_k):
@@ -168,7 +172,7 @@ def expected_hvi(
             if hi <= lo:
                 continue
             # A_k: the box less what the first k front points dominate in it
-            area = box - (_dominated(clipped[:k], ref_k) if k else 0.0)
+            area = box - (float(sweep(clipped[:k], ref_k)) if k else 0.0)
             if area <= 0.0:
                 continue
             e_lo = 0.0 if lo == -math.inf else s * _psi((lo - mu) / s)
