@@ -112,8 +112,9 @@ def dominated_volume(pts: np.ndarray, ref: np.ndarray) -> float:
         return float(ref[0] - pts[:, 0].min())
     if d == 2:
         order = np.argsort(pts[:, 0])
-        # Python floats: the same double arithmetic as numpy's scalars, without their overhead
-        # (the cost-guided sampler runs this sweep thousands of times per proposal)
+        # Python floats: the same double arithmetic as numpy's float64 scalars (every caller's
+        # points are float64), without their overhead (the cost-guided sampler runs this sweep
+        # thousands of times per proposal)
         ref_x = float(ref[0])
         vol, best_y = 0.0, float(ref[1])
         for x, y in pts[order].tolist():
