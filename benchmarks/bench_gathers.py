@@ -21,6 +21,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
+#: each form of a batch: f(frames [N, T, F], training rows, evaluation batch size) -> [T, B, F]
+FORMS: dict[str, Any] = {
+    "train, indexing": lambda x, i, e: x[i].transpose(0, 1).contiguous(),
+    "train, index_select": lambda x, i, e: x.index_select(0, i).transpose(0, 1).contiguous(),
+    "eval, indexing": lambda x, i, e: x[torch.arange(e)].transpose(0, 1).contiguous(),
+    "eval, slice": lambda x, i, e: x[0:e].transpose(0, 1).contiguous(),
+}
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,29 +42,23 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    import torch
-
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(0)
     rows: list[dict[str, Any]] = []
     for feats in (512, 2048):
         x = torch.rand(args.samples, args.timesteps, feats, generator=gen)
         b, e = args.batch, args.eval_batch
-        forms = {
-            "train, indexing": lambda i: x[i].transpose(0, 1).contiguous(),  # noqa: B023
-            "train, index_select": lambda i: x.index_select(0, i).transpose(0, 1).contiguous(),  # noqa: B023
-            "eval, indexing": lambda i: x[torch.arange(0, e)].transpose(0, 1).contiguous(),  # noqa: B023
-            "eval, slice": lambda i: x[0:e].transpose(0, 1).contiguous(),  # noqa: B023
-        }
         idx = torch.randperm(args.samples, generator=gen)[:b]
-        assert torch.equal(forms["train, indexing"](idx), forms["train, index_select"](idx))
-        assert torch.equal(forms["eval, indexing"](idx), forms["eval, slice"](idx))
-        times: dict[str, list[float]] = {k: [] for k in forms}
+        assert torch.equal(
+            FORMS["train, indexing"](x, idx, e), FORMS["train, index_select"](x, idx, e)
+        )
+        assert torch.equal(FORMS["eval, indexing"](x, idx, e), FORMS["eval, slice"](x, idx, e))
+        times: dict[str, list[float]] = {k: [] for k in FORMS}
         for r in range(args.repeats):
             idx = torch.randperm(args.samples, generator=gen)[:b]
-            for name in list(forms) if r % 2 else list(forms)[::-1]:
+            for name in list(FORMS) if r % 2 else list(FORMS)[::-1]:
                 t0 = time.perf_counter()
-                forms[name](idx)
+                FORMS[name](x, idx, e)
                 times[name].append(time.perf_counter() - t0)
         med = {k: statistics.median(v) * 1e6 for k, v in times.items()}
         rows.append({"features": feats, "median_us": med})

@@ -171,9 +171,9 @@ def spare_core_pays(model: Any, batch_size: int, threads: int) -> bool:
     must draw (a noisy device); then on two threads always (measured on the 2-core machine,
     benchmarks/RESULTS.md, "The spare core takes kernel work too": MLPs 1.03-1.45x, the default
     space's convolutional candidates and digits-cnn 1.1-1.3x faster than two threads with the
-    draws in place, one small conv candidate 0.89-1.10x over three runs); on more threads (where torch's and the kernels' parallel twins have more
-    cores) for networks of linear layers only or a :func:`draw_share` of at least
-    :data:`DRAWS_AHEAD_MIN_SHARE`."""
+    draws in place, one small conv candidate 0.89-1.10x over three runs); on more threads
+    (where torch's and the kernels' parallel twins have more cores) for networks of linear
+    layers only or a :func:`draw_share` of at least :data:`DRAWS_AHEAD_MIN_SHARE`."""
     share = draw_share(model, batch_size)
     if share == 0 or threads < 2:
         return False
