@@ -28,7 +28,7 @@ import numpy as np
 
 def _features_numpy(arch: Any) -> list[float]:
     """arch_features as it was (NumPy reductions)."""
-    from neuronas.search.guided import _ADC_KINDS, _NEURON_MODELS  # noqa: PLC2701
+    from neuronas.search.pool import _ADC_KINDS, _NEURON_MODELS  # noqa: PLC2701
 
     weighted = arch.resolved()
     weights = sum(lay.weights for lay in weighted)
@@ -75,8 +75,10 @@ def main() -> None:
     from optuna.storages._rdb.storage import _create_scoped_session
     from sklearn.gaussian_process import kernels
 
-    from neuronas.search import gp_kernels, samplers
-    from neuronas.search.guided import AccuracyModel, arch_features
+    from neuronas.search import gp_kernels
+    from neuronas.search.draw import draw_priced
+    from neuronas.search.guided import AccuracyModel
+    from neuronas.search.pool import arch_features
     from neuronas.search.progress import progress_line
     from neuronas.search.rdb import BatchedRDBStorage
     from neuronas.search.run import open_run
@@ -91,8 +93,20 @@ def main() -> None:
     ]
     x = np.asarray([arch_features(ArchSpec.from_dict(t.user_attrs["arch"])) for t in trained])
     y = np.asarray([float(t.user_attrs["accuracy"]) for t in trained])
-    sampler = samplers.make_sampler(run, workers=1, worker_index=0, n_existing=0)
-    pool = [c["arch"] for c in sampler.candidates(set(), 10_000)]
+    cfg = run.config
+    pool = [
+        d.arch
+        for d in draw_priced(
+            run.space,
+            run.chip,
+            np.random.default_rng([cfg.seed, 10_000]),
+            300,
+            input_shape=cfg.input_shape,
+            num_outputs=cfg.num_outputs,
+            activity=cfg.activity_prior,
+        )
+        if d.report.feasible
+    ]
     xc = np.asarray([arch_features(a) for a in pool])
     ours = {
         n: getattr(gp_kernels, n) for n in ("ConstantKernel", "DotProduct", "Matern", "WhiteKernel")

@@ -51,7 +51,8 @@ def main() -> int:
     from scipy.stats import spearmanr
     from sklearn.gaussian_process import GaussianProcessRegressor
 
-    from neuronas.search.guided import AccuracyModel, arch_features
+    from neuronas.search.guided import AccuracyModel
+    from neuronas.search.pool import arch_features
     from neuronas.spec import ArchSpec
 
     p = argparse.ArgumentParser(

@@ -12,8 +12,9 @@ import optuna
 import pytest
 
 from neuronas.hardware import estimate, load_chip
-from neuronas.search.guided import PROPOSAL_ATTR, CostGuidedSampler, arch_features, expected_hvi
+from neuronas.search.guided import PROPOSAL_ATTR, CostGuidedSampler, expected_hvi
 from neuronas.search.pareto import hypervolume, to_loss
+from neuronas.search.pool import arch_features
 from neuronas.search.space import load_space
 
 OBJ = ("accuracy", "energy_uj", "latency_us")
@@ -76,7 +77,9 @@ def _synthetic_accuracy(arch) -> float:
     return 0.1 + 0.8 / (1.0 + math.exp(-z))
 
 
-def _search(sampler, space, chip, trials: int, seen_check: bool = False) -> tuple[float, list]:
+def _search(
+    sampler, space, chip, trials: int, seen_check: bool = False, between=None
+) -> tuple[float, list]:
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
     points, keys, rows = [], set(), []
     for _ in range(trials):
@@ -93,6 +96,8 @@ def _search(sampler, space, chip, trials: int, seen_check: bool = False) -> tupl
         if not report.feasible:
             trial.set_user_attr("status", "infeasible")
             study.tell(trial, [0.0, report.metric("energy_uj"), report.metric("latency_us")])
+            if between is not None:
+                between()
             continue
         acc = _synthetic_accuracy(arch)
         values = [acc, report.metric("energy_uj"), report.metric("latency_us")]
@@ -102,6 +107,8 @@ def _search(sampler, space, chip, trials: int, seen_check: bool = False) -> tupl
         trial.set_user_attr("prior_metrics", {"energy_uj": values[1], "latency_us": values[2]})
         study.tell(trial, values)
         points.append(values)
+        if between is not None:
+            between()
     budgets = chip.budgets.items()
     ref = [0.0] + [budgets[o].limit for o in OBJ[1:]]
     return hypervolume(points, ref, OBJ), rows
@@ -260,3 +267,129 @@ def test_arch_features_are_numpys_values(space_name: str) -> None:
         assert all(type(v) is float for v in got)
         seen += 1
     assert seen > 100
+
+
+def _pool_the_old_way(sampler: CostGuidedSampler, seen: set[str], number: int) -> list[tuple]:
+    """The candidates as the sampler drew them before the pool could be drawn ahead: repeats
+    and architectures in ``seen`` skipped before pricing (draw_priced's ``skip``)."""
+    from neuronas.search.draw import draw_priced
+
+    keys: set[str] = set()
+    out = []
+    for d in draw_priced(
+        sampler.space,
+        sampler.chip,
+        np.random.default_rng([sampler.seed, number]),
+        sampler.n_candidates,
+        skip=lambda arch: arch.key in seen or arch.key in keys,
+    ):
+        if d.report.feasible:
+            keys.add(d.arch.key)
+            costs = [0.0 if o == "accuracy" else float(d.report.metric(o)) for o in OBJ]
+            out.append((d.params, d.arch.key, costs, arch_features(d.arch)))
+    return out
+
+
+@pytest.mark.parametrize("space_name", ["digits-small", "digits-residual"])
+def test_the_pool_filtered_afterwards_is_the_pool_drawn_with_the_skips(space_name: str) -> None:
+    """Trial n's pool depends on n alone, and which members are new is decided afterwards: the
+    same candidates, in the same order, as skipping repeats and seen architectures while
+    drawing (what lets the pool be drawn a trial ahead)."""
+    space, chip = load_space(space_name), load_chip("rram-adcless-65nm")
+    sampler = CostGuidedSampler(space, chip, objectives=OBJ, n_candidates=150, seed=5)
+    first = sampler.candidates(set(), 7)
+    keys = [c["key"] for c in first]
+    assert len(set(keys)) == len(keys) > 20
+    for seen in (set(), set(keys[::3]), {keys[0], keys[-1], "not-a-key"}):
+        got = [
+            (c["params"], c["key"], c["costs"], c["features"]) for c in sampler.candidates(seen, 7)
+        ]
+        assert got == _pool_the_old_way(sampler, seen, 7)
+        assert not {k for _, k, _, _ in got} & seen
+
+
+def test_a_small_space_repeats_itself_and_the_pool_keeps_each_architecture_once() -> None:
+    # digits-small has few enough architectures that 150 draws repeat some: the repeats are
+    # dropped as the old skip did, whichever draw of them was feasible first
+    space, chip = load_space("digits-small"), load_chip("rram-adcless-65nm")
+    sampler = CostGuidedSampler(space, chip, objectives=OBJ, n_candidates=400, seed=1)
+    got = [(c["params"], c["key"], c["costs"], c["features"]) for c in sampler.candidates(set(), 3)]
+    assert got == _pool_the_old_way(sampler, set(), 3)
+    drawn = set()
+    from neuronas.search.draw import RandomTrial
+
+    rng, repeats = np.random.default_rng([1, 3]), 0
+    for _ in range(400):
+        arch = space.sample(RandomTrial(rng), chip)
+        repeats += arch.key in drawn
+        drawn.add(arch.key)
+    assert repeats > 0, "the test needs a space whose draws repeat"
+
+
+def test_pools_drawn_ahead_in_the_helper_give_the_same_proposals() -> None:
+    """A sampler that draws the next trial's pool in its helper process while a trial runs
+    proposes exactly what one drawing every pool itself proposes, and its proposals did use
+    the helper's pools."""
+    space, chip = load_space("digits-small"), load_chip("rram-adcless-65nm")
+    runs = {}
+    for ahead in (False, True):
+        sampler = CostGuidedSampler(
+            space, chip, objectives=OBJ, n_startup_trials=3, n_candidates=120, seed=11, ahead=ahead
+        )
+
+        # the time a trial trains: until the helper has drawn the next pool
+        def trains(sampler=sampler) -> None:
+            if sampler._ahead is not None:  # noqa: SLF001
+                assert sampler._ahead.ready(120)  # noqa: SLF001
+
+        try:
+            _, rows = _search(sampler, space, chip, 8, between=trains)
+            runs[ahead] = [(a.key, p["how"], p.get("ehvi")) for a, _, p in rows]
+            if ahead:
+                assert sampler.pools_drawn_ahead == 7  # every proposal but the first
+            else:
+                assert sampler.pools_drawn_ahead == 0
+        finally:
+            sampler.close()
+    assert runs[True] == runs[False]
+    assert sum(how == "expected hypervolume improvement" for _, how, _ in runs[True]) == 5
+
+
+def test_the_pool_helper_ends_with_the_process_that_started_it() -> None:
+    """The helper process exits when the search process ends, even killed (SIGKILL): its pipe
+    closes.  A real search process, a real kill."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys, time\n"
+        "from neuronas.hardware import load_chip\n"
+        "from neuronas.search.guided import CostGuidedSampler\n"
+        "from neuronas.search.space import load_space\n"
+        "s = CostGuidedSampler(load_space('digits-small'), load_chip('rram-adcless-65nm'),\n"
+        "    objectives=('accuracy', 'energy_uj', 'latency_us'), n_candidates=50, ahead=True)\n"
+        "s.candidates(set(), 0)\n"
+        "print(s._ahead._proc.pid, flush=True)\n"  # noqa: SLF001 -- the test's own child
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        helper = int(proc.stdout.readline())
+        os.kill(helper, 0)  # running
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        for _ in range(300):
+            try:
+                os.kill(helper, 0)
+            except ProcessLookupError:
+                break
+            # the helper is our grandchild: once orphaned, init reaps it
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"the pool helper {helper} outlived its killed parent by 30 s")
+    finally:
+        proc.kill()
+        proc.wait()

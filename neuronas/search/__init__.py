@@ -14,7 +14,8 @@ Modules (import what you need; none of them imports torch at import time, and on
   on every backend), :mod:`~neuronas.search.local` and :mod:`~neuronas.search.ray_backend`
   (where candidates are evaluated), :mod:`~neuronas.search.prescreen`,
   :mod:`~neuronas.search.progress`
-* :mod:`neuronas.search.guided` -- the default, cost-guided sampler
+* :mod:`neuronas.search.guided` -- the default, cost-guided sampler; its candidate pools:
+  :mod:`~neuronas.search.pool` (drawn in this process or, a trial ahead, in a helper)
 * :mod:`neuronas.search.pareto` -- fronts (``front_trials``) and hypervolume
 * :mod:`neuronas.search.proxy` -- a training-free score (SNASNet's SAHD)
 """

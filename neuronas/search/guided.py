@@ -7,7 +7,9 @@ from finished trials alike and spends trials on candidates that break a budget o
 already tried.  This sampler uses the prices directly.  For each trial it
 
 1. draws ``n_candidates`` architectures from the space at random and prices each one (the same
-   :func:`neuronas.hardware.estimate` the trial runs first, with the prior spike rate);
+   :func:`neuronas.hardware.estimate` the trial runs first, with the prior spike rate): the
+   trial's pool (:mod:`neuronas.search.pool`), drawn while the previous trial trained when
+   there is a core to spare;
 2. drops those that break a hard budget, cannot be built on the chip, or repeat an architecture
    of the study (finished, running, or just proposed by another worker);
 3. fits a Gaussian process to the trained trials' accuracies (a candidate successive halving
@@ -45,56 +47,14 @@ from typing import Any
 import numpy as np
 from optuna.samplers import BaseSampler, RandomSampler
 
-from neuronas.search.draw import draw_priced
 from neuronas.search.pareto import DIRECTIONS, dominated_volume, front_trials, hypervolume, to_loss
-
-#: objectives whose value is known only after training (a classifier's accuracy, a flow
-#: network's AEE); everything else is priced before it
-UNCERTAIN = ("accuracy", "aee")
-
-_NEURON_MODELS = ("lif", "ld_lif", "if")
-_ADC_KINDS = ("sa", "sar", "flash", "digital")
-
-
-def arch_features(arch: Any) -> list[float]:
-    """Numbers that describe an architecture for the accuracy model (plain floats).
-
-    Chosen for what moves accuracy on a crossbar: capacity (weights, neurons, depth), the input
-    the network sees (timesteps, resolution after the first pooling), operand precision (weight
-    bits; ADC bits and kind, bits per cell, rows summed per conversion) and the neuron model.
-    """
-    weighted = arch.resolved()  # the weighted layers, with per-layer precision made concrete
-    weights = sum(lay.weights for lay in weighted)
-    # plain Python, not NumPy: this runs for every candidate of every proposal (~300); the
-    # values are NumPy's (integer products; the bit widths are whole numbers, so their sums
-    # are exact in any order and the means the same division: tests/test_guided.py)
-    neurons = sum(int(math.prod(lay.out_shape)) for lay in weighted)
-    convs = sum(1 for lay in weighted if lay.kind != "fc")
-    # input elements reaching the first weighted layer (pooling in front lowers the resolution)
-    first_in = int(math.prod(weighted[0].in_shape)) if weighted else 1
-    bits = [float(lay.weight_bits) for lay in weighted] or [float(arch.precision.weight_bits)]
-    adc_bits = [16.0 if lay.adc_kind == "digital" else float(lay.adc_bits) for lay in weighted] or [
-        1.0
-    ]
-    m = arch.mapping
-    model = arch.neuron.model
-    return [
-        math.log2(max(weights, 1)),
-        math.log2(max(neurons, 1)),
-        float(len(weighted)),
-        convs / max(len(weighted), 1),
-        float(arch.input.timesteps),
-        math.log2(max(first_in, 1)),
-        sum(bits) / len(bits),
-        float(min(bits)),
-        sum(adc_bits) / len(adc_bits),
-        float(m.bits_per_cell),
-        math.log2(m.rows),
-        float(m.signed_scheme == "differential"),
-        *(float(model == k) for k in _NEURON_MODELS),
-        *(float(m.adc_kind == k) for k in _ADC_KINDS),
-    ]
-
+from neuronas.search.pool import (
+    UNCERTAIN,
+    PoolAhead,
+    arch_features,
+    candidate_pool,
+    new_candidates,
+)
 
 # --------------------------------------------------------------------------------------------
 # expected hypervolume improvement
@@ -288,7 +248,10 @@ class CostGuidedSampler(BaseSampler):
     (natural names, e.g. ``("accuracy", "energy_uj", "latency_us")``); ``activity``: the prior
     spike rate the trials are priced with.  ``n_startup_trials``: trained trials before the
     accuracy model is used (until then: random feasible, new candidates).  ``n_candidates``:
-    architectures drawn and priced per proposal.
+    architectures drawn and priced per proposal.  ``ahead``: draw the next trial's pool in a
+    helper process while a trial trains (:class:`~neuronas.search.pool.PoolAhead`; for a
+    sampler that proposes one trial at a time on a machine with a core to spare): the same
+    proposals, sooner.
     """
 
     def __init__(
@@ -303,6 +266,7 @@ class CostGuidedSampler(BaseSampler):
         n_startup_trials: int = 5,
         n_candidates: int = 300,
         seed: int | None = None,
+        ahead: bool = False,
     ) -> None:
         self.space = space
         self.chip = chip
@@ -316,6 +280,9 @@ class CostGuidedSampler(BaseSampler):
         self._random = RandomSampler(seed=seed)
         self._plans: dict[int, dict[str, Any]] = {}
         self._features: dict[str, list[float]] = {}  # arch key -> arch_features (trained ones)
+        self._ahead: PoolAhead | None = None
+        if ahead:
+            self._ahead = PoolAhead(self._pool_settings())
         if any(o in UNCERTAIN for o in self.objectives):
             AccuracyModel.load_libraries()  # the first fit comes n_startup_trials later
 
@@ -359,29 +326,41 @@ class CostGuidedSampler(BaseSampler):
 
     # -- the proposal --------------------------------------------------------------------------
 
+    def _pool_settings(self) -> dict[str, Any]:
+        """:func:`~neuronas.search.pool.candidate_pool`'s arguments but the trial number."""
+        return {
+            "space": self.space,
+            "chip": self.chip,
+            "objectives": self.objectives,
+            "seed": self.seed,
+            "n_candidates": self.n_candidates,
+            "input_shape": self.input_shape,
+            "num_outputs": self.num_outputs,
+            "activity": self.activity,
+        }
+
     def candidates(self, seen: set[str], number: int) -> list[dict[str, Any]]:
-        """Random architectures of the space that fit the chip's hard budgets and are not in
-        ``seen``, each with its parameters, features and priced objectives (natural units)."""
-        rng = np.random.default_rng([self.seed, number])
-        out: list[dict[str, Any]] = []
-        keys: set[str] = set()
-        draws = draw_priced(
-            self.space,
-            self.chip,
-            rng,
-            self.n_candidates,
-            input_shape=self.input_shape,
-            num_outputs=self.num_outputs,
-            activity=self.activity,
-            skip=lambda arch: arch.key in seen or arch.key in keys,
-        )
-        for d in draws:
-            if not d.report.feasible:
-                continue
-            keys.add(d.arch.key)
-            costs = [0.0 if o in UNCERTAIN else float(d.report.metric(o)) for o in self.objectives]
-            out.append({"params": d.params, "arch": d.arch, "key": d.arch.key, "costs": costs})
-        return out
+        """Trial ``number``'s :func:`~neuronas.search.pool.candidate_pool` without the
+        architectures in ``seen``: random architectures of the space that fit the chip's hard
+        budgets, each with its parameters, key, priced objectives and features.  Taken from the
+        helper when it drew this pool ahead; then the next trial's is asked for."""
+        pool = self._ahead.take(number) if self._ahead is not None else None
+        if pool is None:
+            pool = candidate_pool(**self._pool_settings(), number=number)
+        if self._ahead is not None:
+            self._ahead.ask(number + 1)
+        return new_candidates(pool, seen)
+
+    @property
+    def pools_drawn_ahead(self) -> int:
+        """Proposals whose pool the helper process drew ahead (0 without one)."""
+        return self._ahead.taken if self._ahead is not None else 0
+
+    def close(self) -> None:
+        """Stop the helper process that draws pools ahead, if there is one."""
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
 
     def _trained_features(self, key: str, arch_dict: dict[str, Any]) -> list[float]:
         """:func:`arch_features` of a trial's architecture (``arch_key`` ``key``), computed once
@@ -480,7 +459,7 @@ class CostGuidedSampler(BaseSampler):
         if uncertain is not None:
             x = np.asarray([f for f, _ in trained.values()], dtype=float)
             y = np.asarray([a for _, a in trained.values()], dtype=float)
-            xc = np.asarray([arch_features(c["arch"]) for c in pool], dtype=float)
+            xc = np.asarray([c["features"] for c in pool], dtype=float)
             model = AccuracyModel(seed=self.seed).fit(x, y, xc)
             mean, std = model.predict(xc)
             mean = np.clip(mean, 0.0, 1.0 if quality == "accuracy" else None)

@@ -49,21 +49,24 @@ def search_here(
         if progress is not None:
             progress.show(run)
 
-    while True:
-        pending = lifecycle.begin(run, backend=backend, deadline=deadline, on_recorded=tick)
-        if pending is None:
-            return
-        try:
-            result = lifecycle.evaluate_here(run, pending)
-        except BaseException:  # Ctrl-C: the candidate is evaluated again later
-            with contextlib.suppress(Exception):
-                lifecycle.abandon(
-                    pending, run.study, "the search stopped while the trial ran; re-enqueued"
-                )
-            raise
-        lifecycle.finish(run, pending, result)
-        tick()
-        guard.check(result)
+    try:
+        while True:
+            pending = lifecycle.begin(run, backend=backend, deadline=deadline, on_recorded=tick)
+            if pending is None:
+                return
+            try:
+                result = lifecycle.evaluate_here(run, pending)
+            except BaseException:  # Ctrl-C: the candidate is evaluated again later
+                with contextlib.suppress(Exception):
+                    lifecycle.abandon(
+                        pending, run.study, "the search stopped while the trial ran; re-enqueued"
+                    )
+                raise
+            lifecycle.finish(run, pending, result)
+            tick()
+            guard.check(result)
+    finally:
+        samplers.close_sampler(run.study.sampler)
 
 
 def worker_command(

@@ -380,6 +380,7 @@ def run_ray_search(
             )
         finally:
             bar.close()
+            samplers.close_sampler(run.study.sampler)
     trials = run.study.get_trials(deepcopy=False)
     c = count_trials(run.study, trials)
     return {

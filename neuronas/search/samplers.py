@@ -16,6 +16,7 @@ from neuronas.errors import ConfigError
 __all__ = [
     "SAMPLERS",
     "SAMPLER_FACTORIES",
+    "close_sampler",
     "make_sampler",
     "register_sampler",
     "startup_trials",
@@ -48,6 +49,7 @@ def tpe_settings(cfg: Any, *, workers: int = 1) -> dict[str, Any]:
 
 def _guided(run: Any, seed: int, workers: int) -> Any:
     from neuronas.search.guided import CostGuidedSampler
+    from neuronas.search.pool import spare_cores
 
     cfg = run.config
     return CostGuidedSampler(
@@ -59,6 +61,9 @@ def _guided(run: Any, seed: int, workers: int) -> Any:
         activity=cfg.activity_prior,
         n_startup_trials=startup_trials(cfg),
         seed=seed,
+        # one trial at a time and a core it leaves idle part of the time: the next trial's
+        # candidates are drawn and priced there while this one trains (the same proposals)
+        ahead=workers == 1 and spare_cores() > 0,
     )
 
 
@@ -149,3 +154,11 @@ def make_sampler(run: Any, *, workers: int = 1, worker_index: int = 0, n_existin
     # a large --seed must still resume after many trials
     seed = (cfg.seed + 7919 * n_existing + 104729 * worker_index) % 2**32
     return factory(run, seed, workers)
+
+
+def close_sampler(sampler: Any) -> None:
+    """Release what a sampler holds beyond its object (the cost-guided sampler's helper
+    process); nothing for a sampler that holds nothing."""
+    close = getattr(sampler, "close", None)
+    if callable(close):
+        close()
