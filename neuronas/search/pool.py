@@ -41,6 +41,7 @@ __all__ = [
     "PoolAhead",
     "arch_features",
     "candidate_pool",
+    "lowest_priority",
     "new_candidates",
     "spare_cores",
 ]
@@ -188,12 +189,14 @@ class PoolAhead:
 
     ``settings``: :func:`candidate_pool`'s keyword arguments but ``number`` (plain, picklable
     values; the space and the chip are frozen specs).  The helper runs at the lowest priority
-    (``nice 19``), so it takes the cycles the trial leaves idle and little else; it exits when
-    its pipe closes (this process ending, killed or not).  :meth:`take` returns a pool asked
-    for with :meth:`ask` if the helper has finished it, and None otherwise (not asked, not
-    finished yet -- a trial shorter than the drawing, a machine too busy to give the helper
-    time -- or the helper gone): the caller then draws it itself, the same pool, and never
-    waits for the helper."""
+    (:func:`lowest_priority`), so it takes the cycles the trial leaves idle and little else
+    (measured: the overlapped trial ~1-2 % slower, under this machine's noise; the proposal
+    ~75-120 ms faster: benchmarks/RESULTS.md, "The next proposal's pool, drawn ahead"); it
+    exits when its pipe closes (this process ending, killed or not).  :meth:`take` returns a
+    pool asked for with :meth:`ask` if the helper has finished it, and None otherwise (not
+    asked, not finished yet -- a trial shorter than the drawing, a machine too busy to give the
+    helper time -- or the helper gone): the caller then draws it itself, the same pool, and
+    never waits for the helper."""
 
     #: requests the helper may have queued; while it is this far behind, nothing more is
     #: asked (its late answers are read and dropped as they come)
@@ -273,11 +276,23 @@ class PoolAhead:
             self.close()
 
 
+def lowest_priority() -> str:
+    """Put this process at the lowest CPU priority there is: Linux's ``SCHED_IDLE`` (it runs only
+    on a core nothing else wants, and a waking thread takes the core back at once), else
+    ``nice 19``.  Returns which."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return "SCHED_IDLE"
+    except (AttributeError, OSError):
+        with contextlib.suppress(AttributeError, OSError):
+            os.nice(19)
+        return "nice 19"
+
+
 def _helper_main() -> None:
     """``python -m neuronas.search.pool``: read the settings, then answer each trial number
     with its pool until stdin closes."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(19)
+    lowest_priority()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the answers' pipe
     try:
