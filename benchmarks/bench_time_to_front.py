@@ -29,7 +29,10 @@ quantity that code optimises: test-split accuracy before issue 13's validation s
 accuracy after it; the arm's ``selection_split`` says which).  Per arm it also reports the median
 trained trial of the convolutional and of the fully connected candidates apart, and the median
 time of a trained trial outside ``evaluate()`` (the proposal and the storage: Optuna's duration
-minus the trial's ``seconds.wall``).
+minus the trial's ``seconds.wall``).  When both arms trained the same architecture at every
+trial number (a change that leaves the numbers alone: the same search), it also compares them
+trial by trial: the geometric means of the before / after ratios of the trial's time and of
+its ``evaluate()``, and the median time saved outside ``evaluate()``.
 
 Usage (the figures in RESULTS.md, "Time to a front"; ``--before-commit`` exports that commit's
 tree with ``git archive`` into the work folder and uses it as ``--before``)::
@@ -46,6 +49,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import shlex
 import statistics
@@ -106,7 +110,7 @@ def analyse(
     ref = [0.0 if o == "accuracy" else budgets[o].limit for o in objectives]
     done = [t for t in run.study.get_trials(deepcopy=False) if t.datetime_complete is not None]
     done.sort(key=lambda t: t.datetime_complete)
-    curve, secs, secs_full, outside = [], [], [], []
+    curve, secs, secs_full, outside, per_trial = [], [], [], [], []
     by_family: dict[str, list[float]] = {"conv": [], "fc": []}
     splits = set()
     for i, t in enumerate(done):
@@ -127,6 +131,14 @@ def analyse(
             wall = (t.user_attrs.get("seconds") or {}).get("wall")
             if wall is not None:
                 outside.append(s - float(wall))
+                per_trial.append(
+                    {
+                        "number": t.number,
+                        "arch_key": t.user_attrs.get("arch_key"),
+                        "trial_s": s,
+                        "evaluate_s": float(wall),
+                    }
+                )
             # before the validation split existed, the study was told the test accuracy
             splits.add(str(t.user_attrs.get("accuracy_split", "test")))
             if (t.user_attrs.get("fidelity") or {}).get("full", True):
@@ -149,6 +161,33 @@ def analyse(
         "hv_final": curve[-1]["hypervolume"] if curve else 0.0,
         f"hv_after_{target_trials}": at_target,
         "curve": curve,
+        "per_trial": per_trial,
+    }
+
+
+def paired(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+    """Trial-by-trial ratios (before / after) when both arms trained the same architecture at
+    every trial number they share (code that changes no number: the same search), the first
+    trial of each process (its warm-up) left out; else None."""
+    b = {r["number"]: r for r in before.get("per_trial", []) if r["number"] > 0}
+    a = {r["number"]: r for r in after.get("per_trial", []) if r["number"] > 0}
+    common = sorted(set(a) & set(b))
+    if not common or any(a[n]["arch_key"] != b[n]["arch_key"] for n in common):
+        return None
+
+    def geomean(xs: list[float]) -> float:
+        return math.exp(statistics.mean(math.log(x) for x in xs))
+
+    return {
+        "trials": len(common),
+        "trial_ratio_geomean": geomean([b[n]["trial_s"] / a[n]["trial_s"] for n in common]),
+        "evaluate_ratio_geomean": geomean(
+            [b[n]["evaluate_s"] / a[n]["evaluate_s"] for n in common]
+        ),
+        "outside_saved_median_s": statistics.median(
+            (b[n]["trial_s"] - b[n]["evaluate_s"]) - (a[n]["trial_s"] - a[n]["evaluate_s"])
+            for n in common
+        ),
     }
 
 
@@ -182,6 +221,14 @@ def compare(res: dict[str, Any], target_trials: int) -> str:
         if b is not None and a is not None
     )
     ob, oa = res["before"]["median_outside_evaluate_s"], res["after"]["median_outside_evaluate_s"]
+    pair = res["paired"] = paired(res["before"], res["after"])
+    same = (
+        f"; the same trials, paired ({pair['trials']}): trial {pair['trial_ratio_geomean']:.3f}x, "
+        f"evaluate() {pair['evaluate_ratio_geomean']:.3f}x, outside it "
+        f"{pair['outside_saved_median_s'] * 1e3:.0f} ms less (medians, geometric means)"
+        if pair
+        else ""
+    )
     return (
         f"median trained trial {mb:.2f} s -> {ma:.2f} s ({res['median_trained_trial_ratio']:.2f}x; "
         f"{fams}; outside evaluate() {ob:.2f} -> {oa:.2f} s); target HV {target:.3f} "
@@ -189,7 +236,7 @@ def compare(res: dict[str, Any], target_trials: int) -> str:
         f"time to it {tb} s -> {ta} s; final HV before {res['before']['hv_final']:.3f} "
         f"({res['before']['trials']} trials, {res['before']['wall_s']:.0f} s), after "
         f"{res['after']['hv_final']:.3f} ({res['after']['trials']} trials, "
-        f"{res['after']['full_fidelity']} full, {res['after']['wall_s']:.0f} s)"
+        f"{res['after']['full_fidelity']} full, {res['after']['wall_s']:.0f} s){same}"
     )
 
 
