@@ -406,3 +406,14 @@ def test_the_pool_helper_ends_with_the_process_that_started_it() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_pool_helper_that_cannot_start_leaves_the_drawing_to_the_proposal() -> None:
+    # settings that cannot be sent to a process (a closure): no helper; nothing is ever taken
+    from neuronas.search.pool import PoolAhead
+
+    helper = PoolAhead({"space": lambda: None})
+    helper.ask(1)
+    assert not helper.ready(0.5)
+    assert helper.take(1) is None and helper.taken == 0
+    helper.close()

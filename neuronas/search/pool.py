@@ -219,7 +219,9 @@ class PoolAhead:
             )
             assert self._proc.stdin is not None
             _send(self._proc.stdin, settings)
-        except OSError:  # no interpreter to start: every pool is drawn in this process
+        except (OSError, pickle.PicklingError, TypeError, AttributeError):
+            # no interpreter to start, or a space that cannot be sent (one built in code with
+            # closures): every pool is drawn in this process
             self.close()
 
     def ask(self, number: int) -> None:
