@@ -47,6 +47,7 @@ def main() -> None:
     import optuna
     import torch
 
+    from neuronas.search.guided import CostGuidedSampler
     from neuronas.search.objective import evaluate
     from neuronas.search.pool import PoolAhead, candidate_pool
     from neuronas.search.run import open_run
@@ -69,19 +70,10 @@ def main() -> None:
         by_number = {t.number: t for t in trained}
         picks = [by_number[n] for n in args.trials]
     sampler = make_sampler(run, workers=1, worker_index=0, n_existing=0)
-    n_candidates = int(getattr(sampler, "n_candidates", 300))
-    if hasattr(sampler, "close"):
-        sampler.close()
-    pool_settings = {
-        "space": run.space,
-        "chip": run.chip,
-        "objectives": cfg.objectives,
-        "seed": cfg.seed,
-        "n_candidates": n_candidates,
-        "input_shape": cfg.input_shape,
-        "num_outputs": cfg.num_outputs,
-        "activity": cfg.activity_prior,
-    }
+    if not isinstance(sampler, CostGuidedSampler):
+        raise SystemExit(f"{args.run_dir}: the run's sampler is not the cost-guided one")
+    sampler.close()  # this script starts its own helper
+    pool_settings = sampler.pool_settings()
     helper = PoolAhead(pool_settings)
     number = 1000  # trial numbers of pools nobody proposes from: any will do
 

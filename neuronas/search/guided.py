@@ -282,7 +282,7 @@ class CostGuidedSampler(BaseSampler):
         self._features: dict[str, list[float]] = {}  # arch key -> arch_features (trained ones)
         self._ahead: PoolAhead | None = None
         if ahead:
-            self._ahead = PoolAhead(self._pool_settings())
+            self._ahead = PoolAhead(self.pool_settings())
         if any(o in UNCERTAIN for o in self.objectives):
             AccuracyModel.load_libraries()  # the first fit comes n_startup_trials later
 
@@ -326,7 +326,7 @@ class CostGuidedSampler(BaseSampler):
 
     # -- the proposal --------------------------------------------------------------------------
 
-    def _pool_settings(self) -> dict[str, Any]:
+    def pool_settings(self) -> dict[str, Any]:
         """:func:`~neuronas.search.pool.candidate_pool`'s arguments but the trial number."""
         return {
             "space": self.space,
@@ -346,7 +346,7 @@ class CostGuidedSampler(BaseSampler):
         helper when it drew this pool ahead; then the next trial's is asked for."""
         pool = self._ahead.take(number) if self._ahead is not None else None
         if pool is None:
-            pool = candidate_pool(**self._pool_settings(), number=number)
+            pool = candidate_pool(**self.pool_settings(), number=number)
         if self._ahead is not None:
             self._ahead.ask(number + 1)
         return new_candidates(pool, seen)

@@ -245,7 +245,7 @@ class PoolAhead:
             except (OSError, EOFError, pickle.UnpicklingError):
                 self.close()
                 return None
-            if self._queued.popleft() == number and isinstance(got, list):
+            if self._queued.popleft() == number:
                 self.taken += 1
                 return got
         return None
@@ -278,17 +278,15 @@ class PoolAhead:
             self.close()
 
 
-def lowest_priority() -> str:
+def lowest_priority() -> None:
     """Put this process at the lowest CPU priority there is: Linux's ``SCHED_IDLE`` (it runs only
     on a core nothing else wants, and a waking thread takes the core back at once), else
-    ``nice 19``.  Returns which."""
+    ``nice 19``."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        return "SCHED_IDLE"
     except (AttributeError, OSError):
         with contextlib.suppress(AttributeError, OSError):
             os.nice(19)
-        return "nice 19"
 
 
 def _helper_main() -> None:
