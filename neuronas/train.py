@@ -481,6 +481,7 @@ def train_candidate(
     Deterministic for a seed on CPU.
     """
     from neuronas.snn import build
+    from neuronas.snn.optim import adam
 
     if schedule not in SCHEDULES:
         raise NeuronasError(f"schedule: got {schedule!r}, must be one of {', '.join(SCHEDULES)}")
@@ -534,9 +535,9 @@ def train_candidate(
             x_train_in, x_val_in = x_pre[train_idx].to(dev), x_pre[val_idx].to(dev)
         x_eval_in = cap_samples(x_val_in, y_val, max_eval_samples)[0]
         phase["data"] += time.perf_counter() - t_phase
-        # foreach: the same updates as the per-tensor loop, op for op (tested bit for bit), in fewer
-        # Python steps (the CPU default is the per-tensor loop)
-        opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+        # torch's Adam(foreach=True) updates, bit for bit (tested), in two numba passes per
+        # parameter on the CPU (neuronas.snn.optim); torch's own elsewhere
+        opt = adam(model.parameters(), lr)
         steps_per_epoch = math.ceil(len(y_tr) / batch_size)
         total_steps = epochs * steps_per_epoch
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))

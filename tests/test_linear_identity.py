@@ -241,20 +241,22 @@ def test_foreach_adam_is_bit_identical_to_the_per_tensor_loop() -> None:
         assert torch.equal(a, b)
 
 
-def test_the_trainer_uses_foreach_adam(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The trainer builds its Adam with ``foreach=True`` (the tested-identical, faster loop)."""
+def test_the_trainer_uses_the_tested_adam(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trainer's optimizer comes from ``neuronas.snn.optim.adam``: the numba Adam on the CPU
+    (bit-identical to torch's foreach Adam, ``tests/test_optim.py``), torch's ``Adam(foreach=True)``
+    without the kernels."""
+    from neuronas.snn import optim
     from neuronas.spec import ArchSpec
     from neuronas.train import train_candidate
 
-    made: list[dict[str, Any]] = []
-    adam = torch.optim.Adam
+    made: list[torch.optim.Optimizer] = []
+    factory = optim.adam
 
-    class Spy(adam):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            made.append(kwargs)
-            super().__init__(*args, **kwargs)
+    def spy(params: Any, lr: float) -> torch.optim.Optimizer:
+        made.append(factory(params, lr))
+        return made[-1]
 
-    monkeypatch.setattr(torch.optim, "Adam", Spy)
+    monkeypatch.setattr(optim, "adam", spy)
     arch = ArchSpec.from_dict(
         {
             "name": "tiny-mlp",
@@ -265,4 +267,6 @@ def test_the_trainer_uses_foreach_adam(monkeypatch: pytest.MonkeyPatch) -> None:
     train_candidate(
         arch, None, "digits-events", epochs=1, max_train_samples=64, max_eval_samples=32
     )
-    assert made and all(k.get("foreach") is True for k in made)
+    want = optim.Adam if optim.available() else torch.optim.Adam
+    assert made and all(type(o) is want for o in made)
+    assert all(o.state for o in made)  # it really stepped
