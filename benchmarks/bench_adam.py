@@ -154,11 +154,15 @@ def trials(args: argparse.Namespace) -> None:
     from neuronas.snn import optim
     from neuronas.spec import ArchSpec
 
+    # the trainer takes its threads from $OMP_NUM_THREADS when set (neuronas.train.set_threads)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)
     ours = optim.adam
 
     def theirs(params: Any, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, foreach=True)
+
+    how: set[tuple[int, bool]] = set()  # the trainer's (threads, draws ahead) in the trials
 
     def one(arch: dict[str, Any], arm: str) -> tuple[float, float, str]:
         optim.adam = ours if arm == "neuronas" else theirs  # what the trainer calls
@@ -172,7 +176,9 @@ def trials(args: argparse.Namespace) -> None:
         for k in sorted(state):
             if torch.is_tensor(state[k]):
                 digest.update(state[k].detach().contiguous().numpy().tobytes())
-        return wall, out["train"]["config"]["phase_seconds"]["train"], digest.hexdigest()
+        cfg = out["train"]["config"]
+        how.add((cfg["threads"], cfg["draws_ahead"]))
+        return wall, cfg["phase_seconds"]["train"], digest.hexdigest()
 
     rows = []
     try:
@@ -180,6 +186,7 @@ def trials(args: argparse.Namespace) -> None:
             arch = ArchSpec.from_yaml(resolve_preset(name, "arch")).to_dict()
             one(arch, "neuronas")  # warm-up: data, kernels
             res: dict[str, list[tuple[float, float, str]]] = {"torch": [], "neuronas": []}
+            how.clear()
             for r in range(args.trials):
                 for arm in ("torch", "neuronas") if r % 2 == 0 else ("neuronas", "torch"):
                     res[arm].append(one(arch, arm))
@@ -192,14 +199,16 @@ def trials(args: argparse.Namespace) -> None:
                     "trial_s": {k: statistics.median(x[0] for x in v) for k, v in res.items()},
                     "train_ratio_paired": statistics.median(pairs),
                     "same_weights": same,
+                    "trainer_threads_draws_ahead": sorted(how),
                     "train_s_all": {k: [x[1] for x in v] for k, v in res.items()},
                 }
             )
     finally:
         optim.adam = ours
     print(
-        f"{args.threads} threads, load average {os.getloadavg()[0]:.2f}; {args.trials} trials "
-        "per arm, alternating; median s"
+        f"{args.threads} threads given, load average {os.getloadavg()[0]:.2f}; {args.trials} "
+        "trials per arm, alternating; median s; the trainer's (threads, draws ahead): "
+        + ", ".join(f"{r['arch']} {r['trainer_threads_draws_ahead']}" for r in rows)
     )
     print(
         "| network | train, torch Adam | train, neuronas Adam | paired ratio | trial, torch | "

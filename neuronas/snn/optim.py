@@ -1,7 +1,8 @@
 """The trainer's optimizer: torch's CPU ``Adam(foreach=True)``, bit for bit, with less work.
 
 A crossbar network's training step on the CPU is a few milliseconds, and torch's Adam took
-~0.55 ms of it on the default space's MLPs (``benchmarks/RESULTS.md``, "Adam in two passes"):
+0.4-0.9 ms of it, ~8 % of a default-space MLP's training (``benchmarks/RESULTS.md``, "Adam in
+two passes"):
 seven separate passes over every parameter (``lerp_``, ``mul_``, ``addcmul_``, ``sqrt``,
 ``div_``, ``add_``, ``addcdiv_``) and Python bookkeeping around them (per-parameter step
 tensors read back with ``.item()``, grouping by device and dtype, the lists for the foreach
