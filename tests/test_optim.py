@@ -107,5 +107,10 @@ def test_what_the_kernels_do_not_compute_is_refused() -> None:
     take (the factory gives those torch's Adam)."""
     with pytest.raises(ValueError, match="beta1"):
         optim.Adam([torch.nn.Parameter(torch.zeros(2))], betas=(0.4, 0.999))
+    # a learning rate torch refuses is refused with torch's words (a trial reports them)
+    for lr in (float("nan"), -1.0):
+        for make in (optim.adam, lambda ps, lr: torch.optim.Adam(ps, lr=lr, foreach=True)):
+            with pytest.raises(ValueError, match="Invalid learning rate"):
+                make([torch.nn.Parameter(torch.zeros(2))], lr)
     with pytest.raises(ValueError, match="contiguous float32"):
         optim.Adam([torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))])

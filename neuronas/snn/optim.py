@@ -81,10 +81,17 @@ class Adam(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ) -> None:
-        if not 0.5 < betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"betas {betas}: need 0.5 < beta1 < 1 and 0 <= beta2 < 1")
-        if not lr >= 0.0 or not eps >= 0.0:
-            raise ValueError(f"lr {lr}, eps {eps}: need both >= 0")
+        # torch's Adam's messages, which the trainer's callers report as they are
+        if not lr >= 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not eps >= 0.0:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.5 < betas[0] < 1.0:
+            raise ValueError(
+                f"Invalid beta parameter at index 0: {betas[0]} (need 0.5 < beta1 < 1)"
+            )
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
         if not available():
             raise RuntimeError("the numba kernels are not usable here: use neuronas.snn.optim.adam")
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
