@@ -75,31 +75,35 @@ def test_the_factory_takes_torch_adam_where_the_kernels_do_not_apply() -> None:
 
 
 def test_zero_grad_and_a_replaced_state() -> None:
-    """``zero_grad`` drops the gradients; a state loaded from another optimizer is used (the
-    numpy views are made again) and the next steps equal torch's from the same state."""
+    """``zero_grad`` drops the gradients; a state loaded from another optimizer, or its own loaded
+    back (new dicts, the same tensors), is the one used (the numpy views are made again) and the
+    next steps equal torch's from the same state."""
     g = torch.Generator().manual_seed(3)
     pa = [torch.nn.Parameter(torch.randn(5, 7, generator=g))]
     pb = [torch.nn.Parameter(pa[0].detach().clone())]
     a, b = optim.Adam(pa, lr=1e-2), torch.optim.Adam(pb, lr=1e-2, foreach=True)
-    for _ in range(3):
-        grad = torch.randn(5, 7, generator=g)
-        pa[0].grad, pb[0].grad = grad.clone(), grad.clone()
-        a.step()
-        b.step()
-    assert torch.equal(pa[0], pb[0])
+
+    def steps_agree(n: int) -> None:
+        for _ in range(n):
+            grad = torch.randn(5, 7, generator=g)
+            pa[0].grad, pb[0].grad = grad.clone(), grad.clone()
+            a.step()
+            b.step()
+        sa, sb = a.state[pa[0]], b.state[pb[0]]
+        assert torch.equal(pa[0], pb[0])
+        assert torch.equal(sa["exp_avg_sq"], sb["exp_avg_sq"])
+        assert float(sa["step"]) == float(sb["step"])
+
+    steps_agree(3)
     a.zero_grad()
     assert pa[0].grad is None
-    # a's state replaced by a copy of b's (tensor step counts, other moment tensors): the same
-    # updates go on
+    # a's own state loaded back: new dicts holding the same tensors (and int step counts)
+    a.load_state_dict(a.state_dict())
+    steps_agree(3)
+    # a copy of b's state (tensor step counts, other moment tensors)
     a.load_state_dict(copy.deepcopy(b.state_dict()))
     assert isinstance(a.state[pa[0]]["step"], torch.Tensor)
-    for _ in range(3):
-        grad = torch.randn(5, 7, generator=g)
-        pa[0].grad, pb[0].grad = grad.clone(), grad.clone()
-        a.step()
-        b.step()
-    assert torch.equal(pa[0], pb[0])
-    assert torch.equal(a.state[pa[0]]["exp_avg_sq"], b.state[pb[0]]["exp_avg_sq"])
+    steps_agree(3)
 
 
 def test_what_the_kernels_do_not_compute_is_refused() -> None:

@@ -113,8 +113,8 @@ class Adam(torch.optim.Optimizer):
     def _arrays(self, p: torch.Tensor) -> tuple[Any, ...]:
         """``(state, exp_avg, exp_avg_sq, p's data pointer, root, and 1-D numpy views of p, exp_avg,
         exp_avg_sq, root)``: the state made on the parameter's first step, ``root`` a buffer for
-        the second moment's square root; kept between steps, made again if the state's tensors or
-        the parameter's storage were replaced (``load_state_dict``)."""
+        the second moment's square root; kept between steps, made again if the state (its dict or
+        its tensors) or the parameter's storage were replaced (``load_state_dict``)."""
         st = self.state[p]
         if not st:
             st["step"] = 0
@@ -122,7 +122,13 @@ class Adam(torch.optim.Optimizer):
             st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         held = self._views.get(p)
         m, v = st["exp_avg"], st["exp_avg_sq"]
-        if held is None or held[1] is not m or held[2] is not v or held[3] != p.data_ptr():
+        if (
+            held is None
+            or held[0] is not st
+            or held[1] is not m
+            or held[2] is not v
+            or held[3] != p.data_ptr()
+        ):
             if not (_fits(m) and _fits(v) and m.shape == p.shape and v.shape == p.shape):
                 raise ValueError(
                     "Adam state: exp_avg / exp_avg_sq must be contiguous float32 like the parameter"
