@@ -1002,6 +1002,30 @@ def test_conv_channel_fold_equals_index_add_bit_for_bit() -> None:
     assert torch.equal(_bits(out), _bits(want))
 
 
+def test_kernels_from_swaps_the_kernels_for_the_block_only() -> None:
+    """``kernels_from`` (benchmarks compare two checkouts' kernels with it) runs a second copy of
+    the kernels' module inside its block and this package's own after it, an error included."""
+    import importlib.util
+
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here")
+    own = _kernels._load()
+    spec = importlib.util.spec_from_file_location("second_kernels_nb", own.__file__)
+    assert spec is not None and spec.loader is not None
+    second = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(second)  # (nothing compiled: numba compiles on a first call)
+    with _kernels.kernels_from(second) as inside:
+        assert inside is second and _kernels._load() is second
+    assert _kernels._load() is own
+    with pytest.raises(KeyError), _kernels.kernels_from(second):
+        raise KeyError("inside")
+    assert _kernels._load() is own
+    with _kernels.kernels_from(None) as inside:
+        assert inside is own
+
+
 @pytest.mark.parametrize(
     "c_in,k,rows", [(3, 3, 16), (4, 3, 9), (5, 3, 7), (2, 5, 64), (16, 3, 64), (7, 1, 3)]
 )

@@ -38,10 +38,11 @@ code next to this file (or in ``NUMBA_CACHE_DIR``), so later processes load them
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +91,21 @@ def _load() -> Any:
         except Exception:  # numba missing or unusable on this platform: the tensor-op path remains
             _NB = False
     return _NB or None
+
+
+@contextlib.contextmanager
+def kernels_from(module: Any | None = None) -> Iterator[Any]:
+    """Inside the block every kernel call of this module runs ``module``'s kernels: another copy
+    of ``neuronas.snn._kernels_nb``, e.g. another checkout's, loaded under another name
+    (``benchmarks/bench_conv_kernels.py`` compares two checkouts' kernels in one process);
+    ``None``: this package's own.  Yields the kernels' module in use."""
+    global _NB
+    own = _load()
+    _NB = own if module is None else module
+    try:
+        yield _NB
+    finally:
+        _NB = own
 
 
 def _prefer_wide_vectors() -> None:

