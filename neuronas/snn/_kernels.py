@@ -95,10 +95,12 @@ def _load() -> Any:
 
 @contextlib.contextmanager
 def kernels_from(module: Any | None = None) -> Iterator[Any]:
-    """Inside the block every kernel call of this module runs ``module``'s kernels: another copy
-    of ``neuronas.snn._kernels_nb``, e.g. another checkout's, loaded under another name
+    """Inside the block this module's calls into ``_kernels_nb`` (the crossbar and convolution
+    kernels; not the noisy cells' or the random draws' modules) run ``module``'s kernels: another
+    copy of ``neuronas.snn._kernels_nb``, e.g. another checkout's, loaded under another name
     (``benchmarks/bench_conv_kernels.py`` compares two checkouts' kernels in one process);
-    ``None``: this package's own.  Yields the kernels' module in use."""
+    ``None``: this package's own.  Yields the kernels' module in use.  For benchmarks: the
+    swap is process-wide, not per thread."""
     global _NB
     own = _load()
     _NB = own if module is None else module

@@ -557,7 +557,8 @@ def cells_by_column(w, out):  # pragma: no cover
 def fold_channels(gxg, chan, out):  # pragma: no cover
     """out [B, C, H, W] = the gradient of the gathered input gxg [B, H, W, G*span] (slot j read
     input channel chan[j]) summed per input channel, slots in order from 0: what
-    ``zeros.index_add_(1, chan, gxg)`` (the backward of ``index_select``) computes."""
+    ``zeros.index_add_(1, chan, gxg)`` (the backward of ``index_select``) computes.  Both
+    contiguous (read and written as flat planes)."""
     n_b, h_in, w_in, n_j = gxg.shape
     n_p = h_in * w_in
     for b in range(n_b):
