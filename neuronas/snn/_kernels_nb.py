@@ -713,12 +713,12 @@ def sconv_bwd_items(
                     nz[m] = n  # its non-zero columns (branch-free compaction)
                     m += 1 if v != 0.0 else 0
                 nzq[q] = m
+        # the item's planes flat; each group reads its channels at offsets (1.2-1.6x faster
+        # than reading x[b, chan[...], iy, ix] with four indices, measured alone)
+        xb = x[b].reshape(x.shape[1] * n_pix)
         for g in range(n_groups):
             if not have_codes:
                 scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt)
-            # (the item's planes flat, the group's channels at offsets: 1.2-1.6x faster than
-            # reading x[b, chan[...], iy, ix] with four indices, measured alone)
-            xb = x[b].reshape(x.shape[1] * n_pix)
             for s in range(span):
                 x_off[s] = chan[g * span + s] * n_pix
             ne = 0
