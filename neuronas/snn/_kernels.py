@@ -56,6 +56,7 @@ __all__ = [
     "CellParams",
     "available",
     "backward_tasks",
+    "cell_kernels_from",
     "column_dots",
     "conv_codes_bytes",
     "convert_sum_forward",
@@ -551,6 +552,33 @@ class CellParams:
     n_cols: int
 
 
+_CELLS: Any = None  # another copy of _cell_kernels_nb, inside cell_kernels_from's block
+
+
+def _cell_kernels() -> Any:
+    """The noisy cells' kernel module (after numba's CPU tuning is set)."""
+    _load()
+    if _CELLS is not None:
+        return _CELLS
+    from neuronas.snn import _cell_kernels_nb
+
+    return _cell_kernels_nb
+
+
+@contextlib.contextmanager
+def cell_kernels_from(module: Any | None = None) -> Iterator[Any]:
+    """:func:`kernels_from` for the noisy cells' kernel: inside the block :func:`noisy_cells`
+    runs ``module``'s (another copy of ``neuronas.snn._cell_kernels_nb``, e.g. another
+    checkout's); ``None``: this package's own.  Yields the module in use.  For benchmarks
+    (``benchmarks/bench_noisy_cells.py``): the swap is process-wide, not per thread."""
+    global _CELLS
+    _CELLS = module
+    try:
+        yield _cell_kernels()
+    finally:
+        _CELLS = None
+
+
 def noisy_cells(
     q: torch.Tensor,
     p: CellParams,
@@ -565,8 +593,7 @@ def noisy_cells(
     ``stuck_on_below``) -> ``g_on``, ``* (1 + read_sigma * r)``, a differential pair's cells
     subtracted.  Bit-identical to the tensor ops of ``CrossbarLayer._cell_levels`` (float32
     scalars, same operation order; :mod:`neuronas.snn._cell_kernels_nb`)."""
-    _load()  # numba's CPU tuning first
-    from neuronas.snn import _cell_kernels_nb
+    cells_nb = _cell_kernels()
 
     f32 = np.float32
     none = np.zeros(1, dtype=np.float32)
@@ -579,7 +606,7 @@ def noisy_cells(
         # input rows k0 .. k1 - 1: their draws are a contiguous run of the flat layout
         per = o.shape[1] * o.shape[2] * (2 if p.differential else 1)
         d_eps, d_u, d_r = (d if d is none else d[k0 * per : k1 * per] for d in flat)
-        _cell_kernels_nb.noisy_cells(
+        cells_nb.noisy_cells(
             qt[k0:k1],
             int(p.n_slices),
             int(p.bits),

@@ -1,0 +1,163 @@
+"""The noisy-cell pass alone: a training read's cells from the integer weights and the draws.
+
+Every training batch of a crossbar layer on a noisy chip turns its integer weights and three
+draws per cell (programming noise, stuck-cell uniforms, read noise; ``[K, S, P, Nc]`` each) into
+the signed per-slice cells ``[K, S, Nc]`` the event-driven forward reads
+(:func:`neuronas.snn._kernels.noisy_cells`).  This times that call on one thread, per layer
+shape of the default search space (``digits-small``: 6-bit weights, 1 bit per cell, differential
+pairs; fc layers of 64-512 inputs and outputs) and a few other cell layouts, with the default
+chip's non-idealities (``rram-adcless-65nm``) and with read noise only.
+
+``--compare PATH`` also loads another checkout's kernel (``PATH/neuronas/snn/_cell_kernels_nb.py``)
+and runs both through the same wrapper, alternating call by call in this one process, checks
+that they give the same bits and prints the ratio (the other kernel compiles into a temporary
+numba cache: a second copy of a module must not write into a checkout's cache).
+
+    python benchmarks/bench_noisy_cells.py [--repeats 40] [--compare PATH] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+#: (name, inputs K, outputs N, weight bits, bits per cell, differential)
+SHAPES = (
+    ("fc 512->128, 6 b, 1 b/cell, pairs", 512, 128, 6, 1, True),
+    ("fc 128->10, 6 b, 1 b/cell, pairs", 128, 10, 6, 1, True),
+    ("fc 512->512, 4 b, 1 b/cell, pairs", 512, 512, 4, 1, True),
+    ("fc 512->128, 6 b, 2 b/cell, pairs", 512, 128, 6, 2, True),
+    ("fc 512->128, 6 b, 2 b/cell, offset", 512, 128, 6, 2, False),
+)
+
+
+def cases(read_only: bool) -> list[tuple[str, Any, Any, tuple[Any, Any, Any]]]:
+    """(name, q, CellParams, (eps, u, r)) per shape: integer weights over the whole range and
+    the draws of one training read."""
+    import torch
+
+    from neuronas.hardware.chip import load_chip
+    from neuronas.snn import _kernels
+    from neuronas.snn.crossbar import CrossbarConfig, DeviceModel
+
+    dev = DeviceModel.from_chip(load_chip("rram-adcless-65nm"))
+    out = []
+    gen = torch.Generator().manual_seed(0)
+    for name, k_in, n_out, wbits, bpc, diff in SHAPES:
+        cfg = CrossbarConfig(
+            weight_bits=wbits,
+            adc_bits=1,
+            adc_kind="sa",
+            rows=128,
+            bits_per_cell=bpc,
+            signed_scheme="differential" if diff else "offset",
+        )
+        qn, qp = cfg.weight_range
+        nc = n_out if diff else n_out + 1  # offset columns: one reference column more
+        lmax = 2**bpc - 1
+        g_off = lmax / dev.on_off_ratio
+        q = torch.randint(qn, qp + 1, (n_out, k_in), generator=gen).float()
+        shape = (k_in, cfg.slices, 2 if diff else 1, nc)
+        p = _kernels.CellParams(
+            n_slices=cfg.slices,
+            bits=bpc,
+            differential=diff,
+            offset=0 if diff else -qn,
+            g_off=g_off,
+            g_on=lmax + g_off,
+            program_sigma=0.0 if read_only else dev.program_sigma,
+            stuck_off_below=0.0 if read_only else dev.stuck_off_rate,
+            stuck_on_below=0.0 if read_only else dev.stuck_off_rate + dev.stuck_on_rate,
+            read_sigma=dev.read_noise_sigma,
+            n_cols=nc,
+        )
+        eps = None if read_only else torch.randn(shape, generator=gen)
+        u = None if read_only else torch.rand(shape, generator=gen)
+        r = torch.randn(shape, generator=gen)
+        label = name + (", read noise only" if read_only else "")
+        out.append((label, q, p, (eps, u, r)))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=40)
+    ap.add_argument("--compare", default=None, help="another checkout's root")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    if args.compare is not None and "NUMBA_CACHE_DIR" not in os.environ:
+        os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_noisy_cells_")
+
+    import torch
+
+    torch.set_num_threads(1)
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        raise SystemExit("numba is not importable here: nothing to time")
+    arms: dict[str, Any] = {"this": None}  # None: this checkout's own kernel
+    if args.compare is not None:
+        path = Path(args.compare) / "neuronas" / "snn" / "_cell_kernels_nb.py"
+        spec = importlib.util.spec_from_file_location("bench_noisy_cells_other", path)
+        assert spec is not None and spec.loader is not None
+        other = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(other)
+        arms["other"] = other
+
+    rows = []
+    for read_only in (False, True):
+        for name, q, p, (eps, u, r) in cases(read_only):
+            times: dict[str, list[float]] = {a: [] for a in arms}
+            outs: dict[str, Any] = {}
+            for arm, mod in arms.items():  # compile / warm each
+                with _kernels.cell_kernels_from(mod):
+                    outs[arm] = _kernels.noisy_cells(q, p, eps, u, r)
+            for _ in range(args.repeats):
+                for arm, mod in arms.items():
+                    with _kernels.cell_kernels_from(mod):
+                        t0 = time.process_time()
+                        _kernels.noisy_cells(q, p, eps, u, r)
+                        times[arm].append(time.process_time() - t0)
+            row: dict[str, Any] = {
+                "case": name,
+                "cells": int(eps.numel() if eps is not None else r.numel()),
+            }
+            for arm in arms:
+                row[f"{arm}_median_ms"] = 1e3 * statistics.median(times[arm])
+                row[f"{arm}_min_ms"] = 1e3 * min(times[arm])
+            if "other" in arms:
+                row["same_bits"] = bool(
+                    torch.equal(outs["this"].view(torch.int32), outs["other"].view(torch.int32))
+                )
+                row["other_over_this"] = row["other_median_ms"] / row["this_median_ms"]
+            rows.append(row)
+            line = f"{name:<52} {row['cells']:>9} cells  this {row['this_median_ms']:7.3f} ms"
+            if "other" in arms:
+                line += (
+                    f"  other {row['other_median_ms']:7.3f} ms  other/this "
+                    f"{row['other_over_this']:.2f}  {'same bits' if row['same_bits'] else 'BITS DIFFER'}"
+                )
+            print(line, flush=True)
+    if args.json:
+        out = {
+            "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "argv": sys.argv,
+            "load_start": list(os.getloadavg()),
+            "rows": rows,
+        }
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    if "other" in arms and not all(r["same_bits"] for r in rows):
+        raise SystemExit("the two kernels' cells differ")
+
+
+if __name__ == "__main__":
+    main()
