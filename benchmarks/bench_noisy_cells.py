@@ -13,7 +13,12 @@ and runs both through the same wrapper, alternating call by call in this one pro
 that they give the same bits and prints the ratio (the other kernel compiles into a temporary
 numba cache: a second copy of a module must not write into a checkout's cache).
 
+``--trial ARCH`` (with ``--compare``) also runs whole trials of ``ARCH`` at the search's screening
+settings, each seed once with each kernel in alternating order (``--threads`` torch threads), and
+checks that both give the same results.
+
     python benchmarks/bench_noisy_cells.py [--repeats 40] [--compare PATH] [--json OUT]
+        [--trial ARCH --trial-seeds 8 --threads 2]
 """
 
 from __future__ import annotations
@@ -88,10 +93,73 @@ def cases(read_only: bool) -> list[tuple[str, Any, Any, tuple[Any, Any, Any]]]:
     return out
 
 
+def paired_trials(arms: dict[str, Any], arch_name: str, seeds: int, threads: int) -> dict[str, Any]:
+    """Whole trials (``neuronas.search.objective.evaluate`` at the search's screening settings,
+    the default chip) of one architecture, seeds 1..``seeds``, each run once with each arm's
+    kernel, the order alternating by seed (seed 0 first, untimed: the warm-up); the results
+    must be the same (chip accuracies, float accuracy, every epoch's loss)."""
+    import torch
+
+    from neuronas.config import resolve_preset
+    from neuronas.search.objective import evaluate
+    from neuronas.settings import SearchSettings
+    from neuronas.snn import _kernels
+    from neuronas.spec import ArchSpec
+
+    torch.set_num_threads(threads)
+    arch = ArchSpec.from_yaml(resolve_preset(arch_name, "arch")).to_dict()
+    chip = SearchSettings().chip
+
+    def one(mod: Any, seed: int) -> tuple[float, Any]:
+        with tempfile.TemporaryDirectory() as tmp, _kernels.cell_kernels_from(mod):
+            t0 = time.perf_counter()
+            out = evaluate(arch, chip, {"seed": seed, "out_dir": tmp})
+            wall = time.perf_counter() - t0
+        tr = out["train"]
+        return wall, (
+            tr["accuracies"],
+            tr["float_accuracy"],
+            [h.get("loss") for h in tr["history"]],
+        )
+
+    for mod in arms.values():
+        one(mod, 0)
+    per_seed = []
+    for seed in range(1, seeds + 1):
+        order = list(arms.items()) if seed % 2 else list(arms.items())[::-1]
+        res = {arm: one(mod, seed) for arm, mod in order}
+        if res["this"][1] != res["other"][1]:
+            raise SystemExit(f"trial seed {seed}: the two kernels' trials differ")
+        ratio = res["other"][0] / res["this"][0]
+        per_seed.append({"seed": seed, "this_s": res["this"][0], "other_s": res["other"][0]})
+        print(
+            f"trial {arch_name} seed {seed}: this {res['this'][0]:.3f} s, other "
+            f"{res['other'][0]:.3f} s, other/this {ratio:.3f} (same results)",
+            flush=True,
+        )
+    ratios = [r["other_s"] / r["this_s"] for r in per_seed]
+    print(
+        f"trial {arch_name}: median other/this {statistics.median(ratios):.3f} over {seeds} seeds"
+    )
+    return {
+        "arch": arch_name,
+        "threads": threads,
+        "per_seed": per_seed,
+        "median_other_over_this": statistics.median(ratios),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=40)
     ap.add_argument("--compare", default=None, help="another checkout's root")
+    ap.add_argument(
+        "--trial",
+        default=None,
+        help="with --compare: also whole trials of this architecture (preset or file), paired",
+    )
+    ap.add_argument("--trial-seeds", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the trials")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.compare is not None and "NUMBA_CACHE_DIR" not in os.environ:
@@ -147,12 +215,16 @@ def main() -> None:
                     f"{row['other_over_this']:.2f}  {'same bits' if row['same_bits'] else 'BITS DIFFER'}"
                 )
             print(line, flush=True)
+    trials = None
+    if args.trial is not None and "other" in arms:
+        trials = paired_trials(arms, args.trial, args.trial_seeds, args.threads)
     if args.json:
         out = {
             "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "argv": sys.argv,
             "load_start": list(os.getloadavg()),
             "rows": rows,
+            "trials": trials,
         }
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     if "other" in arms and not all(r["same_bits"] for r in rows):
