@@ -32,7 +32,11 @@ time of a trained trial outside ``evaluate()`` (the proposal and the storage: Op
 minus the trial's ``seconds.wall``).  When both arms trained the same architecture at every
 trial number (a change that leaves the numbers alone: the same search), it also compares them
 trial by trial: the geometric means of the before / after ratios of the trial's time and of
-its ``evaluate()``, and the median time saved outside ``evaluate()``.
+its ``evaluate()``, and the median time saved outside ``evaluate()``. Over all seeds it also compares
+the architectures both arms trained (**like for like**: per architecture the median trial time
+before / after, then the median of those ratios, overall and for the conv and the fully
+connected ones): when the sampler changed between the arms, their searches propose different
+candidates, and each seed's median trained trial compares different architectures.
 
 Usage (the figures in RESULTS.md, "Time to a front"; ``--before-commit`` exports that commit's
 tree with ``git archive`` into the work folder and uses it as ``--before``)::
@@ -135,6 +139,7 @@ def analyse(
                     {
                         "number": t.number,
                         "arch_key": t.user_attrs.get("arch_key"),
+                        "family": _family(t.user_attrs.get("arch") or {}),
                         "trial_s": s,
                         "evaluate_s": float(wall),
                     }
@@ -189,6 +194,37 @@ def paired(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | No
             for n in common
         ),
     }
+
+
+def like_for_like(seeds: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Over all seeds, the architectures both arms trained (by ``arch_key``; the two searches
+    propose different candidates when the sampler changed between them): per architecture the
+    ratio of its median trial time before / after, then the median of those ratios, over all of
+    them and per family; None when no architecture is shared."""
+    times: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
+    family: dict[str, str] = {}
+    for res in seeds.values():
+        for arm in ("before", "after"):
+            for r in res[arm].get("per_trial", []):
+                times[arm].setdefault(r["arch_key"], []).append(r["trial_s"])
+                if "family" in r:
+                    family[r["arch_key"]] = r["family"]
+    common = sorted(set(times["before"]) & set(times["after"]))
+    if not common:
+        return None
+    ratio = {
+        k: statistics.median(times["before"][k]) / statistics.median(times["after"][k])
+        for k in common
+    }
+    out: dict[str, Any] = {
+        "architectures": len(common),
+        "median_ratio": statistics.median(ratio.values()),
+    }
+    for f in ("conv", "fc"):
+        rs = [r for k, r in ratio.items() if family.get(k) == f]
+        out[f"{f}_architectures"] = len(rs)
+        out[f"{f}_median_ratio"] = statistics.median(rs) if rs else None
+    return out
 
 
 def first_time(curve: list[dict[str, Any]], level: float) -> float | None:
@@ -376,6 +412,19 @@ def main() -> int:
                 f"seed {seed}: {line}; load {res['load_start'][0]:.1f} -> {res['load_end'][0]:.1f}",
                 flush=True,
             )
+    same = like_for_like(out["seeds"])
+    out["like_for_like"] = same
+    if same is not None:
+        fams = ", ".join(
+            f"{f} {same[f + '_median_ratio']:.2f}x ({same[f + '_architectures']})"
+            for f in ("conv", "fc")
+            if same[f + "_median_ratio"] is not None
+        )
+        print(
+            f"like for like: {same['architectures']} architectures trained by both arms, median "
+            f"before / after {same['median_ratio']:.2f}x ({fams})",
+            flush=True,
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1) + "\n")
