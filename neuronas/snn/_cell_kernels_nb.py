@@ -1,6 +1,6 @@
 """The numba kernel behind :func:`neuronas.snn._kernels.noisy_cells` (imported lazily, after
 :mod:`neuronas.snn._kernels` has set numba's CPU tuning): a chip instance's noisy cell levels in
-one pass.
+one call, with no tensor passes in between.
 
 No ``fastmath`` here, on purpose: every element must get the same float32 operations, in the same
 order and with the same roundings, as the tensor-op path of
@@ -51,7 +51,8 @@ def noisy_cells(
     one = np.float32(1.0)
     # per input row: the magnitudes each cell of a pair holds, then per (slice, cell) the cells
     # in simple loops over the columns, each one LLVM vectorises (the flags are tested outside
-    # them; 2.5-3.3x faster than one loop testing them per element: benchmarks/RESULTS.md)
+    # them): 2.3-3.5x faster than one loop testing them per element on the default chip's
+    # layers (benchmarks/RESULTS.md, "The noisy-cell pass vectorised"), the same operations
     mag = np.empty((2, nc), np.int32)
     g = np.empty(nc, np.float32)
     every = use_eps and use_u and use_r
