@@ -1002,53 +1002,36 @@ def test_conv_channel_fold_equals_index_add_bit_for_bit() -> None:
     assert torch.equal(_bits(out), _bits(want))
 
 
-def test_kernels_from_swaps_the_kernels_for_the_block_only() -> None:
-    """``kernels_from`` (benchmarks compare two checkouts' kernels with it) runs a second copy of
-    the kernels' module inside its block and this package's own after it, an error included."""
+@pytest.mark.parametrize("which", ["kernels", "noisy cells"])
+def test_kernels_from_swaps_a_kernel_module_for_the_block_only(which: str) -> None:
+    """``kernels_from`` / ``cell_kernels_from`` (benchmarks compare two checkouts' kernels with
+    them) run a second copy of the kernels' module inside their block and this package's own
+    after it, an error included.  (The copy is not called: a numba function compiled in a
+    module that is then dropped leaves dead weak proxies behind in numba's code libraries.)"""
     import importlib.util
 
     from neuronas.snn import _kernels
 
     if not _kernels.available():
         pytest.skip("numba is not importable here")
-    own = _kernels._load()
+    if which == "kernels":
+        own, swap, current = _kernels._load(), _kernels.kernels_from, _kernels._load
+    else:
+        from neuronas.snn import _cell_kernels_nb
+
+        own, swap, current = _cell_kernels_nb, _kernels.cell_kernels_from, _kernels._cell_kernels
     spec = importlib.util.spec_from_file_location("second_kernels_nb", own.__file__)
     assert spec is not None and spec.loader is not None
     second = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(second)  # (nothing compiled: numba compiles on a first call)
-    with _kernels.kernels_from(second) as inside:
-        assert inside is second and _kernels._load() is second
-    assert _kernels._load() is own
-    with pytest.raises(KeyError), _kernels.kernels_from(second):
+    with swap(second) as inside:
+        assert inside is second and current() is second
+    assert current() is own
+    with pytest.raises(KeyError), swap(second):
         raise KeyError("inside")
-    assert _kernels._load() is own
-    with _kernels.kernels_from(None) as inside:
+    assert current() is own
+    with swap(None) as inside:
         assert inside is own
-
-
-def test_cell_kernels_from_swaps_the_noisy_cells_kernel_for_the_block_only() -> None:
-    """``cell_kernels_from`` (benchmarks/bench_noisy_cells.py) makes :func:`noisy_cells` run a
-    second copy of the noisy cells' kernel module inside its block and this package's own after
-    it, an error included.  (The copy is not called: a numba function compiled in a module that
-    is then dropped leaves dead weak proxies behind in numba's code libraries.)"""
-    import importlib.util
-
-    from neuronas.snn import _cell_kernels_nb, _kernels
-
-    if not _kernels.available():
-        pytest.skip("numba is not importable here")
-    spec = importlib.util.spec_from_file_location("second_cells_nb", _cell_kernels_nb.__file__)
-    assert spec is not None and spec.loader is not None
-    second = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(second)  # (nothing compiled: numba compiles on a first call)
-    with _kernels.cell_kernels_from(second) as inside:
-        assert inside is second and _kernels._cell_kernels() is second
-    assert _kernels._cell_kernels() is _cell_kernels_nb
-    with pytest.raises(KeyError), _kernels.cell_kernels_from(second):
-        raise KeyError("inside")
-    assert _kernels._cell_kernels() is _cell_kernels_nb
-    with _kernels.cell_kernels_from(None) as inside:
-        assert inside is _cell_kernels_nb
 
 
 @pytest.mark.parametrize(
