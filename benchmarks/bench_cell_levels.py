@@ -1,11 +1,12 @@
 """Time of one training call of ``CrossbarLayer._cell_levels`` (the noisy cells drawn for every
 training batch) on a chip's device model, for the layers of digits-mlp, and what bounds it.
 
-Prints, per layer shape: the call's median milliseconds; the part of it that is torch's own
-random draws (programming ``randn``, stuck-cell ``rand``, read ``randn`` over the ``[K, S, P,
-Nc]`` cells: what the fixed random stream costs); and, as a proposal only, what the same draws
-cost from numba's generator inside one kernel (a different random stream, so not what neuronas
-does).  Run it against another checkout with ``PYTHONPATH=that/checkout``.
+Prints, per layer shape: the call's median milliseconds as a training batch runs it (the
+kernels draw torch's own numbers from its global generator, then the one-pass cell kernel); the
+same call with ``NEURONAS_TORCH_DRAWS=1`` (torch's own ``randn`` / ``rand`` / ``randn``: the
+reference path, the same numbers); torch's three draws over the ``[K, S, P, Nc]`` cells alone
+(what the fixed random stream costs torch); and whether both paths gave the same cells, bit for
+bit, from the same seed.  Run it against another checkout with ``PYTHONPATH=that/checkout``.
 
     python benchmarks/bench_cell_levels.py [--chip rram-adcless-65nm] [--weight-bits 4] [--repeats 7]
 """
@@ -32,28 +33,12 @@ def median_ms(fn: Callable[[], object], calls: int, repeats: int) -> float:
     return statistics.median(out)
 
 
-def numba_draws() -> Callable[[int], None]:
-    """The three draws from numba's own generator into preallocated buffers (the proposal)."""
-    import numpy as np
-    from numba import njit
-
-    @njit(cache=False, nogil=True)
-    def draw(eps, u, r):  # pragma: no cover
-        for i in range(eps.shape[0]):
-            eps[i] = np.random.standard_normal()
-        for i in range(u.shape[0]):
-            u[i] = np.random.random()
-        for i in range(r.shape[0]):
-            r[i] = np.random.standard_normal()
-
-    bufs: dict[int, tuple[np.ndarray, ...]] = {}
-
-    def run(n: int) -> None:
-        if n not in bufs:
-            bufs[n] = tuple(np.empty(n, dtype=np.float32) for _ in range(3))
-        draw(*bufs[n])
-
-    return run
+def torch_draws_env(on: bool) -> None:
+    """Torch's own draws (``NEURONAS_TORCH_DRAWS=1``, read at every call) or the kernels'."""
+    if on:
+        os.environ["NEURONAS_TORCH_DRAWS"] = "1"
+    else:
+        os.environ.pop("NEURONAS_TORCH_DRAWS", None)
 
 
 def main() -> None:
@@ -72,11 +57,13 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     dev = DeviceModel.from_chip(load_chip(args.chip))
-    draw_nb = numba_draws()
     print(f"neuronas from {os.path.dirname(neuronas.__file__)}; {dev}")
     print(f"load average {os.getloadavg()[0]:.2f}, threads {args.threads}")
-    print("| columns | layer K x N | cells | _cell_levels ms | torch draws ms | numba draws ms |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| columns | layer K x N | cells | _cell_levels ms | with torch's draws ms "
+        "| torch's draws alone ms | same cells |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for scheme in ("differential", "offset"):
         cfg = CrossbarConfig(
             weight_bits=args.weight_bits,
@@ -101,11 +88,19 @@ def main() -> None:
             def draws(shape: tuple[int, ...] = shape) -> None:
                 torch.randn(shape), torch.rand(shape), torch.randn(shape)
 
+            outs = []
+            for torch_path in (False, True):
+                torch_draws_env(torch_path)
+                torch.manual_seed(1)
+                outs.append(cells(q, True).view(torch.int32))
+            same = torch.equal(outs[0], outs[1])
+            t_torch = median_ms(lambda c=cells, q=q: c(q, True), args.calls, args.repeats)
+            torch_draws_env(False)
             t_cells = median_ms(lambda c=cells, q=q: c(q, True), args.calls, args.repeats)
             t_draws = median_ms(draws, args.calls, args.repeats)
-            t_nb = median_ms(lambda n=n: draw_nb(n), args.calls, args.repeats)
             print(
-                f"| {scheme} | {fan_in} x {fan_out} | {n} | {t_cells:.2f} | {t_draws:.2f} | {t_nb:.2f} |"
+                f"| {scheme} | {fan_in} x {fan_out} | {n} | {t_cells:.2f} | {t_torch:.2f} "
+                f"| {t_draws:.2f} | {same} |"
             )
 
 
