@@ -94,6 +94,7 @@ def main() -> None:
                 torch.manual_seed(1)
                 outs.append(cells(q, True).view(torch.int32))
             same = torch.equal(outs[0], outs[1])
+            torch_draws_env(True)
             t_torch = median_ms(lambda c=cells, q=q: c(q, True), args.calls, args.repeats)
             torch_draws_env(False)
             t_cells = median_ms(lambda c=cells, q=q: c(q, True), args.calls, args.repeats)
