@@ -48,6 +48,19 @@ def _clone(a: Any) -> Any:
     return a
 
 
+def other_checkout_module(root: Path, module: str, name: str) -> Any:
+    """``root``'s copy of the module file ``module`` (e.g. ``neuronas/snn/_kernels_nb.py``),
+    loaded under ``name`` beside this checkout's own (for ``--compare``; set a temporary
+    ``NUMBA_CACHE_DIR`` before numba is imported, so that the copy never writes into a
+    checkout's cache)."""
+    path = Path(root) / module
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    other = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(other)
+    return other
+
+
 def record(args: argparse.Namespace) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
     """One training step of the warm network at awareness 1, its kernel calls recorded."""
     import torch
@@ -163,12 +176,9 @@ def main() -> None:
     calls = record(args)
     arms: dict[str, Any] = {"this": None}  # None: this checkout's own kernels
     if args.compare is not None:
-        path = args.compare / "neuronas" / "snn" / "_kernels_nb.py"
-        spec = importlib.util.spec_from_file_location("bench_conv_kernels_other", path)
-        assert spec is not None and spec.loader is not None, path
-        other = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(other)
-        arms["other"] = other
+        arms["other"] = other_checkout_module(
+            args.compare, "neuronas/snn/_kernels_nb.py", "bench_conv_kernels_other"
+        )
     outputs: dict[str, list[list[Any]]] = {}
     for arm, module in arms.items():  # compile, and keep each arm's results
         with _kernels.kernels_from(module):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import os
 import statistics
@@ -174,12 +173,12 @@ def main() -> None:
         raise SystemExit("numba is not importable here: nothing to time")
     arms: dict[str, Any] = {"this": None}  # None: this checkout's own kernel
     if args.compare is not None:
-        path = Path(args.compare) / "neuronas" / "snn" / "_cell_kernels_nb.py"
-        spec = importlib.util.spec_from_file_location("bench_noisy_cells_other", path)
-        assert spec is not None and spec.loader is not None
-        other = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(other)
-        arms["other"] = other
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_conv_kernels import other_checkout_module
+
+        arms["other"] = other_checkout_module(
+            Path(args.compare), "neuronas/snn/_cell_kernels_nb.py", "bench_noisy_cells_other"
+        )
 
     rows = []
     for read_only in (False, True):
