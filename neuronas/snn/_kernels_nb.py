@@ -20,7 +20,8 @@ def read_array(x, w, g, m, idx, val, acc):  # pragma: no cover
     visiting only the driven rows; returns how many rows were driven.
 
     Four driven rows per pass over the columns: one load and one store of the accumulator
-    per four multiply-adds (the accumulator's round trip, not the arithmetic, bounds it)."""
+    per four multiply-adds.  Reading the driven rows' conductances (from L2) bounds it: eight
+    rows a pass, the same bits, measured no faster (benchmarks/RESULTS.md)."""
     n = 0
     n_rows = w.shape[1]
     base = g * n_rows
