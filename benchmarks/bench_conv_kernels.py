@@ -12,8 +12,9 @@ its noise.
 and replays every call with both, alternating call by call in this one process (the shared
 machine's speed drifts between processes), checks that both give the same bits (outputs and
 every gradient, as float32 bit patterns) and prints the ratio of the two.  The kernels are then
-compiled into a temporary numba cache (a second copy of a module must not write into a
-checkout's cache).
+compiled into a new temporary numba cache, whatever ``NUMBA_CACHE_DIR`` says (a second copy of
+a module must not write into a checkout's cache, and numba cannot load that copy from a cache
+again).
 
     python benchmarks/bench_conv_kernels.py [--arch digits-cnn] [--repeats 40] [--compare PATH]
         [--json OUT]
@@ -24,10 +25,12 @@ checkout's cache).
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime as dt
 import importlib.util
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -46,6 +49,18 @@ def _clone(a: Any) -> Any:
     if isinstance(a, tuple):
         return tuple(_clone(b) for b in a)
     return a
+
+
+def private_numba_cache(prefix: str) -> str:
+    """Point numba at a new, empty cache for this run (``--compare``; before numba is imported),
+    removed at exit, whatever ``NUMBA_CACHE_DIR`` said: the other checkout's copy is cached
+    under a module name numba cannot import again, so a second run reading the same cache failed
+    (``ModuleNotFoundError: No module named '<dynamic>'``), and a checkout's own cache is never
+    written by a copy of its module."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    os.environ["NUMBA_CACHE_DIR"] = path
+    return path
 
 
 def other_checkout_module(root: Path, module: str, name: str) -> Any:
@@ -165,8 +180,8 @@ def main() -> None:
     ap.add_argument("--compare", type=Path, default=None, help="another checkout's root")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    if args.compare is not None and "NUMBA_CACHE_DIR" not in os.environ:
-        os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_conv_kernels_")
+    if args.compare is not None:
+        private_numba_cache("bench_conv_kernels_")
 
     import torch
 

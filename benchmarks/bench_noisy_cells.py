@@ -10,8 +10,9 @@ chip's non-idealities (``rram-adcless-65nm``) and with read noise only.
 
 ``--compare PATH`` also loads another checkout's kernel (``PATH/neuronas/snn/_cell_kernels_nb.py``)
 and runs both through the same wrapper, alternating call by call in this one process, checks
-that they give the same bits and prints the ratio (the other kernel compiles into a temporary
-numba cache: a second copy of a module must not write into a checkout's cache).
+that they give the same bits and prints the ratio (both kernels compile into a new temporary
+numba cache, whatever ``NUMBA_CACHE_DIR`` says: a second copy of a module must not write into a
+checkout's cache, and numba cannot load that copy from a cache again).
 
 ``--trial ARCH`` (with ``--compare``) also runs whole trials of ``ARCH`` at the search's screening
 settings, each seed once with each kernel in alternating order (``--threads`` torch threads), and
@@ -161,8 +162,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the trials")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    if args.compare is not None and "NUMBA_CACHE_DIR" not in os.environ:
-        os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_noisy_cells_")
+    if args.compare is not None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_conv_kernels import private_numba_cache
+
+        private_numba_cache("bench_noisy_cells_")
 
     import torch
 
@@ -173,7 +177,6 @@ def main() -> None:
         raise SystemExit("numba is not importable here: nothing to time")
     arms: dict[str, Any] = {"this": None}  # None: this checkout's own kernel
     if args.compare is not None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         from bench_conv_kernels import other_checkout_module
 
         arms["other"] = other_checkout_module(
