@@ -19,6 +19,7 @@ from neuronas.snn.crossbar import (
     adc_quantize,
     quantize_weight,
     sense_amp,
+    zero_inserted,
 )
 
 SA64 = CrossbarConfig(weight_bits=4, adc_bits=1, adc_kind="sa", rows=64, bits_per_cell=1)
@@ -1066,6 +1067,149 @@ def test_crossbar_conv_on_cuda_matches_cpu(kind: str, bits: int) -> None:
     got = _conv_grads(conv, x.cuda(), conv)
     for a, b in zip(got, want, strict=True):
         assert torch.allclose(a.cpu(), b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind,bits", [("sa", 1), ("sar", 4)])
+def test_crossbar_transposed_conv_on_cuda_matches_cpu(kind: str, bits: int) -> None:
+    cfg = CrossbarConfig(weight_bits=4, adc_bits=bits, adc_kind=kind, rows=16, bits_per_cell=1)
+    de, _ = _deconv_and_reference(cfg, 4, 2, 1)
+    x = _spikes(6, 3, 9, 9, p=0.2, seed=6)
+    want = _conv_grads(de, x, de)
+    de = de.cuda()
+    got = _conv_grads(de, x.cuda(), de)
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a.cpu(), b, rtol=1e-4, atol=1e-4)
+
+
+# -- transposed convolutions: the convolution of the zero-inserted input, converted per group ----
+
+DECONV_GEOMETRIES = [  # (kernel, stride, padding): the flow decoders' 4/2/1, odd kernels, a crop
+    (4, 2, 1),
+    (3, 2, 1),
+    (3, 1, 1),
+    (2, 2, 0),
+    (3, 2, 3),
+]
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [*DECONV_GEOMETRIES, (1, 3, 0), (5, 3, 2)])
+def test_zero_inserted_input_turns_a_transposed_conv_into_a_conv(
+    kernel: int, stride: int, padding: int
+) -> None:
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 5, 4)
+    w = torch.randn(3, 4, kernel, kernel)  # conv_transpose2d's [C_in, C_out, k, k]
+    xd, pad = zero_inserted(x, stride, kernel, padding)
+    got = F.conv2d(xd, w.flip(2, 3).transpose(0, 1), padding=pad)
+    want = F.conv_transpose2d(x, w, stride=stride, padding=padding)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def _deconv_and_reference(
+    cfg: CrossbarConfig, kernel: int, stride: int, padding: int, c_in: int = 3, c_out: int = 5
+) -> tuple[CrossbarConvTranspose2d, CrossbarLinear]:
+    """A transposed conv and the same weights as a linear layer (rows ``(c, i, j)`` of the
+    transposed conv's kernel: its fan-in order) for the reference."""
+    torch.manual_seed(0)
+    de = CrossbarConvTranspose2d(c_in, c_out, kernel, stride=stride, padding=padding, config=cfg)
+    lin = CrossbarLinear(c_in * kernel * kernel, c_out, cfg)
+    with torch.no_grad():
+        de.weight.normal_(0.0, 0.3)
+        de.bias.normal_(0.0, 0.1)
+        de.w_step.fill_(0.07)
+        de.adc_step.uniform_(0.6, 1.6)
+        if de.sa_ref is not None:
+            de.sa_ref.normal_(0.0, 0.4)
+        de.calibrated.fill_(True)
+    lin.load_state_dict(
+        {k: v for k, v in de.state_dict().items() if k != "weight"}
+        | {"weight": de.weight.detach().transpose(0, 1).reshape(c_out, -1)}
+    )
+    for m in (de, lin):
+        m.hardware_awareness = 1.0
+    return de, lin
+
+
+@pytest.mark.parametrize("kind,bits,scheme,bpc,rows", [CONV_CASES[i] for i in (0, 3, 4, 7, 8)])
+@pytest.mark.parametrize("kernel,stride,padding", DECONV_GEOMETRIES)
+@pytest.mark.parametrize("numba", [True, False])
+def test_transposed_conv_converts_every_row_group_like_the_linear_reference(
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    bits: int,
+    scheme: str,
+    bpc: int,
+    rows: int,
+    kernel: int,
+    stride: int,
+    padding: int,
+    numba: bool,
+) -> None:
+    """Each output position of a transposed conv is one read of its arrays: every row group's
+    partial sums over the taps that reach it (the input's pixels; inserted zeros drive no row)
+    through their own converters.  Reference: the linear layer's per-group conversion on the
+    columns of the zero-inserted input, taps turned back to the transposed kernel's order.
+    Outputs and every gradient, on the numba kernels and on the tensor-op path."""
+    from neuronas.snn import _kernels
+
+    if numba and not _kernels.available():
+        pytest.skip("numba is not importable here: only the tensor-op path runs")
+    if not numba:
+        monkeypatch.setenv("NEURONAS_NO_NUMBA", "1")
+    cfg = _case_config(kind, bits, scheme, bpc, rows)
+    de, lin = _deconv_and_reference(cfg, kernel, stride, padding)
+    x = _spikes(4, 3, 5, 5, p=0.3, seed=4)
+    x[0, :, :3, :3] = 0.0  # idle row groups at some positions
+    x[1] *= 0.5  # pooled inputs reach a decoder too
+    k2 = 3 * kernel * kernel
+
+    def reference(xx: torch.Tensor) -> torch.Tensor:
+        xd, pad = zero_inserted(xx, stride, kernel, padding)
+        cols = F.unfold(xd, kernel, padding=pad)  # [B, K, P], taps (c, k-1-i, k-1-j)
+        n_pos = cols.shape[2]
+        cols = cols.view(4, 3, kernel, kernel, n_pos).flip(2, 3).reshape(4, k2, n_pos)
+        oh = (5 - 1) * stride - 2 * padding + kernel
+        y = lin(cols.transpose(1, 2).reshape(-1, k2))
+        return y.view(4, n_pos, 5).transpose(1, 2).reshape(4, 5, oh, oh)
+
+    got = _conv_grads(de, x, de)
+    # the weight's gradient in the reference's [C_out, K] order
+    got[2] = de.weight.grad.transpose(0, 1).reshape(-1).clone()
+    want = _conv_grads(lin, x, reference)
+    assert got[0].shape == F.conv_transpose2d(x, de.weight, None, stride, padding).shape
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)  # float sums in another order
+
+
+def test_transposed_conv_on_a_sense_amplifier_chip_is_not_the_exact_sum() -> None:
+    """On 1-bit sense amplifiers the decoder's partial sums are converted (not summed exactly as
+    a digital macro would), and its converters are calibrated from the first batch."""
+    torch.manual_seed(0)
+    cfg = CrossbarConfig(weight_bits=4, adc_bits=1, adc_kind="sa", rows=16, bits_per_cell=1)
+    de = CrossbarConvTranspose2d(8, 4, 4, stride=2, padding=1, config=cfg)
+    exact = CrossbarConvTranspose2d(
+        8,
+        4,
+        4,
+        stride=2,
+        padding=1,
+        config=CrossbarConfig(weight_bits=4, adc_kind="digital", adc_bits=0),
+    )
+    exact.load_state_dict(de.state_dict(), strict=False)
+    x = _spikes(3, 8, 6, 6, p=0.3, seed=7)
+    for m in (de, exact):
+        m.hardware_awareness = 1.0
+    assert not bool(de.calibrated)
+    y = de(x)
+    assert bool(de.calibrated) and not torch.allclose(de.adc_step, torch.ones_like(de.adc_step))
+    y_exact = exact(x)
+    assert y.shape == y_exact.shape == (3, 4, 12, 12)
+    assert not torch.allclose(y, y_exact, atol=1e-3)
+    # an input with no spike drives no row of any group: only the bias remains
+    assert torch.allclose(de(torch.zeros_like(x)), de.bias.view(1, -1, 1, 1).expand_as(y))
 
 
 # -- the fused noisy-cell kernel gives the numbers of the tensor ops -----------------------------

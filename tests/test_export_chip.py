@@ -18,7 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from neuronas.export.chip import load_layer, simulate_layer, unfold, write_chip_package
+from neuronas.export.chip import (
+    load_layer,
+    simulate_layer,
+    unfold,
+    unfold_transposed,
+    write_chip_package,
+)
 from neuronas.hardware import estimate, load_chip
 from neuronas.snn import build, crossbar_layers
 from neuronas.spec import ArchSpec
@@ -39,6 +45,17 @@ CNN = {
     ],
     "neuron": {"model": "lif", "tau": 2.0, "threshold": 0.5},
 }
+# an encoder-decoder (flow): transposed convs read their zero-inserted input on the arrays
+ENCDEC = {
+    "task": "dense",
+    "input": {"shape": [2, 8, 8], "timesteps": T},
+    "layers": [
+        {"kind": "conv", "out": 6, "kernel": 3, "stride": 2},  # 6 x 4 x 4
+        {"kind": "deconv", "out": 5, "kernel": 4, "stride": 2, "padding": 1},  # 5 x 8 x 8
+        {"kind": "deconv", "out": 2, "kernel": 3, "stride": 1, "padding": 1},  # 2 x 8 x 8
+    ],
+    "neuron": {"model": "lif", "tau": 2.0, "threshold": 0.5},
+}
 
 CASES = [
     pytest.param(MLP, {"adc_kind": "sa", "adc_bits": 1}, "differential", 1, 4, id="mlp-sa-diff"),
@@ -53,6 +70,16 @@ CASES = [
     pytest.param(CNN, {"adc_kind": "sa", "adc_bits": 1}, "differential", 1, 4, id="cnn-sa-diff"),
     pytest.param(
         CNN, {"adc_kind": "sar", "adc_bits": 4}, "offset", 2, 4, id="cnn-sar4-offset-2bpc"
+    ),
+]
+# the chip package holds transposed convs too (NIR has no primitive for them: its tests use CASES)
+CHIP_CASES = [
+    *CASES,
+    pytest.param(
+        ENCDEC, {"adc_kind": "sa", "adc_bits": 1}, "differential", 1, 4, id="encdec-sa-diff"
+    ),
+    pytest.param(
+        ENCDEC, {"adc_kind": "sar", "adc_bits": 3}, "offset", 2, 4, id="encdec-sar3-offset-2bpc"
     ),
 ]
 
@@ -91,7 +118,7 @@ def _trained_like(spec: dict, mapping: dict, scheme: str, bpc: int, wbits: int):
     return arch, model, x
 
 
-@pytest.mark.parametrize(("spec", "mapping", "scheme", "bpc", "wbits"), CASES)
+@pytest.mark.parametrize(("spec", "mapping", "scheme", "bpc", "wbits"), CHIP_CASES)
 def test_rebuilding_each_layer_from_the_package_reproduces_chip_mode(
     tmp_path: Path, spec: dict, mapping: dict, scheme: str, bpc: int, wbits: int
 ) -> None:
@@ -120,8 +147,9 @@ def test_rebuilding_each_layer_from_the_package_reproduces_chip_mode(
         assert t["cells"].shape == (entry["row_groups"], entry["col_groups"], 16, 16)
         assert t["cells"].max() <= 2**bpc - 1
         assert (t["converter_step"] > 0).all() and float(t["weight_step"]) > 0
-        if r.kind == "conv":
-            x2d = unfold(inp.numpy(), r.kernel, r.stride, r.padding)
+        if r.kind in ("conv", "deconv"):
+            cols = unfold if r.kind == "conv" else unfold_transposed
+            x2d = cols(inp.numpy(), r.kernel, r.stride, r.padding)
             want = out.permute(0, 2, 3, 1).reshape(-1, r.fan_out).numpy()
         else:
             x2d = inp.reshape(-1, r.fan_in).numpy()

@@ -34,7 +34,11 @@ for the spikes on that array's rows.  The digital periphery then computes, per o
 ``y[n] = weight_step * sum_s 2^(s*bits) * step[s, n] * sum_g code[g, s, n]`` (offset scheme:
 minus the same sum for the reference column), plus ``bias[n]``: the layer's output current.
 Convolutions read the arrays once per output position with the input unrolled as
-``torch.nn.functional.unfold`` orders it (channel, kernel row, kernel column).
+``torch.nn.functional.unfold`` orders it (channel, kernel row, kernel column). Transposed
+convolutions (``deconv``) do too, as the convolution that computes them: the input with
+``stride - 1`` zeros between its pixels, padded by ``kernel - 1 - padding`` (cropped where that
+is negative), unrolled with stride 1, and row (c, i, j) (the fan-in in ``ConvTranspose2d``'s
+weight order) reading tap (k-1-i, k-1-j); the inserted zeros drive no row (:func:`unfold_transposed`).
 :func:`simulate_layer` is that computation from the package alone.
 
 Levels are the targets to program: level L of a cell with ``bits_per_cell`` bits sits L equal
@@ -53,7 +57,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_package", "load_layer", "simulate_layer", "unfold", "write_chip_package"]
+__all__ = [
+    "check_package",
+    "load_layer",
+    "simulate_layer",
+    "unfold",
+    "unfold_transposed",
+    "write_chip_package",
+]
 
 
 def _columns(n_out: int, slices: int, differential: bool, cols: int) -> tuple[np.ndarray, ...]:
@@ -171,15 +182,11 @@ def write_chip_package(model: Any, arch: Any, chip: Any, out: Path) -> dict[str,
     offset_cols = int(chip.constants["offset_columns_per_array"])
     pes_per_tile = int(chip.capacity.pes_per_tile)
     layers = []
-    skipped = []
     next_pe = 0
     for layer, r in zip(crossbar_layers(model), arch.resolved(), strict=True):
         mapping = map_layer(r, layout, offset_cols)
         first_pe = next_pe
         next_pe += mapping.pes
-        if r.kind == "deconv":
-            skipped.append(r.index)
-            continue
         tensors, entry = _layer_package(layer, r, mapping)
         entry["tiles"] = {
             "first": first_pe // pes_per_tile,
@@ -203,11 +210,6 @@ def write_chip_package(model: Any, arch: Any, chip: Any, out: Path) -> dict[str,
                     "im2col grouping the network was trained and evaluated with"
                 ]
                 if layout == "kernel_split"
-                else []
-            ),
-            *(
-                [f"deconv layers {skipped} are not packaged (their sums are modelled exact)"]
-                if skipped
                 else []
             ),
         ],
@@ -292,6 +294,24 @@ def unfold(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
     return cols.reshape(b * oh * ow, c * kernel * kernel)
 
 
+def unfold_transposed(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """A transposed convolution's array reads: ``[B, C, H, W]`` -> ``[B * P, C * k * k]``, one
+    row per output position (``(H-1)*stride - 2*padding + kernel`` per axis), rows in the fan-in
+    order ``(c, i, j)`` of ``ConvTranspose2d``'s weight.  The input with ``stride - 1`` zeros
+    between its pixels, unrolled with stride 1 and padding ``kernel - 1 - padding`` (cropped
+    where negative); row (c, i, j) reads tap (k-1-i, k-1-j)."""
+    b, c, h, w = x.shape
+    xd = np.zeros((b, c, (h - 1) * stride + 1, (w - 1) * stride + 1), x.dtype)
+    xd[:, :, ::stride, ::stride] = x
+    pad = kernel - 1 - padding
+    if pad < 0:
+        xd = xd[:, :, -pad : xd.shape[2] + pad, -pad : xd.shape[3] + pad]
+        pad = 0
+    cols = unfold(xd, kernel, 1, pad)
+    n = cols.shape[0]
+    return cols.reshape(n, c, kernel, kernel)[:, :, ::-1, ::-1].reshape(n, c * kernel * kernel)
+
+
 def check_package(model: Any, arch: Any, package: Path, x: Any) -> float:
     """The largest deviation, relative to each layer's largest output, between the layers rebuilt
     from ``package`` (:func:`simulate_layer`) and ``model``'s own chip mode on inputs ``x [T, B,
@@ -315,11 +335,10 @@ def check_package(model: Any, arch: Any, package: Path, x: Any) -> float:
             h.remove()
     worst = 0.0
     for r, (inp, out) in zip(arch.resolved(), seen, strict=True):
-        if r.kind == "deconv":
-            continue
         entry, t = load_layer(package, r.index)
-        if r.kind == "conv":
-            x2d = unfold(inp.cpu().numpy(), r.kernel, r.stride, r.padding)
+        if r.kind in ("conv", "deconv"):
+            cols = unfold if r.kind == "conv" else unfold_transposed
+            x2d = cols(inp.cpu().numpy(), r.kernel, r.stride, r.padding)
             want = out.permute(0, 2, 3, 1).reshape(-1, r.fan_out).cpu().numpy()
         else:
             x2d = inp.reshape(-1, r.fan_in).cpu().numpy()

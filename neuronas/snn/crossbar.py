@@ -65,6 +65,7 @@ __all__ = [
     "quantize_weight",
     "round_ste",
     "sense_amp",
+    "zero_inserted",
 ]
 
 
@@ -1272,14 +1273,117 @@ class CrossbarLinear(CrossbarLayer, nn.Linear):
         return self._mix(ideal, y)
 
 
-class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
-    """``nn.Conv2d`` on crossbars: fan-in C_in*k*k rows (ordered as im2col orders them), one
-    output column per channel; each output position is one read of the arrays.  All row groups'
-    partial sums come from one grouped convolution (:class:`ConvRowGroups`), not from im2col."""
+class _ConvArrays(CrossbarLayer):
+    """What a convolution's arrays compute, for :class:`CrossbarConv2d` and
+    :class:`CrossbarConvTranspose2d`: the row groups' geometry (:class:`ConvRowGroups`) and the
+    converted partial sums of every output position (:class:`_ConvConvertSum`)."""
 
     group_rows: torch.Tensor
     group_channels: torch.Tensor | None
     group_slots: torch.Tensor
+
+    def _init_conv_arrays(self, in_channels: int, kernel_size: int, flip_taps: bool) -> None:
+        """The groups of the fan-in rows ``(c, i, j)`` (as im2col orders them).  ``flip_taps``:
+        the arrays read their input through the kernel turned by 180 degrees (a transposed
+        convolution as a convolution of its zero-inserted input): weight slot ``(i, j)`` holds
+        row ``(c, k-1-i, k-1-j)``, so every row stays in the group it is in."""
+        geo = ConvRowGroups.of(in_channels, kernel_size, self.config.rows)
+        rows = geo.rows.flip(2, 3).contiguous() if flip_taps else geo.rows
+        self.register_buffer("group_rows", rows, persistent=False)
+        self.register_buffer("group_channels", geo.channels, persistent=False)
+        # 1 where a weight slot holds one of its group's rows: counts a group's driven rows
+        self.register_buffer(
+            "group_slots", (rows < self.fan_in).to(torch.float32), persistent=False
+        )
+        # the sense amplifiers' codes' buffers, reused from batch to batch (_CodesSpare)
+        self._codes_spare = _CodesSpare()
+
+    def _converted_conv(
+        self,
+        x: torch.Tensor,
+        q: torch.Tensor,
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+    ) -> torch.Tensor:
+        """Every row group's partial sums of the convolution of ``x [B, C, H, W]`` (quantized
+        weights ``q [N, K]``), each through its converter, slices and groups summed:
+        ``[B, Nc, OH, OW]`` with the weight step and the bias applied (all ``n_cols`` columns)."""
+        cfg = self.config
+        cells = self._cell_levels(q, True)  # [K, S, Nc], detached
+        n_slices, nc = cells.shape[1], cells.shape[2]
+        rows = self.group_rows  # [G, span, k, k]
+        # weight slots outside their group's rows read the appended zero row
+        wcell = torch.cat([cells, cells.new_zeros(1, n_slices, nc)])[rows]  # [G, span, k, k, S, Nc]
+        wq = self._column_weights(q).t()  # [K, Nc]: what the gradient reaches
+        wqs = torch.cat([wq, wq.new_zeros(1, nc)])[rows]  # [G, span, k, k, Nc]
+        # contiguous: the kernels read it in place (the tensor-op path gathers channels-last)
+        xc = x.contiguous()
+        act_w = self.group_slots.to(x.dtype).contiguous(memory_format=torch.channels_last)
+        if not bool(self.calibrated):
+            self._calibrate_conv(
+                _gather_channels(xc.detach(), self.group_channels),
+                _grouped_weight(wcell),
+                act_w,
+                stride,
+                padding,
+            )
+        step = (self.adc_step.abs() + 1e-8).reshape(-1)
+        if cfg.adc_kind == "sa":
+            mode = 1 if cfg.differential else 2
+            ref = self.sa_ref.reshape(-1) if self.sa_ref is not None else None
+            qn, qp = 0, 0
+        else:
+            mode, ref = 0, None
+            qn, qp = cfg.adc_range
+        return _ConvConvertSum.apply(
+            xc,
+            self.group_channels,
+            wcell,
+            wqs,
+            act_w,
+            self.slice_weight,
+            self.slice_grad,
+            step,
+            ref,
+            self._w_step(),
+            self.bias,
+            mode,
+            qn,
+            qp,
+            stride,
+            padding,
+            torch.is_grad_enabled(),
+            self._codes_spare,
+        )
+
+    @torch.no_grad()
+    def _calibrate_conv(
+        self,
+        xg: torch.Tensor,
+        wconv: torch.Tensor,
+        act_w: torch.Tensor,
+        stride: tuple[int, ...],
+        padding: tuple[int, ...],
+    ) -> None:
+        n_slices, nc = self.adc_step.shape
+        g = self.row_groups
+        sum_abs = torch.zeros(n_slices, nc, dtype=xg.dtype, device=xg.device)
+        peak = torch.full((n_slices, nc), -math.inf, dtype=xg.dtype, device=xg.device)
+        count = torch.zeros((), dtype=xg.dtype, device=xg.device)
+        act = _conv_active(xg, act_w, stride, padding)
+        for b0, b1, psum in _conv_partial_sums(xg, wconv, g, stride, padding):
+            p4 = _rows_of(psum).view(-1, g, n_slices, nc)
+            active = (_rows_of(act[b0:b1]) > 0).to(xg.dtype).view(-1, g, 1, 1)
+            sum_abs += (p4.abs() * active).sum((0, 1))
+            count += active.sum()
+            peak = torch.maximum(peak, p4.amax((0, 1)))
+        self._set_converter_ranges(sum_abs / count.clamp(min=1), peak)
+
+
+class CrossbarConv2d(_ConvArrays, nn.Conv2d):
+    """``nn.Conv2d`` on crossbars: fan-in C_in*k*k rows (ordered as im2col orders them), one
+    output column per channel; each output position is one read of the arrays.  All row groups'
+    partial sums come from one grouped convolution (:class:`ConvRowGroups`), not from im2col."""
 
     def __init__(
         self,
@@ -1299,13 +1403,7 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
         self._init_crossbar(
             k, out_channels, config or CrossbarConfig(), device_model or DeviceModel()
         )
-        geo = ConvRowGroups.of(in_channels, kernel_size, self.config.rows)
-        self.register_buffer("group_rows", geo.rows, persistent=False)
-        self.register_buffer("group_channels", geo.channels, persistent=False)
-        # 1 where a weight slot holds one of its group's rows: counts a group's driven rows
-        self.register_buffer("group_slots", (geo.rows < k).to(torch.float32), persistent=False)
-        # the sense amplifiers' codes' buffers, reused from batch to batch (_CodesSpare)
-        self._codes_spare = _CodesSpare()
+        self._init_conv_arrays(in_channels, kernel_size, flip_taps=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = float(self.hardware_awareness)
@@ -1342,87 +1440,47 @@ class CrossbarConv2d(CrossbarLayer, nn.Conv2d):
                 y = y + bias.view(1, -1, 1, 1)
             self.calibrated.fill_(True)
         else:
-            cells = self._cell_levels(q, True)  # [K, S, Nc], detached
-            n_slices, nc = cells.shape[1], cells.shape[2]
-            rows = self.group_rows  # [G, span, k, k]
-            # weight slots outside their group's rows read the appended zero row
-            wcell = torch.cat([cells, cells.new_zeros(1, n_slices, nc)])[
-                rows
-            ]  # [G, span, k, k, S, Nc]
-            wq = self._column_weights(q).t()  # [K, Nc]: what the gradient reaches
-            wqs = torch.cat([wq, wq.new_zeros(1, nc)])[rows]  # [G, span, k, k, Nc]
-            # contiguous: the kernels read it in place (the tensor-op path gathers channels-last)
-            xc = x.contiguous()
-            act_w = self.group_slots.to(x.dtype).contiguous(memory_format=torch.channels_last)
-            if not bool(self.calibrated):
-                self._calibrate_conv(
-                    _gather_channels(xc.detach(), self.group_channels),
-                    _grouped_weight(wcell),
-                    act_w,
-                    stride,
-                    padding,
-                )
-            step = (self.adc_step.abs() + 1e-8).reshape(-1)
-            if cfg.adc_kind == "sa":
-                mode = 1 if cfg.differential else 2
-                ref = self.sa_ref.reshape(-1) if self.sa_ref is not None else None
-                qn, qp = 0, 0
-            else:
-                mode, ref = 0, None
-                qn, qp = cfg.adc_range
-            y = _ConvConvertSum.apply(
-                xc,
-                self.group_channels,
-                wcell,
-                wqs,
-                act_w,
-                self.slice_weight,
-                self.slice_grad,
-                step,
-                ref,
-                self._w_step(),
-                self.bias,
-                mode,
-                qn,
-                qp,
-                stride,
-                padding,
-                torch.is_grad_enabled(),
-                self._codes_spare,
-            )
+            y = self._converted_conv(x, q, stride, padding)
         if not cfg.differential:
             y = y[:, : self.fan_out] - y[:, self.fan_out :]
         return y
 
-    @torch.no_grad()
-    def _calibrate_conv(
-        self,
-        xg: torch.Tensor,
-        wconv: torch.Tensor,
-        act_w: torch.Tensor,
-        stride: tuple[int, ...],
-        padding: tuple[int, ...],
-    ) -> None:
-        n_slices, nc = self.adc_step.shape
-        g = self.row_groups
-        sum_abs = torch.zeros(n_slices, nc, dtype=xg.dtype, device=xg.device)
-        peak = torch.full((n_slices, nc), -math.inf, dtype=xg.dtype, device=xg.device)
-        count = torch.zeros((), dtype=xg.dtype, device=xg.device)
-        act = _conv_active(xg, act_w, stride, padding)
-        for b0, b1, psum in _conv_partial_sums(xg, wconv, g, stride, padding):
-            p4 = _rows_of(psum).view(-1, g, n_slices, nc)
-            active = (_rows_of(act[b0:b1]) > 0).to(xg.dtype).view(-1, g, 1, 1)
-            sum_abs += (p4.abs() * active).sum((0, 1))
-            count += active.sum()
-            peak = torch.maximum(peak, p4.amax((0, 1)))
-        self._set_converter_ranges(sum_abs / count.clamp(min=1), peak)
+
+def zero_inserted(
+    x: torch.Tensor, stride: int, kernel: int, padding: int
+) -> tuple[torch.Tensor, int]:
+    """A transposed convolution's input as the convolution that computes it reads it:
+    ``conv_transpose2d(x, w, stride=s, padding=p) == conv2d(xd, w', padding=pd)`` with ``xd``
+    the input with ``s - 1`` zeros between neighbouring pixels (``[B, C, (H-1)s+1, (W-1)s+1]``),
+    ``w'`` the kernel turned by 180 degrees with its channel axes swapped and ``pd = k - 1 - p``;
+    when ``p > k - 1`` the surplus is cropped from ``xd`` instead (``pd = 0``).  Returns
+    ``(xd, pd)``; differentiable (the gradient of ``x`` is the gradient of ``xd`` at its pixels)."""
+    if stride > 1:
+        b, c, h, w = x.shape
+        xd = x.new_zeros(b, c, (h - 1) * stride + 1, (w - 1) * stride + 1)
+        xd[:, :, ::stride, ::stride] = x
+    else:
+        xd = x
+    pad = kernel - 1 - padding
+    if pad < 0:
+        xd = xd[:, :, -pad : xd.shape[2] + pad, -pad : xd.shape[3] + pad]
+        pad = 0
+    return xd, pad
 
 
-class CrossbarConvTranspose2d(CrossbarLayer, nn.ConvTranspose2d):
-    """Transposed convolution (decoders of dense tasks) with quantized, noisy cell weights.
+class CrossbarConvTranspose2d(_ConvArrays, nn.ConvTranspose2d):
+    """Transposed convolution (decoders of dense tasks) on crossbars, converted like every other
+    crossbar layer.
 
-    The per-row-group conversion is not modelled here: the weights pass through the cells
-    (quantization, slices, device noise) and the sums are exact, as on a digital CIM macro.
+    Mapped as the convolution that computes it (the zero-insertion mapping of GAN / decoder CIM
+    accelerators, e.g. ReGAN, Chen et al., DATE 2018; LerGAN, Mao et al., PACT 2018): the input
+    with ``stride - 1`` zeros between its pixels (:func:`zero_inserted`), padded by
+    ``kernel - 1 - padding``, read through the kernel turned by 180 degrees.  Fan-in C_in*k*k rows
+    ``(c, i, j)`` in ``nn.ConvTranspose2d``'s weight order, one column per output channel; each
+    output position is one read of the arrays, whose inserted zeros drive no row (the cost model
+    prices the same reads: ``hardware.cost``, the input rate divided by ``stride**2``).  Every
+    row group's partial sums go through their converters; idle groups are skipped.  ``digital``
+    arrays sum exactly (one ``conv_transpose2d`` of the cells' weights).
     """
 
     def __init__(
@@ -1443,6 +1501,7 @@ class CrossbarConvTranspose2d(CrossbarLayer, nn.ConvTranspose2d):
         self._init_crossbar(
             k, out_channels, config or CrossbarConfig(), device_model or DeviceModel()
         )
+        self._init_conv_arrays(in_channels, kernel_size, flip_taps=True)
 
     def _quantized(self) -> torch.Tensor:
         qn, qp = self.config.weight_range
@@ -1459,14 +1518,22 @@ class CrossbarConvTranspose2d(CrossbarLayer, nn.ConvTranspose2d):
             assert ideal is not None
             return ideal
         self._ensure_weight_step()
-        self.calibrated.fill_(True)
-        cells = self._cell_weights(self._quantized(), noise=True)  # [K, S, Nc]
-        w = (cells * self.slice_weight.view(1, -1, 1)).sum(1).t()  # [Nc, K]
-        if not self.config.differential:
-            w = w[: self.fan_out] - w[self.fan_out :]
+        cfg = self.config
         k = self.kernel_size[0]
-        w = (w * self._w_step()).view(self.fan_out, -1, k, k).transpose(0, 1)
-        y = F.conv_transpose2d(x, w, self.bias, stride, padding)
+        q = self._quantized()
+        if cfg.adc_kind == "digital":
+            self.calibrated.fill_(True)
+            cells = self._cell_weights(q, noise=True)  # [K, S, Nc]
+            w = (cells * self.slice_weight.view(1, -1, 1)).sum(1).t()  # [Nc, K]
+            if not cfg.differential:
+                w = w[: self.fan_out] - w[self.fan_out :]
+            w = (w * self._w_step()).view(self.fan_out, -1, k, k).transpose(0, 1)
+            y = F.conv_transpose2d(x, w, self.bias, stride, padding)
+        else:
+            xd, pad = zero_inserted(x, stride[0], k, padding[0])
+            y = self._converted_conv(xd, q, (1, 1), (pad, pad))
+            if not cfg.differential:
+                y = y[:, : self.fan_out] - y[:, self.fan_out :]
         return self._mix(ideal, y)
 
 
