@@ -949,21 +949,40 @@ def test_conv_outputs_of_positions_no_group_reads_are_the_bias() -> None:
 
 
 @pytest.mark.parametrize(
-    "n_in,n_out,k,stride,pad", [(8, 8, 3, 1, 1), (9, 4, 3, 2, 0), (10, 5, 5, 2, 2), (7, 3, 3, 3, 1)]
+    "n_in,n_out,k,stride,pad,dil",
+    [
+        (8, 8, 3, 1, 1, 1),
+        (9, 4, 3, 2, 0, 1),
+        (10, 5, 5, 2, 2, 1),
+        (7, 3, 3, 3, 1, 1),
+        (8, 16, 4, 1, 2, 2),  # a transposed conv's zero-inserted input: k 4, stride 2, padding 1
+        (5, 13, 3, 1, 2, 3),
+        (6, 9, 3, 1, -1, 2),  # padding past k - 1: a crop
+    ],
 )
-def test_conv_tap_table_matches_the_division(
-    n_in: int, n_out: int, k: int, stride: int, pad: int
+def test_conv_tap_and_read_tables_match_the_division(
+    n_in: int, n_out: int, k: int, stride: int, pad: int, dil: int
 ) -> None:
+    """Which output an input pixel reaches through each tap, and which input pixel an output
+    reads through each tap (-1: none, or an inserted zero of a dilated input)."""
     from neuronas.snn import _kernels
 
     if not _kernels.available():
         pytest.skip("numba is not importable here")
-    t = _kernels._load().tap_table(n_in, n_out, k, stride, pad)
+    t = _kernels._load().tap_table(n_in, n_out, k, stride, pad, dil)
+    r = _kernels._load().read_table(n_out, n_in, k, stride, pad, dil)
     for i in range(n_in):
         for j in range(k):
-            n = i + pad - j
+            n = i * dil + pad - j
             want = n // stride if n >= 0 and n % stride == 0 and n // stride < n_out else -1
             assert t[i, j] == want
+    for o in range(n_out):
+        for j in range(k):
+            n = o * stride - pad + j
+            want = n // dil if n >= 0 and n % dil == 0 and n // dil < n_in else -1
+            assert r[o, j] == want
+            if want >= 0:  # the inverse: that input reaches this output through the same tap
+                assert t[want, j] == o
 
 
 @pytest.mark.parametrize(
@@ -1182,6 +1201,38 @@ def test_transposed_conv_converts_every_row_group_like_the_linear_reference(
     assert len(got) == len(want)
     for a, b in zip(got, want, strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)  # float sums in another order
+
+
+@pytest.mark.parametrize("kind,bits,scheme,bpc,rows", [CONV_CASES[i] for i in (0, 4)])
+def test_transposed_conv_on_the_parallel_twins_equals_the_reference(
+    monkeypatch: pytest.MonkeyPatch, kind: str, bits: int, scheme: str, bpc: int, rows: int
+) -> None:
+    """Two threads, every kernel call on its parallel twin (items split over tasks, the
+    backward's running sums per task): the same transposed conv as the linear reference."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here")
+    all_calls_on_parallel_twins(monkeypatch)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        de, lin = _deconv_and_reference(_case_config(kind, bits, scheme, bpc, rows), 4, 2, 1)
+        x = _spikes(6, 3, 5, 5, p=0.3, seed=9)
+        got = _conv_grads(de, x, de)
+        got[2] = de.weight.grad.transpose(0, 1).reshape(-1).clone()
+
+        def reference(xx: torch.Tensor) -> torch.Tensor:
+            xd, pad = zero_inserted(xx, 2, 4, 1)
+            cols = F.unfold(xd, 4, padding=pad).view(6, 3, 4, 4, 100).flip(2, 3)
+            y = lin(cols.reshape(6, 48, 100).transpose(1, 2).reshape(-1, 48))
+            return y.view(6, 100, 5).transpose(1, 2).reshape(6, 5, 10, 10)
+
+        want = _conv_grads(lin, x, reference)
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_transposed_conv_on_a_sense_amplifier_chip_is_not_the_exact_sum() -> None:

@@ -335,6 +335,7 @@ def sparse_conv_forward(
     out: torch.Tensor,
     keep_codes: int = 0,
     into: tuple[torch.Tensor, torch.Tensor] | None = None,
+    dilation: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Event-driven convolution on crossbars into ``out [B, Nc, OH*OW]``: for every batch item and
     row group the non-zero inputs of ``x [B, C, H, W]`` (read in place when contiguous: no
@@ -352,7 +353,11 @@ def sparse_conv_forward(
     :func:`sparse_conv_backward`, they spare it scattering those items' partial sums again.
     ``into``: two contiguous ``uint8`` tensors of those shapes to write them to (returned; their
     bytes need not be set: every item's read flags are written, and a code wherever its group
-    was read, which is all the backward reads), else new ones."""
+    was read, which is all the backward reads), else new ones.
+
+    ``dilation``: ``x``'s pixels sit ``dilation`` apart in the input the convolution reads, with
+    zeros between them (a transposed convolution as the convolution of its zero-inserted
+    input); the zeros are never stored or visited, and ``pad`` may then be negative (a crop)."""
     work = x.numel() * cells.shape[2] * cells.shape[3] * cells.shape[-1]
     kernel, n = _tasks("sconv_fwd", work)
     g = cells.shape[0]
@@ -379,6 +384,7 @@ def sparse_conv_forward(
         _np(slots),
         int(stride),
         int(pad),
+        int(dilation),
         int(oh),
         int(ow),
         _np(thr),
@@ -435,6 +441,7 @@ def sparse_conv_backward(
     gw: torch.Tensor,
     gsum: torch.Tensor,
     codes: tuple[torch.Tensor, torch.Tensor] | None = None,
+    dilation: int = 1,
 ) -> torch.Tensor | None:
     """The backward of :func:`sparse_conv_forward` for ``gscale * grad`` (``grad [B, Nc, P]``):
     adds the integer weights' gradient to ``gw [tasks, G, span, k, k, Nc]`` and the column sums
@@ -452,7 +459,8 @@ def sparse_conv_backward(
     and positions with none, cost no converter work.  ``codes``: what :func:`sparse_conv_forward`
     kept with ``keep_codes`` for these inputs and constants; the partial sums of the items they
     cover (the leading ``codes[0].shape[0]``) are then not scattered again, the other items' are
-    (the same gradients)."""
+    (the same gradients).  ``dilation``: as :func:`sparse_conv_forward`'s; the input's gradient
+    is that of ``x``'s own pixels."""
     kernel, n = _tasks("sconv_bwd")
     g, span, k = cells.shape[0], cells.shape[1], cells.shape[2]
     n_b, h_in, w_in = x.shape[0], x.shape[2], x.shape[3]
@@ -473,6 +481,7 @@ def sparse_conv_backward(
         _np(slots),
         int(stride),
         int(pad),
+        int(dilation),
         int(oh),
         int(ow),
         _np(thr),

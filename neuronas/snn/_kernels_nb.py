@@ -297,18 +297,34 @@ def column_dots(sums, grad, out):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
-def tap_table(n_in, n_out, k, stride, pad):  # pragma: no cover
+def tap_table(n_in, n_out, k, stride, pad, dil):  # pragma: no cover
     """``t [n_in, k]``: the output coordinate that input coordinate i reaches through kernel tap
-    j (``(i + pad - j) / stride`` when that is a whole number inside ``[0, n_out)``), else -1.
-    Looked up instead of computed per tap: the integer divisions by a run-time stride were most
-    of the scatter's time (~3x measured)."""
+    j (``(i * dil + pad - j) / stride`` when that is a whole number inside ``[0, n_out)``), else
+    -1.  ``dil``: the input's dilation (a transposed convolution's zero-inserted input: pixel i
+    sits at ``i * dil``, the inserted zeros are never visited).  Looked up instead of computed per
+    tap: the integer divisions by a run-time stride were most of the scatter's time (~3x
+    measured)."""
     t = np.full((n_in, k), -1, np.int64)
     for i in range(n_in):
         for j in range(k):
-            n = i + pad - j
+            n = i * dil + pad - j
             if n >= 0 and n % stride == 0 and n // stride < n_out:
                 t[i, j] = n // stride
     return t
+
+
+@njit(cache=True, nogil=True)
+def read_table(n_out, n_in, k, stride, pad, dil):  # pragma: no cover
+    """``r [n_out, k]``: the input coordinate that output coordinate o reads through kernel tap
+    i (``(o * stride - pad + i) / dil`` when that is a whole number inside ``[0, n_in)``), else
+    -1: the inverse of :func:`tap_table`."""
+    r = np.full((n_out, k), -1, np.int64)
+    for o in range(n_out):
+        for i in range(k):
+            n = o * stride - pad + i
+            if n >= 0 and n % dil == 0 and n // dil < n_in:
+                r[o, i] = n // dil
+    return r
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
@@ -351,6 +367,7 @@ def sconv_fwd_items(
     slot,
     stride,
     pad,
+    dil,
     oh,
     ow,
     thr,
@@ -379,8 +396,8 @@ def sconv_fwd_items(
     lo, hi = np.float32(qn), np.float32(qp)
     neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
     one = np.float32(1.0)
-    ty = tap_table(x.shape[2], oh, w.shape[2], stride, pad)
-    tx = tap_table(x.shape[3], ow, w.shape[2], stride, pad)
+    ty = tap_table(x.shape[2], oh, w.shape[2], stride, pad, dil)
+    tx = tap_table(x.shape[3], ow, w.shape[2], stride, pad, dil)
     acc = np.empty((n_pos, n_k), np.float32)
     cnt = np.empty(n_pos, np.float32)
     tot = np.empty((n_pos, n_k), np.float32)
@@ -441,6 +458,7 @@ def sconv_fwd(
     slot,
     stride,
     pad,
+    dil,
     oh,
     ow,
     thr,
@@ -464,6 +482,7 @@ def sconv_fwd(
         slot,
         stride,
         pad,
+        dil,
         oh,
         ow,
         thr,
@@ -491,6 +510,7 @@ def sconv_fwd_parallel(
     slot,
     stride,
     pad,
+    dil,
     oh,
     ow,
     thr,
@@ -516,6 +536,7 @@ def sconv_fwd_parallel(
             slot,
             stride,
             pad,
+            dil,
             oh,
             ow,
             thr,
@@ -610,6 +631,7 @@ def sconv_bwd_items(
     slot,
     stride,
     pad,
+    dil,
     oh,
     ow,
     thr,
@@ -655,8 +677,10 @@ def sconv_bwd_items(
     half = np.float32(0.5 * (qp - qn))
     neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
     one, zero = np.float32(1.0), np.float32(0.0)
-    ty = tap_table(h_in, oh, k, stride, pad)
-    tx = tap_table(w_in, ow, k, stride, pad)
+    ty = tap_table(h_in, oh, k, stride, pad, dil)
+    tx = tap_table(w_in, ow, k, stride, pad, dil)
+    ry = read_table(oh, h_in, k, stride, pad, dil)
+    rx = read_table(ow, w_in, k, stride, pad, dil)
     acc = np.empty((n_pos, n_k), np.float32)
     cnt = np.empty(n_pos, np.float32)
     hr = np.empty(nc, np.float32)
@@ -789,12 +813,12 @@ def sconv_bwd_items(
                 # windows it fed (each weight slot's sum runs over the positions in order, as
                 # the forward scattered them)
                 for i in range(k):
-                    iy = oy * stride - pad + i
-                    if iy < 0 or iy >= h_in:
+                    iy = ry[oy, i]
+                    if iy < 0:
                         continue
                     for j in range(k):
-                        ix = ox * stride - pad + j
-                        if ix < 0 or ix >= w_in:
+                        ix = rx[ox, j]
+                        if ix < 0:
                             continue
                         pix = iy * w_in + ix
                         for e in range(start[pix], start[pix + 1]):
@@ -822,12 +846,12 @@ def sconv_bwd_items(
                     # the transposed convolution of this position: gq [k, k, span] into the
                     # inputs it read (channels-last: span contiguous channels per tap)
                     for i in range(k):
-                        iy = oy * stride - pad + i
-                        if iy < 0 or iy >= h_in:
+                        iy = ry[oy, i]
+                        if iy < 0:
                             continue
                         for j in range(k):
-                            ix = ox * stride - pad + j
-                            if ix < 0 or ix >= w_in:
+                            ix = rx[ox, j]
+                            if ix < 0:
                                 continue
                             gxr = gx[b, iy, ix]
                             tb = (i * k + j) * span
@@ -855,6 +879,7 @@ def sconv_bwd(
     slot,
     stride,
     pad,
+    dil,
     oh,
     ow,
     thr,
@@ -884,6 +909,7 @@ def sconv_bwd(
         slot,
         stride,
         pad,
+        dil,
         oh,
         ow,
         thr,
@@ -917,6 +943,7 @@ def sconv_bwd_parallel(
     slot,
     stride,
     pad,
+    dil,
     oh,
     ow,
     thr,
@@ -950,6 +977,7 @@ def sconv_bwd_parallel(
             slot,
             stride,
             pad,
+            dil,
             oh,
             ow,
             thr,

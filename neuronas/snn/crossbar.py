@@ -603,6 +603,7 @@ class _ConvConvertSum(torch.autograd.Function):
         padding: tuple[int, ...],
         grad_enabled: bool = True,
         spare: _CodesSpare | None = None,
+        dilation: int = 1,
     ) -> torch.Tensor:
         g, span, k = wcell.shape[:3]
         n_slices, nc = wcell.shape[4], wcell.shape[5]
@@ -611,16 +612,12 @@ class _ConvConvertSum(torch.autograd.Function):
         bias_c = bias.detach() if bias is not None else x.new_zeros(nc)
         if bias_c.shape[0] < nc:  # the offset reference column carries no bias
             bias_c = torch.cat([bias_c, bias_c.new_zeros(nc - bias_c.shape[0])])
-        oh = (x.shape[2] + 2 * padding[0] - k) // stride[0] + 1
-        ow = (x.shape[3] + 2 * padding[1] - k) // stride[1] + 1
+        h_in, w_in = (x.shape[2] - 1) * dilation + 1, (x.shape[3] - 1) * dilation + 1
+        oh = (h_in + 2 * padding[0] - k) // stride[0] + 1
+        ow = (w_in + 2 * padding[1] - k) // stride[1] + 1
         y = torch.empty((x.shape[0], nc, oh, ow), dtype=x.dtype, device=x.device)
-        fast = (
-            x.device.type == "cpu"
-            and x.dtype == torch.float32
-            and _kernels.available()
-            and stride[0] == stride[1]
-            and padding[0] == padding[1]
-        )
+        fast = _conv_kernels_take(x, stride, padding)
+        assert fast or dilation == 1, "a dilated input is read by the kernels only"
         act = None
         ctx.codes = None
         ctx.spare = None
@@ -666,6 +663,7 @@ class _ConvConvertSum(torch.autograd.Function):
                 y.view(y.shape[0], nc, -1),
                 keep,
                 into,
+                dilation,
             )
         else:
             xg = _gather_channels(x, chan)
@@ -700,6 +698,7 @@ class _ConvConvertSum(torch.autograd.Function):
             fast,
             0 if bias is None else bias.shape[0],
             act is not None,
+            dilation,
         )
         return y
 
@@ -707,7 +706,7 @@ class _ConvConvertSum(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         x, wcell, act_w, step, slice_weight, slice_grad, w_step, *rest = ctx.saved_tensors
         chan = ctx.chan
-        mode, qn, qp, stride, padding, fast, n_bias, has_act = ctx.args
+        mode, qn, qp, stride, padding, fast, n_bias, has_act, dilation = ctx.args
         act = rest.pop(0) if has_act else None
         ref = rest[0] if rest else None
         g, span, k = wcell.shape[:3]
@@ -748,6 +747,7 @@ class _ConvConvertSum(torch.autograd.Function):
                 gw,
                 gsum_t,
                 ctx.codes,
+                dilation,
             )
             ctx.codes = None
             if ctx.spare is not None:  # read: the layer's next forward may write them
@@ -834,7 +834,19 @@ class _ConvConvertSum(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
+
+
+def _conv_kernels_take(x: torch.Tensor, stride: tuple[int, ...], padding: tuple[int, ...]) -> bool:
+    """Whether :class:`_ConvConvertSum` runs on the event-driven kernels (else tensor ops)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and _kernels.available()
+        and stride[0] == stride[1]
+        and padding[0] == padding[1]
+    )
 
 
 def _gather_channels(x: torch.Tensor, chan: torch.Tensor | None) -> torch.Tensor:
@@ -1304,10 +1316,13 @@ class _ConvArrays(CrossbarLayer):
         q: torch.Tensor,
         stride: tuple[int, int],
         padding: tuple[int, int],
+        dilation: int = 1,
     ) -> torch.Tensor:
         """Every row group's partial sums of the convolution of ``x [B, C, H, W]`` (quantized
         weights ``q [N, K]``), each through its converter, slices and groups summed:
-        ``[B, Nc, OH, OW]`` with the weight step and the bias applied (all ``n_cols`` columns)."""
+        ``[B, Nc, OH, OW]`` with the weight step and the bias applied (all ``n_cols`` columns).
+        ``dilation`` > 1 (the CPU kernels only, :func:`_conv_kernels_take`): the convolution of
+        ``x`` with ``dilation - 1`` zeros between its pixels, ``padding`` negative for a crop."""
         cfg = self.config
         cells = self._cell_levels(q, True)  # [K, S, Nc], detached
         n_slices, nc = cells.shape[1], cells.shape[2]
@@ -1320,12 +1335,13 @@ class _ConvArrays(CrossbarLayer):
         xc = x.contiguous()
         act_w = self.group_slots.to(x.dtype).contiguous(memory_format=torch.channels_last)
         if not bool(self.calibrated):
+            xcal, pcal = _dilated(xc.detach(), dilation, padding[0])
             self._calibrate_conv(
-                _gather_channels(xc.detach(), self.group_channels),
+                _gather_channels(xcal, self.group_channels),
                 _grouped_weight(wcell),
                 act_w,
                 stride,
-                padding,
+                (pcal, pcal) if dilation > 1 or padding[0] < 0 else padding,
             )
         step = (self.adc_step.abs() + 1e-8).reshape(-1)
         if cfg.adc_kind == "sa":
@@ -1354,6 +1370,7 @@ class _ConvArrays(CrossbarLayer):
             padding,
             torch.is_grad_enabled(),
             self._codes_spare,
+            dilation,
         )
 
     @torch.no_grad()
@@ -1454,14 +1471,20 @@ def zero_inserted(
     the input with ``s - 1`` zeros between neighbouring pixels (``[B, C, (H-1)s+1, (W-1)s+1]``),
     ``w'`` the kernel turned by 180 degrees with its channel axes swapped and ``pd = k - 1 - p``;
     when ``p > k - 1`` the surplus is cropped from ``xd`` instead (``pd = 0``).  Returns
-    ``(xd, pd)``; differentiable (the gradient of ``x`` is the gradient of ``xd`` at its pixels)."""
-    if stride > 1:
+    ``(xd, pd)``; differentiable (the gradient of ``x`` is the gradient of ``xd`` at its pixels).
+    The CPU kernels read ``x`` itself as that input (``dilation``), without building ``xd``."""
+    return _dilated(x, stride, kernel - 1 - padding)
+
+
+def _dilated(x: torch.Tensor, dilation: int, pad: int) -> tuple[torch.Tensor, int]:
+    """``x`` with ``dilation - 1`` zeros between neighbouring pixels, and a negative ``pad``
+    applied as a crop: ``(xd, max(pad, 0))``."""
+    if dilation > 1:
         b, c, h, w = x.shape
-        xd = x.new_zeros(b, c, (h - 1) * stride + 1, (w - 1) * stride + 1)
-        xd[:, :, ::stride, ::stride] = x
+        xd = x.new_zeros(b, c, (h - 1) * dilation + 1, (w - 1) * dilation + 1)
+        xd[:, :, ::dilation, ::dilation] = x
     else:
         xd = x
-    pad = kernel - 1 - padding
     if pad < 0:
         xd = xd[:, :, -pad : xd.shape[2] + pad, -pad : xd.shape[3] + pad]
         pad = 0
@@ -1530,8 +1553,14 @@ class CrossbarConvTranspose2d(_ConvArrays, nn.ConvTranspose2d):
             w = (w * self._w_step()).view(self.fan_out, -1, k, k).transpose(0, 1)
             y = F.conv_transpose2d(x, w, self.bias, stride, padding)
         else:
-            xd, pad = zero_inserted(x, stride[0], k, padding[0])
-            y = self._converted_conv(xd, q, (1, 1), (pad, pad))
+            pad = k - 1 - padding[0]
+            if _conv_kernels_take(x, (1, 1), (pad, pad)):
+                # the kernels read x's pixels where the zero-inserted input holds them: the zeros
+                # are neither built nor visited, and only x's own pixels get a gradient
+                y = self._converted_conv(x, q, (1, 1), (pad, pad), dilation=stride[0])
+            else:
+                xd, pd = zero_inserted(x, stride[0], k, padding[0])
+                y = self._converted_conv(xd, q, (1, 1), (pd, pd))
             if not cfg.differential:
                 y = y[:, : self.fan_out] - y[:, self.fan_out :]
         return self._mix(ideal, y)
