@@ -1495,8 +1495,8 @@ class CrossbarConvTranspose2d(_ConvArrays, nn.ConvTranspose2d):
     """Transposed convolution (decoders of dense tasks) on crossbars, converted like every other
     crossbar layer.
 
-    Mapped as the convolution that computes it (the zero-insertion mapping of GAN / decoder CIM
-    accelerators, e.g. ReGAN, Chen et al., DATE 2018; LerGAN, Mao et al., PACT 2018): the input
+    Mapped as the convolution that computes it (the zero-insertion mapping, the baseline of
+    processing-in-memory transposed convolutions in LerGAN, Mao et al., MICRO 2018): the input
     with ``stride - 1`` zeros between its pixels (:func:`zero_inserted`), padded by
     ``kernel - 1 - padding``, read through the kernel turned by 180 degrees.  Fan-in C_in*k*k rows
     ``(c, i, j)`` in ``nn.ConvTranspose2d``'s weight order, one column per output channel; each
