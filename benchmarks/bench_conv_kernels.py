@@ -14,7 +14,9 @@ machine's speed drifts between processes), checks that both give the same bits (
 every gradient, as float32 bit patterns) and prints the ratio of the two.  The kernels are then
 compiled into a new temporary numba cache, whatever ``NUMBA_CACHE_DIR`` says (a second copy of
 a module must not write into a checkout's cache, and numba cannot load that copy from a cache
-again).
+again).  The calls are this checkout's: the other checkout's kernels must take the same
+arguments (since 2026-12-03 the conv kernels take the input's dilation, ``dil``; a checkout
+from before that cannot be compared).
 
     python benchmarks/bench_conv_kernels.py [--arch digits-cnn] [--repeats 40] [--compare PATH]
         [--json OUT]
