@@ -462,6 +462,19 @@ def test_idle_groups_pass_no_gradient_through_skipped_sense_amplifiers() -> None
 # -- convolutions through one grouped conv2d, against the im2col reference -----------------------
 
 
+def _trained_like(layer: Any) -> None:
+    """Weights, bias, weight step, converter steps and references away from their initial
+    values (as training leaves them), the converters marked calibrated."""
+    with torch.no_grad():
+        layer.weight.normal_(0.0, 0.3)
+        layer.bias.normal_(0.0, 0.1)
+        layer.w_step.fill_(0.07)
+        layer.adc_step.uniform_(0.6, 1.6)
+        if layer.sa_ref is not None:
+            layer.sa_ref.normal_(0.0, 0.4)
+        layer.calibrated.fill_(True)
+
+
 def _conv_and_reference(
     cfg: CrossbarConfig,
     stride: int,
@@ -477,14 +490,7 @@ def _conv_and_reference(
         c_in, c_out, 3, stride=stride, padding=padding, config=cfg, device_model=device
     )
     lin = CrossbarLinear(c_in * 9, c_out, cfg, device)
-    with torch.no_grad():
-        conv.weight.normal_(0.0, 0.3)
-        conv.bias.normal_(0.0, 0.1)
-        conv.w_step.fill_(0.07)
-        conv.adc_step.uniform_(0.6, 1.6)
-        if conv.sa_ref is not None:
-            conv.sa_ref.normal_(0.0, 0.4)
-        conv.calibrated.fill_(True)
+    _trained_like(conv)
     lin.load_state_dict(
         {k: v for k, v in conv.state_dict().items() if k != "weight"}
         | {"weight": conv.weight.detach().view(c_out, -1)}
@@ -1134,14 +1140,7 @@ def _deconv_and_reference(
     torch.manual_seed(0)
     de = CrossbarConvTranspose2d(c_in, c_out, kernel, stride=stride, padding=padding, config=cfg)
     lin = CrossbarLinear(c_in * kernel * kernel, c_out, cfg)
-    with torch.no_grad():
-        de.weight.normal_(0.0, 0.3)
-        de.bias.normal_(0.0, 0.1)
-        de.w_step.fill_(0.07)
-        de.adc_step.uniform_(0.6, 1.6)
-        if de.sa_ref is not None:
-            de.sa_ref.normal_(0.0, 0.4)
-        de.calibrated.fill_(True)
+    _trained_like(de)
     lin.load_state_dict(
         {k: v for k, v in de.state_dict().items() if k != "weight"}
         | {"weight": de.weight.detach().transpose(0, 1).reshape(c_out, -1)}
