@@ -1083,26 +1083,16 @@ def test_conv_row_groups_cover_every_row_once(c_in: int, k: int, rows: int) -> N
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("kind,bits", [("sa", 1), ("sar", 4)])
-def test_crossbar_conv_on_cuda_matches_cpu(kind: str, bits: int) -> None:
+@pytest.mark.parametrize("transposed", [False, True])
+def test_crossbar_conv_on_cuda_matches_cpu(kind: str, bits: int, transposed: bool) -> None:
     cfg = CrossbarConfig(weight_bits=4, adc_bits=bits, adc_kind=kind, rows=16, bits_per_cell=1)
-    conv, _ = _conv_and_reference(cfg, 1, 1)
+    layer: nn.Module = (
+        _deconv_and_reference(cfg, 4, 2, 1)[0] if transposed else _conv_and_reference(cfg, 1, 1)[0]
+    )
     x = _spikes(6, 3, 9, 9, p=0.2, seed=6)
-    want = _conv_grads(conv, x, conv)
-    conv = conv.cuda()
-    got = _conv_grads(conv, x.cuda(), conv)
-    for a, b in zip(got, want, strict=True):
-        assert torch.allclose(a.cpu(), b, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("kind,bits", [("sa", 1), ("sar", 4)])
-def test_crossbar_transposed_conv_on_cuda_matches_cpu(kind: str, bits: int) -> None:
-    cfg = CrossbarConfig(weight_bits=4, adc_bits=bits, adc_kind=kind, rows=16, bits_per_cell=1)
-    de, _ = _deconv_and_reference(cfg, 4, 2, 1)
-    x = _spikes(6, 3, 9, 9, p=0.2, seed=6)
-    want = _conv_grads(de, x, de)
-    de = de.cuda()
-    got = _conv_grads(de, x.cuda(), de)
+    want = _conv_grads(layer, x, layer)
+    layer = layer.cuda()
+    got = _conv_grads(layer, x.cuda(), layer)
     for a, b in zip(got, want, strict=True):
         assert torch.allclose(a.cpu(), b, rtol=1e-4, atol=1e-4)
 
@@ -1150,6 +1140,30 @@ def _deconv_and_reference(
     return de, lin
 
 
+def _deconv_grads_and_reference(
+    de: CrossbarConvTranspose2d, lin: CrossbarLinear, x: torch.Tensor
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Outputs and gradients of ``de`` on ``x`` (the weight's gradient in the reference's
+    ``[C_out, K]`` order) and of the reference: the linear layer ``lin`` on the columns of the
+    zero-inserted input, taps turned back to the transposed kernel's order."""
+    k, s, p = de.kernel_size[0], int(de.stride[0]), int(de.padding[0])
+    b, c, h, w = x.shape
+    k2, n_out = c * k * k, lin.fan_out
+    oh, ow = (h - 1) * s - 2 * p + k, (w - 1) * s - 2 * p + k
+
+    def reference(xx: torch.Tensor) -> torch.Tensor:
+        xd, pad = zero_inserted(xx, s, k, p)
+        cols = F.unfold(xd, k, padding=pad)  # [B, K, P], taps (c, k-1-i, k-1-j)
+        n_pos = cols.shape[2]
+        cols = cols.view(b, c, k, k, n_pos).flip(2, 3).reshape(b, k2, n_pos)
+        y = lin(cols.transpose(1, 2).reshape(-1, k2))
+        return y.view(b, n_pos, n_out).transpose(1, 2).reshape(b, n_out, oh, ow)
+
+    got = _conv_grads(de, x, de)
+    got[2] = de.weight.grad.transpose(0, 1).reshape(-1).clone()
+    return got, _conv_grads(lin, x, reference)
+
+
 @pytest.mark.parametrize("kind,bits,scheme,bpc,rows", [CONV_CASES[i] for i in (0, 3, 4, 7, 8)])
 @pytest.mark.parametrize("kernel,stride,padding", DECONV_GEOMETRIES)
 @pytest.mark.parametrize("numba", [True, False])
@@ -1181,21 +1195,7 @@ def test_transposed_conv_converts_every_row_group_like_the_linear_reference(
     x = _spikes(4, 3, 5, 5, p=0.3, seed=4)
     x[0, :, :3, :3] = 0.0  # idle row groups at some positions
     x[1] *= 0.5  # pooled inputs reach a decoder too
-    k2 = 3 * kernel * kernel
-
-    def reference(xx: torch.Tensor) -> torch.Tensor:
-        xd, pad = zero_inserted(xx, stride, kernel, padding)
-        cols = F.unfold(xd, kernel, padding=pad)  # [B, K, P], taps (c, k-1-i, k-1-j)
-        n_pos = cols.shape[2]
-        cols = cols.view(4, 3, kernel, kernel, n_pos).flip(2, 3).reshape(4, k2, n_pos)
-        oh = (5 - 1) * stride - 2 * padding + kernel
-        y = lin(cols.transpose(1, 2).reshape(-1, k2))
-        return y.view(4, n_pos, 5).transpose(1, 2).reshape(4, 5, oh, oh)
-
-    got = _conv_grads(de, x, de)
-    # the weight's gradient in the reference's [C_out, K] order
-    got[2] = de.weight.grad.transpose(0, 1).reshape(-1).clone()
-    want = _conv_grads(lin, x, reference)
+    got, want = _deconv_grads_and_reference(de, lin, x)
     assert got[0].shape == F.conv_transpose2d(x, de.weight, None, stride, padding).shape
     assert len(got) == len(want)
     for a, b in zip(got, want, strict=True):
@@ -1218,16 +1218,7 @@ def test_transposed_conv_on_the_parallel_twins_equals_the_reference(
     try:
         de, lin = _deconv_and_reference(_case_config(kind, bits, scheme, bpc, rows), 4, 2, 1)
         x = _spikes(6, 3, 5, 5, p=0.3, seed=9)
-        got = _conv_grads(de, x, de)
-        got[2] = de.weight.grad.transpose(0, 1).reshape(-1).clone()
-
-        def reference(xx: torch.Tensor) -> torch.Tensor:
-            xd, pad = zero_inserted(xx, 2, 4, 1)
-            cols = F.unfold(xd, 4, padding=pad).view(6, 3, 4, 4, 100).flip(2, 3)
-            y = lin(cols.reshape(6, 48, 100).transpose(1, 2).reshape(-1, 48))
-            return y.view(6, 100, 5).transpose(1, 2).reshape(6, 5, 10, 10)
-
-        want = _conv_grads(lin, x, reference)
+        got, want = _deconv_grads_and_reference(de, lin, x)
     finally:
         torch.set_num_threads(before)
     for a, b in zip(got, want, strict=True):

@@ -1341,7 +1341,7 @@ class _ConvArrays(CrossbarLayer):
                 _grouped_weight(wcell),
                 act_w,
                 stride,
-                (pcal, pcal) if dilation > 1 or padding[0] < 0 else padding,
+                (pcal, pcal),
             )
         step = (self.adc_step.abs() + 1e-8).reshape(-1)
         if cfg.adc_kind == "sa":
