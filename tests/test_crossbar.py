@@ -575,6 +575,29 @@ def test_grouped_conv_path_equals_the_im2col_reference(
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)  # float sums in another order
 
 
+def test_the_conv_cases_take_both_layouts_of_the_backward() -> None:
+    """The conv backward kernel runs the converters position-minor for layers with fewer than
+    ``FEW_SUMS`` partial sums per output position (a few-channel readout) when most positions
+    get a gradient, and position by position otherwise: the reference cases have both kinds of
+    layer, checked with dense and sparse gradients (the test below), kept codes and the
+    parallel twins (cases 0, 3 and 4)."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here: the layouts are the kernels'")
+    from neuronas.snn._kernels_nb import FEW_SUMS
+
+    sums = []
+    for case in CONV_CASES:
+        if case[0] == "digital":
+            continue  # summed exactly: no converters
+        conv, _ = _conv_and_reference(_case_config(*case), 1, 1)
+        sums.append(conv.slice_weight.numel() * conv.out_channels)
+    few = [k < FEW_SUMS for k in sums]
+    assert any(few) and not all(few), sums
+    assert [few[i] for i in (0, 3, 4, 7)] == [False, True, False, True]
+
+
 @pytest.mark.parametrize("kind,bits,scheme,bpc,rows", [CONV_CASES[i] for i in (0, 3, 4, 7)])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_grouped_conv_sparse_output_gradient_equals_the_im2col_reference(

@@ -456,7 +456,11 @@ def sparse_conv_backward(
     output position over its non-zero partial-sum gradients only: no ``[B, P, G*S*Nc]`` tensor
     is written, and the zeros left by the straight-through windows, by idle sense amplifiers and
     by a max-pool's or surrogate's zero gradients cost nothing.  Items with no gradient at all,
-    and positions with none, cost no converter work.  ``codes``: what :func:`sparse_conv_forward`
+    and positions with none, cost no converter work -- except in a layer with few partial sums
+    per position (``S*Nc`` under ``_kernels_nb.FEW_SUMS``, a few-channel readout) whose gradient
+    reaches at least ``FEW_SUMS_LIVE`` of its positions: there the converters' backward runs for
+    all positions at once, partial sum by partial sum (vector loops over the positions), the
+    same gradients but for the column sums' order.  ``codes``: what :func:`sparse_conv_forward`
     kept with ``keep_codes`` for these inputs and constants; the partial sums of the items they
     cover (the leading ``codes[0].shape[0]``) are then not scattered again, the other items' are
     (the same gradients).  ``dilation``: as :func:`sparse_conv_forward`'s; the input's gradient

@@ -13,6 +13,17 @@ from numba import njit, prange
 # (the trainer detects divergence from them)
 FM = {"reassoc", "contract"}
 
+# fewer partial sums per output position than this (K = S*Nc: 8 in a two-channel readout with
+# four slices), and at least this share of the output positions receiving a gradient, the conv
+# backward runs the converters position-minor (sconv_bwd_items_minor), each a vector loop over
+# all positions; else position by position, a vector loop over the partial sums, skipping the
+# positions without gradient.  Measured on a flow readout (K = 8: ~1.5x faster with every
+# position's gradient, even at a quarter of the positions, slower at a fifth) and on the
+# position-minor variant of every conv layer (K = 64, 128: slower, on digits-cnn 2.24x plain
+# against 2.05x): benchmarks/RESULTS.md, "Few-channel conv layers: the backward position-minor".
+FEW_SUMS = 16
+FEW_SUMS_LIVE = 0.25
+
 
 @njit(cache=True, fastmath=FM, nogil=True)
 def read_array(x, w, g, m, idx, val, acc):  # pragma: no cover
@@ -622,6 +633,304 @@ def gather_rows(wt, g, idx, val, n, out):  # pragma: no cover
         i += 1
 
 
+@njit(cache=True, nogil=True)
+def live_share(grad, gscale, b0, b1):  # pragma: no cover
+    """The share of the items b0..b1's output positions with a non-zero gradient (``grad [B, Nc,
+    P]`` times ``gscale``, any column)."""
+    n_pos = grad.shape[2]
+    live = np.empty(n_pos, np.int32)
+    n_live = 0
+    for b in range(b0, b1):
+        for q in range(n_pos):
+            live[q] = 0
+        for n in range(grad.shape[1]):
+            gn = grad[b, n]
+            for q in range(n_pos):
+                live[q] |= 1 if gn[q] * gscale != 0.0 else 0
+        for q in range(n_pos):
+            n_live += live[q]
+    return n_live / max((b1 - b0) * n_pos, 1)
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def sconv_bwd_items_minor(
+    x,
+    chan,
+    w,
+    wt,
+    slot,
+    stride,
+    pad,
+    dil,
+    oh,
+    ow,
+    thr,
+    win,
+    scale,
+    coef,
+    sw,
+    mode,
+    qn,
+    qp,
+    grad,
+    gscale,
+    want_gx,
+    gx,
+    gw,
+    gsum,
+    n_codes,
+    codes,
+    act,
+    b0,
+    b1,
+):  # pragma: no cover
+    # sconv_bwd_items (the same arguments; wt unused) for K < FEW_SUMS partial sums per position
+    # (a few-channel readout: 8 with two channels and four slices) when most positions get a
+    # gradient: position by position, such a layer's time went to loop set-ups, not arithmetic.
+    # Per item and group, three passes:
+    # 1. the converters, partial sum by partial sum over all positions (vector loops as long as
+    #    the output, on the partial sums scattered again or the forward's codes, turned
+    #    position-minor first), giving every partial sum's gradient inst [K, P] and the slices'
+    #    combined windows times grad, hq [P, Nc];
+    # 2. the weights' gradient input by input: every non-zero input adds itself times hq of the
+    #    positions it reached into its slots (per slot, the positions in order, as there);
+    # 3. the input's gradient position by position over the non-zero partial-sum gradients
+    #    (slice-major), as there, but gathering only the cells of the taps that meet the input's
+    #    pixels at the position (a dilated input: one class of taps, 4 of 16 at stride 2).
+    # The same gradients as sconv_bwd_items, the same bits but for gsum's column sums (summed
+    # in another order).
+    h_in, w_in = x.shape[2], x.shape[3]
+    n_groups, span, k, n_k = w.shape[0], w.shape[1], w.shape[2], w.shape[4]
+    n_slices = thr.shape[0]
+    nc = n_k // n_slices
+    n_pos = oh * ow
+    lo, hi = np.float32(qn), np.float32(qp)
+    centre = np.float32(0.5 * (qn + qp))
+    half = np.float32(0.5 * (qp - qn))
+    neg = np.float32(-1.0) if mode == 1 else np.float32(0.0)
+    one, zero = np.float32(1.0), np.float32(0.0)
+    ty = tap_table(h_in, oh, k, stride, pad, dil)
+    tx = tap_table(w_in, ow, k, stride, pad, dil)
+    ry = read_table(oh, h_in, k, stride, pad, dil)
+    rx = read_table(ow, w_in, k, stride, pad, dil)
+    thrf, winf = thr.reshape(n_k), win.reshape(n_k)
+    acc = np.empty((n_pos, n_k), np.float32)  # a scattered group's partial sums
+    cnt = np.empty(n_pos, np.float32)
+    gr = np.empty((nc, n_pos), np.float32)  # the item's gradient times gscale
+    nzq = np.empty(n_pos, np.int32)  # how many non-zero gradients each position gets
+    rd = np.empty(n_pos, np.float32)  # 1 where the group's converters were read
+    cdt = np.empty((n_k, n_pos), np.uint8)  # the comparators' codes and windows
+    vt = np.empty((n_k, n_pos), np.float32)  # ADC: p / step of a scattered group
+    hrt = np.empty((nc, n_pos), np.float32)  # the slices' combined windows
+    hq = np.empty((n_pos, nc), np.float32)  # ... times grad, position-major (pass 2)
+    inst = np.empty((n_k, n_pos), np.float32)  # the partial sums' gradients
+    nzm = np.empty(n_pos, np.int32)  # how many of a position's are non-zero
+    n_pix = h_in * w_in
+    start = np.empty(n_pix + 1, np.int64)
+    x_off = np.empty(span, np.int64)
+    e_ch = np.empty(h_in * w_in * span, np.int64)
+    e_val = np.empty(h_in * w_in * span, np.float32)
+    # the cells per partial sum by tap class (a dilated input's pixels meet the taps i = cy +
+    # ii * dil, j = cx + jj * dil of one class (cy, cx) at each output position; dil 1: one
+    # class, every tap), [ii, jj, span] padded to whole vectors: the input's gradient gathers
+    # the taps that reach a pixel only (4 of 16 in a 4 x 4 kernel at stride 2)
+    nkd = (k + dil - 1) // dil
+    blk = -(-(nkd * nkd * span) // 16) * 16
+    wtc = np.zeros((dil * dil, n_groups, n_k, blk), np.float32)
+    for cy in range(dil):
+        for cx in range(dil):
+            for ii in range(nkd):
+                i = cy + ii * dil
+                for jj in range(nkd):
+                    j = cx + jj * dil
+                    if i >= k or j >= k:
+                        continue
+                    tb = (ii * nkd + jj) * span
+                    for g in range(n_groups):
+                        for c in range(n_k):
+                            for s in range(span):
+                                wtc[cy * dil + cx, g, c, tb + s] = w[g, s, i, j, c]
+    gq = np.empty(blk, np.float32)
+    idx = np.empty(n_k, np.int64)
+    val = np.empty(n_k, np.float32)
+    gt = np.zeros((n_slices, nc), np.float32)
+    gd = np.zeros((n_slices, nc), np.float32)
+    gwl = np.zeros((n_groups, span, k, k, nc), np.float32)
+    for b in range(b0, b1):
+        have_codes = b < n_codes
+        for q in range(n_pos):
+            nzq[q] = 0
+        for n in range(nc):
+            gn, gl = grad[b, n], gr[n]
+            for q in range(n_pos):
+                v = gn[q] * gscale
+                gl[q] = v
+                nzq[q] += 1 if v != 0.0 else 0
+        any_live = False
+        for q in range(n_pos):
+            any_live = any_live or nzq[q] > 0
+        if want_gx:
+            gxb = gx[b].reshape(gx.shape[1] * gx.shape[2] * gx.shape[3])
+            for c in range(gxb.shape[0]):
+                gxb[c] = 0.0
+        if not any_live:
+            continue
+        xb = x[b].reshape(x.shape[1] * n_pix)
+        for g in range(n_groups):
+            if mode == 0:
+                scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt)
+                for s in range(n_slices):
+                    sc = scale[s]
+                    for n in range(nc):
+                        vr, sn = vt[s * nc + n], sc[n]
+                        for q in range(n_pos):
+                            vr[q] = acc[q, s * nc + n] / sn
+            elif have_codes:
+                cd = codes[b, g]
+                for q in range(n_pos):  # unread groups' sense amplifiers pass none
+                    rd[q] = one if act[b, g, q] != 0 else zero
+                for c in range(n_k):
+                    cr = cdt[c]
+                    for q in range(n_pos):
+                        cr[q] = cd[q, c]
+            else:
+                scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt)
+                for q in range(n_pos):  # idle sense amplifiers pass none
+                    rd[q] = one if cnt[q] != 0.0 else zero
+                for c in range(n_k):  # the same u as the forward's (sconv_fwd_items)
+                    cr, th, wn = cdt[c], thrf[c], winf[c]
+                    for q in range(n_pos):
+                        u = acc[q, c] - th
+                        cr[q] = (1 if u >= 0.0 else 0) + (2 if abs(u) <= wn else 0)
+            # pass 1: the converters (one loop nest per converter: with both bodies in one nest
+            # LLVM vectorised neither)
+            for q in range(n_pos):
+                nzm[q] = 0
+            for n in range(nc):
+                hn = hrt[n]
+                for q in range(n_pos):
+                    hn[q] = 0.0
+            for s in range(n_slices):
+                c_s, w_s = coef[s], sw[s]
+                for n in range(nc):
+                    c = s * nc + n
+                    gn, hn, insr = gr[n], hrt[n], inst[c]
+                    st, sd = zero, zero
+                    if mode == 0:
+                        vr = vt[c]
+                        for q in range(n_pos):
+                            v = vr[q]
+                            inside = one if abs(v - centre) <= half else zero
+                            st += np.rint(min(max(v, lo), hi)) * gn[q]
+                            sd += inside * v * gn[q]
+                            hn[q] += c_s * inside
+                            iv = inside * w_s * gn[q]
+                            insr[q] = iv
+                            nzm[q] += 1 if iv != 0.0 else 0
+                    else:
+                        cr = cdt[c]
+                        for q in range(n_pos):
+                            cc = cr[q]
+                            r = rd[q]
+                            inside = (one if cc & 2 else zero) * r
+                            st += (one if cc & 1 else neg) * r * gn[q]
+                            sd += inside * gn[q]
+                            hn[q] += c_s * inside
+                            iv = inside * w_s * gn[q]
+                            insr[q] = iv
+                            nzm[q] += 1 if iv != 0.0 else 0
+                    gt[s, n] += st
+                    gd[s, n] += sd
+            for q in range(n_pos):
+                hl = hq[q]
+                for n in range(nc):
+                    hl[n] = hrt[n, q] * gr[n, q]
+            # pass 2: the integer weights' gradient
+            for s in range(span):
+                x_off[s] = chan[g * span + s] * n_pix
+            ne = 0
+            for pix in range(n_pix):
+                start[pix] = ne
+                for s in range(span):
+                    v = xb[x_off[s] + pix]
+                    e_ch[ne] = s
+                    e_val[ne] = v
+                    ne += 1 if v != 0.0 else 0
+            start[n_pix] = ne
+            for iy in range(h_in):
+                for i in range(k):
+                    oy = ty[iy, i]
+                    if oy < 0:
+                        continue
+                    for ix in range(w_in):
+                        pix = iy * w_in + ix
+                        e0, e1 = start[pix], start[pix + 1]
+                        if e0 == e1:
+                            continue
+                        for j in range(k):
+                            ox = tx[ix, j]
+                            if ox < 0:
+                                continue
+                            hl = hq[oy * ow + ox]
+                            for e in range(e0, e1):
+                                s = e_ch[e]
+                                if slot[g, s, i, j] == 0.0:
+                                    continue
+                                gwr, v = gwl[g, s, i, j], e_val[e]
+                                for n in range(nc):
+                                    gwr[n] += v * hl[n]
+            if not want_gx:
+                continue
+            # pass 3: the input's gradient, position by position: its non-zero partial-sum
+            # gradients times their cells, added into the inputs it read
+            oy, ox = 0, -1  # the position's row and column, counted (no integer division)
+            for q in range(n_pos):
+                ox += 1
+                if ox == ow:
+                    oy, ox = oy + 1, 0
+                if nzm[q] == 0:
+                    continue
+                m = 0
+                for c in range(n_k):
+                    vc = inst[c, q]
+                    idx[m] = c
+                    val[m] = vc
+                    m += 1 if vc != 0.0 else 0
+                # only the taps of the position's class meet the input's pixels (all taps
+                # when dil is 1): their cells, contiguous in wtc
+                cy, cx = (pad - oy * stride) % dil, (pad - ox * stride) % dil
+                gather_rows(wtc[cy * dil + cx], g, idx, val, m, gq)
+                for ii in range(nkd):
+                    i = cy + ii * dil
+                    if i >= k:
+                        break
+                    iy = ry[oy, i]
+                    if iy < 0:
+                        continue
+                    for jj in range(nkd):
+                        j = cx + jj * dil
+                        if j >= k:
+                            break
+                        ix = rx[ox, j]
+                        if ix < 0:
+                            continue
+                        gxr = gx[b, iy, ix]  # channels-last: span channels per tap
+                        tb = (ii * nkd + jj) * span
+                        for s in range(span):
+                            gxr[g * span + s] += gq[tb + s]
+    for s in range(n_slices):
+        for n in range(nc):
+            gsum[0, s, n] += gt[s, n]
+            gsum[1, s, n] += gd[s, n]
+    for g in range(n_groups):
+        for s in range(span):
+            for i in range(k):
+                for j in range(k):
+                    gwr, glr = gw[g, s, i, j], gwl[g, s, i, j]
+                    for n in range(nc):
+                        gwr[n] += glr[n]
+
+
 @njit(cache=True, fastmath=FM, nogil=True)
 def sconv_bwd_items(
     x,
@@ -665,7 +974,41 @@ def sconv_bwd_items(
     # scattered again; the other items' are.
     # Exact skips: an item whose gradient is all 0 costs nothing, an output position whose
     # gradient row is all 0 passes through no converter, and only non-zero partial-sum gradients
-    # reach the input's gradient.
+    # reach the input's gradient.  Few partial sums and gradients at enough positions:
+    # sconv_bwd_items_minor.
+    if w.shape[4] < FEW_SUMS and live_share(grad, gscale, b0, b1) >= FEW_SUMS_LIVE:
+        sconv_bwd_items_minor(
+            x,
+            chan,
+            w,
+            wt,
+            slot,
+            stride,
+            pad,
+            dil,
+            oh,
+            ow,
+            thr,
+            win,
+            scale,
+            coef,
+            sw,
+            mode,
+            qn,
+            qp,
+            grad,
+            gscale,
+            want_gx,
+            gx,
+            gw,
+            gsum,
+            n_codes,
+            codes,
+            act,
+            b0,
+            b1,
+        )
+        return
     h_in, w_in = x.shape[2], x.shape[3]
     n_groups, span, k, n_k = w.shape[0], w.shape[1], w.shape[2], w.shape[4]
     n_slices = thr.shape[0]
