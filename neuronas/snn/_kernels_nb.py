@@ -634,6 +634,38 @@ def gather_rows(wt, g, idx, val, n, out):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
+def group_inputs(xb, chan, g, x_off, start, e_ch, e_val):  # pragma: no cover
+    """Group g's non-zero inputs of one item (xb: its planes flat, [C*H*W]), per pixel in
+    compressed rows: pixel p's are e_ch / e_val [start[p]:start[p + 1]] (slot within the group,
+    value), slots in order.  x_off [span]: scratch."""
+    span, n_pix = x_off.shape[0], start.shape[0] - 1
+    for s in range(span):
+        x_off[s] = chan[g * span + s] * n_pix
+    ne = 0
+    for pix in range(n_pix):
+        start[pix] = ne
+        for s in range(span):  # branch-free compaction
+            v = xb[x_off[s] + pix]
+            e_ch[ne] = s
+            e_val[ne] = v
+            ne += 1 if v != 0.0 else 0
+    start[n_pix] = ne
+
+
+@njit(cache=True, fastmath=FM, nogil=True)
+def add_running_sums(gt, gd, gwl, gsum, gw):  # pragma: no cover
+    """A backward task's running sums into its outputs: gsum [2, S, Nc] += (gt, gd), gw += gwl
+    ([G, span, k, k, Nc])."""
+    for s in range(gt.shape[0]):
+        for n in range(gt.shape[1]):
+            gsum[0, s, n] += gt[s, n]
+            gsum[1, s, n] += gd[s, n]
+    gwf, glf = gw.reshape(gw.size), gwl.reshape(gwl.size)
+    for e in range(glf.shape[0]):
+        gwf[e] += glf[e]
+
+
+@njit(cache=True, nogil=True)
 def live_share(grad, gscale, b0, b1):  # pragma: no cover
     """The share of the items b0..b1's output positions with a non-zero gradient (``grad [B, Nc,
     P]`` times ``gscale``, any column)."""
@@ -846,17 +878,7 @@ def sconv_bwd_items_minor(
                 for n in range(nc):
                     hl[n] = hrt[n, q] * gr[n, q]
             # pass 2: the integer weights' gradient
-            for s in range(span):
-                x_off[s] = chan[g * span + s] * n_pix
-            ne = 0
-            for pix in range(n_pix):
-                start[pix] = ne
-                for s in range(span):
-                    v = xb[x_off[s] + pix]
-                    e_ch[ne] = s
-                    e_val[ne] = v
-                    ne += 1 if v != 0.0 else 0
-            start[n_pix] = ne
+            group_inputs(xb, chan, g, x_off, start, e_ch, e_val)
             for iy in range(h_in):
                 for i in range(k):
                     oy = ty[iy, i]
@@ -918,17 +940,7 @@ def sconv_bwd_items_minor(
                         tb = (ii * nkd + jj) * span
                         for s in range(span):
                             gxr[g * span + s] += gq[tb + s]
-    for s in range(n_slices):
-        for n in range(nc):
-            gsum[0, s, n] += gt[s, n]
-            gsum[1, s, n] += gd[s, n]
-    for g in range(n_groups):
-        for s in range(span):
-            for i in range(k):
-                for j in range(k):
-                    gwr, glr = gw[g, s, i, j], gwl[g, s, i, j]
-                    for n in range(nc):
-                        gwr[n] += glr[n]
+    add_running_sums(gt, gd, gwl, gsum, gw)
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
@@ -1087,17 +1099,7 @@ def sconv_bwd_items(
         for g in range(n_groups):
             if not have_codes:
                 scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt)
-            for s in range(span):
-                x_off[s] = chan[g * span + s] * n_pix
-            ne = 0
-            for pix in range(n_pix):
-                start[pix] = ne
-                for s in range(span):  # branch-free compaction
-                    v = xb[x_off[s] + pix]
-                    e_ch[ne] = s
-                    e_val[ne] = v
-                    ne += 1 if v != 0.0 else 0
-            start[n_pix] = ne
+            group_inputs(xb, chan, g, x_off, start, e_ch, e_val)
             # one loop nest per converter: with both bodies in one nest LLVM vectorised neither
             oy, ox = 0, -1  # the position's row and column, counted (no integer division)
             for q in range(n_pos):
@@ -1200,17 +1202,7 @@ def sconv_bwd_items(
                             tb = (i * k + j) * span
                             for s in range(span):
                                 gxr[g * span + s] += gq[tb + s]
-    for s in range(n_slices):
-        for n in range(nc):
-            gsum[0, s, n] += gt[s, n]
-            gsum[1, s, n] += gd[s, n]
-    for g in range(n_groups):
-        for s in range(span):
-            for i in range(k):
-                for j in range(k):
-                    gwr, glr = gw[g, s, i, j], gwl[g, s, i, j]
-                    for n in range(nc):
-                        gwr[n] += glr[n]
+    add_running_sums(gt, gd, gwl, gsum, gw)
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
