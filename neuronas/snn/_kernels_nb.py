@@ -749,7 +749,6 @@ def sconv_bwd_items_minor(
     acc = np.empty((n_pos, n_k), np.float32)  # a scattered group's partial sums
     cnt = np.empty(n_pos, np.float32)
     gr = np.empty((nc, n_pos), np.float32)  # the item's gradient times gscale
-    nzq = np.empty(n_pos, np.int32)  # how many non-zero gradients each position gets
     rd = np.empty(n_pos, np.float32)  # 1 where the group's converters were read
     cdt = np.empty((n_k, n_pos), np.uint8)  # the comparators' codes and windows
     vt = np.empty((n_k, n_pos), np.float32)  # ADC: p / step of a scattered group
@@ -790,23 +789,19 @@ def sconv_bwd_items_minor(
     gwl = np.zeros((n_groups, span, k, k, nc), np.float32)
     for b in range(b0, b1):
         have_codes = b < n_codes
-        for q in range(n_pos):
-            nzq[q] = 0
+        n_nz = 0  # the item's non-zero gradients
         for n in range(nc):
             gn, gl = grad[b, n], gr[n]
             for q in range(n_pos):
                 v = gn[q] * gscale
                 gl[q] = v
-                nzq[q] += 1 if v != 0.0 else 0
-        any_live = False
-        for q in range(n_pos):
-            any_live = any_live or nzq[q] > 0
+                n_nz += 1 if v != 0.0 else 0
         if want_gx:
             gxb = gx[b].reshape(gx.shape[1] * gx.shape[2] * gx.shape[3])
             for c in range(gxb.shape[0]):
                 gxb[c] = 0.0
-        if not any_live:
-            continue
+        if n_nz == 0:
+            continue  # no gradient reaches this item: nothing to add anywhere
         xb = x[b].reshape(x.shape[1] * n_pix)
         for g in range(n_groups):
             if mode == 0:
