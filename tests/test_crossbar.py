@@ -649,6 +649,63 @@ def test_grouped_conv_sparse_output_gradient_equals_the_im2col_reference(
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+def test_the_lowest_set_bit_of_every_word() -> None:
+    """The backward walks a pixel's non-zero input slots by the lowest set bit of its mask word
+    (a de Bruijn multiply): every one of the 64 bit positions, whatever lies above it."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here: the bit walk is the kernels'")
+    import numpy as np
+
+    from neuronas.snn._kernels_nb import DE_BRUIJN_BIT, lowest_bit
+
+    rng = np.random.default_rng(0)
+    for b in range(64):
+        low = np.uint64(1) << np.uint64(b)
+        above = np.uint64(rng.integers(0, 2**63, dtype=np.int64)) << np.uint64(1)
+        above = (above >> np.uint64(b + 1)) << np.uint64(b + 1) if b < 63 else np.uint64(0)
+        assert lowest_bit(low, DE_BRUIJN_BIT) == b
+        assert lowest_bit(low | above, DE_BRUIJN_BIT) == b
+
+
+@pytest.mark.parametrize("kind,bits", [("sa", 1), ("sar", 3)])
+def test_a_group_of_more_input_channels_than_a_mask_word_holds_equals_the_reference(
+    kind: str, bits: int
+) -> None:
+    """The backward reads a row group's non-zero inputs through one bit-mask word per pixel when
+    the group holds at most ``MASK_SLOTS`` input channels (every other case here), through
+    compressed rows above that: a group of ``MASK_SLOTS + 2`` whole kernels takes the second
+    (with enough partial sums per position not to take the few-sum layout)."""
+    from neuronas.snn import _kernels
+
+    if not _kernels.available():
+        pytest.skip("numba is not importable here: the two layouts are the kernels'")
+    from neuronas.snn._kernels_nb import FEW_SUMS, MASK_SLOTS
+
+    c_in = MASK_SLOTS + 2
+    cfg = _case_config(kind, bits, "differential", 1, 9 * c_in)
+    conv, lin = _conv_and_reference(cfg, 1, 1, c_in=c_in)
+    assert conv.row_groups == 1 and conv.slice_weight.numel() * conv.out_channels >= FEW_SUMS
+    x = _spikes(3, c_in, 5, 5, p=0.2, seed=4)
+    x[1] *= 0.5
+
+    def reference(xx: torch.Tensor) -> torch.Tensor:
+        cols = F.unfold(xx, 3, padding=1)  # [B, 9 * c_in, 25]
+        return (
+            lin(cols.transpose(1, 2).reshape(-1, 9 * c_in))
+            .view(3, 25, 5)
+            .transpose(1, 2)
+            .reshape(3, 5, 5, 5)
+        )
+
+    got = _conv_grads(conv, x, conv)
+    want = _conv_grads(lin, x, reference)
+    assert float(got[2].abs().sum()) > 0.0  # the weights get a gradient
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_grouped_conv_equals_reference_on_a_noisy_chip_instance() -> None:
     """Programming variation, stuck cells and off-state conductance of one chip instance (the
     same draws for both layers: the cells are laid out alike)."""

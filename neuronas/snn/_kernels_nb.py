@@ -414,6 +414,13 @@ def sconv_fwd_items(
     tot = np.empty((n_pos, n_k), np.float32)
     yq = np.empty((n_pos, nc), np.float32)
     thrf, winf = thr.reshape(n_k), win.reshape(n_k)
+    # four slices (4-bit weights in 1-bit cells, 8-bit in 2-bit): the shift-add in one loop
+    # over the columns, the same multiply-adds in the same order from 0 as a loop per slice
+    # (five loops of Nc per position cost ~3 ms of a digits-cnn conv 1 forward in set-up)
+    zero = np.float32(0.0)
+    four = n_slices == 4
+    last = n_slices - 1
+    y0, y1, y2, y3 = yscale[0], yscale[min(1, last)], yscale[min(2, last)], yscale[min(3, last)]
     for b in range(b0, b1):
         want_codes = b < n_codes
         for q in range(n_pos):
@@ -448,6 +455,13 @@ def sconv_fwd_items(
                             tr[c] += one if ar[c] - thrf[c] >= 0.0 else neg
         for q in range(n_pos):
             tr, yl = tot[q], yq[q]
+            if four:
+                for n in range(nc):
+                    v = zero + y0[n] * tr[n]
+                    v = v + y1[n] * tr[nc + n]
+                    v = v + y2[n] * tr[2 * nc + n]
+                    yl[n] = v + y3[n] * tr[3 * nc + n]
+                continue
             for n in range(nc):
                 yl[n] = 0.0
             for s in range(n_slices):
@@ -650,6 +664,53 @@ def group_inputs(xb, chan, g, x_off, start, e_ch, e_val):  # pragma: no cover
             e_val[ne] = v
             ne += 1 if v != 0.0 else 0
     start[n_pix] = ne
+
+
+# the index of a 64-bit word's lowest set bit from its isolated bit (de Bruijn: the word
+# 0x022FDD63CC95386D times a power of two has a distinct top six bits for each power)
+DE_BRUIJN = np.uint64(0x022FDD63CC95386D)
+DE_BRUIJN_BIT = np.zeros(64, np.int64)
+for _b in range(64):
+    DE_BRUIJN_BIT[((DE_BRUIJN << np.uint64(_b)) >> np.uint64(58)) & np.uint64(63)] = _b
+del _b
+MASK_SLOTS = 64  # a group with at most this many slots (input channels) has bit-mask rows
+
+
+@njit(cache=True, nogil=True)
+def lowest_bit(m, bits):  # pragma: no cover
+    """The index of the lowest set bit of the non-zero uint64 ``m`` (``bits``: DE_BRUIJN_BIT)."""
+    return bits[((m & (~m + np.uint64(1))) * DE_BRUIJN) >> np.uint64(58)]
+
+
+@njit(cache=True, nogil=True)
+def group_masks(xb, chan, g, x_off, mask):  # pragma: no cover
+    """Group g's non-zero inputs of one item (xb: its planes flat, [C*H*W]) as one word per
+    pixel: bit s of mask[p] set where slot s (within the group) is non-zero at pixel p.  Built
+    slot by slot (vector loops over the pixels); x_off [span]: the slots' plane offsets."""
+    span, n_pix = x_off.shape[0], mask.shape[0]
+    for s in range(span):
+        x_off[s] = chan[g * span + s] * n_pix
+    for pix in range(n_pix):
+        mask[pix] = 0
+    for s in range(span):
+        o, bit = x_off[s], np.uint64(1) << np.uint64(s)
+        for pix in range(n_pix):
+            mask[pix] |= bit if xb[o + pix] != 0.0 else np.uint64(0)
+
+
+@njit(cache=True, nogil=True)
+def slot_masks(slot, out):  # pragma: no cover
+    """out[g, i, j]: bit s set where group g holds a cell for slot s at tap (i, j)
+    (``slot [G, span, k, k]`` non-zero)."""
+    n_g, span, k = slot.shape[0], slot.shape[1], slot.shape[2]
+    for g in range(n_g):
+        for i in range(k):
+            for j in range(k):
+                m = np.uint64(0)
+                for s in range(span):
+                    if slot[g, s, i, j] != 0.0:
+                        m |= np.uint64(1) << np.uint64(s)
+                out[g, i, j] = m
 
 
 @njit(cache=True, fastmath=FM, nogil=True)
@@ -1045,6 +1106,15 @@ def sconv_bwd_items(
     x_off = np.empty(span, np.int64)
     e_ch = np.empty(h_in * w_in * span, np.int64)
     e_val = np.empty(h_in * w_in * span, np.float32)
+    # or, for at most MASK_SLOTS slots, one word per pixel (and per tap, the slots with cells):
+    # no compaction (~2 ms of each digits-cnn conv backward), the non-zero slots read in order
+    # by their bits, so each weight slot sums the same products in the same order
+    masked = span <= MASK_SLOTS
+    xmask = np.empty(n_pix, np.uint64)
+    smask = np.empty((n_groups, k, k), np.uint64)
+    if masked:
+        slot_masks(slot, smask)
+    bits = DE_BRUIJN_BIT
     ins = np.empty(n_k, np.float32)
     gq = np.empty(n_t, np.float32)
     idx = np.empty(n_k, np.int64)
@@ -1079,7 +1149,11 @@ def sconv_bwd_items(
         if not any_live:
             continue  # no gradient reaches this item: nothing to add anywhere
         for q in range(n_pos):  # the live positions' gradients, position-major
-            if live[q]:
+            if live[q] and not want_gx:  # (the non-zero columns serve the input's gradient)
+                gr = grt[q]
+                for n in range(nc):
+                    gr[n] = grad[b, n, q] * gscale
+            elif live[q]:
                 gr, nz = grt[q], nzc[q]
                 m = 0
                 for n in range(nc):
@@ -1094,7 +1168,10 @@ def sconv_bwd_items(
         for g in range(n_groups):
             if not have_codes:
                 scatter_group(x, chan, w, slot, b, g, ty, tx, ow, acc, cnt)
-            group_inputs(xb, chan, g, x_off, start, e_ch, e_val)
+            if masked:
+                group_masks(xb, chan, g, x_off, xmask)
+            else:
+                group_inputs(xb, chan, g, x_off, start, e_ch, e_val)
             # one loop nest per converter: with both bodies in one nest LLVM vectorised neither
             oy, ox = 0, -1  # the position's row and column, counted (no integer division)
             for q in range(n_pos):
@@ -1161,6 +1238,15 @@ def sconv_bwd_items(
                         if ix < 0:
                             continue
                         pix = iy * w_in + ix
+                        if masked:
+                            mk = xmask[pix] & smask[g, i, j]
+                            while mk != 0:
+                                s = lowest_bit(mk, bits)
+                                mk &= mk - np.uint64(1)
+                                gwr, v = gwl[g, s, i, j], xb[x_off[s] + pix]
+                                for n in range(nc):
+                                    gwr[n] += v * hr[n]
+                            continue
                         for e in range(start[pix], start[pix + 1]):
                             s = e_ch[e]
                             if slot[g, s, i, j] == 0.0:
