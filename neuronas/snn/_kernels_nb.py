@@ -1099,19 +1099,20 @@ def sconv_bwd_items(
     live = np.empty(n_pos, np.bool_)  # positions with a non-zero gradient
     nzq = np.empty(n_pos, np.int32)  # how many non-zero gradients each position gets
     nzc = np.empty((n_pos, nc), np.int64)  # and in which columns
-    # one group's non-zero inputs per input pixel (compressed rows): the weights' gradient
-    # visits, per live position, the inputs its taps read
+    # one group's non-zero inputs per input pixel: the weights' gradient visits, per live
+    # position, the inputs its taps read.  For at most MASK_SLOTS slots one word per pixel (and
+    # per tap, the slots with cells): no compaction (~2 ms of each digits-cnn conv backward),
+    # the non-zero slots read in order by their bits, so each weight slot sums the same products
+    # in the same order; above that, compressed rows (each layout's scratch only where it serves)
     n_pix = h_in * w_in
-    start = np.empty(n_pix + 1, np.int64)
-    x_off = np.empty(span, np.int64)
-    e_ch = np.empty(h_in * w_in * span, np.int64)
-    e_val = np.empty(h_in * w_in * span, np.float32)
-    # or, for at most MASK_SLOTS slots, one word per pixel (and per tap, the slots with cells):
-    # no compaction (~2 ms of each digits-cnn conv backward), the non-zero slots read in order
-    # by their bits, so each weight slot sums the same products in the same order
     masked = span <= MASK_SLOTS
-    xmask = np.empty(n_pix, np.uint64)
-    smask = np.empty((n_groups, k, k), np.uint64)
+    n_rows = 0 if masked else n_pix * span
+    start = np.empty(1 if masked else n_pix + 1, np.int64)
+    x_off = np.empty(span, np.int64)
+    e_ch = np.empty(n_rows, np.int64)
+    e_val = np.empty(n_rows, np.float32)
+    xmask = np.empty(n_pix if masked else 0, np.uint64)
+    smask = np.empty((n_groups, k, k) if masked else (0, 0, 0), np.uint64)
     if masked:
         slot_masks(slot, smask)
     bits = DE_BRUIJN_BIT
